@@ -1,0 +1,178 @@
+// Package auth identifies who is calling: it defines the verified caller
+// (Principal) and its permissions, validates user IDs, issues and verifies
+// HS256 JSON Web Tokens, and persists the signing secret.
+package auth
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+)
+
+// Permission names.
+const (
+	// PermRead allows reading browser state (pages, screenshots, DOM).
+	PermRead = "browser:read"
+	// PermWrite allows navigating and interacting with pages.
+	PermWrite = "browser:write"
+	// PermScript allows evaluating arbitrary JavaScript in pages.
+	PermScript = "browser:script"
+	// PermAllTabs allows access to tabs not owned by the caller.
+	PermAllTabs = "browser:all-tabs"
+	// PermAdmin allows administrative actions, including acting for other users.
+	PermAdmin = "admin"
+)
+
+// maxUserIDLen is the maximum length of a user ID in bytes.
+const maxUserIDLen = 64
+
+// DefaultPerms returns the permissions granted when a token carries no perms
+// claim: read, write and script. The returned slice is a fresh copy.
+func DefaultPerms() []string {
+	return []string{PermRead, PermWrite, PermScript}
+}
+
+// AllPerms returns every known permission. The returned slice is a fresh copy.
+func AllPerms() []string {
+	return []string{PermRead, PermWrite, PermScript, PermAllTabs, PermAdmin}
+}
+
+// isKnownPerm reports whether perm is one of AllPerms.
+func isKnownPerm(perm string) bool {
+	switch perm {
+	case PermRead, PermWrite, PermScript, PermAllTabs, PermAdmin:
+		return true
+	}
+	return false
+}
+
+// Principal is a verified caller.
+type Principal struct {
+	// UserID identifies the caller; it satisfies ValidateUserID.
+	UserID string
+	// Perms lists the permissions the caller holds.
+	Perms []string
+}
+
+// Has reports whether p holds perm. Membership is exact: PermAdmin does not
+// imply any other permission.
+func (p Principal) Has(perm string) bool {
+	for _, q := range p.Perms {
+		if q == perm {
+			return true
+		}
+	}
+	return false
+}
+
+// CanActAs reports whether p may act for userID: either p is that user or p
+// holds PermAdmin.
+func (p Principal) CanActAs(userID string) bool {
+	if p.UserID != "" && p.UserID == userID {
+		return true
+	}
+	return p.Has(PermAdmin)
+}
+
+// ValidateUserID checks that id is 1-64 characters, each one of A-Z, a-z,
+// 0-9, '.', '_', '@' or '-'.
+func ValidateUserID(id string) error {
+	const allowed = "user IDs must be 1-64 characters of A-Z, a-z, 0-9, '.', '_', '@', '-'"
+	switch {
+	case id == "":
+		return fmt.Errorf("invalid user ID: empty; %s", allowed)
+	case len(id) > maxUserIDLen:
+		return fmt.Errorf("invalid user ID: %d bytes long; %s", len(id), allowed)
+	}
+	for i, r := range id {
+		if !isUserIDChar(r) {
+			return fmt.Errorf("invalid user ID %q: character %q at offset %d; %s", id, r, i, allowed)
+		}
+	}
+	return nil
+}
+
+// isUserIDChar reports whether r may appear in a user ID.
+func isUserIDChar(r rune) bool {
+	switch {
+	case 'a' <= r && r <= 'z', 'A' <= r && r <= 'Z', '0' <= r && r <= '9':
+		return true
+	case r == '.', r == '_', r == '@', r == '-':
+		return true
+	}
+	return false
+}
+
+// ParsePerms parses a comma-separated permission list such as
+// "browser:read, admin". Entries are trimmed, empty entries dropped and
+// duplicates removed, keeping first-seen order. An unknown name is an error
+// that names it and lists the valid ones. An empty (or all-blank) string
+// yields nil, nil.
+func ParsePerms(s string) ([]string, error) {
+	var out []string
+	for _, part := range strings.Split(s, ",") {
+		if part = strings.TrimSpace(part); part != "" {
+			out = append(out, part)
+		}
+	}
+	perms, err := normalizePerms(out)
+	if err != nil {
+		return nil, fmt.Errorf("parse permissions: %w", err)
+	}
+	return perms, nil
+}
+
+// normalizePerms checks that every entry of perms is known and returns a new
+// slice without duplicates, or nil when perms is empty.
+func normalizePerms(perms []string) ([]string, error) {
+	if len(perms) == 0 {
+		return nil, nil
+	}
+	out := make([]string, 0, len(perms))
+	for _, p := range perms {
+		if !isKnownPerm(p) {
+			return nil, fmt.Errorf("unknown permission %q (valid: %s)", p, strings.Join(AllPerms(), ", "))
+		}
+		if !contains(out, p) {
+			out = append(out, p)
+		}
+	}
+	return out, nil
+}
+
+// contains reports whether s holds v.
+func contains(s []string, v string) bool {
+	for _, x := range s {
+		if x == v {
+			return true
+		}
+	}
+	return false
+}
+
+// Sentinel errors; test for them with errors.Is.
+var (
+	// ErrNoToken means the request carried no bearer token.
+	ErrNoToken = errors.New("no bearer token")
+	// ErrInvalidToken means the token is malformed, badly signed, uses a
+	// disallowed algorithm, or carries an invalid subject or perms claim.
+	ErrInvalidToken = errors.New("invalid token")
+	// ErrExpiredToken means the token's expiry time has passed.
+	ErrExpiredToken = errors.New("token expired")
+)
+
+// principalKey is the context key for a Principal.
+type principalKey struct{}
+
+// WithPrincipal returns a copy of ctx carrying p.
+func WithPrincipal(ctx context.Context, p Principal) context.Context {
+	return context.WithValue(ctx, principalKey{}, p)
+}
+
+// FromContext returns the Principal stored in ctx by WithPrincipal, and
+// whether one was present.
+func FromContext(ctx context.Context) (Principal, bool) {
+	p, ok := ctx.Value(principalKey{}).(Principal)
+	return p, ok
+}

@@ -1,0 +1,153 @@
+package browserpool
+
+import (
+	"context"
+	"net/http"
+	"sync"
+	"time"
+
+	"github.com/rs/zerolog"
+)
+
+// Config tunes the pool. Zero fields take the defaults of DefaultConfig.
+type Config struct {
+	HealthInterval time.Duration // between health checks of a connected browser
+	HealthTimeout  time.Duration // bound of one health check
+	DialTimeout    time.Duration // bound of one connection attempt
+	InitialBackoff time.Duration // first wait after a failed attempt
+	MaxBackoff     time.Duration // cap of the exponential backoff
+	MaxAttempts    int           // failed attempts before the state is failed; 0 = never
+	HTTPClient     *http.Client  // for /json/version; NewHTTPClient by default
+	Logger         zerolog.Logger
+}
+
+// DefaultConfig returns the production defaults.
+func DefaultConfig() Config {
+	return Config{
+		HealthInterval: 30 * time.Second,
+		HealthTimeout:  5 * time.Second,
+		DialTimeout:    10 * time.Second,
+		InitialBackoff: 500 * time.Millisecond,
+		MaxBackoff:     30 * time.Second,
+		MaxAttempts:    20,
+		Logger:         zerolog.Nop(),
+	}
+}
+
+func (c *Config) fill() {
+	d := DefaultConfig()
+	if c.HealthInterval <= 0 {
+		c.HealthInterval = d.HealthInterval
+	}
+	if c.HealthTimeout <= 0 {
+		c.HealthTimeout = d.HealthTimeout
+	}
+	if c.DialTimeout <= 0 {
+		c.DialTimeout = d.DialTimeout
+	}
+	if c.InitialBackoff <= 0 {
+		c.InitialBackoff = d.InitialBackoff
+	}
+	if c.MaxBackoff <= 0 {
+		c.MaxBackoff = d.MaxBackoff
+	}
+	if c.HTTPClient == nil {
+		c.HTTPClient = NewHTTPClient()
+	}
+}
+
+// Pool holds one Browser per user. It is safe for concurrent use.
+type Pool struct {
+	cfg    Config
+	ctx    context.Context
+	cancel context.CancelFunc
+
+	mu       sync.Mutex
+	browsers map[string]*Browser
+}
+
+// New returns an empty pool; Close stops every connection.
+func New(cfg Config) *Pool {
+	cfg.fill()
+	ctx, cancel := context.WithCancel(context.Background())
+	return &Pool{cfg: cfg, ctx: ctx, cancel: cancel, browsers: map[string]*Browser{}}
+}
+
+// Ensure makes sure userID's browser at url is connected or being connected,
+// and returns its handle. Registering the same URL again retries a failed
+// browser at once; a new URL replaces the old connection.
+func (p *Pool) Ensure(userID, url string) *Browser {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if b, ok := p.browsers[userID]; ok {
+		if b.url == url {
+			b.Retry()
+			return b
+		}
+		b.stop()
+		<-b.done
+	}
+	ctx, stop := context.WithCancel(p.ctx)
+	b := &Browser{
+		userID:  userID,
+		url:     url,
+		cfg:     &p.cfg,
+		log:     p.cfg.Logger.With().Str("user", userID).Logger(),
+		kick:    make(chan struct{}, 1),
+		stop:    stop,
+		done:    make(chan struct{}),
+		status:  Status{State: StateConnecting},
+		changed: make(chan struct{}),
+	}
+	p.browsers[userID] = b
+	go b.run(ctx)
+	return b
+}
+
+// Get returns userID's browser, if registered.
+func (p *Pool) Get(userID string) (*Browser, bool) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	b, ok := p.browsers[userID]
+	return b, ok
+}
+
+// Remove drops userID's connection and forgets the browser.
+func (p *Pool) Remove(userID string) {
+	p.mu.Lock()
+	b, ok := p.browsers[userID]
+	delete(p.browsers, userID)
+	p.mu.Unlock()
+	if ok {
+		b.stop()
+		<-b.done
+	}
+}
+
+// Counts returns how many browsers are known and how many are connected.
+func (p *Pool) Counts() (total, connected int) {
+	p.mu.Lock()
+	list := make([]*Browser, 0, len(p.browsers))
+	for _, b := range p.browsers {
+		list = append(list, b)
+	}
+	p.mu.Unlock()
+	for _, b := range list {
+		if b.Status().State == StateConnected {
+			connected++
+		}
+	}
+	return len(list), connected
+}
+
+// Close drops every connection and waits for their goroutines to end.
+func (p *Pool) Close() {
+	p.cancel()
+	p.mu.Lock()
+	list := p.browsers
+	p.browsers = map[string]*Browser{}
+	p.mu.Unlock()
+	for _, b := range list {
+		<-b.done
+	}
+}

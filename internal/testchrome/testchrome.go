@@ -1,0 +1,205 @@
+// Package testchrome starts and stops headless Chromium for tests.
+//
+// Every browser gets its own profile directory and a DevTools port chosen by
+// Chromium itself (--remote-debugging-port=0); the port is read back from the
+// profile's DevToolsActivePort file, so tests never assume 9222 is free.
+package testchrome
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+)
+
+// Chrome is one headless Chromium process started for a test.
+type Chrome struct {
+	// URL is the http DevTools endpoint, e.g. http://127.0.0.1:38211.
+	URL string
+	// Port is the DevTools port.
+	Port int
+
+	dir  string
+	mu   sync.Mutex
+	cmd  *exec.Cmd
+	done chan struct{}
+}
+
+// Binary returns the Chromium executable to use: $MBP_TEST_CHROMIUM, or the
+// first of chromium, chromium-browser, google-chrome found on PATH.
+func Binary() (string, error) {
+	if b := os.Getenv("MBP_TEST_CHROMIUM"); b != "" {
+		return b, nil
+	}
+	for _, name := range []string{"chromium", "chromium-browser", "google-chrome", "google-chrome-stable"} {
+		if p, err := exec.LookPath(name); err == nil {
+			return p, nil
+		}
+	}
+	return "", fmt.Errorf("no Chromium found on PATH: run `make test` (it installs Debian's chromium) or set MBP_TEST_CHROMIUM")
+}
+
+// Start launches a headless Chromium and registers its cleanup with t.
+func Start(t testing.TB) *Chrome {
+	t.Helper()
+	c := &Chrome{dir: t.TempDir()}
+	if err := c.start(0); err != nil {
+		t.Fatalf("start chromium: %v", err)
+	}
+	t.Cleanup(c.Kill)
+	return c
+}
+
+// Restart starts Chromium again on the same port and profile after Kill.
+func (c *Chrome) Restart(t testing.TB) {
+	t.Helper()
+	if err := c.start(c.Port); err != nil {
+		t.Fatalf("restart chromium: %v", err)
+	}
+}
+
+func (c *Chrome) start(port int) error {
+	bin, err := Binary()
+	if err != nil {
+		return err
+	}
+	portFile := filepath.Join(c.dir, "DevToolsActivePort")
+	_ = os.Remove(portFile)
+	cmd := exec.Command(bin,
+		"--headless", "--no-sandbox", "--disable-gpu",
+		"--remote-debugging-address=127.0.0.1",
+		"--remote-debugging-port="+strconv.Itoa(port),
+		"--user-data-dir="+c.dir,
+		"--disable-background-networking", "--disable-component-update",
+		"--disable-sync", "--no-first-run", "--disable-quic",
+		"--disable-default-apps", "--no-default-browser-check",
+		"about:blank",
+	)
+	if err := cmd.Start(); err != nil {
+		return fmt.Errorf("exec %s: %w", bin, err)
+	}
+	done := make(chan struct{})
+	go func() { _ = cmd.Wait(); close(done) }()
+	c.mu.Lock()
+	c.cmd, c.done = cmd, done
+	c.mu.Unlock()
+
+	deadline := time.Now().Add(30 * time.Second)
+	// Chromium writes DevToolsActivePort only when it picks the port itself.
+	for port == 0 {
+		if b, err := os.ReadFile(portFile); err == nil {
+			line, _, _ := strings.Cut(string(b), "\n")
+			if p, err := strconv.Atoi(strings.TrimSpace(line)); err == nil && p > 0 {
+				c.Port = p
+				c.URL = "http://127.0.0.1:" + strconv.Itoa(p)
+				break
+			}
+		}
+		select {
+		case <-done:
+			return fmt.Errorf("chromium exited before it listened")
+		case <-time.After(20 * time.Millisecond):
+		}
+		if time.Now().After(deadline) {
+			c.Kill()
+			return fmt.Errorf("chromium did not write %s within 30s", portFile)
+		}
+	}
+	// The port file appears slightly before /json/version answers.
+	for time.Now().Before(deadline) {
+		if _, err := c.version(); err == nil {
+			return nil
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	c.Kill()
+	return fmt.Errorf("chromium on port %d never answered /json/version", c.Port)
+}
+
+// Kill stops the process (SIGKILL) and waits for it to exit. It is safe to
+// call more than once.
+func (c *Chrome) Kill() {
+	c.mu.Lock()
+	cmd, done := c.cmd, c.done
+	c.cmd = nil
+	c.mu.Unlock()
+	if cmd == nil {
+		return
+	}
+	_ = cmd.Process.Kill()
+	select {
+	case <-done:
+	case <-time.After(10 * time.Second):
+	}
+}
+
+// WSURL returns the browser's current websocket debugger URL.
+func (c *Chrome) WSURL(t testing.TB) string {
+	t.Helper()
+	v, err := c.version()
+	if err != nil {
+		t.Fatalf("json/version: %v", err)
+	}
+	return v
+}
+
+func (c *Chrome) version() (string, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, c.URL+"/json/version", nil)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return "", err
+	}
+	defer resp.Body.Close()
+	var v struct {
+		WS string `json:"webSocketDebuggerUrl"`
+	}
+	if err := json.NewDecoder(resp.Body).Decode(&v); err != nil {
+		return "", err
+	}
+	if v.WS == "" {
+		return "", fmt.Errorf("no webSocketDebuggerUrl")
+	}
+	return v.WS, nil
+}
+
+// Target is one entry of /json/list.
+type Target struct {
+	ID   string `json:"id"`
+	Type string `json:"type"`
+	URL  string `json:"url"`
+}
+
+// Pages lists the browser's page targets, straight from /json/list, without
+// going through the proxy.
+func (c *Chrome) Pages(t testing.TB) []Target {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, c.URL+"/json/list", nil)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatalf("json/list: %v", err)
+	}
+	defer resp.Body.Close()
+	var all []Target
+	if err := json.NewDecoder(resp.Body).Decode(&all); err != nil {
+		t.Fatalf("json/list: %v", err)
+	}
+	var pages []Target
+	for _, tg := range all {
+		if tg.Type == "page" {
+			pages = append(pages, tg)
+		}
+	}
+	return pages
+}

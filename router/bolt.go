@@ -1,0 +1,306 @@
+package router
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"maps"
+	"os"
+	"path/filepath"
+	"time"
+
+	bolt "go.etcd.io/bbolt"
+	berrors "go.etcd.io/bbolt/errors"
+)
+
+// Store keeps registrations. Implementations are safe for concurrent use.
+type Store interface {
+	// Put creates or replaces userID's registration atomically. If another
+	// user already holds the same browser URL (compared with CanonicalURL)
+	// it returns ErrConflict and changes nothing. CreatedAt is kept from an
+	// existing record of the same user; UpdatedAt is set to now. Put
+	// returns the stored record.
+	Put(ctx context.Context, r Registration) (Registration, error)
+	// Get returns userID's registration, or ErrNotFound.
+	Get(ctx context.Context, userID string) (Registration, error)
+	// Delete removes userID's registration, or returns ErrNotFound when
+	// there is none.
+	Delete(ctx context.Context, userID string) error
+	// List returns all registrations sorted by UserID.
+	List(ctx context.Context) ([]Registration, error)
+	// Count returns the number of registrations.
+	Count(ctx context.Context) (int, error)
+	// Ping reports whether the store is reachable.
+	Ping(ctx context.Context) error
+	// Close releases the store.
+	Close() error
+}
+
+// Bucket names of the bbolt layout.
+const (
+	// bucketRegistrations maps userID to the JSON-encoded Registration.
+	bucketRegistrations = "registrations"
+	// bucketBrowserURLs maps CanonicalURL(BrowserURL) to userID.
+	bucketBrowserURLs = "browser_urls"
+)
+
+// openTimeout bounds how long OpenBolt waits for the file lock.
+const openTimeout = 2 * time.Second
+
+// BoltStore is a Store backed by a bbolt file. Every write happens in a
+// single bbolt transaction, synced to disk before it returns.
+type BoltStore struct {
+	db   *bolt.DB
+	path string
+	now  func() time.Time
+}
+
+var _ Store = (*BoltStore)(nil)
+
+// OpenBolt opens the bbolt store at path, creating its directory (mode 0700)
+// and file (mode 0600) if needed. If another process holds the file lock,
+// OpenBolt gives up after 2 seconds. Errors name the path.
+func OpenBolt(path string) (*BoltStore, error) {
+	if path == "" {
+		return nil, errors.New("open registration store: path is empty")
+	}
+	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
+		return nil, fmt.Errorf("open registration store %s: create directory: %w", path, err)
+	}
+	db, err := bolt.Open(path, 0o600, &bolt.Options{Timeout: openTimeout})
+	if err != nil {
+		if errors.Is(err, berrors.ErrTimeout) {
+			return nil, fmt.Errorf("open registration store %s: file is locked, another proxy may be using it: %w", path, err)
+		}
+		return nil, fmt.Errorf("open registration store %s: %w", path, err)
+	}
+	err = db.Update(func(tx *bolt.Tx) error {
+		for _, name := range []string{bucketRegistrations, bucketBrowserURLs} {
+			if _, err := tx.CreateBucketIfNotExists([]byte(name)); err != nil {
+				return fmt.Errorf("create bucket %s: %w", name, err)
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		db.Close()
+		return nil, fmt.Errorf("open registration store %s: %w", path, err)
+	}
+	return &BoltStore{db: db, path: path, now: time.Now}, nil
+}
+
+// Path returns the file the store was opened from.
+func (s *BoltStore) Path() string { return s.path }
+
+// Put implements Store. The browser URL is validated and stored normalised
+// (see ValidateBrowserURL); an invalid URL yields a *URLError.
+func (s *BoltStore) Put(ctx context.Context, r Registration) (Registration, error) {
+	if err := ctx.Err(); err != nil {
+		return Registration{}, fmt.Errorf("register %s: %w", r.UserID, err)
+	}
+	if r.UserID == "" {
+		return Registration{}, errors.New("register: user ID is empty")
+	}
+	norm, err := ValidateBrowserURL(r.BrowserURL)
+	if err != nil {
+		return Registration{}, fmt.Errorf("register %s: %w", r.UserID, err)
+	}
+	rec := Registration{
+		UserID:     r.UserID,
+		BrowserURL: norm,
+		Metadata:   maps.Clone(r.Metadata),
+	}
+	if len(rec.Metadata) == 0 {
+		rec.Metadata = nil
+	}
+	now := s.now().Round(0).UTC()
+	rec.CreatedAt, rec.UpdatedAt = now, now
+	key := []byte(r.UserID)
+	canon := []byte(CanonicalURL(norm))
+
+	err = s.db.Update(func(tx *bolt.Tx) error {
+		regs, idx, err := buckets(tx)
+		if err != nil {
+			return err
+		}
+		if owner := idx.Get(canon); owner != nil && !bytes.Equal(owner, key) {
+			return ErrConflict
+		}
+		if data := regs.Get(key); data != nil {
+			var old Registration
+			if err := json.Unmarshal(data, &old); err != nil {
+				return fmt.Errorf("decode existing record: %w", err)
+			}
+			if !old.CreatedAt.IsZero() {
+				rec.CreatedAt = old.CreatedAt
+			}
+			oldCanon := []byte(CanonicalURL(old.BrowserURL))
+			if !bytes.Equal(oldCanon, canon) && bytes.Equal(idx.Get(oldCanon), key) {
+				if err := idx.Delete(oldCanon); err != nil {
+					return fmt.Errorf("free old browser URL: %w", err)
+				}
+			}
+		}
+		data, err := json.Marshal(rec)
+		if err != nil {
+			return fmt.Errorf("encode record: %w", err)
+		}
+		if err := regs.Put(key, data); err != nil {
+			return fmt.Errorf("write record: %w", err)
+		}
+		if err := idx.Put(canon, key); err != nil {
+			return fmt.Errorf("write browser URL index: %w", err)
+		}
+		return nil
+	})
+	if err != nil {
+		return Registration{}, fmt.Errorf("register %s: %w", r.UserID, err)
+	}
+	return rec, nil
+}
+
+// Get implements Store.
+func (s *BoltStore) Get(ctx context.Context, userID string) (Registration, error) {
+	if err := ctx.Err(); err != nil {
+		return Registration{}, fmt.Errorf("get registration %s: %w", userID, err)
+	}
+	var rec Registration
+	err := s.db.View(func(tx *bolt.Tx) error {
+		regs, _, err := buckets(tx)
+		if err != nil {
+			return err
+		}
+		data := regs.Get([]byte(userID))
+		if data == nil {
+			return ErrNotFound
+		}
+		if err := json.Unmarshal(data, &rec); err != nil {
+			return fmt.Errorf("decode record: %w", err)
+		}
+		return nil
+	})
+	if err != nil {
+		return Registration{}, fmt.Errorf("get registration %s: %w", userID, err)
+	}
+	return rec, nil
+}
+
+// Delete implements Store. It also frees the user's browser URL.
+func (s *BoltStore) Delete(ctx context.Context, userID string) error {
+	if err := ctx.Err(); err != nil {
+		return fmt.Errorf("delete registration %s: %w", userID, err)
+	}
+	key := []byte(userID)
+	err := s.db.Update(func(tx *bolt.Tx) error {
+		regs, idx, err := buckets(tx)
+		if err != nil {
+			return err
+		}
+		data := regs.Get(key)
+		if data == nil {
+			return ErrNotFound
+		}
+		var old Registration
+		if err := json.Unmarshal(data, &old); err != nil {
+			return fmt.Errorf("decode record: %w", err)
+		}
+		canon := []byte(CanonicalURL(old.BrowserURL))
+		if bytes.Equal(idx.Get(canon), key) {
+			if err := idx.Delete(canon); err != nil {
+				return fmt.Errorf("free browser URL: %w", err)
+			}
+		}
+		if err := regs.Delete(key); err != nil {
+			return fmt.Errorf("delete record: %w", err)
+		}
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("delete registration %s: %w", userID, err)
+	}
+	return nil
+}
+
+// List implements Store. It returns an empty, non-nil slice when there are
+// no registrations.
+func (s *BoltStore) List(ctx context.Context) ([]Registration, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, fmt.Errorf("list registrations: %w", err)
+	}
+	out := []Registration{}
+	err := s.db.View(func(tx *bolt.Tx) error {
+		regs, _, err := buckets(tx)
+		if err != nil {
+			return err
+		}
+		// bbolt iterates keys in byte order, which is UserID order.
+		return regs.ForEach(func(k, v []byte) error {
+			var rec Registration
+			if err := json.Unmarshal(v, &rec); err != nil {
+				return fmt.Errorf("decode record %s: %w", k, err)
+			}
+			out = append(out, rec)
+			return nil
+		})
+	})
+	if err != nil {
+		return nil, fmt.Errorf("list registrations: %w", err)
+	}
+	return out, nil
+}
+
+// Count implements Store.
+func (s *BoltStore) Count(ctx context.Context) (int, error) {
+	if err := ctx.Err(); err != nil {
+		return 0, fmt.Errorf("count registrations: %w", err)
+	}
+	var n int
+	err := s.db.View(func(tx *bolt.Tx) error {
+		regs, _, err := buckets(tx)
+		if err != nil {
+			return err
+		}
+		n = regs.Stats().KeyN
+		return nil
+	})
+	if err != nil {
+		return 0, fmt.Errorf("count registrations: %w", err)
+	}
+	return n, nil
+}
+
+// Ping implements Store: it opens a read transaction and checks the
+// buckets exist. It fails once the store is closed.
+func (s *BoltStore) Ping(ctx context.Context) error {
+	if err := ctx.Err(); err != nil {
+		return fmt.Errorf("ping registration store %s: %w", s.path, err)
+	}
+	err := s.db.View(func(tx *bolt.Tx) error {
+		_, _, err := buckets(tx)
+		return err
+	})
+	if err != nil {
+		return fmt.Errorf("ping registration store %s: %w", s.path, err)
+	}
+	return nil
+}
+
+// Close implements Store. It releases the file lock.
+func (s *BoltStore) Close() error {
+	if err := s.db.Close(); err != nil {
+		return fmt.Errorf("close registration store %s: %w", s.path, err)
+	}
+	return nil
+}
+
+// buckets returns the registrations and browser URL index buckets of tx.
+func buckets(tx *bolt.Tx) (regs, idx *bolt.Bucket, err error) {
+	regs = tx.Bucket([]byte(bucketRegistrations))
+	idx = tx.Bucket([]byte(bucketBrowserURLs))
+	if regs == nil || idx == nil {
+		return nil, nil, errors.New("store is missing its buckets")
+	}
+	return regs, idx, nil
+}

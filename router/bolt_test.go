@@ -1,0 +1,332 @@
+package router
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+)
+
+func openTest(t *testing.T) (*BoltStore, string) {
+	t.Helper()
+	path := filepath.Join(t.TempDir(), "sub", "router.db")
+	s, err := OpenBolt(path)
+	if err != nil {
+		t.Fatalf("OpenBolt: %v", err)
+	}
+	t.Cleanup(func() { s.Close() })
+	return s, path
+}
+
+func TestBoltRoundTrip(t *testing.T) {
+	ctx := context.Background()
+	s, path := openTest(t)
+
+	fi, err := os.Stat(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if perm := fi.Mode().Perm(); perm != 0o600 {
+		t.Errorf("file mode = %o, want 600", perm)
+	}
+	di, err := os.Stat(filepath.Dir(path))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if perm := di.Mode().Perm(); perm != 0o700 {
+		t.Errorf("dir mode = %o, want 700", perm)
+	}
+	if err := s.Ping(ctx); err != nil {
+		t.Fatalf("Ping: %v", err)
+	}
+
+	if _, err := s.Get(ctx, "alice"); !errors.Is(err, ErrNotFound) {
+		t.Fatalf("Get on empty store = %v, want ErrNotFound", err)
+	}
+	if l, err := s.List(ctx); err != nil || l == nil || len(l) != 0 {
+		t.Fatalf("List on empty store = %#v, %v; want empty non-nil", l, err)
+	}
+
+	bob, err := s.Put(ctx, Registration{UserID: "bob", BrowserURL: "HTTP://127.0.0.1:9333/"})
+	if err != nil {
+		t.Fatalf("Put bob: %v", err)
+	}
+	if bob.BrowserURL != "http://127.0.0.1:9333" {
+		t.Errorf("stored URL = %q, want normalised", bob.BrowserURL)
+	}
+	if bob.CreatedAt.IsZero() || !bob.UpdatedAt.Equal(bob.CreatedAt) {
+		t.Errorf("new record times: created %v updated %v", bob.CreatedAt, bob.UpdatedAt)
+	}
+	alice, err := s.Put(ctx, Registration{
+		UserID:     "alice",
+		BrowserURL: "http://127.0.0.1:9222",
+		Metadata:   map[string]string{"team": "qa"},
+	})
+	if err != nil {
+		t.Fatalf("Put alice: %v", err)
+	}
+
+	got, err := s.Get(ctx, "alice")
+	if err != nil {
+		t.Fatalf("Get alice: %v", err)
+	}
+	if got.BrowserURL != alice.BrowserURL || got.Metadata["team"] != "qa" || !got.CreatedAt.Equal(alice.CreatedAt) {
+		t.Errorf("Get alice = %+v, want %+v", got, alice)
+	}
+
+	list, err := s.List(ctx)
+	if err != nil {
+		t.Fatalf("List: %v", err)
+	}
+	if len(list) != 2 || list[0].UserID != "alice" || list[1].UserID != "bob" {
+		t.Errorf("List = %+v, want alice then bob", list)
+	}
+	if n, err := s.Count(ctx); err != nil || n != 2 {
+		t.Errorf("Count = %d, %v; want 2", n, err)
+	}
+
+	if err := s.Delete(ctx, "alice"); err != nil {
+		t.Fatalf("Delete alice: %v", err)
+	}
+	if _, err := s.Get(ctx, "alice"); !errors.Is(err, ErrNotFound) {
+		t.Errorf("Get after Delete = %v, want ErrNotFound", err)
+	}
+	if err := s.Delete(ctx, "alice"); !errors.Is(err, ErrNotFound) {
+		t.Errorf("second Delete = %v, want ErrNotFound", err)
+	}
+	if n, err := s.Count(ctx); err != nil || n != 1 {
+		t.Errorf("Count after Delete = %d, %v; want 1", n, err)
+	}
+	// Delete freed alice's URL.
+	if _, err := s.Put(ctx, Registration{UserID: "carol", BrowserURL: "ws://127.0.0.1:9222/devtools/browser/z"}); err != nil {
+		t.Errorf("Put carol on freed URL: %v", err)
+	}
+}
+
+func TestBoltPutInvalid(t *testing.T) {
+	ctx := context.Background()
+	s, _ := openTest(t)
+	_, err := s.Put(ctx, Registration{UserID: "alice", BrowserURL: "http://127.0.0.1"})
+	var ue *URLError
+	if !errors.As(err, &ue) {
+		t.Errorf("Put with bad URL = %v, want *URLError", err)
+	}
+	if _, err := s.Put(ctx, Registration{BrowserURL: "http://127.0.0.1:9222"}); err == nil {
+		t.Error("Put with empty user ID succeeded")
+	}
+	if n, _ := s.Count(ctx); n != 0 {
+		t.Errorf("Count = %d after failed Puts, want 0", n)
+	}
+}
+
+func TestBoltPutConflict(t *testing.T) {
+	ctx := context.Background()
+	s, _ := openTest(t)
+	if _, err := s.Put(ctx, Registration{UserID: "alice", BrowserURL: "ws://127.0.0.1:9222/devtools/browser/abc"}); err != nil {
+		t.Fatalf("Put alice: %v", err)
+	}
+	_, err := s.Put(ctx, Registration{UserID: "bob", BrowserURL: "HTTP://127.0.0.1:9222"})
+	if !errors.Is(err, ErrConflict) {
+		t.Fatalf("Put bob on alice's browser = %v, want ErrConflict", err)
+	}
+	if !strings.Contains(err.Error(), "bob") {
+		t.Errorf("error %q does not name the user", err)
+	}
+	if _, err := s.Get(ctx, "bob"); !errors.Is(err, ErrNotFound) {
+		t.Errorf("bob's record exists after conflict: %v", err)
+	}
+	if n, _ := s.Count(ctx); n != 1 {
+		t.Errorf("Count = %d, want 1", n)
+	}
+	// The same user may re-register the same browser in another spelling.
+	if _, err := s.Put(ctx, Registration{UserID: "alice", BrowserURL: "http://127.0.0.1:9222"}); err != nil {
+		t.Errorf("alice re-registering her own browser: %v", err)
+	}
+}
+
+func TestBoltReRegisterFreesOldURL(t *testing.T) {
+	ctx := context.Background()
+	s, _ := openTest(t)
+	if _, err := s.Put(ctx, Registration{UserID: "alice", BrowserURL: "http://127.0.0.1:9222"}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.Put(ctx, Registration{UserID: "alice", BrowserURL: "http://127.0.0.1:9333"}); err != nil {
+		t.Fatalf("alice moving to new URL: %v", err)
+	}
+	if _, err := s.Put(ctx, Registration{UserID: "bob", BrowserURL: "http://127.0.0.1:9222"}); err != nil {
+		t.Errorf("bob taking alice's old URL: %v", err)
+	}
+	if _, err := s.Put(ctx, Registration{UserID: "carol", BrowserURL: "http://127.0.0.1:9333"}); !errors.Is(err, ErrConflict) {
+		t.Errorf("carol taking alice's new URL = %v, want ErrConflict", err)
+	}
+}
+
+func TestBoltCreatedAtKept(t *testing.T) {
+	ctx := context.Background()
+	s, _ := openTest(t)
+	t0 := time.Date(2025, 1, 2, 3, 4, 5, 6, time.UTC)
+	now := t0
+	s.now = func() time.Time { return now }
+
+	first, err := s.Put(ctx, Registration{UserID: "alice", BrowserURL: "http://127.0.0.1:9222"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !first.CreatedAt.Equal(t0) {
+		t.Fatalf("CreatedAt = %v, want %v", first.CreatedAt, t0)
+	}
+	now = t0.Add(time.Hour)
+	second, err := s.Put(ctx, Registration{
+		UserID:     "alice",
+		BrowserURL: "http://127.0.0.1:9333",
+		CreatedAt:  t0.Add(-24 * time.Hour), // ignored
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !second.CreatedAt.Equal(t0) || !second.UpdatedAt.Equal(now) {
+		t.Errorf("after update created %v updated %v, want %v and %v", second.CreatedAt, second.UpdatedAt, t0, now)
+	}
+	got, err := s.Get(ctx, "alice")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !got.CreatedAt.Equal(t0) || !got.UpdatedAt.Equal(now) || got.BrowserURL != "http://127.0.0.1:9333" {
+		t.Errorf("Get = %+v", got)
+	}
+}
+
+func TestBoltPersistence(t *testing.T) {
+	ctx := context.Background()
+	path := filepath.Join(t.TempDir(), "router.db")
+	s, err := OpenBolt(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want, err := s.Put(ctx, Registration{UserID: "alice", BrowserURL: "http://127.0.0.1:9222", Metadata: map[string]string{"k": "v"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Close(); err != nil {
+		t.Fatalf("Close: %v", err)
+	}
+	if err := s.Ping(ctx); err == nil {
+		t.Error("Ping after Close succeeded")
+	}
+
+	s, err = OpenBolt(path)
+	if err != nil {
+		t.Fatalf("reopen: %v", err)
+	}
+	defer s.Close()
+	got, err := s.Get(ctx, "alice")
+	if err != nil {
+		t.Fatalf("Get after reopen: %v", err)
+	}
+	if got.BrowserURL != want.BrowserURL || got.Metadata["k"] != "v" ||
+		!got.CreatedAt.Equal(want.CreatedAt) || !got.UpdatedAt.Equal(want.UpdatedAt) {
+		t.Errorf("after reopen got %+v, want %+v", got, want)
+	}
+	// The URL index persisted too.
+	if _, err := s.Put(ctx, Registration{UserID: "bob", BrowserURL: "ws://127.0.0.1:9222/devtools/browser/q"}); !errors.Is(err, ErrConflict) {
+		t.Errorf("Put bob after reopen = %v, want ErrConflict", err)
+	}
+}
+
+func TestBoltLocked(t *testing.T) {
+	_, path := openTest(t)
+	start := time.Now()
+	s2, err := OpenBolt(path)
+	elapsed := time.Since(start)
+	if err == nil {
+		s2.Close()
+		t.Fatal("second OpenBolt on a locked file succeeded")
+	}
+	if elapsed > 3*time.Second {
+		t.Errorf("second OpenBolt took %v, want <= 3s", elapsed)
+	}
+	msg := err.Error()
+	if !strings.Contains(msg, path) || !strings.Contains(msg, "another proxy") {
+		t.Errorf("error %q should name %s and mention another proxy", msg, path)
+	}
+}
+
+func TestBoltReadOnlyDir(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "ro")
+	if err := os.Mkdir(dir, 0o500); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.Chmod(dir, 0o700) })
+	probe := filepath.Join(dir, "probe")
+	if f, err := os.Create(probe); err == nil {
+		f.Close()
+		t.Skip("directory is writable despite mode 0500 (running as root?)")
+	}
+	path := filepath.Join(dir, "router.db")
+	s, err := OpenBolt(path)
+	if err == nil {
+		s.Close()
+		t.Fatal("OpenBolt in a read-only directory succeeded")
+	}
+	if !strings.Contains(err.Error(), path) {
+		t.Errorf("error %q does not name %s", err, path)
+	}
+}
+
+func TestBoltConcurrentPuts(t *testing.T) {
+	ctx := context.Background()
+	s, _ := openTest(t)
+	const n = 20
+	var wg sync.WaitGroup
+	errs := make(chan error, n)
+	for i := range n {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			_, err := s.Put(ctx, Registration{
+				UserID:     fmt.Sprintf("user%02d", i),
+				BrowserURL: fmt.Sprintf("http://127.0.0.1:%d", 9000+i),
+			})
+			errs <- err
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		if err != nil {
+			t.Errorf("Put: %v", err)
+		}
+	}
+	list, err := s.List(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(list) != n {
+		t.Fatalf("List has %d records, want %d", len(list), n)
+	}
+	for i, r := range list {
+		if want := fmt.Sprintf("user%02d", i); r.UserID != want {
+			t.Errorf("list[%d] = %s, want %s", i, r.UserID, want)
+		}
+	}
+	if c, err := s.Count(ctx); err != nil || c != n {
+		t.Errorf("Count = %d, %v; want %d", c, err, n)
+	}
+}
+
+func TestBoltCanceledContext(t *testing.T) {
+	s, _ := openTest(t)
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	if _, err := s.Put(ctx, Registration{UserID: "alice", BrowserURL: "http://127.0.0.1:9222"}); !errors.Is(err, context.Canceled) {
+		t.Errorf("Put with canceled ctx = %v", err)
+	}
+	if n, _ := s.Count(context.Background()); n != 0 {
+		t.Errorf("Count = %d after canceled Put, want 0", n)
+	}
+}

@@ -1,0 +1,213 @@
+// Package router records which user owns which browser: registrations that
+// bind a user to the Chrome DevTools Protocol (CDP) endpoint of their
+// browser, a persistent store for them, and validation of browser URLs.
+package router
+
+import (
+	"errors"
+	"fmt"
+	"net"
+	"net/url"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// MaxURLLength is the longest browser URL ValidateBrowserURL accepts.
+const MaxURLLength = 2048
+
+// Registration binds a user to the CDP endpoint of their browser.
+type Registration struct {
+	UserID     string            `json:"userId"`
+	BrowserURL string            `json:"browserURL"`
+	Metadata   map[string]string `json:"metadata,omitempty"`
+	CreatedAt  time.Time         `json:"createdAt"`
+	UpdatedAt  time.Time         `json:"updatedAt"`
+}
+
+// ErrNotFound is returned when no registration exists for a user.
+var ErrNotFound = errors.New("registration not found")
+
+// ErrConflict is returned when a user registers a browser URL that another
+// user already holds.
+var ErrConflict = errors.New("browser URL is registered by another user")
+
+// URLError reports an invalid browser URL. Validation errors are of this type
+// so callers can map them to INVALID_BROWSER_URL.
+//
+// URL holds the offending URL passed through Redact, so it is safe to log.
+type URLError struct {
+	URL    string
+	Reason string
+}
+
+// Error returns "invalid browser URL: <reason>". It never includes the URL.
+func (e *URLError) Error() string {
+	return "invalid browser URL: " + e.Reason
+}
+
+// ValidateBrowserURL checks a browser URL and returns it normalised.
+//
+// Accepted forms are http://host:port and https://host:port (path empty or
+// "/"), and ws://host[:port]/devtools/... and wss://host[:port]/devtools/...
+// The port is required for http and https because CDP has no default port.
+// The host must be non-empty and fragments are rejected. Queries are rejected
+// for http and https but allowed for ws and wss, because hosted browsers pass
+// tokens as ?token=. URLs longer than MaxURLLength and URLs carrying
+// credentials are rejected.
+//
+// The result has a lower-case scheme and host; http and https URLs lose their
+// trailing "/". Errors are of type *URLError.
+func ValidateBrowserURL(raw string) (string, error) {
+	raw = strings.TrimSpace(raw)
+	fail := func(format string, args ...any) (string, error) {
+		return "", &URLError{URL: Redact(raw), Reason: fmt.Sprintf(format, args...)}
+	}
+	if raw == "" {
+		return fail("URL is empty")
+	}
+	if len(raw) > MaxURLLength {
+		return fail("URL is %d characters long; the limit is %d", len(raw), MaxURLLength)
+	}
+	u, err := url.Parse(raw)
+	if err != nil {
+		// The *url.Error would echo the URL, so only say that parsing failed.
+		return fail("cannot parse URL")
+	}
+	scheme := strings.ToLower(u.Scheme)
+	switch scheme {
+	case "http", "https", "ws", "wss":
+	case "":
+		return fail("scheme is missing; use e.g. http://127.0.0.1:9222")
+	default:
+		return fail("scheme %q is not supported; use http, https, ws or wss", scheme)
+	}
+	if u.Opaque != "" {
+		return fail("URL must be absolute, e.g. %s://127.0.0.1:9222", scheme)
+	}
+	if u.User != nil {
+		return fail("credentials in the URL are not supported yet")
+	}
+	if u.Fragment != "" || strings.Contains(raw, "#") {
+		return fail("fragments are not allowed")
+	}
+	host := strings.ToLower(u.Hostname())
+	if host == "" {
+		return fail("host is empty")
+	}
+	port := u.Port()
+	if port != "" {
+		n, err := strconv.Atoi(port)
+		if err != nil || n < 1 || n > 65535 {
+			return fail("port %q is out of range 1-65535", port)
+		}
+	}
+	hostPort := host
+	if strings.Contains(host, ":") {
+		hostPort = "[" + host + "]" // IPv6 literal
+	}
+	if port != "" {
+		hostPort = net.JoinHostPort(host, port)
+	}
+
+	switch scheme {
+	case "http", "https":
+		if port == "" {
+			return fail("port is missing; add the DevTools port, e.g. %s://127.0.0.1:9222", scheme)
+		}
+		if p := u.EscapedPath(); p != "" && p != "/" {
+			return fail("path must be empty for %s URLs; use %s://host:port", scheme, scheme)
+		}
+		if u.RawQuery != "" || u.ForceQuery {
+			return fail("query is not allowed for %s URLs", scheme)
+		}
+		return scheme + "://" + hostPort, nil
+	default: // ws, wss
+		p := u.EscapedPath()
+		if !strings.HasPrefix(p, "/devtools/") || len(p) == len("/devtools/") {
+			return fail("path must start with /devtools/, e.g. %s://127.0.0.1:9222/devtools/browser/<id>", scheme)
+		}
+		out := scheme + "://" + hostPort + p
+		if u.RawQuery != "" {
+			out += "?" + u.RawQuery
+		}
+		return out, nil
+	}
+}
+
+// CanonicalURL gives the key used to detect two users registering the same
+// browser. The scheme is folded (ws becomes http, wss becomes https), the host
+// is lower-cased, a missing port is replaced by the scheme's default, and
+// userinfo, path, query and fragment are dropped, so
+// ws://127.0.0.1:9222/devtools/browser/abc and http://127.0.0.1:9222 have the
+// same key. Host names are not resolved: localhost and 127.0.0.1 differ.
+//
+// raw should have passed ValidateBrowserURL; if it cannot be parsed,
+// CanonicalURL returns it trimmed and lower-cased.
+func CanonicalURL(raw string) string {
+	raw = strings.TrimSpace(raw)
+	u, err := url.Parse(raw)
+	if err != nil || u.Host == "" {
+		return strings.ToLower(raw)
+	}
+	scheme := strings.ToLower(u.Scheme)
+	switch scheme {
+	case "ws":
+		scheme = "http"
+	case "wss":
+		scheme = "https"
+	}
+	port := u.Port()
+	if port == "" {
+		switch scheme {
+		case "http":
+			port = "80"
+		case "https":
+			port = "443"
+		}
+	}
+	host := strings.ToLower(u.Hostname())
+	if port == "" {
+		if strings.Contains(host, ":") {
+			host = "[" + host + "]"
+		}
+		return scheme + "://" + host
+	}
+	return scheme + "://" + net.JoinHostPort(host, port)
+}
+
+// Redact returns the URL with any userinfo password and every query value
+// replaced by "redacted", for logs and API answers. A URL that cannot be
+// parsed is replaced entirely by "redacted".
+func Redact(raw string) string {
+	u, err := url.Parse(raw)
+	if err != nil {
+		return "redacted"
+	}
+	if u.User != nil {
+		if _, ok := u.User.Password(); ok {
+			u.User = url.UserPassword(u.User.Username(), "redacted")
+		}
+	}
+	if u.RawQuery != "" {
+		parts := strings.Split(u.RawQuery, "&")
+		for i, part := range parts {
+			if part == "" {
+				continue
+			}
+			key, _, ok := strings.Cut(part, "=")
+			if !ok {
+				// A bare "?token" may itself be a secret.
+				parts[i] = "redacted"
+				continue
+			}
+			parts[i] = key + "=redacted"
+		}
+		u.RawQuery = strings.Join(parts, "&")
+	}
+	if u.Opaque != "" {
+		// Opaque data (e.g. "javascript:...") is not a URL we understand.
+		u.Opaque = "redacted"
+	}
+	return u.String()
+}

@@ -1,0 +1,143 @@
+package router
+
+import (
+	"errors"
+	"strings"
+	"testing"
+)
+
+func TestValidateBrowserURL(t *testing.T) {
+	good := []struct{ in, want string }{
+		{"http://127.0.0.1:9222", "http://127.0.0.1:9222"},
+		{"http://127.0.0.1:9222/", "http://127.0.0.1:9222"},
+		{"  HTTP://LocalHost:9222/ ", "http://localhost:9222"},
+		{"https://Chrome.Example.com:443", "https://chrome.example.com:443"},
+		{"http://[::1]:9222", "http://[::1]:9222"},
+		{"ws://127.0.0.1:9222/devtools/browser/abc-123", "ws://127.0.0.1:9222/devtools/browser/abc-123"},
+		{"WS://Host:9222/devtools/browser/ABC", "ws://host:9222/devtools/browser/ABC"},
+		{"wss://cloud.example.com/devtools/browser/x?token=t0k", "wss://cloud.example.com/devtools/browser/x?token=t0k"},
+		{"wss://cloud.example.com:8443/devtools/page/1", "wss://cloud.example.com:8443/devtools/page/1"},
+	}
+	for _, tc := range good {
+		got, err := ValidateBrowserURL(tc.in)
+		if err != nil {
+			t.Errorf("ValidateBrowserURL(%q) error: %v", tc.in, err)
+			continue
+		}
+		if got != tc.want {
+			t.Errorf("ValidateBrowserURL(%q) = %q, want %q", tc.in, got, tc.want)
+		}
+		// Normalisation must be idempotent: the store re-validates.
+		again, err := ValidateBrowserURL(got)
+		if err != nil || again != got {
+			t.Errorf("ValidateBrowserURL(%q) = %q, %v; want %q unchanged", got, again, err, got)
+		}
+	}
+
+	bad := []struct{ name, in, reason string }{
+		{"empty", "", "empty"},
+		{"missing port", "http://127.0.0.1", "add the DevTools port, e.g. http://127.0.0.1:9222"},
+		{"missing port https", "https://example.com/", "add the DevTools port"},
+		{"ftp scheme", "ftp://127.0.0.1:9222", "not supported"},
+		{"javascript", "javascript:alert(1)", "not supported"},
+		{"no scheme", "127.0.0.1:9222", ""},
+		{"empty host", "http://:9222", "host is empty"},
+		{"empty host ws", "ws:///devtools/browser/x", "host is empty"},
+		{"userinfo", "http://user:pw@127.0.0.1:9222", "credentials in the URL are not supported yet"},
+		{"userinfo ws", "wss://u:secret@h/devtools/browser/x", "credentials in the URL are not supported yet"},
+		{"http with query", "http://127.0.0.1:9222?x=1", "query is not allowed"},
+		{"http empty query", "http://127.0.0.1:9222/?", "query is not allowed"},
+		{"http with path", "http://127.0.0.1:9222/json/version", "path must be empty"},
+		{"fragment", "http://127.0.0.1:9222/#frag", "fragments are not allowed"},
+		{"ws fragment", "ws://h:1/devtools/browser/x#f", "fragments are not allowed"},
+		{"ws without devtools path", "ws://127.0.0.1:9222/", "must start with /devtools/"},
+		{"ws bare devtools", "ws://127.0.0.1:9222/devtools/", "must start with /devtools/"},
+		{"port zero", "http://127.0.0.1:0", "out of range"},
+		{"port too big", "http://127.0.0.1:70000", "out of range"},
+		{"bad port", "http://127.0.0.1:abc", ""},
+		{"too long", "ws://h:1/devtools/browser/" + strings.Repeat("a", MaxURLLength), "limit is 2048"},
+	}
+	for _, tc := range bad {
+		t.Run(tc.name, func(t *testing.T) {
+			got, err := ValidateBrowserURL(tc.in)
+			if err == nil {
+				t.Fatalf("ValidateBrowserURL(%q) = %q, want error", tc.in, got)
+			}
+			var ue *URLError
+			if !errors.As(err, &ue) {
+				t.Fatalf("error %v is %T, want *URLError", err, err)
+			}
+			msg := err.Error()
+			if !strings.HasPrefix(msg, "invalid browser URL: ") {
+				t.Errorf("error %q lacks prefix", msg)
+			}
+			if !strings.Contains(msg, tc.reason) {
+				t.Errorf("error %q does not contain %q", msg, tc.reason)
+			}
+			for _, leak := range []string{"secret", "pw@", "x=1"} {
+				if strings.Contains(msg, leak) || strings.Contains(ue.URL, leak) {
+					t.Errorf("error %q / URL %q leaks %q", msg, ue.URL, leak)
+				}
+			}
+		})
+	}
+}
+
+func TestValidateBrowserURLLengthBoundary(t *testing.T) {
+	prefix := "ws://h:1/devtools/browser/"
+	ok := prefix + strings.Repeat("a", MaxURLLength-len(prefix))
+	if _, err := ValidateBrowserURL(ok); err != nil {
+		t.Errorf("URL of exactly %d chars rejected: %v", len(ok), err)
+	}
+	if _, err := ValidateBrowserURL(ok + "a"); err == nil {
+		t.Errorf("URL of %d chars accepted", len(ok)+1)
+	}
+}
+
+func TestCanonicalURL(t *testing.T) {
+	tests := []struct{ in, want string }{
+		{"http://127.0.0.1:9222", "http://127.0.0.1:9222"},
+		{"ws://127.0.0.1:9222/devtools/browser/abc", "http://127.0.0.1:9222"},
+		{"HTTP://LOCALHOST:9222/", "http://localhost:9222"},
+		{"wss://Cloud.Example.com/devtools/browser/x?token=a", "https://cloud.example.com:443"},
+		{"https://cloud.example.com:443", "https://cloud.example.com:443"},
+		{"ws://h/devtools/browser/x", "http://h:80"},
+		{"ws://[::1]:9222/devtools/browser/x", "http://[::1]:9222"},
+	}
+	for _, tc := range tests {
+		if got := CanonicalURL(tc.in); got != tc.want {
+			t.Errorf("CanonicalURL(%q) = %q, want %q", tc.in, got, tc.want)
+		}
+	}
+	if a, b := CanonicalURL("http://localhost:9222"), CanonicalURL("http://127.0.0.1:9222"); a == b {
+		t.Errorf("localhost and 127.0.0.1 folded to %q; no DNS should happen", a)
+	}
+	if a, b := CanonicalURL("http://h:9222"), CanonicalURL("https://h:9222"); a == b {
+		t.Errorf("http and https folded to %q", a)
+	}
+}
+
+func TestRedact(t *testing.T) {
+	in := "wss://u:secret@h/devtools/browser/x?token=secret"
+	got := Redact(in)
+	if strings.Contains(got, "secret") {
+		t.Fatalf("Redact(%q) = %q leaks the secret", in, got)
+	}
+	want := "wss://u:redacted@h/devtools/browser/x?token=redacted"
+	if got != want {
+		t.Errorf("Redact(%q) = %q, want %q", in, got, want)
+	}
+
+	tests := []struct{ in, want string }{
+		{"http://127.0.0.1:9222", "http://127.0.0.1:9222"},
+		{"ws://h:1/devtools/browser/x?a=1&b=2", "ws://h:1/devtools/browser/x?a=redacted&b=redacted"},
+		{"ws://h:1/devtools/browser/x?secret", "ws://h:1/devtools/browser/x?redacted"},
+		{"http://user@h:1", "http://user@h:1"},
+		{"http://u:secret@h:bad", "redacted"}, // unparseable
+	}
+	for _, tc := range tests {
+		if got := Redact(tc.in); got != tc.want {
+			t.Errorf("Redact(%q) = %q, want %q", tc.in, got, tc.want)
+		}
+	}
+}
