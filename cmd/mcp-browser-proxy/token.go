@@ -1,0 +1,52 @@
+package main
+
+import (
+	"fmt"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/mcp-browser-proxy/mcp-browser-proxy/auth"
+)
+
+func newToken() *cobra.Command {
+	cmd := &cobra.Command{Use: "token", Short: "Manage bearer tokens"}
+	var user, perms, dataDir, secret string
+	var ttl time.Duration
+	issue := &cobra.Command{
+		Use:   "issue",
+		Short: "Print a bearer token (JWT) for a user on stdout",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if user == "" {
+				return fmt.Errorf("--user is required, e.g. --user alice")
+			}
+			ps, err := auth.ParsePerms(perms)
+			if err != nil {
+				return fmt.Errorf("--perms: %w", err)
+			}
+			key, err := loadSecret(secret, dataDir, false)
+			if err != nil {
+				return err
+			}
+			a, err := auth.NewAuthenticator(key)
+			if err != nil {
+				return err
+			}
+			tok, err := a.Issue(user, ps, ttl)
+			if err != nil {
+				return err
+			}
+			fmt.Fprintln(cmd.OutOrStdout(), tok)
+			return nil
+		},
+	}
+	fl := issue.Flags()
+	fl.StringVar(&user, "user", "", "user ID the token is for (its sub claim)")
+	fl.StringVar(&perms, "perms", "", "comma-separated permissions: browser:read, browser:write, browser:script, browser:all-tabs, admin (default: read, write, script)")
+	fl.DurationVar(&ttl, "ttl", 24*time.Hour, "lifetime, e.g. 1h or 720h")
+	fl.StringVar(&dataDir, "data-dir", "./data", "data directory of the proxy, where its generated secret is")
+	fl.StringVar(&secret, "jwt-secret", "", "HS256 secret (default: the one in --data-dir)")
+	cmd.AddCommand(withEnv(issue))
+	return cmd
+}

@@ -1,0 +1,214 @@
+package proxy
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/http"
+	"strings"
+	"time"
+
+	"github.com/labstack/echo/v4"
+
+	"github.com/mcp-browser-proxy/mcp-browser-proxy/auth"
+	"github.com/mcp-browser-proxy/mcp-browser-proxy/browserpool"
+	"github.com/mcp-browser-proxy/mcp-browser-proxy/router"
+)
+
+// RegisterRequest is the body of POST /api/register.
+type RegisterRequest struct {
+	UserID     string            `json:"userId"`
+	BrowserURL string            `json:"browserURL"`
+	Metadata   map[string]string `json:"metadata,omitempty"`
+}
+
+// RegisterResponse is the answer of POST /api/register.
+type RegisterResponse struct {
+	Success       bool   `json:"success"`
+	UserID        string `json:"userId"`
+	BrowserURL    string `json:"browserURL"`
+	BrowserStatus string `json:"browserStatus"`
+	SessionToken  string `json:"sessionToken"`
+	Message       string `json:"message"`
+}
+
+// UserStatus is the answer of GET /api/users/:userId/status.
+type UserStatus struct {
+	UserID         string     `json:"userId"`
+	BrowserURL     string     `json:"browserURL"`
+	BrowserStatus  string     `json:"browserStatus"`
+	BrowserError   string     `json:"browserError,omitempty"`
+	ActiveSessions int        `json:"activeSessions"`
+	LastActivity   *time.Time `json:"lastActivity"`
+}
+
+// Health is the answer of GET /health.
+type Health struct {
+	Status             string `json:"status"`
+	ActiveSessions     int    `json:"activeSessions"`
+	RegisteredUsers    int    `json:"registeredUsers"`
+	BrowserConnections int    `json:"browserConnections"`
+	Uptime             int64  `json:"uptime"` // seconds
+}
+
+const maxMetadata = 32
+
+// ValidateRegister checks a register body and returns it normalised.
+func ValidateRegister(req RegisterRequest) (RegisterRequest, *APIError) {
+	if err := auth.ValidateUserID(req.UserID); err != nil {
+		return req, apiError(http.StatusBadRequest, CodeInvalidUserID, err.Error())
+	}
+	if req.BrowserURL == "" {
+		return req, apiError(http.StatusBadRequest, CodeInvalidBrowserURL, "browserURL is required, e.g. http://127.0.0.1:9222 (the port Chrome was started with --remote-debugging-port)")
+	}
+	u, err := router.ValidateBrowserURL(req.BrowserURL)
+	if err != nil {
+		return req, apiError(http.StatusBadRequest, CodeInvalidBrowserURL, err.Error())
+	}
+	req.BrowserURL = u
+	if len(req.Metadata) > maxMetadata {
+		return req, apiError(http.StatusBadRequest, CodeInvalidRequest, fmt.Sprintf("metadata has %d keys; at most %d are allowed", len(req.Metadata), maxMetadata))
+	}
+	for k, v := range req.Metadata {
+		if k == "" || len(k) > 64 || len(v) > 256 {
+			return req, apiError(http.StatusBadRequest, CodeInvalidRequest, "metadata keys must be 1-64 characters and values at most 256")
+		}
+	}
+	return req, nil
+}
+
+func (s *Server) register(c echo.Context) error {
+	var req RegisterRequest
+	dec := json.NewDecoder(c.Request().Body)
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&req); err != nil {
+		return apiError(http.StatusBadRequest, CodeInvalidRequest, "the body must be JSON like {\"userId\":\"alice\",\"browserURL\":\"http://127.0.0.1:9222\"}: "+jsonProblem(err))
+	}
+	req, aerr := ValidateRegister(req)
+	if aerr != nil {
+		return aerr
+	}
+	if err := s.forbidUnlessSelf(c, req.UserID); err != nil {
+		return err
+	}
+	ctx := c.Request().Context()
+	reg, err := s.cfg.Store.Put(ctx, router.Registration{UserID: req.UserID, BrowserURL: req.BrowserURL, Metadata: req.Metadata})
+	if errors.Is(err, router.ErrConflict) {
+		return apiError(http.StatusConflict, CodeConflict, "this browser URL is registered by another user; each user registers their own Chrome")
+	}
+	if err != nil {
+		return fmt.Errorf("register %s: %w", req.UserID, err)
+	}
+	p, _ := principalOf(c)
+	token, err := s.cfg.Auth.Issue(req.UserID, p.Perms, s.cfg.SessionTokenTTL)
+	if err != nil {
+		return fmt.Errorf("register %s: issue token: %w", req.UserID, err)
+	}
+	b := s.cfg.Pool.Ensure(reg.UserID, reg.BrowserURL)
+	st := b.WaitSettled(ctx, s.cfg.RegisterWait)
+	s.cfg.Audit.Info().Bool("audit", true).Str("event", "register").Str("request_id", requestID(c)).
+		Str("by", p.UserID).Str("user", reg.UserID).Str("browser", router.Redact(reg.BrowserURL)).
+		Str("browser_status", string(st.State)).Send()
+
+	msg := "Browser connected. Give sessionToken to your IDE as its bearer token (Authorization: Bearer ...) for /sse or /mcp."
+	if st.State != browserpool.StateConnected {
+		msg = "Registered, but the browser is not reachable yet"
+		if st.LastError != "" {
+			msg += " (" + st.LastError + ")"
+		}
+		msg += "; the proxy keeps trying. Start Chrome with --remote-debugging-port and --user-data-dir, and check the URL."
+	}
+	return c.JSON(http.StatusCreated, RegisterResponse{
+		Success: true, UserID: reg.UserID, BrowserURL: router.Redact(reg.BrowserURL),
+		BrowserStatus: string(st.State), SessionToken: token, Message: msg,
+	})
+}
+
+func jsonProblem(err error) string {
+	msg := err.Error()
+	if strings.HasPrefix(msg, "json: unknown field") {
+		return strings.TrimPrefix(msg, "json: ")
+	}
+	var se *json.SyntaxError
+	var te *json.UnmarshalTypeError
+	switch {
+	case errors.As(err, &se):
+		return fmt.Sprintf("invalid JSON at byte %d", se.Offset)
+	case errors.As(err, &te):
+		return fmt.Sprintf("field %s must be a %s", te.Field, te.Type)
+	case msg == "EOF":
+		return "empty body"
+	}
+	return "invalid JSON"
+}
+
+func (s *Server) userStatus(c echo.Context) error {
+	userID := c.Param("userId")
+	if err := auth.ValidateUserID(userID); err != nil {
+		return apiError(http.StatusBadRequest, CodeInvalidUserID, err.Error())
+	}
+	if err := s.forbidUnlessSelf(c, userID); err != nil {
+		return err
+	}
+	reg, err := s.cfg.Store.Get(c.Request().Context(), userID)
+	if errors.Is(err, router.ErrNotFound) {
+		return apiError(http.StatusNotFound, CodeNotFound, userID+" has no registered browser; POST /api/register first")
+	}
+	if err != nil {
+		return fmt.Errorf("status %s: %w", userID, err)
+	}
+	out := UserStatus{UserID: userID, BrowserURL: router.Redact(reg.BrowserURL), BrowserStatus: string(browserpool.StateDisconnected)}
+	if b, ok := s.cfg.Pool.Get(userID); ok {
+		st := b.Status()
+		out.BrowserStatus, out.BrowserError = string(st.State), st.LastError
+	}
+	n, last := s.cfg.Sessions.UserStats(userID)
+	out.ActiveSessions = n
+	if !last.IsZero() {
+		out.LastActivity = &last
+	}
+	return c.JSON(http.StatusOK, out)
+}
+
+func (s *Server) deleteUser(c echo.Context) error {
+	userID := c.Param("userId")
+	if err := auth.ValidateUserID(userID); err != nil {
+		return apiError(http.StatusBadRequest, CodeInvalidUserID, err.Error())
+	}
+	if err := s.forbidUnlessSelf(c, userID); err != nil {
+		return err
+	}
+	err := s.cfg.Store.Delete(c.Request().Context(), userID)
+	if errors.Is(err, router.ErrNotFound) {
+		return apiError(http.StatusNotFound, CodeNotFound, userID+" has no registered browser")
+	}
+	if err != nil {
+		return fmt.Errorf("delete %s: %w", userID, err)
+	}
+	closed := s.cfg.Sessions.CloseUser(userID)
+	s.cfg.Pool.Remove(userID)
+	p, _ := principalOf(c)
+	s.cfg.Audit.Info().Bool("audit", true).Str("event", "unregister").Str("request_id", requestID(c)).
+		Str("by", p.UserID).Str("user", userID).Int("sessions_closed", closed).Send()
+	return c.NoContent(http.StatusNoContent)
+}
+
+func (s *Server) health(c echo.Context) error {
+	users, err := s.cfg.Store.Count(c.Request().Context())
+	status := "ok"
+	if err != nil {
+		status = "degraded"
+	}
+	_, connected := s.cfg.Pool.Counts()
+	return c.JSON(http.StatusOK, Health{
+		Status: status, ActiveSessions: s.cfg.Sessions.Count(), RegisteredUsers: users,
+		BrowserConnections: connected, Uptime: int64(time.Since(s.started).Seconds()),
+	})
+}
+
+func (s *Server) ready(c echo.Context) error {
+	if err := s.cfg.Store.Ping(c.Request().Context()); err != nil {
+		return apiError(http.StatusServiceUnavailable, CodeInternal, "the registration store is unreachable")
+	}
+	return c.JSON(http.StatusOK, map[string]string{"status": "ready"})
+}

@@ -1,0 +1,174 @@
+package proxy
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"time"
+
+	"github.com/labstack/echo/v4"
+
+	"github.com/mcp-browser-proxy/mcp-browser-proxy/auth"
+	"github.com/mcp-browser-proxy/mcp-browser-proxy/session"
+)
+
+const principalKey = "principal"
+
+func requestID(c echo.Context) string {
+	return c.Response().Header().Get(echo.HeaderXRequestID)
+}
+
+func principalOf(c echo.Context) (auth.Principal, bool) {
+	p, ok := c.Get(principalKey).(auth.Principal)
+	return p, ok
+}
+
+// requestLog logs one line per request, without query strings (they can hold
+// session IDs) and never any header.
+func (s *Server) requestLog() echo.MiddlewareFunc {
+	return func(next echo.HandlerFunc) echo.HandlerFunc {
+		return func(c echo.Context) error {
+			start := time.Now()
+			err := next(c)
+			if err != nil {
+				c.Error(err)
+			}
+			ev := s.log.Info()
+			status := c.Response().Status
+			if status >= 500 {
+				ev = s.log.Error()
+			}
+			ev = ev.Str("request_id", requestID(c)).Str("method", c.Request().Method).
+				Str("path", c.Request().URL.Path).Int("status", status).Dur("latency", time.Since(start))
+			if p, ok := principalOf(c); ok {
+				ev = ev.Str("user", p.UserID)
+			}
+			ev.Msg("http")
+			return nil
+		}
+	}
+}
+
+// authenticate verifies the bearer token and puts the principal in the echo
+// context and in the request's context (where the MCP transports read it).
+func (s *Server) authenticate(next echo.HandlerFunc) echo.HandlerFunc {
+	return func(c echo.Context) error {
+		r := c.Request()
+		if s.deleteByKnowledge(r) {
+			return next(c)
+		}
+		tok, err := auth.BearerToken(r.Header.Get("Authorization"))
+		if err != nil {
+			return apiError(http.StatusUnauthorized, CodeUnauthorized,
+				"send Authorization: Bearer <token>; get one from POST /api/register or `mcp-browser-proxy token issue --user <you>`")
+		}
+		p, err := s.cfg.Auth.Verify(tok)
+		if err != nil {
+			s.deny(c, "", "invalid token")
+			if errors.Is(err, auth.ErrExpiredToken) {
+				return apiError(http.StatusUnauthorized, CodeUnauthorized, "the token has expired; issue a new one")
+			}
+			return apiError(http.StatusUnauthorized, CodeUnauthorized, "the token is not valid for this proxy; issue a new one")
+		}
+		c.Set(principalKey, p)
+		c.SetRequest(r.WithContext(auth.WithPrincipal(r.Context(), p)))
+		return next(c)
+	}
+}
+
+// deleteByKnowledge lets a DELETE /mcp without credentials end a live
+// session: MCP clients (mcp-go's among them) send their closing DELETE
+// without custom headers, and the 128-bit session ID is itself the secret.
+func (s *Server) deleteByKnowledge(r *http.Request) bool {
+	if r.Method != http.MethodDelete || r.URL.Path != "/mcp" || r.Header.Get("Authorization") != "" {
+		return false
+	}
+	_, ok := s.cfg.Sessions.Owner(r.Header.Get("Mcp-Session-Id"))
+	return ok
+}
+
+// mcpGuard enforces the MCP routes' rules: X-User-Id must be the token's
+// user, a session ID must exist and belong to the caller, and new sessions
+// respect the limits.
+func (s *Server) mcpGuard(next echo.HandlerFunc) echo.HandlerFunc {
+	return func(c echo.Context) error {
+		r := c.Request()
+		p, authed := principalOf(c)
+		if h := r.Header.Get("X-User-Id"); h != "" && authed && h != p.UserID {
+			s.deny(c, p.UserID, "X-User-Id differs from the token's user")
+			return apiError(http.StatusForbidden, CodeForbidden, "X-User-Id does not match the user of the bearer token; send your own user ID or omit the header")
+		}
+		var sid string
+		switch r.URL.Path {
+		case "/message":
+			sid = r.URL.Query().Get("sessionId")
+			if sid == "" {
+				return apiError(http.StatusBadRequest, CodeInvalidRequest, "missing sessionId query parameter; use the endpoint URL from the SSE stream's endpoint event")
+			}
+		case "/mcp":
+			sid = r.Header.Get("Mcp-Session-Id")
+		}
+		if sid != "" {
+			owner, ok := s.cfg.Sessions.Owner(sid)
+			if !ok {
+				return apiError(http.StatusNotFound, CodeNotFound, "unknown or expired MCP session; reconnect your MCP client to get a new one")
+			}
+			if authed && owner != p.UserID {
+				s.deny(c, p.UserID, "session belongs to another user")
+				return apiError(http.StatusForbidden, CodeForbidden, "this MCP session belongs to another user")
+			}
+		}
+		if authed && s.opensSession(c, sid) {
+			if err := s.cfg.Sessions.CheckOpen(p.UserID); err != nil {
+				var le *session.LimitError
+				if errors.As(err, &le) {
+					s.deny(c, p.UserID, "session limit")
+					return &APIError{Status: http.StatusTooManyRequests, Code: CodeLimitExceeded, Message: le.Msg, RetryAfter: 30}
+				}
+				return err
+			}
+		}
+		return next(c)
+	}
+}
+
+// opensSession reports whether the request would open a new MCP session: an
+// SSE stream, or a streamable initialize. It buffers the body to look.
+func (s *Server) opensSession(c echo.Context, sid string) bool {
+	r := c.Request()
+	switch {
+	case r.URL.Path == "/sse":
+		return true
+	case r.URL.Path == "/mcp" && r.Method == http.MethodPost && sid == "":
+		body, err := io.ReadAll(r.Body)
+		if err != nil {
+			return false
+		}
+		r.Body = io.NopCloser(bytes.NewReader(body))
+		var msg struct {
+			Method string `json:"method"`
+		}
+		return json.Unmarshal(body, &msg) == nil && msg.Method == "initialize"
+	}
+	return false
+}
+
+// deny writes an audit line for a refused request.
+func (s *Server) deny(c echo.Context, user, reason string) {
+	s.cfg.Audit.Warn().Bool("audit", true).Str("event", "denied").Str("request_id", requestID(c)).
+		Str("user", user).Str("method", c.Request().Method).Str("path", c.Request().URL.Path).
+		Str("reason", reason).Send()
+}
+
+// forbidUnlessSelf refuses acting for another user without admin.
+func (s *Server) forbidUnlessSelf(c echo.Context, userID string) error {
+	p, _ := principalOf(c)
+	if p.CanActAs(userID) {
+		return nil
+	}
+	s.deny(c, p.UserID, "acting for another user")
+	return apiError(http.StatusForbidden, CodeForbidden, fmt.Sprintf("your token is for %s; only that user or an admin may do this", p.UserID))
+}

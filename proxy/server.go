@@ -1,0 +1,147 @@
+// Package proxy is the HTTP surface of mcp-browser-proxy: the Echo app, its
+// routes and middleware, and the server's start and drain. It is the only
+// package that imports echo.
+package proxy
+
+import (
+	"context"
+	"errors"
+	"net"
+	"net/http"
+	"time"
+
+	"github.com/labstack/echo/v4"
+	"github.com/labstack/echo/v4/middleware"
+	"github.com/mark3labs/mcp-go/server"
+	"github.com/rs/zerolog"
+
+	"github.com/mcp-browser-proxy/mcp-browser-proxy/auth"
+	"github.com/mcp-browser-proxy/mcp-browser-proxy/browserpool"
+	"github.com/mcp-browser-proxy/mcp-browser-proxy/router"
+	"github.com/mcp-browser-proxy/mcp-browser-proxy/session"
+	"github.com/mcp-browser-proxy/mcp-browser-proxy/tools"
+)
+
+// Config wires the server. cmd builds it once.
+type Config struct {
+	Version         string
+	Auth            *auth.Authenticator
+	Store           router.Store
+	Pool            *browserpool.Pool
+	Sessions        *session.Manager
+	Tools           tools.Config
+	SessionTokenTTL time.Duration // lifetime of the sessionToken of /api/register
+	MaxBody         string        // request body limit, e.g. "1M"
+	KeepAlive       time.Duration // SSE and streamable keep-alive interval
+	RegisterWait    time.Duration // how long /api/register waits for a first connect
+	DrainTimeout    time.Duration // how long shutdown waits for requests
+	Log             zerolog.Logger
+	Audit           zerolog.Logger
+}
+
+func (c *Config) fill() {
+	if c.SessionTokenTTL <= 0 {
+		c.SessionTokenTTL = 24 * time.Hour
+	}
+	if c.MaxBody == "" {
+		c.MaxBody = "1M"
+	}
+	if c.KeepAlive <= 0 {
+		c.KeepAlive = 20 * time.Second
+	}
+	if c.RegisterWait <= 0 {
+		c.RegisterWait = 3 * time.Second
+	}
+	if c.DrainTimeout <= 0 {
+		c.DrainTimeout = 10 * time.Second
+	}
+}
+
+// Server is the proxy's HTTP server.
+type Server struct {
+	cfg     Config
+	log     zerolog.Logger
+	e       *echo.Echo
+	mcp     *server.MCPServer
+	sse     *server.SSEServer
+	stream  *server.StreamableHTTPServer
+	started time.Time
+}
+
+// New builds the server and its routes.
+func New(cfg Config) *Server {
+	cfg.fill()
+	s := &Server{cfg: cfg, log: cfg.Log, started: time.Now()}
+	s.buildMCP()
+
+	e := echo.New()
+	e.HideBanner, e.HidePort = true, true
+	e.HTTPErrorHandler = s.errorHandler
+	e.Use(middleware.RequestID())
+	e.Use(s.requestLog())
+	e.Use(middleware.Recover())
+	e.Use(middleware.BodyLimit(cfg.MaxBody))
+
+	e.GET("/health", s.health)
+	e.GET("/ready", s.ready)
+
+	api := e.Group("/api", s.authenticate)
+	api.POST("/register", s.register)
+	api.GET("/users/:userId/status", s.userStatus)
+	api.DELETE("/users/:userId", s.deleteUser)
+
+	e.GET("/sse", echo.WrapHandler(s.sse.SSEHandler()), s.authenticate, s.mcpGuard)
+	e.POST("/message", echo.WrapHandler(s.sse.MessageHandler()), s.authenticate, s.mcpGuard)
+	mcpHandler := echo.WrapHandler(s.stream)
+	for _, m := range []string{http.MethodPost, http.MethodGet, http.MethodDelete} {
+		e.Add(m, "/mcp", mcpHandler, s.authenticate, s.mcpGuard)
+	}
+	s.e = e
+	return s
+}
+
+// Handler returns the HTTP handler, for tests and custom servers.
+func (s *Server) Handler() http.Handler { return s.e }
+
+// Restore connects the pool to every stored registration, at start-up.
+func (s *Server) Restore(ctx context.Context) error {
+	regs, err := s.cfg.Store.List(ctx)
+	if err != nil {
+		return err
+	}
+	for _, r := range regs {
+		s.cfg.Pool.Ensure(r.UserID, r.BrowserURL)
+	}
+	s.log.Info().Int("registrations", len(regs)).Msg("registrations restored")
+	return nil
+}
+
+// Serve answers on ln until ctx ends, then drains: it ends the MCP streams,
+// waits up to DrainTimeout for requests in flight, and closes every session.
+func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
+	srv := &http.Server{
+		Handler:           s.e,
+		ReadHeaderTimeout: 10 * time.Second,
+		IdleTimeout:       2 * time.Minute,
+		// No WriteTimeout: it would cut SSE streams.
+	}
+	errc := make(chan error, 1)
+	go func() { errc <- srv.Serve(ln) }()
+	select {
+	case err := <-errc:
+		return err
+	case <-ctx.Done():
+	}
+	s.log.Info().Msg("shutting down")
+	dctx, cancel := context.WithTimeout(context.Background(), s.cfg.DrainTimeout)
+	defer cancel()
+	s.sse.CloseSessions()
+	s.stream.CloseSessions(dctx)
+	err := srv.Shutdown(dctx)
+	s.cfg.Sessions.CloseAll()
+	if errors.Is(err, context.DeadlineExceeded) {
+		_ = srv.Close()
+		err = nil
+	}
+	return err
+}

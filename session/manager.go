@@ -1,0 +1,342 @@
+package session
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"sync"
+	"time"
+
+	"github.com/mark3labs/mcp-go/mcp"
+	"github.com/mark3labs/mcp-go/server"
+	"github.com/rs/zerolog"
+
+	"github.com/mcp-browser-proxy/mcp-browser-proxy/auth"
+	"github.com/mcp-browser-proxy/mcp-browser-proxy/browserpool"
+	"github.com/mcp-browser-proxy/mcp-browser-proxy/tools"
+)
+
+// Config holds the session limits and bounds. Zero fields take defaults.
+type Config struct {
+	MaxSessionsPerUser int           // default 10
+	MaxSessions        int           // default 1000
+	MaxTabsPerSession  int           // default 20
+	IdleTimeout        time.Duration // default 30m; applies to default workspaces
+	KeepTabs           bool          // leave a closed session's tabs open
+	BrowserWait        time.Duration // how long a call waits for a down browser; default 5s
+	CallTimeout        time.Duration // bound of session-level CDP calls; default 10s
+	Log                zerolog.Logger
+	Audit              zerolog.Logger
+}
+
+func (c *Config) fill() {
+	if c.MaxSessionsPerUser <= 0 {
+		c.MaxSessionsPerUser = 10
+	}
+	if c.MaxSessions <= 0 {
+		c.MaxSessions = 1000
+	}
+	if c.MaxTabsPerSession <= 0 {
+		c.MaxTabsPerSession = 20
+	}
+	if c.IdleTimeout <= 0 {
+		c.IdleTimeout = 30 * time.Minute
+	}
+	if c.BrowserWait <= 0 {
+		c.BrowserWait = 5 * time.Second
+	}
+	if c.CallTimeout <= 0 {
+		c.CallTimeout = 10 * time.Second
+	}
+}
+
+// LimitError says that a new session would exceed a limit.
+type LimitError struct{ Msg string }
+
+func (e *LimitError) Error() string { return e.Msg }
+
+// ErrNotFound is returned for an unknown session ID.
+var ErrNotFound = errors.New("session not found")
+
+// Manager owns every session: who owns it, its tabs, its lifetime.
+type Manager struct {
+	cfg  Config
+	pool *browserpool.Pool
+
+	mu       sync.Mutex
+	sessions map[string]*Session // by MCP session ID
+	reserved map[string]string   // ID -> owner, handed out but not registered yet
+	defaults map[string]*Session // per-user default workspace (stateless protocol)
+}
+
+// NewManager returns a manager whose sessions drive browsers of pool.
+func NewManager(cfg Config, pool *browserpool.Pool) *Manager {
+	cfg.fill()
+	return &Manager{
+		cfg: cfg, pool: pool,
+		sessions: map[string]*Session{},
+		reserved: map[string]string{},
+		defaults: map[string]*Session{},
+	}
+}
+
+// NewID returns a fresh 128-bit random session ID reserved for owner, so that
+// requests that race its registration are already checked against it.
+func (m *Manager) NewID(owner string) string {
+	var b [16]byte
+	_, _ = rand.Read(b[:])
+	id := hex.EncodeToString(b[:])
+	m.mu.Lock()
+	m.reserved[id] = owner
+	m.mu.Unlock()
+	return id
+}
+
+// CheckOpen reports whether owner may open one more session.
+func (m *Manager) CheckOpen(owner string) error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	total, mine := len(m.sessions)+len(m.defaults), 0
+	for _, s := range m.sessions {
+		if s.UserID == owner {
+			mine++
+		}
+	}
+	if mine >= m.cfg.MaxSessionsPerUser {
+		return &LimitError{fmt.Sprintf("%s already has %d open sessions, the limit; close an IDE session (or wait for idle ones to expire) and retry", owner, mine)}
+	}
+	if total >= m.cfg.MaxSessions {
+		return &LimitError{fmt.Sprintf("the proxy has %d open sessions, its limit; retry later", total)}
+	}
+	return nil
+}
+
+// Open registers session id for owner. Opening an ID that is open already
+// returns the existing session.
+func (m *Manager) Open(id, owner string) *Session {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	delete(m.reserved, id)
+	if s, ok := m.sessions[id]; ok {
+		return s
+	}
+	s := m.newSession(id, owner)
+	m.sessions[id] = s
+	s.log.Info().Msg("session opened")
+	m.cfg.Audit.Info().Bool("audit", true).Str("event", "session_open").Str("user", owner).Str("session", id).Send()
+	return s
+}
+
+func (m *Manager) newSession(id, owner string) *Session {
+	return &Session{
+		ID: id, UserID: owner, mgr: m,
+		log:      m.cfg.Log.With().Str("user", owner).Str("session", id).Logger(),
+		tabs:     map[int]*tab{},
+		lastUsed: time.Now(),
+	}
+}
+
+// Close ends session id and closes the tabs it opened. Unknown IDs are ignored.
+func (m *Manager) Close(id string) {
+	m.mu.Lock()
+	s, ok := m.sessions[id]
+	delete(m.sessions, id)
+	delete(m.reserved, id)
+	m.mu.Unlock()
+	if ok {
+		s.calls.Lock() // let a running call finish first
+		s.close(m.cfg.KeepTabs)
+		s.calls.Unlock()
+		s.log.Info().Msg("session closed")
+		m.cfg.Audit.Info().Bool("audit", true).Str("event", "session_close").Str("user", s.UserID).Str("session", id).Send()
+	}
+}
+
+// Owner returns the user who owns session id (open or just handed out).
+func (m *Manager) Owner(id string) (string, bool) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if s, ok := m.sessions[id]; ok {
+		return s.UserID, true
+	}
+	owner, ok := m.reserved[id]
+	return owner, ok
+}
+
+// CloseUser ends every session of owner, its default workspace included,
+// and returns how many it closed.
+func (m *Manager) CloseUser(owner string) int {
+	m.mu.Lock()
+	var ids []string
+	for id, s := range m.sessions {
+		if s.UserID == owner {
+			ids = append(ids, id)
+		}
+	}
+	def := m.defaults[owner]
+	delete(m.defaults, owner)
+	m.mu.Unlock()
+	for _, id := range ids {
+		m.Close(id)
+	}
+	if def != nil {
+		def.close(m.cfg.KeepTabs)
+		return len(ids) + 1
+	}
+	return len(ids)
+}
+
+// Count returns the number of open sessions, default workspaces included.
+func (m *Manager) Count() int {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return len(m.sessions) + len(m.defaults)
+}
+
+// UserStats returns how many sessions owner has and when one last ran a tool.
+func (m *Manager) UserStats(owner string) (n int, last time.Time) {
+	m.mu.Lock()
+	list := make([]*Session, 0)
+	for _, s := range m.sessions {
+		if s.UserID == owner {
+			list = append(list, s)
+		}
+	}
+	if d := m.defaults[owner]; d != nil {
+		list = append(list, d)
+	}
+	m.mu.Unlock()
+	for _, s := range list {
+		if t := s.LastUsed(); t.After(last) {
+			last = t
+		}
+	}
+	return len(list), last
+}
+
+// resolve finds the session of a tool call: the MCP session's own, or the
+// owner's default workspace when the protocol has no sessions.
+func (m *Manager) resolve(ctx context.Context, p auth.Principal) (*Session, error) {
+	var id string
+	if cs := server.ClientSessionFromContext(ctx); cs != nil {
+		id = cs.SessionID()
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if id == "" {
+		s, ok := m.defaults[p.UserID]
+		if !ok {
+			s = m.newSession("default:"+p.UserID, p.UserID)
+			m.defaults[p.UserID] = s
+		}
+		return s, nil
+	}
+	s, ok := m.sessions[id]
+	if !ok {
+		owner, reserved := m.reserved[id]
+		if !reserved || owner != p.UserID {
+			return nil, fmt.Errorf("this MCP session is closed or unknown; reconnect your MCP client")
+		}
+		delete(m.reserved, id)
+		s = m.newSession(id, owner)
+		m.sessions[id] = s
+	}
+	if s.UserID != p.UserID {
+		return nil, fmt.Errorf("this MCP session belongs to another user")
+	}
+	return s, nil
+}
+
+// Middleware binds each tool call to its session: it checks ownership, runs
+// the calls of one session in order, adds one-time notices, and audits.
+func (m *Manager) Middleware(next server.ToolHandlerFunc) server.ToolHandlerFunc {
+	return func(ctx context.Context, req mcp.CallToolRequest) (*mcp.CallToolResult, error) {
+		p, ok := auth.FromContext(ctx)
+		if !ok {
+			return mcp.NewToolResultError("unauthenticated call; connect with a bearer token"), nil
+		}
+		s, err := m.resolve(ctx, p)
+		if err != nil {
+			m.cfg.Audit.Warn().Bool("audit", true).Str("event", "denied").Str("user", p.UserID).
+				Str("tool", req.Params.Name).Str("reason", err.Error()).Send()
+			return mcp.NewToolResultError(err.Error()), nil
+		}
+		s.calls.Lock()
+		defer s.calls.Unlock()
+		s.mu.Lock()
+		closed := s.closed
+		s.mu.Unlock()
+		if closed {
+			return mcp.NewToolResultError("this session was closed (its user was unregistered or it expired); reconnect your MCP client"), nil
+		}
+		s.touch()
+		start := time.Now()
+		res, err := next(tools.WithWorkspace(ctx, s), req)
+		if n := s.takeNotice(); n != "" && res != nil {
+			res.Content = append([]mcp.Content{mcp.NewTextContent(n)}, res.Content...)
+		}
+		outcome := "ok"
+		if err != nil || (res != nil && res.IsError) {
+			outcome = "error"
+		}
+		m.cfg.Audit.Info().Bool("audit", true).Str("event", "tool_call").Str("user", p.UserID).Str("session", s.ID).
+			Str("tool", req.Params.Name).Dur("duration", time.Since(start)).Str("outcome", outcome).Send()
+		return res, err
+	}
+}
+
+// Run expires idle default workspaces until ctx ends.
+func (m *Manager) Run(ctx context.Context) {
+	every := min(m.cfg.IdleTimeout/4, time.Minute)
+	tick := time.NewTicker(every)
+	defer tick.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-tick.C:
+			m.expireIdle(time.Now().Add(-m.cfg.IdleTimeout))
+		}
+	}
+}
+
+func (m *Manager) expireIdle(before time.Time) {
+	m.mu.Lock()
+	var idle []*Session
+	for user, s := range m.defaults {
+		if s.LastUsed().Before(before) {
+			idle = append(idle, s)
+			delete(m.defaults, user)
+		}
+	}
+	m.mu.Unlock()
+	for _, s := range idle {
+		s.calls.Lock()
+		s.close(m.cfg.KeepTabs)
+		s.calls.Unlock()
+		s.log.Info().Msg("default workspace expired")
+	}
+}
+
+// CloseAll ends every session, for shutdown.
+func (m *Manager) CloseAll() {
+	m.mu.Lock()
+	var ids []string
+	for id := range m.sessions {
+		ids = append(ids, id)
+	}
+	defs := m.defaults
+	m.defaults = map[string]*Session{}
+	m.mu.Unlock()
+	for _, id := range ids {
+		m.Close(id)
+	}
+	for _, s := range defs {
+		s.close(m.cfg.KeepTabs)
+	}
+}
+
+// IdleTimeout returns how long a session may stay unused.
+func (m *Manager) IdleTimeout() time.Duration { return m.cfg.IdleTimeout }

@@ -1,0 +1,318 @@
+// Package session binds MCP sessions to their owners and gives each one its
+// own set of tabs in the owner's browser.
+package session
+
+import (
+	"context"
+	"fmt"
+	"slices"
+	"sync"
+	"time"
+
+	"github.com/chromedp/cdproto/target"
+	"github.com/chromedp/chromedp"
+	"github.com/rs/zerolog"
+
+	"github.com/mcp-browser-proxy/mcp-browser-proxy/browserpool"
+	"github.com/mcp-browser-proxy/mcp-browser-proxy/tools"
+)
+
+// Session is one MCP session (or a user's default workspace): its owner and
+// the tabs it opened. It implements tools.Workspace.
+type Session struct {
+	ID     string
+	UserID string
+
+	mgr *Manager
+	log zerolog.Logger
+
+	calls sync.Mutex // tool calls of one session run in order
+
+	mu         sync.Mutex
+	tabs       map[int]*tab
+	order      []int
+	selected   int
+	nextID     int
+	generation uint64 // browser connection the tabs belong to
+	notice     string // told once, with the next tool result
+	lastUsed   time.Time
+	closed     bool
+}
+
+type tab struct {
+	tools.Tab
+	cancel context.CancelFunc
+}
+
+var _ tools.Workspace = (*Session)(nil)
+
+// conn returns the live connection to the owner's browser, noting when it is
+// a new one: the tabs of the old connection are then gone.
+func (s *Session) conn(ctx context.Context) (browserpool.Conn, error) {
+	b, ok := s.mgr.pool.Get(s.UserID)
+	if !ok {
+		return browserpool.Conn{}, fmt.Errorf("no browser is registered for %s; register one with POST /api/register {\"userId\":%q,\"browserURL\":\"http://127.0.0.1:9222\"}", s.UserID, s.UserID)
+	}
+	c, err := b.Conn(ctx, s.mgr.cfg.BrowserWait)
+	if err != nil {
+		return c, err
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.generation != c.Generation {
+		if s.generation != 0 && len(s.tabs) > 0 {
+			for _, t := range s.tabs {
+				t.cancel()
+			}
+			clear(s.tabs)
+			s.order = nil
+			s.selected = 0
+			s.notice = "Note: the browser restarted or reconnected since the last call; this session's pages were reset. New page ids start fresh (old ids are not reused)."
+		}
+		s.generation = c.Generation
+	}
+	return c, nil
+}
+
+// Tab implements tools.Workspace.
+func (s *Session) Tab(ctx context.Context, pageID int) (*tools.Tab, error) {
+	c, err := s.conn(ctx)
+	if err != nil {
+		return nil, err
+	}
+	s.mu.Lock()
+	if pageID == 0 {
+		pageID = s.selected
+	}
+	if pageID == 0 {
+		s.mu.Unlock()
+		return s.newTab(ctx, c)
+	}
+	t, ok := s.tabs[pageID]
+	s.mu.Unlock()
+	if !ok {
+		return nil, fmt.Errorf("page %d is not one of this session's pages; call list_pages to see them", pageID)
+	}
+	if t.Ctx.Err() != nil {
+		s.drop(pageID)
+		return nil, fmt.Errorf("page %d was closed outside this session; call list_pages, or new_page to open another", pageID)
+	}
+	return &t.Tab, nil
+}
+
+// NewTab implements tools.Workspace.
+func (s *Session) NewTab(ctx context.Context) (*tools.Tab, error) {
+	c, err := s.conn(ctx)
+	if err != nil {
+		return nil, err
+	}
+	return s.newTab(ctx, c)
+}
+
+// newTab creates a tab in the owner's browser, attaches to it and selects it.
+func (s *Session) newTab(ctx context.Context, c browserpool.Conn) (*tools.Tab, error) {
+	s.mu.Lock()
+	n := len(s.tabs)
+	s.mu.Unlock()
+	if max := s.mgr.cfg.MaxTabsPerSession; max > 0 && n >= max {
+		return nil, fmt.Errorf("this session has %d pages, the limit; close_page one first", n)
+	}
+	cctx, cancel := context.WithTimeout(c.Ctx, s.mgr.cfg.CallTimeout)
+	defer cancel()
+	stop := context.AfterFunc(ctx, cancel)
+	defer stop()
+	created, err := chromedp.CallBrowser(cctx, target.CreateTarget, target.CreateTargetParams{
+		URL: "about:blank", NewWindow: ptr(false), Background: ptr(true),
+	})
+	if err != nil {
+		return nil, fmt.Errorf("open a new page: %w", err)
+	}
+	state := tools.NewTabState(created.TargetID)
+	// Detach, never close, when the context ends: closing is done on purpose
+	// by closeTarget, so no cancel can close a tab by accident.
+	tctx, tcancel := chromedp.NewContext(c.Ctx, chromedp.WithTargetID(created.TargetID),
+		chromedp.WithDetachOnCancel(), chromedp.WithListener(state.Listen))
+	// The first Run binds the tab's read loop to its context, so it must get
+	// tctx itself; bound it from outside.
+	attached := make(chan error, 1)
+	go func() { attached <- chromedp.Do(tctx) }()
+	select {
+	case err = <-attached:
+	case <-cctx.Done():
+		err = fmt.Errorf("the browser did not attach the new page within %s", s.mgr.cfg.CallTimeout)
+	}
+	if err != nil {
+		tcancel()
+		closeTarget(c.Ctx, created.TargetID)
+		return nil, fmt.Errorf("open a new page: %w", err)
+	}
+
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed {
+		tcancel()
+		closeTarget(c.Ctx, created.TargetID)
+		return nil, fmt.Errorf("the session was closed")
+	}
+	s.nextID++
+	t := &tab{Tab: tools.Tab{ID: s.nextID, TargetID: created.TargetID, Ctx: tctx, State: state}, cancel: tcancel}
+	s.tabs[t.ID] = t
+	s.order = append(s.order, t.ID)
+	s.selected = t.ID
+	s.log.Debug().Int("page", t.ID).Msg("page opened")
+	return &t.Tab, nil
+}
+
+// SelectTab implements tools.Workspace.
+func (s *Session) SelectTab(ctx context.Context, pageID int) (*tools.Tab, error) {
+	if _, err := s.conn(ctx); err != nil {
+		return nil, err
+	}
+	s.mu.Lock()
+	t, ok := s.tabs[pageID]
+	if ok {
+		s.selected = pageID
+	}
+	s.mu.Unlock()
+	if !ok {
+		return nil, fmt.Errorf("page %d is not one of this session's pages; call list_pages to see them", pageID)
+	}
+	return &t.Tab, nil
+}
+
+// CloseTab implements tools.Workspace.
+func (s *Session) CloseTab(ctx context.Context, pageID int) error {
+	c, err := s.conn(ctx)
+	if err != nil {
+		return err
+	}
+	s.mu.Lock()
+	t, ok := s.tabs[pageID]
+	s.mu.Unlock()
+	if !ok {
+		return fmt.Errorf("page %d is not one of this session's pages; call list_pages to see them", pageID)
+	}
+	s.drop(pageID)
+	closeTarget(c.Ctx, t.TargetID)
+	t.cancel()
+	return nil
+}
+
+// drop forgets a tab; the selection moves to the most recent other tab.
+func (s *Session) drop(pageID int) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	delete(s.tabs, pageID)
+	s.order = slices.DeleteFunc(s.order, func(id int) bool { return id == pageID })
+	if s.selected == pageID {
+		s.selected = 0
+		if n := len(s.order); n > 0 {
+			s.selected = s.order[n-1]
+		}
+	}
+}
+
+// Tabs implements tools.Workspace.
+func (s *Session) Tabs(ctx context.Context) ([]tools.TabInfo, error) {
+	c, err := s.conn(ctx)
+	if err != nil {
+		return nil, err
+	}
+	cctx, cancel := context.WithTimeout(c.Ctx, s.mgr.cfg.CallTimeout)
+	defer cancel()
+	res, err := chromedp.CallBrowser(cctx, target.GetTargets, target.GetTargetsParams{})
+	if err != nil {
+		return nil, fmt.Errorf("list pages: %w", err)
+	}
+	live := map[target.ID]*target.Info{}
+	for _, ti := range res.TargetInfos {
+		live[ti.TargetID] = ti
+	}
+	s.mu.Lock()
+	order := slices.Clone(s.order)
+	tabs := make(map[int]*tab, len(s.tabs))
+	for id, t := range s.tabs {
+		tabs[id] = t
+	}
+	s.mu.Unlock()
+	var out []tools.TabInfo
+	for _, id := range order {
+		t := tabs[id]
+		ti, ok := live[t.TargetID]
+		if !ok {
+			s.drop(id) // closed from outside
+			continue
+		}
+		out = append(out, tools.TabInfo{ID: id, Title: ti.Title, URL: ti.URL})
+	}
+	s.mu.Lock()
+	for i := range out {
+		out[i].Selected = out[i].ID == s.selected
+	}
+	s.mu.Unlock()
+	return out, nil
+}
+
+// takeNotice returns the pending one-time notice and clears it.
+func (s *Session) takeNotice() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	n := s.notice
+	s.notice = ""
+	return n
+}
+
+func (s *Session) touch() {
+	s.mu.Lock()
+	s.lastUsed = time.Now()
+	s.mu.Unlock()
+}
+
+// LastUsed returns when the session last ran a tool or was opened.
+func (s *Session) LastUsed() time.Time {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.lastUsed
+}
+
+// close closes the tabs the session opened (unless keep) and detaches.
+func (s *Session) close(keep bool) {
+	s.mu.Lock()
+	if s.closed {
+		s.mu.Unlock()
+		return
+	}
+	s.closed = true
+	tabs := make([]*tab, 0, len(s.tabs))
+	for _, t := range s.tabs {
+		tabs = append(tabs, t)
+	}
+	clear(s.tabs)
+	s.order = nil
+	gen := s.generation
+	s.mu.Unlock()
+	if len(tabs) == 0 {
+		return
+	}
+	var bctx context.Context
+	if b, ok := s.mgr.pool.Get(s.UserID); ok {
+		if c, err := b.Conn(context.Background(), 0); err == nil && c.Generation == gen {
+			bctx = c.Ctx
+		}
+	}
+	for _, t := range tabs {
+		if !keep && bctx != nil {
+			closeTarget(bctx, t.TargetID)
+		}
+		t.cancel()
+	}
+}
+
+// closeTarget closes a tab the proxy opened, bounded in time.
+func closeTarget(browserCtx context.Context, id target.ID) {
+	ctx, cancel := context.WithTimeout(browserCtx, 5*time.Second)
+	defer cancel()
+	_, _ = chromedp.CallBrowser(ctx, target.CloseTarget, target.CloseTargetParams{TargetID: id})
+}
+
+func ptr[T any](v T) *T { return &v }

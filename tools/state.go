@@ -1,0 +1,148 @@
+package tools
+
+import (
+	"context"
+	"fmt"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/chromedp/cdproto/cdp"
+	"github.com/chromedp/cdproto/page"
+	"github.com/chromedp/cdproto/target"
+)
+
+// TabState is what the tools remember about one tab: the snapshot uids and
+// whether a navigation is under way. The session creates one per tab and
+// feeds it the tab's events through Listen.
+type TabState struct {
+	mainFrame cdp.FrameID
+
+	mu        sync.Mutex
+	byBackend map[cdp.BackendNodeID]int
+	byUID     map[int]cdp.BackendNodeID
+	nextUID   int
+	started   uint64 // main-frame cross-document navigations started
+	stopped   uint64 // main-frame loads that stopped (finished or failed)
+	lastURL   string
+	docRoot   cdp.BackendNodeID
+	changed   chan struct{} // closed on every started/stopped change
+}
+
+// NewTabState returns the state of the tab whose target is id. In Chrome a
+// page target's ID is also its main frame's ID.
+func NewTabState(id target.ID) *TabState {
+	return &TabState{
+		mainFrame: cdp.FrameID(id),
+		byBackend: map[cdp.BackendNodeID]int{},
+		byUID:     map[int]cdp.BackendNodeID{},
+		changed:   make(chan struct{}),
+	}
+}
+
+// Listen takes the tab's events. It runs on the tab's read loop: it only
+// updates counters and never blocks.
+func (s *TabState) Listen(ev any) {
+	switch e := ev.(type) {
+	case *page.EventFrameStartedNavigating:
+		if e.FrameID != s.mainFrame {
+			return
+		}
+		switch e.NavigationType {
+		case page.FrameStartedNavigatingNavigationTypeSameDocument, page.FrameStartedNavigatingNavigationTypeHistorySameDocument:
+			return
+		}
+		s.bump(func() { s.started++; s.lastURL = e.URL })
+	case *page.EventFrameStoppedLoading:
+		if e.FrameID == s.mainFrame {
+			s.bump(func() { s.stopped++ })
+		}
+	}
+}
+
+func (s *TabState) bump(f func()) {
+	s.mu.Lock()
+	f()
+	close(s.changed)
+	s.changed = make(chan struct{})
+	s.mu.Unlock()
+}
+
+// navMark is the navigation counter at one moment.
+type navMark uint64
+
+func (s *TabState) mark() navMark {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return navMark(s.started)
+}
+
+// settle waits, when a navigation started after m, until the page stopped
+// loading or maxWait passed. It returns the URL navigated to ("" when there
+// was no navigation) and whether loading finished.
+func (s *TabState) settle(ctx context.Context, m navMark, maxWait time.Duration) (string, bool) {
+	timer := time.NewTimer(maxWait)
+	defer timer.Stop()
+	for {
+		s.mu.Lock()
+		started, stopped, url, ch := s.started, s.stopped, s.lastURL, s.changed
+		s.mu.Unlock()
+		if navMark(started) == m {
+			return "", true
+		}
+		if stopped >= started {
+			return url, true
+		}
+		select {
+		case <-ch:
+		case <-timer.C:
+			return url, false
+		case <-ctx.Done():
+			return url, false
+		}
+	}
+}
+
+// uid returns the snapshot uid of a node, giving it one if it has none.
+// A node keeps its uid for as long as its document lives, and uids are
+// never reused within a tab, so a stale uid cannot hit another node.
+func (s *TabState) uid(id cdp.BackendNodeID) int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if u, ok := s.byBackend[id]; ok {
+		return u
+	}
+	s.nextUID++
+	s.byBackend[id] = s.nextUID
+	s.byUID[s.nextUID] = id
+	return s.nextUID
+}
+
+// node returns the backend node of a uid from a snapshot.
+func (s *TabState) node(uid string) (cdp.BackendNodeID, error) {
+	var n int
+	if _, err := fmt.Sscan(strings.TrimPrefix(uid, "uid="), &n); err != nil {
+		return 0, fmt.Errorf("uid %q is not a snapshot uid; call take_snapshot and use a uid from its lines (uid=N)", uid)
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	id, ok := s.byUID[n]
+	if !ok {
+		return 0, fmt.Errorf("uid %d is not in the latest snapshot of this page (the page changed or navigated); call take_snapshot and use a fresh uid", n)
+	}
+	return id, nil
+}
+
+// resetIfNewDocument forgets every uid when the page shows a new document,
+// so the map does not grow with every navigation. The uid counter goes on,
+// so old uids stay invalid.
+func (s *TabState) resetIfNewDocument(root cdp.BackendNodeID) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.docRoot == root {
+		return
+	}
+	s.docRoot = root
+	clear(s.byBackend)
+	clear(s.byUID)
+}

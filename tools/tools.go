@@ -1,0 +1,210 @@
+// Package tools holds the MCP tools, one file per tool group. Tools work on
+// the per-call Workspace (the calling session's page set) that the session
+// package puts in the context; they never reach back into the HTTP layer.
+package tools
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/chromedp/cdproto/target"
+	"github.com/mark3labs/mcp-go/mcp"
+	"github.com/mark3labs/mcp-go/server"
+
+	"github.com/mcp-browser-proxy/mcp-browser-proxy/auth"
+)
+
+// Tab is one page that a session owns.
+type Tab struct {
+	// ID is the small integer that tools call pageId; unique in a session.
+	ID       int
+	TargetID target.ID
+	// Ctx is the chromedp context of the tab, already attached. Derive
+	// per-call contexts from it; never cancel it from a tool.
+	Ctx   context.Context
+	State *TabState
+}
+
+// TabInfo describes a page for list_pages.
+type TabInfo struct {
+	ID       int
+	Title    string
+	URL      string
+	Selected bool
+}
+
+// Workspace is the page set of the calling session, as the tools see it.
+type Workspace interface {
+	// Tab returns the page pageID, or the selected page when pageID is 0;
+	// a session without pages gets a new one.
+	Tab(ctx context.Context, pageID int) (*Tab, error)
+	// NewTab opens a page (about:blank) and selects it.
+	NewTab(ctx context.Context) (*Tab, error)
+	// SelectTab makes pageID the selected page.
+	SelectTab(ctx context.Context, pageID int) (*Tab, error)
+	// CloseTab closes a page the session opened.
+	CloseTab(ctx context.Context, pageID int) error
+	// Tabs lists the session's pages, in the order they were opened.
+	Tabs(ctx context.Context) ([]TabInfo, error)
+}
+
+type workspaceKey struct{}
+
+// WithWorkspace returns ctx carrying ws for the tool handlers.
+func WithWorkspace(ctx context.Context, ws Workspace) context.Context {
+	return context.WithValue(ctx, workspaceKey{}, ws)
+}
+
+func workspaceFrom(ctx context.Context) (Workspace, error) {
+	ws, ok := ctx.Value(workspaceKey{}).(Workspace)
+	if !ok {
+		return nil, errors.New("no browser session is bound to this call")
+	}
+	return ws, nil
+}
+
+// Config bounds the tools.
+type Config struct {
+	// CallTimeout bounds every CDP exchange of a tool that has no timeout
+	// parameter of its own.
+	CallTimeout time.Duration
+	// NavigationTimeout is the default wait for a page load.
+	NavigationTimeout time.Duration
+}
+
+func (c *Config) fill() {
+	if c.CallTimeout <= 0 {
+		c.CallTimeout = 10 * time.Second
+	}
+	if c.NavigationTimeout <= 0 {
+		c.NavigationTimeout = 30 * time.Second
+	}
+}
+
+// Tool is one MCP tool with the permission it needs.
+type Tool struct {
+	Tool    mcp.Tool
+	Perm    string
+	Handler server.ToolHandlerFunc
+}
+
+// All returns every tool, wired to cfg.
+func All(cfg Config) []Tool {
+	cfg.fill()
+	t := &toolset{cfg: cfg}
+	return []Tool{
+		t.listPages(), t.newPage(), t.selectPage(), t.closePage(), t.navigatePage(), t.waitFor(),
+		t.takeSnapshot(), t.click(), t.fill(),
+		t.takeScreenshot(), t.evaluateScript(),
+	}
+}
+
+// Register adds the tools to s, each guarded by its permission, and hides
+// tools the caller lacks the permission for from tools/list when
+// server.WithToolFilter(Filter(tools)) is set.
+func Register(s *server.MCPServer, list []Tool) {
+	for _, tl := range list {
+		s.AddTool(tl.Tool, guard(tl))
+	}
+}
+
+// Filter returns a tools/list filter that drops the tools the caller's
+// principal may not call.
+func Filter(list []Tool) server.ToolFilterFunc {
+	perms := map[string]string{}
+	for _, tl := range list {
+		perms[tl.Tool.Name] = tl.Perm
+	}
+	return func(ctx context.Context, tools []mcp.Tool) []mcp.Tool {
+		p, _ := auth.FromContext(ctx)
+		out := tools[:0:0]
+		for _, tl := range tools {
+			if perm, ok := perms[tl.Name]; !ok || p.Has(perm) {
+				out = append(out, tl)
+			}
+		}
+		return out
+	}
+}
+
+func guard(tl Tool) server.ToolHandlerFunc {
+	return func(ctx context.Context, req mcp.CallToolRequest) (*mcp.CallToolResult, error) {
+		p, ok := auth.FromContext(ctx)
+		if !ok || !p.Has(tl.Perm) {
+			return mcp.NewToolResultErrorf("%s needs the %s permission, which your token lacks; ask an admin for a token with --perms %s",
+				tl.Tool.Name, tl.Perm, tl.Perm), nil
+		}
+		return tl.Handler(ctx, req)
+	}
+}
+
+type toolset struct {
+	cfg Config
+}
+
+// callCtx bounds one CDP exchange on tab: it ends after d, or when the tool
+// call is cancelled, whichever is first. The tab's own context stays alive.
+func callCtx(toolCtx context.Context, tab *Tab, d time.Duration) (context.Context, context.CancelFunc) {
+	c, cancel := context.WithTimeout(tab.Ctx, d)
+	stop := context.AfterFunc(toolCtx, cancel)
+	return c, func() { stop(); cancel() }
+}
+
+// cdpError turns a CDP failure into a message that says what happened and
+// what to do next.
+func cdpError(what string, cctx context.Context, tab *Tab, d time.Duration, err error) *mcp.CallToolResult {
+	switch {
+	case tab.Ctx.Err() != nil:
+		return mcp.NewToolResultErrorf("%s: page %d is gone (the tab was closed or the browser connection dropped); call list_pages and retry", what, tab.ID)
+	case errors.Is(cctx.Err(), context.DeadlineExceeded) || errors.Is(err, context.DeadlineExceeded):
+		return mcp.NewToolResultErrorf("%s: the browser did not answer within %s; the page may be busy, retry or raise the timeout", what, d)
+	default:
+		return mcp.NewToolResultErrorf("%s: %v", what, err)
+	}
+}
+
+// pageOf resolves the pageId argument to a tab of the calling session.
+func pageOf(ctx context.Context, req mcp.CallToolRequest) (*Tab, *mcp.CallToolResult) {
+	ws, err := workspaceFrom(ctx)
+	if err != nil {
+		return nil, mcp.NewToolResultError(err.Error())
+	}
+	tab, err := ws.Tab(ctx, req.GetInt("pageId", 0))
+	if err != nil {
+		return nil, mcp.NewToolResultError(err.Error())
+	}
+	return tab, nil
+}
+
+var pageIDOption = mcp.WithNumber("pageId", mcp.Description("Page to act on, from list_pages. Defaults to the selected page."))
+
+func timeoutArg(req mcp.CallToolRequest, def time.Duration) time.Duration {
+	ms := req.GetInt("timeout", 0)
+	if ms <= 0 {
+		return def
+	}
+	return time.Duration(ms) * time.Millisecond
+}
+
+func quote(s string) string {
+	s = strings.ReplaceAll(s, `\`, `\\`)
+	s = strings.ReplaceAll(s, `"`, `\"`)
+	s = strings.ReplaceAll(s, "\n", `\n`)
+	return `"` + s + `"`
+}
+
+func textResult(format string, args ...any) *mcp.CallToolResult {
+	return mcp.NewToolResultText(fmt.Sprintf(format, args...))
+}
+
+func ptr[T any](v T) *T { return &v }
+
+// jsonValue encodes v for a CDP argument; v is always encodable here.
+func jsonValue(v any) []byte {
+	b, _ := json.Marshal(v)
+	return b
+}
