@@ -122,7 +122,7 @@ func (s *Session) newTab(ctx context.Context, c browserpool.Conn) (*tools.Tab, e
 	stop := context.AfterFunc(ctx, cancel)
 	defer stop()
 	created, err := chromedp.CallBrowser(cctx, target.CreateTarget, target.CreateTargetParams{
-		URL: "about:blank", NewWindow: ptr(false), Background: ptr(true),
+		URL: "about:blank", NewWindow: ptr(false),
 	})
 	if err != nil {
 		return nil, fmt.Errorf("open a new page: %w", err)

@@ -43,6 +43,9 @@ func (t *toolset) takeScreenshot() Tool {
 			}
 			cctx, cancel := callCtx(ctx, tab, t.cfg.CallTimeout)
 			defer cancel()
+			if err := ensureVisible(cctx); err != nil {
+				return cdpError("take_screenshot", cctx, tab, t.cfg.CallTimeout, err), nil
+			}
 			if req.GetBool("fullPage", false) {
 				m, err := chromedp.Call(cctx, page.GetLayoutMetrics, cdp.Empty{})
 				if err != nil {

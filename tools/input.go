@@ -11,6 +11,7 @@ import (
 	"github.com/chromedp/cdproto/cdp"
 	"github.com/chromedp/cdproto/dom"
 	"github.com/chromedp/cdproto/input"
+	"github.com/chromedp/cdproto/page"
 	"github.com/chromedp/cdproto/runtime"
 	"github.com/chromedp/chromedp"
 	"github.com/mark3labs/mcp-go/mcp"
@@ -93,7 +94,11 @@ func (t *toolset) act(ctx context.Context, tab *Tab, name, uid string, do func(c
 	cctx, cancel := callCtx(ctx, tab, t.cfg.CallTimeout)
 	defer cancel()
 	mark := tab.State.mark()
-	if err := do(cctx, node); err != nil {
+	err = ensureVisible(cctx)
+	if err == nil {
+		err = do(cctx, node)
+	}
+	if err != nil {
 		if isStaleNode(err) {
 			return mcp.NewToolResultErrorf("%s: uid %s no longer exists on the page (it changed or navigated); call take_snapshot and use a fresh uid", name, strings.TrimPrefix(uid, "uid="))
 		}
@@ -223,4 +228,20 @@ func exceptionText(d *runtime.ExceptionDetails) string {
 		return strings.TrimPrefix(first, "Error: ")
 	}
 	return fmt.Sprintf("%s (line %d)", d.Text, d.LineNumber)
+}
+
+// ensureVisible brings the tab to the front when it is hidden: a hidden tab
+// gets no frames, so input events and screenshots stall until the browser
+// gives up on them. Several sessions share one browser window, so another
+// session's new tab may have covered this one.
+func ensureVisible(ctx context.Context) error {
+	res, err := chromedp.Call(ctx, runtime.Evaluate, runtime.EvaluateParams{Expression: "document.visibilityState", ReturnByValue: ptr(true)})
+	if err != nil {
+		return err
+	}
+	if string(res.Result.Value) == `"visible"` {
+		return nil
+	}
+	_, err = chromedp.Call(ctx, page.BringToFront, cdp.Empty{})
+	return err
 }

@@ -53,6 +53,16 @@ func (s *TabState) Listen(ev any) {
 			return
 		}
 		s.bump(func() { s.started++; s.lastURL = e.URL })
+	case *page.EventFrameNavigated:
+		// A new document: every uid of the old one is stale. The counter
+		// goes on, so an old uid can never name a node of the new page.
+		if e.Frame != nil && e.Frame.ID == s.mainFrame {
+			s.mu.Lock()
+			clear(s.byBackend)
+			clear(s.byUID)
+			s.docRoot = 0
+			s.mu.Unlock()
+		}
 	case *page.EventFrameStoppedLoading:
 		if e.FrameID == s.mainFrame {
 			s.bump(func() { s.stopped++ })

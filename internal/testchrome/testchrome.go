@@ -16,6 +16,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 )
@@ -83,6 +84,8 @@ func (c *Chrome) start(port int) error {
 		"--disable-default-apps", "--no-default-browser-check",
 		"about:blank",
 	)
+	// Its own process group, so Kill takes the renderers and helpers too.
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	if err := cmd.Start(); err != nil {
 		return fmt.Errorf("exec %s: %w", bin, err)
 	}
@@ -134,7 +137,7 @@ func (c *Chrome) Kill() {
 	if cmd == nil {
 		return
 	}
-	_ = cmd.Process.Kill()
+	_ = syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
 	select {
 	case <-done:
 	case <-time.After(10 * time.Second):

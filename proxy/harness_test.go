@@ -1,0 +1,250 @@
+package proxy
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/mark3labs/mcp-go/client"
+	"github.com/mark3labs/mcp-go/client/transport"
+	"github.com/mark3labs/mcp-go/mcp"
+	"github.com/rs/zerolog"
+
+	"github.com/mcp-browser-proxy/mcp-browser-proxy/auth"
+	"github.com/mcp-browser-proxy/mcp-browser-proxy/browserpool"
+	"github.com/mcp-browser-proxy/mcp-browser-proxy/router"
+	"github.com/mcp-browser-proxy/mcp-browser-proxy/session"
+	"github.com/mcp-browser-proxy/mcp-browser-proxy/tools"
+)
+
+// harness is a proxy on a loopback httptest server, with its own store.
+type harness struct {
+	t     *testing.T
+	URL   string
+	authn *auth.Authenticator
+	store *router.BoltStore
+	pool  *browserpool.Pool
+	mgr   *session.Manager
+	srv   *Server
+	logs  *syncBuffer
+}
+
+// syncBuffer collects the log output of a test proxy.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+func newHarness(t *testing.T, dataDir string) *harness {
+	t.Helper()
+	if dataDir == "" {
+		dataDir = t.TempDir()
+	}
+	logs := &syncBuffer{}
+	log := zerolog.New(logs)
+	authn, err := auth.NewAuthenticator([]byte("test-secret-test-secret-test-secret!"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	store, err := router.OpenBolt(filepath.Join(dataDir, "registrations.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	pool := browserpool.New(browserpool.Config{
+		HealthInterval: time.Second, DialTimeout: 5 * time.Second,
+		InitialBackoff: 50 * time.Millisecond, MaxBackoff: 500 * time.Millisecond, Logger: log,
+	})
+	mgr := session.NewManager(session.Config{BrowserWait: time.Second, Log: log, Audit: log}, pool)
+	srv := New(Config{
+		Version: "test", Auth: authn, Store: store, Pool: pool, Sessions: mgr,
+		Tools: tools.Config{CallTimeout: 10 * time.Second, NavigationTimeout: 10 * time.Second},
+		Log:   log, Audit: log, RegisterWait: 5 * time.Second,
+	})
+	if err := srv.Restore(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	hs := httptest.NewServer(srv.Handler())
+	h := &harness{t: t, URL: hs.URL, authn: authn, store: store, pool: pool, mgr: mgr, srv: srv, logs: logs}
+	t.Cleanup(func() {
+		mgr.CloseAll()
+		hs.CloseClientConnections()
+		hs.Close()
+		pool.Close()
+		store.Close()
+	})
+	return h
+}
+
+func (h *harness) token(user string, perms ...string) string {
+	h.t.Helper()
+	tok, err := h.authn.Issue(user, perms, time.Hour)
+	if err != nil {
+		h.t.Fatal(err)
+	}
+	return tok
+}
+
+// do sends a JSON request and decodes the answer into out (when non-nil).
+func (h *harness) do(method, path, token string, body any, out any) *http.Response {
+	h.t.Helper()
+	var r io.Reader
+	if s, ok := body.(string); ok {
+		r = strings.NewReader(s)
+	} else if body != nil {
+		b, _ := json.Marshal(body)
+		r = bytes.NewReader(b)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	req, _ := http.NewRequestWithContext(ctx, method, h.URL+path, r)
+	req.Header.Set("Content-Type", "application/json")
+	if token != "" {
+		req.Header.Set("Authorization", "Bearer "+token)
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		h.t.Fatalf("%s %s: %v", method, path, err)
+	}
+	defer resp.Body.Close()
+	data, _ := io.ReadAll(resp.Body)
+	if out != nil && len(data) > 0 {
+		if err := json.Unmarshal(data, out); err != nil {
+			h.t.Fatalf("%s %s: decode %q: %v", method, path, data, err)
+		}
+	}
+	return resp
+}
+
+func (h *harness) register(token, user, browserURL string) RegisterResponse {
+	h.t.Helper()
+	var out RegisterResponse
+	resp := h.do(http.MethodPost, "/api/register", token, map[string]string{"userId": user, "browserURL": browserURL}, &out)
+	if resp.StatusCode != http.StatusCreated {
+		h.t.Fatalf("register %s: status %d", user, resp.StatusCode)
+	}
+	return out
+}
+
+type transportKind string
+
+const (
+	viaSSE        transportKind = "sse"
+	viaStreamable transportKind = "streamable" // pinned to 2025-11-25: a real session
+	viaStateless  transportKind = "stateless"  // 2026-07-28: the user's default workspace
+)
+
+// connect starts an initialized mcp-go client for token over kind.
+func (h *harness) connect(kind transportKind, token, userHeader string) *client.Client {
+	h.t.Helper()
+	headers := map[string]string{"Authorization": "Bearer " + token}
+	if userHeader != "" {
+		headers["X-User-Id"] = userHeader
+	}
+	var c *client.Client
+	switch kind {
+	case viaSSE:
+		tr, err := transport.NewSSE(h.URL+"/sse", transport.WithHeaders(headers))
+		if err != nil {
+			h.t.Fatal(err)
+		}
+		c = client.NewClient(tr)
+	case viaStreamable, viaStateless:
+		tr, err := transport.NewStreamableHTTP(h.URL+"/mcp", transport.WithHTTPHeaders(headers))
+		if err != nil {
+			h.t.Fatal(err)
+		}
+		var opts []client.ClientOption
+		if kind == viaStreamable {
+			opts = append(opts, client.WithProtocolVersion(mcp.ProtocolVersion20251125))
+		}
+		c = client.NewClient(tr, opts...)
+	}
+	// The SSE stream lives as long as Start's context: it must outlive this
+	// function. The transport bounds the wait for the endpoint event.
+	if err := c.Start(context.Background()); err != nil {
+		h.t.Fatalf("start %s client: %v", kind, err)
+	}
+	var init mcp.InitializeRequest
+	init.Params.ClientInfo = mcp.Implementation{Name: "test", Version: "0"}
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	if _, err := c.Initialize(ctx, init); err != nil {
+		c.Close()
+		h.t.Fatalf("initialize %s client: %v", kind, err)
+	}
+	h.t.Cleanup(func() { c.Close() })
+	return c
+}
+
+// call runs a tool and returns its text content and whether it is an error.
+func call(t *testing.T, c *client.Client, name string, args map[string]any) (string, *mcp.CallToolResult) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	var req mcp.CallToolRequest
+	req.Params.Name = name
+	req.Params.Arguments = args
+	res, err := c.CallTool(ctx, req)
+	if err != nil {
+		t.Fatalf("%s: %v", name, err)
+	}
+	var parts []string
+	for _, ct := range res.Content {
+		if tc, ok := ct.(mcp.TextContent); ok {
+			parts = append(parts, tc.Text)
+		}
+	}
+	return strings.Join(parts, "\n"), res
+}
+
+// mustCall is call that fails the test on a tool error.
+func mustCall(t *testing.T, c *client.Client, name string, args map[string]any) string {
+	t.Helper()
+	text, res := call(t, c, name, args)
+	if res.IsError {
+		t.Fatalf("%s(%v) failed: %s", name, args, text)
+	}
+	return text
+}
+
+// testPages serves the pages the tests drive, on 127.0.0.1.
+func testPages(t *testing.T) string {
+	t.Helper()
+	mux := http.NewServeMux()
+	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
+		io.WriteString(w, `<!doctype html><html><head><title>Test page</title></head><body>
+<h1>Hello</h1>
+<button onclick="document.getElementById('out').textContent='Clicked!'">Press me</button>
+<p id="out">Not yet</p>
+<label>Name <input id="name"></label>
+<select id="color" aria-label="Color"><option>Red</option><option>Blue</option></select>
+<a href="/two">Go to two</a>
+</body></html>`)
+	})
+	mux.HandleFunc("/two", func(w http.ResponseWriter, r *http.Request) {
+		io.WriteString(w, `<!doctype html><html><head><title>Two</title></head><body><p>Second page</p></body></html>`)
+	})
+	srv := httptest.NewServer(mux)
+	t.Cleanup(srv.Close)
+	return srv.URL
+}
