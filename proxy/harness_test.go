@@ -56,6 +56,11 @@ func (s *syncBuffer) String() string {
 }
 
 func newHarness(t *testing.T, dataDir string) *harness {
+	return newHarnessWith(t, dataDir, session.Config{})
+}
+
+// newHarnessWith is newHarness with session limits of the test's choosing.
+func newHarnessWith(t *testing.T, dataDir string, scfg session.Config) *harness {
 	t.Helper()
 	if dataDir == "" {
 		dataDir = t.TempDir()
@@ -74,7 +79,8 @@ func newHarness(t *testing.T, dataDir string) *harness {
 		HealthInterval: time.Second, DialTimeout: 5 * time.Second,
 		InitialBackoff: 50 * time.Millisecond, MaxBackoff: 500 * time.Millisecond, Logger: log,
 	})
-	mgr := session.NewManager(session.Config{BrowserWait: time.Second, Log: log, Audit: log}, pool)
+	scfg.BrowserWait, scfg.Log, scfg.Audit = time.Second, log, log
+	mgr := session.NewManager(scfg, pool)
 	srv := New(Config{
 		Version: "test", Auth: authn, Store: store, Pool: pool, Sessions: mgr,
 		Tools: tools.Config{CallTimeout: 10 * time.Second, NavigationTimeout: 10 * time.Second},
@@ -248,3 +254,5 @@ func testPages(t *testing.T) string {
 	t.Cleanup(srv.Close)
 	return srv.URL
 }
+
+func jsonUnmarshal(b []byte, v any) error { return json.Unmarshal(b, v) }

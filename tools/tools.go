@@ -59,8 +59,14 @@ func WithWorkspace(ctx context.Context, ws Workspace) context.Context {
 	return context.WithValue(ctx, workspaceKey{}, ws)
 }
 
-func workspaceFrom(ctx context.Context) (Workspace, error) {
+// WorkspaceFrom returns the workspace bound to ctx by WithWorkspace.
+func WorkspaceFrom(ctx context.Context) (Workspace, bool) {
 	ws, ok := ctx.Value(workspaceKey{}).(Workspace)
+	return ws, ok
+}
+
+func workspaceFrom(ctx context.Context) (Workspace, error) {
+	ws, ok := WorkspaceFrom(ctx)
 	if !ok {
 		return nil, errors.New("no browser session is bound to this call")
 	}
