@@ -25,4 +25,4 @@ lint:
 
 ## bench: the latency benchmarks behind BENCHMARKS.md.
 bench: deps
-	$(GO) test -run '^$$' -bench . -benchtime 200x ./bench/
+	$(GO) test -run '^$$' -bench . -benchtime 200x -count 3 ./proxy/

@@ -27,7 +27,7 @@ import (
 
 // harness is a proxy on a loopback httptest server, with its own store.
 type harness struct {
-	t     *testing.T
+	t     testing.TB
 	URL   string
 	authn *auth.Authenticator
 	store *router.BoltStore
@@ -55,12 +55,12 @@ func (s *syncBuffer) String() string {
 	return s.b.String()
 }
 
-func newHarness(t *testing.T, dataDir string) *harness {
+func newHarness(t testing.TB, dataDir string) *harness {
 	return newHarnessWith(t, dataDir, session.Config{})
 }
 
 // newHarnessWith is newHarness with session limits of the test's choosing.
-func newHarnessWith(t *testing.T, dataDir string, scfg session.Config) *harness {
+func newHarnessWith(t testing.TB, dataDir string, scfg session.Config) *harness {
 	t.Helper()
 	if dataDir == "" {
 		dataDir = t.TempDir()
@@ -203,7 +203,7 @@ func (h *harness) connect(kind transportKind, token, userHeader string) *client.
 }
 
 // call runs a tool and returns its text content and whether it is an error.
-func call(t *testing.T, c *client.Client, name string, args map[string]any) (string, *mcp.CallToolResult) {
+func call(t testing.TB, c *client.Client, name string, args map[string]any) (string, *mcp.CallToolResult) {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
@@ -224,7 +224,7 @@ func call(t *testing.T, c *client.Client, name string, args map[string]any) (str
 }
 
 // mustCall is call that fails the test on a tool error.
-func mustCall(t *testing.T, c *client.Client, name string, args map[string]any) string {
+func mustCall(t testing.TB, c *client.Client, name string, args map[string]any) string {
 	t.Helper()
 	text, res := call(t, c, name, args)
 	if res.IsError {
@@ -234,7 +234,7 @@ func mustCall(t *testing.T, c *client.Client, name string, args map[string]any) 
 }
 
 // testPages serves the pages the tests drive, on 127.0.0.1.
-func testPages(t *testing.T) string {
+func testPages(t testing.TB) string {
 	t.Helper()
 	mux := http.NewServeMux()
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
