@@ -37,6 +37,12 @@ type serveFlags struct {
 }
 
 func newServe() *cobra.Command {
+	cmd, _ := newServeCmd()
+	return cmd
+}
+
+// newServeCmd returns the serve command and the flag values it parses into.
+func newServeCmd() (*cobra.Command, *serveFlags) {
 	var f serveFlags
 	cmd := &cobra.Command{
 		Use:   "serve",
@@ -67,7 +73,7 @@ func newServe() *cobra.Command {
 	fl.IntVar(&f.maxTabsPerSession, "max-tabs-per-session", 20, "tabs one session may have open")
 	fl.IntVar(&f.maxReconnects, "max-reconnects", 20, "failed connection attempts before a browser is marked failed (a tool call retries it)")
 	fl.BoolVar(&f.keepTabs, "keep-tabs", false, "leave a closed session's tabs open")
-	return withEnv(cmd)
+	return withEnv(cmd), &f
 }
 
 func newLogger(level, format string, w io.Writer) (zerolog.Logger, error) {

@@ -1,0 +1,175 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/spf13/pflag"
+
+	"github.com/mcp-browser-proxy/mcp-browser-proxy/auth"
+)
+
+// run executes the CLI with args and returns stdout, stderr and the error.
+func run(t *testing.T, args ...string) (string, string, error) {
+	t.Helper()
+	root := newRoot()
+	var out, errb bytes.Buffer
+	root.SetOut(&out)
+	root.SetErr(&errb)
+	root.SetArgs(args)
+	err := root.Execute()
+	return out.String(), errb.String(), err
+}
+
+func TestTokenIssueUsesDataDirSecret(t *testing.T) {
+	dir := t.TempDir()
+	secret, err := auth.LoadOrCreateSecret(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	out, _, err := run(t, "token", "issue", "--user", "alice", "--perms", "browser:read,admin", "--ttl", "1h", "--data-dir", dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tok := strings.TrimSpace(out)
+	if strings.Count(out, "\n") != 1 || strings.Count(tok, ".") != 2 {
+		t.Fatalf("stdout is not just a token: %q", out)
+	}
+	a, _ := auth.NewAuthenticator(secret)
+	p, err := a.Verify(tok)
+	if err != nil || p.UserID != "alice" || !p.Has(auth.PermAdmin) || p.Has(auth.PermWrite) {
+		t.Fatalf("token: %v %+v", err, p)
+	}
+}
+
+func TestTokenIssueErrors(t *testing.T) {
+	if _, _, err := run(t, "token", "issue", "--data-dir", t.TempDir(), "--user", "alice"); err == nil || !strings.Contains(err.Error(), "serve") {
+		t.Errorf("missing secret: %v", err)
+	}
+	if _, _, err := run(t, "token", "issue", "--jwt-secret", strings.Repeat("s", 32), "--user", "alice", "--perms", "root"); err == nil || !strings.Contains(err.Error(), "root") {
+		t.Errorf("unknown perm: %v", err)
+	}
+	if _, _, err := run(t, "token", "issue", "--jwt-secret", strings.Repeat("s", 32)); err == nil || !strings.Contains(err.Error(), "--user") {
+		t.Errorf("no user: %v", err)
+	}
+}
+
+func TestEnvTwinAndFlagPrecedence(t *testing.T) {
+	envSecret, flagSecret := strings.Repeat("e", 32), strings.Repeat("f", 32)
+	t.Setenv("MBP_JWT_SECRET", envSecret)
+	t.Setenv("MBP_USER", "bob")
+	out, _, err := run(t, "token", "issue")
+	if err != nil {
+		t.Fatal(err)
+	}
+	a, _ := auth.NewAuthenticator([]byte(envSecret))
+	if p, err := a.Verify(strings.TrimSpace(out)); err != nil || p.UserID != "bob" {
+		t.Fatalf("env twins not used: %v %+v", err, p)
+	}
+	out, _, err = run(t, "token", "issue", "--jwt-secret", flagSecret, "--user", "carol")
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, _ := auth.NewAuthenticator([]byte(flagSecret))
+	if p, err := b.Verify(strings.TrimSpace(out)); err != nil || p.UserID != "carol" {
+		t.Fatalf("flags did not win over env: %v %+v", err, p)
+	}
+}
+
+func TestServeHelpListsEnvTwins(t *testing.T) {
+	out, _, err := run(t, "serve", "--help")
+	if err != nil {
+		t.Fatal(err)
+	}
+	newServe().Flags().VisitAll(func(f *pflag.Flag) {
+		if !strings.Contains(out, "--"+f.Name) || !strings.Contains(out, envName(f.Name)) {
+			t.Errorf("serve --help lacks --%s or $%s", f.Name, envName(f.Name))
+		}
+	})
+}
+
+type lockedBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (l *lockedBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *lockedBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
+}
+
+func TestServeStartsAndStops(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "data")
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := l.Addr().String()
+	l.Close()
+
+	cmd, f := newServeCmd()
+	if err := cmd.ParseFlags([]string{"--addr", addr, "--data-dir", dir, "--log-format", "json"}); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	var logs lockedBuffer
+	done := make(chan error, 1)
+	go func() { done <- serve(ctx, *f, &logs) }()
+
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		resp, err := http.Get("http://" + addr + "/health")
+		if err == nil {
+			resp.Body.Close()
+			if resp.StatusCode != 200 {
+				t.Fatalf("health: %d", resp.StatusCode)
+			}
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("proxy did not start: %v\n%s", err, logs.String())
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	if _, err := os.Stat(filepath.Join(dir, "jwt-secret")); err != nil {
+		t.Errorf("no generated secret: %v", err)
+	}
+	if !strings.Contains(logs.String(), "token issue --user") {
+		t.Errorf("start-up log does not say how to issue a token:\n%s", logs.String())
+	}
+	cancel()
+	select {
+	case err := <-done:
+		if err != nil && err != http.ErrServerClosed {
+			t.Errorf("serve returned %v", err)
+		}
+	case <-time.After(15 * time.Second):
+		t.Fatal("serve did not stop")
+	}
+}
+
+func TestServeBadDataDir(t *testing.T) {
+	file := filepath.Join(t.TempDir(), "not-a-dir")
+	if err := os.WriteFile(file, []byte("x"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	err := serve(context.Background(), serveFlags{addr: "127.0.0.1:0", dataDir: file, logLevel: "info", logFormat: "json"}, &bytes.Buffer{})
+	if err == nil || !strings.Contains(err.Error(), file) {
+		t.Errorf("serve with a file as data dir: %v", err)
+	}
+}
