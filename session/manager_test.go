@@ -61,11 +61,11 @@ func TestOwnership(t *testing.T) {
 	}
 	m.Open(sid, "alice")
 
-	ran, ws, res := callAs(m, "bob", sid)
+	ran, _, res := callAs(m, "bob", sid)
 	if ran || !res.IsError || !strings.Contains(res.Content[0].(mcp.TextContent).Text, "another user") {
 		t.Fatalf("bob ran on alice's session: ran=%v %+v", ran, res)
 	}
-	ran, ws, _ = callAs(m, "alice", sid)
+	ran, ws, _ := callAs(m, "alice", sid)
 	if !ran || ws.(*Session).ID != sid {
 		t.Fatalf("alice's call: ran=%v ws=%v", ran, ws)
 	}

@@ -111,13 +111,9 @@ func (t *toolset) selectPage() Tool {
 			mcp.WithDestructiveHintAnnotation(false),
 		),
 		Handler: func(ctx context.Context, req mcp.CallToolRequest) (*mcp.CallToolResult, error) {
-			ws, err := workspaceFrom(ctx)
-			if err != nil {
-				return mcp.NewToolResultError(err.Error()), nil
-			}
-			id := req.GetInt("pageId", 0)
-			if id <= 0 {
-				return mcp.NewToolResultError("select_page needs a pageId from list_pages"), nil
+			ws, id, res := requiredPage(ctx, req, "select_page")
+			if res != nil {
+				return res, nil
 			}
 			tab, err := ws.SelectTab(ctx, id)
 			if err != nil {
@@ -125,16 +121,28 @@ func (t *toolset) selectPage() Tool {
 			}
 			if req.GetBool("bringToFront", false) {
 				cctx, cancel := callCtx(ctx, tab, t.cfg.CallTimeout)
-				_, err := chromedp.Call(cctx, page.BringToFront, cdp.Empty{})
-				if err != nil {
-					cancel()
+				defer cancel()
+				if _, err := chromedp.Call(cctx, page.BringToFront, cdp.Empty{}); err != nil {
 					return cdpError("select_page", cctx, tab, t.cfg.CallTimeout, err), nil
 				}
-				cancel()
 			}
 			return textResult("Selected page %d.", id), nil
 		},
 	}
+}
+
+// requiredPage returns the workspace and the pageId argument of a tool that
+// must name a page.
+func requiredPage(ctx context.Context, req mcp.CallToolRequest, tool string) (Workspace, int, *mcp.CallToolResult) {
+	ws, err := workspaceFrom(ctx)
+	if err != nil {
+		return nil, 0, mcp.NewToolResultError(err.Error())
+	}
+	id := req.GetInt("pageId", 0)
+	if id <= 0 {
+		return nil, 0, mcp.NewToolResultErrorf("%s needs a pageId from list_pages", tool)
+	}
+	return ws, id, nil
 }
 
 func (t *toolset) closePage() Tool {
@@ -147,13 +155,9 @@ func (t *toolset) closePage() Tool {
 			mcp.WithDestructiveHintAnnotation(true),
 		),
 		Handler: func(ctx context.Context, req mcp.CallToolRequest) (*mcp.CallToolResult, error) {
-			ws, err := workspaceFrom(ctx)
-			if err != nil {
-				return mcp.NewToolResultError(err.Error()), nil
-			}
-			id := req.GetInt("pageId", 0)
-			if id <= 0 {
-				return mcp.NewToolResultError("close_page needs a pageId from list_pages"), nil
+			ws, id, res := requiredPage(ctx, req, "close_page")
+			if res != nil {
+				return res, nil
 			}
 			if err := ws.CloseTab(ctx, id); err != nil {
 				return mcp.NewToolResultError(err.Error()), nil
