@@ -25,6 +25,7 @@ type Config struct {
 	MaxTabsPerSession  int           // default 20
 	IdleTimeout        time.Duration // default 30m; applies to default workspaces
 	KeepTabs           bool          // leave a closed session's tabs open
+	FilesDir           string        // where filePath outputs go; default a temp dir per session
 	BrowserWait        time.Duration // how long a call waits for a down browser; default 5s
 	CallTimeout        time.Duration // bound of session-level CDP calls; default 10s
 	Log                zerolog.Logger

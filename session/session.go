@@ -5,6 +5,8 @@ package session
 import (
 	"context"
 	"fmt"
+	"os"
+	"path/filepath"
 	"slices"
 	"sync"
 	"time"
@@ -37,6 +39,8 @@ type Session struct {
 	notice     string // told once, with the next tool result
 	lastUsed   time.Time
 	closed     bool
+	filesDir   string // made on first use
+	tempFiles  bool   // filesDir is this session's own temp dir
 }
 
 type tab struct {
@@ -253,6 +257,30 @@ func (s *Session) Tabs(ctx context.Context) ([]tools.TabInfo, error) {
 	return out, nil
 }
 
+// FilesDir implements tools.Workspace: --files-dir/<user> when the operator
+// set one, else a temp directory of the session's own, removed when it closes.
+func (s *Session) FilesDir() (string, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.filesDir != "" {
+		return s.filesDir, nil
+	}
+	if base := s.mgr.cfg.FilesDir; base != "" {
+		dir := filepath.Join(base, s.UserID)
+		if err := os.MkdirAll(dir, 0o700); err != nil {
+			return "", fmt.Errorf("files directory: %w", err)
+		}
+		s.filesDir = dir
+		return dir, nil
+	}
+	dir, err := os.MkdirTemp("", "mbp-session-")
+	if err != nil {
+		return "", fmt.Errorf("files directory: %w", err)
+	}
+	s.filesDir, s.tempFiles = dir, true
+	return dir, nil
+}
+
 // takeNotice returns the pending one-time notice and clears it.
 func (s *Session) takeNotice() string {
 	s.mu.Lock()
@@ -290,6 +318,9 @@ func (s *Session) close(keep bool) {
 	clear(s.tabs)
 	s.order = nil
 	gen := s.generation
+	if s.tempFiles {
+		_ = os.RemoveAll(s.filesDir)
+	}
 	s.mu.Unlock()
 	if len(tabs) == 0 {
 		return

@@ -18,6 +18,11 @@ import (
 type TabState struct {
 	mainFrame cdp.FrameID
 
+	// Collectors, each fed every event of the tab; each guards itself.
+	console consoleLog
+	network networkLog
+	dialog  dialogState
+
 	mu        sync.Mutex
 	byBackend map[cdp.BackendNodeID]int
 	byUID     map[int]cdp.BackendNodeID
@@ -43,6 +48,9 @@ func NewTabState(id target.ID) *TabState {
 // Listen takes the tab's events. It runs on the tab's read loop: it only
 // updates counters and never blocks.
 func (s *TabState) Listen(ev any) {
+	s.console.listen(ev)
+	s.network.listen(ev)
+	s.dialog.listen(ev)
 	switch e := ev.(type) {
 	case *page.EventFrameStartedNavigating:
 		if e.FrameID != s.mainFrame {

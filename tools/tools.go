@@ -50,6 +50,9 @@ type Workspace interface {
 	CloseTab(ctx context.Context, pageID int) error
 	// Tabs lists the session's pages, in the order they were opened.
 	Tabs(ctx context.Context) ([]TabInfo, error)
+	// FilesDir is the only directory tools may write files to (filePath
+	// arguments); it exists when FilesDir returns without error.
+	FilesDir() (string, error)
 }
 
 type workspaceKey struct{}
@@ -80,6 +83,7 @@ type Config struct {
 	CallTimeout time.Duration
 	// NavigationTimeout is the default wait for a page load.
 	NavigationTimeout time.Duration
+	// navigation tools accept (http, https, about, data).
 }
 
 func (c *Config) fill() {
@@ -102,11 +106,19 @@ type Tool struct {
 func All(cfg Config) []Tool {
 	cfg.fill()
 	t := &toolset{cfg: cfg}
-	return []Tool{
+	list := []Tool{
 		t.listPages(), t.newPage(), t.selectPage(), t.closePage(), t.navigatePage(), t.waitFor(),
 		t.takeSnapshot(), t.click(), t.fill(),
 		t.takeScreenshot(), t.evaluateScript(),
 	}
+	// One constructor per tool group, each in its own file.
+	for _, group := range [][]Tool{
+		t.inputTools(), t.consoleTools(), t.networkTools(), t.emulationTools(),
+		t.storageTools(), t.performanceTools(), t.extensionTools(),
+	} {
+		list = append(list, group...)
+	}
+	return list
 }
 
 // Register adds the tools to s, each guarded by its permission, and hides

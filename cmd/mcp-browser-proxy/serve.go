@@ -26,7 +26,7 @@ import (
 type serveFlags struct {
 	addr, dataDir, jwtSecret         string
 	logLevel, logFormat, auditLog    string
-	maxBody                          string
+	maxBody, filesDir                string
 	sessionTokenTTL, idleTimeout     time.Duration
 	healthInterval, browserWait      time.Duration
 	callTimeout, navTimeout          time.Duration
@@ -60,6 +60,7 @@ func newServeCmd() (*cobra.Command, *serveFlags) {
 	fl.StringVar(&f.logFormat, "log-format", "auto", "log format: json, console, or auto (console on a terminal)")
 	fl.StringVar(&f.auditLog, "audit-log", "", "write audit events to this file too (default: only the main log)")
 	fl.StringVar(&f.maxBody, "max-body", "1M", "largest request body accepted")
+	fl.StringVar(&f.filesDir, "files-dir", "", "the only directory tools may write files to (filePath), one subdirectory per user (default: a temp dir per session, removed when it closes)")
 	fl.DurationVar(&f.sessionTokenTTL, "session-token-ttl", 24*time.Hour, "lifetime of the sessionToken that /api/register returns")
 	fl.DurationVar(&f.idleTimeout, "idle-timeout", 30*time.Minute, "close MCP sessions unused for this long")
 	fl.DurationVar(&f.healthInterval, "health-interval", 30*time.Second, "how often each browser connection is health-checked")
@@ -149,6 +150,7 @@ func serve(ctx context.Context, f serveFlags, stderr io.Writer) error {
 		MaxTabsPerSession:  f.maxTabsPerSession,
 		IdleTimeout:        f.idleTimeout,
 		KeepTabs:           f.keepTabs,
+		FilesDir:           f.filesDir,
 		BrowserWait:        f.browserWait,
 		CallTimeout:        f.callTimeout,
 		Log:                log.With().Str("component", "session").Logger(),
