@@ -257,6 +257,17 @@ func (s *Session) Tabs(ctx context.Context) ([]tools.TabInfo, error) {
 	return out, nil
 }
 
+// OpenTabs implements tools.Workspace.
+func (s *Session) OpenTabs() []*tools.Tab {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	out := make([]*tools.Tab, 0, len(s.order))
+	for _, id := range s.order {
+		out = append(out, &s.tabs[id].Tab)
+	}
+	return out
+}
+
 // FilesDir implements tools.Workspace: --files-dir/<user> when the operator
 // set one, else a temp directory of the session's own, removed when it closes.
 func (s *Session) FilesDir() (string, error) {

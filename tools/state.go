@@ -19,9 +19,11 @@ type TabState struct {
 	mainFrame cdp.FrameID
 
 	// Collectors, each fed every event of the tab; each guards itself.
-	console consoleLog
-	network networkLog
-	dialog  dialogState
+	console  consoleLog
+	network  networkLog
+	dialog   dialogState
+	activity activity
+	trace    traceCollector
 
 	mu        sync.Mutex
 	byBackend map[cdp.BackendNodeID]int
@@ -51,6 +53,8 @@ func (s *TabState) Listen(ev any) {
 	s.console.listen(ev)
 	s.network.listen(ev)
 	s.dialog.listen(ev)
+	s.activity.listen(ev)
+	s.trace.listen(ev)
 	switch e := ev.(type) {
 	case *page.EventFrameStartedNavigating:
 		if e.FrameID != s.mainFrame {

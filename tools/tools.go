@@ -50,6 +50,9 @@ type Workspace interface {
 	CloseTab(ctx context.Context, pageID int) error
 	// Tabs lists the session's pages, in the order they were opened.
 	Tabs(ctx context.Context) ([]TabInfo, error)
+	// OpenTabs returns the session's open tabs without any browser call and
+	// without opening one.
+	OpenTabs() []*Tab
 	// FilesDir is the only directory tools may write files to (filePath
 	// arguments); it exists when FilesDir returns without error.
 	FilesDir() (string, error)
