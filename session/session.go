@@ -90,7 +90,7 @@ func (s *Session) Tab(ctx context.Context, pageID int) (*tools.Tab, error) {
 	}
 	if pageID == 0 {
 		s.mu.Unlock()
-		return s.newTab(ctx, c)
+		return s.newTab(ctx, c, false)
 	}
 	t, ok := s.tabs[pageID]
 	s.mu.Unlock()
@@ -105,16 +105,16 @@ func (s *Session) Tab(ctx context.Context, pageID int) (*tools.Tab, error) {
 }
 
 // NewTab implements tools.Workspace.
-func (s *Session) NewTab(ctx context.Context) (*tools.Tab, error) {
+func (s *Session) NewTab(ctx context.Context, background bool) (*tools.Tab, error) {
 	c, err := s.conn(ctx)
 	if err != nil {
 		return nil, err
 	}
-	return s.newTab(ctx, c)
+	return s.newTab(ctx, c, background)
 }
 
 // newTab creates a tab in the owner's browser, attaches to it and selects it.
-func (s *Session) newTab(ctx context.Context, c browserpool.Conn) (*tools.Tab, error) {
+func (s *Session) newTab(ctx context.Context, c browserpool.Conn, background bool) (*tools.Tab, error) {
 	s.mu.Lock()
 	n := len(s.tabs)
 	s.mu.Unlock()
@@ -126,7 +126,7 @@ func (s *Session) newTab(ctx context.Context, c browserpool.Conn) (*tools.Tab, e
 	stop := context.AfterFunc(ctx, cancel)
 	defer stop()
 	created, err := chromedp.CallBrowser(cctx, target.CreateTarget, target.CreateTargetParams{
-		URL: "about:blank", NewWindow: ptr(false),
+		URL: "about:blank", NewWindow: ptr(false), Background: ptr(background),
 	})
 	if err != nil {
 		return nil, fmt.Errorf("open a new page: %w", err)

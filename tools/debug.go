@@ -3,9 +3,11 @@ package tools
 import (
 	"context"
 	"encoding/base64"
+	"errors"
 	"fmt"
 
 	"github.com/chromedp/cdproto/cdp"
+	"github.com/chromedp/cdproto/dom"
 	"github.com/chromedp/cdproto/page"
 	"github.com/chromedp/cdproto/runtime"
 	"github.com/chromedp/chromedp"
@@ -22,6 +24,8 @@ func (t *toolset) takeScreenshot() Tool {
 			mcp.WithString("format", mcp.Enum("png", "jpeg", "webp"), mcp.Description("Image format. Default png.")),
 			mcp.WithNumber("quality", mcp.Min(0), mcp.Max(100), mcp.Description("Compression quality for jpeg and webp, 0-100.")),
 			mcp.WithBoolean("fullPage", mcp.Description("Capture the whole scrollable page, not only the viewport. Default false.")),
+			mcp.WithString("uid", mcp.Description("Capture only this element, by uid from take_snapshot.")),
+			mcp.WithString("filePath", mcp.Description("Save the image to this file (in the session's files directory) instead of returning it.")),
 			pageIDOption,
 			mcp.WithReadOnlyHintAnnotation(true),
 			mcp.WithDestructiveHintAnnotation(false),
@@ -46,7 +50,24 @@ func (t *toolset) takeScreenshot() Tool {
 			if err := ensureVisible(cctx); err != nil {
 				return cdpError("take_screenshot", cctx, tab, t.cfg.CallTimeout, err), nil
 			}
-			if req.GetBool("fullPage", false) {
+			uid := req.GetString("uid", "")
+			switch {
+			case uid != "" && req.GetBool("fullPage", false):
+				return mcp.NewToolResultError("take_screenshot: give uid or fullPage, not both"), nil
+			case uid != "":
+				node, res := backendOf(tab, uid)
+				if res != nil {
+					return res, nil
+				}
+				clip, err := nodeClip(cctx, node)
+				if err != nil {
+					if isStaleNode(err) {
+						return mcp.NewToolResultErrorf("take_screenshot: uid %s no longer exists on the page; call take_snapshot and use a fresh uid", uid), nil
+					}
+					return cdpError("take_screenshot", cctx, tab, t.cfg.CallTimeout, err), nil
+				}
+				params.Clip = clip
+			case req.GetBool("fullPage", false):
 				m, err := chromedp.Call(cctx, page.GetLayoutMetrics, cdp.Empty{})
 				if err != nil {
 					return cdpError("take_screenshot", cctx, tab, t.cfg.CallTimeout, err), nil
@@ -60,6 +81,13 @@ func (t *toolset) takeScreenshot() Tool {
 			if err != nil {
 				return cdpError("take_screenshot", cctx, tab, t.cfg.CallTimeout, err), nil
 			}
+			if fp := req.GetString("filePath", ""); fp != "" {
+				p, err := writeOutput(ctx, fp, shot.Data)
+				if err != nil {
+					return mcp.NewToolResultError("take_screenshot: " + err.Error()), nil
+				}
+				return textResult("Saved a screenshot of page %d (%s, %d bytes) to %s.", tab.ID, format, len(shot.Data), p), nil
+			}
 			return mcp.NewToolResultImage(fmt.Sprintf("Screenshot of page %d (%s, %d bytes).", tab.ID, format, len(shot.Data)),
 				base64.StdEncoding.EncodeToString(shot.Data), "image/"+format), nil
 		},
@@ -71,7 +99,9 @@ func (t *toolset) evaluateScript() Tool {
 		Perm: auth.PermScript,
 		Tool: mcp.NewTool("evaluate_script",
 			mcp.WithDescription("Run a JavaScript function in the page and return its result as JSON. The function may be async; its return value must be JSON-serializable."),
-			mcp.WithString("function", mcp.Required(), mcp.Description("A function declaration, e.g. `() => document.title` or `async () => { ... }`")),
+			mcp.WithString("function", mcp.Required(), mcp.Description("A function declaration, e.g. `() => document.title`, `async () => { ... }`, or `(el) => el.innerText` with args")),
+			mcp.WithArray("args", mcp.Description("Elements to pass to the function as arguments, in order, by uid from take_snapshot"),
+				mcp.Items(map[string]any{"type": "object", "properties": map[string]any{"uid": map[string]any{"type": "string"}}, "required": []string{"uid"}})),
 			pageIDOption,
 			mcp.WithReadOnlyHintAnnotation(false),
 			mcp.WithDestructiveHintAnnotation(true),
@@ -85,14 +115,21 @@ func (t *toolset) evaluateScript() Tool {
 			if res != nil {
 				return res, nil
 			}
+			uids, errRes := uidArgs(req)
+			if errRes != nil {
+				return errRes, nil
+			}
 			cctx, cancel := callCtx(ctx, tab, t.cfg.CallTimeout)
 			defer cancel()
-			out, err := chromedp.Call(cctx, runtime.Evaluate, runtime.EvaluateParams{
-				Expression:    "(" + fn + "\n)()",
-				AwaitPromise:  ptr(true),
-				ReturnByValue: ptr(true),
-			})
+			out, err := evaluateFunction(cctx, tab, fn, uids)
 			if err != nil {
+				if isStaleNode(err) {
+					return mcp.NewToolResultError("evaluate_script: an element of args no longer exists on the page; call take_snapshot and use fresh uids"), nil
+				}
+				var ue userError
+				if errors.As(err, &ue) {
+					return mcp.NewToolResultError("evaluate_script: " + ue.msg), nil
+				}
 				return cdpError("evaluate_script", cctx, tab, t.cfg.CallTimeout, err), nil
 			}
 			if out.ExceptionDetails != nil {
@@ -107,4 +144,90 @@ func (t *toolset) evaluateScript() Tool {
 			return textResult("Script ran on page %d and returned:\n```json\n%s\n```", tab.ID, value), nil
 		},
 	}
+}
+
+// uidArgs reads the args argument of evaluate_script: [{uid}, ...].
+func uidArgs(req mcp.CallToolRequest) ([]string, *mcp.CallToolResult) {
+	raw, ok := req.GetArguments()["args"]
+	if !ok || raw == nil {
+		return nil, nil
+	}
+	list, ok := raw.([]any)
+	if !ok {
+		return nil, mcp.NewToolResultError(`evaluate_script: args must be an array like [{"uid":"3"}]`)
+	}
+	uids := make([]string, 0, len(list))
+	for _, a := range list {
+		m, ok := a.(map[string]any)
+		uid, _ := m["uid"].(string)
+		if !ok || uid == "" {
+			return nil, mcp.NewToolResultError(`evaluate_script: each of args must be {"uid": "<uid from take_snapshot>"}`)
+		}
+		uids = append(uids, uid)
+	}
+	return uids, nil
+}
+
+// evaluateFunction calls fn in the page with the elements of uids as its
+// arguments, awaiting a promise and returning the value as JSON.
+func evaluateFunction(ctx context.Context, tab *Tab, fn string, uids []string) (*runtime.EvaluateResult, error) {
+	if len(uids) == 0 {
+		res, err := chromedp.Call(ctx, runtime.Evaluate, runtime.EvaluateParams{
+			Expression: "(" + fn + "\n)()", AwaitPromise: ptr(true), ReturnByValue: ptr(true),
+		})
+		return &res, err
+	}
+	args := make([]*runtime.CallArgument, 0, len(uids))
+	for _, uid := range uids {
+		node, err := tab.State.node(uid)
+		if err != nil {
+			return nil, userError{err.Error()}
+		}
+		obj, err := chromedp.Call(ctx, dom.ResolveNode, dom.ResolveNodeParams{BackendNodeID: node})
+		if err != nil {
+			return nil, err
+		}
+		defer func() {
+			_, _ = chromedp.Call(ctx, runtime.ReleaseObject, runtime.ReleaseObjectParams{ObjectID: obj.Object.ObjectID})
+		}()
+		args = append(args, &runtime.CallArgument{ObjectID: obj.Object.ObjectID})
+	}
+	res, err := chromedp.Call(ctx, runtime.CallFunctionOn, runtime.CallFunctionOnParams{
+		FunctionDeclaration: fn, ObjectID: args[0].ObjectID, Arguments: args,
+		AwaitPromise: ptr(true), ReturnByValue: ptr(true),
+	})
+	if err != nil {
+		return nil, err
+	}
+	return &runtime.EvaluateResult{Result: res.Result, ExceptionDetails: res.ExceptionDetails}, nil
+}
+
+// nodeClip returns the screenshot clip of a node: its box in page
+// coordinates, after scrolling it into view.
+func nodeClip(ctx context.Context, node cdp.BackendNodeID) (*page.Viewport, error) {
+	if _, err := chromedp.Call(ctx, dom.ScrollIntoViewIfNeeded, dom.ScrollIntoViewIfNeededParams{BackendNodeID: node}); err != nil {
+		return nil, err
+	}
+	q, err := chromedp.Call(ctx, dom.GetContentQuads, dom.GetContentQuadsParams{BackendNodeID: node})
+	if err != nil {
+		return nil, err
+	}
+	if len(q.Quads) == 0 || len(q.Quads[0]) < 8 {
+		return nil, userError{"the element has no box on screen"}
+	}
+	m, err := chromedp.Call(ctx, page.GetLayoutMetrics, cdp.Empty{})
+	if err != nil {
+		return nil, err
+	}
+	p := q.Quads[0]
+	minX, maxX, minY, maxY := p[0], p[0], p[1], p[1]
+	for i := 0; i < 8; i += 2 {
+		minX, maxX = min(minX, p[i]), max(maxX, p[i])
+		minY, maxY = min(minY, p[i+1]), max(maxY, p[i+1])
+	}
+	var ox, oy float64
+	if v := m.CSSVisualViewport; v != nil {
+		ox, oy = v.PageX, v.PageY
+	}
+	return &page.Viewport{X: minX + ox, Y: minY + oy, Width: maxX - minX, Height: maxY - minY, Scale: 1}, nil
 }

@@ -62,6 +62,7 @@ func (t *toolset) newPage() Tool {
 		Tool: mcp.NewTool("new_page",
 			mcp.WithDescription("Open a new page (tab) in your browser, load a URL in it, and select it."),
 			mcp.WithString("url", mcp.Description("URL to load. Default about:blank.")),
+			mcp.WithBoolean("background", mcp.Description("Open the tab without bringing it to the front. Default false.")),
 			mcp.WithNumber("timeout", mcp.Description("Milliseconds to wait for the load. Default 30000.")),
 			mcp.WithReadOnlyHintAnnotation(false),
 			mcp.WithDestructiveHintAnnotation(false),
@@ -77,7 +78,7 @@ func (t *toolset) newPage() Tool {
 					return mcp.NewToolResultError("new_page: " + err.Error()), nil
 				}
 			}
-			tab, err := ws.NewTab(ctx)
+			tab, err := ws.NewTab(ctx, req.GetBool("background", false))
 			if err != nil {
 				return mcp.NewToolResultError(err.Error()), nil
 			}
@@ -85,7 +86,7 @@ func (t *toolset) newPage() Tool {
 			if target != "" {
 				res := t.navigate(ctx, tab, timeoutArg(req, t.cfg.NavigationTimeout), func(cctx context.Context) error {
 					return navigateURL(cctx, target)
-				})
+				}, "")
 				if res.IsError {
 					return res, nil
 				}
@@ -176,6 +177,7 @@ func (t *toolset) navigatePage() Tool {
 			mcp.WithString("type", mcp.Enum("url", "back", "forward", "reload"), mcp.Description("What to do. Default \"url\" (needs url).")),
 			mcp.WithString("url", mcp.Description("URL to load, for type \"url\"")),
 			mcp.WithBoolean("ignoreCache", mcp.Description("Bypass the cache on reload. Default false.")),
+			mcp.WithString("initScript", mcp.Description("JavaScript to run in the new document before any of its own scripts, for this navigation only.")),
 			mcp.WithNumber("timeout", mcp.Description("Milliseconds to wait for the load. Default 30000.")),
 			pageIDOption,
 			mcp.WithReadOnlyHintAnnotation(false),
@@ -211,16 +213,27 @@ func (t *toolset) navigatePage() Tool {
 			if res != nil {
 				return res, nil
 			}
-			return t.navigate(ctx, tab, timeoutArg(req, t.cfg.NavigationTimeout), do), nil
+			return t.navigate(ctx, tab, timeoutArg(req, t.cfg.NavigationTimeout), do, req.GetString("initScript", "")), nil
 		},
 	}
 }
 
 // navigate runs do on tab and waits for the navigation it starts to finish
 // loading, up to timeout, then reports where the page is.
-func (t *toolset) navigate(ctx context.Context, tab *Tab, timeout time.Duration, do func(context.Context) error) *mcp.CallToolResult {
+func (t *toolset) navigate(ctx context.Context, tab *Tab, timeout time.Duration, do func(context.Context) error, initScript string) *mcp.CallToolResult {
 	cctx, cancel := callCtx(ctx, tab, timeout)
 	defer cancel()
+	if initScript != "" {
+		added, err := chromedp.Call(cctx, page.AddScriptToEvaluateOnNewDocument, page.AddScriptToEvaluateOnNewDocumentParams{Source: initScript})
+		if err != nil {
+			return cdpError("navigate_page", cctx, tab, timeout, err)
+		}
+		defer func() {
+			rctx, rcancel := callCtx(context.WithoutCancel(ctx), tab, t.cfg.CallTimeout)
+			defer rcancel()
+			_, _ = chromedp.Call(rctx, page.RemoveScriptToEvaluateOnNewDocument, page.RemoveScriptToEvaluateOnNewDocumentParams{Identifier: added.Identifier})
+		}()
+	}
 	mark := tab.State.mark()
 	if err := do(cctx); err != nil {
 		var ue userError

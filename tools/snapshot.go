@@ -7,18 +7,30 @@ import (
 	"strings"
 
 	"github.com/chromedp/cdproto/accessibility"
+	"github.com/chromedp/cdproto/cdp"
+	"github.com/chromedp/cdproto/dom"
 	"github.com/chromedp/chromedp"
 	"github.com/mark3labs/mcp-go/mcp"
 
 	"github.com/mcp-browser-proxy/mcp-browser-proxy/auth"
 )
 
+const (
+	// defaultSnapshotLength caps a snapshot returned inline; a model that
+	// needs more asks for it or writes the snapshot to a file.
+	defaultSnapshotLength = 100_000
+	// maxFrames bounds how many iframes one snapshot descends into.
+	maxFrames = 20
+)
+
 func (t *toolset) takeSnapshot() Tool {
 	return Tool{
 		Perm: auth.PermRead,
 		Tool: mcp.NewTool("take_snapshot",
-			mcp.WithDescription("Take a text snapshot of the page's accessibility tree. Each element has a uid (uid=N) to use with click, fill and other input tools. Prefer it to a screenshot."),
-			mcp.WithBoolean("verbose", mcp.Description("Include every node of the tree, also generic containers. Default false.")),
+			mcp.WithDescription("Take a text snapshot of the page's accessibility tree, iframes included. Each element has a uid (uid=N) to use with click, fill and other input tools; a node keeps its uid across snapshots of the same document. Prefer it to a screenshot."),
+			mcp.WithBoolean("verbose", mcp.Description("Include every node of the tree, also generic containers and repeated text. Default false.")),
+			mcp.WithString("filePath", mcp.Description("Write the whole snapshot to this file (in the session's files directory) instead of returning it.")),
+			mcp.WithNumber("maxLength", mcp.Description("Longest snapshot returned inline, in characters; the rest is cut with a marker. Default 100000.")),
 			pageIDOption,
 			mcp.WithReadOnlyHintAnnotation(true),
 			mcp.WithDestructiveHintAnnotation(false),
@@ -28,16 +40,28 @@ func (t *toolset) takeSnapshot() Tool {
 			if res != nil {
 				return res, nil
 			}
-			text, err := t.snapshot(ctx, tab, req.GetBool("verbose", false))
-			if err != nil {
-				return err, nil
+			text, errRes := t.snapshot(ctx, tab, req.GetBool("verbose", false))
+			if errRes != nil {
+				return errRes, nil
+			}
+			if fp := req.GetString("filePath", ""); fp != "" {
+				p, err := writeOutput(ctx, fp, []byte(text))
+				if err != nil {
+					return mcp.NewToolResultError("take_snapshot: " + err.Error()), nil
+				}
+				return textResult("Saved the snapshot of page %d (%d bytes, %d lines) to %s.", tab.ID, len(text), strings.Count(text, "\n"), p), nil
+			}
+			limit := req.GetInt("maxLength", defaultSnapshotLength)
+			if limit > 0 && len(text) > limit {
+				cut := strings.LastIndexByte(text[:limit], '\n') + 1
+				text = text[:cut] + fmt.Sprintf("[snapshot truncated: %d of %d characters shown; pass a larger maxLength or a filePath]\n", cut, len(text))
 			}
 			return mcp.NewToolResultText(text), nil
 		},
 	}
 }
 
-// snapshot renders the accessibility tree of tab's main frame.
+// snapshot renders the accessibility tree of tab, descending into iframes.
 func (t *toolset) snapshot(ctx context.Context, tab *Tab, verbose bool) (string, *mcp.CallToolResult) {
 	cctx, cancel := callCtx(ctx, tab, t.cfg.CallTimeout)
 	defer cancel()
@@ -48,28 +72,33 @@ func (t *toolset) snapshot(ctx context.Context, tab *Tab, verbose bool) (string,
 	if len(tree.Nodes) == 0 {
 		return "The page has no accessibility tree yet; wait for it to load and retry.", nil
 	}
-	byID := make(map[accessibility.NodeID]*accessibility.Node, len(tree.Nodes))
-	for _, n := range tree.Nodes {
-		byID[n.NodeID] = n
-	}
-	w := &snapWriter{state: tab.State, byID: byID, verbose: verbose}
+	w := &snapWriter{ctx: cctx, state: tab.State, verbose: verbose}
 	root := tree.Nodes[0]
 	w.state.resetIfNewDocument(root.BackendDOMNodeID)
-	w.walk(root, 0, "")
+	w.walk(root, indexNodes(tree.Nodes), 0, "")
 	return w.b.String(), nil
 }
 
+func indexNodes(nodes []*accessibility.Node) map[accessibility.NodeID]*accessibility.Node {
+	byID := make(map[accessibility.NodeID]*accessibility.Node, len(nodes))
+	for _, n := range nodes {
+		byID[n.NodeID] = n
+	}
+	return byID
+}
+
 type snapWriter struct {
+	ctx     context.Context
 	state   *TabState
-	byID    map[accessibility.NodeID]*accessibility.Node
 	verbose bool
+	frames  int
 	b       strings.Builder
 }
 
 // walk writes n and its subtree. Ignored nodes and nameless containers are
 // skipped but their children are kept, one level up; text that only repeats
 // its parent's name is dropped.
-func (w *snapWriter) walk(n *accessibility.Node, depth int, parentName string) {
+func (w *snapWriter) walk(n *accessibility.Node, byID map[accessibility.NodeID]*accessibility.Node, depth int, parentName string) {
 	role, name := axString(n.Role), axString(n.Name)
 	if role == "InlineTextBox" {
 		return
@@ -80,7 +109,7 @@ func (w *snapWriter) walk(n *accessibility.Node, depth int, parentName string) {
 		case "generic", "none", "presentation", "LineBreak":
 			emit = emit && name != ""
 		case "StaticText":
-			emit = emit && name != "" && strings.TrimSpace(name) != strings.TrimSpace(parentName)
+			emit = emit && strings.TrimSpace(name) != "" && !strings.Contains(parentName, strings.TrimSpace(name))
 		}
 	}
 	childDepth, childParent := depth, parentName
@@ -89,8 +118,36 @@ func (w *snapWriter) walk(n *accessibility.Node, depth int, parentName string) {
 		childDepth, childParent = depth+1, name
 	}
 	for _, id := range n.ChildIDs {
-		if c, ok := w.byID[id]; ok {
-			w.walk(c, childDepth, childParent)
+		if c, ok := byID[id]; ok {
+			w.walk(c, byID, childDepth, childParent)
+		}
+	}
+	if role == "Iframe" && len(n.ChildIDs) == 0 {
+		w.frame(n, childDepth)
+	}
+}
+
+// frame writes the tree of the document inside an iframe element. Frames of
+// another site run in another process and are not reached here.
+func (w *snapWriter) frame(n *accessibility.Node, depth int) {
+	if w.frames >= maxFrames || n.BackendDOMNodeID == 0 {
+		return
+	}
+	w.frames++
+	desc, err := chromedp.Call(w.ctx, dom.DescribeNode, dom.DescribeNodeParams{BackendNodeID: n.BackendDOMNodeID})
+	if err != nil || desc.Node == nil || desc.Node.FrameID == "" {
+		return
+	}
+	sub, err := chromedp.Call(w.ctx, accessibility.GetFullAXTree, accessibility.GetFullAXTreeParams{FrameID: desc.Node.FrameID})
+	if err != nil || len(sub.Nodes) == 0 {
+		w.b.WriteString(strings.Repeat("  ", depth) + "(frame content not available: cross-site frames are not included)\n")
+		return
+	}
+	root := sub.Nodes[0]
+	byID := indexNodes(sub.Nodes)
+	for _, id := range root.ChildIDs {
+		if c, ok := byID[id]; ok {
+			w.walk(c, byID, depth, "")
 		}
 	}
 }
@@ -104,7 +161,7 @@ func (w *snapWriter) line(n *accessibility.Node, depth int, role, name string) {
 	if name != "" {
 		w.b.WriteString(" " + quote(name))
 	}
-	if v := axString(n.Value); v != "" {
+	if v := axString(n.Value); v != "" && v != name {
 		w.b.WriteString(" value=" + quote(v))
 	}
 	for _, p := range n.Properties {
@@ -112,7 +169,7 @@ func (w *snapWriter) line(n *accessibility.Node, depth int, role, name string) {
 			continue
 		}
 		switch p.Name {
-		case "focused", "checked", "disabled", "expanded", "selected", "pressed", "required", "readonly", "multiselectable", "modal":
+		case "focused", "checked", "disabled", "expanded", "selected", "pressed", "required", "readonly", "multiselectable", "modal", "invalid":
 			switch v := axString(p.Value); v {
 			case "true":
 				w.b.WriteString(" " + string(p.Name))
@@ -123,7 +180,7 @@ func (w *snapWriter) line(n *accessibility.Node, depth int, role, name string) {
 		case "level":
 			w.b.WriteString(" level=" + axString(p.Value))
 		case "url":
-			if v := axString(p.Value); v != "" && !strings.HasPrefix(v, "javascript:") {
+			if v := axString(p.Value); v != "" && !strings.HasPrefix(v, "javascript:") && (role != "RootWebArea" || w.verbose) {
 				w.b.WriteString(" url=" + quote(v))
 			}
 		}
@@ -141,4 +198,14 @@ func axString(v *accessibility.Value) string {
 		return s
 	}
 	return strings.Trim(string(v.Value), `"`)
+}
+
+// backendOf returns the node of a uid argument, as an error result when it
+// is not valid.
+func backendOf(tab *Tab, uid string) (cdp.BackendNodeID, *mcp.CallToolResult) {
+	id, err := tab.State.node(uid)
+	if err != nil {
+		return 0, mcp.NewToolResultError(err.Error())
+	}
+	return id, nil
 }

@@ -42,8 +42,9 @@ type Workspace interface {
 	// Tab returns the page pageID, or the selected page when pageID is 0;
 	// a session without pages gets a new one.
 	Tab(ctx context.Context, pageID int) (*Tab, error)
-	// NewTab opens a page (about:blank) and selects it.
-	NewTab(ctx context.Context) (*Tab, error)
+	// NewTab opens a page (about:blank) and selects it; a background tab is
+	// not brought to the front of the browser window.
+	NewTab(ctx context.Context, background bool) (*Tab, error)
 	// SelectTab makes pageID the selected page.
 	SelectTab(ctx context.Context, pageID int) (*Tab, error)
 	// CloseTab closes a page the session opened.
