@@ -2,6 +2,7 @@ package tools
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"strings"
@@ -19,14 +20,21 @@ import (
 	"github.com/mcp-browser-proxy/mcp-browser-proxy/auth"
 )
 
-// settleCap bounds the wait for a navigation that an input action started.
-const settleCap = 10 * time.Second
+// The wait after an input action is only as long as the page stays busy.
+const (
+	// settleCap bounds the wait for a navigation that an input action started.
+	settleCap = 10 * time.Second
+	// busyCap bounds the wait for the requests and DOM changes an action set off.
+	busyCap = 3 * time.Second
+	// quietFor is how long the page must stay still to count as settled.
+	quietFor = 50 * time.Millisecond
+)
 
 func (t *toolset) click() Tool {
 	return Tool{
 		Perm: auth.PermWrite,
 		Tool: mcp.NewTool("click",
-			mcp.WithDescription("Click the element with the given uid from the latest take_snapshot. Reports a navigation if the click started one."),
+			mcp.WithDescription("Click the element with the given uid from the latest take_snapshot. Waits while the page is busy with what the click set off, and reports a navigation or whether the page changed."),
 			mcp.WithString("uid", mcp.Required(), mcp.Description("uid of the element, from take_snapshot")),
 			mcp.WithBoolean("dblClick", mcp.Description("Double-click instead of a single click. Default false.")),
 			pageIDOption,
@@ -46,9 +54,9 @@ func (t *toolset) click() Tool {
 			if req.GetBool("dblClick", false) {
 				clicks = 2
 			}
-			return t.act(ctx, tab, "click", uid, func(cctx context.Context, node cdp.BackendNodeID) error {
-				return clickNode(cctx, node, clicks)
-			}, "Clicked uid="+strings.TrimPrefix(uid, "uid=")), nil
+			return t.act(ctx, tab, "click", []uidArg{{uid: uid}}, func(cctx context.Context, nodes []cdp.BackendNodeID) error {
+				return clickNode(cctx, nodes[0], clicks)
+			}, "Clicked uid="+bareUID(uid)), nil
 		},
 	}
 }
@@ -77,49 +85,373 @@ func (t *toolset) fill() Tool {
 			if res != nil {
 				return res, nil
 			}
-			return t.act(ctx, tab, "fill", uid, func(cctx context.Context, node cdp.BackendNodeID) error {
-				return fillNode(cctx, node, value)
-			}, "Filled uid="+strings.TrimPrefix(uid, "uid=")), nil
+			return t.act(ctx, tab, "fill", []uidArg{{uid: uid}}, func(cctx context.Context, nodes []cdp.BackendNodeID) error {
+				return fillNode(cctx, nodes[0], value)
+			}, "Filled uid="+bareUID(uid)), nil
 		},
 	}
 }
 
-// act runs an input action on the node of uid, then waits only if the action
-// started a navigation, and says so in the result.
-func (t *toolset) act(ctx context.Context, tab *Tab, name, uid string, do func(context.Context, cdp.BackendNodeID) error, done string) *mcp.CallToolResult {
-	node, err := tab.State.node(uid)
-	if err != nil {
-		return mcp.NewToolResultError(err.Error())
+// uidArg is a uid argument of an input tool; label names it in messages of
+// tools that take several (fill_form, drag).
+type uidArg struct{ uid, label string }
+
+func (u uidArg) String() string {
+	if u.label == "" {
+		return "uid=" + bareUID(u.uid)
+	}
+	return fmt.Sprintf("%s (uid=%s)", u.label, bareUID(u.uid))
+}
+
+// wrap ties err to the element it happened on.
+func (u uidArg) wrap(err error) error {
+	if err == nil {
+		return nil
+	}
+	return &uidError{arg: u, err: err}
+}
+
+// uidError is a failure on one element of an action.
+type uidError struct {
+	arg uidArg
+	err error
+}
+
+func (e *uidError) Error() string { return e.arg.String() + ": " + e.err.Error() }
+func (e *uidError) Unwrap() error { return e.err }
+
+func bareUID(uid string) string { return strings.TrimPrefix(uid, "uid=") }
+
+// act runs an input action on tab, on the nodes of targets, then waits while
+// the page is busy with what the action set off, and says what happened. It
+// never waits on a page frozen by a JavaScript dialog.
+func (t *toolset) act(ctx context.Context, tab *Tab, name string, targets []uidArg, do func(context.Context, []cdp.BackendNodeID) error, done string) *mcp.CallToolResult {
+	if p := tab.State.dialog.current(); p != nil {
+		return mcp.NewToolResultErrorf("%s: page %d cannot take input: %s; call handle_dialog first", name, tab.ID, lowerFirst(p.describe()))
+	}
+	nodes := make([]cdp.BackendNodeID, len(targets))
+	for i, tg := range targets {
+		n, err := tab.State.node(tg.uid)
+		if err != nil {
+			if tg.label != "" {
+				return mcp.NewToolResultErrorf("%s: %s: %v", name, tg, err)
+			}
+			return mcp.NewToolResultErrorf("%s: %v", name, err)
+		}
+		nodes[i] = n
 	}
 	cctx, cancel := callCtx(ctx, tab, t.cfg.CallTimeout)
 	defer cancel()
-	mark := tab.State.mark()
-	err = ensureVisible(cctx)
-	if err == nil {
-		err = do(cctx, node)
+	nav, reqs := tab.State.mark(), tab.State.activity.mark()
+
+	// One call watches the DOM from now on and tells whether the tab is
+	// hidden: a hidden tab gets no frames, so input would stall.
+	visibility, open, err := untilDialog(cctx, tab, func(c context.Context) (string, error) {
+		return evalValue[string](c, observeJS)
+	})
+	if err == nil && !open && visibility != "visible" {
+		_, err = chromedp.Call(cctx, page.BringToFront, cdp.Empty{})
+	}
+	if open {
+		return mcp.NewToolResultErrorf("%s: page %d cannot take input: %s; call handle_dialog first", name, tab.ID, lowerFirst(tab.State.dialog.current().describeOr("a dialog opened")))
 	}
 	if err != nil {
-		if isStaleNode(err) {
-			return mcp.NewToolResultErrorf("%s: uid %s no longer exists on the page (it changed or navigated); call take_snapshot and use a fresh uid", name, strings.TrimPrefix(uid, "uid="))
-		}
-		var ue userError
-		if errors.As(err, &ue) {
-			return mcp.NewToolResultErrorf("%s: %s", name, ue.msg)
-		}
 		return cdpError(name, cctx, tab, t.cfg.CallTimeout, err)
 	}
-	// One round trip through the renderer: a navigation that the action
-	// started synchronously has been announced by the time it answers.
-	_, _ = chromedp.Call(cctx, runtime.Evaluate, runtime.EvaluateParams{Expression: "0"})
-	url, finished := tab.State.settle(ctx, mark, settleCap)
-	switch {
-	case url == "":
-		return mcp.NewToolResultText(done)
-	case finished:
-		return textResult("%s. The page navigated to %s.", done, url)
-	default:
-		return textResult("%s. The page is navigating to %s and had not finished loading after %s.", done, url, settleCap)
+	_, open, err = untilDialog(cctx, tab, func(c context.Context) (struct{}, error) { return struct{}{}, do(c, nodes) })
+	if open {
+		return dialogResult(tab, nav, done)
 	}
+	if err != nil {
+		return actionError(name, cctx, tab, t.cfg.CallTimeout, targets, err)
+	}
+	return t.settleAfter(ctx, tab, nav, reqs, done)
+}
+
+// actionError says why an action failed and what to do about it.
+func actionError(name string, cctx context.Context, tab *Tab, d time.Duration, targets []uidArg, err error) *mcp.CallToolResult {
+	prefix, uid := name, ""
+	if len(targets) == 1 {
+		uid = bareUID(targets[0].uid)
+	}
+	var ue *uidError
+	if errors.As(err, &ue) {
+		uid = bareUID(ue.arg.uid)
+		if ue.arg.label != "" {
+			prefix = name + ": " + ue.arg.String()
+		}
+		err = ue.err
+	}
+	if isStaleNode(err) {
+		if uid == "" {
+			return mcp.NewToolResultErrorf("%s: an element is no longer on the page (it changed or navigated); call take_snapshot and use fresh uids", prefix)
+		}
+		return mcp.NewToolResultErrorf("%s: uid %s no longer exists on the page (it changed or navigated); call take_snapshot and use a fresh uid", prefix, uid)
+	}
+	var usr userError
+	if errors.As(err, &usr) {
+		return mcp.NewToolResultErrorf("%s: %s", prefix, usr.msg)
+	}
+	return cdpError(prefix, cctx, tab, d, err)
+}
+
+// settleAfter waits after an action: for the load of a navigation it
+// started, else while requests it started are in flight or the DOM keeps
+// changing, up to busyCap. A page that did not change returns at once.
+func (t *toolset) settleAfter(ctx context.Context, tab *Tab, nav navMark, reqs uint64, done string) *mcp.CallToolResult {
+	sctx, cancel := callCtx(ctx, tab, busyCap)
+	defer cancel()
+	// The read is also a round trip through the renderer: a navigation that
+	// the action started has been announced by the time it answers.
+	w := changeWatch{tab: tab}
+	if open := w.read(sctx); open {
+		return dialogResult(tab, nav, done)
+	}
+	if tab.State.mark() != nav {
+		return t.navResult(ctx, tab, nav, done)
+	}
+	if started, _, _ := tab.State.activity.since(reqs); !w.changed && started == 0 {
+		return textResult("%s. The page did not change.", done)
+	}
+	quietSince := time.Now()
+	timer := time.NewTimer(0)
+	defer timer.Stop()
+	dialogOpened := tab.State.dialog.openedChan()
+	for {
+		started, inflight, reqChange := tab.State.activity.since(reqs)
+		now := time.Now()
+		if inflight > 0 {
+			quietSince = now
+		}
+		if now.Sub(quietSince) >= quietFor {
+			return textResult("%s. %s", done, changeSummary(w.changed, started))
+		}
+		var tick <-chan time.Time
+		if inflight == 0 {
+			timer.Reset(quietFor - now.Sub(quietSince))
+			tick = timer.C
+		}
+		select {
+		case <-reqChange:
+		case <-tick:
+		case <-tab.State.navChanged():
+		case <-dialogOpened:
+			return dialogResult(tab, nav, done)
+		case <-sctx.Done():
+			if ctx.Err() != nil {
+				return mcp.NewToolResultErrorf("%s, but the call was cancelled while waiting for the page to settle", done)
+			}
+			return textResult("%s. The page was still busy after %s (%d request(s) in flight); call wait_for or take_snapshot to see where it got.", done, busyCap, inflight)
+		}
+		if tab.State.mark() != nav {
+			return t.navResult(ctx, tab, nav, done)
+		}
+		if inflight > 0 {
+			// Requests that just ended may still change the DOM: the quiet
+			// time starts now.
+			quietSince = time.Now()
+			continue
+		}
+		if open := w.read(sctx); open {
+			return dialogResult(tab, nav, done)
+		}
+		if w.moved {
+			quietSince = time.Now()
+		}
+	}
+}
+
+// changeWatch follows the change counter that observeJS set up.
+type changeWatch struct {
+	tab     *Tab
+	last    int
+	changed bool // the page changed since the action
+	moved   bool // the last read saw new changes
+}
+
+// read reads the counter, unless a dialog opens, which it reports. A
+// counter that is gone means a new document: that is a change, and the
+// counter starts again in it.
+func (w *changeWatch) read(ctx context.Context) (dialog bool) {
+	n, open, err := readChanges(ctx, w.tab)
+	if open {
+		return true
+	}
+	w.moved = false
+	switch {
+	case err != nil && ctx.Err() != nil:
+		// No answer in time: nothing learnt, the caller sees ctx end.
+	case err != nil || n < 0:
+		w.changed, w.moved, w.last = true, true, 0
+		if err == nil {
+			_, _, _ = untilDialog(ctx, w.tab, func(c context.Context) (string, error) {
+				return evalValue[string](c, observeJS)
+			})
+		}
+	case n != w.last:
+		w.changed, w.moved, w.last = true, true, n
+	}
+	return false
+}
+
+func changeSummary(changed bool, requests int) string {
+	s := "The page did not change."
+	if changed {
+		s = "The page changed."
+	}
+	if requests > 0 {
+		s += fmt.Sprintf(" It made %d network request(s).", requests)
+	}
+	return s
+}
+
+// navResult waits for the load of the navigation that an action started,
+// unless a dialog opens: a dialog holds the load until it is handled.
+func (t *toolset) navResult(ctx context.Context, tab *Tab, nav navMark, done string) *mcp.CallToolResult {
+	nctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	go func() {
+		select {
+		case <-tab.State.dialog.openedChan():
+			cancel()
+		case <-nctx.Done():
+		}
+	}()
+	url, finished := tab.State.settle(nctx, nav, settleCap)
+	if tab.State.dialog.current() != nil {
+		return dialogResult(tab, nav, done)
+	}
+	if finished {
+		return textResult("%s. The page navigated to %s.", done, url)
+	}
+	if ctx.Err() != nil {
+		return mcp.NewToolResultErrorf("%s, but the call was cancelled while the page was loading %s", done, url)
+	}
+	return textResult("%s. The page is navigating to %s and had not finished loading after %s.", done, url, settleCap)
+}
+
+// dialogResult reports an action that opened a dialog: the page is frozen
+// until handle_dialog answers it, so waiting longer is pointless.
+func dialogResult(tab *Tab, nav navMark, done string) *mcp.CallToolResult {
+	if url, ok := tab.State.navSince(nav); ok {
+		done += ". The page is navigating to " + url
+	}
+	return textResult("%s. %s; call handle_dialog to accept or dismiss it.", done, tab.State.dialog.current().describeOr("A dialog opened"))
+}
+
+// describeOr describes p, or says fallback when the dialog is already gone.
+func (p *pendingDialog) describeOr(fallback string) string {
+	if p == nil {
+		return fallback
+	}
+	return p.describe()
+}
+
+func lowerFirst(s string) string {
+	if s == "" {
+		return s
+	}
+	return strings.ToLower(s[:1]) + s[1:]
+}
+
+// untilDialog runs fn, giving up when a JavaScript dialog opens: the page
+// then answers no script until the dialog is handled. It reports whether a
+// dialog is open when it returns. fn may outlive the call, until its context
+// ends, so it hands its result back only through its return values.
+func untilDialog[T any](ctx context.Context, tab *Tab, fn func(context.Context) (T, error)) (T, bool, error) {
+	var zero T
+	opened := tab.State.dialog.openedChan()
+	select {
+	case <-opened:
+		return zero, true, nil
+	default:
+	}
+	c, cancel := context.WithCancel(ctx)
+	defer cancel()
+	type result struct {
+		v   T
+		err error
+	}
+	done := make(chan result, 1)
+	go func() {
+		v, err := fn(c)
+		done <- result{v, err}
+	}()
+	select {
+	case r := <-done:
+		select {
+		case <-opened:
+			return zero, true, nil
+		default:
+			return r.v, false, r.err
+		}
+	case <-opened:
+		return zero, true, nil
+	}
+}
+
+// observeKey names the page property that holds the change counter of the
+// current action; a symbol keeps it out of the page's own names.
+const observeKey = `Symbol.for('mcp-browser-proxy.changes')`
+
+// observeJS starts counting the changes of the document: DOM mutations
+// (except style attributes, which animations rewrite every frame) and input
+// or change events (a checkbox changes no attribute). It replaces the counter
+// of an earlier action, stops by itself after a while, and answers
+// document.visibilityState. A page that breaks the observer gets a counter
+// that stays at 0: the action must not fail for it.
+const observeJS = `(() => {
+  const key = ` + observeKey + `;
+  const old = window[key];
+  if (old) old.stop();
+  const s = {n: 0, stop() {}};
+  try {
+    const bump = () => { s.n++; };
+    const obs = new MutationObserver(records => {
+      for (const r of records) if (r.type !== 'attributes' || r.attributeName !== 'style') s.n++;
+    });
+    obs.observe(document, {subtree: true, childList: true, attributes: true, characterData: true});
+    document.addEventListener('input', bump, true);
+    document.addEventListener('change', bump, true);
+    const timer = setTimeout(() => s.stop(), 15000);
+    s.stop = () => {
+      obs.disconnect();
+      document.removeEventListener('input', bump, true);
+      document.removeEventListener('change', bump, true);
+      clearTimeout(timer);
+      if (window[key] === s) delete window[key];
+    };
+  } catch (e) {}
+  Object.defineProperty(window, key, {value: s, configurable: true});
+  return document.visibilityState;
+})()`
+
+// changesJS answers the change count, or -1 when the counter is gone (a new
+// document).
+const changesJS = `(() => { const s = window[` + observeKey + `]; return s ? s.n : -1; })()`
+
+// readChanges reads the change count of the page, unless a dialog opens.
+func readChanges(ctx context.Context, tab *Tab) (int, bool, error) {
+	return untilDialog(ctx, tab, func(c context.Context) (int, error) {
+		return evalValue[int](c, changesJS)
+	})
+}
+
+// evalValue evaluates expr in the page and decodes its JSON value.
+func evalValue[T any](ctx context.Context, expr string) (T, error) {
+	var v T
+	res, err := chromedp.Call(ctx, runtime.Evaluate, runtime.EvaluateParams{Expression: expr, ReturnByValue: ptr(true)})
+	if err != nil {
+		return v, err
+	}
+	if res.ExceptionDetails != nil {
+		return v, errors.New(exceptionText(res.ExceptionDetails))
+	}
+	if res.Result == nil || len(res.Result.Value) == 0 {
+		return v, errors.New("the page returned no value")
+	}
+	err = json.Unmarshal(res.Result.Value, &v)
+	return v, err
 }
 
 // userError is a failure that the caller can fix, with a message for them.
@@ -157,10 +489,16 @@ func clickNode(ctx context.Context, node cdp.BackendNodeID, clicks int64) error 
 	return nil
 }
 
+// nodeCenter scrolls the node into view and returns its centre.
 func nodeCenter(ctx context.Context, node cdp.BackendNodeID) (float64, float64, error) {
 	if _, err := chromedp.Call(ctx, dom.ScrollIntoViewIfNeeded, dom.ScrollIntoViewIfNeededParams{BackendNodeID: node}); err != nil {
 		return 0, 0, err
 	}
+	return quadCenter(ctx, node)
+}
+
+// quadCenter returns the centre of the node's first box on screen.
+func quadCenter(ctx context.Context, node cdp.BackendNodeID) (float64, float64, error) {
 	q, err := chromedp.Call(ctx, dom.GetContentQuads, dom.GetContentQuadsParams{BackendNodeID: node})
 	if err != nil {
 		return 0, 0, err

@@ -231,7 +231,7 @@ func (t *toolset) navigate(ctx context.Context, tab *Tab, timeout time.Duration,
 		defer func() {
 			rctx, rcancel := callCtx(context.WithoutCancel(ctx), tab, t.cfg.CallTimeout)
 			defer rcancel()
-			_, _ = chromedp.Call(rctx, page.RemoveScriptToEvaluateOnNewDocument, page.RemoveScriptToEvaluateOnNewDocumentParams{Identifier: added.Identifier})
+			_, _ = chromedp.Call(rctx, page.RemoveScriptToEvaluateOnNewDocument, page.RemoveScriptToEvaluateOnNewDocumentParams(added))
 		}()
 	}
 	mark := tab.State.mark()

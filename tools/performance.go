@@ -1,11 +1,1099 @@
 package tools
 
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"regexp"
+	"sort"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/chromedp/cdproto"
+	"github.com/chromedp/cdproto/cdp"
+	"github.com/chromedp/cdproto/heapprofiler"
+	"github.com/chromedp/cdproto/network"
+	"github.com/chromedp/cdproto/page"
+	"github.com/chromedp/cdproto/runtime"
+	"github.com/chromedp/cdproto/tracing"
+	"github.com/chromedp/chromedp"
+	"github.com/mark3labs/mcp-go/mcp"
+
+	"github.com/mcp-browser-proxy/mcp-browser-proxy/auth"
+)
+
+// Bounds of the performance tools. A trace or a heap snapshot of a large
+// application can be huge; past a cap the collector keeps what it has and
+// says so rather than growing without end.
+const (
+	traceMaxEvents = 200_000
+	traceMaxBytes  = 100 << 20
+	heapMaxBytes   = 512 << 20
+
+	// traceStopWait bounds Tracing.end and the delivery of the data.
+	traceStopWait = 30 * time.Second
+	// traceQuiet is the network silence after the load that autoStop waits
+	// for, so that late requests, shifts and tasks make it into the trace;
+	// traceAfterLoad caps that wait.
+	traceQuiet     = time.Second
+	traceAfterLoad = 5 * time.Second
+	// heapSnapshotWait bounds a heap snapshot: V8 serialises the whole heap.
+	heapSnapshotWait = 2 * time.Minute
+)
+
+// traceCategories are those of the DevTools performance panel without the
+// screenshots, which would make the trace many times larger.
+var traceCategories = []string{
+	"devtools.timeline",
+	"disabled-by-default-devtools.timeline",
+	"disabled-by-default-devtools.timeline.frame",
+	"v8.execute",
+	"loading",
+	"blink.user_timing",
+}
+
 // performanceTools returns performance_start_trace, performance_stop_trace
 // and take_heapsnapshot.
-func (t *toolset) performanceTools() []Tool { return nil }
+func (t *toolset) performanceTools() []Tool {
+	return []Tool{t.performanceStartTrace(), t.performanceStopTrace(), t.takeHeapSnapshot()}
+}
+
+var traceFileOption = mcp.WithString("filePath", mcp.Description("Save the raw trace as JSON ({\"traceEvents\":[...]}) to this file, relative to the session's files directory, e.g. trace.json."))
+
+func (t *toolset) performanceStartTrace() Tool {
+	return Tool{
+		Perm: auth.PermWrite,
+		Tool: mcp.NewTool("performance_start_trace",
+			mcp.WithDescription("Start recording a performance trace of the page, by default reloading it and stopping by itself once it has loaded and gone quiet. The summary gives load timings (TTFB, DOMContentLoaded, load), LCP, CLS, long tasks and the heaviest requests. With autoStop false, call performance_stop_trace to end the recording."),
+			mcp.WithBoolean("reload", mcp.Description("Reload the page once tracing has started, to trace its load. Default true.")),
+			mcp.WithBoolean("autoStop", mcp.Description("Stop by itself after the load and a short quiet period (at most 5 s after the load), and return the summary. Default true.")),
+			mcp.WithString("filePath", mcp.Description("With autoStop, save the raw trace as JSON ({\"traceEvents\":[...]}) to this file, relative to the session's files directory, e.g. trace.json.")),
+			pageIDOption,
+			mcp.WithReadOnlyHintAnnotation(false),
+			mcp.WithDestructiveHintAnnotation(true),
+		),
+		Handler: func(ctx context.Context, req mcp.CallToolRequest) (*mcp.CallToolResult, error) {
+			reload, autoStop := req.GetBool("reload", true), req.GetBool("autoStop", true)
+			filePath := req.GetString("filePath", "")
+			if filePath != "" {
+				if _, err := outputPath(ctx, filePath); err != nil {
+					return mcp.NewToolResultError("performance_start_trace: " + err.Error()), nil
+				}
+			}
+			tab, res := pageOf(ctx, req)
+			if res != nil {
+				return res, nil
+			}
+			if res := t.startTrace(ctx, tab); res != nil {
+				return res, nil
+			}
+			var note string
+			if reload {
+				var res *mcp.CallToolResult
+				if note, res = t.traceReload(ctx, tab); res != nil {
+					t.abandonTrace(tab)
+					return res, nil
+				}
+			}
+			if !autoStop {
+				what := "Recording a performance trace of page %d."
+				if reload {
+					what = "Recording a performance trace of page %d; the page was reloaded."
+				}
+				if filePath != "" {
+					note += " The filePath applies when the trace stops: give it to performance_stop_trace."
+				}
+				return textResult(what+"%s Call performance_stop_trace to stop it and get the summary.", tab.ID, note), nil
+			}
+			tab.State.trace.waitQuiet(ctx, traceQuiet, traceAfterLoad)
+			return t.stopTrace(ctx, tab, "performance_start_trace", filePath, note), nil
+		},
+	}
+}
+
+func (t *toolset) performanceStopTrace() Tool {
+	return Tool{
+		Perm: auth.PermRead,
+		Tool: mcp.NewTool("performance_stop_trace",
+			mcp.WithDescription("Stop the performance trace that performance_start_trace started on the page, and summarise it: load timings (TTFB, DOMContentLoaded, load), LCP, CLS, long tasks and the heaviest requests."),
+			traceFileOption,
+			pageIDOption,
+			mcp.WithReadOnlyHintAnnotation(false),
+			mcp.WithDestructiveHintAnnotation(false),
+		),
+		Handler: func(ctx context.Context, req mcp.CallToolRequest) (*mcp.CallToolResult, error) {
+			filePath := req.GetString("filePath", "")
+			if filePath != "" {
+				// Refuse before stopping, so that the trace survives a bad path.
+				if _, err := outputPath(ctx, filePath); err != nil {
+					return mcp.NewToolResultError("performance_stop_trace: " + err.Error()), nil
+				}
+			}
+			tab, res := pageOf(ctx, req)
+			if res != nil {
+				return res, nil
+			}
+			return t.stopTrace(ctx, tab, "performance_stop_trace", filePath, ""), nil
+		},
+	}
+}
+
+// startTrace starts tracing the tab, or says why it cannot.
+func (t *toolset) startTrace(ctx context.Context, tab *Tab) *mcp.CallToolResult {
+	if !tab.State.trace.begin() {
+		return mcp.NewToolResultErrorf("performance_start_trace: a trace is already running on page %d; call performance_stop_trace to end it first", tab.ID)
+	}
+	cctx, cancel := callCtx(ctx, tab, t.cfg.CallTimeout)
+	defer cancel()
+	// A hidden tab gets no frames: there would be no paints to measure.
+	err := ensureVisible(cctx)
+	if err == nil {
+		_, err = chromedp.Call(cctx, tracing.Start, tracing.StartParams{
+			TransferMode: tracing.StartTransferModeReportEvents,
+			TraceConfig: &tracing.TraceConfig{
+				IncludedCategories: traceCategories,
+				ExcludedCategories: []string{"*"},
+			},
+		})
+	}
+	if err != nil {
+		tab.State.trace.reset()
+		if cerr := cdpErrorMessage(err); cerr != "" {
+			return mcp.NewToolResultErrorf("performance_start_trace: the browser refused to start tracing (%s); another client (DevTools, or another session on this browser) may be recording a trace: stop it and retry", cerr)
+		}
+		return cdpError("performance_start_trace", cctx, tab, t.cfg.CallTimeout, err)
+	}
+	return nil
+}
+
+// traceReload reloads the tab and waits for the load, bounded by the
+// navigation timeout. It returns a note when the load did not finish.
+func (t *toolset) traceReload(ctx context.Context, tab *Tab) (string, *mcp.CallToolResult) {
+	cctx, cancel := callCtx(ctx, tab, t.cfg.NavigationTimeout)
+	defer cancel()
+	mark := tab.State.mark()
+	if _, err := chromedp.Call(cctx, page.Reload, page.ReloadParams{}); err != nil {
+		return "", cdpError("performance_start_trace: reload", cctx, tab, t.cfg.NavigationTimeout, err)
+	}
+	// The browser may answer the reload before it announces the navigation.
+	for deadline := time.Now().Add(2 * time.Second); tab.State.mark() == mark && time.Now().Before(deadline); {
+		select {
+		case <-time.After(20 * time.Millisecond):
+		case <-cctx.Done():
+		}
+	}
+	if _, finished := tab.State.settle(cctx, mark, t.cfg.NavigationTimeout); !finished {
+		if ctx.Err() != nil {
+			return "", mcp.NewToolResultError("performance_start_trace: the call was cancelled while the page reloaded")
+		}
+		return fmt.Sprintf(" The page had not finished loading after %s.", t.cfg.NavigationTimeout), nil
+	}
+	return "", nil
+}
+
+// abandonTrace ends a trace that a failed call leaves behind, so that the
+// browser does not record until the tab closes.
+func (t *toolset) abandonTrace(tab *Tab) {
+	ctx, cancel := context.WithTimeout(tab.Ctx, t.cfg.CallTimeout)
+	defer cancel()
+	_, _ = chromedp.Call(ctx, tracing.End, cdp.Empty{})
+	tab.State.trace.reset()
+}
+
+// stopTrace ends the tab's trace, waits for its data and summarises it.
+func (t *toolset) stopTrace(ctx context.Context, tab *Tab, tool, filePath, note string) *mcp.CallToolResult {
+	done, ok := tab.State.trace.end()
+	if !ok {
+		return mcp.NewToolResultErrorf("%s: no performance trace is running on page %d; call performance_start_trace first", tool, tab.ID)
+	}
+	wait := max(traceStopWait, t.cfg.CallTimeout)
+	cctx, cancel := callCtx(ctx, tab, wait)
+	defer cancel()
+	if _, err := chromedp.Call(cctx, tracing.End, cdp.Empty{}); err != nil {
+		t.abandonTrace(tab)
+		return cdpError(tool, cctx, tab, wait, err)
+	}
+	select {
+	case <-done:
+	case <-cctx.Done():
+		tab.State.trace.reset()
+		return cdpError(tool+": waiting for the trace data", cctx, tab, wait, cctx.Err())
+	}
+	data := tab.State.trace.take()
+	sum := summarizeTrace(data.events, string(tab.TargetID))
+	if !sum.nav.found() {
+		sum.nav = pageNavTiming(cctx)
+	}
+	var b bytes.Buffer
+	fmt.Fprintf(&b, "The performance trace of page %d has been stopped.%s\n", tab.ID, note)
+	sum.write(&b)
+	if data.full {
+		fmt.Fprintf(&b, "\nNote: the trace hit the collection limit (%d events or %d MB); events after that were dropped, so late figures may be missing.\n", traceMaxEvents, traceMaxBytes>>20)
+	}
+	if data.dataLoss {
+		b.WriteString("\nNote: the browser reported that some trace data was lost (its trace buffer filled up).\n")
+	}
+	if filePath != "" {
+		p, err := writeOutput(ctx, filePath, rawTrace(data.events))
+		if err != nil {
+			fmt.Fprintf(&b, "\nThe raw trace could not be saved: %v\n", err)
+			return mcp.NewToolResultError(b.String())
+		}
+		fmt.Fprintf(&b, "\nThe raw trace (%d events) was saved to %s.\n", len(data.events), p)
+	}
+	return mcp.NewToolResultText(b.String())
+}
+
+// rawTrace encodes events in the JSON trace format that DevTools and
+// Perfetto open.
+func rawTrace(events [][]byte) []byte {
+	n := 32
+	for _, e := range events {
+		n += len(e) + 2
+	}
+	b := bytes.NewBuffer(make([]byte, 0, n))
+	b.WriteString(`{"traceEvents":[`)
+	for i, e := range events {
+		if i > 0 {
+			b.WriteString(",\n")
+		}
+		b.Write(e)
+	}
+	b.WriteString("]}\n")
+	return b.Bytes()
+}
+
+func (t *toolset) takeHeapSnapshot() Tool {
+	return Tool{
+		Perm: auth.PermRead,
+		Tool: mcp.NewTool("take_heapsnapshot",
+			mcp.WithDescription("Take a heap snapshot of the page's JavaScript heap and save it as a .heapsnapshot file (open it in the DevTools Memory panel), to find what uses memory or leaks. The page pauses while V8 writes it."),
+			mcp.WithString("filePath", mcp.Description("File to save the snapshot to, relative to the session's files directory. Default heap-<pageId>.heapsnapshot.")),
+			pageIDOption,
+			mcp.WithReadOnlyHintAnnotation(false),
+			mcp.WithDestructiveHintAnnotation(false),
+		),
+		Handler: func(ctx context.Context, req mcp.CallToolRequest) (*mcp.CallToolResult, error) {
+			tab, res := pageOf(ctx, req)
+			if res != nil {
+				return res, nil
+			}
+			filePath := req.GetString("filePath", fmt.Sprintf("heap-%d.heapsnapshot", tab.ID))
+			if _, err := outputPath(ctx, filePath); err != nil {
+				return mcp.NewToolResultError("take_heapsnapshot: " + err.Error()), nil
+			}
+			data, res := t.heapSnapshot(ctx, tab)
+			if res != nil {
+				return res, nil
+			}
+			p, err := writeOutput(ctx, filePath, data)
+			if err != nil {
+				return mcp.NewToolResultError("take_heapsnapshot: " + err.Error()), nil
+			}
+			nodes := ""
+			if n := heapNodeCount(data); n != "" {
+				nodes = ", " + n + " nodes"
+			}
+			return textResult("Heap snapshot of page %d saved to %s (%s%s).", tab.ID, p, perfSize(int64(len(data))), nodes), nil
+		},
+	}
+}
+
+// heapSnapshot takes a snapshot of the tab's heap; its chunks arrive as
+// events, all of them before the command's answer.
+func (t *toolset) heapSnapshot(ctx context.Context, tab *Tab) ([]byte, *mcp.CallToolResult) {
+	if !tab.State.trace.beginHeap() {
+		return nil, mcp.NewToolResultErrorf("take_heapsnapshot: a heap snapshot of page %d is already being taken; wait for it", tab.ID)
+	}
+	wait := max(heapSnapshotWait, t.cfg.CallTimeout)
+	cctx, cancel := callCtx(ctx, tab, wait)
+	defer cancel()
+	_, err := chromedp.Call(cctx, heapprofiler.Enable, cdp.Empty{})
+	if err == nil {
+		_, err = chromedp.Call(cctx, heapprofiler.TakeHeapSnapshot, heapprofiler.TakeHeapSnapshotParams{ReportProgress: ptr(false)})
+		// Leave the page as it was: the profiler slows allocation down.
+		dctx, dcancel := context.WithTimeout(tab.Ctx, t.cfg.CallTimeout)
+		_, _ = chromedp.Call(dctx, heapprofiler.Disable, cdp.Empty{})
+		dcancel()
+	}
+	data, full := tab.State.trace.endHeap()
+	if err != nil {
+		return nil, cdpError("take_heapsnapshot", cctx, tab, wait, err)
+	}
+	if full {
+		return nil, mcp.NewToolResultErrorf("take_heapsnapshot: the heap snapshot of page %d is larger than %s, the limit, and was not saved", tab.ID, perfSize(heapMaxBytes))
+	}
+	if len(data) == 0 {
+		return nil, mcp.NewToolResultErrorf("take_heapsnapshot: the browser sent no snapshot data for page %d; retry", tab.ID)
+	}
+	return data, nil
+}
+
+var nodeCountRE = regexp.MustCompile(`"node_count"\s*:\s*(\d+)`)
+
+// heapNodeCount reads the node count from the snapshot's header, which
+// comes first in the file.
+func heapNodeCount(data []byte) string {
+	m := nodeCountRE.FindSubmatch(data[:min(len(data), 64<<10)])
+	if m == nil {
+		return ""
+	}
+	return string(m[1])
+}
+
+func perfSize(n int64) string {
+	switch {
+	case n >= 1<<20:
+		return fmt.Sprintf("%.1f MB", float64(n)/(1<<20))
+	case n >= 1<<10:
+		return fmt.Sprintf("%.1f kB", float64(n)/(1<<10))
+	default:
+		return fmt.Sprintf("%d B", n)
+	}
+}
+
+// cdpErrorMessage returns the browser's message when err is a protocol error.
+func cdpErrorMessage(err error) string {
+	var cerr *cdproto.Error
+	if errors.As(err, &cerr) {
+		return cerr.Message
+	}
+	return ""
+}
 
 // traceCollector gathers a tab's tracing and heap-snapshot event data.
-type traceCollector struct{}
+type traceCollector struct {
+	mu       sync.Mutex
+	state    traceState
+	events   [][]byte
+	size     int
+	full     bool          // a cap was hit; later events were dropped
+	dataLoss bool          // the browser lost data
+	done     chan struct{} // closed on Tracing.tracingComplete
+	lastNet  time.Time     // last request start or end while tracing
+
+	heapOn   bool
+	heap     []byte
+	heapFull bool
+}
+
+type traceState int
+
+const (
+	traceIdle    traceState = iota
+	traceRunning            // Tracing.start sent
+	traceEnding             // Tracing.end sent, data arriving
+)
+
+// traceData is what one trace collected.
+type traceData struct {
+	events   [][]byte
+	full     bool
+	dataLoss bool
+}
 
 // listen takes one tab event; it runs on the tab's read loop and must not block.
-func (c *traceCollector) listen(ev any) {}
+func (c *traceCollector) listen(ev any) {
+	switch e := ev.(type) {
+	case *tracing.EventDataCollected:
+		c.mu.Lock()
+		defer c.mu.Unlock()
+		if c.state == traceIdle {
+			return
+		}
+		for _, v := range e.Value {
+			if c.full || len(c.events) >= traceMaxEvents || c.size+len(v) > traceMaxBytes {
+				c.full = true
+				return
+			}
+			c.events = append(c.events, v)
+			c.size += len(v)
+		}
+	case *tracing.EventTracingComplete:
+		c.mu.Lock()
+		defer c.mu.Unlock()
+		if c.state != traceIdle && c.done != nil {
+			c.dataLoss = e.DataLossOccurred
+			close(c.done)
+			c.done = nil
+		}
+	case *network.EventRequestWillBeSent, *network.EventLoadingFinished, *network.EventLoadingFailed:
+		c.mu.Lock()
+		if c.state == traceRunning {
+			c.lastNet = time.Now()
+		}
+		c.mu.Unlock()
+	case *heapprofiler.EventAddHeapSnapshotChunk:
+		c.mu.Lock()
+		defer c.mu.Unlock()
+		if !c.heapOn || c.heapFull {
+			return
+		}
+		if len(c.heap)+len(e.Chunk) > heapMaxBytes {
+			c.heapFull, c.heap = true, nil
+			return
+		}
+		c.heap = append(c.heap, e.Chunk...)
+	}
+}
+
+// begin readies the collector for a new trace; false when one is running.
+func (c *traceCollector) begin() bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.state != traceIdle {
+		return false
+	}
+	c.state, c.events, c.size, c.full, c.dataLoss = traceRunning, nil, 0, false, false
+	c.done = make(chan struct{})
+	c.lastNet = time.Now()
+	return true
+}
+
+// end marks the trace as ending and returns the channel that closes when
+// all its data arrived; false when no trace is running.
+func (c *traceCollector) end() (<-chan struct{}, bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.state != traceRunning {
+		return nil, false
+	}
+	c.state = traceEnding
+	return c.done, true
+}
+
+// take returns the collected trace and makes the collector idle.
+func (c *traceCollector) take() traceData {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	d := traceData{events: c.events, full: c.full, dataLoss: c.dataLoss}
+	c.state, c.events, c.size, c.done = traceIdle, nil, 0, nil
+	return d
+}
+
+// reset drops a trace that failed.
+func (c *traceCollector) reset() { c.take() }
+
+// waitQuiet waits until the tab has started or finished no request for
+// quiet, at most max.
+func (c *traceCollector) waitQuiet(ctx context.Context, quiet, max time.Duration) {
+	deadline := time.Now().Add(max)
+	for {
+		c.mu.Lock()
+		last := c.lastNet
+		c.mu.Unlock()
+		wait := min(time.Until(last.Add(quiet)), time.Until(deadline))
+		if wait <= 0 {
+			return
+		}
+		select {
+		case <-time.After(wait):
+		case <-ctx.Done():
+			return
+		}
+	}
+}
+
+func (c *traceCollector) beginHeap() bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.heapOn {
+		return false
+	}
+	c.heapOn, c.heap, c.heapFull = true, nil, false
+	return true
+}
+
+// endHeap returns the snapshot data and whether it overflowed the cap.
+func (c *traceCollector) endHeap() ([]byte, bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	data, full := c.heap, c.heapFull
+	c.heapOn, c.heap, c.heapFull = false, nil, false
+	return data, full
+}
+
+// Trace analysis. The figures come from the events that the DevTools
+// performance panel reads too; each is "n/a" when the trace lacks them.
+
+const longTaskMicros = 50_000
+
+// traceEvent is the part of a trace event the summary reads.
+type traceEvent struct {
+	Name string  `json:"name"`
+	Ph   string  `json:"ph"`
+	Pid  int64   `json:"pid"`
+	Tid  int64   `json:"tid"`
+	Ts   float64 `json:"ts"`
+	Dur  float64 `json:"dur"`
+	Args struct {
+		Frame string          `json:"frame"`
+		Name  string          `json:"name"`
+		Data  json.RawMessage `json:"data"`
+	} `json:"args"`
+}
+
+// navTiming holds the load figures in milliseconds from navigation start;
+// a negative figure is unknown.
+type navTiming struct {
+	fromPage bool // read from the page's Performance API, not the trace
+	url      string
+	ttfb     float64
+	fcp      float64
+	dcl      float64
+	load     float64
+	lcp      float64
+	lcpWhat  string
+}
+
+func (n navTiming) found() bool { return n.url != "" }
+
+type traceRequest struct {
+	url, method, kind, mime string
+	status                  int
+	send, finish            float64 // µs
+	size                    int64
+	failed, cached          bool
+}
+
+// requestAnswer holds the response and finish events of one request.
+type requestAnswer struct {
+	response, finish json.RawMessage
+	finishTs         float64
+}
+
+type traceTask struct{ ts, dur float64 }
+
+type traceSummary struct {
+	events   int
+	span     float64 // µs
+	nav      navTiming
+	navStart float64 // µs; 0 when the trace has no navigation
+	shifts   int
+	excluded int
+	cls      float64
+	clsKnown bool
+	tasks    []traceTask
+	threads  bool // the main thread was identified
+	requests []*traceRequest
+}
+
+// summarizeTrace reads the figures of the page whose main frame is
+// mainFrame (in Chrome, the page's target ID) from raw trace events.
+func summarizeTrace(raw [][]byte, mainFrame string) traceSummary {
+	s := traceSummary{events: len(raw), nav: navTiming{ttfb: -1, fcp: -1, dcl: -1, load: -1, lcp: -1}}
+	type navStart struct {
+		ts     float64
+		id     string
+		url    string
+		loader bool
+	}
+	type lcpCandidate struct {
+		ts        float64
+		navID     string
+		what      string
+		nodeID    int64
+		candidate int64
+	}
+	type shift struct {
+		ts, score float64
+		input     bool
+	}
+	var (
+		navs        []navStart
+		dcl, load   []float64
+		fcp         []float64
+		lcps        []lcpCandidate
+		images      = map[int64]string{}
+		shifts      []shift
+		tasks       = map[[2]int64][]traceTask{}
+		mainThreads = map[[2]int64]bool{}
+		renderers   = map[int64]bool{}
+		parents     = map[string]string{}
+		reqs        = map[string]*traceRequest{}
+		reqFrame    = map[string]string{}
+		answers     = map[string]*requestAnswer{}
+		first, last float64
+	)
+	for _, r := range raw {
+		var e traceEvent
+		if json.Unmarshal(r, &e) != nil {
+			continue
+		}
+		if e.Ts > 0 {
+			if first == 0 || e.Ts < first {
+				first = e.Ts
+			}
+			last = max(last, e.Ts+e.Dur)
+		}
+		d := e.Args.Data
+		switch e.Name {
+		case "thread_name":
+			if e.Args.Name == "CrRendererMain" {
+				mainThreads[[2]int64{e.Pid, e.Tid}] = true
+			}
+		case "RunTask", "ThreadControllerImpl::RunTask":
+			if e.Ph == "X" && e.Dur > longTaskMicros {
+				k := [2]int64{e.Pid, e.Tid}
+				tasks[k] = append(tasks[k], traceTask{e.Ts, e.Dur})
+			}
+		case "TracingStartedInBrowser":
+			var v struct {
+				Frames []struct {
+					Frame, Parent, URL string
+					ProcessID          int64 `json:"processId"`
+				} `json:"frames"`
+			}
+			if json.Unmarshal(d, &v) == nil {
+				for _, f := range v.Frames {
+					if f.Parent != "" {
+						parents[f.Frame] = f.Parent
+					}
+					if f.Frame == mainFrame && f.ProcessID != 0 {
+						renderers[f.ProcessID] = true
+					}
+				}
+			}
+		case "FrameCommittedInBrowser":
+			var v struct {
+				Frame, Parent string
+				ProcessID     int64 `json:"processId"`
+			}
+			if json.Unmarshal(d, &v) == nil {
+				if v.Parent != "" {
+					parents[v.Frame] = v.Parent
+				}
+				if v.Frame == mainFrame && v.ProcessID != 0 {
+					renderers[v.ProcessID] = true
+				}
+			}
+		case "navigationStart":
+			if e.Args.Frame != mainFrame {
+				continue
+			}
+			var v struct {
+				NavigationID       string `json:"navigationId"`
+				DocumentLoaderURL  string `json:"documentLoaderURL"`
+				IsLoadingMainFrame bool   `json:"isLoadingMainFrame"`
+			}
+			if json.Unmarshal(d, &v) == nil && v.IsLoadingMainFrame {
+				navs = append(navs, navStart{e.Ts, v.NavigationID, v.DocumentLoaderURL, v.DocumentLoaderURL != ""})
+				renderers[e.Pid] = true
+			}
+		case "MarkDOMContent", "MarkLoad":
+			var v struct {
+				Frame                string `json:"frame"`
+				IsOutermostMainFrame *bool  `json:"isOutermostMainFrame"`
+			}
+			if json.Unmarshal(d, &v) != nil || v.Frame != mainFrame || (v.IsOutermostMainFrame != nil && !*v.IsOutermostMainFrame) {
+				continue
+			}
+			if e.Name == "MarkDOMContent" {
+				dcl = append(dcl, e.Ts)
+			} else {
+				load = append(load, e.Ts)
+			}
+		case "firstContentfulPaint":
+			if e.Args.Frame == mainFrame {
+				fcp = append(fcp, e.Ts)
+			}
+		case "largestContentfulPaint::Candidate":
+			if e.Args.Frame != mainFrame {
+				continue
+			}
+			var v struct {
+				NavigationID   string `json:"navigationId"`
+				NodeName       string `json:"nodeName"`
+				Type           string `json:"type"`
+				NodeID         int64  `json:"nodeId"`
+				CandidateIndex int64  `json:"candidateIndex"`
+				IsMainFrame    *bool  `json:"isOutermostMainFrame"`
+			}
+			if json.Unmarshal(d, &v) == nil && (v.IsMainFrame == nil || *v.IsMainFrame) {
+				lcps = append(lcps, lcpCandidate{ts: e.Ts, navID: v.NavigationID, what: lcpWhat(v.Type, v.NodeName, v.NodeID),
+					nodeID: v.NodeID, candidate: v.CandidateIndex})
+			}
+		case "LargestImagePaint::Candidate":
+			var v struct {
+				DOMNodeID int64  `json:"DOMNodeId"`
+				ImageURL  string `json:"imageUrl"`
+			}
+			if e.Args.Frame == mainFrame && json.Unmarshal(d, &v) == nil && v.ImageURL != "" {
+				images[v.DOMNodeID] = v.ImageURL
+			}
+		case "LayoutShift":
+			if e.Args.Frame != mainFrame {
+				continue
+			}
+			var v struct {
+				Score          float64  `json:"score"`
+				Weighted       *float64 `json:"weighted_score_delta"`
+				HadRecentInput bool     `json:"had_recent_input"`
+			}
+			if json.Unmarshal(d, &v) == nil {
+				score := v.Score
+				if v.Weighted != nil {
+					score = *v.Weighted
+				}
+				shifts = append(shifts, shift{e.Ts, score, v.HadRecentInput})
+			}
+		case "ResourceSendRequest":
+			var v struct {
+				RequestID     string `json:"requestId"`
+				URL           string `json:"url"`
+				RequestMethod string `json:"requestMethod"`
+				ResourceType  string `json:"resourceType"`
+				Frame         string `json:"frame"`
+			}
+			if json.Unmarshal(d, &v) == nil && v.RequestID != "" {
+				if _, seen := reqs[v.RequestID]; !seen {
+					reqs[v.RequestID] = &traceRequest{url: v.URL, method: v.RequestMethod, kind: v.ResourceType, send: e.Ts, size: -1}
+					reqFrame[v.RequestID] = v.Frame
+				}
+			}
+		case "ResourceReceiveResponse", "ResourceFinish":
+			var v struct {
+				RequestID string `json:"requestId"`
+			}
+			if json.Unmarshal(d, &v) != nil || v.RequestID == "" {
+				continue
+			}
+			a := answers[v.RequestID]
+			if a == nil {
+				a = &requestAnswer{}
+				answers[v.RequestID] = a
+			}
+			if e.Name == "ResourceReceiveResponse" {
+				a.response = d
+			} else {
+				a.finish, a.finishTs = d, e.Ts
+			}
+		}
+	}
+	if last > first {
+		s.span = last - first
+	}
+
+	// The navigation: the last main-frame document load in the trace.
+	var nav navStart
+	for _, n := range navs {
+		if n.loader {
+			nav = n
+		}
+	}
+	if nav.ts > 0 {
+		s.navStart = nav.ts
+		s.nav.url = nav.url
+		since := func(ts []float64) float64 {
+			for _, t := range ts {
+				if t >= nav.ts {
+					return (t - nav.ts) / 1000
+				}
+			}
+			return -1
+		}
+		s.nav.dcl, s.nav.load, s.nav.fcp = since(dcl), since(load), since(fcp)
+		if a := answers[nav.id]; a != nil && a.response != nil {
+			var v struct {
+				Timing *struct {
+					RequestTime         float64 `json:"requestTime"`
+					ReceiveHeadersStart float64 `json:"receiveHeadersStart"`
+					ReceiveHeadersEnd   float64 `json:"receiveHeadersEnd"`
+				} `json:"timing"`
+			}
+			if json.Unmarshal(a.response, &v) == nil && v.Timing != nil && v.Timing.RequestTime > 0 {
+				headers := v.Timing.ReceiveHeadersStart
+				if headers <= 0 {
+					headers = v.Timing.ReceiveHeadersEnd
+				}
+				if ttfb := (v.Timing.RequestTime*1e6 + headers*1e3 - nav.ts) / 1000; headers > 0 && ttfb >= 0 {
+					s.nav.ttfb = ttfb
+				}
+			}
+		}
+		var best *lcpCandidate
+		for i := range lcps {
+			c := &lcps[i]
+			if c.ts < nav.ts || (c.navID != "" && nav.id != "" && c.navID != nav.id) {
+				continue
+			}
+			if best == nil || c.candidate > best.candidate || (c.candidate == best.candidate && c.ts >= best.ts) {
+				best = c
+			}
+		}
+		if best != nil {
+			s.nav.lcp = (best.ts - nav.ts) / 1000
+			s.nav.lcpWhat = best.what
+			if u := images[best.nodeID]; u != "" {
+				s.nav.lcpWhat += " " + u
+			}
+		}
+	}
+
+	// CLS: the largest session window of shifts without recent input
+	// (shifts less than 1 s apart, a window at most 5 s long).
+	var window, windowStart, prev float64
+	for _, sh := range shifts {
+		if sh.ts < s.navStart {
+			continue
+		}
+		s.shifts++
+		if sh.input {
+			s.excluded++
+			continue
+		}
+		if prev == 0 || sh.ts-prev > 1e6 || sh.ts-windowStart > 5e6 {
+			window, windowStart = 0, sh.ts
+		}
+		window += sh.score
+		prev = sh.ts
+		s.cls = max(s.cls, window)
+	}
+	s.clsKnown = s.shifts > 0 || s.navStart > 0
+
+	// Long tasks on the page's renderer main thread. Without the page's
+	// process in the trace, every renderer main thread counts.
+	for k, ts := range tasks {
+		if !mainThreads[k] || (len(renderers) > 0 && !renderers[k[0]]) {
+			continue
+		}
+		s.tasks = append(s.tasks, ts...)
+	}
+	s.threads = len(mainThreads) > 0
+	sort.Slice(s.tasks, func(i, j int) bool { return s.tasks[i].ts < s.tasks[j].ts })
+
+	// Requests of the page's frames.
+	ours := func(frame string) bool {
+		for i := 0; i < 16 && frame != ""; i++ {
+			if frame == mainFrame {
+				return true
+			}
+			frame = parents[frame]
+		}
+		return false
+	}
+	for id, rq := range reqs {
+		a := answers[id]
+		if !ours(reqFrame[id]) || a == nil {
+			if ours(reqFrame[id]) {
+				s.requests = append(s.requests, rq)
+			}
+			continue
+		}
+		var resp struct {
+			StatusCode        int    `json:"statusCode"`
+			MimeType          string `json:"mimeType"`
+			FromCache         bool   `json:"fromCache"`
+			EncodedDataLength *int64 `json:"encodedDataLength"`
+			Timing            *struct {
+				RequestTime float64 `json:"requestTime"`
+			} `json:"timing"`
+		}
+		if a.response != nil && json.Unmarshal(a.response, &resp) == nil {
+			rq.status, rq.mime, rq.cached = resp.StatusCode, resp.MimeType, resp.FromCache
+			// The renderer reports a navigation's request only once the
+			// document commits; the network timing has when it was sent.
+			if resp.Timing != nil && resp.Timing.RequestTime > 0 {
+				rq.send = min(rq.send, resp.Timing.RequestTime*1e6)
+			}
+		}
+		var fin struct {
+			EncodedDataLength *int64  `json:"encodedDataLength"`
+			DidFail           bool    `json:"didFail"`
+			FinishTime        float64 `json:"finishTime"`
+		}
+		if a.finish != nil && json.Unmarshal(a.finish, &fin) == nil {
+			rq.failed = fin.DidFail
+			if fin.EncodedDataLength != nil {
+				rq.size = *fin.EncodedDataLength
+			}
+			rq.finish = a.finishTs
+			if fin.FinishTime > 0 {
+				rq.finish = fin.FinishTime * 1e6
+			}
+		}
+		if rq.size < 0 && resp.EncodedDataLength != nil {
+			rq.size = *resp.EncodedDataLength
+		}
+		s.requests = append(s.requests, rq)
+	}
+	sort.Slice(s.requests, func(i, j int) bool {
+		a, b := s.requests[i], s.requests[j]
+		if a.size != b.size {
+			return a.size > b.size
+		}
+		return a.send < b.send
+	})
+	return s
+}
+
+func lcpWhat(kind, nodeName string, nodeID int64) string {
+	el := nodeName
+	if el == "" && nodeID != 0 {
+		el = fmt.Sprintf("node %d", nodeID)
+	}
+	switch {
+	case kind != "" && el != "":
+		return kind + " <" + el + ">"
+	case el != "":
+		return "<" + el + ">"
+	default:
+		return kind
+	}
+}
+
+func perfCount(n int, what string) string {
+	if n == 1 {
+		return "1 " + what
+	}
+	return strconv.Itoa(n) + " " + what + "s"
+}
+
+func perfMS(v float64) string {
+	if v < 0 {
+		return "n/a"
+	}
+	return fmt.Sprintf("%.0f ms", v)
+}
+
+// write formats the summary for the caller.
+func (s traceSummary) write(b *bytes.Buffer) {
+	span := perfMS(s.span / 1000)
+	if s.span >= 1e6 {
+		span = fmt.Sprintf("%.1f s", s.span/1e6)
+	}
+	fmt.Fprintf(b, "Trace: %d events over %s.\n", s.events, span)
+	n := s.nav
+	b.WriteString("\n## Page load\n")
+	switch {
+	case n.fromPage:
+		fmt.Fprintf(b, "The trace has no page load (start it with reload true to trace one); these figures come from the page's own Performance API for %s:\n", n.url)
+	case n.found():
+		fmt.Fprintf(b, "Navigation to %s, times from its start:\n", n.url)
+	default:
+		b.WriteString("The trace has no page load and the page's timings could not be read; start it with reload true to trace one.\n")
+	}
+	fmt.Fprintf(b, "- TTFB: %s\n- First Contentful Paint: %s\n- DOMContentLoaded: %s\n- Load: %s\n", perfMS(n.ttfb), perfMS(n.fcp), perfMS(n.dcl), perfMS(n.load))
+	b.WriteString("\n## Core Web Vitals\n")
+	if n.lcp >= 0 {
+		what := ""
+		if n.lcpWhat != "" {
+			what = " — " + n.lcpWhat
+		}
+		fmt.Fprintf(b, "- LCP: %s%s\n", perfMS(n.lcp), what)
+	} else {
+		b.WriteString("- LCP: n/a (no largest-contentful-paint candidate for a page load in the trace)\n")
+	}
+	if s.clsKnown {
+		fmt.Fprintf(b, "- CLS: %.4f (%s", s.cls, perfCount(s.shifts, "layout shift"))
+		if s.excluded > 0 {
+			fmt.Fprintf(b, ", %d after recent input not counted", s.excluded)
+		}
+		b.WriteString(")\n")
+	} else {
+		b.WriteString("- CLS: n/a (no layout shift and no page load in the trace)\n")
+	}
+
+	b.WriteString("\n## Long tasks (main thread, over 50 ms)\n")
+	switch {
+	case !s.threads:
+		b.WriteString("n/a (the trace does not name the renderer's main thread)\n")
+	case len(s.tasks) == 0:
+		b.WriteString("None.\n")
+	default:
+		var total, longest float64
+		for _, tk := range s.tasks {
+			total += tk.dur
+			longest = max(longest, tk.dur)
+		}
+		fmt.Fprintf(b, "%s, %s in total, the longest %s.\n", perfCount(len(s.tasks), "long task"), perfMS(total/1000), perfMS(longest/1000))
+		for i, tk := range s.tasks {
+			if i == 5 {
+				fmt.Fprintf(b, "- … and %d more\n", len(s.tasks)-5)
+				break
+			}
+			at := ""
+			if s.navStart > 0 && tk.ts >= s.navStart {
+				at = fmt.Sprintf(" at %s after navigation start", perfMS((tk.ts-s.navStart)/1000))
+			}
+			fmt.Fprintf(b, "- %s%s\n", perfMS(tk.dur/1000), at)
+		}
+	}
+
+	b.WriteString("\n## Heaviest requests (by transferred size)\n")
+	if len(s.requests) == 0 {
+		b.WriteString("n/a (no request of the page in the trace)\n")
+		return
+	}
+	var total int64
+	for _, rq := range s.requests {
+		total += max(rq.size, 0)
+	}
+	fmt.Fprintf(b, "%s, %s transferred.\n", perfCount(len(s.requests), "request"), perfSize(total))
+	for i, rq := range s.requests[:min(5, len(s.requests))] {
+		size := "size n/a"
+		if rq.size >= 0 {
+			size = perfSize(rq.size)
+		}
+		status := "no response"
+		switch {
+		case rq.failed:
+			status = "failed"
+		case rq.status != 0:
+			status = strconv.Itoa(rq.status)
+			if rq.mime != "" {
+				status += " " + rq.mime
+			}
+		}
+		if rq.cached {
+			status += " (cache)"
+		}
+		dur := "not finished within the trace"
+		if rq.finish > rq.send {
+			dur = perfMS((rq.finish - rq.send) / 1000)
+		}
+		fmt.Fprintf(b, "%d. %s %s — %s, %s, %s\n", i+1, rq.method, rq.url, size, status, dur)
+	}
+}
+
+// pageNavJS reads the page's own load timings and LCP, for a trace that
+// holds no page load.
+const pageNavJS = `(async () => {
+  const n = performance.getEntriesByType('navigation')[0];
+  const paint = performance.getEntriesByName('first-contentful-paint')[0];
+  const lcp = await new Promise(resolve => {
+    setTimeout(() => resolve(null), 200);
+    try {
+      new PerformanceObserver((list, obs) => { const es = list.getEntries(); obs.disconnect(); resolve(es[es.length - 1]); })
+        .observe({type: 'largest-contentful-paint', buffered: true});
+    } catch (e) { resolve(null); }
+  });
+  const el = lcp && lcp.element ? lcp.element.tagName + (lcp.element.id ? " id='" + lcp.element.id + "'" : '') : '';
+  const v = x => (typeof x === 'number' && x > 0) ? x : -1;
+  return {url: location.href, ttfb: n ? v(n.responseStart) : -1, fcp: paint ? v(paint.startTime) : -1,
+    dcl: n ? v(n.domContentLoadedEventEnd) : -1, load: n ? v(n.loadEventEnd) : -1,
+    lcp: lcp ? v(lcp.startTime) : -1, lcpWhat: el ? '<' + el + '>' + (lcp.url ? ' ' + lcp.url : '') : ''};
+})()`
+
+// pageNavTiming reads the timings of the page's current document.
+func pageNavTiming(ctx context.Context) navTiming {
+	none := navTiming{ttfb: -1, fcp: -1, dcl: -1, load: -1, lcp: -1}
+	res, err := chromedp.Call(ctx, runtime.Evaluate, runtime.EvaluateParams{
+		Expression: pageNavJS, AwaitPromise: ptr(true), ReturnByValue: ptr(true),
+	})
+	if err != nil || res.ExceptionDetails != nil || res.Result == nil {
+		return none
+	}
+	var v struct {
+		URL                       string
+		TTFB, FCP, DCL, Load, LCP float64
+		LCPWhat                   string `json:"lcpWhat"`
+	}
+	if json.Unmarshal(res.Result.Value, &v) != nil || v.URL == "" {
+		return none
+	}
+	return navTiming{fromPage: true, url: v.URL, ttfb: v.TTFB, fcp: v.FCP, dcl: v.DCL, load: v.Load, lcp: v.LCP, lcpWhat: v.LCPWhat}
+}

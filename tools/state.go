@@ -25,6 +25,8 @@ type TabState struct {
 	activity activity
 	trace    traceCollector
 
+	emulation emulationState // what emulate set on the tab (emulate.go)
+
 	mu        sync.Mutex
 	byBackend map[cdp.BackendNodeID]int
 	byUID     map[int]cdp.BackendNodeID

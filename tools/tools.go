@@ -153,14 +153,18 @@ func Filter(list []Tool) server.ToolFilterFunc {
 	}
 }
 
+// guard checks the caller's permission for tl, and tells with every result
+// which pages wait on a JavaScript dialog: such a page answers no script, so
+// any tool may stall on it, and the caller must learn why.
 func guard(tl Tool) server.ToolHandlerFunc {
 	return func(ctx context.Context, req mcp.CallToolRequest) (*mcp.CallToolResult, error) {
 		p, ok := auth.FromContext(ctx)
 		if !ok || !p.Has(tl.Perm) {
-			return mcp.NewToolResultErrorf("%s needs the %s permission, which your token lacks; ask an admin for a token with --perms %s",
-				tl.Tool.Name, tl.Perm, tl.Perm), nil
+			return withDialogNotice(ctx, mcp.NewToolResultErrorf("%s needs the %s permission, which your token lacks; ask an admin for a token with --perms %s",
+				tl.Tool.Name, tl.Perm, tl.Perm)), nil
 		}
-		return tl.Handler(ctx, req)
+		res, err := tl.Handler(ctx, req)
+		return withDialogNotice(ctx, res), err
 	}
 }
 

@@ -28,10 +28,11 @@ type Chrome struct {
 	// Port is the DevTools port.
 	Port int
 
-	dir  string
-	mu   sync.Mutex
-	cmd  *exec.Cmd
-	done chan struct{}
+	dir   string
+	extra []string // more command-line flags, from StartWith
+	mu    sync.Mutex
+	cmd   *exec.Cmd
+	done  chan struct{}
 }
 
 // Binary returns the Chromium executable to use: $MBP_TEST_CHROMIUM, or the
@@ -51,7 +52,14 @@ func Binary() (string, error) {
 // Start launches a headless Chromium and registers its cleanup with t.
 func Start(t testing.TB) *Chrome {
 	t.Helper()
-	c := &Chrome{dir: t.TempDir()}
+	return StartWith(t)
+}
+
+// StartWith is Start with extra Chromium command-line flags, e.g.
+// --load-extension=DIR.
+func StartWith(t testing.TB, extraArgs ...string) *Chrome {
+	t.Helper()
+	c := &Chrome{dir: t.TempDir(), extra: extraArgs}
 	if err := c.start(0); err != nil {
 		t.Fatalf("start chromium: %v", err)
 	}
@@ -74,16 +82,16 @@ func (c *Chrome) start(port int) error {
 	}
 	portFile := filepath.Join(c.dir, "DevToolsActivePort")
 	_ = os.Remove(portFile)
-	cmd := exec.Command(bin,
+	args := append([]string{
 		"--headless", "--no-sandbox", "--disable-gpu",
 		"--remote-debugging-address=127.0.0.1",
-		"--remote-debugging-port="+strconv.Itoa(port),
-		"--user-data-dir="+c.dir,
+		"--remote-debugging-port=" + strconv.Itoa(port),
+		"--user-data-dir=" + c.dir,
 		"--disable-background-networking", "--disable-component-update",
 		"--disable-sync", "--no-first-run", "--disable-quic",
 		"--disable-default-apps", "--no-default-browser-check",
-		"about:blank",
-	)
+	}, c.extra...)
+	cmd := exec.Command(bin, append(args, "about:blank")...)
 	// Its own process group, so Kill takes the renderers and helpers too.
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	if err := cmd.Start(); err != nil {
