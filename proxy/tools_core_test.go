@@ -64,7 +64,7 @@ func TestSnapshotFramesTruncationAndFiles(t *testing.T) {
 
 	// An element screenshot is the element's size; filePath writes a file
 	// inside the files directory only.
-	box := regexp.MustCompile(`uid=(\d+) StaticText "box"`).FindStringSubmatch(snap)
+	box := regexp.MustCompile(`uid=(\d+) "box"`).FindStringSubmatch(snap)
 	if box == nil {
 		t.Fatalf("no box text in snapshot:\n%s", snap)
 	}

@@ -37,7 +37,8 @@ func (t *toolset) takeScreenshot() Tool {
 			default:
 				return mcp.NewToolResultErrorf("take_screenshot: format %q is not supported; use png, jpeg or webp", format), nil
 			}
-			params := page.CaptureScreenshotParams{Format: page.CaptureScreenshotFormat(format)}
+			// Encoding speed over size: a screenshot is read once, right away.
+			params := page.CaptureScreenshotParams{Format: page.CaptureScreenshotFormat(format), OptimizeForSpeed: ptr(true)}
 			if q := req.GetInt("quality", -1); q >= 0 && format != "png" {
 				params.Quality = ptr(int64(min(q, 100)))
 			}

@@ -26,8 +26,6 @@ const (
 	settleCap = 10 * time.Second
 	// busyCap bounds the wait for the requests and DOM changes an action set off.
 	busyCap = 3 * time.Second
-	// quietFor is how long the page must stay still to count as settled.
-	quietFor = 50 * time.Millisecond
 )
 
 func (t *toolset) click() Tool {
@@ -213,31 +211,36 @@ func (t *toolset) settleAfter(ctx context.Context, tab *Tab, nav navMark, reqs u
 	if started, _, _ := tab.State.activity.since(reqs); !w.changed && started == 0 {
 		return textResult("%s. The page did not change.", done)
 	}
-	quietSince := time.Now()
-	timer := time.NewTimer(0)
-	defer timer.Stop()
 	dialogOpened := tab.State.dialog.openedChan()
 	for {
-		started, inflight, reqChange := tab.State.activity.since(reqs)
-		now := time.Now()
-		if inflight > 0 {
-			quietSince = now
-		}
-		if now.Sub(quietSince) >= quietFor {
-			return textResult("%s. %s", done, changeSummary(w.changed, started))
-		}
-		var tick <-chan time.Time
+		_, inflight, reqChange := tab.State.activity.since(reqs)
 		if inflight == 0 {
-			timer.Reset(quietFor - now.Sub(quietSince))
-			tick = timer.C
+			// The page counts as settled once two turns of its task queue
+			// pass with no new change and no request in flight, instead of
+			// a fixed quiet period: a page that stays still answers at once.
+			if open := w.readAfterFrame(sctx); open {
+				return dialogResult(tab, nav, done)
+			}
+			if tab.State.mark() != nav {
+				return t.navResult(ctx, tab, nav, done)
+			}
+			if sctx.Err() == nil && !w.moved {
+				var started int
+				if started, inflight, _ = tab.State.activity.since(reqs); inflight == 0 {
+					return textResult("%s. %s", done, changeSummary(w.changed, started))
+				}
+			}
 		}
-		select {
-		case <-reqChange:
-		case <-tick:
-		case <-tab.State.navChanged():
-		case <-dialogOpened:
-			return dialogResult(tab, nav, done)
-		case <-sctx.Done():
+		if sctx.Err() == nil && inflight > 0 {
+			select {
+			case <-reqChange:
+			case <-tab.State.navChanged():
+			case <-dialogOpened:
+				return dialogResult(tab, nav, done)
+			case <-sctx.Done():
+			}
+		}
+		if err := sctx.Err(); err != nil {
 			if ctx.Err() != nil {
 				return mcp.NewToolResultErrorf("%s, but the call was cancelled while waiting for the page to settle", done)
 			}
@@ -245,18 +248,6 @@ func (t *toolset) settleAfter(ctx context.Context, tab *Tab, nav navMark, reqs u
 		}
 		if tab.State.mark() != nav {
 			return t.navResult(ctx, tab, nav, done)
-		}
-		if inflight > 0 {
-			// Requests that just ended may still change the DOM: the quiet
-			// time starts now.
-			quietSince = time.Now()
-			continue
-		}
-		if open := w.read(sctx); open {
-			return dialogResult(tab, nav, done)
-		}
-		if w.moved {
-			quietSince = time.Now()
 		}
 	}
 }
@@ -273,7 +264,16 @@ type changeWatch struct {
 // counter that is gone means a new document: that is a change, and the
 // counter starts again in it.
 func (w *changeWatch) read(ctx context.Context) (dialog bool) {
-	n, open, err := readChanges(ctx, w.tab)
+	return w.update(ctx, func(c context.Context) (int, error) { return evalValue[int](c, changesJS) })
+}
+
+// readAfterFrame is read, after the page has run two more tasks.
+func (w *changeWatch) readAfterFrame(ctx context.Context) (dialog bool) {
+	return w.update(ctx, func(c context.Context) (int, error) { return evalPromise[int](c, changesAfterFrameJS) })
+}
+
+func (w *changeWatch) update(ctx context.Context, count func(context.Context) (int, error)) (dialog bool) {
+	n, open, err := untilDialog(ctx, w.tab, count)
 	if open {
 		return true
 	}
@@ -430,17 +430,26 @@ const observeJS = `(() => {
 // document).
 const changesJS = `(() => { const s = window[` + observeKey + `]; return s ? s.n : -1; })()`
 
-// readChanges reads the change count of the page, unless a dialog opens.
-func readChanges(ctx context.Context, tab *Tab) (int, bool, error) {
-	return untilDialog(ctx, tab, func(c context.Context) (int, error) {
-		return evalValue[int](c, changesJS)
-	})
-}
+// changesAfterFrameJS answers the change count after two more turns of the
+// page's task queue: updates that frameworks batch into microtasks or the
+// next task (React, Vue, Angular) have landed by then.
+const changesAfterFrameJS = `new Promise(resolve => setTimeout(() => setTimeout(() => {
+  const s = window[` + observeKey + `]; resolve(s ? s.n : -1);
+}, 0), 0))`
 
 // evalValue evaluates expr in the page and decodes its JSON value.
 func evalValue[T any](ctx context.Context, expr string) (T, error) {
+	return evaluate[T](ctx, runtime.EvaluateParams{Expression: expr, ReturnByValue: ptr(true)})
+}
+
+// evalPromise is evalValue for an expression that yields a promise.
+func evalPromise[T any](ctx context.Context, expr string) (T, error) {
+	return evaluate[T](ctx, runtime.EvaluateParams{Expression: expr, ReturnByValue: ptr(true), AwaitPromise: ptr(true)})
+}
+
+func evaluate[T any](ctx context.Context, p runtime.EvaluateParams) (T, error) {
 	var v T
-	res, err := chromedp.Call(ctx, runtime.Evaluate, runtime.EvaluateParams{Expression: expr, ReturnByValue: ptr(true)})
+	res, err := chromedp.Call(ctx, runtime.Evaluate, p)
 	if err != nil {
 		return v, err
 	}
@@ -475,9 +484,9 @@ func clickNode(ctx context.Context, node cdp.BackendNodeID, clicks int64) error 
 	if err != nil {
 		return err
 	}
-	if _, err := chromedp.Call(ctx, input.DispatchMouseEvent, input.DispatchMouseEventParams{Type: input.DispatchMouseEventTypeMouseMoved, X: x, Y: y}); err != nil {
-		return err
-	}
+	// No separate mouseMoved: Blink aligns moves to animation frames, which
+	// costs a frame per click, and a press at a new position updates the
+	// hover state (mouseover, mouseenter) by itself.
 	for i := int64(1); i <= clicks; i++ {
 		for _, typ := range []input.DispatchMouseEventType{input.DispatchMouseEventTypeMousePressed, input.DispatchMouseEventTypeMouseReleased} {
 			p := input.DispatchMouseEventParams{Type: typ, X: x, Y: y, Button: input.MouseButtonLeft, ClickCount: i}

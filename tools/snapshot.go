@@ -105,11 +105,14 @@ func (w *snapWriter) walk(n *accessibility.Node, byID map[accessibility.NodeID]*
 	}
 	emit := !n.Ignored
 	if !w.verbose {
-		switch role {
-		case "generic", "none", "presentation", "LineBreak":
-			emit = emit && name != ""
-		case "StaticText":
+		switch {
+		case role == "StaticText":
 			emit = emit && strings.TrimSpace(name) != "" && !strings.Contains(parentName, strings.TrimSpace(name))
+		case role == "RootWebArea" || role == "Iframe":
+		case name == "" && axString(n.Value) == "" && !interactiveRoles[role]:
+			// A nameless container (list, section, paragraph, generic...)
+			// says little to a model: its children move up one level.
+			emit = false
 		}
 	}
 	childDepth, childParent := depth, parentName
@@ -157,6 +160,11 @@ func (w *snapWriter) line(n *accessibility.Node, depth int, role, name string) {
 	if n.BackendDOMNodeID != 0 {
 		fmt.Fprintf(&w.b, "uid=%d ", w.state.uid(n.BackendDOMNodeID))
 	}
+	if role == "StaticText" && !w.verbose {
+		// Text is the most common line: the quotes say what it is.
+		w.b.WriteString(quote(name) + "\n")
+		return
+	}
 	w.b.WriteString(role)
 	if name != "" {
 		w.b.WriteString(" " + quote(name))
@@ -169,7 +177,11 @@ func (w *snapWriter) line(n *accessibility.Node, depth int, role, name string) {
 			continue
 		}
 		switch p.Name {
-		case "focused", "checked", "disabled", "expanded", "selected", "pressed", "required", "readonly", "multiselectable", "modal", "invalid":
+		case "focused":
+			if axString(p.Value) == "true" && role != "RootWebArea" {
+				w.b.WriteString(" focused")
+			}
+		case "checked", "disabled", "expanded", "selected", "pressed", "required", "readonly", "multiselectable", "modal", "invalid":
 			switch v := axString(p.Value); v {
 			case "true":
 				w.b.WriteString(" " + string(p.Name))
@@ -178,7 +190,9 @@ func (w *snapWriter) line(n *accessibility.Node, depth int, role, name string) {
 				w.b.WriteString(" " + string(p.Name) + "=" + quote(v))
 			}
 		case "level":
-			w.b.WriteString(" level=" + axString(p.Value))
+			if role == "heading" || w.verbose {
+				w.b.WriteString(" level=" + axString(p.Value))
+			}
 		case "url":
 			if v := axString(p.Value); v != "" && !strings.HasPrefix(v, "javascript:") && (role != "RootWebArea" || w.verbose) {
 				w.b.WriteString(" url=" + quote(v))
@@ -208,4 +222,16 @@ func backendOf(tab *Tab, uid string) (cdp.BackendNodeID, *mcp.CallToolResult) {
 		return 0, mcp.NewToolResultError(err.Error())
 	}
 	return id, nil
+}
+
+// interactiveRoles are kept in a compact snapshot even without a name: they
+// are what a model acts on.
+var interactiveRoles = map[string]bool{
+	"button": true, "link": true, "textbox": true, "searchbox": true, "checkbox": true,
+	"radio": true, "combobox": true, "listbox": true, "option": true, "menuitem": true,
+	"menuitemcheckbox": true, "menuitemradio": true, "tab": true, "slider": true,
+	"spinbutton": true, "switch": true, "treeitem": true, "heading": true,
+	"img": true, "image": true, "video": true, "audio": true, "dialog": true, "alertdialog": true,
+	"alert": true, "progressbar": true, "scrollbar": true, "gridcell": true, "columnheader": true,
+	"rowheader": true,
 }
