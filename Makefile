@@ -2,7 +2,7 @@
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 GO ?= go
 
-.PHONY: run test deps lint bench build
+.PHONY: run test deps lint bench build compare
 
 run:
 	$(GO) run ./cmd/mcp-browser-proxy serve
@@ -10,9 +10,17 @@ run:
 build:
 	$(GO) build -o mcp-browser-proxy ./cmd/mcp-browser-proxy
 
-## test: install Chromium if missing, then run every test with the race detector.
+## test: install Chromium if missing, then run every test with the race
+## detector, then each fuzz target for FUZZTIME (their seed corpora under
+## testdata/fuzz/ also run as ordinary tests above).
+FUZZTIME ?= 10s
 test: deps
 	$(GO) test -race -count=1 -timeout 15m ./...
+	$(GO) test -run '^$$' -fuzz '^FuzzValidateUserID$$' -fuzztime $(FUZZTIME) ./auth
+	$(GO) test -run '^$$' -fuzz '^FuzzVerify$$' -fuzztime $(FUZZTIME) ./auth
+	$(GO) test -run '^$$' -fuzz '^FuzzValidateBrowserURL$$' -fuzztime $(FUZZTIME) ./router
+	$(GO) test -run '^$$' -fuzz '^FuzzRedact$$' -fuzztime $(FUZZTIME) ./router
+	$(GO) test -run '^$$' -fuzz '^FuzzRegisterBody$$' -fuzztime $(FUZZTIME) ./proxy
 
 deps:
 	@command -v chromium >/dev/null 2>&1 || command -v chromium-browser >/dev/null 2>&1 || \
@@ -26,3 +34,10 @@ lint:
 ## bench: the latency benchmarks behind BENCHMARKS.md.
 bench: deps
 	$(GO) test -run '^$$' -bench . -benchtime 200x -count 3 ./proxy/
+
+## compare: side by side with chrome-devtools-mcp and @playwright/mcp from npm
+## (bench/package.json), on one Chromium; markdown for BENCHMARKS.md.
+## Extra flags: make compare COMPARE_FLAGS='-n 200 -peer-n 50'
+compare: deps
+	@test -d bench/node_modules || PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD=1 npm install --prefix bench --no-audit --no-fund --no-package-lock
+	$(GO) run ./bench/compare $(COMPARE_FLAGS)

@@ -1,6 +1,8 @@
 // Package auth identifies who is calling: it defines the verified caller
-// (Principal) and its permissions, validates user IDs, issues and verifies
-// HS256 JSON Web Tokens, and persists the signing secret.
+// (Principal) and its permissions, validates user IDs, issues HS256 JSON
+// Web Tokens and verifies them (and, when configured, RS256/ES256 tokens of
+// an identity provider, with keys from a JWKS URL or a PEM file), persists
+// the signing secret, and makes and checks API keys for machines.
 package auth
 
 import (

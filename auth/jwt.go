@@ -1,6 +1,8 @@
 package auth
 
 import (
+	"context"
+	"crypto"
 	"crypto/rand"
 	"encoding/hex"
 	"errors"
@@ -24,34 +26,84 @@ type claims struct {
 	Perms []string `json:"perms,omitempty"`
 }
 
-// Authenticator issues and verifies HS256 JWTs with one secret.
-// It is safe for concurrent use.
+// Options configures what an Authenticator accepts besides HS256 tokens
+// signed with its own secret. The zero value accepts only those.
+type Options struct {
+	// Issuer, when set, must be the iss claim of every token, and Issue
+	// puts it into the tokens it makes.
+	Issuer string
+	// Audience, when set, must be one of the aud claim's values of every
+	// token, and Issue puts it into the tokens it makes.
+	Audience string
+	// PublicKey, when set, verifies RS256 tokens (an *rsa.PublicKey of at
+	// least 2048 bits) or ES256 tokens (an *ecdsa.PublicKey on P-256),
+	// whatever their kid. See LoadPublicKey.
+	PublicKey crypto.PublicKey
+	// JWKS, when set, verifies RS256 and ES256 tokens with the key their
+	// kid header names. It excludes PublicKey.
+	JWKS *JWKS
+}
+
+// Authenticator issues HS256 JWTs with one secret and verifies HS256 JWTs
+// signed with that secret and, when configured, RS256/ES256 JWTs signed by
+// an identity provider. It is safe for concurrent use.
 type Authenticator struct {
 	secret []byte
+	opts   Options
 	parser *jwt.Parser
 }
 
 // NewAuthenticator returns an Authenticator using secret, which must be at
-// least 32 bytes. The secret is copied.
+// least 32 bytes, and accepting only HS256 tokens signed with it. The secret
+// is copied.
 func NewAuthenticator(secret []byte) (*Authenticator, error) {
+	return NewAuthenticatorWith(secret, Options{})
+}
+
+// NewAuthenticatorWith is NewAuthenticator that also accepts the tokens opts
+// allows. A public key of the wrong type or size, or both PublicKey and
+// JWKS, is an error.
+func NewAuthenticatorWith(secret []byte, opts Options) (*Authenticator, error) {
 	if len(secret) < minSecretLen {
 		return nil, fmt.Errorf("new authenticator: secret is %d bytes, need at least %d", len(secret), minSecretLen)
 	}
+	methods := []string{jwt.SigningMethodHS256.Alg()}
+	switch {
+	case opts.PublicKey != nil && opts.JWKS != nil:
+		return nil, errors.New("new authenticator: use either a JWKS URL or a public key file, not both")
+	case opts.PublicKey != nil:
+		alg, err := algForKey(opts.PublicKey)
+		if err != nil {
+			return nil, fmt.Errorf("new authenticator: %w", err)
+		}
+		methods = append(methods, alg)
+	case opts.JWKS != nil:
+		methods = append(methods, jwt.SigningMethodRS256.Alg(), jwt.SigningMethodES256.Alg())
+	}
+	popts := []jwt.ParserOption{
+		jwt.WithValidMethods(methods),
+		jwt.WithExpirationRequired(),
+		jwt.WithIssuedAt(),
+		jwt.WithLeeway(verifyLeeway),
+	}
+	if opts.Issuer != "" {
+		popts = append(popts, jwt.WithIssuer(opts.Issuer))
+	}
+	if opts.Audience != "" {
+		popts = append(popts, jwt.WithAudience(opts.Audience))
+	}
 	return &Authenticator{
 		secret: append([]byte(nil), secret...),
-		parser: jwt.NewParser(
-			jwt.WithValidMethods([]string{jwt.SigningMethodHS256.Alg()}),
-			jwt.WithExpirationRequired(),
-			jwt.WithIssuedAt(),
-			jwt.WithLeeway(verifyLeeway),
-		),
+		opts:   opts,
+		parser: jwt.NewParser(popts...),
 	}, nil
 }
 
 // Issue returns a signed token for userID with the given permissions, valid
-// for ttl (which must be positive). The token carries sub, iat, exp, a random
-// jti and, when perms is non-empty, a "perms" claim; nil or empty perms means
-// the holder gets DefaultPerms. Every perm must be known.
+// for ttl (which must be positive), signed HS256 with a's secret. The token
+// carries sub, iat, exp, a random jti, the configured iss and aud if any and,
+// when perms is non-empty, a "perms" claim; nil or empty perms means the
+// holder gets DefaultPerms. Every perm must be known.
 func (a *Authenticator) Issue(userID string, perms []string, ttl time.Duration) (string, error) {
 	if err := ValidateUserID(userID); err != nil {
 		return "", fmt.Errorf("issue token: %w", err)
@@ -74,8 +126,12 @@ func (a *Authenticator) Issue(userID string, perms []string, ttl time.Duration) 
 			IssuedAt:  jwt.NewNumericDate(now),
 			ExpiresAt: jwt.NewNumericDate(now.Add(ttl)),
 			ID:        jti,
+			Issuer:    a.opts.Issuer,
 		},
 		Perms: perms,
+	}
+	if a.opts.Audience != "" {
+		c.Audience = jwt.ClaimStrings{a.opts.Audience}
 	}
 	s, err := jwt.NewWithClaims(jwt.SigningMethodHS256, c).SignedString(a.secret)
 	if err != nil {
@@ -84,16 +140,27 @@ func (a *Authenticator) Issue(userID string, perms []string, ttl time.Duration) 
 	return s, nil
 }
 
-// Verify parses token and returns the Principal it identifies. Only HS256
-// signed with a's secret is accepted; exp is required and time claims are
-// checked with 30s leeway; the subject must pass ValidateUserID; a perms
-// claim, if present, must be an array of known permissions (absent, null or
-// empty means DefaultPerms). Failures wrap ErrExpiredToken or
-// ErrInvalidToken; the token itself never appears in the error text.
+// Verify is VerifyContext without a context: a JWKS fetch it triggers is
+// bounded only by the JWKS timeout.
 func (a *Authenticator) Verify(token string) (Principal, error) {
+	return a.VerifyContext(context.Background(), token)
+}
+
+// VerifyContext parses token and returns the Principal it identifies.
+// Accepted are HS256 signed with a's secret and, when configured, RS256 or
+// ES256 signed with the configured public key or the JWKS key named by the
+// kid header; the algorithm must match the key's type, so an HS256 token is
+// never checked against a public key and "none" is never accepted. exp is
+// required, time claims are checked with 30s leeway, iss and aud must match
+// when configured; the subject must pass ValidateUserID; a perms claim, if
+// present, must be an array of known permissions (absent, null or empty
+// means DefaultPerms). A JWKS fetch for an unknown kid is bounded by ctx.
+// Failures wrap ErrExpiredToken or ErrInvalidToken; the token itself never
+// appears in the error text.
+func (a *Authenticator) VerifyContext(ctx context.Context, token string) (Principal, error) {
 	var c claims
-	_, err := a.parser.ParseWithClaims(token, &c, func(*jwt.Token) (any, error) {
-		return a.secret, nil
+	_, err := a.parser.ParseWithClaims(token, &c, func(t *jwt.Token) (any, error) {
+		return a.key(ctx, t)
 	})
 	if err != nil {
 		if errors.Is(err, jwt.ErrTokenExpired) {
@@ -112,6 +179,30 @@ func (a *Authenticator) Verify(token string) (Principal, error) {
 		perms = DefaultPerms()
 	}
 	return Principal{UserID: c.Subject, Perms: perms}, nil
+}
+
+// key returns the verification key for t, whose alg the parser has already
+// checked against the allowed methods: the secret for HS256, else the
+// configured public key or the JWKS key of t's kid, which must suit the alg.
+func (a *Authenticator) key(ctx context.Context, t *jwt.Token) (any, error) {
+	alg := t.Method.Alg()
+	if alg == jwt.SigningMethodHS256.Alg() {
+		return a.secret, nil
+	}
+	switch {
+	case a.opts.JWKS != nil:
+		kid, _ := t.Header["kid"].(string)
+		if kid == "" {
+			return nil, fmt.Errorf("%s token has no kid header", alg)
+		}
+		return a.opts.JWKS.Key(ctx, kid, alg)
+	case a.opts.PublicKey != nil:
+		if err := keySuitsAlg(a.opts.PublicKey, alg); err != nil {
+			return nil, err
+		}
+		return a.opts.PublicKey, nil
+	}
+	return nil, fmt.Errorf("no key configured for %s", alg)
 }
 
 // BearerToken extracts the token from an Authorization header value of the

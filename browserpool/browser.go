@@ -16,7 +16,6 @@ import (
 	"github.com/chromedp/cdproto/browser"
 	"github.com/chromedp/cdproto/cdp"
 	"github.com/chromedp/chromedp"
-	"github.com/chromedp/chromedp/remote"
 	"github.com/rs/zerolog"
 )
 
@@ -78,6 +77,8 @@ type Browser struct {
 	cfg    *Config
 	log    zerolog.Logger
 
+	headers map[string]string // sent to this browser only; credentials
+
 	kick chan struct{} // skip the backoff wait
 	stop context.CancelFunc
 	done chan struct{}
@@ -91,7 +92,8 @@ type Browser struct {
 // UserID returns the owner of the browser.
 func (b *Browser) UserID() string { return b.userID }
 
-// URL returns the registered browser URL.
+// URL returns the registered browser URL. It may hold credentials
+// (userinfo, ?token=): pass it through router.Redact before showing it.
 func (b *Browser) URL() string { return b.url }
 
 // Status returns the current connection status.
@@ -173,6 +175,7 @@ func (b *Browser) set(f func(s *Status)) {
 	close(b.changed)
 	b.changed = make(chan struct{})
 	b.mu.Unlock()
+	b.cfg.Metrics.observe(b, old, st.State)
 	if st.State != old {
 		ev := b.log.Info()
 		if st.State == StateReconnecting || st.State == StateFailed {
@@ -289,13 +292,14 @@ func (b *Browser) connect(ctx context.Context) (Conn, context.CancelFunc, string
 			s.State = StateConnecting
 		}
 	})
+	b.cfg.Metrics.attempt(b, b.Status().State == StateReconnecting)
 	rctx, rcancel := context.WithTimeout(ctx, b.cfg.DialTimeout)
-	wsURL, err := resolveWebSocket(rctx, b.cfg.HTTPClient, b.url)
+	t, err := resolveWebSocket(rctx, b.cfg.HTTPClient, b.cfg.Policy, Endpoint{URL: b.url, Headers: b.headers})
 	rcancel()
 	if err != nil {
 		return Conn{}, nil, "", err
 	}
-	allocCtx, allocCancel := remote.NewAllocator(ctx, wsURL, remote.NoModifyURL, remote.WithDialTimeout(b.cfg.DialTimeout))
+	allocCtx, allocCancel := newAllocator(ctx, t.wsURL, t.header, b.cfg.Policy, b.cfg.DialTimeout)
 	bctx, bcancel := chromedp.NewContext(allocCtx)
 	cancel := func() { bcancel(); allocCancel() }
 
@@ -316,7 +320,7 @@ func (b *Browser) connect(ctx context.Context) (Conn, context.CancelFunc, string
 	case r := <-ch:
 		if r.err != nil {
 			cancel()
-			return Conn{}, nil, "", fmt.Errorf("connect: %s", redactErr(r.err, wsURL))
+			return Conn{}, nil, "", fmt.Errorf("connect: %s", redactErr(r.err, t.wsURL))
 		}
 		gen := b.Status().Generation + 1
 		return Conn{Ctx: bctx, Generation: gen}, cancel, r.version, nil

@@ -2,11 +2,14 @@ package browserpool
 
 import (
 	"context"
+	"maps"
 	"net/http"
 	"sync"
 	"time"
 
 	"github.com/rs/zerolog"
+
+	"github.com/mcp-browser-proxy/mcp-browser-proxy/router"
 )
 
 // Config tunes the pool. Zero fields take the defaults of DefaultConfig.
@@ -17,8 +20,10 @@ type Config struct {
 	InitialBackoff time.Duration // first wait after a failed attempt
 	MaxBackoff     time.Duration // cap of the exponential backoff
 	MaxAttempts    int           // failed attempts before the state is failed; 0 = never
-	HTTPClient     *http.Client  // for /json/version; NewHTTPClient by default
+	HTTPClient     *http.Client  // for /json/version; NewHTTPClient(Policy) by default
+	Policy         DialPolicy    // addresses the pool may dial; router.DefaultPolicy() by default
 	Logger         zerolog.Logger
+	Metrics        *Metrics // Prometheus collectors from NewMetrics; nil: none
 }
 
 // DefaultConfig returns the production defaults.
@@ -51,8 +56,11 @@ func (c *Config) fill() {
 	if c.MaxBackoff <= 0 {
 		c.MaxBackoff = d.MaxBackoff
 	}
+	if c.Policy == nil {
+		c.Policy = router.DefaultPolicy()
+	}
 	if c.HTTPClient == nil {
-		c.HTTPClient = NewHTTPClient()
+		c.HTTPClient = NewHTTPClient(c.Policy)
 	}
 }
 
@@ -73,14 +81,21 @@ func New(cfg Config) *Pool {
 	return &Pool{cfg: cfg, ctx: ctx, cancel: cancel, browsers: map[string]*Browser{}}
 }
 
-// Ensure makes sure userID's browser at url is connected or being connected,
-// and returns its handle. Registering the same URL again retries a failed
-// browser at once; a new URL replaces the old connection.
+// Ensure is EnsureEndpoint for a browser URL without headers.
 func (p *Pool) Ensure(userID, url string) *Browser {
+	return p.EnsureEndpoint(userID, Endpoint{URL: url})
+}
+
+// EnsureEndpoint makes sure userID's browser at ep is connected or being
+// connected, and returns its handle. Registering the same endpoint again
+// retries a failed browser at once; a new URL or new headers replace the old
+// connection.
+func (p *Pool) EnsureEndpoint(userID string, ep Endpoint) *Browser {
 	p.mu.Lock()
 	defer p.mu.Unlock()
+	url := ep.URL
 	if b, ok := p.browsers[userID]; ok {
-		if b.url == url {
+		if (Endpoint{URL: b.url, Headers: b.headers}).equal(ep) {
 			b.Retry()
 			return b
 		}
@@ -91,6 +106,7 @@ func (p *Pool) Ensure(userID, url string) *Browser {
 	b := &Browser{
 		userID:  userID,
 		url:     url,
+		headers: maps.Clone(ep.Headers),
 		cfg:     &p.cfg,
 		log:     p.cfg.Logger.With().Str("user", userID).Logger(),
 		kick:    make(chan struct{}, 1),

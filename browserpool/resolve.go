@@ -15,75 +15,96 @@ import (
 // maxVersionBody caps the /json/version answer; a real one is under 1 KiB.
 const maxVersionBody = 64 << 10
 
-// NewHTTPClient returns the client used for /json/version: it follows no
-// redirects, so a browser URL cannot bounce the proxy somewhere else.
-func NewHTTPClient() *http.Client {
-	return &http.Client{
-		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
-	}
+// target is what resolveWebSocket found: the websocket URL to dial (never
+// with userinfo) and the headers for its handshake.
+type target struct {
+	wsURL  string
+	header http.Header
 }
 
-// resolveWebSocket turns a registered browser URL into the websocket URL to
-// dial. A ws(s) URL is used as given. For http(s) the host is resolved to an
-// IP first (Chrome refuses non-IP Host headers), /json/version is fetched
-// from that IP, and the host of the returned webSocketDebuggerUrl is replaced
-// by the dialled address: a browser cannot point the proxy elsewhere.
-func resolveWebSocket(ctx context.Context, client *http.Client, raw string) (string, error) {
-	u, err := url.Parse(raw)
+// resolveWebSocket turns a registered endpoint into the websocket to dial. A
+// ws(s) URL is used as given, less its userinfo, which becomes Basic
+// authentication. For http the host is resolved to an IP first (Chrome
+// refuses non-IP Host headers), every address checked against p;
+// /json/version is fetched from that IP with the endpoint's headers, and the
+// host of the returned webSocketDebuggerUrl is replaced by the dialled
+// address: a browser cannot point the proxy elsewhere. For https the host
+// name is kept, for TLS. client must enforce p on its connections
+// (NewHTTPClient does); the websocket dial does too.
+func resolveWebSocket(ctx context.Context, client *http.Client, p DialPolicy, ep Endpoint) (target, error) {
+	u, err := url.Parse(ep.URL)
 	if err != nil {
-		return "", fmt.Errorf("parse browser URL: %w", err)
+		return target{}, errors.New("cannot parse the browser URL")
 	}
+	header := handshakeHeader(ep, u.User)
+	u.User = nil
 	switch u.Scheme {
 	case "ws", "wss":
-		return raw, nil
+		return target{wsURL: u.String(), header: header}, nil
 	case "http", "https":
 	default:
-		return "", fmt.Errorf("unsupported browser URL scheme %q", u.Scheme)
+		return target{}, fmt.Errorf("unsupported browser URL scheme %q", u.Scheme)
 	}
 	host, port := u.Hostname(), u.Port()
-	ip := net.ParseIP(host)
-	if ip == nil {
-		addrs, err := net.DefaultResolver.LookupIPAddr(ctx, host)
-		if err != nil {
-			return "", fmt.Errorf("resolve %s: %w", host, err)
-		}
-		if len(addrs) == 0 {
-			return "", fmt.Errorf("resolve %s: no addresses", host)
-		}
-		ip = addrs[0].IP
+	if err := p.CheckHost(host); err != nil {
+		return target{}, err
 	}
-	hostPort := net.JoinHostPort(ip.String(), port)
+	hostPort := u.Host
+	if u.Scheme == "http" {
+		ip := net.ParseIP(host)
+		if ip == nil {
+			addrs, err := net.DefaultResolver.LookupNetIP(ctx, "ip", host)
+			if err != nil {
+				return target{}, fmt.Errorf("resolve %s: %w", host, err)
+			}
+			if len(addrs) == 0 {
+				return target{}, fmt.Errorf("resolve %s: no addresses", host)
+			}
+			for _, a := range addrs {
+				if err := p.CheckAddr(a); err != nil {
+					return target{}, fmt.Errorf("%s resolves to a refused address: %w", host, err)
+				}
+			}
+			ip = net.IP(addrs[0].Unmap().AsSlice())
+		}
+		hostPort = net.JoinHostPort(ip.String(), port)
+	}
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u.Scheme+"://"+hostPort+"/json/version", nil)
 	if err != nil {
-		return "", err
+		return target{}, err
 	}
+	req.Header = header.Clone()
 	resp, err := client.Do(req)
 	if err != nil {
 		var uerr *url.Error
 		if errors.As(err, &uerr) {
 			err = uerr.Err
 		}
-		return "", fmt.Errorf("GET %s/json/version: %w", hostPort, err)
+		return target{}, fmt.Errorf("GET %s/json/version: %w", hostPort, err)
 	}
 	defer resp.Body.Close()
 	if resp.StatusCode != http.StatusOK {
-		return "", fmt.Errorf("GET %s/json/version: HTTP %d (is this a Chrome DevTools port?)", hostPort, resp.StatusCode)
+		hint := "is this a Chrome DevTools port?"
+		if resp.StatusCode == http.StatusUnauthorized || resp.StatusCode == http.StatusForbidden {
+			hint = "check the credentials of the registration"
+		}
+		return target{}, fmt.Errorf("GET %s/json/version: HTTP %d (%s)", hostPort, resp.StatusCode, hint)
 	}
 	var v struct {
 		WS string `json:"webSocketDebuggerUrl"`
 	}
 	if err := json.NewDecoder(io.LimitReader(resp.Body, maxVersionBody)).Decode(&v); err != nil {
-		return "", fmt.Errorf("GET %s/json/version: not a DevTools answer: %w", hostPort, err)
+		return target{}, fmt.Errorf("GET %s/json/version: not a DevTools answer: %w", hostPort, err)
 	}
 	ws, err := url.Parse(v.WS)
 	if err != nil || v.WS == "" || !strings.HasPrefix(ws.Path, "/devtools/browser/") {
-		return "", fmt.Errorf("GET %s/json/version: no browser webSocketDebuggerUrl in the answer", hostPort)
+		return target{}, fmt.Errorf("GET %s/json/version: no browser webSocketDebuggerUrl in the answer", hostPort)
 	}
 	scheme := "ws"
 	if u.Scheme == "https" {
 		scheme = "wss"
 	}
-	return (&url.URL{Scheme: scheme, Host: hostPort, Path: ws.Path}).String(), nil
+	return target{wsURL: (&url.URL{Scheme: scheme, Host: hostPort, Path: ws.Path}).String(), header: header}, nil
 }
 
 // redactErr renders err without the websocket URL's query (it may carry a

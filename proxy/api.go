@@ -20,6 +20,10 @@ type RegisterRequest struct {
 	UserID     string            `json:"userId"`
 	BrowserURL string            `json:"browserURL"`
 	Metadata   map[string]string `json:"metadata,omitempty"`
+	// Headers are sent to this browser only, on the CDP handshake and
+	// /json/version, e.g. {"X-Api-Key": "..."} for a hosted browser. They
+	// are credentials: stored encrypted, never shown back.
+	Headers map[string]string `json:"headers,omitempty"`
 }
 
 // RegisterResponse is the answer of POST /api/register.
@@ -30,6 +34,8 @@ type RegisterResponse struct {
 	BrowserStatus string `json:"browserStatus"`
 	SessionToken  string `json:"sessionToken"`
 	Message       string `json:"message"`
+	// BrowserHeaders names the registered headers; values are never shown.
+	BrowserHeaders []string `json:"browserHeaders,omitempty"`
 }
 
 // UserStatus is the answer of GET /api/users/:userId/status.
@@ -74,6 +80,9 @@ func ValidateRegister(req RegisterRequest) (RegisterRequest, *APIError) {
 			return req, apiError(http.StatusBadRequest, CodeInvalidRequest, "metadata keys must be 1-64 characters and values at most 256")
 		}
 	}
+	if req.Headers, err = router.ValidateHeaders(req.Headers); err != nil {
+		return req, apiError(http.StatusBadRequest, CodeInvalidRequest, "headers: "+err.Error())
+	}
 	return req, nil
 }
 
@@ -92,23 +101,27 @@ func (s *Server) register(c echo.Context) error {
 		return err
 	}
 	ctx := c.Request().Context()
-	reg, err := s.cfg.Store.Put(ctx, router.Registration{UserID: req.UserID, BrowserURL: req.BrowserURL, Metadata: req.Metadata})
+	p, _ := principalOf(c)
+	if err := s.browserPolicy().CheckURL(ctx, req.BrowserURL); err != nil {
+		s.deny(c, p.UserID, "browser URL refused: "+err.Error())
+		return apiError(http.StatusBadRequest, CodeInvalidBrowserURL, err.Error()+"; register the DevTools URL of your own Chrome")
+	}
+	reg, err := s.cfg.Store.Put(ctx, router.Registration{UserID: req.UserID, BrowserURL: req.BrowserURL, Metadata: req.Metadata, Headers: req.Headers})
 	if errors.Is(err, router.ErrConflict) {
 		return apiError(http.StatusConflict, CodeConflict, "this browser URL is registered by another user; each user registers their own Chrome")
 	}
 	if err != nil {
 		return fmt.Errorf("register %s: %w", req.UserID, err)
 	}
-	p, _ := principalOf(c)
 	token, err := s.cfg.Auth.Issue(req.UserID, p.Perms, s.cfg.SessionTokenTTL)
 	if err != nil {
 		return fmt.Errorf("register %s: issue token: %w", req.UserID, err)
 	}
-	b := s.cfg.Pool.Ensure(reg.UserID, reg.BrowserURL)
+	b := s.cfg.Pool.EnsureEndpoint(reg.UserID, browserpool.Endpoint{URL: reg.BrowserURL, Headers: reg.Headers})
 	st := b.WaitSettled(ctx, s.cfg.RegisterWait)
 	s.cfg.Audit.Info().Bool("audit", true).Str("event", "register").Str("request_id", requestID(c)).
 		Str("by", p.UserID).Str("user", reg.UserID).Str("browser", router.Redact(reg.BrowserURL)).
-		Str("browser_status", string(st.State)).Send()
+		Strs("browser_headers", router.HeaderNames(reg.Headers)).Str("browser_status", string(st.State)).Send()
 
 	msg := "Browser connected. Give sessionToken to your IDE as its bearer token (Authorization: Bearer ...) for /sse or /mcp."
 	if st.State != browserpool.StateConnected {
@@ -121,6 +134,7 @@ func (s *Server) register(c echo.Context) error {
 	return c.JSON(http.StatusCreated, RegisterResponse{
 		Success: true, UserID: reg.UserID, BrowserURL: router.Redact(reg.BrowserURL),
 		BrowserStatus: string(st.State), SessionToken: token, Message: msg,
+		BrowserHeaders: router.HeaderNames(reg.Headers),
 	})
 }
 

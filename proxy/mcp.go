@@ -26,6 +26,7 @@ func (s *Server) buildMCP() {
 	hooks.AddOnUnregisterSession(func(_ context.Context, cs server.ClientSession) {
 		mgr.Close(cs.SessionID())
 	})
+	hooks.AddOnError(mgr.AuditToolError) // calls of tools the token lacks the permission for
 	s.mcp = server.NewMCPServer("mcp-browser-proxy", s.cfg.Version,
 		server.WithToolCapabilities(false),
 		server.WithRecovery(),
@@ -42,11 +43,14 @@ func (s *Server) buildMCP() {
 			p, _ := auth.FromContext(r.Context())
 			return mgr.NewID(p.UserID), nil
 		}),
+		// guard (security.go) checks Host first, with --allowed-hosts.
+		server.WithSSEDisableLocalhostProtection(len(s.cfg.Security.AllowedHosts) > 0),
 	)
 	s.stream = server.NewStreamableHTTPServer(s.mcp,
 		server.WithSessionIdManagerResolver(idResolver{mgr}),
 		server.WithSessionIdleTTL(mgr.IdleTimeout()),
 		server.WithHeartbeatInterval(s.cfg.KeepAlive),
+		server.WithDisableLocalhostProtection(len(s.cfg.Security.AllowedHosts) > 0),
 	)
 }
 

@@ -52,8 +52,12 @@ func (s *Server) requestLog() echo.MiddlewareFunc {
 	}
 }
 
-// authenticate verifies the bearer token and puts the principal in the echo
-// context and in the request's context (where the MCP transports read it).
+// authenticate verifies the bearer credential, a JWT or an API key
+// (mbp_...), and puts the principal in the echo context and in the
+// request's context (where the MCP transports read it). Credentials are read
+// only from the Authorization header, never from the query string. API keys
+// are looked up in the store on every request, so a revoked key fails at
+// once.
 func (s *Server) authenticate(next echo.HandlerFunc) echo.HandlerFunc {
 	return func(c echo.Context) error {
 		r := c.Request()
@@ -65,8 +69,22 @@ func (s *Server) authenticate(next echo.HandlerFunc) echo.HandlerFunc {
 			return apiError(http.StatusUnauthorized, CodeUnauthorized,
 				"send Authorization: Bearer <token>; get one from POST /api/register or `mcp-browser-proxy token issue --user <you>`")
 		}
-		p, err := s.cfg.Auth.Verify(tok)
+		var p auth.Principal
+		isKey := auth.IsAPIKey(tok)
+		if isKey {
+			p, err = auth.VerifyAPIKey(r.Context(), s.cfg.Store, tok)
+		} else {
+			p, err = s.cfg.Auth.VerifyContext(r.Context(), tok)
+		}
 		if err != nil {
+			if !errors.Is(err, auth.ErrInvalidToken) && !errors.Is(err, auth.ErrExpiredToken) {
+				// The store failed; the error names at most the key ID.
+				return fmt.Errorf("authenticate: %w", err)
+			}
+			if isKey {
+				s.deny(c, "", "invalid API key")
+				return apiError(http.StatusUnauthorized, CodeUnauthorized, "the API key is not valid (unknown, revoked or mistyped); create one with `mcp-browser-proxy apikey create --user <you>`")
+			}
 			s.deny(c, "", "invalid token")
 			if errors.Is(err, auth.ErrExpiredToken) {
 				return apiError(http.StatusUnauthorized, CodeUnauthorized, "the token has expired; issue a new one")
@@ -98,6 +116,7 @@ func (s *Server) mcpGuard(next echo.HandlerFunc) echo.HandlerFunc {
 		r := c.Request()
 		p, authed := principalOf(c)
 		if h := r.Header.Get("X-User-Id"); h != "" && authed && h != p.UserID {
+			markDenied(c, denyUserMismatch)
 			s.deny(c, p.UserID, "X-User-Id differs from the token's user")
 			return apiError(http.StatusForbidden, CodeForbidden, "X-User-Id does not match the user of the bearer token; send your own user ID or omit the header")
 		}
@@ -114,17 +133,24 @@ func (s *Server) mcpGuard(next echo.HandlerFunc) echo.HandlerFunc {
 		if sid != "" {
 			owner, ok := s.cfg.Sessions.Owner(sid)
 			if !ok {
+				markDenied(c, denyUnknownSession)
+				s.deny(c, p.UserID, "unknown or expired MCP session")
 				return apiError(http.StatusNotFound, CodeNotFound, "unknown or expired MCP session; reconnect your MCP client to get a new one")
 			}
 			if authed && owner != p.UserID {
+				markDenied(c, denySessionOwner)
 				s.deny(c, p.UserID, "session belongs to another user")
 				return apiError(http.StatusForbidden, CodeForbidden, "this MCP session belongs to another user")
 			}
 		}
-		if authed && s.opensSession(c, sid) {
+		// A GET /mcp without a session ID opens a session too (mcp-go makes
+		// one for the stream), so it counts against the session limits.
+		getOpens := r.URL.Path == "/mcp" && r.Method == http.MethodGet && sid == ""
+		if authed && (getOpens || s.opensSession(c, sid)) {
 			if err := s.cfg.Sessions.CheckOpen(p.UserID); err != nil {
 				var le *session.LimitError
 				if errors.As(err, &le) {
+					markDenied(c, denySessionLimit)
 					s.deny(c, p.UserID, "session limit")
 					return &APIError{Status: http.StatusTooManyRequests, Code: CodeLimitExceeded, Message: le.Msg, RetryAfter: 30}
 				}

@@ -13,6 +13,7 @@ import (
 	"github.com/labstack/echo/v4"
 	"github.com/labstack/echo/v4/middleware"
 	"github.com/mark3labs/mcp-go/server"
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/rs/zerolog"
 
 	"github.com/mcp-browser-proxy/mcp-browser-proxy/auth"
@@ -37,6 +38,13 @@ type Config struct {
 	DrainTimeout    time.Duration // how long shutdown waits for requests
 	Log             zerolog.Logger
 	Audit           zerolog.Logger
+
+	MaxStreams    int                 // concurrent GET /sse and GET /mcp streams per user; default 10
+	Metrics       *Metrics            // HTTP collectors from NewMetrics; nil: none
+	Gatherer      prometheus.Gatherer // what GET /metrics serves; nil: no /metrics route
+	MetricsPublic bool                // serve /metrics without authentication (default: admins only)
+
+	Security SecurityConfig // origin and Host checks, CORS, --auth none, TLS, browser policy (security.go)
 }
 
 func (c *Config) fill() {
@@ -54,6 +62,9 @@ func (c *Config) fill() {
 	}
 	if c.DrainTimeout <= 0 {
 		c.DrainTimeout = 10 * time.Second
+	}
+	if c.MaxStreams <= 0 {
+		c.MaxStreams = 10
 	}
 }
 
@@ -78,23 +89,28 @@ func New(cfg Config) *Server {
 	e.HideBanner, e.HidePort = true, true
 	e.HTTPErrorHandler = s.errorHandler
 	e.Use(middleware.RequestID())
+	e.Use(s.observe)
 	e.Use(s.requestLog())
 	e.Use(middleware.Recover())
 	e.Use(middleware.BodyLimit(cfg.MaxBody))
+	e.Use(s.guard)
+	authn := s.authMiddleware()
 
 	e.GET("/health", s.health)
 	e.GET("/ready", s.ready)
+	s.routeMetrics(e, authn)
 
-	api := e.Group("/api", s.authenticate)
+	api := e.Group("/api", authn)
 	api.POST("/register", s.register)
 	api.GET("/users/:userId/status", s.userStatus)
 	api.DELETE("/users/:userId", s.deleteUser)
 
-	e.GET("/sse", echo.WrapHandler(s.sse.SSEHandler()), s.authenticate, s.mcpGuard)
-	e.POST("/message", echo.WrapHandler(s.sse.MessageHandler()), s.authenticate, s.mcpGuard)
+	streams := s.limitStreams()
+	e.GET("/sse", echo.WrapHandler(s.sse.SSEHandler()), authn, s.mcpGuard, streams)
+	e.POST("/message", echo.WrapHandler(s.sse.MessageHandler()), authn, s.mcpGuard)
 	mcpHandler := echo.WrapHandler(s.stream)
 	for _, m := range []string{http.MethodPost, http.MethodGet, http.MethodDelete} {
-		e.Add(m, "/mcp", mcpHandler, s.authenticate, s.mcpGuard)
+		e.Add(m, "/mcp", mcpHandler, authn, s.mcpGuard, streams)
 	}
 	s.e = e
 	return s
@@ -110,7 +126,7 @@ func (s *Server) Restore(ctx context.Context) error {
 		return err
 	}
 	for _, r := range regs {
-		s.cfg.Pool.Ensure(r.UserID, r.BrowserURL)
+		s.cfg.Pool.EnsureEndpoint(r.UserID, browserpool.Endpoint{URL: r.BrowserURL, Headers: r.Headers})
 	}
 	s.log.Info().Int("registrations", len(regs)).Msg("registrations restored")
 	return nil
@@ -126,7 +142,11 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 		// No WriteTimeout: it would cut SSE streams.
 	}
 	errc := make(chan error, 1)
-	go func() { errc <- srv.Serve(ln) }()
+	if err := s.checkListener(ln.Addr()); err != nil {
+		ln.Close()
+		return err
+	}
+	go func() { errc <- s.serveOn(srv, ln) }()
 	select {
 	case err := <-errc:
 		return err

@@ -3,7 +3,6 @@ package router
 import (
 	"bytes"
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"maps"
@@ -36,6 +35,8 @@ type Store interface {
 	Ping(ctx context.Context) error
 	// Close releases the store.
 	Close() error
+	// APIKeyStore keeps the API keys of machines (see apikeys.go).
+	APIKeyStore
 }
 
 // Bucket names of the bbolt layout.
@@ -52,9 +53,20 @@ const openTimeout = 2 * time.Second
 // BoltStore is a Store backed by a bbolt file. Every write happens in a
 // single bbolt transaction, synced to disk before it returns.
 type BoltStore struct {
-	db   *bolt.DB
-	path string
-	now  func() time.Time
+	db     *bolt.DB
+	path   string
+	now    func() time.Time
+	sealer *Sealer // seals browser URLs and headers; nil stores them in clear
+}
+
+// BoltOption configures OpenBolt.
+type BoltOption func(*BoltStore)
+
+// WithSealer makes the store keep each registration's browser URL and
+// headers encrypted with s (see Sealer); records written in clear before are
+// sealed when the store opens.
+func WithSealer(s *Sealer) BoltOption {
+	return func(b *BoltStore) { b.sealer = s }
 }
 
 var _ Store = (*BoltStore)(nil)
@@ -62,7 +74,7 @@ var _ Store = (*BoltStore)(nil)
 // OpenBolt opens the bbolt store at path, creating its directory (mode 0700)
 // and file (mode 0600) if needed. If another process holds the file lock,
 // OpenBolt gives up after 2 seconds. Errors name the path.
-func OpenBolt(path string) (*BoltStore, error) {
+func OpenBolt(path string, opts ...BoltOption) (*BoltStore, error) {
 	if path == "" {
 		return nil, errors.New("open registration store: path is empty")
 	}
@@ -84,11 +96,18 @@ func OpenBolt(path string) (*BoltStore, error) {
 		}
 		return nil
 	})
+	s := &BoltStore{db: db, path: path, now: time.Now}
+	for _, o := range opts {
+		o(s)
+	}
+	if err == nil && s.sealer != nil {
+		err = db.Update(s.sealClearRecords)
+	}
 	if err != nil {
 		db.Close()
 		return nil, fmt.Errorf("open registration store %s: %w", path, err)
 	}
-	return &BoltStore{db: db, path: path, now: time.Now}, nil
+	return s, nil
 }
 
 // Path returns the file the store was opened from.
@@ -111,9 +130,13 @@ func (s *BoltStore) Put(ctx context.Context, r Registration) (Registration, erro
 		UserID:     r.UserID,
 		BrowserURL: norm,
 		Metadata:   maps.Clone(r.Metadata),
+		Headers:    maps.Clone(r.Headers),
 	}
 	if len(rec.Metadata) == 0 {
 		rec.Metadata = nil
+	}
+	if len(rec.Headers) == 0 {
+		rec.Headers = nil
 	}
 	now := s.now().Round(0).UTC()
 	rec.CreatedAt, rec.UpdatedAt = now, now
@@ -129,8 +152,8 @@ func (s *BoltStore) Put(ctx context.Context, r Registration) (Registration, erro
 			return ErrConflict
 		}
 		if data := regs.Get(key); data != nil {
-			var old Registration
-			if err := json.Unmarshal(data, &old); err != nil {
+			old, err := decodeRecord(s.sealer, data)
+			if err != nil {
 				return fmt.Errorf("decode existing record: %w", err)
 			}
 			if !old.CreatedAt.IsZero() {
@@ -143,7 +166,7 @@ func (s *BoltStore) Put(ctx context.Context, r Registration) (Registration, erro
 				}
 			}
 		}
-		data, err := json.Marshal(rec)
+		data, err := encodeRecord(s.sealer, rec)
 		if err != nil {
 			return fmt.Errorf("encode record: %w", err)
 		}
@@ -176,7 +199,7 @@ func (s *BoltStore) Get(ctx context.Context, userID string) (Registration, error
 		if data == nil {
 			return ErrNotFound
 		}
-		if err := json.Unmarshal(data, &rec); err != nil {
+		if rec, err = decodeRecord(s.sealer, data); err != nil {
 			return fmt.Errorf("decode record: %w", err)
 		}
 		return nil
@@ -202,8 +225,8 @@ func (s *BoltStore) Delete(ctx context.Context, userID string) error {
 		if data == nil {
 			return ErrNotFound
 		}
-		var old Registration
-		if err := json.Unmarshal(data, &old); err != nil {
+		old, err := decodeRecord(s.sealer, data)
+		if err != nil {
 			return fmt.Errorf("decode record: %w", err)
 		}
 		canon := []byte(CanonicalURL(old.BrowserURL))
@@ -237,8 +260,8 @@ func (s *BoltStore) List(ctx context.Context) ([]Registration, error) {
 		}
 		// bbolt iterates keys in byte order, which is UserID order.
 		return regs.ForEach(func(k, v []byte) error {
-			var rec Registration
-			if err := json.Unmarshal(v, &rec); err != nil {
+			rec, err := decodeRecord(s.sealer, v)
+			if err != nil {
 				return fmt.Errorf("decode record %s: %w", k, err)
 			}
 			out = append(out, rec)

@@ -23,6 +23,12 @@ type Registration struct {
 	Metadata   map[string]string `json:"metadata,omitempty"`
 	CreatedAt  time.Time         `json:"createdAt"`
 	UpdatedAt  time.Time         `json:"updatedAt"`
+
+	// Headers are sent to this browser only, on the CDP handshake and
+	// /json/version (e.g. an API key of a hosted browser). Like the URL's
+	// userinfo and query, they are credentials: sealed at rest, never
+	// encoded to JSON (so never shown by accident).
+	Headers map[string]string `json:"-"`
 }
 
 // ErrNotFound is returned when no registration exists for a user.
@@ -53,8 +59,8 @@ func (e *URLError) Error() string {
 // The port is required for http and https because CDP has no default port.
 // The host must be non-empty and fragments are rejected. Queries are rejected
 // for http and https but allowed for ws and wss, because hosted browsers pass
-// tokens as ?token=. URLs longer than MaxURLLength and URLs carrying
-// credentials are rejected.
+// tokens as ?token=. Userinfo (user:password@) is kept: it is sent as HTTP
+// Basic authentication. URLs longer than MaxURLLength are rejected.
 //
 // The result has a lower-case scheme and host; http and https URLs lose their
 // trailing "/". Errors are of type *URLError.
@@ -85,8 +91,12 @@ func ValidateBrowserURL(raw string) (string, error) {
 	if u.Opaque != "" {
 		return fail("URL must be absolute, e.g. %s://127.0.0.1:9222", scheme)
 	}
+	userinfo := ""
 	if u.User != nil {
-		return fail("credentials in the URL are not supported yet")
+		if u.User.Username() == "" {
+			return fail("userinfo has an empty user name; use user:password@host")
+		}
+		userinfo = u.User.String() + "@"
 	}
 	if u.Fragment != "" || strings.Contains(raw, "#") {
 		return fail("fragments are not allowed")
@@ -94,6 +104,11 @@ func ValidateBrowserURL(raw string) (string, error) {
 	host := strings.ToLower(u.Hostname())
 	if host == "" {
 		return fail("host is empty")
+	}
+	if strings.Contains(host, "%") {
+		// Zone IDs only qualify link-local addresses, which the browser
+		// policy refuses anyway, and they do not survive normalising.
+		return fail("IPv6 zone IDs are not supported")
 	}
 	port := u.Port()
 	if port != "" {
@@ -121,13 +136,13 @@ func ValidateBrowserURL(raw string) (string, error) {
 		if u.RawQuery != "" || u.ForceQuery {
 			return fail("query is not allowed for %s URLs", scheme)
 		}
-		return scheme + "://" + hostPort, nil
+		return scheme + "://" + userinfo + hostPort, nil
 	default: // ws, wss
 		p := u.EscapedPath()
 		if !strings.HasPrefix(p, "/devtools/") || len(p) == len("/devtools/") {
 			return fail("path must start with /devtools/, e.g. %s://127.0.0.1:9222/devtools/browser/<id>", scheme)
 		}
-		out := scheme + "://" + hostPort + p
+		out := scheme + "://" + userinfo + hostPort + p
 		if u.RawQuery != "" {
 			out += "?" + u.RawQuery
 		}
@@ -177,7 +192,8 @@ func CanonicalURL(raw string) string {
 }
 
 // Redact returns the URL with any userinfo password and every query value
-// replaced by "redacted", for logs and API answers. A URL that cannot be
+// replaced by "redacted", for logs and API answers; a user name without a
+// password may itself be a token and is redacted too. A URL that cannot be
 // parsed is replaced entirely by "redacted".
 func Redact(raw string) string {
 	u, err := url.Parse(raw)
@@ -187,6 +203,8 @@ func Redact(raw string) string {
 	if u.User != nil {
 		if _, ok := u.User.Password(); ok {
 			u.User = url.UserPassword(u.User.Username(), "redacted")
+		} else {
+			u.User = url.User("redacted")
 		}
 	}
 	if u.RawQuery != "" {

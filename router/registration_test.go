@@ -43,8 +43,7 @@ func TestValidateBrowserURL(t *testing.T) {
 		{"no scheme", "127.0.0.1:9222", ""},
 		{"empty host", "http://:9222", "host is empty"},
 		{"empty host ws", "ws:///devtools/browser/x", "host is empty"},
-		{"userinfo", "http://user:pw@127.0.0.1:9222", "credentials in the URL are not supported yet"},
-		{"userinfo ws", "wss://u:secret@h/devtools/browser/x", "credentials in the URL are not supported yet"},
+		{"userinfo without user", "http://:pw@127.0.0.1:9222", "empty user name"},
 		{"http with query", "http://127.0.0.1:9222?x=1", "query is not allowed"},
 		{"http empty query", "http://127.0.0.1:9222/?", "query is not allowed"},
 		{"http with path", "http://127.0.0.1:9222/json/version", "path must be empty"},
@@ -132,7 +131,7 @@ func TestRedact(t *testing.T) {
 		{"http://127.0.0.1:9222", "http://127.0.0.1:9222"},
 		{"ws://h:1/devtools/browser/x?a=1&b=2", "ws://h:1/devtools/browser/x?a=redacted&b=redacted"},
 		{"ws://h:1/devtools/browser/x?secret", "ws://h:1/devtools/browser/x?redacted"},
-		{"http://user@h:1", "http://user@h:1"},
+		{"http://token@h:1", "http://redacted@h:1"},
 		{"http://u:secret@h:bad", "redacted"}, // unparseable
 	}
 	for _, tc := range tests {

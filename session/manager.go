@@ -28,6 +28,9 @@ type Config struct {
 	FilesDir           string        // where filePath outputs go; default a temp dir per session
 	BrowserWait        time.Duration // how long a call waits for a down browser; default 5s
 	CallTimeout        time.Duration // bound of session-level CDP calls; default 10s
+	RateLimit          float64       // tool calls per second per user; 0: unlimited (serve's --rate-limit is 20)
+	RateBurst          int           // bucket size of RateLimit; default 2×RateLimit
+	Metrics            *Metrics      // Prometheus collectors from NewMetrics; nil: none
 	Log                zerolog.Logger
 	Audit              zerolog.Logger
 }
@@ -51,6 +54,9 @@ func (c *Config) fill() {
 	if c.CallTimeout <= 0 {
 		c.CallTimeout = 10 * time.Second
 	}
+	if c.RateBurst <= 0 {
+		c.RateBurst = max(int(2*c.RateLimit), 1)
+	}
 }
 
 // LimitError says that a new session would exceed a limit.
@@ -65,6 +71,7 @@ var ErrNotFound = errors.New("session not found")
 type Manager struct {
 	cfg  Config
 	pool *browserpool.Pool
+	lim  limits
 
 	mu       sync.Mutex
 	sessions map[string]*Session // by MCP session ID
@@ -75,12 +82,14 @@ type Manager struct {
 // NewManager returns a manager whose sessions drive browsers of pool.
 func NewManager(cfg Config, pool *browserpool.Pool) *Manager {
 	cfg.fill()
-	return &Manager{
-		cfg: cfg, pool: pool,
+	m := &Manager{
+		cfg: cfg, pool: pool, lim: newLimits(cfg),
 		sessions: map[string]*Session{},
 		reserved: map[string]string{},
 		defaults: map[string]*Session{},
 	}
+	cfg.Metrics.bind(m)
+	return m
 }
 
 // NewID returns a fresh 128-bit random session ID reserved for owner, so that
@@ -106,9 +115,11 @@ func (m *Manager) CheckOpen(owner string) error {
 		}
 	}
 	if mine >= m.cfg.MaxSessionsPerUser {
+		m.cfg.Metrics.refused(ReasonSessionsPerUser)
 		return &LimitError{fmt.Sprintf("%s already has %d open sessions, the limit; close an IDE session (or wait for idle ones to expire) and retry", owner, mine)}
 	}
 	if total >= m.cfg.MaxSessions {
+		m.cfg.Metrics.refused(ReasonSessionsTotal)
 		return &LimitError{fmt.Sprintf("the proxy has %d open sessions, its limit; retry later", total)}
 	}
 	return nil
@@ -258,10 +269,17 @@ func (m *Manager) Middleware(next server.ToolHandlerFunc) server.ToolHandlerFunc
 		if !ok {
 			return mcp.NewToolResultError("unauthenticated call; connect with a bearer token"), nil
 		}
+		tool := req.Params.Name
+		if ok, wait := m.lim.calls.allow(p.UserID, time.Now()); !ok {
+			m.refuse(p.UserID, "", tool, ReasonRateLimit, "tool call rate limit")
+			m.cfg.Metrics.called(tool, OutcomeLimited, false, 0)
+			return mcp.NewToolResultError(fmt.Sprintf("LIMIT_EXCEEDED: %s exceeded the limit of %s; retry in %s",
+				p.UserID, m.lim.calls.describe(), retryIn(wait))), nil
+		}
 		s, err := m.resolve(ctx, p)
 		if err != nil {
-			m.cfg.Audit.Warn().Bool("audit", true).Str("event", "denied").Str("user", p.UserID).
-				Str("tool", req.Params.Name).Str("reason", err.Error()).Send()
+			m.refuse(p.UserID, "", tool, ReasonSessionOwner, err.Error())
+			m.cfg.Metrics.called(tool, OutcomeDenied, false, 0)
 			return mcp.NewToolResultError(err.Error()), nil
 		}
 		s.calls.Lock()
@@ -278,12 +296,14 @@ func (m *Manager) Middleware(next server.ToolHandlerFunc) server.ToolHandlerFunc
 		if n := s.takeNotice(); n != "" && res != nil {
 			res.Content = append([]mcp.Content{mcp.NewTextContent(n)}, res.Content...)
 		}
-		outcome := "ok"
+		dur := time.Since(start)
+		outcome := OutcomeOK
 		if err != nil || (res != nil && res.IsError) {
-			outcome = "error"
+			outcome = OutcomeError
 		}
+		m.cfg.Metrics.called(tool, outcome, true, dur)
 		m.cfg.Audit.Info().Bool("audit", true).Str("event", "tool_call").Str("user", p.UserID).Str("session", s.ID).
-			Str("tool", req.Params.Name).Dur("duration", time.Since(start)).Str("outcome", outcome).Send()
+			Str("tool", tool).Dur("duration", dur).Str("outcome", outcome).Send()
 		return res, err
 	}
 }

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"net/url"
+	"path"
 	"strings"
 	"time"
 
@@ -74,7 +75,7 @@ func (t *toolset) newPage() Tool {
 			}
 			target := req.GetString("url", "")
 			if target != "" {
-				if err := checkURL(target); err != nil {
+				if err := t.cfg.Navigation.Check(target); err != nil {
 					return mcp.NewToolResultError("new_page: " + err.Error()), nil
 				}
 			}
@@ -192,7 +193,7 @@ func (t *toolset) navigatePage() Tool {
 				if target == "" {
 					return mcp.NewToolResultError(`navigate_page with type "url" needs a url`), nil
 				}
-				if err := checkURL(target); err != nil {
+				if err := t.cfg.Navigation.Check(target); err != nil {
 					return mcp.NewToolResultError("navigate_page: " + err.Error()), nil
 				}
 				do = func(cctx context.Context) error { return navigateURL(cctx, target) }
@@ -262,19 +263,81 @@ func (t *toolset) navigate(ctx context.Context, tab *Tab, timeout time.Duration,
 	return textResult("Page %d is at %s (title %s).", tab.ID, loc[0], quote(loc[1]))
 }
 
-// allowedSchemes are the URL schemes tools may load.
+// allowedSchemes are the URL schemes tools may always load.
 var allowedSchemes = map[string]bool{"http": true, "https": true, "about": true, "data": true}
 
-func checkURL(raw string) error {
+// chromeSchemes are the browser-internal schemes NavPolicy.AllowChromeURLs
+// opens; view-source: also needs its inner URL to pass.
+var chromeSchemes = map[string]bool{"chrome": true, "devtools": true, "chrome-extension": true, "chrome-untrusted": true, "view-source": true}
+
+// NavPolicy decides which URLs navigate_page and new_page may load. The zero
+// value allows http, https, about and data URLs to any host. javascript:
+// URLs are always refused (evaluate_script runs scripts, under its own
+// permission). The policy checks the URL a tool is asked to load, not where
+// the page goes from there (links, redirects, scripts).
+type NavPolicy struct {
+	// AllowFileURLs allows file: URLs (the browser machine's files).
+	AllowFileURLs bool
+	// AllowChromeURLs allows chrome:, devtools:, chrome-extension:,
+	// chrome-untrusted: and view-source: URLs.
+	AllowChromeURLs bool
+	// DenyHosts are host globs (path.Match syntax, case-insensitive) that
+	// http and https URLs may not load, e.g. "example.com", "*.internal".
+	DenyHosts []string
+}
+
+// Validate checks the DenyHosts globs; errors name the bad one.
+func (p NavPolicy) Validate() error {
+	for _, g := range p.DenyHosts {
+		if _, err := path.Match(strings.ToLower(g), ""); err != nil || strings.TrimSpace(g) == "" {
+			return fmt.Errorf("deny host %q is not a host glob like example.com or *.internal", g)
+		}
+	}
+	return nil
+}
+
+// Check reports whether a tool may load raw, and if not why and what to do.
+func (p NavPolicy) Check(raw string) error {
 	u, err := url.Parse(raw)
 	if err != nil || u.Scheme == "" {
 		return fmt.Errorf("%q is not an absolute URL; give one like http://127.0.0.1:8080/", raw)
 	}
-	if !allowedSchemes[strings.ToLower(u.Scheme)] {
+	scheme := strings.ToLower(u.Scheme)
+	switch {
+	case scheme == "javascript":
+		return errors.New("javascript: URLs are not allowed; use evaluate_script to run code in the page")
+	case scheme == "file":
+		if !p.AllowFileURLs {
+			return errors.New("file: URLs are not allowed on this proxy (the operator can enable them with --allow-file-urls)")
+		}
+		return nil
+	case chromeSchemes[scheme]:
+		if !p.AllowChromeURLs {
+			return fmt.Errorf("%s: URLs are not allowed on this proxy (the operator can enable them with --allow-chrome-urls)", scheme)
+		}
+		if scheme == "view-source" {
+			inner := raw[len(u.Scheme)+1:]
+			if err := p.Check(inner); err != nil {
+				return fmt.Errorf("view-source of a refused URL: %w", err)
+			}
+		}
+		return nil
+	case !allowedSchemes[scheme]:
 		return fmt.Errorf("URLs with scheme %q are not allowed; use http, https, about or data", u.Scheme)
+	}
+	if scheme == "http" || scheme == "https" {
+		host := strings.TrimSuffix(strings.ToLower(u.Hostname()), ".")
+		for _, g := range p.DenyHosts {
+			if ok, _ := path.Match(strings.ToLower(g), host); ok {
+				return fmt.Errorf("host %s is blocked on this proxy (deny list %s)", host, g)
+			}
+		}
 	}
 	return nil
 }
+
+// checkURL is the check of the default NavPolicy.
+func checkURL(raw string) error { return NavPolicy{}.Check(raw) }
 
 func navigateURL(ctx context.Context, target string) error {
 	res, err := chromedp.Call(ctx, page.Navigate, page.NavigateParams{URL: target})

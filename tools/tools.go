@@ -87,7 +87,8 @@ type Config struct {
 	CallTimeout time.Duration
 	// NavigationTimeout is the default wait for a page load.
 	NavigationTimeout time.Duration
-	// navigation tools accept (http, https, about, data).
+	// Navigation decides which URLs navigate_page and new_page may load.
+	Navigation NavPolicy
 }
 
 func (c *Config) fill() {

@@ -12,6 +12,8 @@ import (
 	"time"
 
 	"github.com/mattn/go-isatty"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/rs/zerolog"
 	"github.com/spf13/cobra"
 
@@ -25,6 +27,8 @@ import (
 
 type serveFlags struct {
 	addr, dataDir, jwtSecret         string
+	jwtJWKSURL, jwtPublicKey         string
+	jwtIssuer, jwtAudience           string
 	logLevel, logFormat, auditLog    string
 	maxBody, filesDir                string
 	sessionTokenTTL, idleTimeout     time.Duration
@@ -34,6 +38,17 @@ type serveFlags struct {
 	maxSessionsPerUser, maxSessions  int
 	maxTabsPerSession, maxReconnects int
 	keepTabs                         bool
+
+	rateLimit             float64
+	rateBurst, maxStreams int
+	metricsPublic         bool
+
+	authMode, authNoneUser, storeKey string
+	tlsCert, tlsKey                  string
+	browserAllow, browserDeny        []string
+	allowedOrigins, allowedHosts     []string
+	corsOrigins, denyHosts           []string
+	allowFileURLs, allowChromeURLs   bool
 }
 
 func newServe() *cobra.Command {
@@ -56,6 +71,10 @@ func newServeCmd() (*cobra.Command, *serveFlags) {
 	fl.StringVar(&f.addr, "addr", "127.0.0.1:3000", "address to listen on")
 	fl.StringVar(&f.dataDir, "data-dir", "./data", "directory for the registration store and the generated JWT secret")
 	fl.StringVar(&f.jwtSecret, "jwt-secret", "", "HS256 secret for bearer tokens, at least 32 bytes (default: generated and kept in --data-dir)")
+	fl.StringVar(&f.jwtJWKSURL, "jwt-jwks-url", "", "also accept RS256/ES256 tokens of an identity provider, checked with the keys at this JWKS URL (https; http only on loopback)")
+	fl.StringVar(&f.jwtPublicKey, "jwt-public-key", "", "also accept RS256/ES256 tokens checked with the public key in this PEM file (excludes --jwt-jwks-url)")
+	fl.StringVar(&f.jwtIssuer, "jwt-issuer", "", "require this iss claim in every token; tokens the proxy issues carry it")
+	fl.StringVar(&f.jwtAudience, "jwt-audience", "", "require this aud claim in every token; tokens the proxy issues carry it")
 	fl.StringVar(&f.logLevel, "log-level", "info", "log level: debug, info, warn, error")
 	fl.StringVar(&f.logFormat, "log-format", "auto", "log format: json, console, or auto (console on a terminal)")
 	fl.StringVar(&f.auditLog, "audit-log", "", "write audit events to this file too (default: only the main log)")
@@ -74,6 +93,23 @@ func newServeCmd() (*cobra.Command, *serveFlags) {
 	fl.IntVar(&f.maxTabsPerSession, "max-tabs-per-session", 20, "tabs one session may have open")
 	fl.IntVar(&f.maxReconnects, "max-reconnects", 20, "failed connection attempts before a browser is marked failed (a tool call retries it)")
 	fl.BoolVar(&f.keepTabs, "keep-tabs", false, "leave a closed session's tabs open")
+	fl.Float64Var(&f.rateLimit, "rate-limit", 20, "tool calls per second per user (a token bucket); 0 disables the limit")
+	fl.IntVar(&f.rateBurst, "rate-burst", 40, "tool calls a user may make in a burst before --rate-limit applies")
+	fl.IntVar(&f.maxStreams, "max-streams-per-user", 10, "concurrent MCP streams (GET /sse and GET /mcp) per user")
+	fl.BoolVar(&f.metricsPublic, "metrics-public", false, "serve GET /metrics without authentication (default: admin tokens only)")
+	fl.StringVar(&f.authMode, "auth", "jwt", "authentication: jwt (bearer tokens), or none (every request is --auth-none-user; loopback --addr only)")
+	fl.StringVar(&f.authNoneUser, "auth-none-user", "local", "the user every request acts as with --auth none")
+	fl.StringVar(&f.storeKey, "store-key", "", "secret (at least 32 bytes) that encrypts browser URLs and headers in the store (default: derived from the JWT secret; set it to rotate --jwt-secret without losing registrations)")
+	fl.StringVar(&f.tlsCert, "tls-cert", "", "serve HTTPS with this PEM certificate (chain); needs --tls-key")
+	fl.StringVar(&f.tlsKey, "tls-key", "", "PEM private key of --tls-cert")
+	fl.StringSliceVar(&f.browserAllow, "browser-allow-cidrs", router.DefaultAllowCIDRs(), "address ranges a registered browser may be in (checked at registration and on every dial)")
+	fl.StringSliceVar(&f.browserDeny, "browser-deny-cidrs", router.DefaultDenyCIDRs(), "address ranges no browser may be in; wins over --browser-allow-cidrs")
+	fl.StringSliceVar(&f.allowedOrigins, "allowed-origins", nil, "web origins (https://app.example.com) whose pages may call the API and MCP routes, besides same-origin pages")
+	fl.StringSliceVar(&f.allowedHosts, "allowed-hosts", nil, "Host names accepted on a loopback address besides localhost, 127.0.0.1 and [::1] (DNS rebinding guard)")
+	fl.StringSliceVar(&f.corsOrigins, "cors-origins", nil, "web origins that get CORS answers on /api/* (default: no CORS)")
+	fl.StringSliceVar(&f.denyHosts, "deny-hosts", nil, "host globs navigate_page and new_page may not load, e.g. example.com,*.internal")
+	fl.BoolVar(&f.allowFileURLs, "allow-file-urls", false, "let navigate_page and new_page load file: URLs")
+	fl.BoolVar(&f.allowChromeURLs, "allow-chrome-urls", false, "let navigate_page and new_page load chrome:, devtools:, chrome-extension: and view-source: URLs")
 	return withEnv(cmd), &f
 }
 
@@ -128,20 +164,54 @@ func serve(ctx context.Context, f serveFlags, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	authn, err := auth.NewAuthenticator(secret)
+	sec, err := securityFromFlags(f, secret)
 	if err != nil {
 		return err
 	}
-	store, err := router.OpenBolt(filepath.Join(f.dataDir, "registrations.db"))
+	authOpts := auth.Options{Issuer: f.jwtIssuer, Audience: f.jwtAudience}
+	switch {
+	case f.jwtJWKSURL != "" && f.jwtPublicKey != "":
+		return fmt.Errorf("--jwt-jwks-url and --jwt-public-key exclude each other; give the one your identity provider offers")
+	case f.jwtPublicKey != "":
+		if authOpts.PublicKey, err = auth.LoadPublicKey(f.jwtPublicKey); err != nil {
+			return fmt.Errorf("--jwt-public-key: %w", err)
+		}
+	case f.jwtJWKSURL != "":
+		jwks, err := auth.NewJWKS(ctx, auth.JWKSConfig{URL: f.jwtJWKSURL, Log: log.With().Str("component", "auth").Logger()})
+		if err != nil {
+			return fmt.Errorf("--jwt-jwks-url: %w", err)
+		}
+		defer jwks.Close()
+		authOpts.JWKS = jwks
+	}
+	authn, err := auth.NewAuthenticatorWith(secret, authOpts)
+	if err != nil {
+		return err
+	}
+	store, err := router.OpenBolt(filepath.Join(f.dataDir, "registrations.db"), router.WithSealer(sec.sealer))
 	if err != nil {
 		return err
 	}
 	defer store.Close()
 
+	switch {
+	case f.rateLimit < 0:
+		return fmt.Errorf("--rate-limit %g: use 0 (no limit) or a positive number of tool calls per second", f.rateLimit)
+	case f.rateBurst < 1:
+		return fmt.Errorf("--rate-burst %d: use at least 1", f.rateBurst)
+	case f.maxStreams < 1:
+		return fmt.Errorf("--max-streams-per-user %d: use at least 1", f.maxStreams)
+	}
+	metrics, err := newServeMetrics()
+	if err != nil {
+		return err
+	}
 	pool := browserpool.New(browserpool.Config{
 		HealthInterval: f.healthInterval,
 		MaxAttempts:    f.maxReconnects,
 		Logger:         log.With().Str("component", "browserpool").Logger(),
+		Metrics:        metrics.pool,
+		Policy:         sec.proxy.BrowserPolicy,
 	})
 	defer pool.Close()
 	mgr := session.NewManager(session.Config{
@@ -153,6 +223,9 @@ func serve(ctx context.Context, f serveFlags, stderr io.Writer) error {
 		FilesDir:           f.filesDir,
 		BrowserWait:        f.browserWait,
 		CallTimeout:        f.callTimeout,
+		RateLimit:          f.rateLimit,
+		RateBurst:          f.rateBurst,
+		Metrics:            metrics.session,
 		Log:                log.With().Str("component", "session").Logger(),
 		Audit:              audit,
 	}, pool)
@@ -162,13 +235,18 @@ func serve(ctx context.Context, f serveFlags, stderr io.Writer) error {
 		Store:           store,
 		Pool:            pool,
 		Sessions:        mgr,
-		Tools:           tools.Config{CallTimeout: f.callTimeout, NavigationTimeout: f.navTimeout},
+		Tools:           tools.Config{CallTimeout: f.callTimeout, NavigationTimeout: f.navTimeout, Navigation: sec.nav},
 		SessionTokenTTL: f.sessionTokenTTL,
 		MaxBody:         f.maxBody,
 		KeepAlive:       f.keepAlive,
 		DrainTimeout:    f.drainTimeout,
 		Log:             log,
 		Audit:           audit,
+		MaxStreams:      f.maxStreams,
+		Metrics:         metrics.proxy,
+		Gatherer:        metrics.reg,
+		MetricsPublic:   f.metricsPublic,
+		Security:        sec.proxy,
 	})
 	if err := srv.Restore(ctx); err != nil {
 		return fmt.Errorf("restore registrations: %w", err)
@@ -189,7 +267,94 @@ func serve(ctx context.Context, f serveFlags, stderr io.Writer) error {
 	if f.jwtSecret != "" {
 		tokenHint = "mcp-browser-proxy token issue --user <you>   (with the same MBP_JWT_SECRET)"
 	}
-	log.Info().Str("addr", "http://"+ln.Addr().String()).Str("data_dir", f.dataDir).Str("version", version).
+	log.Info().Str("addr", sec.scheme+"://"+ln.Addr().String()).Str("auth", f.authMode).Str("data_dir", f.dataDir).Str("version", version).
 		Msg("mcp-browser-proxy listening; issue a token with: " + tokenHint)
 	return srv.Serve(ctx, ln)
+}
+
+// serveMetrics is the Prometheus registry of one serve run and each
+// package's collectors on it.
+type serveMetrics struct {
+	reg     *prometheus.Registry
+	pool    *browserpool.Metrics
+	session *session.Metrics
+	proxy   *proxy.Metrics
+}
+
+// newServeMetrics makes a fresh registry (never the global default) with the
+// Go runtime and process collectors and those of browserpool, session and
+// proxy.
+func newServeMetrics() (serveMetrics, error) {
+	m := serveMetrics{reg: prometheus.NewRegistry()}
+	err := m.reg.Register(collectors.NewGoCollector())
+	if err == nil {
+		err = m.reg.Register(collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	}
+	if err == nil {
+		m.pool, err = browserpool.NewMetrics(m.reg)
+	}
+	if err == nil {
+		m.session, err = session.NewMetrics(m.reg)
+	}
+	if err == nil {
+		m.proxy, err = proxy.NewMetrics(m.reg)
+	}
+	if err != nil {
+		return m, fmt.Errorf("metrics: %w", err)
+	}
+	return m, nil
+}
+
+// serveSecurity is what the security flags configure.
+type serveSecurity struct {
+	proxy  proxy.SecurityConfig
+	nav    tools.NavPolicy
+	sealer *router.Sealer
+	scheme string // http or https
+}
+
+// securityFromFlags checks the security flags and builds their settings:
+// the browser policy, the navigation policy, the store's sealer (from
+// --store-key or the JWT secret), TLS, origins and --auth.
+func securityFromFlags(f serveFlags, jwtSecret []byte) (serveSecurity, error) {
+	var s serveSecurity
+	switch f.authMode {
+	case "jwt":
+	case "none":
+		if !proxy.IsLoopbackAddr(f.addr) {
+			return s, fmt.Errorf("--auth none serves every request as %q without credentials, so --addr must be loopback (e.g. 127.0.0.1:3000), not %q; use --auth jwt to listen elsewhere", f.authNoneUser, f.addr)
+		}
+		s.proxy.AuthNone = true
+	default:
+		return s, fmt.Errorf("--auth %q: use jwt or none", f.authMode)
+	}
+	policy, err := router.NewPolicy(f.browserAllow, f.browserDeny, router.DefaultDenyHostNames(), nil)
+	if err != nil {
+		return s, err
+	}
+	s.proxy.BrowserPolicy = policy
+	s.nav = tools.NavPolicy{AllowFileURLs: f.allowFileURLs, AllowChromeURLs: f.allowChromeURLs, DenyHosts: f.denyHosts}
+	if err := s.nav.Validate(); err != nil {
+		return s, fmt.Errorf("--deny-hosts: %w", err)
+	}
+	key := jwtSecret
+	if f.storeKey != "" {
+		key = []byte(f.storeKey)
+	}
+	if s.sealer, err = router.NewSealer(key); err != nil {
+		return s, fmt.Errorf("--store-key: %w", err)
+	}
+	if s.proxy.TLS, err = proxy.LoadTLS(f.tlsCert, f.tlsKey); err != nil {
+		return s, err
+	}
+	s.scheme = "http"
+	if s.proxy.TLS != nil {
+		s.scheme = "https"
+	}
+	s.proxy.AuthNoneUser = f.authNoneUser
+	s.proxy.AllowedOrigins, s.proxy.AllowedHosts, s.proxy.CORSOrigins = f.allowedOrigins, f.allowedHosts, f.corsOrigins
+	if err := s.proxy.Validate(); err != nil {
+		return s, err
+	}
+	return s, nil
 }

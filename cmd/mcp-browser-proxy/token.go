@@ -11,7 +11,7 @@ import (
 
 func newToken() *cobra.Command {
 	cmd := &cobra.Command{Use: "token", Short: "Manage bearer tokens"}
-	var user, perms, dataDir, secret string
+	var user, perms, dataDir, secret, issuer, audience string
 	var ttl time.Duration
 	issue := &cobra.Command{
 		Use:   "issue",
@@ -29,7 +29,7 @@ func newToken() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			a, err := auth.NewAuthenticator(key)
+			a, err := auth.NewAuthenticatorWith(key, auth.Options{Issuer: issuer, Audience: audience})
 			if err != nil {
 				return err
 			}
@@ -47,6 +47,8 @@ func newToken() *cobra.Command {
 	fl.DurationVar(&ttl, "ttl", 24*time.Hour, "lifetime, e.g. 1h or 720h")
 	fl.StringVar(&dataDir, "data-dir", "./data", "data directory of the proxy, where its generated secret is")
 	fl.StringVar(&secret, "jwt-secret", "", "HS256 secret (default: the one in --data-dir)")
+	fl.StringVar(&issuer, "jwt-issuer", "", "iss claim to put in the token; needed when the proxy runs with --jwt-issuer")
+	fl.StringVar(&audience, "jwt-audience", "", "aud claim to put in the token; needed when the proxy runs with --jwt-audience")
 	cmd.AddCommand(withEnv(issue))
 	return cmd
 }

@@ -1,0 +1,250 @@
+package browserpool
+
+import (
+	"context"
+	"encoding/base64"
+	"errors"
+	"fmt"
+	"maps"
+	"net"
+	"net/http"
+	"net/netip"
+	"net/url"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/chromedp/cdproto"
+	"github.com/chromedp/cdproto/cdp/jsonv2"
+	"github.com/chromedp/chromedp"
+	"github.com/gorilla/websocket"
+
+	"github.com/mcp-browser-proxy/mcp-browser-proxy/router"
+)
+
+// DialPolicy decides which addresses the pool may connect to. It is asked
+// about the host name before any lookup, and about the actual IP address of
+// every connection right before it is made, so a DNS answer that changed
+// since registration (DNS rebinding) cannot steer the proxy to a refused
+// address. *router.Policy implements it.
+type DialPolicy interface {
+	// CheckHost refuses a host name (or IP literal) before it is resolved.
+	CheckHost(host string) error
+	// CheckAddr refuses an address about to be dialled.
+	CheckAddr(ip netip.Addr) error
+}
+
+// Endpoint is where a user's browser is and how to authenticate to it.
+type Endpoint struct {
+	// URL is the registered browser URL (see router.ValidateBrowserURL);
+	// its userinfo is sent as HTTP Basic authentication.
+	URL string
+	// Headers go on /json/version and the CDP websocket handshake, to this
+	// browser only.
+	Headers map[string]string
+}
+
+// equal reports whether two endpoints reach the same browser the same way.
+func (e Endpoint) equal(o Endpoint) bool {
+	return e.URL == o.URL && maps.Equal(e.Headers, o.Headers)
+}
+
+// maxMessage bounds one CDP message read from a browser, as chromedp does.
+const maxMessage = 256 << 20
+
+// writeTimeout bounds one CDP message write to a browser.
+const writeTimeout = 30 * time.Second
+
+// guardedDialer returns a dialer whose Control function refuses, before the
+// connect system call, any address the policy refuses.
+func guardedDialer(p DialPolicy, timeout time.Duration) *net.Dialer {
+	return &net.Dialer{
+		Timeout: timeout,
+		Control: func(_, address string, _ syscall.RawConn) error {
+			ap, err := netip.ParseAddrPort(address)
+			if err != nil {
+				return fmt.Errorf("refusing to dial %s: not an IP address and port", address)
+			}
+			return p.CheckAddr(ap.Addr())
+		},
+	}
+}
+
+// guardedDial is a DialContext that checks the host name first, then lets
+// the guarded dialer check the address it connects to.
+func guardedDial(p DialPolicy, timeout time.Duration) func(ctx context.Context, network, addr string) (net.Conn, error) {
+	d := guardedDialer(p, timeout)
+	return func(ctx context.Context, network, addr string) (net.Conn, error) {
+		host, _, err := net.SplitHostPort(addr)
+		if err != nil {
+			return nil, fmt.Errorf("refusing to dial %s: %w", addr, err)
+		}
+		if err := p.CheckHost(host); err != nil {
+			return nil, err
+		}
+		return d.DialContext(ctx, network, addr)
+	}
+}
+
+// NewHTTPClient returns the client used for /json/version: it dials only
+// addresses p allows (checked on the very connection), uses no HTTP proxy
+// from the environment, keeps no idle connection, and follows no redirects,
+// so a browser URL cannot bounce the proxy somewhere else. A nil p is
+// router.DefaultPolicy().
+func NewHTTPClient(p DialPolicy) *http.Client {
+	if p == nil {
+		p = router.DefaultPolicy()
+	}
+	return &http.Client{
+		Transport: &http.Transport{
+			Proxy:                  nil,
+			DialContext:            guardedDial(p, 10*time.Second),
+			TLSHandshakeTimeout:    10 * time.Second,
+			ResponseHeaderTimeout:  10 * time.Second,
+			MaxResponseHeaderBytes: 64 << 10,
+			DisableKeepAlives:      true,
+		},
+		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
+	}
+}
+
+// handshakeHeader builds the headers for a request to the browser: the
+// registered headers, plus HTTP Basic authentication from the URL's
+// userinfo unless an Authorization header is given. Nothing else is added:
+// in particular no Origin, which Chrome would refuse without
+// --remote-allow-origins.
+func handshakeHeader(ep Endpoint, user *url.Userinfo) http.Header {
+	h := http.Header{}
+	for k, v := range ep.Headers {
+		h.Set(k, v)
+	}
+	if user != nil && h.Get("Authorization") == "" {
+		pw, _ := user.Password()
+		h.Set("Authorization", "Basic "+base64.StdEncoding.EncodeToString([]byte(user.Username()+":"+pw)))
+	}
+	return h
+}
+
+// allocator is a chromedp.Allocator that attaches to a running browser over
+// a websocket the pool dials itself, through the guarded dialer; chromedp's
+// remote allocator offers no way to pass a dialer.
+type allocator struct {
+	wsURL   string
+	header  http.Header
+	policy  DialPolicy
+	timeout time.Duration
+	wg      sync.WaitGroup
+}
+
+var (
+	_ chromedp.Allocator = (*allocator)(nil)
+	_ chromedp.Attacher  = (*allocator)(nil)
+)
+
+// newAllocator returns an allocator context for the browser at wsURL, like
+// remote.NewAllocator with NoModifyURL.
+func newAllocator(parent context.Context, wsURL string, header http.Header, p DialPolicy, timeout time.Duration) (context.Context, context.CancelFunc) {
+	return chromedp.NewAllocatorContext(parent, &allocator{wsURL: wsURL, header: header, policy: p, timeout: timeout})
+}
+
+// Allocate implements chromedp.Allocator: it dials the websocket and
+// returns the browser bound to it.
+func (a *allocator) Allocate(ctx context.Context, opts ...chromedp.BrowserOption) (*chromedp.Browser, error) {
+	if chromedp.FromContext(ctx) == nil {
+		return nil, chromedp.ErrInvalidContext
+	}
+	// As remote.Allocator: the websocket outlives ctx until chromedp has
+	// closed the pages of ctx.
+	wctx, cancel := context.WithCancel(context.Background())
+	a.wg.Go(func() {
+		<-ctx.Done()
+		chromedp.Cancel(ctx)
+		cancel()
+	})
+	dctx, dcancel := context.WithTimeout(wctx, a.timeout)
+	defer dcancel()
+	stop := context.AfterFunc(ctx, dcancel)
+	defer stop()
+	conn, err := dialCDP(dctx, a.wsURL, a.header, a.policy, a.timeout)
+	if err != nil {
+		return nil, err
+	}
+	return chromedp.NewBrowserTransport(wctx, conn, opts...)
+}
+
+// Wait implements chromedp.Allocator.
+func (a *allocator) Wait() { a.wg.Wait() }
+
+// Attaches implements chromedp.Attacher: the browser runs already.
+func (a *allocator) Attaches() bool { return true }
+
+// dialCDP opens the CDP websocket at wsURL (without userinfo: resolve
+// turned it into header) through the guarded dialer, sending header and
+// nothing else of its own but the websocket handshake. Errors never contain
+// the URL's query, nor header values.
+func dialCDP(ctx context.Context, wsURL string, header http.Header, p DialPolicy, timeout time.Duration) (*wsConn, error) {
+	u, err := url.Parse(wsURL)
+	if err != nil {
+		return nil, errors.New("cannot parse the websocket URL")
+	}
+	u.User = nil
+	d := websocket.Dialer{
+		NetDialContext:   guardedDial(p, timeout),
+		Proxy:            nil,
+		HandshakeTimeout: timeout,
+		ReadBufferSize:   64 << 10,
+		WriteBufferSize:  64 << 10,
+	}
+	ws, resp, err := d.DialContext(ctx, u.String(), header)
+	if err != nil {
+		if resp != nil {
+			resp.Body.Close()
+			if errors.Is(err, websocket.ErrBadHandshake) {
+				return nil, fmt.Errorf("websocket handshake with %s refused: HTTP %d (check the token or headers of the registration)", u.Host, resp.StatusCode)
+			}
+		}
+		var ue *url.Error
+		if errors.As(err, &ue) {
+			err = ue.Err
+		}
+		return nil, fmt.Errorf("dial %s: %w", u.Host, err)
+	}
+	ws.SetReadLimit(maxMessage)
+	return &wsConn{ws: ws}, nil
+}
+
+// wsConn is a chromedp.Transport over a gorilla websocket.
+type wsConn struct {
+	ws  *websocket.Conn
+	wmu sync.Mutex // one writer at a time
+}
+
+// Read reads the next CDP message; gorilla answers pings itself.
+func (c *wsConn) Read(_ context.Context, msg *cdproto.Message) error {
+	typ, data, err := c.ws.ReadMessage()
+	if err != nil {
+		return err
+	}
+	if typ != websocket.TextMessage {
+		return errors.New("the browser sent a binary websocket message; CDP uses text")
+	}
+	return jsonv2.Unmarshal(data, msg, chromedp.DefaultUnmarshalOptions)
+}
+
+// Write sends one CDP message as one text frame (Chrome does not accept
+// fragmented messages), bounded by writeTimeout.
+func (c *wsConn) Write(_ context.Context, msg *cdproto.Message) error {
+	data, err := jsonv2.Marshal(msg, chromedp.DefaultMarshalOptions)
+	if err != nil {
+		return err
+	}
+	c.wmu.Lock()
+	defer c.wmu.Unlock()
+	if err := c.ws.SetWriteDeadline(time.Now().Add(writeTimeout)); err != nil {
+		return err
+	}
+	return c.ws.WriteMessage(websocket.TextMessage, data)
+}
+
+// Close drops the websocket; it never closes the browser.
+func (c *wsConn) Close() error { return c.ws.Close() }

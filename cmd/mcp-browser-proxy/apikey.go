@@ -1,0 +1,184 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/mcp-browser-proxy/mcp-browser-proxy/auth"
+	"github.com/mcp-browser-proxy/mcp-browser-proxy/router"
+)
+
+// storeFile is the bbolt file inside --data-dir, as serve opens it.
+const storeFile = "registrations.db"
+
+// apiKeyCommandTimeout bounds one apikey command's store work.
+const apiKeyCommandTimeout = 30 * time.Second
+
+func newAPIKey() *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "apikey",
+		Short: "Manage API keys for machines (CI, scripts); run these while the proxy on --data-dir is stopped",
+		Long: "API keys are bearer credentials for machines: Authorization: Bearer mbp_<id>_<secret>.\n" +
+			"The store keeps only the SHA-256 of each secret. These commands open the store in --data-dir\n" +
+			"directly, so the proxy using that directory must be stopped while they run.",
+	}
+	cmd.AddCommand(newAPIKeyCreate(), newAPIKeyRevoke(), newAPIKeyList())
+	return cmd
+}
+
+func newAPIKeyCreate() *cobra.Command {
+	var user, perms, name, dataDir string
+	cmd := &cobra.Command{
+		Use:   "create",
+		Short: "Create an API key and print it on stdout (it is shown only this once)",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if user == "" {
+				return errors.New("--user is required, e.g. --user alice")
+			}
+			ps, err := auth.ParsePerms(perms)
+			if err != nil {
+				return fmt.Errorf("--perms: %w", err)
+			}
+			key, rec, err := auth.NewAPIKey(user, ps, name)
+			if err != nil {
+				return err
+			}
+			store, err := openKeyStore(dataDir, true)
+			if err != nil {
+				return err
+			}
+			defer store.Close()
+			ctx, cancel := context.WithTimeout(cmd.Context(), apiKeyCommandTimeout)
+			defer cancel()
+			if err := store.CreateAPIKey(ctx, rec); err != nil {
+				return err
+			}
+			fmt.Fprintln(cmd.OutOrStdout(), key)
+			fmt.Fprintf(cmd.ErrOrStderr(), "created API key %s for %s (%s); store it now, it cannot be shown again\n",
+				rec.ID, rec.UserID, strings.Join(rec.Perms, ","))
+			return nil
+		},
+	}
+	fl := cmd.Flags()
+	fl.StringVar(&user, "user", "", "user ID the key acts as")
+	fl.StringVar(&perms, "perms", "", "comma-separated permissions: browser:read, browser:write, browser:script, browser:all-tabs, admin (default: read, write, script)")
+	fl.StringVar(&name, "name", "", "label shown by `apikey list`, e.g. ci")
+	fl.StringVar(&dataDir, "data-dir", "./data", "data directory of the proxy (its registrations.db)")
+	return withEnv(cmd)
+}
+
+func newAPIKeyRevoke() *cobra.Command {
+	var dataDir string
+	cmd := &cobra.Command{
+		Use:   "revoke <id>",
+		Short: "Revoke an API key by its ID (as `apikey list` shows it); the proxy refuses it from its next request on",
+		Args:  cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			id := args[0]
+			if auth.IsAPIKey(id) {
+				// The whole key was given: use its ID part, never echo it.
+				kid, _, err := auth.ParseAPIKey(id)
+				if err != nil {
+					return errors.New("the argument looks like an API key but is malformed; give the key ID from `apikey list`")
+				}
+				id = kid
+			}
+			if !auth.ValidAPIKeyID(id) {
+				return errors.New("not an API key ID: give the 16 hex digits that `apikey list` shows in its ID column")
+			}
+			store, err := openKeyStore(dataDir, false)
+			if err != nil {
+				return err
+			}
+			defer store.Close()
+			ctx, cancel := context.WithTimeout(cmd.Context(), apiKeyCommandTimeout)
+			defer cancel()
+			if err := store.RevokeAPIKey(ctx, id); err != nil {
+				if errors.Is(err, auth.ErrAPIKeyNotFound) {
+					return fmt.Errorf("no API key %s in %s; see `mcp-browser-proxy apikey list --data-dir %s`", id, dataDir, dataDir)
+				}
+				return err
+			}
+			fmt.Fprintf(cmd.OutOrStdout(), "revoked API key %s\n", id)
+			return nil
+		},
+	}
+	cmd.Flags().StringVar(&dataDir, "data-dir", "./data", "data directory of the proxy (its registrations.db)")
+	return withEnv(cmd)
+}
+
+func newAPIKeyList() *cobra.Command {
+	var user, dataDir string
+	cmd := &cobra.Command{
+		Use:   "list",
+		Short: "List API keys (never their secrets)",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if user != "" {
+				if err := auth.ValidateUserID(user); err != nil {
+					return fmt.Errorf("--user: %w", err)
+				}
+			}
+			store, err := openKeyStore(dataDir, false)
+			if err != nil {
+				return err
+			}
+			defer store.Close()
+			ctx, cancel := context.WithTimeout(cmd.Context(), apiKeyCommandTimeout)
+			defer cancel()
+			keys, err := store.ListAPIKeys(ctx, user)
+			if err != nil {
+				return err
+			}
+			tw := tabwriter.NewWriter(cmd.OutOrStdout(), 0, 4, 2, ' ', 0)
+			fmt.Fprintln(tw, "ID\tUSER\tPERMS\tNAME\tCREATED\tLAST USED")
+			for _, k := range keys {
+				last := "never"
+				if !k.LastUsed.IsZero() {
+					last = k.LastUsed.UTC().Format(time.RFC3339)
+				}
+				name := k.Name
+				if name == "" {
+					name = "-"
+				}
+				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", k.ID, k.UserID, strings.Join(k.Perms, ","), name,
+					k.CreatedAt.UTC().Format(time.RFC3339), last)
+			}
+			return tw.Flush()
+		},
+	}
+	fl := cmd.Flags()
+	fl.StringVar(&user, "user", "", "only this user's keys")
+	fl.StringVar(&dataDir, "data-dir", "./data", "data directory of the proxy (its registrations.db)")
+	return withEnv(cmd)
+}
+
+// openKeyStore opens the store in dataDir for an apikey command. Unless
+// create is set, a missing store is an error rather than a new empty file.
+// A store held by a running proxy gives an error saying to stop it.
+func openKeyStore(dataDir string, create bool) (*router.BoltStore, error) {
+	path := filepath.Join(dataDir, storeFile)
+	if !create {
+		if _, err := os.Stat(path); errors.Is(err, fs.ErrNotExist) {
+			return nil, fmt.Errorf("no store at %s: check --data-dir (it must be the proxy's)", path)
+		}
+	}
+	store, err := router.OpenBolt(path)
+	if router.IsLocked(err) {
+		return nil, fmt.Errorf("the store %s is in use, most likely by a running proxy: apikey commands open it directly, so stop the proxy using --data-dir %s, run this again, then restart the proxy", path, dataDir)
+	}
+	if err != nil {
+		return nil, err
+	}
+	return store, nil
+}

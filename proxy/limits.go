@@ -1,0 +1,68 @@
+package proxy
+
+import (
+	"fmt"
+	"net/http"
+	"sync"
+
+	"github.com/labstack/echo/v4"
+)
+
+// streamRetryAfter is the Retry-After, in seconds, of a refused stream: a
+// slot frees as soon as one of the user's streams ends.
+const streamRetryAfter = 10
+
+// streamLimiter counts the open MCP streams of each user.
+type streamLimiter struct {
+	max int
+
+	mu   sync.Mutex
+	open map[string]int
+}
+
+// acquire takes one of user's stream slots and reports whether one was free.
+func (l *streamLimiter) acquire(user string) bool {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.open[user] >= l.max {
+		return false
+	}
+	l.open[user]++
+	return true
+}
+
+// release gives back a slot taken by acquire.
+func (l *streamLimiter) release(user string) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.open[user]--; l.open[user] <= 0 {
+		delete(l.open, user)
+	}
+}
+
+// limitStreams returns a middleware that holds each user to
+// cfg.MaxStreams concurrent GET streams (GET /sse, GET /mcp); other
+// methods pass. Install it after authenticate and mcpGuard, on every stream
+// route, from one call so that the routes share the count.
+func (s *Server) limitStreams() echo.MiddlewareFunc {
+	l := &streamLimiter{max: s.cfg.MaxStreams, open: map[string]int{}}
+	return func(next echo.HandlerFunc) echo.HandlerFunc {
+		return func(c echo.Context) error {
+			p, ok := principalOf(c)
+			if c.Request().Method != http.MethodGet || !ok {
+				return next(c)
+			}
+			if !l.acquire(p.UserID) {
+				markDenied(c, denyStreamLimit)
+				s.deny(c, p.UserID, "stream limit")
+				return &APIError{
+					Status: http.StatusTooManyRequests, Code: CodeLimitExceeded, RetryAfter: streamRetryAfter,
+					Message: fmt.Sprintf("%s already has %d open MCP streams (GET /sse and GET /mcp), the limit; close an IDE session or retry in %d seconds",
+						p.UserID, l.max, streamRetryAfter),
+				}
+			}
+			defer l.release(p.UserID)
+			return next(c)
+		}
+	}
+}
