@@ -261,12 +261,11 @@ func TestPermissions(t *testing.T) {
 	if !names["take_snapshot"] || names["click"] || names["evaluate_script"] {
 		t.Errorf("read-only token sees %v", names)
 	}
-	// A hidden tool cannot be called either.
-	var creq mcp.CallToolRequest
-	creq.Params.Name = "evaluate_script"
-	creq.Params.Arguments = map[string]any{"function": "() => 1"}
-	if res, err := c.CallTool(context.Background(), creq); err == nil && !res.IsError {
-		t.Errorf("evaluate_script ran without browser:script")
+	// A hidden tool cannot be called either, and the refusal names the
+	// permission.
+	text, res := call(t, c, "evaluate_script", map[string]any{"function": "() => 1"})
+	if !res.IsError || !strings.Contains(text, auth.PermScript) {
+		t.Errorf("evaluate_script without browser:script: %q", text)
 	}
 }
 

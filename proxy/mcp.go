@@ -26,13 +26,15 @@ func (s *Server) buildMCP() {
 	hooks.AddOnUnregisterSession(func(_ context.Context, cs server.ClientSession) {
 		mgr.Close(cs.SessionID())
 	})
-	hooks.AddOnError(mgr.AuditToolError) // calls of tools the token lacks the permission for
+	// tools/list hides the tools the caller's token lacks the permission
+	// for; a call of one is refused by the session middleware, which names
+	// the permission.
+	hooks.AddAfterListTools(tools.HideForbidden(list))
 	s.mcp = server.NewMCPServer("mcp-browser-proxy", s.cfg.Version,
 		server.WithToolCapabilities(false),
 		server.WithRecovery(),
 		server.WithHooks(hooks),
 		server.WithToolHandlerMiddleware(mgr.Middleware),
-		server.WithToolFilter(tools.Filter(list)),
 		server.WithInstructions(instructions),
 	)
 	tools.Register(s.mcp, list)

@@ -2,7 +2,6 @@ package session
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"sync"
 	"sync/atomic"
@@ -117,29 +116,21 @@ func (l limits) missingPerm(p auth.Principal, tool string) string {
 	return ""
 }
 
-// AuditToolError is an MCP server OnError hook (server.Hooks.AddOnError). The
-// server answers a call of a tool the caller's token has no permission for
-// as "tool not found" before any tool middleware runs; this hook audits and
-// counts such calls as permission refusals. Other errors are ignored.
-func (m *Manager) AuditToolError(ctx context.Context, _ any, method mcp.MCPMethod, message any, err error) {
-	if method != mcp.MethodToolsCall || !errors.Is(err, server.ErrToolNotFound) {
-		return
-	}
-	req, ok := message.(*mcp.CallToolRequest)
-	p, authed := auth.FromContext(ctx)
-	if !ok || !authed {
-		return
-	}
-	perm := m.lim.missingPerm(p, req.Params.Name)
+// refusePermission refuses a call of a tool the principal lacks the
+// permission for, naming that permission; tools/list hides such tools, so
+// this is a client that called one anyway. It audits and counts the refusal.
+func (m *Manager) refusePermission(ctx context.Context, p auth.Principal, tool string) *mcp.CallToolResult {
+	perm := m.lim.missingPerm(p, tool)
 	if perm == "" {
-		return // an unknown tool: the client's mistake, not a refusal
+		return nil
 	}
 	sid := ""
 	if cs := server.ClientSessionFromContext(ctx); cs != nil {
 		sid = cs.SessionID()
 	}
-	m.refuse(p.UserID, sid, req.Params.Name, ReasonPermission, "the token lacks "+perm)
-	m.cfg.Metrics.called(req.Params.Name, OutcomeDenied, false, 0)
+	m.refuse(p.UserID, sid, tool, ReasonPermission, "the token lacks "+perm)
+	m.cfg.Metrics.called(tool, OutcomeDenied, false, 0)
+	return mcp.NewToolResultError(fmt.Sprintf("%s needs the %s permission, which your token lacks; ask an admin for a token with --perms %s", tool, perm, perm))
 }
 
 // retryIn formats a wait for a refusal message, rounded up to milliseconds.

@@ -3,7 +3,6 @@ package session
 import (
 	"bytes"
 	"context"
-	"errors"
 	"fmt"
 	"strings"
 	"testing"
@@ -182,29 +181,41 @@ func TestOwnershipRefusalCounted(t *testing.T) {
 	}
 }
 
-func TestAuditToolErrorCountsPermissionRefusals(t *testing.T) {
+func TestPermissionRefusalsNameThePermission(t *testing.T) {
 	var logs bytes.Buffer
 	metrics, err := NewMetrics(prometheus.NewRegistry())
 	if err != nil {
 		t.Fatal(err)
 	}
 	m := newTestManager(t, Config{Metrics: metrics, Audit: zerolog.New(&logs)})
+	sid := m.NewID("rita")
+	m.Open(sid, "rita")
 	srv := server.NewMCPServer("t", "0")
 	reader := auth.Principal{UserID: "rita", Perms: []string{auth.PermRead}}
-	ctx := srv.WithContext(auth.WithPrincipal(context.Background(), reader), fakeSession{"s1"})
-	notFound := fmt.Errorf("tool lookup: %w", server.ErrToolNotFound)
-	callReq := func(name string) *mcp.CallToolRequest {
+	ctx := srv.WithContext(auth.WithPrincipal(context.Background(), reader), fakeSession{sid})
+	ran := 0
+	h := m.Middleware(func(context.Context, mcp.CallToolRequest) (*mcp.CallToolResult, error) {
+		ran++
+		return mcp.NewToolResultText("ok"), nil
+	})
+	call := func(name string) *mcp.CallToolResult {
 		var r mcp.CallToolRequest
 		r.Params.Name = name
-		return &r
+		res, _ := h(ctx, r)
+		return res
 	}
 
-	m.AuditToolError(ctx, 1, mcp.MethodToolsCall, callReq("evaluate_script"), notFound)
-	// Not refusals: a tool rita may call, an unknown tool, another error.
-	m.AuditToolError(ctx, 2, mcp.MethodToolsCall, callReq("list_pages"), notFound)
-	m.AuditToolError(ctx, 3, mcp.MethodToolsCall, callReq("no_such_tool"), notFound)
-	m.AuditToolError(ctx, 4, mcp.MethodToolsCall, callReq("evaluate_script"), errors.New("other"))
-
+	res := call("evaluate_script")
+	if ran != 0 || !res.IsError || !strings.Contains(res.Content[0].(mcp.TextContent).Text, auth.PermScript) {
+		t.Fatalf("evaluate_script with a read-only token: ran=%d %+v", ran, res)
+	}
+	// Not refusals: a tool rita may call, and an unknown tool (the server
+	// answers that one itself).
+	call("list_pages")
+	call("no_such_tool")
+	if ran != 2 {
+		t.Errorf("allowed calls ran %d times, want 2", ran)
+	}
 	if got := testutil.ToFloat64(metrics.refusals.WithLabelValues(ReasonPermission)); got != 1 {
 		t.Errorf("permission refusals = %v, want 1", got)
 	}
@@ -212,7 +223,7 @@ func TestAuditToolErrorCountsPermissionRefusals(t *testing.T) {
 	if n := strings.Count(out, `"event":"denied"`); n != 1 {
 		t.Errorf("%d denials audited, want 1:\n%s", n, out)
 	}
-	for _, want := range []string{`"user":"rita"`, `"tool":"evaluate_script"`, `"session":"s1"`, `"reason":"permission"`, auth.PermScript} {
+	for _, want := range []string{`"user":"rita"`, `"tool":"evaluate_script"`, `"session":"` + sid + `"`, `"reason":"permission"`, auth.PermScript} {
 		if !strings.Contains(out, want) {
 			t.Errorf("permission denial lacks %s:\n%s", want, out)
 		}

@@ -270,6 +270,9 @@ func (m *Manager) Middleware(next server.ToolHandlerFunc) server.ToolHandlerFunc
 			return mcp.NewToolResultError("unauthenticated call; connect with a bearer token"), nil
 		}
 		tool := req.Params.Name
+		if res := m.refusePermission(ctx, p, tool); res != nil {
+			return res, nil
+		}
 		if ok, wait := m.lim.calls.allow(p.UserID, time.Now()); !ok {
 			m.refuse(p.UserID, "", tool, ReasonRateLimit, "tool call rate limit")
 			m.cfg.Metrics.called(tool, OutcomeLimited, false, 0)

@@ -115,55 +115,138 @@ func (s *Session) NewTab(ctx context.Context, background bool) (*tools.Tab, erro
 
 // newTab creates a tab in the owner's browser, attaches to it and selects it.
 func (s *Session) newTab(ctx context.Context, c browserpool.Conn, background bool) (*tools.Tab, error) {
-	s.mu.Lock()
-	n := len(s.tabs)
-	s.mu.Unlock()
-	if max := s.mgr.cfg.MaxTabsPerSession; max > 0 && n >= max {
-		return nil, fmt.Errorf("this session has %d pages, the limit; close_page one first", n)
+	if err := s.roomForTab(); err != nil {
+		return nil, err
 	}
-	cctx, cancel := context.WithTimeout(c.Ctx, s.mgr.cfg.CallTimeout)
+	cctx, cancel := s.browserCall(ctx, c)
 	defer cancel()
-	stop := context.AfterFunc(ctx, cancel)
-	defer stop()
 	created, err := chromedp.CallBrowser(cctx, target.CreateTarget, target.CreateTargetParams{
 		URL: "about:blank", NewWindow: ptr(false), Background: ptr(background),
 	})
 	if err != nil {
 		return nil, fmt.Errorf("open a new page: %w", err)
 	}
-	state := tools.NewTabState(created.TargetID)
+	t, err := s.attach(cctx, c, created.TargetID, true)
+	if err != nil {
+		closeTarget(c.Ctx, created.TargetID)
+		return nil, fmt.Errorf("open a new page: %w", err)
+	}
+	return t, nil
+}
+
+// AttachTab implements tools.Workspace: it attaches the session to a page
+// of the owner's browser that the session did not open. Such a page is
+// never closed by the proxy: close_page and the end of the session only
+// detach from it.
+func (s *Session) AttachTab(ctx context.Context, id target.ID) (*tools.Tab, error) {
+	c, err := s.conn(ctx)
+	if err != nil {
+		return nil, err
+	}
+	s.mu.Lock()
+	for _, pid := range s.order {
+		if t := s.tabs[pid]; t.TargetID == id {
+			s.selected = pid
+			s.mu.Unlock()
+			return &t.Tab, nil
+		}
+	}
+	s.mu.Unlock()
+	if err := s.roomForTab(); err != nil {
+		return nil, err
+	}
+	cctx, cancel := s.browserCall(ctx, c)
+	defer cancel()
+	res, err := chromedp.CallBrowser(cctx, target.GetTargets, target.GetTargetsParams{})
+	if err != nil {
+		return nil, fmt.Errorf("list tabs: %w", err)
+	}
+	if !slices.ContainsFunc(res.TargetInfos, func(ti *target.Info) bool { return ti.TargetID == id && ti.Type == "page" }) {
+		return nil, fmt.Errorf("no tab %q in your browser; call list_pages with all=true to see them", id)
+	}
+	return s.attach(cctx, c, id, false)
+}
+
+// BrowserTabs implements tools.Workspace: every page of the owner's
+// browser that is not one of this session's pages.
+func (s *Session) BrowserTabs(ctx context.Context) ([]tools.BrowserTab, error) {
+	c, err := s.conn(ctx)
+	if err != nil {
+		return nil, err
+	}
+	cctx, cancel := s.browserCall(ctx, c)
+	defer cancel()
+	res, err := chromedp.CallBrowser(cctx, target.GetTargets, target.GetTargetsParams{})
+	if err != nil {
+		return nil, fmt.Errorf("list tabs: %w", err)
+	}
+	s.mu.Lock()
+	mine := map[target.ID]bool{}
+	for _, t := range s.tabs {
+		mine[t.TargetID] = true
+	}
+	s.mu.Unlock()
+	var out []tools.BrowserTab
+	for _, ti := range res.TargetInfos {
+		if ti.Type == "page" && !mine[ti.TargetID] {
+			out = append(out, tools.BrowserTab{TargetID: ti.TargetID, Title: ti.Title, URL: ti.URL})
+		}
+	}
+	return out, nil
+}
+
+func (s *Session) roomForTab() error {
+	s.mu.Lock()
+	n := len(s.tabs)
+	s.mu.Unlock()
+	if max := s.mgr.cfg.MaxTabsPerSession; max > 0 && n >= max {
+		return fmt.Errorf("this session has %d pages, the limit; close_page one first", n)
+	}
+	return nil
+}
+
+// browserCall bounds one browser-level exchange: CallTimeout, or the end of
+// the tool call, whichever comes first.
+func (s *Session) browserCall(ctx context.Context, c browserpool.Conn) (context.Context, context.CancelFunc) {
+	cctx, cancel := context.WithTimeout(c.Ctx, s.mgr.cfg.CallTimeout)
+	stop := context.AfterFunc(ctx, cancel)
+	return cctx, func() { stop(); cancel() }
+}
+
+// attach attaches the session to page target id, adds it with the next page
+// ID and selects it. owned says whether the session opened it.
+func (s *Session) attach(cctx context.Context, c browserpool.Conn, id target.ID, owned bool) (*tools.Tab, error) {
+	state := tools.NewTabState(id)
 	// Detach, never close, when the context ends: closing is done on purpose
 	// by closeTarget, so no cancel can close a tab by accident.
-	tctx, tcancel := chromedp.NewContext(c.Ctx, chromedp.WithTargetID(created.TargetID),
+	tctx, tcancel := chromedp.NewContext(c.Ctx, chromedp.WithTargetID(id),
 		chromedp.WithDetachOnCancel(), chromedp.WithListener(state.Listen))
 	// The first Run binds the tab's read loop to its context, so it must get
 	// tctx itself; bound it from outside.
 	attached := make(chan error, 1)
 	go func() { attached <- chromedp.Do(tctx) }()
+	var err error
 	select {
 	case err = <-attached:
 	case <-cctx.Done():
-		err = fmt.Errorf("the browser did not attach the new page within %s", s.mgr.cfg.CallTimeout)
+		err = fmt.Errorf("the browser did not attach the page within %s", s.mgr.cfg.CallTimeout)
 	}
 	if err != nil {
 		tcancel()
-		closeTarget(c.Ctx, created.TargetID)
-		return nil, fmt.Errorf("open a new page: %w", err)
+		return nil, err
 	}
-
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.closed {
 		tcancel()
-		closeTarget(c.Ctx, created.TargetID)
 		return nil, fmt.Errorf("the session was closed")
 	}
 	s.nextID++
-	t := &tab{Tab: tools.Tab{ID: s.nextID, TargetID: created.TargetID, Ctx: tctx, State: state}, cancel: tcancel}
+	t := &tab{Tab: tools.Tab{ID: s.nextID, TargetID: id, Ctx: tctx, State: state, Owned: owned}, cancel: tcancel}
 	s.tabs[t.ID] = t
 	s.order = append(s.order, t.ID)
 	s.selected = t.ID
-	s.log.Debug().Int("page", t.ID).Msg("page opened")
+	s.log.Debug().Int("page", t.ID).Bool("owned", owned).Msg("page attached")
 	return &t.Tab, nil
 }
 
@@ -197,7 +280,9 @@ func (s *Session) CloseTab(ctx context.Context, pageID int) error {
 		return fmt.Errorf("page %d is not one of this session's pages; call list_pages to see them", pageID)
 	}
 	s.drop(pageID)
-	closeTarget(c.Ctx, t.TargetID)
+	if t.Owned {
+		closeTarget(c.Ctx, t.TargetID)
+	}
 	t.cancel()
 	return nil
 }
@@ -247,7 +332,7 @@ func (s *Session) Tabs(ctx context.Context) ([]tools.TabInfo, error) {
 			s.drop(id) // closed from outside
 			continue
 		}
-		out = append(out, tools.TabInfo{ID: id, Title: ti.Title, URL: ti.URL})
+		out = append(out, tools.TabInfo{ID: id, Title: ti.Title, URL: ti.URL, Attached: !t.Owned})
 	}
 	s.mu.Lock()
 	for i := range out {
@@ -343,7 +428,7 @@ func (s *Session) close(keep bool) {
 		}
 	}
 	for _, t := range tabs {
-		if !keep && bctx != nil {
+		if !keep && bctx != nil && t.Owned {
 			closeTarget(bctx, t.TargetID)
 		}
 		t.cancel()

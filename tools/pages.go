@@ -13,6 +13,7 @@ import (
 	"github.com/chromedp/cdproto/cdp"
 	"github.com/chromedp/cdproto/page"
 	"github.com/chromedp/cdproto/runtime"
+	"github.com/chromedp/cdproto/target"
 	"github.com/chromedp/chromedp"
 	"github.com/mark3labs/mcp-go/mcp"
 
@@ -23,7 +24,8 @@ func (t *toolset) listPages() Tool {
 	return Tool{
 		Perm: auth.PermRead,
 		Tool: mcp.NewTool("list_pages",
-			mcp.WithDescription("List the pages this session opened: id, title, URL, and which one is selected."),
+			mcp.WithDescription("List the pages of this session: id, title, URL, and which one is selected. With all=true (needs browser:all-tabs) also list the other tabs of your browser, which select_page {targetId} can attach to."),
+			mcp.WithBoolean("all", mcp.Description("Also list the browser's other tabs. Needs the browser:all-tabs permission. Default false.")),
 			mcp.WithReadOnlyHintAnnotation(true),
 			mcp.WithDestructiveHintAnnotation(false),
 		),
@@ -32,13 +34,50 @@ func (t *toolset) listPages() Tool {
 			if err != nil {
 				return mcp.NewToolResultError(err.Error()), nil
 			}
+			all := req.GetBool("all", false)
+			if res := needAllTabs(ctx, all, "list_pages with all=true"); res != nil {
+				return res, nil
+			}
 			tabs, err := ws.Tabs(ctx)
 			if err != nil {
 				return mcp.NewToolResultError(err.Error()), nil
 			}
-			return mcp.NewToolResultText(formatTabs(tabs)), nil
+			text := formatTabs(tabs)
+			if all {
+				others, err := ws.BrowserTabs(ctx)
+				if err != nil {
+					return mcp.NewToolResultError(err.Error()), nil
+				}
+				text += formatBrowserTabs(others)
+			}
+			return mcp.NewToolResultText(text), nil
 		},
 	}
+}
+
+// needAllTabs refuses what without the browser:all-tabs permission, when
+// wanted.
+func needAllTabs(ctx context.Context, wanted bool, what string) *mcp.CallToolResult {
+	if !wanted {
+		return nil
+	}
+	if p, _ := auth.FromContext(ctx); !p.Has(auth.PermAllTabs) {
+		return mcp.NewToolResultErrorf("%s needs the %s permission, which your token lacks; without it a session sees only the pages it opened", what, auth.PermAllTabs)
+	}
+	return nil
+}
+
+func formatBrowserTabs(tabs []BrowserTab) string {
+	var b strings.Builder
+	b.WriteString("## Other tabs of your browser\n")
+	if len(tabs) == 0 {
+		b.WriteString("None.\n")
+	}
+	for _, tb := range tabs {
+		fmt.Fprintf(&b, "targetId=%s %s %s\n", tb.TargetID, quote(tb.Title), tb.URL)
+	}
+	b.WriteString("select_page {targetId} attaches to one; the proxy never closes such a tab, close_page only detaches.\n")
+	return b.String()
 }
 
 func formatTabs(tabs []TabInfo) string {
@@ -49,6 +88,9 @@ func formatTabs(tabs []TabInfo) string {
 	b.WriteString("## Pages\n")
 	for _, tb := range tabs {
 		fmt.Fprintf(&b, "%d: %s %s", tb.ID, quote(tb.Title), tb.URL)
+		if tb.Attached {
+			b.WriteString(" [attached]")
+		}
 		if tb.Selected {
 			b.WriteString(" [selected]")
 		}
@@ -106,18 +148,33 @@ func (t *toolset) selectPage() Tool {
 	return Tool{
 		Perm: auth.PermWrite,
 		Tool: mcp.NewTool("select_page",
-			mcp.WithDescription("Select the page that later calls act on by default."),
-			mcp.WithNumber("pageId", mcp.Required(), mcp.Description("Page id from list_pages")),
+			mcp.WithDescription("Select the page that later calls act on by default. With targetId (needs browser:all-tabs), attach to one of your browser's other tabs from list_pages {all:true} and select it."),
+			mcp.WithNumber("pageId", mcp.Description("Page id from list_pages")),
+			mcp.WithString("targetId", mcp.Description("A tab of your browser from list_pages {all:true}, to attach to. Needs browser:all-tabs.")),
 			mcp.WithBoolean("bringToFront", mcp.Description("Also bring the tab to the front of the browser window. Default false.")),
 			mcp.WithReadOnlyHintAnnotation(false),
 			mcp.WithDestructiveHintAnnotation(false),
 		),
 		Handler: func(ctx context.Context, req mcp.CallToolRequest) (*mcp.CallToolResult, error) {
-			ws, id, res := requiredPage(ctx, req, "select_page")
-			if res != nil {
-				return res, nil
+			ws, err := workspaceFrom(ctx)
+			if err != nil {
+				return mcp.NewToolResultError(err.Error()), nil
 			}
-			tab, err := ws.SelectTab(ctx, id)
+			id, targetID := req.GetInt("pageId", 0), req.GetString("targetId", "")
+			var tab *Tab
+			switch {
+			case targetID != "" && id > 0:
+				return mcp.NewToolResultError("select_page takes a pageId or a targetId, not both"), nil
+			case targetID != "":
+				if res := needAllTabs(ctx, true, "select_page with a targetId"); res != nil {
+					return res, nil
+				}
+				tab, err = ws.AttachTab(ctx, target.ID(targetID))
+			case id > 0:
+				tab, err = ws.SelectTab(ctx, id)
+			default:
+				return mcp.NewToolResultError("select_page needs a pageId from list_pages"), nil
+			}
 			if err != nil {
 				return mcp.NewToolResultError(err.Error()), nil
 			}
@@ -128,7 +185,10 @@ func (t *toolset) selectPage() Tool {
 					return cdpError("select_page", cctx, tab, t.cfg.CallTimeout, err), nil
 				}
 			}
-			return textResult("Selected page %d.", id), nil
+			if !tab.Owned {
+				return textResult("Attached to your tab as page %d and selected it. close_page %d detaches from it; the tab stays open.", tab.ID, tab.ID), nil
+			}
+			return textResult("Selected page %d.", tab.ID), nil
 		},
 	}
 }
@@ -151,7 +211,7 @@ func (t *toolset) closePage() Tool {
 	return Tool{
 		Perm: auth.PermWrite,
 		Tool: mcp.NewTool("close_page",
-			mcp.WithDescription("Close a page this session opened."),
+			mcp.WithDescription("Close a page this session opened; for a tab of yours it attached to, detach and leave the tab open."),
 			mcp.WithNumber("pageId", mcp.Required(), mcp.Description("Page id from list_pages")),
 			mcp.WithReadOnlyHintAnnotation(false),
 			mcp.WithDestructiveHintAnnotation(true),
@@ -161,11 +221,17 @@ func (t *toolset) closePage() Tool {
 			if res != nil {
 				return res, nil
 			}
+			verb := "Closed"
+			for _, tb := range ws.OpenTabs() {
+				if tb.ID == id && !tb.Owned {
+					verb = "Detached from (the tab stays open)"
+				}
+			}
 			if err := ws.CloseTab(ctx, id); err != nil {
 				return mcp.NewToolResultError(err.Error()), nil
 			}
 			tabs, _ := ws.Tabs(ctx)
-			return textResult("Closed page %d.\n%s", id, formatTabs(tabs)), nil
+			return textResult("%s page %d.\n%s", verb, id, formatTabs(tabs)), nil
 		},
 	}
 }

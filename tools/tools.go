@@ -8,6 +8,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"time"
 
@@ -27,6 +28,16 @@ type Tab struct {
 	// per-call contexts from it; never cancel it from a tool.
 	Ctx   context.Context
 	State *TabState
+	// Owned says the session opened the tab. A tab it only attached to
+	// (browser:all-tabs) is never closed by the proxy, only detached.
+	Owned bool
+}
+
+// BrowserTab is a page of the user's browser outside the session.
+type BrowserTab struct {
+	TargetID target.ID
+	Title    string
+	URL      string
 }
 
 // TabInfo describes a page for list_pages.
@@ -35,6 +46,7 @@ type TabInfo struct {
 	Title    string
 	URL      string
 	Selected bool
+	Attached bool // a tab of the user's that the session attached to
 }
 
 // Workspace is the page set of the calling session, as the tools see it.
@@ -47,8 +59,13 @@ type Workspace interface {
 	NewTab(ctx context.Context, background bool) (*Tab, error)
 	// SelectTab makes pageID the selected page.
 	SelectTab(ctx context.Context, pageID int) (*Tab, error)
-	// CloseTab closes a page the session opened.
+	// CloseTab closes a page the session opened, or detaches from a page
+	// it only attached to.
 	CloseTab(ctx context.Context, pageID int) error
+	// BrowserTabs lists the pages of the user's browser that are not the
+	// session's; AttachTab makes one of them a page of the session.
+	BrowserTabs(ctx context.Context) ([]BrowserTab, error)
+	AttachTab(ctx context.Context, id target.ID) (*Tab, error)
 	// Tabs lists the session's pages, in the order they were opened.
 	Tabs(ctx context.Context) ([]TabInfo, error)
 	// OpenTabs returns the session's open tabs without any browser call and
@@ -135,22 +152,23 @@ func Register(s *server.MCPServer, list []Tool) {
 	}
 }
 
-// Filter returns a tools/list filter that drops the tools the caller's
-// principal may not call.
-func Filter(list []Tool) server.ToolFilterFunc {
+// HideForbidden returns a tools/list hook that drops the tools the caller's
+// principal may not call. Calls are not filtered: a forbidden call reaches a
+// guard that says which permission is missing.
+func HideForbidden(list []Tool) func(context.Context, any, *mcp.ListToolsRequest, *mcp.ListToolsResult) {
 	perms := map[string]string{}
 	for _, tl := range list {
 		perms[tl.Tool.Name] = tl.Perm
 	}
-	return func(ctx context.Context, tools []mcp.Tool) []mcp.Tool {
-		p, _ := auth.FromContext(ctx)
-		out := tools[:0:0]
-		for _, tl := range tools {
-			if perm, ok := perms[tl.Name]; !ok || p.Has(perm) {
-				out = append(out, tl)
-			}
+	return func(ctx context.Context, _ any, _ *mcp.ListToolsRequest, res *mcp.ListToolsResult) {
+		if res == nil {
+			return
 		}
-		return out
+		p, _ := auth.FromContext(ctx)
+		res.Tools = slices.DeleteFunc(res.Tools, func(tl mcp.Tool) bool {
+			perm, ok := perms[tl.Name]
+			return ok && !p.Has(perm)
+		})
 	}
 }
 
