@@ -9,6 +9,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"sync"
 	"time"
 
@@ -51,23 +52,37 @@ type Conn struct {
 }
 
 // UnavailableError is returned when a browser is not connected within the
-// caller's bound. It is retryable.
+// caller's bound. Its message starts with BROWSER_UNAVAILABLE, names the
+// state and the failed attempts, and says whether to retry; it carries no
+// secret (LastError never holds credentials).
 type UnavailableError struct {
 	UserID    string
 	State     State
-	Attempts  int
-	LastError string
+	Attempts  int    // failed connection attempts since the last success (or the last retry of a failed browser)
+	LastError string // why the last attempt or the connection failed
 }
 
+// Retryable reports whether retrying the call later may succeed: true in
+// every state but disconnected (the browser was unregistered, or the proxy
+// is shutting down).
+func (e *UnavailableError) Retryable() bool { return e.State != StateDisconnected }
+
 func (e *UnavailableError) Error() string {
-	msg := fmt.Sprintf("browser of %s is %s", e.UserID, e.State)
-	if e.Attempts > 0 {
-		msg += fmt.Sprintf(" after %d failed attempt(s)", e.Attempts)
-	}
+	var b strings.Builder
+	fmt.Fprintf(&b, "BROWSER_UNAVAILABLE: the browser of %s is %s (%d failed connection attempt(s) so far", e.UserID, e.State, e.Attempts)
 	if e.LastError != "" {
-		msg += ": " + e.LastError
+		b.WriteString("; last error: " + e.LastError)
 	}
-	return msg + "; check that Chrome runs with --remote-debugging-port and retry in a few seconds"
+	b.WriteString(")")
+	switch e.State {
+	case StateDisconnected:
+		b.WriteString("; not retryable: the browser is no longer registered (or the proxy is shutting down); register it again with POST /api/register")
+	case StateFailed:
+		b.WriteString("; retryable: the proxy had given up and now tries again at once; retry the call in a few seconds, and check that Chrome runs with --remote-debugging-port")
+	default:
+		b.WriteString("; retryable: the proxy keeps reconnecting; retry the call in a few seconds (if it lasts, check that Chrome runs with --remote-debugging-port)")
+	}
+	return b.String()
 }
 
 // Browser is the pool's handle on one registered browser.
@@ -78,6 +93,7 @@ type Browser struct {
 	log    zerolog.Logger
 
 	headers map[string]string // sent to this browser only; credentials
+	genBase uint64            // Generation of the browser this one replaced: generations never repeat for a user
 
 	kick chan struct{} // skip the backoff wait
 	stop context.CancelFunc
@@ -87,6 +103,7 @@ type Browser struct {
 	status  Status
 	conn    *Conn
 	changed chan struct{} // closed on every change, then replaced
+	pending bool          // Retry asked for an attempt whose outcome is not known yet
 }
 
 // UserID returns the owner of the browser.
@@ -103,8 +120,18 @@ func (b *Browser) Status() Status {
 	return b.status
 }
 
-// Retry asks a browser in backoff or failed state to try again at once.
+// Retry asks a browser in backoff or failed state to try again at once: a
+// failed browser starts a new round of MaxAttempts attempts. WaitSettled
+// then waits for the outcome of that attempt. A connected browser is left
+// alone.
 func (b *Browser) Retry() {
+	b.mu.Lock()
+	if b.conn != nil || b.status.State == StateConnected || b.status.State == StateDisconnected {
+		b.mu.Unlock()
+		return
+	}
+	b.pending = true
+	b.mu.Unlock()
 	select {
 	case b.kick <- struct{}{}:
 	default:
@@ -112,22 +139,30 @@ func (b *Browser) Retry() {
 }
 
 // Conn returns the live connection, waiting up to bound for one. A failed
-// browser is retried at once. The error is an *UnavailableError when the
-// browser stays down, or ctx's error.
+// browser is retried at once (when bound > 0), and Conn returns as soon as
+// that retry fails for good. The error is an *UnavailableError when the
+// browser stays down, or ctx's error. Conn never waits longer than bound.
 func (b *Browser) Conn(ctx context.Context, bound time.Duration) (Conn, error) {
 	timer := time.NewTimer(bound)
 	defer timer.Stop()
-	retried := false
+	kicked, left := false, false // we retried a failed browser; it left failed since
 	for {
 		b.mu.Lock()
 		conn, st, changed := b.conn, b.status, b.changed
 		b.mu.Unlock()
-		if conn != nil {
+		// A connection whose context ended is lost; the run loop is about
+		// to say so (and close changed).
+		if conn != nil && conn.Ctx.Err() == nil {
 			return *conn, nil
 		}
-		if st.State == StateFailed && !retried {
-			retried = true
+		switch {
+		case st.State == StateFailed && left:
+			return Conn{}, b.unavailable() // the retry failed for good already
+		case st.State == StateFailed && !kicked && bound > 0:
+			kicked = true
 			b.Retry()
+		case st.State != StateFailed && kicked:
+			left = true
 		}
 		select {
 		case <-changed:
@@ -139,16 +174,17 @@ func (b *Browser) Conn(ctx context.Context, bound time.Duration) (Conn, error) {
 	}
 }
 
-// WaitSettled waits up to bound until the first connection attempt has an
-// outcome (connected, or at least one failure), and returns the status.
+// WaitSettled waits up to bound until the first connection attempt, or the
+// attempt a Retry asked for, has an outcome (connected, or a failure), and
+// returns the status.
 func (b *Browser) WaitSettled(ctx context.Context, bound time.Duration) Status {
 	timer := time.NewTimer(bound)
 	defer timer.Stop()
 	for {
 		b.mu.Lock()
-		st, changed := b.status, b.changed
+		st, changed, pending := b.status, b.changed, b.pending
 		b.mu.Unlock()
-		if st.State == StateConnected || st.Attempts > 0 || st.State == StateDisconnected {
+		if st.State == StateConnected || st.State == StateDisconnected || (st.Attempts > 0 && !pending) {
 			return st
 		}
 		select {
@@ -167,10 +203,19 @@ func (b *Browser) unavailable() *UnavailableError {
 }
 
 // set applies f to the status under the lock and wakes waiters.
-func (b *Browser) set(f func(s *Status)) {
+func (b *Browser) set(f func(s *Status)) { b.update(false, f) }
+
+// settle is set for the outcome of a connection attempt: it also ends the
+// wait of WaitSettled for an attempt that Retry asked for.
+func (b *Browser) settle(f func(s *Status)) { b.update(true, f) }
+
+func (b *Browser) update(outcome bool, f func(s *Status)) {
 	b.mu.Lock()
 	old := b.status.State
 	f(&b.status)
+	if outcome {
+		b.pending = false
+	}
 	st := b.status
 	close(b.changed)
 	b.changed = make(chan struct{})
@@ -191,11 +236,14 @@ func (b *Browser) run(ctx context.Context) {
 	defer close(b.done)
 	defer b.set(func(s *Status) { s.State = StateDisconnected })
 
-	bo := backoff.NewExponentialBackOff()
-	bo.InitialInterval = b.cfg.InitialBackoff
-	bo.MaxInterval = b.cfg.MaxBackoff
-	bo.RandomizationFactor = 0.5
+	var bo backoff.BackOff = newFullJitter(b.cfg.InitialBackoff, b.cfg.MaxBackoff)
 	for {
+		// A Retry that came while connected or during the last attempt has
+		// been answered by this attempt: do not let it skip the next wait.
+		select {
+		case <-b.kick:
+		default:
+		}
 		conn, cancel, version, err := b.connect(ctx)
 		if ctx.Err() != nil {
 			if cancel != nil {
@@ -205,39 +253,40 @@ func (b *Browser) run(ctx context.Context) {
 		}
 		if err != nil {
 			failed := false
-			b.set(func(s *Status) {
+			b.settle(func(s *Status) {
 				s.Attempts++
 				s.LastError = err.Error()
 				if b.cfg.MaxAttempts > 0 && s.Attempts >= b.cfg.MaxAttempts {
 					s.State = StateFailed
 					failed = true
-				} else if s.Generation > 0 {
+				} else if s.Generation > b.genBase {
 					s.State = StateReconnecting
 				}
 			})
-			wait := bo.NextBackOff()
-			if failed {
-				wait = 24 * time.Hour // until kicked
+			var timeout <-chan time.Time // nil when failed: wait for a Retry
+			timer := time.NewTimer(bo.NextBackOff())
+			if !failed {
+				timeout = timer.C
 			}
 			select {
 			case <-ctx.Done():
+				timer.Stop()
 				return
 			case <-b.kick:
+				timer.Stop()
 				b.set(func(s *Status) {
 					if s.State == StateFailed {
 						s.State = StateReconnecting
 						s.Attempts = 0
 					}
 				})
-			case <-time.After(wait):
+			case <-timeout:
 			}
 			continue
 		}
 		bo.Reset()
-		b.mu.Lock()
-		b.conn = &conn
-		b.mu.Unlock()
-		b.set(func(s *Status) {
+		b.settle(func(s *Status) {
+			b.conn = &conn
 			s.State = StateConnected
 			s.Attempts = 0
 			s.LastError = ""
@@ -260,24 +309,41 @@ func (b *Browser) run(ctx context.Context) {
 	}
 }
 
-// watch blocks until the connection is lost, a health check fails, or ctx
-// ends, and returns why.
+// watch blocks until the connection is lost, HealthFailures health checks
+// in a row fail, or ctx ends, and returns why. After a failed check the next
+// one runs at once: a browser that is only slow for a moment (a loaded
+// machine) keeps its connection, and its sessions their tabs.
 func (b *Browser) watch(ctx context.Context, conn Conn) string {
 	tick := time.NewTicker(b.cfg.HealthInterval)
 	defer tick.Stop()
+	failures := 0
 	for {
-		select {
-		case <-ctx.Done():
-			return "stopped"
-		case <-conn.Ctx.Done():
-			return "connection to the browser was lost"
-		case <-tick.C:
-			hctx, cancel := context.WithTimeout(conn.Ctx, b.cfg.HealthTimeout)
-			_, err := chromedp.CallBrowser(hctx, browser.GetVersion, cdp.Empty{})
-			cancel()
-			if err != nil && conn.Ctx.Err() == nil {
-				return "health check failed: " + err.Error()
+		if failures == 0 {
+			select {
+			case <-ctx.Done():
+				return "stopped"
+			case <-conn.Ctx.Done():
+				return "connection to the browser was lost"
+			case <-tick.C:
 			}
+		} else if ctx.Err() != nil {
+			return "stopped"
+		}
+		hctx, cancel := context.WithTimeout(conn.Ctx, b.cfg.HealthTimeout)
+		_, err := chromedp.CallBrowser(hctx, browser.GetVersion, cdp.Empty{})
+		cancel()
+		switch {
+		case err == nil:
+			failures = 0
+		case conn.Ctx.Err() != nil || errors.Is(err, context.Canceled):
+			// chromedp wraps context.Canceled in a lost connection's error.
+			return "connection to the browser was lost"
+		default:
+			failures++
+			if failures >= b.cfg.HealthFailures {
+				return fmt.Sprintf("health check failed %d time(s) in a row: %v", failures, err)
+			}
+			b.log.Warn().Int("failures", failures).Str("error", err.Error()).Msg("browser health check failed; checking again")
 		}
 	}
 }
@@ -286,7 +352,7 @@ func (b *Browser) watch(ctx context.Context, conn Conn) string {
 // websocket (it never closes the browser or any tab).
 func (b *Browser) connect(ctx context.Context) (Conn, context.CancelFunc, string, error) {
 	b.set(func(s *Status) {
-		if s.Generation > 0 || s.Attempts > 0 {
+		if s.Generation > b.genBase || s.Attempts > 0 {
 			s.State = StateReconnecting
 		} else {
 			s.State = StateConnecting

@@ -16,6 +16,7 @@ import (
 type Config struct {
 	HealthInterval time.Duration // between health checks of a connected browser
 	HealthTimeout  time.Duration // bound of one health check
+	HealthFailures int           // health checks failed in a row before the connection is dropped
 	DialTimeout    time.Duration // bound of one connection attempt
 	InitialBackoff time.Duration // first wait after a failed attempt
 	MaxBackoff     time.Duration // cap of the exponential backoff
@@ -31,7 +32,8 @@ func DefaultConfig() Config {
 	return Config{
 		HealthInterval: 30 * time.Second,
 		HealthTimeout:  5 * time.Second,
-		DialTimeout:    10 * time.Second,
+		HealthFailures: 2,
+		DialTimeout:    5 * time.Second,
 		InitialBackoff: 500 * time.Millisecond,
 		MaxBackoff:     30 * time.Second,
 		MaxAttempts:    20,
@@ -46,6 +48,9 @@ func (c *Config) fill() {
 	}
 	if c.HealthTimeout <= 0 {
 		c.HealthTimeout = d.HealthTimeout
+	}
+	if c.HealthFailures <= 0 {
+		c.HealthFailures = d.HealthFailures
 	}
 	if c.DialTimeout <= 0 {
 		c.DialTimeout = d.DialTimeout
@@ -88,12 +93,14 @@ func (p *Pool) Ensure(userID, url string) *Browser {
 
 // EnsureEndpoint makes sure userID's browser at ep is connected or being
 // connected, and returns its handle. Registering the same endpoint again
-// retries a failed browser at once; a new URL or new headers replace the old
-// connection.
+// retries a failed (or backing off) browser at once; a new URL or new
+// headers replace the old connection, and the new one's generations continue
+// after the old one's, so sessions notice the change.
 func (p *Pool) EnsureEndpoint(userID string, ep Endpoint) *Browser {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	url := ep.URL
+	var gen uint64
 	if b, ok := p.browsers[userID]; ok {
 		if (Endpoint{URL: b.url, Headers: b.headers}).equal(ep) {
 			b.Retry()
@@ -101,18 +108,20 @@ func (p *Pool) EnsureEndpoint(userID string, ep Endpoint) *Browser {
 		}
 		b.stop()
 		<-b.done
+		gen = b.Status().Generation
 	}
 	ctx, stop := context.WithCancel(p.ctx)
 	b := &Browser{
 		userID:  userID,
 		url:     url,
 		headers: maps.Clone(ep.Headers),
+		genBase: gen,
 		cfg:     &p.cfg,
 		log:     p.cfg.Logger.With().Str("user", userID).Logger(),
 		kick:    make(chan struct{}, 1),
 		stop:    stop,
 		done:    make(chan struct{}),
-		status:  Status{State: StateConnecting},
+		status:  Status{State: StateConnecting, Generation: gen},
 		changed: make(chan struct{}),
 	}
 	p.browsers[userID] = b
@@ -154,6 +163,25 @@ func (p *Pool) Counts() (total, connected int) {
 		}
 	}
 	return len(list), connected
+}
+
+// States counts the browsers by connection state, for /health: every State
+// is a key, with 0 for the states no browser is in.
+func (p *Pool) States() map[State]int {
+	p.mu.Lock()
+	list := make([]*Browser, 0, len(p.browsers))
+	for _, b := range p.browsers {
+		list = append(list, b)
+	}
+	p.mu.Unlock()
+	out := make(map[State]int, len(allStates))
+	for _, st := range allStates {
+		out[st] = 0
+	}
+	for _, b := range list {
+		out[b.Status().State]++
+	}
+	return out
 }
 
 // Close drops every connection and waits for their goroutines to end.

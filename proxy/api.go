@@ -54,7 +54,9 @@ type Health struct {
 	ActiveSessions     int    `json:"activeSessions"`
 	RegisteredUsers    int    `json:"registeredUsers"`
 	BrowserConnections int    `json:"browserConnections"`
-	Uptime             int64  `json:"uptime"` // seconds
+	// Browsers counts the registered browsers by connection state.
+	Browsers map[string]int `json:"browsers"`
+	Uptime   int64          `json:"uptime"` // seconds
 }
 
 const maxMetadata = 32
@@ -213,16 +215,27 @@ func (s *Server) health(c echo.Context) error {
 	if err != nil {
 		status = "degraded"
 	}
-	_, connected := s.cfg.Pool.Counts()
+	states := map[string]int{}
+	for st, n := range s.cfg.Pool.States() {
+		states[string(st)] = n
+	}
 	return c.JSON(http.StatusOK, Health{
 		Status: status, ActiveSessions: s.cfg.Sessions.Count(), RegisteredUsers: users,
-		BrowserConnections: connected, Uptime: int64(time.Since(s.started).Seconds()),
+		BrowserConnections: states[string(browserpool.StateConnected)], Browsers: states,
+		Uptime: int64(time.Since(s.started).Seconds()),
 	})
 }
 
+// ready is the readiness probe: 503 while the store is unreachable or the
+// proxy holds its maximum of MCP sessions (new sessions would be refused),
+// 200 otherwise.
 func (s *Server) ready(c echo.Context) error {
 	if err := s.cfg.Store.Ping(c.Request().Context()); err != nil {
 		return apiError(http.StatusServiceUnavailable, CodeInternal, "the registration store is unreachable")
+	}
+	if s.cfg.Sessions.AtLimit() {
+		return &APIError{Status: http.StatusServiceUnavailable, Code: CodeLimitExceeded, RetryAfter: 30,
+			Message: "the proxy holds its maximum of MCP sessions (--max-sessions); new sessions go to another instance, or retry later"}
 	}
 	return c.JSON(http.StatusOK, map[string]string{"status": "ready"})
 }

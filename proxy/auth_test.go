@@ -186,3 +186,36 @@ func TestStoreFailureIsNotUnauthorized(t *testing.T) {
 		t.Errorf("JWT with the store down: %d", code)
 	}
 }
+
+// TestRevokeAPIKeyWhileRunning revokes a key through the API: the proxy
+// holds the store, so the CLI cannot, and the next request must fail.
+func TestRevokeAPIKeyWhileRunning(t *testing.T) {
+	h := newHarness(t, "")
+	key, k, err := auth.NewAPIKey("bob", nil, "ci")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := h.store.CreateAPIKey(context.Background(), k); err != nil {
+		t.Fatal(err)
+	}
+	var list []APIKeyInfo
+	if resp := h.do(http.MethodGet, "/api/apikeys", key, nil, &list); resp.StatusCode != 200 || len(list) != 1 || list[0].ID != k.ID {
+		t.Fatalf("list own keys: %d %+v", resp.StatusCode, list)
+	}
+	var e APIError
+	if resp := h.do(http.MethodDelete, "/api/apikeys/"+k.ID, h.token("mallory"), nil, &e); resp.StatusCode != 403 {
+		t.Errorf("another user revoked bob's key: %d", resp.StatusCode)
+	}
+	if resp := h.do(http.MethodDelete, "/api/apikeys/"+k.ID, h.token("root", auth.PermAdmin), nil, nil); resp.StatusCode != 204 {
+		t.Fatalf("admin revoke: %d", resp.StatusCode)
+	}
+	if resp := h.do(http.MethodGet, "/api/apikeys", key, nil, &e); resp.StatusCode != 401 {
+		t.Errorf("revoked key still works: %d", resp.StatusCode)
+	}
+	if resp := h.do(http.MethodDelete, "/api/apikeys/nothex", h.token("root", auth.PermAdmin), nil, &e); resp.StatusCode != 400 {
+		t.Errorf("bad id: %d", resp.StatusCode)
+	}
+	if strings.Contains(h.logs.String(), key) {
+		t.Error("the key appears in the log")
+	}
+}

@@ -58,7 +58,9 @@ func (c *Config) fill() {
 		c.KeepAlive = 20 * time.Second
 	}
 	if c.RegisterWait <= 0 {
-		c.RegisterWait = 3 * time.Second
+		// Longer than the pool's dial timeout, so that the answer can say
+		// why a browser that accepts but never answers is not connected.
+		c.RegisterWait = 6 * time.Second
 	}
 	if c.DrainTimeout <= 0 {
 		c.DrainTimeout = 10 * time.Second
@@ -104,9 +106,11 @@ func New(cfg Config) *Server {
 	api.POST("/register", s.register)
 	api.GET("/users/:userId/status", s.userStatus)
 	api.DELETE("/users/:userId", s.deleteUser)
+	api.GET("/apikeys", s.listAPIKeys)
+	api.DELETE("/apikeys/:id", s.revokeAPIKey)
 
 	streams := s.limitStreams()
-	e.GET("/sse", echo.WrapHandler(s.sse.SSEHandler()), authn, s.mcpGuard, streams)
+	e.GET("/sse", echo.WrapHandler(s.endableSSE(s.sse.SSEHandler())), authn, s.mcpGuard, streams)
 	e.POST("/message", echo.WrapHandler(s.sse.MessageHandler()), authn, s.mcpGuard)
 	mcpHandler := echo.WrapHandler(s.stream)
 	for _, m := range []string{http.MethodPost, http.MethodGet, http.MethodDelete} {
@@ -132,11 +136,16 @@ func (s *Server) Restore(ctx context.Context) error {
 	return nil
 }
 
-// Serve answers on ln until ctx ends, then drains: it ends the MCP streams,
-// waits up to DrainTimeout for requests in flight, and closes every session.
+// Serve answers on ln until ctx ends, then drains: it stops accepting
+// connections at once, waits up to DrainTimeout for the requests in flight
+// and for the tool calls of legacy SSE sessions to be answered on their
+// streams, then ends the MCP streams (each with an SSE retry hint) and
+// closes every session. A drain that times out cuts what is left and is
+// not an error.
 func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
+	d := newDrainer()
 	srv := &http.Server{
-		Handler:           s.e,
+		Handler:           d.wrap(s.e),
 		ReadHeaderTimeout: 10 * time.Second,
 		IdleTimeout:       2 * time.Minute,
 		// No WriteTimeout: it would cut SSE streams.
@@ -152,16 +161,28 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 		return err
 	case <-ctx.Done():
 	}
-	s.log.Info().Msg("shutting down")
-	dctx, cancel := context.WithTimeout(context.Background(), s.cfg.DrainTimeout)
-	defer cancel()
+	s.log.Info().Dur("drain_timeout", s.cfg.DrainTimeout).Msg("shutting down: no new connections; finishing the requests and tool calls in flight")
+	sctx, scancel := context.WithTimeout(context.Background(), s.cfg.DrainTimeout+streamEndBound)
+	defer scancel()
+	// Shutdown closes the listener at once, then waits for every
+	// connection to go idle: the streams end below, after the drain.
+	shut := make(chan error, 1)
+	go func() { shut <- srv.Shutdown(sctx) }()
+	dctx, dcancel := context.WithTimeout(sctx, s.cfg.DrainTimeout)
+	requests, answers := d.wait(dctx)
+	dcancel()
+	if requests+answers > 0 {
+		s.log.Warn().Int("requests", requests).Int("sse_answers", answers).Msg("drain timeout: cutting what is still in flight")
+	}
+	d.close()
 	s.sse.CloseSessions()
-	s.stream.CloseSessions(dctx)
-	err := srv.Shutdown(dctx)
-	s.cfg.Sessions.CloseAll()
+	s.stream.CloseSessions(sctx)
+	err := <-shut
 	if errors.Is(err, context.DeadlineExceeded) {
 		_ = srv.Close()
 		err = nil
 	}
+	s.cfg.Sessions.CloseAll()
+	s.log.Info().Msg("drained: every MCP session is closed")
 	return err
 }

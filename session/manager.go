@@ -23,7 +23,8 @@ type Config struct {
 	MaxSessionsPerUser int           // default 10
 	MaxSessions        int           // default 1000
 	MaxTabsPerSession  int           // default 20
-	IdleTimeout        time.Duration // default 30m; applies to default workspaces
+	IdleTimeout        time.Duration // default 30m; a session with no MCP request for this long is closed
+	Lifetime           time.Duration // default 12h; no session lives longer, however busy
 	KeepTabs           bool          // leave a closed session's tabs open
 	FilesDir           string        // where filePath outputs go; default a temp dir per session
 	BrowserWait        time.Duration // how long a call waits for a down browser; default 5s
@@ -47,6 +48,9 @@ func (c *Config) fill() {
 	}
 	if c.IdleTimeout <= 0 {
 		c.IdleTimeout = 30 * time.Minute
+	}
+	if c.Lifetime <= 0 {
+		c.Lifetime = 12 * time.Hour
 	}
 	if c.BrowserWait <= 0 {
 		c.BrowserWait = 5 * time.Second
@@ -74,9 +78,10 @@ type Manager struct {
 	lim  limits
 
 	mu       sync.Mutex
-	sessions map[string]*Session // by MCP session ID
-	reserved map[string]string   // ID -> owner, handed out but not registered yet
-	defaults map[string]*Session // per-user default workspace (stateless protocol)
+	sessions map[string]*Session      // by MCP session ID
+	reserved map[string]reservation   // handed out but not registered yet
+	defaults map[string]*Session      // per-user default workspace (stateless protocol)
+	life     map[*Session]*lifeRecord // when each open session began, how to end its transport
 }
 
 // NewManager returns a manager whose sessions drive browsers of pool.
@@ -85,8 +90,9 @@ func NewManager(cfg Config, pool *browserpool.Pool) *Manager {
 	m := &Manager{
 		cfg: cfg, pool: pool, lim: newLimits(cfg),
 		sessions: map[string]*Session{},
-		reserved: map[string]string{},
+		reserved: map[string]reservation{},
 		defaults: map[string]*Session{},
+		life:     map[*Session]*lifeRecord{},
 	}
 	cfg.Metrics.bind(m)
 	return m
@@ -99,7 +105,7 @@ func (m *Manager) NewID(owner string) string {
 	_, _ = rand.Read(b[:])
 	id := hex.EncodeToString(b[:])
 	m.mu.Lock()
-	m.reserved[id] = owner
+	m.reserved[id] = reservation{owner: owner, at: time.Now()}
 	m.mu.Unlock()
 	return id
 }
@@ -126,43 +132,40 @@ func (m *Manager) CheckOpen(owner string) error {
 }
 
 // Open registers session id for owner. Opening an ID that is open already
-// returns the existing session.
+// returns the existing session. OpenWithEnd (lifetime.go) also tells the
+// manager how to end the session's transport when it expires.
 func (m *Manager) Open(id, owner string) *Session {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	delete(m.reserved, id)
-	if s, ok := m.sessions[id]; ok {
-		return s
-	}
-	s := m.newSession(id, owner)
-	m.sessions[id] = s
-	s.log.Info().Msg("session opened")
-	m.cfg.Audit.Info().Bool("audit", true).Str("event", "session_open").Str("user", owner).Str("session", id).Send()
-	return s
+	return m.OpenWithEnd(id, owner, nil)
 }
 
+// newSession makes a session and starts its lifetime; callers hold m.mu and
+// put it in m.sessions or m.defaults.
 func (m *Manager) newSession(id, owner string) *Session {
-	return &Session{
+	now := time.Now()
+	s := &Session{
 		ID: id, UserID: owner, mgr: m,
 		log:      m.cfg.Log.With().Str("user", owner).Str("session", id).Logger(),
 		tabs:     map[int]*tab{},
-		lastUsed: time.Now(),
+		lastUsed: now,
 	}
+	m.life[s] = &lifeRecord{opened: now}
+	return s
 }
 
-// Close ends session id and closes the tabs it opened. Unknown IDs are ignored.
+// Close ends session id and closes the tabs it opened; the transport calls it
+// when the session ends on its side (DELETE, closed stream). Unknown IDs are
+// ignored.
 func (m *Manager) Close(id string) {
 	m.mu.Lock()
 	s, ok := m.sessions[id]
 	delete(m.sessions, id)
 	delete(m.reserved, id)
+	if ok {
+		delete(m.life, s) // the transport is ending already
+	}
 	m.mu.Unlock()
 	if ok {
-		s.calls.Lock() // let a running call finish first
-		s.close(m.cfg.KeepTabs)
-		s.calls.Unlock()
-		s.log.Info().Msg("session closed")
-		m.cfg.Audit.Info().Bool("audit", true).Str("event", "session_close").Str("user", s.UserID).Str("session", id).Send()
+		m.finish(s, CloseClient)
 	}
 }
 
@@ -173,31 +176,28 @@ func (m *Manager) Owner(id string) (string, bool) {
 	if s, ok := m.sessions[id]; ok {
 		return s.UserID, true
 	}
-	owner, ok := m.reserved[id]
-	return owner, ok
+	r, ok := m.reserved[id]
+	return r.owner, ok
 }
 
 // CloseUser ends every session of owner, its default workspace included,
-// and returns how many it closed.
+// ends their transports (streams), and returns how many it closed.
 func (m *Manager) CloseUser(owner string) int {
 	m.mu.Lock()
-	var ids []string
+	var ended []ending
 	for id, s := range m.sessions {
 		if s.UserID == owner {
-			ids = append(ids, id)
+			delete(m.sessions, id)
+			ended = append(ended, m.takeLocked(s, CloseUnregistered))
 		}
 	}
-	def := m.defaults[owner]
-	delete(m.defaults, owner)
+	if def := m.defaults[owner]; def != nil {
+		delete(m.defaults, owner)
+		ended = append(ended, m.takeLocked(def, CloseUnregistered))
+	}
 	m.mu.Unlock()
-	for _, id := range ids {
-		m.Close(id)
-	}
-	if def != nil {
-		def.close(m.cfg.KeepTabs)
-		return len(ids) + 1
-	}
-	return len(ids)
+	m.end(ended)
+	return len(ended)
 }
 
 // Count returns the number of open sessions, default workspaces included.
@@ -247,12 +247,12 @@ func (m *Manager) resolve(ctx context.Context, p auth.Principal) (*Session, erro
 	}
 	s, ok := m.sessions[id]
 	if !ok {
-		owner, reserved := m.reserved[id]
-		if !reserved || owner != p.UserID {
+		r, reserved := m.reserved[id]
+		if !reserved || r.owner != p.UserID {
 			return nil, fmt.Errorf("this MCP session is closed or unknown; reconnect your MCP client")
 		}
 		delete(m.reserved, id)
-		s = m.newSession(id, owner)
+		s = m.newSession(id, r.owner)
 		m.sessions[id] = s
 	}
 	if s.UserID != p.UserID {
@@ -296,6 +296,7 @@ func (m *Manager) Middleware(next server.ToolHandlerFunc) server.ToolHandlerFunc
 		s.touch()
 		start := time.Now()
 		res, err := next(tools.WithWorkspace(ctx, s), req)
+		s.touch() // idle counts from the end of the last call
 		if n := s.takeNotice(); n != "" && res != nil {
 			res.Content = append([]mcp.Content{mcp.NewTextContent(n)}, res.Content...)
 		}
@@ -311,55 +312,43 @@ func (m *Manager) Middleware(next server.ToolHandlerFunc) server.ToolHandlerFunc
 	}
 }
 
-// Run expires idle default workspaces until ctx ends.
+// Run expires sessions until ctx ends: those idle for IdleTimeout and those
+// older than Lifetime, default workspaces included, whether or not a stream is
+// still open. It checks every SweepInterval.
 func (m *Manager) Run(ctx context.Context) {
-	every := min(m.cfg.IdleTimeout/4, time.Minute)
-	tick := time.NewTicker(every)
+	tick := time.NewTicker(m.SweepInterval())
 	defer tick.Stop()
 	for {
 		select {
 		case <-ctx.Done():
 			return
 		case <-tick.C:
-			m.expireIdle(time.Now().Add(-m.cfg.IdleTimeout))
+			m.expire(time.Now())
 		}
 	}
 }
 
+// expireIdle expires what is idle since before (and what had outlived its
+// lifetime by then).
 func (m *Manager) expireIdle(before time.Time) {
-	m.mu.Lock()
-	var idle []*Session
-	for user, s := range m.defaults {
-		if s.LastUsed().Before(before) {
-			idle = append(idle, s)
-			delete(m.defaults, user)
-		}
-	}
-	m.mu.Unlock()
-	for _, s := range idle {
-		s.calls.Lock()
-		s.close(m.cfg.KeepTabs)
-		s.calls.Unlock()
-		s.log.Info().Msg("default workspace expired")
-	}
+	m.expire(before.Add(m.cfg.IdleTimeout))
 }
 
-// CloseAll ends every session, for shutdown.
+// CloseAll ends every session and its transport, for shutdown.
 func (m *Manager) CloseAll() {
 	m.mu.Lock()
-	var ids []string
-	for id := range m.sessions {
-		ids = append(ids, id)
+	var ended []ending
+	for id, s := range m.sessions {
+		delete(m.sessions, id)
+		ended = append(ended, m.takeLocked(s, CloseShutdown))
 	}
-	defs := m.defaults
-	m.defaults = map[string]*Session{}
+	for user, s := range m.defaults {
+		delete(m.defaults, user)
+		ended = append(ended, m.takeLocked(s, CloseShutdown))
+	}
+	clear(m.reserved)
 	m.mu.Unlock()
-	for _, id := range ids {
-		m.Close(id)
-	}
-	for _, s := range defs {
-		s.close(m.cfg.KeepTabs)
-	}
+	m.end(ended)
 }
 
 // IdleTimeout returns how long a session may stay unused.

@@ -4,6 +4,7 @@ package session
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -64,7 +65,9 @@ func (s *Session) conn(ctx context.Context) (browserpool.Conn, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.generation != c.Generation {
-		if s.generation != 0 && len(s.tabs) > 0 {
+		// Any session that ever had a page is told, even when its pages
+		// were already dropped on the way down.
+		if s.generation != 0 && s.nextID > 0 {
 			for _, t := range s.tabs {
 				t.cancel()
 			}
@@ -98,6 +101,9 @@ func (s *Session) Tab(ctx context.Context, pageID int) (*tools.Tab, error) {
 		return nil, fmt.Errorf("page %d is not one of this session's pages; call list_pages to see them", pageID)
 	}
 	if t.Ctx.Err() != nil {
+		if c.Ctx.Err() != nil {
+			return nil, fmt.Errorf("page %d: the connection to the browser was lost; retry in a few seconds", pageID)
+		}
 		s.drop(pageID)
 		return nil, fmt.Errorf("page %d was closed outside this session; call list_pages, or new_page to open another", pageID)
 	}
@@ -124,12 +130,12 @@ func (s *Session) newTab(ctx context.Context, c browserpool.Conn, background boo
 		URL: "about:blank", NewWindow: ptr(false), Background: ptr(background),
 	})
 	if err != nil {
-		return nil, fmt.Errorf("open a new page: %w", err)
+		return nil, s.browserError("open a new page", c, err)
 	}
 	t, err := s.attach(cctx, c, created.TargetID, true)
 	if err != nil {
 		closeTarget(c.Ctx, created.TargetID)
-		return nil, fmt.Errorf("open a new page: %w", err)
+		return nil, s.browserError("open a new page", c, err)
 	}
 	return t, nil
 }
@@ -159,7 +165,7 @@ func (s *Session) AttachTab(ctx context.Context, id target.ID) (*tools.Tab, erro
 	defer cancel()
 	res, err := chromedp.CallBrowser(cctx, target.GetTargets, target.GetTargetsParams{})
 	if err != nil {
-		return nil, fmt.Errorf("list tabs: %w", err)
+		return nil, s.browserError("list tabs", c, err)
 	}
 	if !slices.ContainsFunc(res.TargetInfos, func(ti *target.Info) bool { return ti.TargetID == id && ti.Type == "page" }) {
 		return nil, fmt.Errorf("no tab %q in your browser; call list_pages with all=true to see them", id)
@@ -178,7 +184,7 @@ func (s *Session) BrowserTabs(ctx context.Context) ([]tools.BrowserTab, error) {
 	defer cancel()
 	res, err := chromedp.CallBrowser(cctx, target.GetTargets, target.GetTargetsParams{})
 	if err != nil {
-		return nil, fmt.Errorf("list tabs: %w", err)
+		return nil, s.browserError("list tabs", c, err)
 	}
 	s.mu.Lock()
 	mine := map[target.ID]bool{}
@@ -193,6 +199,18 @@ func (s *Session) BrowserTabs(ctx context.Context) ([]tools.BrowserTab, error) {
 		}
 	}
 	return out, nil
+}
+
+// browserError says why a browser-level exchange failed and what to do.
+func (s *Session) browserError(what string, c browserpool.Conn, err error) error {
+	switch {
+	case c.Ctx.Err() != nil:
+		return fmt.Errorf("%s: the connection to the browser was lost; retry in a few seconds", what)
+	case errors.Is(err, context.DeadlineExceeded):
+		return fmt.Errorf("%s: the browser did not answer within %s; it may be busy or hung, retry later", what, s.mgr.cfg.CallTimeout)
+	default:
+		return fmt.Errorf("%s: %w", what, err)
+	}
 }
 
 func (s *Session) roomForTab() error {
@@ -217,6 +235,10 @@ func (s *Session) browserCall(ctx context.Context, c browserpool.Conn) (context.
 // ID and selects it. owned says whether the session opened it.
 func (s *Session) attach(cctx context.Context, c browserpool.Conn, id target.ID, owned bool) (*tools.Tab, error) {
 	state := tools.NewTabState(id)
+	state.OnListenerPanic(func(p tools.ListenerPanic) {
+		s.log.Error().Str("collector", p.Collector).Str("panic", p.Value).Str("stack", p.Stack).
+			Msg("recovered a panic in a tab's event listener; the tab goes on")
+	})
 	// Detach, never close, when the context ends: closing is done on purpose
 	// by closeTarget, so no cancel can close a tab by accident.
 	tctx, tcancel := chromedp.NewContext(c.Ctx, chromedp.WithTargetID(id),
@@ -229,7 +251,7 @@ func (s *Session) attach(cctx context.Context, c browserpool.Conn, id target.ID,
 	select {
 	case err = <-attached:
 	case <-cctx.Done():
-		err = fmt.Errorf("the browser did not attach the page within %s", s.mgr.cfg.CallTimeout)
+		err = context.DeadlineExceeded
 	}
 	if err != nil {
 		tcancel()
@@ -311,7 +333,7 @@ func (s *Session) Tabs(ctx context.Context) ([]tools.TabInfo, error) {
 	defer cancel()
 	res, err := chromedp.CallBrowser(cctx, target.GetTargets, target.GetTargetsParams{})
 	if err != nil {
-		return nil, fmt.Errorf("list pages: %w", err)
+		return nil, s.browserError("list pages", c, err)
 	}
 	live := map[target.ID]*target.Info{}
 	for _, ti := range res.TargetInfos {

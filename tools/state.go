@@ -3,6 +3,7 @@ package tools
 import (
 	"context"
 	"fmt"
+	"runtime/debug"
 	"strings"
 	"sync"
 	"time"
@@ -27,6 +28,8 @@ type TabState struct {
 
 	emulation emulationState // what emulate set on the tab (emulate.go)
 
+	panics listenerPanics // panics recovered in Listen
+
 	mu        sync.Mutex
 	byBackend map[cdp.BackendNodeID]int
 	byUID     map[int]cdp.BackendNodeID
@@ -50,13 +53,88 @@ func NewTabState(id target.ID) *TabState {
 }
 
 // Listen takes the tab's events. It runs on the tab's read loop: it only
-// updates counters and never blocks.
+// updates counters and never blocks. A panic in one collector is recovered
+// (counted, and reported to OnListenerPanic's func once per collector):
+// that event is lost to it, and the read loop, the other collectors and the
+// next events go on.
 func (s *TabState) Listen(ev any) {
-	s.console.listen(ev)
-	s.network.listen(ev)
-	s.dialog.listen(ev)
-	s.activity.listen(ev)
-	s.trace.listen(ev)
+	s.guard("console", s.console.listen, ev)
+	s.guard("network", s.network.listen, ev)
+	s.guard("dialog", s.dialog.listen, ev)
+	s.guard("activity", s.activity.listen, ev)
+	s.guard("trace", s.trace.listen, ev)
+	s.guard("navigation", s.listenNav, ev)
+}
+
+// ListenerPanic is a panic that Listen recovered.
+type ListenerPanic struct {
+	Collector string // console, network, dialog, activity, trace or navigation
+	Value     string // the panic value, printed
+	Stack     string // the stack of the panicking goroutine
+}
+
+// listenerPanics counts the panics Listen recovered.
+type listenerPanics struct {
+	mu     sync.Mutex
+	count  uint64
+	first  *ListenerPanic
+	report func(ListenerPanic)
+	told   map[string]bool // collectors already reported
+}
+
+// OnListenerPanic sets f to be told of the first panic of each collector of
+// the tab, e.g. to log it with its stack; later panics of that collector are
+// only counted. f runs on the tab's read loop and must not block.
+func (s *TabState) OnListenerPanic(f func(ListenerPanic)) {
+	s.panics.mu.Lock()
+	s.panics.report = f
+	s.panics.mu.Unlock()
+}
+
+// ListenerPanics returns how many panics Listen recovered and the first of
+// them (nil when none).
+func (s *TabState) ListenerPanics() (uint64, *ListenerPanic) {
+	s.panics.mu.Lock()
+	defer s.panics.mu.Unlock()
+	if s.panics.first == nil {
+		return s.panics.count, nil
+	}
+	first := *s.panics.first
+	return s.panics.count, &first
+}
+
+// guard feeds ev to one collector, recovering a panic.
+func (s *TabState) guard(collector string, listen func(any), ev any) {
+	defer func() {
+		v := recover()
+		if v == nil {
+			return
+		}
+		p := ListenerPanic{Collector: collector, Value: fmt.Sprint(v), Stack: string(debug.Stack())}
+		s.panics.mu.Lock()
+		s.panics.count++
+		if s.panics.first == nil {
+			s.panics.first = &p
+		}
+		report := s.panics.report
+		if s.panics.told[collector] {
+			report = nil
+		} else if report != nil {
+			if s.panics.told == nil {
+				s.panics.told = map[string]bool{}
+			}
+			s.panics.told[collector] = true
+		}
+		s.panics.mu.Unlock()
+		if report != nil {
+			report(p)
+		}
+	}()
+	listen(ev)
+}
+
+// listenNav tracks the main frame's navigations and documents.
+func (s *TabState) listenNav(ev any) {
 	switch e := ev.(type) {
 	case *page.EventFrameStartedNavigating:
 		if e.FrameID != s.mainFrame {

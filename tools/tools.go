@@ -131,7 +131,7 @@ func All(cfg Config) []Tool {
 	list := []Tool{
 		t.listPages(), t.newPage(), t.selectPage(), t.closePage(), t.navigatePage(), t.waitFor(),
 		t.takeSnapshot(), t.click(), t.fill(),
-		t.takeScreenshot(), t.evaluateScript(),
+		t.takeScreenshot(), t.evaluateScript(), t.getCSSStyles(),
 	}
 	// One constructor per tool group, each in its own file.
 	for _, group := range [][]Tool{

@@ -2,8 +2,10 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"net"
 	"os"
 	"os/signal"
@@ -32,6 +34,7 @@ type serveFlags struct {
 	logLevel, logFormat, auditLog    string
 	maxBody, filesDir                string
 	sessionTokenTTL, idleTimeout     time.Duration
+	sessionLifetime                  time.Duration
 	healthInterval, browserWait      time.Duration
 	callTimeout, navTimeout          time.Duration
 	keepAlive, drainTimeout          time.Duration
@@ -81,7 +84,8 @@ func newServeCmd() (*cobra.Command, *serveFlags) {
 	fl.StringVar(&f.maxBody, "max-body", "1M", "largest request body accepted")
 	fl.StringVar(&f.filesDir, "files-dir", "", "the only directory tools may write files to (filePath), one subdirectory per user (default: a temp dir per session, removed when it closes)")
 	fl.DurationVar(&f.sessionTokenTTL, "session-token-ttl", 24*time.Hour, "lifetime of the sessionToken that /api/register returns")
-	fl.DurationVar(&f.idleTimeout, "idle-timeout", 30*time.Minute, "close MCP sessions unused for this long")
+	fl.DurationVar(&f.idleTimeout, "idle-timeout", 30*time.Minute, "close MCP sessions unused for this long (no MCP request), even with a stream open")
+	fl.DurationVar(&f.sessionLifetime, "session-lifetime", 12*time.Hour, "close every MCP session this long after it opened, however busy")
 	fl.DurationVar(&f.healthInterval, "health-interval", 30*time.Second, "how often each browser connection is health-checked")
 	fl.DurationVar(&f.browserWait, "browser-wait", 5*time.Second, "how long a tool call waits for a browser that is reconnecting")
 	fl.DurationVar(&f.callTimeout, "call-timeout", 10*time.Second, "bound of one CDP exchange of a tool")
@@ -161,6 +165,10 @@ func serve(ctx context.Context, f serveFlags, stderr io.Writer) error {
 		audit = zerolog.New(zerolog.MultiLevelWriter(af, stderr)).With().Timestamp().Logger()
 	}
 	secret, err := loadSecret(f.jwtSecret, f.dataDir, true)
+	var pathErr *fs.PathError
+	if errors.As(err, &pathErr) {
+		return fmt.Errorf("%w; --data-dir must be a writable directory (or pass --jwt-secret)", err)
+	}
 	if err != nil {
 		return err
 	}
@@ -190,9 +198,17 @@ func serve(ctx context.Context, f serveFlags, stderr io.Writer) error {
 	}
 	store, err := router.OpenBolt(filepath.Join(f.dataDir, "registrations.db"), router.WithSealer(sec.sealer))
 	if err != nil {
-		return err
+		return fmt.Errorf("%w; --data-dir must be a writable directory with free space", err)
 	}
-	defer store.Close()
+	defer func() {
+		// Every write was committed and synced in its own transaction;
+		// closing releases the file lock.
+		if err := store.Close(); err != nil {
+			log.Error().Err(err).Msg("registration store not closed cleanly")
+			return
+		}
+		log.Info().Str("path", store.Path()).Msg("registration store closed")
+	}()
 
 	switch {
 	case f.rateLimit < 0:
@@ -219,6 +235,7 @@ func serve(ctx context.Context, f serveFlags, stderr io.Writer) error {
 		MaxSessions:        f.maxSessions,
 		MaxTabsPerSession:  f.maxTabsPerSession,
 		IdleTimeout:        f.idleTimeout,
+		Lifetime:           f.sessionLifetime,
 		KeepTabs:           f.keepTabs,
 		FilesDir:           f.filesDir,
 		BrowserWait:        f.browserWait,
@@ -255,12 +272,15 @@ func serve(ctx context.Context, f serveFlags, stderr io.Writer) error {
 	if err != nil {
 		return fmt.Errorf("listen on %s: %w", f.addr, err)
 	}
-	ctx, stop := signal.NotifyContext(ctx, os.Interrupt, syscall.SIGTERM)
-	defer stop()
-	go func() {
-		<-ctx.Done()
-		stop() // a second signal kills the process at once
-	}()
+	// The first SIGINT or SIGTERM drains (srv.Serve returns when done, and
+	// serve returns nil: exit code 0); a second one during the drain makes
+	// serve return an error at once (exit code 1), cutting what is in
+	// flight. The process then exits, so srv.Serve is not waited for.
+	sigs := make(chan os.Signal, 2)
+	signal.Notify(sigs, os.Interrupt, syscall.SIGTERM)
+	defer signal.Stop(sigs)
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
 	go mgr.Run(ctx)
 
 	tokenHint := "mcp-browser-proxy token issue --user <you> --data-dir " + f.dataDir
@@ -269,7 +289,25 @@ func serve(ctx context.Context, f serveFlags, stderr io.Writer) error {
 	}
 	log.Info().Str("addr", sec.scheme+"://"+ln.Addr().String()).Str("auth", f.authMode).Str("data_dir", f.dataDir).Str("version", version).
 		Msg("mcp-browser-proxy listening; issue a token with: " + tokenHint)
-	return srv.Serve(ctx, ln)
+	served := make(chan error, 1)
+	go func() { served <- srv.Serve(ctx, ln) }()
+	draining := false
+	for {
+		select {
+		case err := <-served:
+			return err
+		case sig := <-sigs:
+			if !draining {
+				draining = true
+				log.Info().Str("signal", sig.String()).Dur("drain_timeout", f.drainTimeout).
+					Msg("stopping: draining; send the signal again to exit at once")
+				cancel()
+				continue
+			}
+			log.Warn().Str("signal", sig.String()).Msg("second signal: exiting without finishing the drain")
+			return fmt.Errorf("second signal (%s) during the drain: stopped at once, cutting the requests in flight", sig)
+		}
+	}
 }
 
 // serveMetrics is the Prometheus registry of one serve run and each

@@ -67,6 +67,18 @@ func StartWith(t testing.TB, extraArgs ...string) *Chrome {
 	return c
 }
 
+// Launch is StartWith that returns the error instead of failing the test,
+// so that several browsers can start at once from goroutines. The cleanup
+// is registered with t either way.
+func Launch(t testing.TB, extraArgs ...string) (*Chrome, error) {
+	c := &Chrome{dir: t.TempDir(), extra: extraArgs}
+	t.Cleanup(c.Kill)
+	if err := c.start(0); err != nil {
+		return nil, fmt.Errorf("start chromium: %w", err)
+	}
+	return c, nil
+}
+
 // Restart starts Chromium again on the same port and profile after Kill.
 func (c *Chrome) Restart(t testing.TB) {
 	t.Helper()

@@ -1,0 +1,339 @@
+package proxy
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"runtime/debug"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/mark3labs/mcp-go/mcp"
+	"github.com/mark3labs/mcp-go/server"
+
+	"github.com/mcp-browser-proxy/mcp-browser-proxy/auth"
+)
+
+// shutdownRetry is the reconnection delay that an MCP stream ended by
+// shutdown asks its client for (the SSE retry field): long enough for a
+// restart or for a load balancer to route the client elsewhere.
+const shutdownRetry = 5 * time.Second
+
+// streamEndBound bounds how long shutdown waits, after the drain, for the
+// MCP streams it ended to finish writing.
+const streamEndBound = 5 * time.Second
+
+// drainer tracks what a graceful shutdown waits for: the requests in
+// flight (every request but the long-lived MCP streams), and the JSON-RPC
+// requests accepted on the legacy SSE transport's POST /message, whose
+// answers travel on the session's stream after the POST has returned 202.
+// Once closing, it ends each MCP stream with a retry hint. Serve owns one;
+// it wraps the whole handler, outside echo.
+type drainer struct {
+	mu       sync.Mutex
+	inflight int                 // requests being served, MCP streams excluded
+	streams  map[string]struct{} // live legacy SSE sessions, by session ID
+	pending  map[string]int      // SSE session ID -> requests accepted minus answers written
+	changed  chan struct{}       // closed and replaced whenever a count drops
+	closing  bool                // the streams that end now are ended by shutdown
+}
+
+func newDrainer() *drainer {
+	return &drainer{streams: map[string]struct{}{}, pending: map[string]int{}, changed: make(chan struct{})}
+}
+
+// wrap returns next with the tracking around it.
+func (d *drainer) wrap(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Method == http.MethodGet && (r.URL.Path == "/sse" || r.URL.Path == "/mcp") {
+			d.serveStream(next, w, r)
+			return
+		}
+		d.addInflight(1)
+		defer d.addInflight(-1)
+		if r.Method == http.MethodPost && r.URL.Path == "/message" {
+			d.serveMessage(next, w, r)
+			return
+		}
+		next.ServeHTTP(w, r)
+	})
+}
+
+// serveMessage serves a POST /message and, when mcp-go accepted a JSON-RPC
+// request (202), counts the answer its session's stream owes.
+func (d *drainer) serveMessage(next http.Handler, w http.ResponseWriter, r *http.Request) {
+	body := &teeBody{ReadCloser: r.Body}
+	r.Body = body // echo's body limit wraps it: at most MaxBody is kept
+	sw := &statusWriter{ResponseWriter: w}
+	next.ServeHTTP(sw, r)
+	if sw.status == http.StatusAccepted && expectsAnswer(body.buf.Bytes()) {
+		d.expect(r.URL.Query().Get("sessionId"), 1)
+	}
+}
+
+// serveStream serves an MCP stream (GET /sse or GET /mcp). On /sse it
+// learns the session ID from the endpoint event and counts each JSON-RPC
+// answer written; when shutdown ended the stream, it ends it with a retry
+// field.
+func (d *drainer) serveStream(next http.Handler, w http.ResponseWriter, r *http.Request) {
+	sw := &streamWriter{ResponseWriter: w, d: d, legacy: r.URL.Path == "/sse"}
+	next.ServeHTTP(sw, r)
+	d.mu.Lock()
+	if sw.session != "" {
+		delete(d.streams, sw.session)
+		delete(d.pending, sw.session)
+		d.signalLocked()
+	}
+	closing := d.closing
+	d.mu.Unlock()
+	if closing && sw.eventStream {
+		// After the last event: the client reconnects after this delay
+		// instead of at once, to a restarted or another instance.
+		_, _ = fmt.Fprintf(w, "retry: %d\n\n", shutdownRetry.Milliseconds())
+		_ = http.NewResponseController(w).Flush()
+	}
+}
+
+func (d *drainer) addInflight(n int) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	d.inflight += n
+	if n < 0 {
+		d.signalLocked()
+	}
+}
+
+// expect adds n to the answers the stream of session owes; an answer
+// written (n = -1) may come before the 202 of its request was counted.
+func (d *drainer) expect(session string, n int) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if _, live := d.streams[session]; !live {
+		return
+	}
+	d.pending[session] += n
+	if n < 0 {
+		d.signalLocked()
+	}
+}
+
+func (d *drainer) signalLocked() {
+	close(d.changed)
+	d.changed = make(chan struct{})
+}
+
+// wait blocks until no request is in flight and every request accepted on
+// /message has its answer written on its stream, or until ctx ends. It
+// returns how many requests and stream answers were still open.
+func (d *drainer) wait(ctx context.Context) (requests, answers int) {
+	for {
+		d.mu.Lock()
+		requests, answers = d.inflight, 0
+		if requests == 0 {
+			// With no POST /message in flight, every accepted request is
+			// counted, so a positive count is an answer still owed.
+			for _, n := range d.pending {
+				answers += max(n, 0)
+			}
+		}
+		ch := d.changed
+		d.mu.Unlock()
+		if requests == 0 && answers == 0 {
+			return 0, 0
+		}
+		select {
+		case <-ch:
+		case <-ctx.Done():
+			return requests, answers
+		}
+	}
+}
+
+// close marks the shutdown: the streams that end from now on get the retry
+// hint.
+func (d *drainer) close() {
+	d.mu.Lock()
+	d.closing = true
+	d.mu.Unlock()
+}
+
+// teeBody keeps a copy of what the handler reads of a request body.
+type teeBody struct {
+	io.ReadCloser
+	buf bytes.Buffer
+}
+
+func (t *teeBody) Read(p []byte) (int, error) {
+	n, err := t.ReadCloser.Read(p)
+	t.buf.Write(p[:n])
+	return n, err
+}
+
+// expectsAnswer reports whether body is one JSON-RPC request with an ID: a
+// message the server answers.
+func expectsAnswer(body []byte) bool {
+	var msg struct {
+		ID     json.RawMessage `json:"id"`
+		Method string          `json:"method"`
+	}
+	if json.Unmarshal(body, &msg) != nil {
+		return false
+	}
+	return msg.Method != "" && len(msg.ID) > 0 && string(msg.ID) != "null"
+}
+
+// statusWriter records the status of a response.
+type statusWriter struct {
+	http.ResponseWriter
+	status int
+}
+
+func (w *statusWriter) WriteHeader(code int) {
+	if w.status == 0 {
+		w.status = code
+	}
+	w.ResponseWriter.WriteHeader(code)
+}
+
+func (w *statusWriter) Write(p []byte) (int, error) {
+	if w.status == 0 {
+		w.status = http.StatusOK
+	}
+	return w.ResponseWriter.Write(p)
+}
+
+func (w *statusWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
+
+// streamWriter watches the events of an MCP stream. mcp-go writes each
+// event with a single Write, which is what it relies on.
+type streamWriter struct {
+	http.ResponseWriter
+	d           *drainer
+	legacy      bool   // GET /sse: answers to POST /message come this way
+	status      int    // status written, 0 before
+	eventStream bool   // the answer is a text/event-stream that started
+	session     string // the legacy session ID, from the endpoint event
+}
+
+func (w *streamWriter) WriteHeader(code int) {
+	w.start(code)
+	w.ResponseWriter.WriteHeader(code)
+}
+
+func (w *streamWriter) start(code int) {
+	if w.status != 0 {
+		return
+	}
+	w.status = code
+	w.eventStream = code == http.StatusOK && strings.HasPrefix(w.Header().Get("Content-Type"), "text/event-stream")
+}
+
+func (w *streamWriter) Write(p []byte) (int, error) {
+	w.start(http.StatusOK)
+	if w.legacy && w.eventStream {
+		w.observe(p)
+	}
+	return w.ResponseWriter.Write(p)
+}
+
+// observe reads one event: the endpoint event names the session, and each
+// JSON-RPC answer pays one request accepted on /message.
+func (w *streamWriter) observe(p []byte) {
+	data := sseData(p)
+	if data == nil {
+		return
+	}
+	if w.session == "" {
+		u, err := url.Parse(string(bytes.TrimSpace(data)))
+		if err != nil || u.Query().Get("sessionId") == "" {
+			return
+		}
+		w.session = u.Query().Get("sessionId")
+		w.d.mu.Lock()
+		w.d.streams[w.session] = struct{}{}
+		w.d.mu.Unlock()
+		return
+	}
+	if isAnswer(data) {
+		w.d.expect(w.session, -1)
+	}
+}
+
+func (w *streamWriter) Flush() { _ = http.NewResponseController(w.ResponseWriter).Flush() }
+
+func (w *streamWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
+
+// sseData returns the data field of the event in p (from "data:" to the
+// end), or nil.
+func sseData(p []byte) []byte {
+	i := bytes.Index(p, []byte("data:"))
+	if i < 0 || (i > 0 && p[i-1] != '\n') {
+		return nil
+	}
+	return bytes.TrimPrefix(p[i+len("data:"):], []byte(" "))
+}
+
+// isAnswer reports whether data, one JSON-RPC message, is an answer (it
+// has a result or an error) rather than a request or a notification (a
+// method). It reads only up to the first of those keys.
+func isAnswer(data []byte) bool {
+	dec := json.NewDecoder(bytes.NewReader(data))
+	if t, err := dec.Token(); err != nil || t != json.Delim('{') {
+		return false
+	}
+	for dec.More() {
+		t, err := dec.Token()
+		if err != nil {
+			return false
+		}
+		switch t {
+		case "result", "error":
+			return true
+		case "method":
+			return false
+		}
+		var skip json.RawMessage
+		if dec.Decode(&skip) != nil {
+			return false
+		}
+	}
+	return false
+}
+
+// recoverTools is the innermost tool middleware: a panic in a tool handler
+// is logged with its stack and becomes an error result of that call only;
+// the session, its tabs and the other calls go on.
+func (s *Server) recoverTools(next server.ToolHandlerFunc) server.ToolHandlerFunc {
+	return func(ctx context.Context, req mcp.CallToolRequest) (res *mcp.CallToolResult, err error) {
+		defer func() {
+			v := recover()
+			if v == nil {
+				return
+			}
+			ev := s.log.Error().Str("tool", req.Params.Name).Str("panic", clip(fmt.Sprint(v), 500)).
+				Str("stack", string(debug.Stack()))
+			if p, ok := auth.FromContext(ctx); ok {
+				ev = ev.Str("user", p.UserID)
+			}
+			if cs := server.ClientSessionFromContext(ctx); cs != nil {
+				ev = ev.Str("session", cs.SessionID())
+			}
+			ev.Msg("tool handler panicked; the call failed, the session goes on")
+			res, err = mcp.NewToolResultError(fmt.Sprintf("INTERNAL: %s failed with an internal error (a bug in the proxy, logged with its details); retry, or take a new snapshot if the page may have changed", req.Params.Name)), nil
+		}()
+		return next(ctx, req)
+	}
+}
+
+// clip shortens s to at most n bytes for a log line.
+func clip(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	return s[:n] + "..."
+}

@@ -1,0 +1,161 @@
+package session
+
+import (
+	"time"
+)
+
+// Close reasons, the "reason" of session_close audit lines. The two expiries,
+// CloseIdle and CloseLifetime, are also counted under their reason in
+// mbp_session_refusals_total (the session is refused further service).
+const (
+	CloseClient       = "client"       // the client or its transport ended it (DELETE, closed stream)
+	CloseIdle         = "idle_timeout" // no MCP request for Config.IdleTimeout
+	CloseLifetime     = "lifetime"     // open for Config.Lifetime, however busy
+	CloseUnregistered = "unregistered" // its user's registration was deleted
+	CloseShutdown     = "shutdown"     // the proxy is stopping
+)
+
+// reservation is a session ID handed out to owner at a time, not registered
+// yet. Reservations that are never registered expire with the idle bound.
+type reservation struct {
+	owner string
+	at    time.Time
+}
+
+// lifeRecord is what the manager keeps of an open session besides the
+// session itself: when it began, and how to end its transport.
+type lifeRecord struct {
+	opened time.Time
+	end    func() // ends the session's streams and transport state; nil: none
+}
+
+// ending is a session taken out of the manager's maps, to be closed.
+type ending struct {
+	s      *Session
+	reason string
+	end    func()
+}
+
+// OpenWithEnd is Open that also records end, the way to end the session's
+// transport (cancel its SSE stream, terminate its streamable session). The
+// manager calls end, once and without holding any lock, when it closes the
+// session on its own: expiry, the user's unregistration, shutdown. It does
+// not call end from Close, which the transport calls when it is ending the
+// session itself. A session that is open already keeps the end it has.
+func (m *Manager) OpenWithEnd(id, owner string, end func()) *Session {
+	m.mu.Lock()
+	delete(m.reserved, id)
+	s, ok := m.sessions[id]
+	if !ok {
+		s = m.newSession(id, owner)
+		m.sessions[id] = s
+	}
+	if rec := m.life[s]; rec != nil && rec.end == nil {
+		rec.end = end
+	}
+	m.mu.Unlock()
+	if !ok {
+		s.log.Info().Msg("session opened")
+		m.cfg.Audit.Info().Bool("audit", true).Str("event", "session_open").Str("user", owner).Str("session", id).Send()
+	}
+	return s
+}
+
+// Touch records activity of session id (any MCP request of its client), so
+// that it is not idle. Unknown IDs are ignored.
+func (m *Manager) Touch(id string) {
+	m.mu.Lock()
+	s := m.sessions[id]
+	m.mu.Unlock()
+	if s != nil {
+		s.touch()
+	}
+}
+
+// Lifetime returns how long a session may live, however busy.
+func (m *Manager) Lifetime() time.Duration { return m.cfg.Lifetime }
+
+// SweepInterval returns how often Run looks for expired sessions: a quarter
+// of the shorter bound, at most a minute. A session is closed at most this
+// late.
+func (m *Manager) SweepInterval() time.Duration {
+	return max(min(min(m.cfg.IdleTimeout, m.cfg.Lifetime)/4, time.Minute), time.Millisecond)
+}
+
+// expire closes, as of now, the sessions (default workspaces included) idle
+// for IdleTimeout (and not running a tool call) or open for Lifetime, and
+// drops reservations older than IdleTimeout.
+func (m *Manager) expire(now time.Time) {
+	idleSince, bornBefore := now.Add(-m.cfg.IdleTimeout), now.Add(-m.cfg.Lifetime)
+	reason := func(s *Session) string {
+		if rec := m.life[s]; rec != nil && rec.opened.Before(bornBefore) {
+			return CloseLifetime
+		}
+		if s.LastUsed().Before(idleSince) && s.calls.TryLock() {
+			// A session running a tool call is busy, not idle, however
+			// long the call takes; the probe takes nothing.
+			s.calls.Unlock()
+			return CloseIdle
+		}
+		return ""
+	}
+	m.mu.Lock()
+	var ended []ending
+	for id, s := range m.sessions {
+		if r := reason(s); r != "" {
+			delete(m.sessions, id)
+			ended = append(ended, m.takeLocked(s, r))
+		}
+	}
+	for user, s := range m.defaults {
+		if r := reason(s); r != "" {
+			delete(m.defaults, user)
+			ended = append(ended, m.takeLocked(s, r))
+		}
+	}
+	for id, r := range m.reserved {
+		if r.at.Before(idleSince) {
+			delete(m.reserved, id)
+		}
+	}
+	m.mu.Unlock()
+	m.end(ended)
+}
+
+// takeLocked forgets the lifetime of s, which the caller has just removed
+// from m.sessions or m.defaults, and returns what end needs to close it.
+// Callers hold m.mu.
+func (m *Manager) takeLocked(s *Session, reason string) ending {
+	e := ending{s: s, reason: reason}
+	if rec := m.life[s]; rec != nil {
+		e.end = rec.end
+	}
+	delete(m.life, s)
+	return e
+}
+
+// end ends the transports of the sessions first (so that their clients stop
+// sending), then closes them.
+func (m *Manager) end(ended []ending) {
+	for _, e := range ended {
+		if e.end != nil {
+			e.end()
+		}
+		m.finish(e.s, e.reason)
+	}
+}
+
+// finish closes s, which is out of the manager's maps already: it waits for a
+// running tool call, closes the tabs s opened (unless KeepTabs), and logs,
+// audits and counts the close.
+func (m *Manager) finish(s *Session, reason string) {
+	s.calls.Lock() // let a running call finish first
+	s.close(m.cfg.KeepTabs)
+	s.calls.Unlock()
+	s.log.Info().Str("reason", reason).Msg("session closed")
+	m.cfg.Audit.Info().Bool("audit", true).Str("event", "session_close").Str("user", s.UserID).Str("session", s.ID).
+		Str("reason", reason).Send()
+	if reason == CloseIdle || reason == CloseLifetime {
+		m.cfg.Metrics.refused(reason)
+	}
+}
