@@ -7,7 +7,6 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
-	"path/filepath"
 	"regexp"
 	"runtime"
 	"strings"
@@ -19,14 +18,10 @@ import (
 	"github.com/gorilla/websocket"
 	"github.com/mark3labs/mcp-go/client"
 	"github.com/mark3labs/mcp-go/mcp"
-	"github.com/rs/zerolog"
 
-	"github.com/mcp-browser-proxy/mcp-browser-proxy/auth"
 	"github.com/mcp-browser-proxy/mcp-browser-proxy/browserpool"
 	"github.com/mcp-browser-proxy/mcp-browser-proxy/internal/testchrome"
-	"github.com/mcp-browser-proxy/mcp-browser-proxy/router"
 	"github.com/mcp-browser-proxy/mcp-browser-proxy/session"
-	"github.com/mcp-browser-proxy/mcp-browser-proxy/tools"
 )
 
 // faultPool is the pool configuration of the fault tests: health checks and
@@ -41,40 +36,10 @@ func faultPool() browserpool.Config {
 // newFaultHarness is newHarnessWith with the pool configuration of the
 // test's choosing; scfg.BrowserWait is kept (2s when zero).
 func newFaultHarness(t testing.TB, pcfg browserpool.Config, scfg session.Config) *harness {
-	t.Helper()
-	dataDir := t.TempDir()
-	logs := &syncBuffer{}
-	log := zerolog.New(logs)
-	authn, err := auth.NewAuthenticator([]byte("test-secret-test-secret-test-secret!"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	store, err := router.OpenBolt(filepath.Join(dataDir, "registrations.db"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	pcfg.Logger = log
-	pool := browserpool.New(pcfg)
 	if scfg.BrowserWait == 0 {
 		scfg.BrowserWait = 2 * time.Second
 	}
-	scfg.Log, scfg.Audit = log, log
-	mgr := session.NewManager(scfg, pool)
-	srv := New(Config{
-		Version: "test", Auth: authn, Store: store, Pool: pool, Sessions: mgr,
-		Tools: tools.Config{CallTimeout: 10 * time.Second, NavigationTimeout: 10 * time.Second},
-		Log:   log, Audit: log, RegisterWait: 5 * time.Second,
-	})
-	hs := httptest.NewServer(srv.Handler())
-	h := &harness{t: t, URL: hs.URL, authn: authn, store: store, pool: pool, mgr: mgr, srv: srv, logs: logs}
-	t.Cleanup(func() {
-		mgr.CloseAll()
-		hs.CloseClientConnections()
-		hs.Close()
-		pool.Close()
-		store.Close()
-	})
-	return h
+	return buildHarness(t, harnessSetup{pool: pcfg, session: scfg})
 }
 
 // callResult is one bounded tool call.

@@ -16,6 +16,7 @@ import (
 	"github.com/mark3labs/mcp-go/client"
 	"github.com/mark3labs/mcp-go/client/transport"
 	"github.com/mark3labs/mcp-go/mcp"
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/rs/zerolog"
 
 	"github.com/mcp-browser-proxy/mcp-browser-proxy/auth"
@@ -56,36 +57,85 @@ func (s *syncBuffer) String() string {
 }
 
 func newHarness(t testing.TB, dataDir string) *harness {
-	return newHarnessWith(t, dataDir, session.Config{})
+	return buildHarness(t, harnessSetup{dataDir: dataDir})
 }
 
 // newHarnessWith is newHarness with session limits of the test's choosing.
 func newHarnessWith(t testing.TB, dataDir string, scfg session.Config) *harness {
+	return buildHarness(t, harnessSetup{dataDir: dataDir, session: scfg})
+}
+
+// testSecret signs the harness's tokens and keys its store's encryption.
+const testSecret = "test-secret-test-secret-test-secret!"
+
+// harnessSetup is what a test may change in the proxy it gets.
+type harnessSetup struct {
+	dataDir string             // default: a temp dir
+	pool    browserpool.Config // without HealthInterval and InitialBackoff: fast test settings
+	session session.Config     // BrowserWait defaults to 1 s
+	metrics bool               // register every package's metrics (Config.Gatherer)
+	edit    func(*Config)      // last changes to the proxy's Config
+}
+
+// buildHarness starts a proxy on a loopback httptest server, with its own
+// bbolt store (encrypted with testSecret), pool and session manager, and
+// stops it all when the test ends.
+func buildHarness(t testing.TB, su harnessSetup) *harness {
 	t.Helper()
-	if dataDir == "" {
-		dataDir = t.TempDir()
+	if su.dataDir == "" {
+		su.dataDir = t.TempDir()
 	}
 	logs := &syncBuffer{}
 	log := zerolog.New(logs)
-	authn, err := auth.NewAuthenticator([]byte("test-secret-test-secret-test-secret!"))
+	authn, err := auth.NewAuthenticator([]byte(testSecret))
 	if err != nil {
 		t.Fatal(err)
 	}
-	store, err := router.OpenBolt(filepath.Join(dataDir, "registrations.db"))
+	sealer, err := router.NewSealer([]byte(testSecret))
 	if err != nil {
 		t.Fatal(err)
 	}
-	pool := browserpool.New(browserpool.Config{
-		HealthInterval: time.Second, DialTimeout: 5 * time.Second,
-		InitialBackoff: 50 * time.Millisecond, MaxBackoff: 500 * time.Millisecond, Logger: log,
-	})
-	scfg.BrowserWait, scfg.Log, scfg.Audit = time.Second, log, log
-	mgr := session.NewManager(scfg, pool)
-	srv := New(Config{
-		Version: "test", Auth: authn, Store: store, Pool: pool, Sessions: mgr,
+	store, err := router.OpenBolt(filepath.Join(su.dataDir, "registrations.db"), router.WithSealer(sealer))
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := Config{
+		Version: "test", Auth: authn, Store: store,
 		Tools: tools.Config{CallTimeout: 10 * time.Second, NavigationTimeout: 10 * time.Second},
 		Log:   log, Audit: log, RegisterWait: 5 * time.Second,
-	})
+	}
+	if su.pool.HealthInterval == 0 && su.pool.InitialBackoff == 0 {
+		su.pool = browserpool.Config{HealthInterval: time.Second, DialTimeout: 5 * time.Second,
+			InitialBackoff: 50 * time.Millisecond, MaxBackoff: 500 * time.Millisecond}
+	}
+	su.pool.Logger = log
+	if su.metrics {
+		reg := prometheus.NewRegistry()
+		if su.pool.Metrics, err = browserpool.NewMetrics(reg); err != nil {
+			t.Fatal(err)
+		}
+		if su.session.Metrics, err = session.NewMetrics(reg); err != nil {
+			t.Fatal(err)
+		}
+		if cfg.Metrics, err = NewMetrics(reg); err != nil {
+			t.Fatal(err)
+		}
+		cfg.Gatherer = reg
+	}
+	if su.edit != nil {
+		su.edit(&cfg)
+	}
+	if cfg.Security.BrowserPolicy != nil {
+		su.pool.Policy = cfg.Security.BrowserPolicy
+	}
+	pool := browserpool.New(su.pool)
+	if su.session.BrowserWait == 0 {
+		su.session.BrowserWait = time.Second
+	}
+	su.session.Log, su.session.Audit = log, log
+	mgr := session.NewManager(su.session, pool)
+	cfg.Pool, cfg.Sessions = pool, mgr
+	srv := New(cfg)
 	if err := srv.Restore(context.Background()); err != nil {
 		t.Fatal(err)
 	}

@@ -5,72 +5,24 @@ import (
 	"context"
 	"io"
 	"net/http"
-	"net/http/httptest"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/mark3labs/mcp-go/mcp"
-	"github.com/prometheus/client_golang/prometheus"
-	"github.com/rs/zerolog"
 
 	"github.com/mcp-browser-proxy/mcp-browser-proxy/auth"
-	"github.com/mcp-browser-proxy/mcp-browser-proxy/browserpool"
 	"github.com/mcp-browser-proxy/mcp-browser-proxy/internal/testchrome"
-	"github.com/mcp-browser-proxy/mcp-browser-proxy/router"
 	"github.com/mcp-browser-proxy/mcp-browser-proxy/session"
-	"github.com/mcp-browser-proxy/mcp-browser-proxy/tools"
 )
 
 // newObservedHarness is newHarnessWith plus proxy settings of the test's
 // choosing (pcfg's limits and MetricsPublic), with every package's metrics
 // on one fresh registry that GET /metrics serves.
 func newObservedHarness(t *testing.T, scfg session.Config, pcfg Config) *harness {
-	t.Helper()
-	dataDir := t.TempDir()
-	logs := &syncBuffer{}
-	log := zerolog.New(logs)
-	reg := prometheus.NewRegistry()
-	poolMetrics, err := browserpool.NewMetrics(reg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if scfg.Metrics, err = session.NewMetrics(reg); err != nil {
-		t.Fatal(err)
-	}
-	if pcfg.Metrics, err = NewMetrics(reg); err != nil {
-		t.Fatal(err)
-	}
-	authn, err := auth.NewAuthenticator([]byte("test-secret-test-secret-test-secret!"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	store, err := router.OpenBolt(filepath.Join(dataDir, "registrations.db"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	pool := browserpool.New(browserpool.Config{
-		HealthInterval: time.Second, DialTimeout: 5 * time.Second,
-		InitialBackoff: 50 * time.Millisecond, MaxBackoff: 500 * time.Millisecond, Logger: log,
-		Metrics: poolMetrics,
-	})
-	scfg.BrowserWait, scfg.Log, scfg.Audit = time.Second, log, log
-	mgr := session.NewManager(scfg, pool)
-	pcfg.Version, pcfg.Auth, pcfg.Store, pcfg.Pool, pcfg.Sessions = "test", authn, store, pool, mgr
-	pcfg.Tools = tools.Config{CallTimeout: 10 * time.Second, NavigationTimeout: 10 * time.Second}
-	pcfg.Log, pcfg.Audit, pcfg.RegisterWait, pcfg.Gatherer = log, log, 5*time.Second, reg
-	srv := New(pcfg)
-	hs := httptest.NewServer(srv.Handler())
-	h := &harness{t: t, URL: hs.URL, authn: authn, store: store, pool: pool, mgr: mgr, srv: srv, logs: logs}
-	t.Cleanup(func() {
-		mgr.CloseAll()
-		hs.CloseClientConnections()
-		hs.Close()
-		pool.Close()
-		store.Close()
-	})
-	return h
+	return buildHarness(t, harnessSetup{session: scfg, metrics: true, edit: func(c *Config) {
+		c.MaxStreams, c.MetricsPublic = pcfg.MaxStreams, pcfg.MetricsPublic
+	}})
 }
 
 // stream is an open GET stream, or the refusal that answered it.

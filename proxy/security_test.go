@@ -25,70 +25,25 @@ import (
 
 	"github.com/gorilla/websocket"
 	"github.com/mark3labs/mcp-go/mcp"
-	"github.com/rs/zerolog"
 
-	"github.com/mcp-browser-proxy/mcp-browser-proxy/auth"
-	"github.com/mcp-browser-proxy/mcp-browser-proxy/browserpool"
 	"github.com/mcp-browser-proxy/mcp-browser-proxy/internal/testchrome"
 	"github.com/mcp-browser-proxy/mcp-browser-proxy/router"
-	"github.com/mcp-browser-proxy/mcp-browser-proxy/session"
 	"github.com/mcp-browser-proxy/mcp-browser-proxy/tools"
 )
-
-const secTestSecret = "test-secret-test-secret-test-secret!"
 
 // newSecHarness is newHarness with a sealed store and the proxy Config
 // adjusted by mod (Security, Tools...). The pool enforces the same browser
 // policy as the registration check.
 func newSecHarness(t *testing.T, mod func(*Config)) *harness {
 	t.Helper()
-	dataDir := t.TempDir()
-	logs := &syncBuffer{}
-	log := zerolog.New(logs)
-	authn, err := auth.NewAuthenticator([]byte(secTestSecret))
-	if err != nil {
-		t.Fatal(err)
-	}
-	sealer, err := router.NewSealer([]byte(secTestSecret))
-	if err != nil {
-		t.Fatal(err)
-	}
-	store, err := router.OpenBolt(filepath.Join(dataDir, "registrations.db"), router.WithSealer(sealer))
-	if err != nil {
-		t.Fatal(err)
-	}
-	cfg := Config{
-		Version: "test", Auth: authn, Store: store, Sessions: nil,
-		Tools: tools.Config{CallTimeout: 10 * time.Second, NavigationTimeout: 10 * time.Second},
-		Log:   log, Audit: log, RegisterWait: 5 * time.Second,
-	}
-	if mod != nil {
-		mod(&cfg)
-	}
-	if err := cfg.Security.Validate(); err != nil {
-		t.Fatal(err)
-	}
-	pcfg := browserpool.Config{
-		HealthInterval: time.Second, DialTimeout: 5 * time.Second,
-		InitialBackoff: 50 * time.Millisecond, MaxBackoff: 500 * time.Millisecond, Logger: log,
-	}
-	if cfg.Security.BrowserPolicy != nil {
-		pcfg.Policy = cfg.Security.BrowserPolicy
-	}
-	pool := browserpool.New(pcfg)
-	mgr := session.NewManager(session.Config{BrowserWait: time.Second, Log: log, Audit: log}, pool)
-	cfg.Pool, cfg.Sessions = pool, mgr
-	srv := New(cfg)
-	hs := httptest.NewServer(srv.Handler())
-	h := &harness{t: t, URL: hs.URL, authn: authn, store: store, pool: pool, mgr: mgr, srv: srv, logs: logs}
-	t.Cleanup(func() {
-		mgr.CloseAll()
-		hs.CloseClientConnections()
-		hs.Close()
-		pool.Close()
-		store.Close()
-	})
-	return h
+	return buildHarness(t, harnessSetup{edit: func(c *Config) {
+		if mod != nil {
+			mod(c)
+		}
+		if err := c.Security.Validate(); err != nil {
+			t.Fatal(err)
+		}
+	}})
 }
 
 // secRequest sends method path with extra headers and returns the status,
