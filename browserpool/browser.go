@@ -9,6 +9,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net/url"
 	"strings"
 	"sync"
 	"time"
@@ -365,6 +366,48 @@ func (b *Browser) connect(ctx context.Context) (Conn, context.CancelFunc, string
 	if err != nil {
 		return Conn{}, nil, "", err
 	}
+	conn, cancel, version, err := b.dial(ctx, t)
+	if err != nil && ctx.Err() == nil {
+		// A browser registered by its ws URL gets a new URL when it
+		// restarts: look the current one up on the same host and port.
+		if alt, ok := b.rediscover(ctx); ok && alt.wsURL != t.wsURL {
+			if c2, cancel2, v2, err2 := b.dial(ctx, alt); err2 == nil {
+				return c2, cancel2, v2, nil
+			}
+		}
+	}
+	return conn, cancel, version, err
+}
+
+// rediscover finds the current websocket URL of a browser registered as
+// ws(s)://host:port/devtools/browser/<id>, through /json/version on the
+// same host and port, keeping the registered query (a token) and headers.
+func (b *Browser) rediscover(ctx context.Context) (target, bool) {
+	u, err := url.Parse(b.url)
+	if err != nil || (u.Scheme != "ws" && u.Scheme != "wss") || !strings.HasPrefix(u.Path, "/devtools/browser/") {
+		return target{}, false
+	}
+	query := u.RawQuery
+	u.Scheme = map[string]string{"ws": "http", "wss": "https"}[u.Scheme]
+	u.Path, u.RawQuery = "", ""
+	rctx, cancel := context.WithTimeout(ctx, b.cfg.DialTimeout)
+	defer cancel()
+	t, err := resolveWebSocket(rctx, b.cfg.HTTPClient, b.cfg.Policy, Endpoint{URL: u.String(), Headers: b.headers})
+	if err != nil {
+		return target{}, false
+	}
+	if query != "" {
+		if wu, err := url.Parse(t.wsURL); err == nil {
+			wu.RawQuery = query
+			t.wsURL = wu.String()
+		}
+	}
+	return t, true
+}
+
+// dial opens the CDP websocket of t and makes the first call, bounded by
+// the dial timeout.
+func (b *Browser) dial(ctx context.Context, t target) (Conn, context.CancelFunc, string, error) {
 	allocCtx, allocCancel := newAllocator(ctx, t.wsURL, t.header, b.cfg.Policy, b.cfg.DialTimeout)
 	bctx, bcancel := chromedp.NewContext(allocCtx)
 	cancel := func() { bcancel(); allocCancel() }

@@ -121,3 +121,28 @@ func TestReconnectAfterRestart(t *testing.T) {
 		t.Errorf("generation %d, want 2", conn.Generation)
 	}
 }
+
+// TestReconnectWSURLAfterRestart: a browser registered by its ws URL gets a
+// new URL when Chrome restarts; the pool finds it on the same host and port.
+func TestReconnectWSURLAfterRestart(t *testing.T) {
+	c := testchrome.Start(t)
+	p := New(testConfig())
+	defer p.Close()
+	first := c.WSURL(t)
+	b := p.Ensure("alice", first)
+	if _, err := b.Conn(context.Background(), 10*time.Second); err != nil {
+		t.Fatal(err)
+	}
+	c.Kill()
+	c.Restart(t)
+	if c.WSURL(t) == first {
+		t.Fatal("the restarted browser kept its websocket URL; the test proves nothing")
+	}
+	conn, err := b.Conn(context.Background(), 10*time.Second)
+	if err != nil {
+		t.Fatalf("no reconnect through the old ws URL: %v", err)
+	}
+	if conn.Generation < 2 {
+		t.Errorf("generation %d, want a new connection", conn.Generation)
+	}
+}
