@@ -123,6 +123,44 @@ func namesArg(req mcp.CallToolRequest) ([]string, error) {
 	return out, nil
 }
 
+// cookieSpan is the page and the cookies a get/clear_cookies call is about.
+type cookieSpan struct {
+	tab     *Tab
+	ctx     context.Context // bounds the call's CDP exchanges
+	cancel  context.CancelFunc
+	url     string
+	names   []string
+	cookies []*network.Cookie // of url, filtered by names
+}
+
+// cookieScope reads the names argument, the page's URL and its cookies. A
+// page without cookies (about:blank, data:) answers text + noneSuffix.
+func (t *toolset) cookieScope(ctx context.Context, req mcp.CallToolRequest, tool, noneSuffix string) (*cookieSpan, *mcp.CallToolResult) {
+	names, err := namesArg(req)
+	if err != nil {
+		return nil, mcp.NewToolResultError(tool + ": " + err.Error())
+	}
+	tab, res := pageOf(ctx, req)
+	if res != nil {
+		return nil, res
+	}
+	cctx, cancel := callCtx(ctx, tab, t.cfg.CallTimeout)
+	u, none, err := cookieURL(cctx, tab)
+	if err == nil && none != "" {
+		cancel()
+		return nil, mcp.NewToolResultText(none + noneSuffix)
+	}
+	var all []*network.Cookie
+	if err == nil {
+		all, err = pageCookies(cctx, u)
+	}
+	if err != nil {
+		defer cancel()
+		return nil, cdpError(tool, cctx, tab, t.cfg.CallTimeout, err)
+	}
+	return &cookieSpan{tab: tab, ctx: cctx, cancel: cancel, url: u, names: names, cookies: filterCookies(all, names)}, nil
+}
+
 var namesOption = mcp.WithArray("names", mcp.WithStringItems(), mcp.Description("Only the cookies with these names. Default: all of the page's cookies."))
 
 func (t *toolset) getCookies() Tool {
@@ -136,28 +174,12 @@ func (t *toolset) getCookies() Tool {
 			mcp.WithDestructiveHintAnnotation(false),
 		),
 		Handler: func(ctx context.Context, req mcp.CallToolRequest) (*mcp.CallToolResult, error) {
-			names, err := namesArg(req)
-			if err != nil {
-				return mcp.NewToolResultError("get_cookies: " + err.Error()), nil
-			}
-			tab, res := pageOf(ctx, req)
+			sc, res := t.cookieScope(ctx, req, "get_cookies", "")
 			if res != nil {
 				return res, nil
 			}
-			cctx, cancel := callCtx(ctx, tab, t.cfg.CallTimeout)
-			defer cancel()
-			u, none, err := cookieURL(cctx, tab)
-			if err != nil {
-				return cdpError("get_cookies", cctx, tab, t.cfg.CallTimeout, err), nil
-			}
-			if none != "" {
-				return mcp.NewToolResultText(none), nil
-			}
-			all, err := pageCookies(cctx, u)
-			if err != nil {
-				return cdpError("get_cookies", cctx, tab, t.cfg.CallTimeout, err), nil
-			}
-			cookies := filterCookies(all, names)
+			defer sc.cancel()
+			tab, u, names, cookies := sc.tab, sc.url, sc.names, sc.cookies
 			var b strings.Builder
 			fmt.Fprintf(&b, "## Cookies of %s (page %d): %d\n", u, tab.ID, len(cookies))
 			for _, c := range cookies {
@@ -406,28 +428,12 @@ func (t *toolset) clearCookies() Tool {
 			mcp.WithDestructiveHintAnnotation(true),
 		),
 		Handler: func(ctx context.Context, req mcp.CallToolRequest) (*mcp.CallToolResult, error) {
-			names, err := namesArg(req)
-			if err != nil {
-				return mcp.NewToolResultError("clear_cookies: " + err.Error()), nil
-			}
-			tab, res := pageOf(ctx, req)
+			sc, res := t.cookieScope(ctx, req, "clear_cookies", " Nothing was deleted.")
 			if res != nil {
 				return res, nil
 			}
-			cctx, cancel := callCtx(ctx, tab, t.cfg.CallTimeout)
-			defer cancel()
-			u, none, err := cookieURL(cctx, tab)
-			if err != nil {
-				return cdpError("clear_cookies", cctx, tab, t.cfg.CallTimeout, err), nil
-			}
-			if none != "" {
-				return mcp.NewToolResultText(none + " Nothing was deleted."), nil
-			}
-			all, err := pageCookies(cctx, u)
-			if err != nil {
-				return cdpError("clear_cookies", cctx, tab, t.cfg.CallTimeout, err), nil
-			}
-			cookies := filterCookies(all, names)
+			defer sc.cancel()
+			tab, cctx, u, cookies := sc.tab, sc.ctx, sc.url, sc.cookies
 			if len(cookies) == 0 {
 				return textResult("Page %d (%s) has no cookies to delete.", tab.ID, u), nil
 			}
