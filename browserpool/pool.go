@@ -149,22 +149,6 @@ func (p *Pool) Remove(userID string) {
 	}
 }
 
-// Counts returns how many browsers are known and how many are connected.
-func (p *Pool) Counts() (total, connected int) {
-	p.mu.Lock()
-	list := make([]*Browser, 0, len(p.browsers))
-	for _, b := range p.browsers {
-		list = append(list, b)
-	}
-	p.mu.Unlock()
-	for _, b := range list {
-		if b.Status().State == StateConnected {
-			connected++
-		}
-	}
-	return len(list), connected
-}
-
 // States counts the browsers by connection state, for /health: every State
 // is a key, with 0 for the states no browser is in.
 func (p *Pool) States() map[State]int {

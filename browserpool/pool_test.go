@@ -54,8 +54,8 @@ func TestConnectHTTPAndWS(t *testing.T) {
 			t.Fatal("no targets")
 		}
 	}
-	if total, connected := p.Counts(); total != 2 || connected != 2 {
-		t.Errorf("counts %d/%d, want 2/2", total, connected)
+	if st := p.States(); st[StateConnected] != 2 {
+		t.Errorf("states %v, want 2 connected", st)
 	}
 	if n := len(c.Pages(t)); n != 1 {
 		t.Errorf("browser has %d pages, want the 1 it started with", n)

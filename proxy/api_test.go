@@ -72,7 +72,7 @@ func TestRegisterRejectsBadInput(t *testing.T) {
 		t.Errorf("bad requests stored %d registrations", n)
 	}
 	if h.pool != nil {
-		if total, _ := h.pool.Counts(); total != 0 {
+		if total := totalBrowsers(h); total != 0 {
 			t.Errorf("bad requests started %d connections", total)
 		}
 	}

@@ -306,3 +306,11 @@ func testPages(t testing.TB) string {
 }
 
 func jsonUnmarshal(b []byte, v any) error { return json.Unmarshal(b, v) }
+
+// totalBrowsers is how many browsers h's pool knows, in any state.
+func totalBrowsers(h *harness) (n int) {
+	for _, c := range h.pool.States() {
+		n += c
+	}
+	return n
+}

@@ -10,7 +10,6 @@ import (
 	"io"
 	"net"
 	"net/http"
-	"net/http/httptest"
 	"net/url"
 	"runtime"
 	"runtime/pprof"
@@ -32,25 +31,25 @@ import (
 // runs it.
 func newLifeHarness(t *testing.T, scfg session.Config, edit func(*Config)) *harness {
 	t.Helper()
-	h := newHarnessWith(t, "", scfg)
-	cfg := h.srv.cfg
-	if edit != nil {
-		edit(&cfg)
-	}
-	srv := New(cfg)
-	hs := httptest.NewServer(srv.Handler())
+	h := buildHarness(t, harnessSetup{session: scfg, edit: edit})
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
 	go func() { defer close(done); h.mgr.Run(ctx) }()
-	t.Cleanup(func() {
-		cancel()
-		<-done
-		h.mgr.CloseAll()
-		hs.CloseClientConnections()
-		hs.Close()
-	})
-	h.URL, h.srv = hs.URL, srv
+	// Cleanups run last-in first-out: the sweep stops before the harness.
+	t.Cleanup(func() { cancel(); <-done })
 	return h
+}
+
+// dialStreamableGET opens the standalone GET stream of streamable session
+// sid on a connection of its own.
+func dialStreamableGET(t *testing.T, h *harness, tok, sid string) *rawStream {
+	t.Helper()
+	get, err := dialStream(h, "/mcp", map[string]string{"Authorization": "Bearer " + tok, server.HeaderKeySessionID: sid,
+		mcp.HeaderProtocolVersion: mcp.ProtocolVersion20251125})
+	if err != nil || get.resp.StatusCode != http.StatusOK {
+		t.Fatalf("GET /mcp: %v %v", err, get)
+	}
+	return get
 }
 
 // waitUntil waits up to within for cond, then fails the test.
@@ -250,11 +249,7 @@ func TestKeepAliveOnIdleStreams(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	get, err := dialStream(h, "/mcp", map[string]string{"Authorization": "Bearer " + tok, server.HeaderKeySessionID: sid,
-		mcp.HeaderProtocolVersion: mcp.ProtocolVersion20251125})
-	if err != nil || get.resp.StatusCode != http.StatusOK {
-		t.Fatalf("GET /mcp: %v %v", err, get)
-	}
+	get := dialStreamableGET(t, h, tok, sid)
 	defer get.reset()
 	for name, st := range map[string]*rawStream{"SSE": sse, "streamable GET": get} {
 		for i := range 2 { // pings keep coming, not just one
@@ -286,11 +281,7 @@ func TestIdleSessionsEndWithStreamsOpen(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	get, err := dialStream(h, "/mcp", map[string]string{"Authorization": "Bearer " + tok, server.HeaderKeySessionID: sid,
-		mcp.HeaderProtocolVersion: mcp.ProtocolVersion20251125})
-	if err != nil || get.resp.StatusCode != http.StatusOK {
-		t.Fatalf("GET /mcp: %v %v", err, get)
-	}
+	get := dialStreamableGET(t, h, tok, sid)
 	defer get.reset()
 
 	if !raw.ended(20 * time.Second) {

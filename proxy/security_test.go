@@ -181,7 +181,7 @@ func TestSecurityRegisterRefusesDeniedAddresses(t *testing.T) {
 		if n, _ := hh.store.Count(context.Background()); n != 0 {
 			t.Errorf("refused registrations stored %d records", n)
 		}
-		if total, _ := hh.pool.Counts(); total != 0 {
+		if total := totalBrowsers(hh); total != 0 {
 			t.Errorf("refused registrations started %d connections", total)
 		}
 		logs := hh.logs.String()

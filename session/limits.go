@@ -130,7 +130,7 @@ func (m *Manager) refusePermission(ctx context.Context, p auth.Principal, tool s
 	}
 	m.refuse(p.UserID, sid, tool, ReasonPermission, "the token lacks "+perm)
 	m.cfg.Metrics.called(tool, OutcomeDenied, false, 0)
-	return mcp.NewToolResultError(fmt.Sprintf("%s needs the %s permission, which your token lacks; ask an admin for a token with --perms %s", tool, perm, perm))
+	return mcp.NewToolResultError(tools.PermissionRefusal(tool, perm))
 }
 
 // retryIn formats a wait for a refusal message, rounded up to milliseconds.

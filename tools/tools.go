@@ -172,6 +172,12 @@ func HideForbidden(list []Tool) func(context.Context, any, *mcp.ListToolsRequest
 	}
 }
 
+// PermissionRefusal is the answer to a call of tool by a token without
+// perm: it names the permission and says how to get it.
+func PermissionRefusal(tool, perm string) string {
+	return fmt.Sprintf("%s needs the %s permission, which your token lacks; ask an admin for a token with --perms %s", tool, perm, perm)
+}
+
 // guard checks the caller's permission for tl, and tells with every result
 // which pages wait on a JavaScript dialog: such a page answers no script, so
 // any tool may stall on it, and the caller must learn why.
@@ -179,8 +185,7 @@ func guard(tl Tool) server.ToolHandlerFunc {
 	return func(ctx context.Context, req mcp.CallToolRequest) (*mcp.CallToolResult, error) {
 		p, ok := auth.FromContext(ctx)
 		if !ok || !p.Has(tl.Perm) {
-			return withDialogNotice(ctx, mcp.NewToolResultErrorf("%s needs the %s permission, which your token lacks; ask an admin for a token with --perms %s",
-				tl.Tool.Name, tl.Perm, tl.Perm)), nil
+			return withDialogNotice(ctx, mcp.NewToolResultError(PermissionRefusal(tl.Tool.Name, tl.Perm))), nil
 		}
 		res, err := tl.Handler(ctx, req)
 		return withDialogNotice(ctx, res), err
