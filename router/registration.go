@@ -105,6 +105,11 @@ func ValidateBrowserURL(raw string) (string, error) {
 	if host == "" {
 		return fail("host is empty")
 	}
+	if strings.Contains(host, ":") && net.ParseIP(host) == nil {
+		// An IPv6 address without brackets ("ws://::/...") does not survive
+		// normalising.
+		return fail("host is not valid; write an IPv6 address in brackets, e.g. http://[::1]:9222")
+	}
 	if strings.Contains(host, "%") {
 		// Zone IDs only qualify link-local addresses, which the browser
 		// policy refuses anyway, and they do not survive normalising.
