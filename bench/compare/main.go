@@ -30,6 +30,8 @@ import (
 	"strings"
 	"syscall"
 	"time"
+
+	"github.com/mcp-browser-proxy/mcp-browser-proxy/internal/testchrome"
 )
 
 // Names of the measured operations, in table order.
@@ -98,16 +100,20 @@ func run(n, peerN, warmup int, only, dump, benchDir string) error {
 	}
 	defer os.RemoveAll(tmp)
 
-	c, err := startChrome()
+	c, err := testchrome.Run(mkdir(tmp, "chrome"))
 	if err != nil {
 		return err
 	}
-	defer c.stop()
+	defer c.Kill()
+	chromeVersion, err := c.Version()
+	if err != nil {
+		return err
+	}
 	pageURL, err := servePage(ctx)
 	if err != nil {
 		return err
 	}
-	fmt.Fprintf(os.Stderr, "%s at %s, page %s\n", c.Version, c.URL, pageURL)
+	fmt.Fprintf(os.Stderr, "%s at %s, page %s\n", chromeVersion, c.URL, pageURL)
 
 	type starter struct {
 		key   string
@@ -147,7 +153,7 @@ func run(n, peerN, warmup int, only, dump, benchDir string) error {
 			return ctx.Err()
 		}
 	}
-	printReport(os.Stdout, reports, c.Version, n, peerN, warmup)
+	printReport(os.Stdout, reports, chromeVersion, n, peerN, warmup)
 	return nil
 }
 

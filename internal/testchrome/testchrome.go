@@ -1,4 +1,5 @@
-// Package testchrome starts and stops headless Chromium for tests.
+// Package testchrome starts and stops headless Chromium for tests and for
+// the bench commands.
 //
 // Every browser gets its own profile directory and a DevTools port chosen by
 // Chromium itself (--remote-debugging-port=0); the port is read back from the
@@ -79,6 +80,16 @@ func Launch(t testing.TB, extraArgs ...string) (*Chrome, error) {
 	return c, nil
 }
 
+// Run starts Chromium outside a test, for a command such as bench/compare,
+// with its profile in dir. The caller stops it with Kill and owns dir.
+func Run(dir string, extraArgs ...string) (*Chrome, error) {
+	c := &Chrome{dir: dir, extra: extraArgs}
+	if err := c.start(0); err != nil {
+		return nil, fmt.Errorf("start chromium: %w", err)
+	}
+	return c, nil
+}
+
 // Restart starts Chromium again on the same port and profile after Kill.
 func (c *Chrome) Restart(t testing.TB) {
 	t.Helper()
@@ -138,7 +149,7 @@ func (c *Chrome) start(port int) error {
 	}
 	// The port file appears slightly before /json/version answers.
 	for time.Now().Before(deadline) {
-		if _, err := c.version(); err == nil {
+		if _, _, err := c.version(); err == nil {
 			return nil
 		}
 		time.Sleep(20 * time.Millisecond)
@@ -167,32 +178,41 @@ func (c *Chrome) Kill() {
 // WSURL returns the browser's current websocket debugger URL.
 func (c *Chrome) WSURL(t testing.TB) string {
 	t.Helper()
-	v, err := c.version()
+	ws, _, err := c.version()
 	if err != nil {
 		t.Fatalf("json/version: %v", err)
 	}
-	return v
+	return ws
 }
 
-func (c *Chrome) version() (string, error) {
+// Version returns the "Browser" field of /json/version, e.g.
+// "Chrome/156.0.8078.73".
+func (c *Chrome) Version() (string, error) {
+	_, v, err := c.version()
+	return v, err
+}
+
+// version returns the websocket debugger URL and the browser's version.
+func (c *Chrome) version() (ws, browser string, err error) {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 	defer cancel()
 	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, c.URL+"/json/version", nil)
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
-		return "", err
+		return "", "", err
 	}
 	defer resp.Body.Close()
 	var v struct {
-		WS string `json:"webSocketDebuggerUrl"`
+		Browser string `json:"Browser"`
+		WS      string `json:"webSocketDebuggerUrl"`
 	}
 	if err := json.NewDecoder(resp.Body).Decode(&v); err != nil {
-		return "", err
+		return "", "", err
 	}
 	if v.WS == "" {
-		return "", fmt.Errorf("no webSocketDebuggerUrl")
+		return "", "", fmt.Errorf("no webSocketDebuggerUrl")
 	}
-	return v.WS, nil
+	return v.WS, v.Browser, nil
 }
 
 // Target is one entry of /json/list.
