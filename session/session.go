@@ -243,17 +243,7 @@ func (s *Session) attach(cctx context.Context, c browserpool.Conn, id target.ID,
 	// by closeTarget, so no cancel can close a tab by accident.
 	tctx, tcancel := chromedp.NewContext(c.Ctx, chromedp.WithTargetID(id),
 		chromedp.WithDetachOnCancel(), chromedp.WithListener(state.Listen))
-	// The first Run binds the tab's read loop to its context, so it must get
-	// tctx itself; bound it from outside.
-	attached := make(chan error, 1)
-	go func() { attached <- chromedp.Do(tctx) }()
-	var err error
-	select {
-	case err = <-attached:
-	case <-cctx.Done():
-		err = context.DeadlineExceeded
-	}
-	if err != nil {
+	if err := tools.Attach(cctx, tctx); err != nil {
 		tcancel()
 		return nil, err
 	}

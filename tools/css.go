@@ -47,13 +47,13 @@ func (t *toolset) getCSSStyles() Tool {
 			if res != nil {
 				return res, nil
 			}
-			node, res := backendOf(tab, uid)
-			if res != nil {
-				return res, nil
-			}
 			cctx, cancel := callCtx(ctx, tab, t.cfg.CallTimeout)
 			defer cancel()
-			text, err := cssStyles(cctx, node, props)
+			e, err := elementOf(cctx, tab, uid)
+			if err != nil {
+				return mcp.NewToolResultError("get_css_styles: " + err.Error()), nil
+			}
+			text, err := cssStyles(e.ctx, e.ref.id, props)
 			if err != nil {
 				if isStaleNode(err) {
 					return mcp.NewToolResultErrorf("get_css_styles: uid %s no longer exists on the page; call take_snapshot and use a fresh uid", bareUID(uid)), nil

@@ -56,11 +56,11 @@ func (t *toolset) takeScreenshot() Tool {
 			case uid != "" && req.GetBool("fullPage", false):
 				return mcp.NewToolResultError("take_screenshot: give uid or fullPage, not both"), nil
 			case uid != "":
-				node, res := backendOf(tab, uid)
-				if res != nil {
-					return res, nil
+				e, err := elementOf(cctx, tab, uid)
+				if err != nil {
+					return mcp.NewToolResultError("take_screenshot: " + err.Error()), nil
 				}
-				clip, err := nodeClip(cctx, node)
+				clip, err := nodeClip(cctx, e)
 				if err != nil {
 					if isStaleNode(err) {
 						return mcp.NewToolResultErrorf("take_screenshot: uid %s no longer exists on the page; call take_snapshot and use a fresh uid", uid), nil
@@ -178,22 +178,32 @@ func evaluateFunction(ctx context.Context, tab *Tab, fn string, uids []string) (
 		})
 		return &res, err
 	}
-	args := make([]*runtime.CallArgument, 0, len(uids))
+	elems := make([]*element, 0, len(uids))
 	for _, uid := range uids {
-		node, err := tab.State.node(uid)
+		e, err := elementOf(ctx, tab, uid)
 		if err != nil {
 			return nil, userError{err.Error()}
 		}
-		obj, err := chromedp.Call(ctx, dom.ResolveNode, dom.ResolveNodeParams{BackendNodeID: node})
+		// A function runs in one frame, so its arguments must all be there.
+		if len(elems) > 0 && e.ref.frame != elems[0].ref.frame {
+			return nil, userError{fmt.Sprintf("uid %s and uid %s are in different frames (one is in a cross-site iframe), and a function runs in one; pass elements of one frame", bareUID(uids[0]), bareUID(uid))}
+		}
+		elems = append(elems, e)
+	}
+	// The function runs in the frame of its arguments.
+	sess := elems[0].ctx
+	args := make([]*runtime.CallArgument, 0, len(uids))
+	for _, e := range elems {
+		obj, err := chromedp.Call(sess, dom.ResolveNode, dom.ResolveNodeParams{BackendNodeID: e.ref.id})
 		if err != nil {
 			return nil, err
 		}
 		defer func() {
-			_, _ = chromedp.Call(ctx, runtime.ReleaseObject, runtime.ReleaseObjectParams{ObjectID: obj.Object.ObjectID})
+			_, _ = chromedp.Call(sess, runtime.ReleaseObject, runtime.ReleaseObjectParams{ObjectID: obj.Object.ObjectID})
 		}()
 		args = append(args, &runtime.CallArgument{ObjectID: obj.Object.ObjectID})
 	}
-	res, err := chromedp.Call(ctx, runtime.CallFunctionOn, runtime.CallFunctionOnParams{
+	res, err := chromedp.Call(sess, runtime.CallFunctionOn, runtime.CallFunctionOnParams{
 		FunctionDeclaration: fn, ObjectID: args[0].ObjectID, Arguments: args,
 		AwaitPromise: ptr(true), ReturnByValue: ptr(true),
 	})
@@ -203,24 +213,21 @@ func evaluateFunction(ctx context.Context, tab *Tab, fn string, uids []string) (
 	return &runtime.EvaluateResult{Result: res.Result, ExceptionDetails: res.ExceptionDetails}, nil
 }
 
-// nodeClip returns the screenshot clip of a node: its box in page
-// coordinates, after scrolling it into view.
-func nodeClip(ctx context.Context, node cdp.BackendNodeID) (*page.Viewport, error) {
-	if _, err := chromedp.Call(ctx, dom.ScrollIntoViewIfNeeded, dom.ScrollIntoViewIfNeededParams{BackendNodeID: node}); err != nil {
+// nodeClip returns the screenshot clip of an element: its box in page
+// coordinates, after scrolling it into view. ctx is the call on the page's
+// session, which takes the screenshot.
+func nodeClip(ctx context.Context, e *element) (*page.Viewport, error) {
+	if err := e.scrollIntoView(); err != nil {
 		return nil, err
 	}
-	q, err := chromedp.Call(ctx, dom.GetContentQuads, dom.GetContentQuadsParams{BackendNodeID: node})
+	p, err := e.quad()
 	if err != nil {
 		return nil, err
-	}
-	if len(q.Quads) == 0 || len(q.Quads[0]) < 8 {
-		return nil, userError{"the element has no box on screen"}
 	}
 	m, err := chromedp.Call(ctx, page.GetLayoutMetrics, cdp.Empty{})
 	if err != nil {
 		return nil, err
 	}
-	p := q.Quads[0]
 	minX, maxX, minY, maxY := p[0], p[0], p[1], p[1]
 	for i := 0; i < 8; i += 2 {
 		minX, maxX = min(minX, p[i]), max(maxX, p[i])

@@ -52,8 +52,8 @@ func (t *toolset) click() Tool {
 			if req.GetBool("dblClick", false) {
 				clicks = 2
 			}
-			return t.act(ctx, tab, "click", []uidArg{{uid: uid}}, func(cctx context.Context, nodes []cdp.BackendNodeID) error {
-				return clickNode(cctx, nodes[0], clicks)
+			return t.act(ctx, tab, "click", []uidArg{{uid: uid}}, func(cctx context.Context, elems []*element) error {
+				return clickNode(cctx, elems[0], clicks)
 			}, "Clicked uid="+bareUID(uid)), nil
 		},
 	}
@@ -83,8 +83,8 @@ func (t *toolset) fill() Tool {
 			if res != nil {
 				return res, nil
 			}
-			return t.act(ctx, tab, "fill", []uidArg{{uid: uid}}, func(cctx context.Context, nodes []cdp.BackendNodeID) error {
-				return fillNode(cctx, nodes[0], value)
+			return t.act(ctx, tab, "fill", []uidArg{{uid: uid}}, func(cctx context.Context, elems []*element) error {
+				return fillNode(elems[0], value)
 			}, "Filled uid="+bareUID(uid)), nil
 		},
 	}
@@ -120,26 +120,28 @@ func (e *uidError) Unwrap() error { return e.err }
 
 func bareUID(uid string) string { return strings.TrimPrefix(uid, "uid=") }
 
-// act runs an input action on tab, on the nodes of targets, then waits while
-// the page is busy with what the action set off, and says what happened. It
-// never waits on a page frozen by a JavaScript dialog.
-func (t *toolset) act(ctx context.Context, tab *Tab, name string, targets []uidArg, do func(context.Context, []cdp.BackendNodeID) error, done string) *mcp.CallToolResult {
+// act runs an input action on tab, on the elements of targets, then waits
+// while the page is busy with what the action set off, and says what
+// happened. It never waits on a page frozen by a JavaScript dialog. do gets
+// the call context on the page's session, for input events and page-wide
+// commands, and the elements, each with a context on its own session.
+func (t *toolset) act(ctx context.Context, tab *Tab, name string, targets []uidArg, do func(context.Context, []*element) error, done string) *mcp.CallToolResult {
 	if p := tab.State.dialog.current(); p != nil {
 		return mcp.NewToolResultErrorf("%s: page %d cannot take input: %s; call handle_dialog first", name, tab.ID, lowerFirst(p.describe()))
 	}
-	nodes := make([]cdp.BackendNodeID, len(targets))
+	cctx, cancel := callCtx(ctx, tab, t.cfg.CallTimeout)
+	defer cancel()
+	elems := make([]*element, len(targets))
 	for i, tg := range targets {
-		n, err := tab.State.node(tg.uid)
+		e, err := elementOf(cctx, tab, tg.uid)
 		if err != nil {
 			if tg.label != "" {
 				return mcp.NewToolResultErrorf("%s: %s: %v", name, tg, err)
 			}
 			return mcp.NewToolResultErrorf("%s: %v", name, err)
 		}
-		nodes[i] = n
+		elems[i] = e
 	}
-	cctx, cancel := callCtx(ctx, tab, t.cfg.CallTimeout)
-	defer cancel()
 	nav, reqs := tab.State.mark(), tab.State.activity.mark()
 
 	// One call watches the DOM from now on and tells whether the tab is
@@ -156,14 +158,15 @@ func (t *toolset) act(ctx context.Context, tab *Tab, name string, targets []uidA
 	if err != nil {
 		return cdpError(name, cctx, tab, t.cfg.CallTimeout, err)
 	}
-	_, open, err = untilDialog(cctx, tab, func(c context.Context) (struct{}, error) { return struct{}{}, do(c, nodes) })
+	frames := watchFrames(elems)
+	_, open, err = untilDialog(cctx, tab, func(c context.Context) (struct{}, error) { return struct{}{}, do(c, elems) })
 	if open {
 		return dialogResult(tab, nav, done)
 	}
 	if err != nil {
 		return actionError(name, cctx, tab, t.cfg.CallTimeout, targets, err)
 	}
-	return t.settleAfter(ctx, tab, nav, reqs, done)
+	return t.settleAfter(ctx, tab, nav, reqs, frames.changed(), done)
 }
 
 // actionError says why an action failed and what to do about it.
@@ -196,12 +199,13 @@ func actionError(name string, cctx context.Context, tab *Tab, d time.Duration, t
 // settleAfter waits after an action: for the load of a navigation it
 // started, else while requests it started are in flight or the DOM keeps
 // changing, up to busyCap. A page that did not change returns at once.
-func (t *toolset) settleAfter(ctx context.Context, tab *Tab, nav navMark, reqs uint64, done string) *mcp.CallToolResult {
+// framesChanged says the action changed a cross-site frame (frameWatch).
+func (t *toolset) settleAfter(ctx context.Context, tab *Tab, nav navMark, reqs uint64, framesChanged bool, done string) *mcp.CallToolResult {
 	sctx, cancel := callCtx(ctx, tab, busyCap)
 	defer cancel()
 	// The read is also a round trip through the renderer: a navigation that
 	// the action started has been announced by the time it answers.
-	w := changeWatch{tab: tab}
+	w := changeWatch{tab: tab, changed: framesChanged}
 	if open := w.read(sctx); open {
 		return dialogResult(tab, nav, done)
 	}
@@ -468,19 +472,26 @@ type userError struct{ msg string }
 
 func (e userError) Error() string { return e.msg }
 
-// isStaleNode reports whether err says the node is no longer in the page.
+// isStaleNode reports whether err says the node is no longer in the page,
+// or its cross-site frame went away.
 func isStaleNode(err error) bool {
+	if errors.Is(err, chromedp.ErrTargetDetached) {
+		return true
+	}
 	var cerr *cdproto.Error
 	if !errors.As(err, &cerr) {
 		return false
 	}
 	m := cerr.Message
-	return strings.Contains(m, "No node") || strings.Contains(m, "not found") || strings.Contains(m, "does not belong to the document")
+	return strings.Contains(m, "No node") || strings.Contains(m, "not found") || strings.Contains(m, "does not belong to the document") ||
+		strings.Contains(m, "detached from document")
 }
 
-// clickNode scrolls the node into view and clicks its centre.
-func clickNode(ctx context.Context, node cdp.BackendNodeID, clicks int64) error {
-	x, y, err := nodeCenter(ctx, node)
+// clickNode scrolls the element into view and clicks its centre. Mouse
+// events go to the page's session (ctx), in the page's viewport
+// coordinates: the browser routes them to the frame under the pointer.
+func clickNode(ctx context.Context, e *element, clicks int64) error {
+	x, y, err := nodeCenter(e)
 	if err != nil {
 		return err
 	}
@@ -498,24 +509,21 @@ func clickNode(ctx context.Context, node cdp.BackendNodeID, clicks int64) error 
 	return nil
 }
 
-// nodeCenter scrolls the node into view and returns its centre.
-func nodeCenter(ctx context.Context, node cdp.BackendNodeID) (float64, float64, error) {
-	if _, err := chromedp.Call(ctx, dom.ScrollIntoViewIfNeeded, dom.ScrollIntoViewIfNeededParams{BackendNodeID: node}); err != nil {
+// nodeCenter scrolls the element into view and returns its centre.
+func nodeCenter(e *element) (float64, float64, error) {
+	if err := e.scrollIntoView(); err != nil {
 		return 0, 0, err
 	}
-	return quadCenter(ctx, node)
+	return quadCenter(e)
 }
 
-// quadCenter returns the centre of the node's first box on screen.
-func quadCenter(ctx context.Context, node cdp.BackendNodeID) (float64, float64, error) {
-	q, err := chromedp.Call(ctx, dom.GetContentQuads, dom.GetContentQuadsParams{BackendNodeID: node})
+// quadCenter returns the centre of the element's first box on screen, in
+// the page's viewport coordinates.
+func quadCenter(e *element) (float64, float64, error) {
+	p, err := e.quad()
 	if err != nil {
 		return 0, 0, err
 	}
-	if len(q.Quads) == 0 || len(q.Quads[0]) < 8 {
-		return 0, 0, userError{"the element is not visible (it has no box on screen); take_snapshot again or scroll to it"}
-	}
-	p := q.Quads[0]
 	return (p[0] + p[2] + p[4] + p[6]) / 4, (p[1] + p[3] + p[5] + p[7]) / 4, nil
 }
 
@@ -541,8 +549,11 @@ const fillJS = `function(v) {
   return 'type';
 }`
 
-func fillNode(ctx context.Context, node cdp.BackendNodeID, value string) error {
-	obj, err := chromedp.Call(ctx, dom.ResolveNode, dom.ResolveNodeParams{BackendNodeID: node})
+// fillNode fills the element, all on the element's own session: the text
+// goes to the focused element of the element's frame.
+func fillNode(e *element, value string) error {
+	ctx := e.ctx
+	obj, err := chromedp.Call(ctx, dom.ResolveNode, dom.ResolveNodeParams{BackendNodeID: e.ref.id})
 	if err != nil {
 		return err
 	}

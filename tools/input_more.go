@@ -154,8 +154,8 @@ func (t *toolset) hover() Tool {
 			if res != nil {
 				return res, nil
 			}
-			return t.act(ctx, tab, "hover", []uidArg{{uid: uid}}, func(cctx context.Context, nodes []cdp.BackendNodeID) error {
-				x, y, err := nodeCenter(cctx, nodes[0])
+			return t.act(ctx, tab, "hover", []uidArg{{uid: uid}}, func(cctx context.Context, elems []*element) error {
+				x, y, err := nodeCenter(elems[0])
 				if err != nil {
 					return err
 				}
@@ -194,18 +194,19 @@ func (t *toolset) drag() Tool {
 	}
 }
 
-// dragNodes scrolls both nodes into view, then drags between their centres.
-// The centres are read after both scrolls, as the second can move the first.
-func dragNodes(targets []uidArg) func(context.Context, []cdp.BackendNodeID) error {
-	return func(ctx context.Context, nodes []cdp.BackendNodeID) error {
-		for i, n := range nodes {
-			if _, err := chromedp.Call(ctx, dom.ScrollIntoViewIfNeeded, dom.ScrollIntoViewIfNeededParams{BackendNodeID: n}); err != nil {
+// dragNodes scrolls both elements into view, then drags between their
+// centres. The centres are read after both scrolls, as the second can move
+// the first.
+func dragNodes(targets []uidArg) func(context.Context, []*element) error {
+	return func(ctx context.Context, elems []*element) error {
+		for i, e := range elems {
+			if err := e.scrollIntoView(); err != nil {
 				return targets[i].wrap(err)
 			}
 		}
 		var pts [2][2]float64
-		for i, n := range nodes {
-			x, y, err := quadCenter(ctx, n)
+		for i, e := range elems {
+			x, y, err := quadCenter(e)
 			if err != nil {
 				return targets[i].wrap(err)
 			}
@@ -259,9 +260,9 @@ func (t *toolset) fillForm() Tool {
 			if res != nil {
 				return res, nil
 			}
-			return t.act(ctx, tab, "fill_form", targets, func(cctx context.Context, nodes []cdp.BackendNodeID) error {
-				for i, n := range nodes {
-					if err := fillNode(cctx, n, values[i]); err != nil {
+			return t.act(ctx, tab, "fill_form", targets, func(cctx context.Context, elems []*element) error {
+				for i, e := range elems {
+					if err := fillNode(e, values[i]); err != nil {
 						return targets[i].wrap(err)
 					}
 				}
@@ -324,7 +325,7 @@ func (t *toolset) pressKey() Tool {
 			if res != nil {
 				return res, nil
 			}
-			return t.act(ctx, tab, "press_key", nil, func(cctx context.Context, _ []cdp.BackendNodeID) error {
+			return t.act(ctx, tab, "press_key", nil, func(cctx context.Context, _ []*element) error {
 				return dispatchKeys(cctx, combo.events())
 			}, "Pressed "+spec), nil
 		},
@@ -364,7 +365,7 @@ func (t *toolset) typeText() Tool {
 			if res != nil {
 				return res, nil
 			}
-			return t.act(ctx, tab, "type_text", nil, func(cctx context.Context, _ []cdp.BackendNodeID) error {
+			return t.act(ctx, tab, "type_text", nil, func(cctx context.Context, _ []*element) error {
 				if err := typeRunes(cctx, text); err != nil {
 					return err
 				}
@@ -620,8 +621,8 @@ func (t *toolset) uploadFile() Tool {
 			if res != nil {
 				return res, nil
 			}
-			return t.act(ctx, tab, "upload_file", []uidArg{{uid: uid}}, func(cctx context.Context, nodes []cdp.BackendNodeID) error {
-				return uploadFiles(cctx, nodes[0], files)
+			return t.act(ctx, tab, "upload_file", []uidArg{{uid: uid}}, func(cctx context.Context, elems []*element) error {
+				return uploadFiles(cctx, elems[0], files)
 			}, fmt.Sprintf("Chose %d file(s) for uid=%s", len(files), bareUID(uid))), nil
 		},
 	}
@@ -668,8 +669,10 @@ const fileChooserWait = 3 * time.Second
 
 // uploadFiles sets the files of a file input. For another element it clicks
 // it with the file chooser intercepted, and sets the files of the input
-// whose chooser opened.
-func uploadFiles(ctx context.Context, node cdp.BackendNodeID, files []string) error {
+// whose chooser opened. The chooser of a cross-site frame is its target's:
+// everything but the click goes to the element's own session.
+func uploadFiles(top context.Context, e *element, files []string) error {
+	ctx, node := e.ctx, e.ref.id
 	d, err := chromedp.Call(ctx, dom.DescribeNode, dom.DescribeNodeParams{BackendNodeID: node})
 	if err != nil {
 		return err
@@ -692,7 +695,7 @@ func uploadFiles(ctx context.Context, node cdp.BackendNodeID, files []string) er
 	wctx, cancel := context.WithTimeout(ctx, fileChooserWait)
 	defer cancel()
 	events := chromedp.Events(wctx, page.FileChooserOpened)
-	if err := clickNode(ctx, node, 1); err != nil {
+	if err := clickNode(top, e, 1); err != nil {
 		return err
 	}
 	for ev, err := range events {

@@ -3,12 +3,14 @@ package tools
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"strings"
 
 	"github.com/chromedp/cdproto/accessibility"
 	"github.com/chromedp/cdproto/cdp"
 	"github.com/chromedp/cdproto/dom"
+	"github.com/chromedp/cdproto/target"
 	"github.com/chromedp/chromedp"
 	"github.com/mark3labs/mcp-go/mcp"
 
@@ -72,9 +74,9 @@ func (t *toolset) snapshot(ctx context.Context, tab *Tab, verbose bool) (string,
 	if len(tree.Nodes) == 0 {
 		return "The page has no accessibility tree yet; wait for it to load and retry.", nil
 	}
-	w := &snapWriter{ctx: cctx, state: tab.State, verbose: verbose}
+	w := &snapWriter{call: cctx, ctx: cctx, tab: tab, verbose: verbose}
 	root := tree.Nodes[0]
-	w.state.resetIfNewDocument(root.BackendDOMNodeID)
+	tab.State.resetIfNewDocument(root.BackendDOMNodeID)
 	w.walk(root, indexNodes(tree.Nodes), 0, "")
 	return w.b.String(), nil
 }
@@ -88,8 +90,10 @@ func indexNodes(nodes []*accessibility.Node) map[accessibility.NodeID]*accessibi
 }
 
 type snapWriter struct {
-	ctx     context.Context
-	state   *TabState
+	call    context.Context // the snapshot call, on the page's session
+	ctx     context.Context // the call, on the session of scope
+	scope   target.ID       // the target being walked: "" for the page, else a cross-site frame
+	tab     *Tab
 	verbose bool
 	frames  int
 	b       strings.Builder
@@ -130,8 +134,9 @@ func (w *snapWriter) walk(n *accessibility.Node, byID map[accessibility.NodeID]*
 	}
 }
 
-// frame writes the tree of the document inside an iframe element. Frames of
-// another site run in another process and are not reached here.
+// frame writes the tree of the document inside an iframe element. A frame
+// of the same site is in the session that is walked; a frame of another
+// site is a target of its own, whose ID is the frame's.
 func (w *snapWriter) frame(n *accessibility.Node, depth int) {
 	if w.frames >= maxFrames || n.BackendDOMNodeID == 0 {
 		return
@@ -141,13 +146,45 @@ func (w *snapWriter) frame(n *accessibility.Node, depth int) {
 	if err != nil || desc.Node == nil || desc.Node.FrameID == "" {
 		return
 	}
-	sub, err := chromedp.Call(w.ctx, accessibility.GetFullAXTree, accessibility.GetFullAXTreeParams{FrameID: desc.Node.FrameID})
-	if err != nil || len(sub.Nodes) == 0 {
-		w.b.WriteString(strings.Repeat("  ", depth) + "(frame content not available: cross-site frames are not included)\n")
-		return
+	id := target.ID(desc.Node.FrameID)
+	if w.tab.State.frames.get(id) == nil {
+		sub, err := chromedp.Call(w.ctx, accessibility.GetFullAXTree, accessibility.GetFullAXTreeParams{FrameID: desc.Node.FrameID})
+		if err == nil && len(sub.Nodes) > 0 {
+			w.children(sub.Nodes, depth)
+			return
+		}
 	}
-	root := sub.Nodes[0]
-	byID := indexNodes(sub.Nodes)
+	if err := w.crossSite(id, n.BackendDOMNodeID, depth); err != nil {
+		w.b.WriteString(strings.Repeat("  ", depth) + "(frame content not available: " + err.Error() + "; take_snapshot again to retry)\n")
+	}
+}
+
+// crossSite writes the tree of cross-site frame id, shown by the iframe
+// element owner of the target being walked.
+func (w *snapWriter) crossSite(id target.ID, owner cdp.BackendNodeID, depth int) error {
+	f, err := attachFrame(w.call, w.tab, id, nodeRef{frame: w.scope, id: owner})
+	if err != nil {
+		if w.call.Err() != nil {
+			return errors.New("no time left to attach to it")
+		}
+		return errors.New("the frame has not loaded")
+	}
+	fctx := onSession(w.call, f.ctx)
+	sub, err := chromedp.Call(fctx, accessibility.GetFullAXTree, accessibility.GetFullAXTreeParams{})
+	if err != nil || len(sub.Nodes) == 0 {
+		return errors.New("the frame has no accessibility tree yet")
+	}
+	parentCtx, parent := w.ctx, w.scope
+	w.ctx, w.scope = fctx, id
+	w.children(sub.Nodes, depth)
+	w.ctx, w.scope = parentCtx, parent
+	return nil
+}
+
+// children writes the tree of a frame's document below its root.
+func (w *snapWriter) children(nodes []*accessibility.Node, depth int) {
+	root := nodes[0]
+	byID := indexNodes(nodes)
 	for _, id := range root.ChildIDs {
 		if c, ok := byID[id]; ok {
 			w.walk(c, byID, depth, "")
@@ -158,7 +195,7 @@ func (w *snapWriter) frame(n *accessibility.Node, depth int) {
 func (w *snapWriter) line(n *accessibility.Node, depth int, role, name string) {
 	w.b.WriteString(strings.Repeat("  ", depth))
 	if n.BackendDOMNodeID != 0 {
-		fmt.Fprintf(&w.b, "uid=%d ", w.state.uid(n.BackendDOMNodeID))
+		fmt.Fprintf(&w.b, "uid=%d ", w.tab.State.uid(nodeRef{frame: w.scope, id: n.BackendDOMNodeID}))
 	}
 	if role == "StaticText" && !w.verbose {
 		// Text is the most common line: the quotes say what it is.
@@ -212,16 +249,6 @@ func axString(v *accessibility.Value) string {
 		return s
 	}
 	return strings.Trim(string(v.Value), `"`)
-}
-
-// backendOf returns the node of a uid argument, as an error result when it
-// is not valid.
-func backendOf(tab *Tab, uid string) (cdp.BackendNodeID, *mcp.CallToolResult) {
-	id, err := tab.State.node(uid)
-	if err != nil {
-		return 0, mcp.NewToolResultError(err.Error())
-	}
-	return id, nil
 }
 
 // interactiveRoles are kept in a compact snapshot even without a name: they

@@ -28,11 +28,13 @@ type TabState struct {
 
 	emulation emulationState // what emulate set on the tab (emulate.go)
 
+	frames frameRegistry // cross-site iframes attached to (frames.go)
+
 	panics listenerPanics // panics recovered in Listen
 
 	mu        sync.Mutex
-	byBackend map[cdp.BackendNodeID]int
-	byUID     map[int]cdp.BackendNodeID
+	byNodeRef map[nodeRef]int
+	byUID     map[int]nodeRef
 	nextUID   int
 	started   uint64 // main-frame cross-document navigations started
 	stopped   uint64 // main-frame loads that stopped (finished or failed)
@@ -46,8 +48,8 @@ type TabState struct {
 func NewTabState(id target.ID) *TabState {
 	return &TabState{
 		mainFrame: cdp.FrameID(id),
-		byBackend: map[cdp.BackendNodeID]int{},
-		byUID:     map[int]cdp.BackendNodeID{},
+		byNodeRef: map[nodeRef]int{},
+		byUID:     map[int]nodeRef{},
 		changed:   make(chan struct{}),
 	}
 }
@@ -68,7 +70,7 @@ func (s *TabState) Listen(ev any) {
 
 // ListenerPanic is a panic that Listen recovered.
 type ListenerPanic struct {
-	Collector string // console, network, dialog, activity, trace or navigation
+	Collector string // console, network, dialog, activity, trace, navigation or frames
 	Value     string // the panic value, printed
 	Stack     string // the stack of the panicking goroutine
 }
@@ -150,10 +152,11 @@ func (s *TabState) listenNav(ev any) {
 		// goes on, so an old uid can never name a node of the new page.
 		if e.Frame != nil && e.Frame.ID == s.mainFrame {
 			s.mu.Lock()
-			clear(s.byBackend)
+			clear(s.byNodeRef)
 			clear(s.byUID)
 			s.docRoot = 0
 			s.mu.Unlock()
+			s.frames.stopAll()
 		}
 	case *page.EventFrameStoppedLoading:
 		if e.FrameID == s.mainFrame {
@@ -208,29 +211,30 @@ func (s *TabState) settle(ctx context.Context, m navMark, maxWait time.Duration)
 // uid returns the snapshot uid of a node, giving it one if it has none.
 // A node keeps its uid for as long as its document lives, and uids are
 // never reused within a tab, so a stale uid cannot hit another node.
-func (s *TabState) uid(id cdp.BackendNodeID) int {
+func (s *TabState) uid(ref nodeRef) int {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if u, ok := s.byBackend[id]; ok {
+	if u, ok := s.byNodeRef[ref]; ok {
 		return u
 	}
 	s.nextUID++
-	s.byBackend[id] = s.nextUID
-	s.byUID[s.nextUID] = id
+	s.byNodeRef[ref] = s.nextUID
+	s.byUID[s.nextUID] = ref
 	return s.nextUID
 }
 
-// node returns the backend node of a uid from a snapshot.
-func (s *TabState) node(uid string) (cdp.BackendNodeID, error) {
+// node returns the node of a uid from a snapshot. Use elementOf to act on
+// it: a node of a cross-site frame is only known to the frame's session.
+func (s *TabState) node(uid string) (nodeRef, error) {
 	var n int
 	if _, err := fmt.Sscan(strings.TrimPrefix(uid, "uid="), &n); err != nil {
-		return 0, fmt.Errorf("uid %q is not a snapshot uid; call take_snapshot and use a uid from its lines (uid=N)", uid)
+		return nodeRef{}, fmt.Errorf("uid %q is not a snapshot uid; call take_snapshot and use a uid from its lines (uid=N)", uid)
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	id, ok := s.byUID[n]
 	if !ok {
-		return 0, fmt.Errorf("uid %d is not in the latest snapshot of this page (the page changed or navigated); call take_snapshot and use a fresh uid", n)
+		return nodeRef{}, fmt.Errorf("uid %d is not in the latest snapshot of this page (the page changed or navigated); call take_snapshot and use a fresh uid", n)
 	}
 	return id, nil
 }
@@ -245,6 +249,6 @@ func (s *TabState) resetIfNewDocument(root cdp.BackendNodeID) {
 		return
 	}
 	s.docRoot = root
-	clear(s.byBackend)
+	clear(s.byNodeRef)
 	clear(s.byUID)
 }

@@ -1,6 +1,7 @@
 package tools
 
 import (
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -68,18 +69,32 @@ func TestCheckURL(t *testing.T) {
 
 func TestUIDs(t *testing.T) {
 	s := NewTabState("T1")
-	a, b := s.uid(10), s.uid(20)
-	if a == b || s.uid(10) != a {
-		t.Fatalf("uids not stable: %d %d %d", a, b, s.uid(10))
+	n10, n20 := nodeRef{id: 10}, nodeRef{id: 20}
+	a, b := s.uid(n10), s.uid(n20)
+	if a == b || s.uid(n10) != a {
+		t.Fatalf("uids not stable: %d %d %d", a, b, s.uid(n10))
 	}
-	if id, err := s.node("uid=1"); err != nil || id != 10 {
-		t.Errorf("node(uid=1) = %d, %v", id, err)
+	if ref, err := s.node("uid=1"); err != nil || ref != n10 {
+		t.Errorf("node(uid=1) = %v, %v", ref, err)
+	}
+	// Backend node ids repeat across processes: the frame tells them apart.
+	inFrame := nodeRef{frame: "F1", id: 10}
+	f := s.uid(inFrame)
+	if f == a {
+		t.Errorf("node 10 of frame F1 got the uid of node 10 of the page")
+	}
+	s.forgetFrame("F1")
+	if _, err := s.node(fmt.Sprint(f)); err == nil {
+		t.Errorf("uid %d of a forgotten frame still resolves", f)
+	}
+	if ref, err := s.node(fmt.Sprint(a)); err != nil || ref != n10 {
+		t.Errorf("forgetting a frame dropped a uid of the page: %v, %v", ref, err)
 	}
 	s.resetIfNewDocument(99)
 	if _, err := s.node("1"); err == nil || !strings.Contains(err.Error(), "take_snapshot") {
 		t.Errorf("stale uid after a new document: %v", err)
 	}
-	if c := s.uid(10); c == a {
+	if c := s.uid(n10); c == a {
 		t.Errorf("uid %d reused after a new document", c)
 	}
 	if _, err := s.node("abc"); err == nil {
