@@ -9,7 +9,6 @@ import (
 	"net/http/httptest"
 	"runtime"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -20,6 +19,7 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/mcp-browser-proxy/mcp-browser-proxy/internal/testchrome"
+	"github.com/mcp-browser-proxy/mcp-browser-proxy/internal/testlog"
 )
 
 // TestFullJitterBackoff checks the waits against the capped exponential
@@ -76,7 +76,7 @@ func TestFullJitterBackoff(t *testing.T) {
 // and every transition must be logged.
 func TestFaultLostWebsocketNoticedAtOnce(t *testing.T) {
 	c := testchrome.Start(t)
-	logs := &lockedBuffer{}
+	logs := &testlog.Buffer{}
 	cfg := testConfig()
 	cfg.HealthInterval = time.Hour
 	cfg.Logger = zerolog.New(logs)
@@ -352,7 +352,7 @@ func TestFaultHungBrowser(t *testing.T) {
 // check runs at once and succeeds.
 func TestFaultSlowHealthCheckKeepsConnection(t *testing.T) {
 	f := newSilentCDP(t, func(n int) bool { return n != 1 }) // the first health check goes unanswered
-	logs := &lockedBuffer{}
+	logs := &testlog.Buffer{}
 	cfg := testConfig()
 	cfg.HealthInterval = 50 * time.Millisecond
 	cfg.HealthTimeout = 200 * time.Millisecond
@@ -425,22 +425,4 @@ func waitGoroutines(t *testing.T, max int) {
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
-}
-
-// lockedBuffer is a log sink safe for concurrent writes.
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  strings.Builder
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
 }

@@ -9,7 +9,6 @@ import (
 	"net/http/httptest"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -21,6 +20,7 @@ import (
 
 	"github.com/mcp-browser-proxy/mcp-browser-proxy/auth"
 	"github.com/mcp-browser-proxy/mcp-browser-proxy/browserpool"
+	"github.com/mcp-browser-proxy/mcp-browser-proxy/internal/testlog"
 	"github.com/mcp-browser-proxy/mcp-browser-proxy/router"
 	"github.com/mcp-browser-proxy/mcp-browser-proxy/session"
 	"github.com/mcp-browser-proxy/mcp-browser-proxy/tools"
@@ -35,25 +35,7 @@ type harness struct {
 	pool  *browserpool.Pool
 	mgr   *session.Manager
 	srv   *Server
-	logs  *syncBuffer
-}
-
-// syncBuffer collects the log output of a test proxy.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
+	logs  *testlog.Buffer
 }
 
 func newHarness(t testing.TB, dataDir string) *harness {
@@ -85,7 +67,7 @@ func buildHarness(t testing.TB, su harnessSetup) *harness {
 	if su.dataDir == "" {
 		su.dataDir = t.TempDir()
 	}
-	logs := &syncBuffer{}
+	logs := &testlog.Buffer{}
 	log := zerolog.New(logs)
 	authn, err := auth.NewAuthenticator([]byte(testSecret))
 	if err != nil {

@@ -1,7 +1,6 @@
 package session
 
 import (
-	"bytes"
 	"context"
 	"strings"
 	"sync"
@@ -16,25 +15,8 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/mcp-browser-proxy/mcp-browser-proxy/auth"
+	"github.com/mcp-browser-proxy/mcp-browser-proxy/internal/testlog"
 )
-
-// lockedBuffer is a log sink that Run's goroutine and the test share.
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
-}
 
 // auditedClose reports whether logs has a session_close audit line of
 // session id with reason.
@@ -61,7 +43,7 @@ func backdate(m *Manager, s *Session, used, opened time.Time) {
 }
 
 func TestSessionsExpireIdleOrOld(t *testing.T) {
-	logs := &lockedBuffer{}
+	logs := &testlog.Buffer{}
 	reg := prometheus.NewRegistry()
 	metrics, err := NewMetrics(reg)
 	if err != nil {
@@ -147,7 +129,7 @@ func TestSessionsExpireIdleOrOld(t *testing.T) {
 }
 
 func TestCloseEndsTransportOnlyWhenTheManagerCloses(t *testing.T) {
-	logs := &lockedBuffer{}
+	logs := &testlog.Buffer{}
 	m := newTestManager(t, Config{Audit: zerolog.New(logs)})
 	var clientEnds, userEnds, shutdownEnds atomic.Int32
 	byClient := m.OpenWithEnd(m.NewID("alice"), "alice", func() { clientEnds.Add(1) })

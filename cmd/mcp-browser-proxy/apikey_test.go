@@ -23,6 +23,7 @@ import (
 	"github.com/golang-jwt/jwt/v5"
 
 	"github.com/mcp-browser-proxy/mcp-browser-proxy/auth"
+	"github.com/mcp-browser-proxy/mcp-browser-proxy/internal/testlog"
 	"github.com/mcp-browser-proxy/mcp-browser-proxy/router"
 )
 
@@ -216,7 +217,7 @@ func startServe(t *testing.T, dir string, args ...string) string {
 		t.Fatal(err)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
-	var logs lockedBuffer
+	var logs testlog.Buffer
 	done := make(chan error, 1)
 	go func() { done <- serve(ctx, *f, &logs) }()
 	t.Cleanup(func() {
@@ -327,7 +328,7 @@ func TestServeAuthFlagErrors(t *testing.T) {
 		if err := cmd.ParseFlags(append([]string{"--addr", "127.0.0.1:0", "--data-dir", dir, "--log-format", "json"}, tt.args...)); err != nil {
 			t.Fatal(err)
 		}
-		err := serve(context.Background(), *f, &lockedBuffer{})
+		err := serve(context.Background(), *f, &testlog.Buffer{})
 		if err == nil || !strings.Contains(err.Error(), tt.want) {
 			t.Errorf("serve %v = %v, want error mentioning %q", tt.args, err, tt.want)
 		}

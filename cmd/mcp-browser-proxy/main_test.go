@@ -8,13 +8,13 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/spf13/pflag"
 
 	"github.com/mcp-browser-proxy/mcp-browser-proxy/auth"
+	"github.com/mcp-browser-proxy/mcp-browser-proxy/internal/testlog"
 )
 
 // run executes the CLI with args and returns stdout, stderr and the error.
@@ -96,23 +96,6 @@ func TestServeHelpListsEnvTwins(t *testing.T) {
 	})
 }
 
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
-}
-
 func TestServeStartsAndStops(t *testing.T) {
 	dir := filepath.Join(t.TempDir(), "data")
 	l, err := net.Listen("tcp", "127.0.0.1:0")
@@ -127,7 +110,7 @@ func TestServeStartsAndStops(t *testing.T) {
 		t.Fatal(err)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
-	var logs lockedBuffer
+	var logs testlog.Buffer
 	done := make(chan error, 1)
 	go func() { done <- serve(ctx, *f, &logs) }()
 

@@ -26,6 +26,7 @@ import (
 
 	"github.com/mcp-browser-proxy/mcp-browser-proxy/auth"
 	"github.com/mcp-browser-proxy/mcp-browser-proxy/internal/testchrome"
+	"github.com/mcp-browser-proxy/mcp-browser-proxy/internal/testlog"
 	"github.com/mcp-browser-proxy/mcp-browser-proxy/router"
 )
 
@@ -55,7 +56,7 @@ type proc struct {
 	addr   string // host:port it listens on
 	base   string // http://addr
 	dir    string // its data dir
-	logs   *lockedBuffer
+	logs   *testlog.Buffer
 	exited chan struct{} // closed when the process has exited
 	err    error         // what Wait returned, once exited is closed
 }
@@ -73,7 +74,7 @@ func startProxy(t *testing.T, bin, dir string, args ...string) *proc {
 	}
 	addr := l.Addr().String()
 	l.Close()
-	p := &proc{t: t, addr: addr, base: "http://" + addr, dir: dir, logs: &lockedBuffer{}, exited: make(chan struct{})}
+	p := &proc{t: t, addr: addr, base: "http://" + addr, dir: dir, logs: &testlog.Buffer{}, exited: make(chan struct{})}
 	args = append([]string{"serve", "--addr", addr, "--data-dir", dir, "--jwt-secret", procSecret, "--log-format", "json"}, args...)
 	p.cmd = exec.Command(bin, args...)
 	p.cmd.Stdout, p.cmd.Stderr = p.logs, p.logs
