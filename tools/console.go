@@ -710,39 +710,56 @@ func (t *toolset) listConsoleMessages() Tool {
 			if res != nil {
 				return res, nil
 			}
-			return mcp.NewToolResultText(formatConsoleList(tab.ID, msgs[from:to], labels, all, earlier, types != nil) +
+			text := formatList(consoleWords, tab.ID, msgs[from:to], func(e navEntry[*consoleMsg]) int { return e.nav },
+				func(e navEntry[*consoleMsg]) string { return consoleLine(e.id, e.v) }, labels, all, earlier, types != nil)
+			return mcp.NewToolResultText(text +
 				pagingFooter(from, to, len(msgs), req, "messages")), nil
 		},
 	}
 }
 
-// formatConsoleList renders a page of messages, one line each; with all,
-// under a header per navigation.
-func formatConsoleList(pageID int, msgs []navEntry[*consoleMsg], labels map[int]string, all bool, earlier int, filtered bool) string {
+// listWords are the words of a list tool's answer (list_console_messages,
+// list_network_requests).
+type listWords struct {
+	title                           string // "Console messages"
+	noneOfTypes, none, noneSinceNav string // when the page of items is empty
+	kept, preserveArg               string // "message(s)", "includePreservedMessages"
+}
+
+var consoleWords = listWords{
+	title:       "Console messages",
+	noneOfTypes: "No messages of those types.", none: "No console messages.",
+	noneSinceNav: "No console messages since the last navigation.",
+	kept:         "message(s)", preserveArg: "includePreservedMessages",
+}
+
+// formatList renders a page of items, one line each; with all, under a
+// header per navigation.
+func formatList[T any](w listWords, pageID int, items []T, nav func(T) int, line func(T) string, labels map[int]string, all bool, earlier int, filtered bool) string {
 	var b strings.Builder
-	fmt.Fprintf(&b, "## Console messages of page %d\n", pageID)
-	if len(msgs) == 0 {
+	fmt.Fprintf(&b, "## %s of page %d\n", w.title, pageID)
+	if len(items) == 0 {
 		switch {
 		case filtered:
-			b.WriteString("No messages of those types.")
+			b.WriteString(w.noneOfTypes)
 		case all:
-			b.WriteString("No console messages.")
+			b.WriteString(w.none)
 		default:
-			b.WriteString("No console messages since the last navigation.")
+			b.WriteString(w.noneSinceNav)
 		}
 		if !all && earlier > 0 {
-			fmt.Fprintf(&b, " %d message(s) of earlier navigations are kept: pass includePreservedMessages=true to see them.", earlier)
+			fmt.Fprintf(&b, " %d %s of earlier navigations are kept: pass %s=true to see them.", earlier, w.kept, w.preserveArg)
 		}
 		b.WriteByte('\n')
 		return b.String()
 	}
-	nav := -1
-	for _, e := range msgs {
-		if all && e.nav != nav {
-			nav = e.nav
-			fmt.Fprintf(&b, "### %s\n", labels[nav])
+	cur := -1
+	for _, it := range items {
+		if n := nav(it); all && n != cur {
+			cur = n
+			fmt.Fprintf(&b, "### %s\n", labels[cur])
 		}
-		b.WriteString(consoleLine(e.id, e.v))
+		b.WriteString(line(it))
 		b.WriteByte('\n')
 	}
 	return b.String()

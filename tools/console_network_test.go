@@ -326,6 +326,36 @@ func TestListPaging(t *testing.T) {
 	}
 }
 
+func TestFormatList(t *testing.T) {
+	type item struct{ nav, id int }
+	nav := func(i item) int { return i.nav }
+	line := func(i item) string { return fmt.Sprintf("id=%d", i.id) }
+	labels := map[int]string{1: "Navigation 1", 2: "Current navigation"}
+	for _, tc := range []struct {
+		name     string
+		items    []item
+		all      bool
+		earlier  int
+		filtered bool
+		want     string
+	}{
+		{"none since the navigation, some kept", nil, false, 3, false,
+			"## Network requests of page 7\nNo requests since the last navigation. 3 request(s) of earlier navigations are kept: pass includePreservedRequests=true to see them.\n"},
+		{"none at all", nil, true, 0, false, "## Network requests of page 7\nNo requests.\n"},
+		{"none of the types", nil, false, 0, true, "## Network requests of page 7\nNo requests of those resource types.\n"},
+		{"current navigation only, no headers", []item{{2, 5}, {2, 6}}, false, 0, false, "## Network requests of page 7\nid=5\nid=6\n"},
+		{"all, a header per navigation", []item{{1, 1}, {1, 2}, {2, 5}}, true, 0, false,
+			"## Network requests of page 7\n### Navigation 1\nid=1\nid=2\n### Current navigation\nid=5\n"},
+	} {
+		if got := formatList(networkWords, 7, tc.items, nav, line, labels, tc.all, tc.earlier, tc.filtered); got != tc.want {
+			t.Errorf("%s:\n got %q\nwant %q", tc.name, got, tc.want)
+		}
+	}
+	if got := formatList(consoleWords, 1, []item(nil), nav, line, labels, false, 2, false); !strings.Contains(got, "2 message(s) of earlier navigations are kept: pass includePreservedMessages=true") {
+		t.Errorf("console wording: %q", got)
+	}
+}
+
 func TestClip(t *testing.T) {
 	if got := clipEnd("héllo wörld", 2); got != "h…" {
 		t.Errorf("clipEnd cut a rune: %q", got)

@@ -291,42 +291,18 @@ func (t *toolset) listNetworkRequests() Tool {
 			if res != nil {
 				return res, nil
 			}
-			return mcp.NewToolResultText(formatNetworkList(tab.ID, reqs[from:to], labels, all, earlier, types != nil) +
+			text := formatList(networkWords, tab.ID, reqs[from:to], func(r netSnapshot) int { return r.nav }, networkLine, labels, all, earlier, types != nil)
+			return mcp.NewToolResultText(text +
 				pagingFooter(from, to, len(reqs), req, "requests")), nil
 		},
 	}
 }
 
-// formatNetworkList renders a page of requests, one line each; with all,
-// under a header per navigation.
-func formatNetworkList(pageID int, reqs []netSnapshot, labels map[int]string, all bool, earlier int, filtered bool) string {
-	var b strings.Builder
-	fmt.Fprintf(&b, "## Network requests of page %d\n", pageID)
-	if len(reqs) == 0 {
-		switch {
-		case filtered:
-			b.WriteString("No requests of those resource types.")
-		case all:
-			b.WriteString("No requests.")
-		default:
-			b.WriteString("No requests since the last navigation.")
-		}
-		if !all && earlier > 0 {
-			fmt.Fprintf(&b, " %d request(s) of earlier navigations are kept: pass includePreservedRequests=true to see them.", earlier)
-		}
-		b.WriteByte('\n')
-		return b.String()
-	}
-	nav := -1
-	for _, r := range reqs {
-		if all && r.nav != nav {
-			nav = r.nav
-			fmt.Fprintf(&b, "### %s\n", labels[nav])
-		}
-		b.WriteString(networkLine(r))
-		b.WriteByte('\n')
-	}
-	return b.String()
+var networkWords = listWords{
+	title:       "Network requests",
+	noneOfTypes: "No requests of those resource types.", none: "No requests.",
+	noneSinceNav: "No requests since the last navigation.",
+	kept:         "request(s)", preserveArg: "includePreservedRequests",
 }
 
 func networkLine(r netSnapshot) string {
