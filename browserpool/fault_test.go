@@ -2,11 +2,9 @@ package browserpool
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"math"
 	"net/http"
-	"net/http/httptest"
 	"runtime"
 	"strings"
 	"sync/atomic"
@@ -15,9 +13,9 @@ import (
 
 	cdptarget "github.com/chromedp/cdproto/target"
 	"github.com/chromedp/chromedp"
-	"github.com/gorilla/websocket"
 	"github.com/rs/zerolog"
 
+	"github.com/mcp-browser-proxy/mcp-browser-proxy/internal/fakecdp"
 	"github.com/mcp-browser-proxy/mcp-browser-proxy/internal/testchrome"
 	"github.com/mcp-browser-proxy/mcp-browser-proxy/internal/testlog"
 )
@@ -199,76 +197,19 @@ func TestFaultFailedRetriedAtOnce(t *testing.T) {
 	}
 }
 
-// silentCDP is a DevTools endpoint that answers /json/version and accepts
-// the browser websocket, then answers the n-th CDP command of a connection
-// (from 0) with an empty result (Browser.getVersion with a product) when
-// answer(n) holds, and never otherwise.
-type silentCDP struct {
-	srv   *httptest.Server
-	open  atomic.Int64 // websocket handlers running
-	total atomic.Int64 // websockets accepted
-	cmds  atomic.Int64 // commands received
-}
-
-func newSilentCDP(t *testing.T, answer func(n int) bool) *silentCDP {
-	t.Helper()
-	f := &silentCDP{}
-	up := websocket.Upgrader{}
-	mux := http.NewServeMux()
-	mux.HandleFunc("/json/version", func(w http.ResponseWriter, r *http.Request) {
-		json.NewEncoder(w).Encode(map[string]string{"Browser": "Silent/1.0", "webSocketDebuggerUrl": "ws://" + r.Host + "/devtools/browser/silent"})
-	})
-	mux.HandleFunc("/devtools/browser/", func(w http.ResponseWriter, r *http.Request) {
-		c, err := up.Upgrade(w, r, nil)
-		if err != nil {
-			return
-		}
-		f.open.Add(1)
-		f.total.Add(1)
-		defer f.open.Add(-1)
-		defer c.Close()
-		for n := 0; ; n++ {
-			var msg struct {
-				ID     int64  `json:"id"`
-				Method string `json:"method"`
-			}
-			if err := c.ReadJSON(&msg); err != nil {
-				return
-			}
-			f.cmds.Add(1)
-			if !answer(n) {
-				continue
-			}
-			result := map[string]any{}
-			if msg.Method == "Browser.getVersion" {
-				result = map[string]any{"protocolVersion": "1.3", "product": "Silent/1.0", "revision": "1", "userAgent": "silent", "jsVersion": "1"}
-			}
-			if err := c.WriteJSON(map[string]any{"id": msg.ID, "result": result}); err != nil {
-				return
-			}
-		}
-	})
-	f.srv = httptest.NewServer(mux)
-	t.Cleanup(func() {
-		f.srv.CloseClientConnections()
-		f.srv.Close()
-	})
-	return f
-}
-
 // TestFaultSilentBrowser: a browser that accepts the websocket but answers
 // no CDP command never counts as connected; status says why, Conn fails
 // within its bound with a clear error, and neither the pool's nor the
 // fake's goroutines pile up over many attempts.
 func TestFaultSilentBrowser(t *testing.T) {
-	f := newSilentCDP(t, func(int) bool { return false })
+	f := fakecdp.NewSilent(t, func(int) bool { return false })
 	cfg := testConfig()
 	cfg.DialTimeout = 300 * time.Millisecond
 	p := New(cfg)
 	defer p.Close()
 	base := runtime.NumGoroutine()
 
-	b := p.Ensure("alice", f.srv.URL)
+	b := p.Ensure("alice", f.URL)
 	st := b.WaitSettled(context.Background(), 5*time.Second)
 	if st.State == StateConnected || st.Attempts == 0 || !strings.Contains(st.LastError, "did not answer within") {
 		t.Fatalf("settled status %+v, want an attempt that failed because the browser did not answer", st)
@@ -288,11 +229,11 @@ func TestFaultSilentBrowser(t *testing.T) {
 	// was closed (the fake's handlers ended) and its goroutines with it.
 	waitStatus(t, b, "five failed attempts", func(s Status) bool { return s.Attempts >= 5 })
 	deadline := time.Now().Add(5 * time.Second)
-	for f.open.Load() > 1 && time.Now().Before(deadline) {
+	for f.Open.Load() > 1 && time.Now().Before(deadline) {
 		time.Sleep(10 * time.Millisecond)
 	}
-	if open := f.open.Load(); open > 1 {
-		t.Errorf("%d websockets still open after %d attempts, want at most the one in progress", open, f.total.Load())
+	if open := f.Open.Load(); open > 1 {
+		t.Errorf("%d websockets still open after %d attempts, want at most the one in progress", open, f.Total.Load())
 	}
 	if n := runtime.NumGoroutine(); n > base+40 {
 		t.Errorf("goroutines %d, started with %d: attempts leak", n, base)
@@ -300,10 +241,10 @@ func TestFaultSilentBrowser(t *testing.T) {
 	p.Close()
 	waitGoroutines(t, base+5)
 	deadline = time.Now().Add(5 * time.Second)
-	for f.open.Load() > 0 && time.Now().Before(deadline) {
+	for f.Open.Load() > 0 && time.Now().Before(deadline) {
 		time.Sleep(10 * time.Millisecond)
 	}
-	if open := f.open.Load(); open != 0 {
+	if open := f.Open.Load(); open != 0 {
 		t.Errorf("%d websockets still open after Close", open)
 	}
 }
@@ -312,13 +253,13 @@ func TestFaultSilentBrowser(t *testing.T) {
 // hung or stopped process) fails its health check, leaves connected, and
 // a CDP call on the connection ends at its own bound rather than hanging.
 func TestFaultHungBrowser(t *testing.T) {
-	f := newSilentCDP(t, func(n int) bool { return n == 0 }) // the connect's Browser.getVersion only
+	f := fakecdp.NewSilent(t, func(n int) bool { return n == 0 }) // the connect's Browser.getVersion only
 	cfg := testConfig()
 	cfg.HealthInterval = 100 * time.Millisecond
 	cfg.HealthTimeout = 200 * time.Millisecond
 	p := New(cfg)
 	defer p.Close()
-	b := p.Ensure("alice", f.srv.URL)
+	b := p.Ensure("alice", f.URL)
 	conn, err := b.Conn(context.Background(), 5*time.Second)
 	if err != nil {
 		t.Fatal(err)
@@ -351,7 +292,7 @@ func TestFaultHungBrowser(t *testing.T) {
 // out (a browser slow for a moment) does not drop the connection; the next
 // check runs at once and succeeds.
 func TestFaultSlowHealthCheckKeepsConnection(t *testing.T) {
-	f := newSilentCDP(t, func(n int) bool { return n != 1 }) // the first health check goes unanswered
+	f := fakecdp.NewSilent(t, func(n int) bool { return n != 1 }) // the first health check goes unanswered
 	logs := &testlog.Buffer{}
 	cfg := testConfig()
 	cfg.HealthInterval = 50 * time.Millisecond
@@ -359,23 +300,23 @@ func TestFaultSlowHealthCheckKeepsConnection(t *testing.T) {
 	cfg.Logger = zerolog.New(logs)
 	p := New(cfg)
 	defer p.Close()
-	b := p.Ensure("alice", f.srv.URL)
+	b := p.Ensure("alice", f.URL)
 	conn, err := b.Conn(context.Background(), 5*time.Second)
 	if err != nil {
 		t.Fatal(err)
 	}
 	deadline := time.Now().Add(10 * time.Second)
-	for f.cmds.Load() < 5 { // the connect, the missed check, three answered ones
+	for f.Cmds.Load() < 5 { // the connect, the missed check, three answered ones
 		if time.Now().After(deadline) {
-			t.Fatalf("only %d commands reached the browser", f.cmds.Load())
+			t.Fatalf("only %d commands reached the browser", f.Cmds.Load())
 		}
 		time.Sleep(10 * time.Millisecond)
 	}
 	if st := b.Status(); st.State != StateConnected || st.Generation != conn.Generation || conn.Ctx.Err() != nil {
 		t.Errorf("after one slow health check: %+v, want the same connection", st)
 	}
-	if f.total.Load() != 1 {
-		t.Errorf("%d websockets, want 1", f.total.Load())
+	if f.Total.Load() != 1 {
+		t.Errorf("%d websockets, want 1", f.Total.Load())
 	}
 	if !strings.Contains(logs.String(), "health check failed; checking again") {
 		t.Errorf("the missed check was not logged:\n%s", logs.String())

@@ -2,7 +2,6 @@ package proxy
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"io"
 	"net/http"
@@ -15,11 +14,11 @@ import (
 	"testing"
 	"time"
 
-	"github.com/gorilla/websocket"
 	"github.com/mark3labs/mcp-go/client"
 	"github.com/mark3labs/mcp-go/mcp"
 
 	"github.com/mcp-browser-proxy/mcp-browser-proxy/browserpool"
+	"github.com/mcp-browser-proxy/mcp-browser-proxy/internal/fakecdp"
 	"github.com/mcp-browser-proxy/mcp-browser-proxy/internal/testchrome"
 	"github.com/mcp-browser-proxy/mcp-browser-proxy/session"
 )
@@ -359,50 +358,6 @@ func TestFaultRestartSamePort(t *testing.T) {
 	}
 }
 
-// silentBrowser is a DevTools endpoint on 127.0.0.1 that answers
-// /json/version and accepts the browser websocket, then answers the first
-// answerFirst CDP commands of each connection and no other.
-func silentBrowser(t *testing.T, answerFirst int) string {
-	t.Helper()
-	up := websocket.Upgrader{}
-	mux := http.NewServeMux()
-	mux.HandleFunc("/json/version", func(w http.ResponseWriter, r *http.Request) {
-		json.NewEncoder(w).Encode(map[string]string{"Browser": "Silent/1.0", "webSocketDebuggerUrl": "ws://" + r.Host + "/devtools/browser/silent"})
-	})
-	mux.HandleFunc("/devtools/browser/", func(w http.ResponseWriter, r *http.Request) {
-		c, err := up.Upgrade(w, r, nil)
-		if err != nil {
-			return
-		}
-		defer c.Close()
-		for n := 0; ; n++ {
-			var msg struct {
-				ID     int64  `json:"id"`
-				Method string `json:"method"`
-			}
-			if err := c.ReadJSON(&msg); err != nil {
-				return
-			}
-			if n >= answerFirst {
-				continue
-			}
-			result := map[string]any{}
-			if msg.Method == "Browser.getVersion" {
-				result = map[string]any{"protocolVersion": "1.3", "product": "Silent/1.0", "revision": "1", "userAgent": "silent", "jsVersion": "1"}
-			}
-			if err := c.WriteJSON(map[string]any{"id": msg.ID, "result": result}); err != nil {
-				return
-			}
-		}
-	})
-	srv := httptest.NewServer(mux)
-	t.Cleanup(func() {
-		srv.CloseClientConnections()
-		srv.Close()
-	})
-	return srv.URL
-}
-
 // TestFaultSilentBrowser registers a browser that accepts the websocket but
 // never answers: registration says so, tool calls fail within the browser
 // wait with a clear retryable error, and goroutines do not pile up. A
@@ -414,7 +369,7 @@ func TestFaultSilentBrowser(t *testing.T) {
 	h := newFaultHarness(t, pcfg, session.Config{BrowserWait: 500 * time.Millisecond, CallTimeout: time.Second})
 
 	tok := h.token("alice")
-	reg := h.register(tok, "alice", silentBrowser(t, 0))
+	reg := h.register(tok, "alice", fakecdp.NewSilent(t, func(int) bool { return false }).URL)
 	t.Logf("registration of a silent browser: %s: %s", reg.BrowserStatus, reg.Message)
 	if reg.BrowserStatus == "connected" || !strings.Contains(reg.Message, "did not answer within") {
 		t.Errorf("registration: %+v, want not connected and a message saying the browser does not answer", reg)
@@ -448,7 +403,7 @@ func TestFaultSilentBrowser(t *testing.T) {
 
 	// Hung: the connect's Browser.getVersion is answered, nothing else.
 	bob := h.token("bob")
-	reg = h.register(bob, "bob", silentBrowser(t, 1))
+	reg = h.register(bob, "bob", fakecdp.NewSilent(t, func(n int) bool { return n == 0 }).URL)
 	if reg.BrowserStatus != "connected" {
 		t.Fatalf("bob's registration: %+v", reg)
 	}
