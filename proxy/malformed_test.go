@@ -4,7 +4,6 @@ package proxy
 // panicking tool handlers, and the drain of Serve.
 
 import (
-	"bufio"
 	"bytes"
 	"context"
 	"encoding/json"
@@ -14,91 +13,33 @@ import (
 	"net"
 	"net/http"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/mark3labs/mcp-go/mcp"
 	"github.com/mark3labs/mcp-go/server"
 
+	"github.com/mcp-browser-proxy/mcp-browser-proxy/internal/testsse"
 	"github.com/mcp-browser-proxy/mcp-browser-proxy/session"
 )
 
-// malStream reads an SSE answer line by line.
-type malStream struct {
-	resp  *http.Response
-	lines chan string // closed when the stream ends
-}
-
 // malOpenStream sends GET path with the bearer token and returns the
 // stream, which the test's cleanup closes.
-func malOpenStream(t *testing.T, base, path, tok string, hdr map[string]string) *malStream {
+func malOpenStream(t *testing.T, base, path, tok string, hdr map[string]string) *testsse.Stream {
 	t.Helper()
-	ctx, cancel := context.WithCancel(context.Background())
-	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, base+path, nil)
-	req.Header.Set("Authorization", "Bearer "+tok)
-	req.Header.Set("Accept", "text/event-stream")
+	h := map[string]string{"Authorization": "Bearer " + tok}
 	for k, v := range hdr {
-		req.Header.Set(k, v)
+		h[k] = v
 	}
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		cancel()
-		t.Fatalf("GET %s: %v", path, err)
-	}
-	if resp.StatusCode != http.StatusOK {
-		cancel()
-		resp.Body.Close()
-		t.Fatalf("GET %s: status %d", path, resp.StatusCode)
-	}
-	s := &malStream{resp: resp, lines: make(chan string, 1024)}
-	var wg sync.WaitGroup
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
-		defer close(s.lines)
-		sc := bufio.NewScanner(resp.Body)
-		sc.Buffer(make([]byte, 64<<10), 4<<20)
-		for sc.Scan() {
-			s.lines <- sc.Text()
-		}
-	}()
-	t.Cleanup(func() {
-		cancel()
-		resp.Body.Close()
-		for range s.lines { // let the reader finish
-		}
-		wg.Wait()
-	})
-	return s
-}
-
-// until returns the first line that match accepts, or an error when the
-// stream ends or within passes first.
-func (s *malStream) until(within time.Duration, match func(string) bool) (string, error) {
-	timer := time.NewTimer(within)
-	defer timer.Stop()
-	for {
-		select {
-		case l, ok := <-s.lines:
-			if !ok {
-				return "", io.EOF
-			}
-			if match(l) {
-				return l, nil
-			}
-		case <-timer.C:
-			return "", errors.New("timed out")
-		}
-	}
+	return testsse.Open(t, base+path, h)
 }
 
 // malSSESession opens a legacy SSE session and returns its stream and its
 // POST /message URL.
-func malSSESession(t *testing.T, base, tok string) (*malStream, string) {
+func malSSESession(t *testing.T, base, tok string) (*testsse.Stream, string) {
 	t.Helper()
 	s := malOpenStream(t, base, "/sse", tok, nil)
-	l, err := s.until(10*time.Second, func(l string) bool { return strings.HasPrefix(l, "data:") })
+	l, err := s.Until(10*time.Second, func(l string) bool { return strings.HasPrefix(l, "data:") })
 	if err != nil {
 		t.Fatalf("no endpoint event: %v", err)
 	}
@@ -135,12 +76,12 @@ const malInit = `{"jsonrpc":"2.0","id":%d,"method":"initialize","params":{"proto
 const malInitialized = `{"jsonrpc":"2.0","method":"notifications/initialized"}`
 
 // malSSEInit initializes the legacy session of stream s.
-func malSSEInit(t *testing.T, s *malStream, msgURL, tok string) {
+func malSSEInit(t *testing.T, s *testsse.Stream, msgURL, tok string) {
 	t.Helper()
 	if st, body := malPost(t, msgURL, tok, "application/json", nil, strings.NewReader(fmt.Sprintf(malInit, 1))); st != http.StatusAccepted {
 		t.Fatalf("initialize: %d %s", st, body)
 	}
-	if _, err := s.until(10*time.Second, func(l string) bool { return strings.Contains(l, `"id":1,"result"`) }); err != nil {
+	if _, err := s.Until(10*time.Second, func(l string) bool { return strings.Contains(l, `"id":1,"result"`) }); err != nil {
 		t.Fatalf("initialize answer: %v", err)
 	}
 	if st, body := malPost(t, msgURL, tok, "application/json", nil, strings.NewReader(malInitialized)); st != http.StatusAccepted {
@@ -302,7 +243,7 @@ func TestMalformedRequests(t *testing.T) {
 	}
 	errs := 0
 	for {
-		l, err := sse.until(10*time.Second, func(l string) bool { return strings.HasPrefix(l, "data:") && isAnswer(sseData([]byte(l))) })
+		l, err := sse.Until(10*time.Second, func(l string) bool { return strings.HasPrefix(l, "data:") && isAnswer(sseData([]byte(l))) })
 		if err != nil {
 			t.Fatalf("after %d JSON-RPC errors on the stream: %v", errs, err)
 		}
@@ -491,7 +432,7 @@ func TestServeDrainsInFlightCalls(t *testing.T) {
 	select {
 	case err := <-served:
 		t.Fatalf("Serve returned %v with an SSE call in flight", err)
-	case l := <-sse.lines:
+	case l := <-sse.Lines():
 		if strings.HasPrefix(l, "retry:") || strings.Contains(l, `"id":7`) {
 			t.Fatalf("stream before the SSE call was released: %q", l)
 		}
@@ -499,16 +440,16 @@ func TestServeDrainsInFlightCalls(t *testing.T) {
 	}
 	close(gates["sse"])
 
-	if _, err := sse.until(10*time.Second, func(l string) bool { return strings.Contains(l, `"id":7`) && strings.Contains(l, "slow call done") }); err != nil {
+	if _, err := sse.Until(10*time.Second, func(l string) bool { return strings.Contains(l, `"id":7`) && strings.Contains(l, "slow call done") }); err != nil {
 		t.Fatalf("SSE answer of the call in flight: %v", err)
 	}
-	if _, err := sse.until(10*time.Second, func(l string) bool { return strings.HasPrefix(l, "retry:") }); err != nil {
+	if _, err := sse.Until(10*time.Second, func(l string) bool { return strings.HasPrefix(l, "retry:") }); err != nil {
 		t.Fatalf("no retry hint after the answer: %v", err)
 	}
-	if _, err := sse.until(10*time.Second, func(string) bool { return false }); !errors.Is(err, io.EOF) {
+	if _, err := sse.Until(10*time.Second, func(string) bool { return false }); !errors.Is(err, io.EOF) {
 		t.Fatalf("the SSE stream did not end: %v", err)
 	}
-	if _, err := listening.until(10*time.Second, func(l string) bool { return strings.HasPrefix(l, "retry:") }); err != nil {
+	if _, err := listening.Until(10*time.Second, func(l string) bool { return strings.HasPrefix(l, "retry:") }); err != nil {
 		t.Fatalf("no retry hint at the end of the streamable GET stream: %v", err)
 	}
 	select {

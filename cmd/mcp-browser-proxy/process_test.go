@@ -27,6 +27,7 @@ import (
 	"github.com/mcp-browser-proxy/mcp-browser-proxy/auth"
 	"github.com/mcp-browser-proxy/mcp-browser-proxy/internal/testchrome"
 	"github.com/mcp-browser-proxy/mcp-browser-proxy/internal/testlog"
+	"github.com/mcp-browser-proxy/mcp-browser-proxy/internal/testsse"
 	"github.com/mcp-browser-proxy/mcp-browser-proxy/router"
 )
 
@@ -227,61 +228,16 @@ func post(t *testing.T, url, tok string, hdr map[string]string, body string) (in
 	return resp.StatusCode, resp.Header, data, err
 }
 
-// sseLines is an SSE stream read line by line; lines closes at its end.
-type sseLines struct{ lines chan string }
-
-func openSSE(t *testing.T, base, tok string) (*sseLines, string) {
+// openSSE opens a legacy SSE session and returns its stream and its POST
+// /message URL.
+func openSSE(t *testing.T, base, tok string) (*testsse.Stream, string) {
 	t.Helper()
-	ctx, cancel := context.WithCancel(context.Background())
-	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, base+"/sse", nil)
-	req.Header.Set("Authorization", "Bearer "+tok)
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil || resp.StatusCode != http.StatusOK {
-		cancel()
-		t.Fatalf("GET /sse: %v %v", err, resp)
-	}
-	s := &sseLines{lines: make(chan string, 256)}
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		defer close(s.lines)
-		sc := bufio.NewScanner(resp.Body)
-		sc.Buffer(make([]byte, 64<<10), 4<<20)
-		for sc.Scan() {
-			s.lines <- sc.Text()
-		}
-	}()
-	t.Cleanup(func() {
-		cancel()
-		resp.Body.Close()
-		for range s.lines {
-		}
-		<-done
-	})
-	l, err := s.until(func(l string) bool { return strings.HasPrefix(l, "data:") })
+	s := testsse.Open(t, base+"/sse", map[string]string{"Authorization": "Bearer " + tok})
+	l, err := s.Until(60*time.Second, func(l string) bool { return strings.HasPrefix(l, "data:") })
 	if err != nil {
 		t.Fatalf("no endpoint event: %v", err)
 	}
 	return s, base + strings.TrimSpace(strings.TrimPrefix(l, "data:"))
-}
-
-// until returns the first line match accepts; io.EOF when the stream ends.
-func (s *sseLines) until(match func(string) bool) (string, error) {
-	timer := time.NewTimer(60 * time.Second)
-	defer timer.Stop()
-	for {
-		select {
-		case l, ok := <-s.lines:
-			if !ok {
-				return "", io.EOF
-			}
-			if match(l) {
-				return l, nil
-			}
-		case <-timer.C:
-			return "", errors.New("timed out")
-		}
-	}
 }
 
 const (
@@ -379,7 +335,7 @@ func TestProcessSIGTERMDrains(t *testing.T) {
 		if id == "" {
 			return
 		}
-		if l, err := sse.until(func(l string) bool { return strings.Contains(l, `"id":`+id+`,`) }); err != nil || strings.Contains(l, `"isError":true`) {
+		if l, err := sse.Until(60*time.Second, func(l string) bool { return strings.Contains(l, `"id":`+id+`,`) }); err != nil || strings.Contains(l, `"isError":true`) {
 			t.Fatalf("SSE answer %s: %v %s", id, err, l)
 		}
 	}
@@ -427,13 +383,13 @@ func TestProcessSIGTERMDrains(t *testing.T) {
 		t.Fatalf("the HTTP call in flight: %d %s %v", a.status, a.body, a.err)
 	}
 	pages.release("sse")
-	if _, err := sse.until(func(l string) bool { return strings.Contains(l, `"id":3,`) && strings.Contains(l, "unblocked-sse") }); err != nil {
+	if _, err := sse.Until(60*time.Second, func(l string) bool { return strings.Contains(l, `"id":3,`) && strings.Contains(l, "unblocked-sse") }); err != nil {
 		t.Fatalf("the SSE call in flight was not answered: %v\n%s", err, p.logs.String())
 	}
-	if _, err := sse.until(func(l string) bool { return strings.HasPrefix(l, "retry:") }); err != nil {
+	if _, err := sse.Until(60*time.Second, func(l string) bool { return strings.HasPrefix(l, "retry:") }); err != nil {
 		t.Fatalf("no retry hint at the end of the SSE stream: %v", err)
 	}
-	if _, err := sse.until(func(string) bool { return false }); !errors.Is(err, io.EOF) {
+	if _, err := sse.Until(60*time.Second, func(string) bool { return false }); !errors.Is(err, io.EOF) {
 		t.Fatalf("the SSE stream did not end: %v", err)
 	}
 	if code := p.exitCode(60 * time.Second); code != 0 {
