@@ -62,12 +62,18 @@ func iframeTargets(t *testing.T, browserURL string) []string {
 	return urls
 }
 
-// frameWatchers counts the goroutines that keep frame attachments: one per
-// attached cross-site frame.
+// frameWatchers counts the goroutines that keep frame attachments (one per
+// attached cross-site frame) or make them.
 func frameWatchers() int {
 	var dump bytes.Buffer
 	_ = pprof.Lookup("goroutine").WriteTo(&dump, 2)
-	return strings.Count(dump.String(), "tools.attachFrame.func")
+	n := 0
+	for _, g := range strings.Split(dump.String(), "\n\n") {
+		if strings.Contains(g, "tools.(*TabState).watchFrame(") || strings.Contains(g, "tools.(*TabState).attachEager(") {
+			n++
+		}
+	}
+	return n
 }
 
 // snapLine returns the line of snap with uid.

@@ -247,6 +247,7 @@ func (s *Session) attach(cctx context.Context, c browserpool.Conn, id target.ID,
 		tcancel()
 		return nil, err
 	}
+	state.Bind(tctx) // the tab's cross-site frames are attached to from now on
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.closed {

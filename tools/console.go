@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"net/url"
 	"slices"
 	"sort"
 	"strconv"
@@ -15,6 +16,7 @@ import (
 	"github.com/chromedp/cdproto/log"
 	"github.com/chromedp/cdproto/page"
 	"github.com/chromedp/cdproto/runtime"
+	"github.com/chromedp/cdproto/target"
 	"github.com/chromedp/chromedp"
 	"github.com/mark3labs/mcp-go/mcp"
 
@@ -170,6 +172,10 @@ type consoleMsg struct {
 	col      int64 // 1-based, 0 when unknown
 	stack    []string
 	at       time.Time
+	// src is the cross-site frame that logged the message, nil for the
+	// page's session; frame is the frame's URL then.
+	src   *frameSource
+	frame string
 }
 
 // consoleArg is one argument of a console call, rendered when it came in;
@@ -186,19 +192,15 @@ type consoleArg struct {
 type consoleLog struct {
 	mu   sync.Mutex
 	ring navRing[*consoleMsg]
+	// marks holds the time of the latest message of each cross-site frame
+	// (at most maxFrameMarks), to tell the messages that a new attachment
+	// to the frame replays.
+	marks map[target.ID]runtime.Timestamp
 }
 
 // listen takes one tab event; it runs on the tab's read loop and must not block.
 func (c *consoleLog) listen(ev any) {
-	var m *consoleMsg
-	switch e := ev.(type) {
-	case *runtime.EventConsoleAPICalled:
-		m = consoleCall(e)
-	case *runtime.EventExceptionThrown:
-		m = uncaughtException(e)
-	case *log.EventEntryAdded:
-		m = browserLogEntry(e)
-	case *page.EventFrameNavigated:
+	if e, ok := ev.(*page.EventFrameNavigated); ok {
 		if e.Frame != nil && e.Frame.ParentID == "" {
 			c.mu.Lock()
 			c.ring.navigate(e.Frame.URL, nil)
@@ -206,12 +208,73 @@ func (c *consoleLog) listen(ev any) {
 		}
 		return
 	}
+	c.take(nil, ev)
+}
+
+// listenFrame takes one event of the attached cross-site frame src, on its
+// read loop. The frame's navigations start no navigation of the tab.
+func (c *consoleLog) listenFrame(src *frameSource, ev any) { c.take(src, ev) }
+
+// take keeps ev when it is a message, from src (nil for the page's session).
+func (c *consoleLog) take(src *frameSource, ev any) {
+	var m *consoleMsg
+	var ts runtime.Timestamp
+	switch e := ev.(type) {
+	case *runtime.EventConsoleAPICalled:
+		m, ts = consoleCall(e), e.Timestamp
+	case *runtime.EventExceptionThrown:
+		m, ts = uncaughtException(e), e.Timestamp
+	case *log.EventEntryAdded:
+		m = browserLogEntry(e)
+		if e.Entry != nil {
+			ts = e.Entry.Timestamp
+		}
+	}
 	if m == nil {
 		return
 	}
+	if src != nil {
+		m.src, m.frame = src, src.URL()
+	}
 	c.mu.Lock()
+	defer c.mu.Unlock()
+	if src != nil {
+		// A replayed message at or before the frame's latest one when the
+		// attachment started was collected by an earlier attachment.
+		if src.replaying.Load() && ts <= src.before {
+			return
+		}
+		c.markFrame(src.id, ts)
+	}
 	c.ring.add(m, maxConsoleMessages)
-	c.mu.Unlock()
+}
+
+// markFrame notes a message of frame id at ts; c.mu is held.
+func (c *consoleLog) markFrame(id target.ID, ts runtime.Timestamp) {
+	if old, ok := c.marks[id]; ok {
+		c.marks[id] = max(old, ts)
+		return
+	}
+	if c.marks == nil {
+		c.marks = map[target.ID]runtime.Timestamp{}
+	}
+	if len(c.marks) >= maxFrameMarks {
+		var oldest target.ID
+		for k, v := range c.marks {
+			if oldest == "" || v < c.marks[oldest] {
+				oldest = k
+			}
+		}
+		delete(c.marks, oldest)
+	}
+	c.marks[id] = ts
+}
+
+// frameMark returns the time of the latest message of frame id, 0 if none.
+func (c *consoleLog) frameMark(id target.ID) runtime.Timestamp {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.marks[id]
 }
 
 // list returns the messages that keep accepts, as navRing.pick does.
@@ -774,7 +837,26 @@ func consoleLine(id int, m *consoleMsg) string {
 		}
 		s += ")"
 	}
+	if m.src != nil {
+		s += " (frame " + clipMiddle(originOf(m.frame), listURLWidth) + ")"
+	}
 	return s
+}
+
+// originOf shortens a frame's URL to its origin, enough to tell a frame on
+// a list line; the message in full has the whole URL.
+func originOf(u string) string {
+	p, err := url.Parse(u)
+	if err != nil || p.Scheme == "" || p.Host == "" {
+		return cmp.Or(u, "cross-site iframe")
+	}
+	return p.Scheme + "://" + p.Host
+}
+
+// frameLine says which cross-site frame an entry came from, for the entry
+// in full.
+func frameLine(frame string) string {
+	return "Frame: " + cmp.Or(frame, "(URL not known)") + " (a cross-site iframe)\n"
 }
 
 func (t *toolset) getConsoleMessage() Tool {
@@ -815,6 +897,9 @@ func (t *toolset) formatConsoleMessage(ctx context.Context, tab *Tab, id int, m 
 	var b strings.Builder
 	fmt.Fprintf(&b, "## Console message msgid=%d of page %d\n", id, tab.ID)
 	fmt.Fprintf(&b, "Type: %s\nSource: %s\nTime: %s\n", m.typ, m.source, m.at.Format("2006-01-02T15:04:05.000Z07:00"))
+	if m.src != nil {
+		b.WriteString(frameLine(m.frame))
+	}
 	if m.url != "" {
 		loc := m.url
 		if m.line > 0 {
@@ -831,14 +916,19 @@ func (t *toolset) formatConsoleMessage(ctx context.Context, tab *Tab, id int, m 
 		cctx, cancel := callCtx(ctx, tab, t.cfg.CallTimeout)
 		defer cancel()
 		// A page with an open dialog answers no Runtime call until it closes.
-		live := tab.State.dialog.current() == nil
+		octx, live := cctx, tab.State.dialog.current() == nil
+		if m.src != nil && live {
+			// The objects of a frame's message are known to the frame's
+			// session, while the attachment that collected it lasts.
+			octx, live = tab.State.frameSession(cctx, m.src)
+		}
 		for i, a := range m.args {
 			text := a.text
 			if live && a.objectID != "" && (a.kind == "object" || a.kind == "array") {
-				if v, ok := objectJSON(cctx, a.objectID); ok {
+				if v, ok := objectJSON(octx, a.objectID); ok {
 					text = v
 				} else {
-					live = cctx.Err() == nil
+					live = octx.Err() == nil
 				}
 			}
 			fmt.Fprintf(&b, "%d (%s): %s\n", i, a.kind, text)

@@ -421,7 +421,7 @@ func TestNetworkLogWebSocket(t *testing.T) {
 	if networkLine(r) != "reqid=1 GET ws://h/socket [101, closed] websocket 2.00 s" {
 		t.Errorf("a closed WebSocket: %s", networkLine(r))
 	}
-	if b := responseBody(t.Context(), r, 0); b.data != nil || !strings.Contains(b.note, "WebSocket") {
+	if b := responseBody(t.Context(), r, 0, true); b.data != nil || !strings.Contains(b.note, "WebSocket") {
 		t.Errorf("a WebSocket's body: %+v", b)
 	}
 }

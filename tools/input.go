@@ -159,6 +159,7 @@ func (t *toolset) act(ctx context.Context, tab *Tab, name string, targets []uidA
 		return cdpError(name, cctx, tab, t.cfg.CallTimeout, err)
 	}
 	frames := watchFrames(elems)
+	defer frames.release()
 	_, open, err = untilDialog(cctx, tab, func(c context.Context) (struct{}, error) { return struct{}{}, do(c, elems) })
 	if open {
 		return dialogResult(tab, nav, done)

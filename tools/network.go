@@ -59,6 +59,12 @@ type netRequest struct {
 	blocked    string
 	redirectTo int // reqid of the request this one was redirected to
 	redirectOf int // reqid of the request redirected to this one
+
+	// src is the cross-site frame whose session reported the request, nil
+	// for the page's: the browser gives its bodies on that session only.
+	// frame is the URL of the frame's document then.
+	src   *frameSource
+	frame string
 }
 
 // networkLog collects a tab's network requests.
@@ -69,12 +75,26 @@ type networkLog struct {
 }
 
 // listen takes one tab event; it runs on the tab's read loop and must not block.
-func (n *networkLog) listen(ev any) {
+func (n *networkLog) listen(ev any) { n.take(nil, ev) }
+
+// listenFrame takes one event of the attached cross-site frame src, on its
+// read loop. The frame's navigations start no navigation of the tab.
+func (n *networkLog) listenFrame(src *frameSource, ev any) {
+	if _, ok := ev.(*page.EventFrameNavigated); !ok {
+		n.take(src, ev)
+	}
+}
+
+// take keeps what ev says about a request, from src (nil for the page's
+// session). Request ids are unique across the browser's processes: a
+// frame's session may finish a request that the page's session started,
+// such as the frame's own document.
+func (n *networkLog) take(src *frameSource, ev any) {
 	switch e := ev.(type) {
 	case *network.EventRequestWillBeSent:
 		if e.Request != nil {
 			n.mu.Lock()
-			n.requestSent(e)
+			n.requestSent(src, e)
 			n.mu.Unlock()
 		}
 	case *network.EventResponseReceived:
@@ -103,8 +123,12 @@ func (n *networkLog) listen(ev any) {
 		})
 	case *network.EventWebSocketCreated:
 		// A WebSocket has no requestWillBeSent: its entry starts here.
+		r := &netRequest{cdpID: e.RequestID, method: "GET", url: clipEnd(e.URL, maxCollectedText), resType: "websocket"}
+		if src != nil {
+			r.src, r.frame = src, src.URL()
+		}
 		n.mu.Lock()
-		n.added(&netRequest{cdpID: e.RequestID, method: "GET", url: clipEnd(e.URL, maxCollectedText), resType: "websocket"})
+		n.added(r)
 		n.mu.Unlock()
 	case *network.EventWebSocketWillSendHandshakeRequest:
 		n.update(e.RequestID, func(r *netRequest) {
@@ -135,8 +159,11 @@ func (n *networkLog) listen(ev any) {
 // requestSent starts an entry. A redirect reuses the browser's request id:
 // the hop before it ends with the redirect response, and the new entry is
 // linked to it.
-func (n *networkLog) requestSent(e *network.EventRequestWillBeSent) {
+func (n *networkLog) requestSent(src *frameSource, e *network.EventRequestWillBeSent) {
 	prev := n.byCDP[e.RequestID]
+	if prev != nil && prev.src != src && e.RedirectResponse == nil {
+		return // the same request, told by another session
+	}
 	if prev != nil && e.RedirectResponse != nil {
 		prev.response(e.RedirectResponse)
 		prev.done, prev.end = true, e.Timestamp
@@ -152,6 +179,9 @@ func (n *networkLog) requestSent(e *network.EventRequestWillBeSent) {
 		hasPostData: rq.HasPostData,
 		start:       e.Timestamp,
 		wallTime:    wallTime(e.WallTime),
+	}
+	if src != nil {
+		r.src, r.frame = src, cmp.Or(e.DocumentURL, src.URL())
 	}
 	for _, pd := range rq.PostDataEntries {
 		if len(r.postData)+len(pd.Bytes) > maxCollectedText {
@@ -396,8 +426,18 @@ func (t *toolset) getNetworkRequest() Tool {
 			}
 			cctx, cancel := callCtx(ctx, tab, t.cfg.CallTimeout)
 			defer cancel()
-			reqBody := requestBody(cctx, r, t.cfg.CallTimeout)
-			respBody := responseBody(cctx, r, t.cfg.CallTimeout)
+			bctx, live := context.Context(cctx), true
+			if r.src != nil {
+				// A frame's bodies are on the frame's session, while the
+				// attachment that saw the request lasts.
+				if fctx, ok := tab.State.frameSession(cctx, r.src); ok {
+					bctx = fctx
+				} else {
+					live = false
+				}
+			}
+			reqBody := requestBody(bctx, r, t.cfg.CallTimeout, live)
+			respBody := responseBody(bctx, r, t.cfg.CallTimeout, live)
 			for _, out := range []struct {
 				arg  string
 				body *bodyResult
@@ -430,16 +470,22 @@ type bodyResult struct {
 	saved  string // the file it was saved to
 }
 
+// frameGone says why a frame's request has no body to ask for.
+const frameGone = "unavailable: the tab's attachment to the cross-site frame that made the request has ended (the frame navigated away or was removed, or the page moved on), and the bodies went with it"
+
 // requestBody returns the body the page sent. The browser has it when the
 // request had one; the event's copy stands in when the browser does not
 // answer, and for the hops of a redirect (the browser keeps the last one).
-func requestBody(ctx context.Context, r netSnapshot, d time.Duration) bodyResult {
+// live is false when the session that saw the request is gone.
+func requestBody(ctx context.Context, r netSnapshot, d time.Duration, live bool) bodyResult {
 	b := bodyResult{mime: netHeader(r.reqHeaders, "Content-Type")}
 	if !r.hasPostData {
 		b.note = "none"
 		return b
 	}
-	if r.redirectTo == 0 {
+	if !live {
+		b.note = frameGone
+	} else if r.redirectTo == 0 {
 		res, err := chromedp.Call(ctx, network.GetRequestPostData, network.GetRequestPostDataParams{RequestID: r.cdpID})
 		if err == nil {
 			b.data, b.binary = bodyBytes(res.PostData), res.Base64encoded && !bodyIsText(res.PostData, b.mime)
@@ -461,8 +507,9 @@ func requestBody(ctx context.Context, r netSnapshot, d time.Duration) bodyResult
 
 // responseBody asks the browser for the body it received. It has none for
 // redirects and failures, none yet while loading, and drops bodies when
-// its buffer is full or the page is gone.
-func responseBody(ctx context.Context, r netSnapshot, d time.Duration) bodyResult {
+// its buffer is full or the page is gone. live is false when the session
+// that saw the request is gone.
+func responseBody(ctx context.Context, r netSnapshot, d time.Duration, live bool) bodyResult {
 	b := bodyResult{mime: r.mimeType}
 	switch {
 	case r.redirectTo != 0:
@@ -479,6 +526,9 @@ func responseBody(ctx context.Context, r netSnapshot, d time.Duration) bodyResul
 		return b
 	case r.method == "HEAD" || r.status == 204 || r.status == 304:
 		b.note = "none"
+		return b
+	case !live:
+		b.note = frameGone
 		return b
 	}
 	res, err := chromedp.Call(ctx, network.GetResponseBody, network.GetResponseBodyParams{RequestID: r.cdpID})
@@ -542,6 +592,9 @@ func netHeader(h network.Headers, name string) string {
 func formatNetworkRequest(pageID int, r netSnapshot, reqBody, respBody bodyResult) string {
 	var b strings.Builder
 	fmt.Fprintf(&b, "## Request reqid=%d of page %d\n%s %s\n", r.id, pageID, r.method, r.url)
+	if r.src != nil {
+		b.WriteString(frameLine(r.frame))
+	}
 	switch {
 	case r.responded:
 		fmt.Fprintf(&b, "Status: %d %s\n", r.status, r.statusText)

@@ -147,7 +147,7 @@ func (w *snapWriter) frame(n *accessibility.Node, depth int) {
 		return
 	}
 	id := target.ID(desc.Node.FrameID)
-	if w.tab.State.frames.get(id) == nil {
+	if !w.tab.State.frames.known(id) {
 		sub, err := chromedp.Call(w.ctx, accessibility.GetFullAXTree, accessibility.GetFullAXTreeParams{FrameID: desc.Node.FrameID})
 		if err == nil && len(sub.Nodes) > 0 {
 			w.children(sub.Nodes, depth)

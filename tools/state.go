@@ -66,6 +66,7 @@ func (s *TabState) Listen(ev any) {
 	s.guard("activity", s.activity.listen, ev)
 	s.guard("trace", s.trace.listen, ev)
 	s.guard("navigation", s.listenNav, ev)
+	s.guard("frames", s.listenTargets, ev)
 }
 
 // ListenerPanic is a panic that Listen recovered.
