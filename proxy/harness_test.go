@@ -192,6 +192,15 @@ const (
 )
 
 // connect starts an initialized mcp-go client for token over kind.
+// driving registers browserURL for user and connects an MCP client for them
+// over Streamable HTTP: the start of most tool tests.
+func (h *harness) driving(user, browserURL string) *client.Client {
+	h.t.Helper()
+	tok := h.token(user)
+	h.register(tok, user, browserURL)
+	return h.connect(viaStreamable, tok, "")
+}
+
 func (h *harness) connect(kind transportKind, token, userHeader string) *client.Client {
 	h.t.Helper()
 	headers := map[string]string{"Authorization": "Bearer " + token}

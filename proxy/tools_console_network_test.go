@@ -147,9 +147,7 @@ func TestConsoleAndNetworkTools(t *testing.T) {
 	pixel := cnPNG(t)
 	base := cnPages(t, pixel)
 	h := newHarness(t, "")
-	tok := h.token("alice")
-	h.register(tok, "alice", chrome.URL)
-	cl := h.connect(viaStreamable, tok, "")
+	cl := h.driving("alice", chrome.URL)
 
 	mustCall(t, cl, "navigate_page", map[string]any{"url": base + "/"})
 	mustCall(t, cl, "wait_for", map[string]any{"text": "all done", "timeout": 15000})

@@ -47,9 +47,7 @@ func TestSnapshotFramesTruncationAndFiles(t *testing.T) {
 	ch := testchrome.Start(t)
 	pages := corePages(t)
 	h := newHarness(t, "")
-	tok := h.token("alice")
-	h.register(tok, "alice", ch.URL)
-	c := h.connect(viaStreamable, tok, "")
+	c := h.driving("alice", ch.URL)
 
 	mustCall(t, c, "navigate_page", map[string]any{"url": pages + "/frames"})
 	snap := mustCall(t, c, "take_snapshot", nil)

@@ -100,10 +100,7 @@ func lineID(list, key string, subs ...string) string {
 // snapshot first.
 func TestOOPIFConsoleAndNetwork(t *testing.T) {
 	chrome := testchrome.Start(t)
-	h := newHarness(t, "")
-	tok := h.token("alice")
-	h.register(tok, "alice", chrome.URL)
-	cl := h.connect(viaStreamable, tok, "")
+	cl := newHarness(t, "").driving("alice", chrome.URL)
 	top, frame := oopifConsoleServer(t)
 
 	mustCall(t, cl, "navigate_page", map[string]any{"url": top + "/"})
@@ -219,10 +216,7 @@ func TestOOPIFConsoleAndNetwork(t *testing.T) {
 // again replays what it logged, which is not listed twice.
 func TestOOPIFConsoleReattach(t *testing.T) {
 	chrome := testchrome.Start(t)
-	h := newHarness(t, "")
-	tok := h.token("alice")
-	h.register(tok, "alice", chrome.URL)
-	cl := h.connect(viaStreamable, tok, "")
+	cl := newHarness(t, "").driving("alice", chrome.URL)
 	top, frame := oopifConsoleServer(t)
 
 	// As many frames as a tab attaches to (tools.maxFrames)...
@@ -267,10 +261,7 @@ func TestOOPIFConsoleReattach(t *testing.T) {
 // made. Only an action inside a frame counts that frame's requests.
 func TestOOPIFBusyFrameDoesNotHoldClicks(t *testing.T) {
 	chrome := testchrome.Start(t)
-	h := newHarness(t, "")
-	tok := h.token("alice")
-	h.register(tok, "alice", chrome.URL)
-	cl := h.connect(viaStreamable, tok, "")
+	cl := newHarness(t, "").driving("alice", chrome.URL)
 	top, frame := oopifConsoleServer(t)
 
 	mustCall(t, cl, "navigate_page", map[string]any{"url": top + "/poll"})

@@ -94,9 +94,7 @@ func TestOOPIFSnapshotAndInput(t *testing.T) {
 	files := t.TempDir()
 	chrome := testchrome.Start(t)
 	h := newHarnessWith(t, "", session.Config{FilesDir: files})
-	tok := h.token("alice")
-	h.register(tok, "alice", chrome.URL)
-	cl := h.connect(viaStreamable, tok, "")
+	cl := h.driving("alice", chrome.URL)
 	deep := oopifServer(t, map[string]string{"/": `<p>Deep frame</p>
 <button onclick="this.textContent = 'Deep clicked'">Deep button</button>`})
 	frame := oopifServer(t, map[string]string{

@@ -88,9 +88,7 @@ func TestPerformanceTools(t *testing.T) {
 	c := testchrome.Start(t)
 	site := perfPages(t)
 	h := newHarness(t, "")
-	tok := h.token("alice")
-	h.register(tok, "alice", c.URL)
-	cl := h.connect(viaStreamable, tok, "")
+	cl := h.driving("alice", c.URL)
 	mustCall(t, cl, "navigate_page", map[string]any{"url": site + "/perf"})
 
 	if text, res := call(t, cl, "performance_stop_trace", nil); !res.IsError || !strings.Contains(text, "performance_start_trace") {
@@ -244,9 +242,7 @@ func TestExtensionTools(t *testing.T) {
 	c := testchrome.StartWith(t, "--load-extension="+dir, "--disable-extensions-except="+dir)
 	site := perfPages(t)
 	h := newHarness(t, "")
-	tok := h.token("alice")
-	h.register(tok, "alice", c.URL)
-	cl := h.connect(viaStreamable, tok, "")
+	cl := h.driving("alice", c.URL)
 
 	list := pollExtTool(t, cl, "list_extensions", nil, func(s string) bool { return strings.Contains(s, "service_worker") })
 	m := regexp.MustCompile(`"MBP Test Extension" id=([a-p]{32}) version 1\.2\.3, enabled, unpacked from (\S+)`).FindStringSubmatch(list)
