@@ -22,16 +22,10 @@ func oopifConsoleServer(t *testing.T) (top, frame string) {
 	t.Cleanup(srv.Close)
 	port := strings.TrimPrefix(srv.URL, "http://127.0.0.1:")
 	top, frame = "http://127.0.0.1:"+port, "http://localhost:"+port
-	page := func(body string) http.HandlerFunc {
-		return func(w http.ResponseWriter, r *http.Request) {
-			w.Header().Set("Content-Type", "text/html; charset=utf-8")
-			io.WriteString(w, "<!doctype html><html><body>"+body+"</body></html>")
-		}
-	}
-	mux.HandleFunc("/", page(`<h1>Shop</h1><script>console.log("top loaded")</script>
+	mux.HandleFunc("/", htmlPage(`<h1>Shop</h1><script>console.log("top loaded")</script>
 <iframe src="`+frame+`/frame" title="Pay" width="400" height="200"></iframe>`))
-	mux.HandleFunc("/other", page(`<p>Other page</p>`))
-	mux.HandleFunc("/frame", page(`<button onclick="console.log('frame clicked')">Frame button</button>
+	mux.HandleFunc("/other", htmlPage(`<p>Other page</p>`))
+	mux.HandleFunc("/frame", htmlPage(`<button onclick="console.log('frame clicked')">Frame button</button>
 <a href="/next">Next</a>
 <script>
 console.log("frame loaded", {n: 1, card: "visa"});
@@ -44,7 +38,7 @@ addEventListener("message", async e => {
 	await fetch("/submit", {method: "POST", headers: {"Content-Type": "text/plain"}, body: "card=4242"});
 });
 </script>`))
-	mux.HandleFunc("/next", page(`<p>Next</p><script>console.log("frame next page")</script>`))
+	mux.HandleFunc("/next", htmlPage(`<p>Next</p><script>console.log("frame next page")</script>`))
 	mux.HandleFunc("/data.json", func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "application/json")
 		io.WriteString(w, `{"secret":"frame-json-body"}`)
@@ -54,9 +48,9 @@ addEventListener("message", async e => {
 		w.Header().Set("Content-Type", "text/plain")
 		io.WriteString(w, "received "+string(body))
 	})
-	mux.HandleFunc("/poll", page(`<button onclick="window.n = (window.n || 0) + 1">Nothing</button>
+	mux.HandleFunc("/poll", htmlPage(`<button onclick="window.n = (window.n || 0) + 1">Nothing</button>
 <iframe src="`+frame+`/poller" title="Ad" width="200" height="100"></iframe>`))
-	mux.HandleFunc("/poller", page(`<p>Ad</p><script>setInterval(() => fetch("/data.json"), 20)</script>`))
+	mux.HandleFunc("/poller", htmlPage(`<p>Ad</p><script>setInterval(() => fetch("/data.json"), 20)</script>`))
 	mux.HandleFunc("/many", func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "text/html; charset=utf-8")
 		io.WriteString(w, "<!doctype html><html><body><h1>Many</h1>")

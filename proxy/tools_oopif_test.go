@@ -29,14 +29,19 @@ func oopifServer(t *testing.T, routes map[string]string) string {
 	t.Helper()
 	mux := http.NewServeMux()
 	for path, body := range routes {
-		mux.HandleFunc(path, func(w http.ResponseWriter, r *http.Request) {
-			w.Header().Set("Content-Type", "text/html; charset=utf-8")
-			io.WriteString(w, "<!doctype html><html><body>"+body+"</body></html>")
-		})
+		mux.HandleFunc(path, htmlPage(body))
 	}
 	srv := httptest.NewServer(mux)
 	t.Cleanup(srv.Close)
 	return strings.TrimPrefix(srv.URL, "http://127.0.0.1:")
+}
+
+// htmlPage serves an HTML page with body.
+func htmlPage(body string) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "text/html; charset=utf-8")
+		io.WriteString(w, "<!doctype html><html><body>"+body+"</body></html>")
+	}
 }
 
 // iframeTargets lists the URLs of the browser's out-of-process iframe

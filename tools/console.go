@@ -211,11 +211,9 @@ func (c *consoleLog) listen(ev any) {
 	c.take(nil, ev)
 }
 
-// listenFrame takes one event of the attached cross-site frame src, on its
-// read loop. The frame's navigations start no navigation of the tab.
-func (c *consoleLog) listenFrame(src *frameSource, ev any) { c.take(src, ev) }
-
 // take keeps ev when it is a message, from src (nil for the page's session).
+// The events of a cross-site frame come here straight (TabState.listenFrame),
+// not through listen: the frame's navigations start no navigation of the tab.
 func (c *consoleLog) take(src *frameSource, ev any) {
 	var m *consoleMsg
 	var ts runtime.Timestamp

@@ -38,9 +38,9 @@ func (t *toolset) getCSSStyles() Tool {
 			mcp.WithDestructiveHintAnnotation(false),
 		),
 		Handler: func(ctx context.Context, req mcp.CallToolRequest) (*mcp.CallToolResult, error) {
-			uid, err := req.RequireString("uid")
-			if err != nil {
-				return mcp.NewToolResultError("get_css_styles needs a uid; call take_snapshot to get one"), nil
+			uid, res := requireUID(req, "get_css_styles")
+			if res != nil {
+				return res, nil
 			}
 			props := req.GetStringSlice("properties", defaultStyleProperties)
 			tab, res := pageOf(ctx, req)

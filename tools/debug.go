@@ -42,6 +42,10 @@ func (t *toolset) takeScreenshot() Tool {
 			if q := req.GetInt("quality", -1); q >= 0 && format != "png" {
 				params.Quality = ptr(int64(min(q, 100)))
 			}
+			uid, fullPage := req.GetString("uid", ""), req.GetBool("fullPage", false)
+			if uid != "" && fullPage {
+				return mcp.NewToolResultError("take_screenshot: give uid or fullPage, not both"), nil
+			}
 			tab, res := pageOf(ctx, req)
 			if res != nil {
 				return res, nil
@@ -51,10 +55,7 @@ func (t *toolset) takeScreenshot() Tool {
 			if err := ensureVisible(cctx); err != nil {
 				return cdpError("take_screenshot", cctx, tab, t.cfg.CallTimeout, err), nil
 			}
-			uid := req.GetString("uid", "")
 			switch {
-			case uid != "" && req.GetBool("fullPage", false):
-				return mcp.NewToolResultError("take_screenshot: give uid or fullPage, not both"), nil
 			case uid != "":
 				e, err := elementOf(cctx, tab, uid)
 				if err != nil {
@@ -68,7 +69,7 @@ func (t *toolset) takeScreenshot() Tool {
 					return cdpError("take_screenshot", cctx, tab, t.cfg.CallTimeout, err), nil
 				}
 				params.Clip = clip
-			case req.GetBool("fullPage", false):
+			case fullPage:
 				m, err := chromedp.Call(cctx, page.GetLayoutMetrics, cdp.Empty{})
 				if err != nil {
 					return cdpError("take_screenshot", cctx, tab, t.cfg.CallTimeout, err), nil
@@ -112,13 +113,13 @@ func (t *toolset) evaluateScript() Tool {
 			if err != nil || fn == "" {
 				return mcp.NewToolResultError("evaluate_script needs a function, e.g. `() => document.title`"), nil
 			}
-			tab, res := pageOf(ctx, req)
+			uids, res := uidArgs(req)
 			if res != nil {
 				return res, nil
 			}
-			uids, errRes := uidArgs(req)
-			if errRes != nil {
-				return errRes, nil
+			tab, res := pageOf(ctx, req)
+			if res != nil {
+				return res, nil
 			}
 			cctx, cancel := callCtx(ctx, tab, t.cfg.CallTimeout)
 			defer cancel()

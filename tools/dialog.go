@@ -156,13 +156,7 @@ func withDialogNotice(ctx context.Context, res *mcp.CallToolResult) *mcp.CallToo
 	if res == nil {
 		return res
 	}
-	var said strings.Builder
-	for _, c := range res.Content {
-		if tc, ok := c.(mcp.TextContent); ok {
-			said.WriteString(tc.Text)
-		}
-	}
-	if n := dialogNotice(ctx, said.String()); n != "" {
+	if n := dialogNotice(ctx, resultText(res)); n != "" {
 		res.Content = append(res.Content, mcp.NewTextContent(n))
 	}
 	return res

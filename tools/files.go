@@ -13,15 +13,21 @@ import (
 // one must already be inside it. Anything that would leave it, through ".."
 // or a symlink, is refused.
 func outputPath(ctx context.Context, requested string) (string, error) {
-	ws, err := workspaceFrom(ctx)
-	if err != nil {
-		return "", err
-	}
-	dir, err := ws.FilesDir()
+	dir, err := filesDir(ctx)
 	if err != nil {
 		return "", err
 	}
 	return resolveUnder(dir, requested)
+}
+
+// filesDir returns the calling session's files directory, the only one tools
+// read files from or write them to.
+func filesDir(ctx context.Context) (string, error) {
+	ws, err := workspaceFrom(ctx)
+	if err != nil {
+		return "", err
+	}
+	return ws.FilesDir()
 }
 
 func resolveUnder(dir, requested string) (string, error) {

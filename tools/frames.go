@@ -94,9 +94,11 @@ func (src *frameSource) sawContext(e *runtime.EventExecutionContextCreated) {
 // frameTarget is a cross-site iframe that a tab is attached to, or is
 // attaching to.
 type frameTarget struct {
-	// ctx is the attached chromedp context of the frame target, set before
-	// ready is closed. It ends when the frame target goes away, when it is
-	// evicted or stopped, or with the tab.
+	// ctx is the attached chromedp context of the frame target, set (under
+	// the registry's mu) once the attachment is made and before ready is
+	// closed: nil while attaching, and for good if that failed. It ends
+	// when the frame target goes away, when it is evicted or stopped, or
+	// with the tab.
 	ctx context.Context
 	// stop ends ctx without waiting; the watcher then detaches and forgets
 	// the frame.
@@ -107,8 +109,8 @@ type frameTarget struct {
 	ready chan struct{}
 	err   error
 
-	// Guarded by the registry's mu.
-	attached bool
+	// owner and used are guarded by the registry's mu.
+	//
 	// owner is the iframe element that shows the frame, in its parent; the
 	// zero nodeRef until a snapshot meets the frame. A frame ID belongs to
 	// one iframe element for the element's life.
@@ -131,18 +133,13 @@ type frameRegistry struct {
 	pending []*target.Info
 }
 
-// get returns the attached frame target id, or nil.
-func (r *frameRegistry) get(id target.ID) *frameTarget {
-	f, _ := r.lookup(id)
-	return f
-}
-
-// lookup returns the attached frame target id and its owner, or nil.
+// lookup returns the attached frame target id and its owner, or nil, and
+// marks it used: the least recently used frame is the one evicted.
 func (r *frameRegistry) lookup(id target.ID) (*frameTarget, nodeRef) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	f := r.frames[id]
-	if f == nil || !f.attached {
+	if f == nil || f.ctx == nil {
 		return nil, nodeRef{}
 	}
 	r.clock++
@@ -212,7 +209,7 @@ func (r *frameRegistry) finish(id target.ID, f *frameTarget, fctx context.Contex
 			delete(r.frames, id)
 		}
 	} else {
-		f.ctx, f.attached = fctx, true
+		f.ctx = fctx
 	}
 	f.err = err
 	close(f.ready)
@@ -305,25 +302,14 @@ func (s *TabState) attachEager(tabCtx context.Context, id target.ID, url string,
 	_, _ = s.attachFrame(call, tabCtx, id, url, gen, false)
 }
 
-// attachFrame returns frame target id of tab, shown by the iframe element
-// owner; it attaches to it on first use, or waits for the attachment under
-// way. The attachment outlives the call that makes it, so its first run
-// gets the frame's own context and the call only bounds the wait (see
-// session.attach).
-func attachFrame(call context.Context, tab *Tab, id target.ID, owner nodeRef) (*frameTarget, error) {
-	f, err := tab.State.attachFrame(call, tab.Ctx, id, "", tab.State.frames.generation(), true)
-	if err != nil {
-		return nil, err
-	}
-	tab.State.frames.setOwner(f, owner)
-	return f, nil
-}
-
-// attachFrame attaches to frame target id for page document gen, or waits
-// for the attachment under way; see frameRegistry.reserve for evict.
+// attachFrame returns frame target id: attached already, attached to now
+// for page document gen, or once the attachment under way is made; see
+// frameRegistry.reserve for evict. The attachment outlives the call that
+// makes it, so its first run gets a context derived from tabCtx and call
+// only bounds the wait (see Attach).
 func (s *TabState) attachFrame(call, tabCtx context.Context, id target.ID, url string, gen uint64, evict bool) (*frameTarget, error) {
 	r := &s.frames
-	if f := r.get(id); f != nil {
+	if f, _ := r.lookup(id); f != nil {
 		return f, nil
 	}
 	base, stop := context.WithCancel(tabCtx)
@@ -433,8 +419,8 @@ func (s *TabState) frameSession(call context.Context, src *frameSource) (context
 // another process, whose backend node ids can repeat old ones. The frame's
 // console messages and requests are the tab's, and while an action works
 // in the frame its new requests count as activity of the tab, so that the
-// wait after the action sees them. The frame's own navigations are not the tab's: the collectors only
-// ever see the top frame's.
+// wait after the action sees them. The frame's own navigations are not the
+// tab's: the collectors only ever see the top frame's.
 func (s *TabState) listenFrame(src *frameSource, ev any) {
 	s.guard("frames", func(ev any) {
 		switch e := ev.(type) {
@@ -455,8 +441,8 @@ func (s *TabState) listenFrame(src *frameSource, ev any) {
 			s.activity.listen(ev) // a no-op for a request not counted
 		}
 	}, ev)
-	s.guard("console", func(ev any) { s.console.listenFrame(src, ev) }, ev)
-	s.guard("network", func(ev any) { s.network.listenFrame(src, ev) }, ev)
+	s.guard("console", func(ev any) { s.console.take(src, ev) }, ev)
+	s.guard("network", func(ev any) { s.network.take(src, ev) }, ev)
 }
 
 // listenTargets attaches to the cross-site frames that the page's session
@@ -614,10 +600,11 @@ const frameSettle = time.Second
 // works in, one element per frame. The wait after an action watches the
 // page's own document (changes, navigations), the dialogs of the page and
 // its frames, the requests of the page, and those of the frames the
-// action works in (listenFrame, while acting); but a cross-site frame's document lives in another
-// process. So the frame's document is watched here, like the page's:
-// whether it changed, after it ran the next two tasks that the action set
-// off. Not seen: when a navigation of the frame finishes loading.
+// action works in (listenFrame, while acting); but a cross-site frame's
+// document lives in another process. So the frame's document is watched
+// here, like the page's: whether it changed, after it ran the next two
+// tasks that the action set off. Not seen: when a navigation of the frame
+// finishes loading.
 type frameWatch []*element
 
 // watchFrames starts counting the changes and the requests of the frames of

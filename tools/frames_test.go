@@ -33,6 +33,10 @@ func TestFrameRegistryBounds(t *testing.T) {
 		}
 		return f, evicted, ok
 	}
+	get := func(id target.ID) *frameTarget {
+		f, _ := r.lookup(id)
+		return f
+	}
 	ids := make([]target.ID, maxFrames)
 	for i := range ids {
 		ids[i] = target.ID(fmt.Sprint("F", i))
@@ -40,24 +44,24 @@ func TestFrameRegistryBounds(t *testing.T) {
 			t.Fatalf("add %s: evicted %q, ok %v", ids[i], evicted, ok)
 		}
 	}
-	if cur, _, ok := r.reserve(ids[3], entry(ids[3]), r.generation(), true); ok || cur == nil || cur != r.get(ids[3]) {
+	if cur, _, ok := r.reserve(ids[3], entry(ids[3]), r.generation(), true); ok || cur == nil || cur != get(ids[3]) {
 		t.Error("a frame was reserved twice, or the first reservation was not returned")
 	}
 	if _, _, ok := add("EAGER", false); ok || len(stopped) != 0 {
 		t.Error("a frame without a snapshot made room for itself")
 	}
-	r.get(ids[0]) // now the most recent: F1 is the least
+	get(ids[0]) // now the most recent: F1 is the least
 	_, evicted, ok := add("NEW", true)
-	if !ok || evicted != ids[1] || !stopped[ids[1]] || r.get(ids[1]) != nil {
+	if !ok || evicted != ids[1] || !stopped[ids[1]] || get(ids[1]) != nil {
 		t.Fatalf("eviction: evicted %q (want %s), ok %v, stopped %v", evicted, ids[1], ok, stopped)
 	}
-	if r.get(ids[0]) == nil || r.get("NEW") == nil {
+	if get(ids[0]) == nil || get("NEW") == nil {
 		t.Error("eviction dropped the wrong frame")
 	}
 	if r.remove(ids[2], entry(ids[2])) {
 		t.Error("remove dropped a frame attached again since")
 	}
-	if f := r.get(ids[2]); f == nil || !r.remove(ids[2], f) || r.get(ids[2]) != nil {
+	if f := get(ids[2]); f == nil || !r.remove(ids[2], f) || get(ids[2]) != nil {
 		t.Error("remove did not drop the frame")
 	}
 
@@ -67,7 +71,7 @@ func TestFrameRegistryBounds(t *testing.T) {
 	if _, _, ok := r.reserve("PENDING", pending, r.generation(), false); !ok {
 		t.Fatal("no room for a frame after a removal")
 	}
-	if !r.known("PENDING") || r.get("PENDING") != nil {
+	if !r.known("PENDING") || get("PENDING") != nil {
 		t.Error("a frame being attached is not known, or is usable already")
 	}
 	if err := r.finish("PENDING", pending, context.Background(), nil); err != nil {
@@ -86,7 +90,7 @@ func TestFrameRegistryBounds(t *testing.T) {
 	gen := r.generation()
 	late := entry("LATE")
 	r.stopAll()
-	if r.get(ids[0]) != nil || !stopped[ids[0]] || !stopped["NEW"] || !stopped["PENDING"] {
+	if get(ids[0]) != nil || !stopped[ids[0]] || !stopped["NEW"] || !stopped["PENDING"] {
 		t.Errorf("stopAll left frames: stopped %v", stopped)
 	}
 	if _, _, ok := r.reserve("LATE", late, gen, false); ok {
@@ -98,7 +102,7 @@ func TestFrameRegistryBounds(t *testing.T) {
 		t.Fatal("reserve after stopAll")
 	}
 	r.stopAll()
-	if err := r.finish("RACE", f, context.Background(), nil); err == nil || r.get("RACE") != nil {
+	if err := r.finish("RACE", f, context.Background(), nil); err == nil || get("RACE") != nil {
 		t.Errorf("an attachment stopped while under way finished: %v", err)
 	}
 	select {

@@ -40,11 +40,7 @@ func (t *toolset) click() Tool {
 			mcp.WithDestructiveHintAnnotation(true),
 		),
 		Handler: func(ctx context.Context, req mcp.CallToolRequest) (*mcp.CallToolResult, error) {
-			uid, err := req.RequireString("uid")
-			if err != nil {
-				return mcp.NewToolResultError("click needs a uid; call take_snapshot to get one"), nil
-			}
-			tab, res := pageOf(ctx, req)
+			uid, res := requireUID(req, "click")
 			if res != nil {
 				return res, nil
 			}
@@ -52,7 +48,7 @@ func (t *toolset) click() Tool {
 			if req.GetBool("dblClick", false) {
 				clicks = 2
 			}
-			return t.act(ctx, tab, "click", []uidArg{{uid: uid}}, func(cctx context.Context, elems []*element) error {
+			return t.act(ctx, req, "click", []uidArg{{uid: uid}}, func(cctx context.Context, elems []*element) error {
 				return clickNode(cctx, elems[0], clicks)
 			}, "Clicked uid="+bareUID(uid)), nil
 		},
@@ -71,19 +67,15 @@ func (t *toolset) fill() Tool {
 			mcp.WithDestructiveHintAnnotation(true),
 		),
 		Handler: func(ctx context.Context, req mcp.CallToolRequest) (*mcp.CallToolResult, error) {
-			uid, err := req.RequireString("uid")
-			if err != nil {
-				return mcp.NewToolResultError("fill needs a uid; call take_snapshot to get one"), nil
+			uid, res := requireUID(req, "fill")
+			if res != nil {
+				return res, nil
 			}
 			value, err := req.RequireString("value")
 			if err != nil {
 				return mcp.NewToolResultError("fill needs a value (a string)"), nil
 			}
-			tab, res := pageOf(ctx, req)
-			if res != nil {
-				return res, nil
-			}
-			return t.act(ctx, tab, "fill", []uidArg{{uid: uid}}, func(cctx context.Context, elems []*element) error {
+			return t.act(ctx, req, "fill", []uidArg{{uid: uid}}, func(cctx context.Context, elems []*element) error {
 				return fillNode(elems[0], value)
 			}, "Filled uid="+bareUID(uid)), nil
 		},
@@ -120,12 +112,28 @@ func (e *uidError) Unwrap() error { return e.err }
 
 func bareUID(uid string) string { return strings.TrimPrefix(uid, "uid=") }
 
-// act runs an input action on tab, on the elements of targets, then waits
-// while the page is busy with what the action set off, and says what
-// happened. It never waits on a page frozen by a JavaScript dialog. do gets
-// the call context on the page's session, for input events and page-wide
-// commands, and the elements, each with a context on its own session.
-func (t *toolset) act(ctx context.Context, tab *Tab, name string, targets []uidArg, do func(context.Context, []*element) error, done string) *mcp.CallToolResult {
+// requireUID reads the uid argument of tool, which names an element of the
+// latest take_snapshot.
+func requireUID(req mcp.CallToolRequest, tool string) (string, *mcp.CallToolResult) {
+	uid, err := req.RequireString("uid")
+	if err != nil {
+		return "", mcp.NewToolResultErrorf("%s needs a uid; call take_snapshot to get one", tool)
+	}
+	return uid, nil
+}
+
+// act runs an input action on the page of req's pageId argument, on the
+// elements of targets, then waits while the page is busy with what the
+// action set off, and says what happened. It never waits on a page frozen by
+// a JavaScript dialog. do gets the call context on the page's session, for
+// input events and page-wide commands, and the elements, each with a context
+// on its own session. Callers check their other arguments first: a bad
+// argument should not open a page.
+func (t *toolset) act(ctx context.Context, req mcp.CallToolRequest, name string, targets []uidArg, do func(context.Context, []*element) error, done string) *mcp.CallToolResult {
+	tab, res := pageOf(ctx, req)
+	if res != nil {
+		return res
+	}
 	if p := tab.State.dialog.current(); p != nil {
 		return mcp.NewToolResultErrorf("%s: page %d cannot take input: %s; call handle_dialog first", name, tab.ID, lowerFirst(p.describe()))
 	}

@@ -146,15 +146,11 @@ func (t *toolset) hover() Tool {
 			mcp.WithDestructiveHintAnnotation(false),
 		),
 		Handler: func(ctx context.Context, req mcp.CallToolRequest) (*mcp.CallToolResult, error) {
-			uid, err := req.RequireString("uid")
-			if err != nil {
-				return mcp.NewToolResultError("hover needs a uid; call take_snapshot to get one"), nil
-			}
-			tab, res := pageOf(ctx, req)
+			uid, res := requireUID(req, "hover")
 			if res != nil {
 				return res, nil
 			}
-			return t.act(ctx, tab, "hover", []uidArg{{uid: uid}}, func(cctx context.Context, elems []*element) error {
+			return t.act(ctx, req, "hover", []uidArg{{uid: uid}}, func(cctx context.Context, elems []*element) error {
 				x, y, err := nodeCenter(elems[0])
 				if err != nil {
 					return err
@@ -183,12 +179,8 @@ func (t *toolset) drag() Tool {
 			if err1 != nil || err2 != nil {
 				return mcp.NewToolResultError("drag needs from_uid and to_uid; call take_snapshot to get them"), nil
 			}
-			tab, res := pageOf(ctx, req)
-			if res != nil {
-				return res, nil
-			}
 			targets := []uidArg{{uid: from, label: "from_uid"}, {uid: to, label: "to_uid"}}
-			return t.act(ctx, tab, "drag", targets, dragNodes(targets),
+			return t.act(ctx, req, "drag", targets, dragNodes(targets),
 				fmt.Sprintf("Dragged uid=%s onto uid=%s", bareUID(from), bareUID(to))), nil
 		},
 	}
@@ -256,11 +248,7 @@ func (t *toolset) fillForm() Tool {
 			if err != nil {
 				return mcp.NewToolResultError("fill_form: " + err.Error()), nil
 			}
-			tab, res := pageOf(ctx, req)
-			if res != nil {
-				return res, nil
-			}
-			return t.act(ctx, tab, "fill_form", targets, func(cctx context.Context, elems []*element) error {
+			return t.act(ctx, req, "fill_form", targets, func(cctx context.Context, elems []*element) error {
 				for i, e := range elems {
 					if err := fillNode(e, values[i]); err != nil {
 						return targets[i].wrap(err)
@@ -321,11 +309,7 @@ func (t *toolset) pressKey() Tool {
 			if err != nil {
 				return mcp.NewToolResultError("press_key: " + err.Error()), nil
 			}
-			tab, res := pageOf(ctx, req)
-			if res != nil {
-				return res, nil
-			}
-			return t.act(ctx, tab, "press_key", nil, func(cctx context.Context, _ []*element) error {
+			return t.act(ctx, req, "press_key", nil, func(cctx context.Context, _ []*element) error {
 				return dispatchKeys(cctx, combo.events())
 			}, "Pressed "+spec), nil
 		},
@@ -348,11 +332,12 @@ func (t *toolset) typeText() Tool {
 			if err != nil {
 				return mcp.NewToolResultError("type_text needs a text (a string)"), nil
 			}
-			if n := utf8.RuneCountInString(text); n > maxTypedRunes {
+			n := utf8.RuneCountInString(text)
+			if n > maxTypedRunes {
 				return mcp.NewToolResultErrorf("type_text: the text has %d characters, more than %d; use fill to set a long value at once", n, maxTypedRunes), nil
 			}
 			var submit *keyCombo
-			done := fmt.Sprintf("Typed %d characters", utf8.RuneCountInString(text))
+			done := fmt.Sprintf("Typed %d characters", n)
 			if s := req.GetString("submitKey", ""); s != "" {
 				c, err := parseKey(s)
 				if err != nil {
@@ -361,11 +346,7 @@ func (t *toolset) typeText() Tool {
 				submit = &c
 				done += " and pressed " + s
 			}
-			tab, res := pageOf(ctx, req)
-			if res != nil {
-				return res, nil
-			}
-			return t.act(ctx, tab, "type_text", nil, func(cctx context.Context, _ []*element) error {
+			return t.act(ctx, req, "type_text", nil, func(cctx context.Context, _ []*element) error {
 				if err := typeRunes(cctx, text); err != nil {
 					return err
 				}
@@ -597,9 +578,9 @@ func (t *toolset) uploadFile() Tool {
 			mcp.WithDestructiveHintAnnotation(true),
 		),
 		Handler: func(ctx context.Context, req mcp.CallToolRequest) (*mcp.CallToolResult, error) {
-			uid, err := req.RequireString("uid")
-			if err != nil {
-				return mcp.NewToolResultError("upload_file needs a uid; call take_snapshot to get one"), nil
+			uid, res := requireUID(req, "upload_file")
+			if res != nil {
+				return res, nil
 			}
 			raw, ok := req.GetArguments()["filePaths"].([]any)
 			if !ok || len(raw) == 0 {
@@ -617,11 +598,7 @@ func (t *toolset) uploadFile() Tool {
 				}
 				files = append(files, p)
 			}
-			tab, res := pageOf(ctx, req)
-			if res != nil {
-				return res, nil
-			}
-			return t.act(ctx, tab, "upload_file", []uidArg{{uid: uid}}, func(cctx context.Context, elems []*element) error {
+			return t.act(ctx, req, "upload_file", []uidArg{{uid: uid}}, func(cctx context.Context, elems []*element) error {
 				return uploadFiles(cctx, elems[0], files)
 			}, fmt.Sprintf("Chose %d file(s) for uid=%s", len(files), bareUID(uid))), nil
 		},
@@ -631,11 +608,7 @@ func (t *toolset) uploadFile() Tool {
 // inputPath resolves a file to read for the page to a regular file inside the
 // session's files directory; anything else on the host stays out of reach.
 func inputPath(ctx context.Context, requested string) (string, error) {
-	ws, err := workspaceFrom(ctx)
-	if err != nil {
-		return "", err
-	}
-	dir, err := ws.FilesDir()
+	dir, err := filesDir(ctx)
 	if err != nil {
 		return "", err
 	}

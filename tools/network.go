@@ -75,20 +75,25 @@ type networkLog struct {
 }
 
 // listen takes one tab event; it runs on the tab's read loop and must not block.
-func (n *networkLog) listen(ev any) { n.take(nil, ev) }
-
-// listenFrame takes one event of the attached cross-site frame src, on its
-// read loop. The frame's navigations start no navigation of the tab.
-func (n *networkLog) listenFrame(src *frameSource, ev any) {
-	if _, ok := ev.(*page.EventFrameNavigated); !ok {
-		n.take(src, ev)
+func (n *networkLog) listen(ev any) {
+	if e, ok := ev.(*page.EventFrameNavigated); ok {
+		if e.Frame != nil && e.Frame.ParentID == "" {
+			loader := e.Frame.LoaderID
+			n.mu.Lock()
+			n.forget(n.ring.navigate(e.Frame.URL, func(r *netRequest) bool { return r.loaderID == loader }))
+			n.mu.Unlock()
+		}
+		return
 	}
+	n.take(nil, ev)
 }
 
 // take keeps what ev says about a request, from src (nil for the page's
-// session). Request ids are unique across the browser's processes: a
-// frame's session may finish a request that the page's session started,
-// such as the frame's own document.
+// session). The events of a cross-site frame come here straight
+// (TabState.listenFrame), not through listen: the frame's navigations start
+// no navigation of the tab. Request ids are unique across the browser's
+// processes: a frame's session may finish a request that the page's session
+// started, such as the frame's own document.
 func (n *networkLog) take(src *frameSource, ev any) {
 	switch e := ev.(type) {
 	case *network.EventRequestWillBeSent:
@@ -145,14 +150,6 @@ func (n *networkLog) take(src *frameSource, ev any) {
 		})
 	case *network.EventWebSocketClosed:
 		n.update(e.RequestID, func(r *netRequest) { r.done, r.end = true, e.Timestamp })
-	case *page.EventFrameNavigated:
-		if e.Frame == nil || e.Frame.ParentID != "" {
-			return
-		}
-		loader := e.Frame.LoaderID
-		n.mu.Lock()
-		n.forget(n.ring.navigate(e.Frame.URL, func(r *netRequest) bool { return r.loaderID == loader }))
-		n.mu.Unlock()
 	}
 }
 

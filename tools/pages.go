@@ -402,9 +402,6 @@ func (p NavPolicy) Check(raw string) error {
 	return nil
 }
 
-// checkURL is the check of the default NavPolicy.
-func checkURL(raw string) error { return NavPolicy{}.Check(raw) }
-
 func navigateURL(ctx context.Context, target string) error {
 	res, err := chromedp.Call(ctx, page.Navigate, page.NavigateParams{URL: target})
 	if err != nil {

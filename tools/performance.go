@@ -179,12 +179,7 @@ func (t *toolset) traceReload(ctx context.Context, tab *Tab) (string, *mcp.CallT
 		return "", cdpError("performance_start_trace: reload", cctx, tab, t.cfg.NavigationTimeout, err)
 	}
 	// The browser may answer the reload before it announces the navigation.
-	for deadline := time.Now().Add(2 * time.Second); tab.State.mark() == mark && time.Now().Before(deadline); {
-		select {
-		case <-time.After(20 * time.Millisecond):
-		case <-cctx.Done():
-		}
-	}
+	awaitNavStart(cctx, tab, mark, 2*time.Second)
 	if _, finished := tab.State.settle(cctx, mark, t.cfg.NavigationTimeout); !finished {
 		if ctx.Err() != nil {
 			return "", mcp.NewToolResultError("performance_start_trace: the call was cancelled while the page reloaded")
@@ -192,6 +187,28 @@ func (t *toolset) traceReload(ctx context.Context, tab *Tab) (string, *mcp.CallT
 		return fmt.Sprintf(" The page had not finished loading after %s.", t.cfg.NavigationTimeout), nil
 	}
 	return "", nil
+}
+
+// awaitNavStart waits until a main-frame navigation has started on tab after
+// m, at most d, or until ctx ends.
+func awaitNavStart(ctx context.Context, tab *Tab, m navMark, d time.Duration) {
+	timer := time.NewTimer(d)
+	defer timer.Stop()
+	for {
+		// The channel is taken before the check, so that a start between
+		// the two still wakes the wait.
+		changed := tab.State.navChanged()
+		if tab.State.mark() != m {
+			return
+		}
+		select {
+		case <-changed:
+		case <-timer.C:
+			return
+		case <-ctx.Done():
+			return
+		}
+	}
 }
 
 // abandonTrace ends a trace that a failed call leaves behind, so that the

@@ -2,6 +2,7 @@ package tools
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"strings"
 	"testing"
@@ -9,6 +10,7 @@ import (
 
 	jsonv2 "github.com/chromedp/cdproto/cdp/jsonv2"
 	"github.com/chromedp/cdproto/heapprofiler"
+	"github.com/chromedp/cdproto/page"
 	"github.com/chromedp/cdproto/tracing"
 )
 
@@ -213,5 +215,39 @@ func TestWaitQuiet(t *testing.T) {
 	case <-done:
 	case <-time.After(5 * time.Second):
 		t.Fatal("waitQuiet ignored its cap")
+	}
+}
+
+// TestAwaitNavStart: the wait for the announcement of a reload ends when
+// the navigation starts, and at once when the call ends, never spinning to
+// its bound.
+func TestAwaitNavStart(t *testing.T) {
+	tab := &Tab{ID: 1, State: NewTabState("T1")}
+	m := tab.State.mark()
+	go func() {
+		time.Sleep(50 * time.Millisecond)
+		tab.State.Listen(&page.EventFrameStartedNavigating{FrameID: "T1", URL: "http://127.0.0.1/next",
+			NavigationType: page.FrameStartedNavigatingNavigationTypeDifferentDocument})
+	}()
+	start := time.Now()
+	awaitNavStart(context.Background(), tab, m, 5*time.Second)
+	if tab.State.mark() == m {
+		t.Fatal("returned before the navigation started")
+	}
+	if d := time.Since(start); d > 2*time.Second {
+		t.Errorf("took %s to see the navigation start", d)
+	}
+
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	start = time.Now()
+	awaitNavStart(ctx, tab, tab.State.mark(), 5*time.Second)
+	if d := time.Since(start); d > time.Second {
+		t.Errorf("a cancelled call waited %s", d)
+	}
+	start = time.Now()
+	awaitNavStart(context.Background(), tab, tab.State.mark(), 100*time.Millisecond)
+	if d := time.Since(start); d < 100*time.Millisecond || d > 2*time.Second {
+		t.Errorf("the bound of 100ms took %s", d)
 	}
 }

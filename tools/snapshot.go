@@ -160,15 +160,19 @@ func (w *snapWriter) frame(n *accessibility.Node, depth int) {
 }
 
 // crossSite writes the tree of cross-site frame id, shown by the iframe
-// element owner of the target being walked.
+// element owner of the target being walked. The frame is attached to on
+// first use, making room for it if need be, and learns its owner here:
+// input on its nodes goes through the owner (elementOf).
 func (w *snapWriter) crossSite(id target.ID, owner cdp.BackendNodeID, depth int) error {
-	f, err := attachFrame(w.call, w.tab, id, nodeRef{frame: w.scope, id: owner})
+	st := w.tab.State
+	f, err := st.attachFrame(w.call, w.tab.Ctx, id, "", st.frames.generation(), true)
 	if err != nil {
 		if w.call.Err() != nil {
 			return errors.New("no time left to attach to it")
 		}
 		return errors.New("the frame has not loaded")
 	}
+	st.frames.setOwner(f, nodeRef{frame: w.scope, id: owner})
 	fctx := onSession(w.call, f.ctx)
 	sub, err := chromedp.Call(fctx, accessibility.GetFullAXTree, accessibility.GetFullAXTreeParams{})
 	if err != nil || len(sub.Nodes) == 0 {

@@ -56,12 +56,12 @@ func TestStringOrList(t *testing.T) {
 
 func TestCheckURL(t *testing.T) {
 	for _, ok := range []string{"http://127.0.0.1:8080/", "https://example.test/x", "about:blank", "data:text/html,hi"} {
-		if err := checkURL(ok); err != nil {
+		if err := (NavPolicy{}).Check(ok); err != nil {
 			t.Errorf("%s refused: %v", ok, err)
 		}
 	}
 	for _, bad := range []string{"file:///etc/passwd", "chrome://settings", "devtools://devtools/x", "javascript:alert(1)", "relative/path", "view-source:http://x"} {
-		if err := checkURL(bad); err == nil {
+		if err := (NavPolicy{}).Check(bad); err == nil {
 			t.Errorf("%s accepted", bad)
 		}
 	}
