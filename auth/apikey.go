@@ -74,12 +74,9 @@ func NewAPIKey(userID string, perms []string, name string) (string, APIKey, erro
 	if err := ValidateUserID(userID); err != nil {
 		return "", APIKey{}, fmt.Errorf("new API key: %w", err)
 	}
-	perms, err := normalizePerms(perms)
+	perms, err := grantedPerms(perms)
 	if err != nil {
 		return "", APIKey{}, fmt.Errorf("new API key: %w", err)
-	}
-	if perms == nil {
-		perms = DefaultPerms()
 	}
 	if err := validateKeyName(name); err != nil {
 		return "", APIKey{}, fmt.Errorf("new API key: %w", err)
@@ -154,12 +151,9 @@ func VerifyAPIKey(ctx context.Context, store APIKeyStore, key string) (Principal
 	if err := ValidateUserID(rec.UserID); err != nil {
 		return Principal{}, fmt.Errorf("verify API key: %w: stored user: %w", ErrInvalidToken, err)
 	}
-	perms, err := normalizePerms(rec.Perms)
+	perms, err := grantedPerms(rec.Perms)
 	if err != nil {
 		return Principal{}, fmt.Errorf("verify API key: %w: stored perms: %w", ErrInvalidToken, err)
-	}
-	if perms == nil {
-		perms = DefaultPerms()
 	}
 	if now := time.Now(); now.Sub(rec.LastUsed) >= lastUsedGranularity {
 		// LastUsed is informational; a failed write must not lock the key out.

@@ -9,6 +9,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 )
 
@@ -60,12 +61,7 @@ type Principal struct {
 // Has reports whether p holds perm. Membership is exact: PermAdmin does not
 // imply any other permission.
 func (p Principal) Has(perm string) bool {
-	for _, q := range p.Perms {
-		if q == perm {
-			return true
-		}
-	}
-	return false
+	return slices.Contains(p.Perms, perm)
 }
 
 // CanActAs reports whether p may act for userID: either p is that user or p
@@ -136,21 +132,21 @@ func normalizePerms(perms []string) ([]string, error) {
 		if !isKnownPerm(p) {
 			return nil, fmt.Errorf("unknown permission %q (valid: %s)", p, strings.Join(AllPerms(), ", "))
 		}
-		if !contains(out, p) {
+		if !slices.Contains(out, p) {
 			out = append(out, p)
 		}
 	}
 	return out, nil
 }
 
-// contains reports whether s holds v.
-func contains(s []string, v string) bool {
-	for _, x := range s {
-		if x == v {
-			return true
-		}
+// grantedPerms is normalizePerms for a credential being made or verified:
+// nil or empty perms grant DefaultPerms.
+func grantedPerms(perms []string) ([]string, error) {
+	out, err := normalizePerms(perms)
+	if out == nil && err == nil {
+		out = DefaultPerms()
 	}
-	return false
+	return out, err
 }
 
 // Sentinel errors; test for them with errors.Is.

@@ -171,12 +171,9 @@ func (a *Authenticator) VerifyContext(ctx context.Context, token string) (Princi
 	if err := ValidateUserID(c.Subject); err != nil {
 		return Principal{}, fmt.Errorf("verify token: %w: bad subject: %w", ErrInvalidToken, err)
 	}
-	perms, err := normalizePerms(c.Perms)
+	perms, err := grantedPerms(c.Perms)
 	if err != nil {
 		return Principal{}, fmt.Errorf("verify token: %w: bad perms claim: %w", ErrInvalidToken, err)
-	}
-	if perms == nil {
-		perms = DefaultPerms()
 	}
 	return Principal{UserID: c.Subject, Perms: perms}, nil
 }

@@ -2,6 +2,7 @@ package router
 
 import (
 	"context"
+	"crypto/sha256"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -71,7 +72,7 @@ func (s *BoltStore) CreateAPIKey(ctx context.Context, k auth.APIKey) error {
 	if err := auth.ValidateUserID(k.UserID); err != nil {
 		return fmt.Errorf("create API key: %w", err)
 	}
-	if len(k.SecretHash) != 32 {
+	if len(k.SecretHash) != sha256.Size {
 		return errors.New("create API key: secret hash is not a SHA-256")
 	}
 	data, err := json.Marshal(apiKeyRecord(k))

@@ -14,7 +14,7 @@ import (
 	"testing"
 	"time"
 
-	bolt "go.etcd.io/bbolt"
+	"github.com/mcp-browser-proxy/mcp-browser-proxy/internal/testbolt"
 )
 
 // Environment of the helper process of TestBoltSurvivesSIGKILL.
@@ -89,19 +89,8 @@ func TestBoltSurvivesSIGKILL(t *testing.T) {
 		}
 		next += 100000 // the next round writes new users
 
-		db, err := bolt.Open(path, 0o600, &bolt.Options{ReadOnly: true, Timeout: 5 * time.Second})
-		if err != nil {
-			t.Fatalf("round %d: the killed store does not open: %v", round, err)
-		}
-		err = db.View(func(tx *bolt.Tx) error {
-			for err := range tx.Check() {
-				return err
-			}
-			return nil
-		})
-		db.Close()
-		if err != nil {
-			t.Fatalf("round %d: consistency check: %v", round, err)
+		if err := testbolt.Check(path); err != nil {
+			t.Fatalf("round %d: the killed store: %v", round, err)
 		}
 
 		s, err := OpenBolt(path, WithSealer(crashSealer(t)))

@@ -23,6 +23,12 @@ const storeFile = "registrations.db"
 // apiKeyCommandTimeout bounds one apikey command's store work.
 const apiKeyCommandTimeout = 30 * time.Second
 
+// Flag help repeated across the apikey commands (permsUsage by token issue too).
+const (
+	dataDirUsage = "data directory of the proxy (its " + storeFile + ")"
+	permsUsage   = "comma-separated permissions: browser:read, browser:write, browser:script, browser:all-tabs, admin (default: read, write, script)"
+)
+
 func newAPIKey() *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "apikey",
@@ -53,14 +59,10 @@ func newAPIKeyCreate() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			store, err := openKeyStore(dataDir, true)
+			err = withKeyStore(cmd.Context(), dataDir, true, func(ctx context.Context, store *router.BoltStore) error {
+				return store.CreateAPIKey(ctx, rec)
+			})
 			if err != nil {
-				return err
-			}
-			defer store.Close()
-			ctx, cancel := context.WithTimeout(cmd.Context(), apiKeyCommandTimeout)
-			defer cancel()
-			if err := store.CreateAPIKey(ctx, rec); err != nil {
 				return err
 			}
 			fmt.Fprintln(cmd.OutOrStdout(), key)
@@ -71,9 +73,9 @@ func newAPIKeyCreate() *cobra.Command {
 	}
 	fl := cmd.Flags()
 	fl.StringVar(&user, "user", "", "user ID the key acts as")
-	fl.StringVar(&perms, "perms", "", "comma-separated permissions: browser:read, browser:write, browser:script, browser:all-tabs, admin (default: read, write, script)")
+	fl.StringVar(&perms, "perms", "", permsUsage)
 	fl.StringVar(&name, "name", "", "label shown by `apikey list`, e.g. ci")
-	fl.StringVar(&dataDir, "data-dir", "./data", "data directory of the proxy (its registrations.db)")
+	fl.StringVar(&dataDir, "data-dir", "./data", dataDirUsage)
 	return withEnv(cmd)
 }
 
@@ -96,24 +98,20 @@ func newAPIKeyRevoke() *cobra.Command {
 			if !auth.ValidAPIKeyID(id) {
 				return errors.New("not an API key ID: give the 16 hex digits that `apikey list` shows in its ID column")
 			}
-			store, err := openKeyStore(dataDir, false)
-			if err != nil {
-				return err
+			err := withKeyStore(cmd.Context(), dataDir, false, func(ctx context.Context, store *router.BoltStore) error {
+				return store.RevokeAPIKey(ctx, id)
+			})
+			if errors.Is(err, auth.ErrAPIKeyNotFound) {
+				return fmt.Errorf("no API key %s in %s; see `mcp-browser-proxy apikey list --data-dir %s`", id, dataDir, dataDir)
 			}
-			defer store.Close()
-			ctx, cancel := context.WithTimeout(cmd.Context(), apiKeyCommandTimeout)
-			defer cancel()
-			if err := store.RevokeAPIKey(ctx, id); err != nil {
-				if errors.Is(err, auth.ErrAPIKeyNotFound) {
-					return fmt.Errorf("no API key %s in %s; see `mcp-browser-proxy apikey list --data-dir %s`", id, dataDir, dataDir)
-				}
+			if err != nil {
 				return err
 			}
 			fmt.Fprintf(cmd.OutOrStdout(), "revoked API key %s\n", id)
 			return nil
 		},
 	}
-	cmd.Flags().StringVar(&dataDir, "data-dir", "./data", "data directory of the proxy (its registrations.db)")
+	cmd.Flags().StringVar(&dataDir, "data-dir", "./data", dataDirUsage)
 	return withEnv(cmd)
 }
 
@@ -129,14 +127,12 @@ func newAPIKeyList() *cobra.Command {
 					return fmt.Errorf("--user: %w", err)
 				}
 			}
-			store, err := openKeyStore(dataDir, false)
-			if err != nil {
+			var keys []auth.APIKey
+			err := withKeyStore(cmd.Context(), dataDir, false, func(ctx context.Context, store *router.BoltStore) error {
+				var err error
+				keys, err = store.ListAPIKeys(ctx, user)
 				return err
-			}
-			defer store.Close()
-			ctx, cancel := context.WithTimeout(cmd.Context(), apiKeyCommandTimeout)
-			defer cancel()
-			keys, err := store.ListAPIKeys(ctx, user)
+			})
 			if err != nil {
 				return err
 			}
@@ -159,26 +155,30 @@ func newAPIKeyList() *cobra.Command {
 	}
 	fl := cmd.Flags()
 	fl.StringVar(&user, "user", "", "only this user's keys")
-	fl.StringVar(&dataDir, "data-dir", "./data", "data directory of the proxy (its registrations.db)")
+	fl.StringVar(&dataDir, "data-dir", "./data", dataDirUsage)
 	return withEnv(cmd)
 }
 
-// openKeyStore opens the store in dataDir for an apikey command. Unless
+// withKeyStore opens the store in dataDir for an apikey command, runs fn on
+// it with a context bounded by apiKeyCommandTimeout, and closes it. Unless
 // create is set, a missing store is an error rather than a new empty file.
 // A store held by a running proxy gives an error saying to stop it.
-func openKeyStore(dataDir string, create bool) (*router.BoltStore, error) {
+func withKeyStore(ctx context.Context, dataDir string, create bool, fn func(context.Context, *router.BoltStore) error) error {
 	path := filepath.Join(dataDir, storeFile)
 	if !create {
 		if _, err := os.Stat(path); errors.Is(err, fs.ErrNotExist) {
-			return nil, fmt.Errorf("no store at %s: check --data-dir (it must be the proxy's)", path)
+			return fmt.Errorf("no store at %s: check --data-dir (it must be the proxy's)", path)
 		}
 	}
 	store, err := router.OpenBolt(path)
 	if router.IsLocked(err) {
-		return nil, fmt.Errorf("the store %s is in use, most likely by a running proxy: apikey commands open it directly, so stop the proxy using --data-dir %s, run this again, then restart the proxy", path, dataDir)
+		return fmt.Errorf("the store %s is in use, most likely by a running proxy: apikey commands open it directly, so stop the proxy using --data-dir %s, run this again, then restart the proxy", path, dataDir)
 	}
 	if err != nil {
-		return nil, err
+		return err
 	}
-	return store, nil
+	defer store.Close()
+	ctx, cancel := context.WithTimeout(ctx, apiKeyCommandTimeout)
+	defer cancel()
+	return fn(ctx, store)
 }

@@ -9,6 +9,7 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"encoding/pem"
+	"errors"
 	"math/big"
 	"net"
 	"net/http"
@@ -17,6 +18,7 @@ import (
 	"path/filepath"
 	"regexp"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -202,49 +204,74 @@ func TestTokenIssueWithIssuerAudience(t *testing.T) {
 	}
 }
 
-// startServe runs serve with args on a free loopback port and returns its
-// base URL; the proxy stops when the test ends.
-func startServe(t *testing.T, dir string, args ...string) string {
+// freeAddr returns a loopback host:port that was free a moment ago.
+func freeAddr(t *testing.T) string {
 	t.Helper()
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
-	addr := l.Addr().String()
-	l.Close()
+	defer l.Close()
+	return l.Addr().String()
+}
+
+// served is a serve run in the test process, started by startServe.
+type served struct {
+	base   string          // http://host:port
+	logs   *testlog.Buffer // what serve logged
+	cancel context.CancelFunc
+	done   chan error // gets what serve returned
+	once   sync.Once
+	err    error // what serve returned, once stop has run
+}
+
+// startServe runs serve with args on a free loopback port and waits until
+// /health answers; the proxy stops when the test ends, if not before.
+func startServe(t *testing.T, dir string, args ...string) *served {
+	t.Helper()
+	addr := freeAddr(t)
 	cmd, f := newServeCmd()
 	if err := cmd.ParseFlags(append([]string{"--addr", addr, "--data-dir", dir, "--log-format", "json"}, args...)); err != nil {
 		t.Fatal(err)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
-	var logs testlog.Buffer
-	done := make(chan error, 1)
-	go func() { done <- serve(ctx, *f, &logs) }()
-	t.Cleanup(func() {
-		cancel()
-		select {
-		case <-done:
-		case <-time.After(15 * time.Second):
-			t.Error("serve did not stop")
-		}
-	})
+	s := &served{base: "http://" + addr, logs: &testlog.Buffer{}, cancel: cancel, done: make(chan error, 1)}
+	go func() { s.done <- serve(ctx, *f, s.logs) }()
+	t.Cleanup(func() { s.stop(t) })
 	deadline := time.Now().Add(10 * time.Second)
 	for {
-		resp, err := http.Get("http://" + addr + "/health")
+		resp, err := http.Get(s.base + "/health")
 		if err == nil {
 			resp.Body.Close()
-			return "http://" + addr
+			return s
 		}
 		select {
-		case err := <-done:
-			t.Fatalf("serve ended: %v\n%s", err, logs.String())
+		case err := <-s.done:
+			t.Fatalf("serve ended: %v\n%s", err, s.logs.String())
 		default:
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("proxy did not start: %v\n%s", err, logs.String())
+			t.Fatalf("proxy did not start: %v\n%s", err, s.logs.String())
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
+}
+
+// stop cancels serve's context, waits up to 15s for serve to return (an
+// error of the test when it does not) and returns what it returned. Later
+// calls return the same.
+func (s *served) stop(t *testing.T) error {
+	t.Helper()
+	s.once.Do(func() {
+		s.cancel()
+		select {
+		case s.err = <-s.done:
+		case <-time.After(15 * time.Second):
+			s.err = errors.New("serve did not stop within 15s")
+			t.Error(s.err)
+		}
+	})
+	return s.err
 }
 
 // statusCode GETs path with a bearer credential.
@@ -276,7 +303,7 @@ func TestServeAcceptsIdPTokensAndAPIKeys(t *testing.T) {
 
 	dir := t.TempDir()
 	apiKey, _ := createKey(t, dir, "--user", "carol", "--perms", "browser:read")
-	base := startServe(t, dir, "--jwt-jwks-url", jwks.URL, "--jwt-issuer", "https://idp.test", "--jwt-audience", "mbp")
+	base := startServe(t, dir, "--jwt-jwks-url", jwks.URL, "--jwt-issuer", "https://idp.test", "--jwt-audience", "mbp").base
 
 	idpToken := func(iss string) string {
 		tok := jwt.NewWithClaims(jwt.SigningMethodRS256, jwt.MapClaims{

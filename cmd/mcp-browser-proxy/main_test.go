@@ -3,18 +3,15 @@ package main
 import (
 	"bytes"
 	"context"
-	"net"
 	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/spf13/pflag"
 
 	"github.com/mcp-browser-proxy/mcp-browser-proxy/auth"
-	"github.com/mcp-browser-proxy/mcp-browser-proxy/internal/testlog"
 )
 
 // run executes the CLI with args and returns stdout, stderr and the error.
@@ -98,51 +95,23 @@ func TestServeHelpListsEnvTwins(t *testing.T) {
 
 func TestServeStartsAndStops(t *testing.T) {
 	dir := filepath.Join(t.TempDir(), "data")
-	l, err := net.Listen("tcp", "127.0.0.1:0")
+	s := startServe(t, dir)
+	resp, err := http.Get(s.base + "/health")
 	if err != nil {
 		t.Fatal(err)
 	}
-	addr := l.Addr().String()
-	l.Close()
-
-	cmd, f := newServeCmd()
-	if err := cmd.ParseFlags([]string{"--addr", addr, "--data-dir", dir, "--log-format", "json"}); err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	var logs testlog.Buffer
-	done := make(chan error, 1)
-	go func() { done <- serve(ctx, *f, &logs) }()
-
-	deadline := time.Now().Add(10 * time.Second)
-	for {
-		resp, err := http.Get("http://" + addr + "/health")
-		if err == nil {
-			resp.Body.Close()
-			if resp.StatusCode != 200 {
-				t.Fatalf("health: %d", resp.StatusCode)
-			}
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("proxy did not start: %v\n%s", err, logs.String())
-		}
-		time.Sleep(20 * time.Millisecond)
+	resp.Body.Close()
+	if resp.StatusCode != 200 {
+		t.Fatalf("health: %d", resp.StatusCode)
 	}
 	if _, err := os.Stat(filepath.Join(dir, "jwt-secret")); err != nil {
 		t.Errorf("no generated secret: %v", err)
 	}
-	if !strings.Contains(logs.String(), "token issue --user") {
-		t.Errorf("start-up log does not say how to issue a token:\n%s", logs.String())
+	if !strings.Contains(s.logs.String(), "token issue --user") {
+		t.Errorf("start-up log does not say how to issue a token:\n%s", s.logs.String())
 	}
-	cancel()
-	select {
-	case err := <-done:
-		if err != nil && err != http.ErrServerClosed {
-			t.Errorf("serve returned %v", err)
-		}
-	case <-time.After(15 * time.Second):
-		t.Fatal("serve did not stop")
+	if err := s.stop(t); err != nil && err != http.ErrServerClosed {
+		t.Errorf("serve returned %v", err)
 	}
 }
 

@@ -22,9 +22,8 @@ import (
 	"testing"
 	"time"
 
-	bolt "go.etcd.io/bbolt"
-
 	"github.com/mcp-browser-proxy/mcp-browser-proxy/auth"
+	"github.com/mcp-browser-proxy/mcp-browser-proxy/internal/testbolt"
 	"github.com/mcp-browser-proxy/mcp-browser-proxy/internal/testchrome"
 	"github.com/mcp-browser-proxy/mcp-browser-proxy/internal/testlog"
 	"github.com/mcp-browser-proxy/mcp-browser-proxy/internal/testsse"
@@ -69,12 +68,7 @@ func startProxy(t *testing.T, bin, dir string, args ...string) *proc {
 	if dir == "" {
 		dir = t.TempDir()
 	}
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := l.Addr().String()
-	l.Close()
+	addr := freeAddr(t)
 	p := &proc{t: t, addr: addr, base: "http://" + addr, dir: dir, logs: &testlog.Buffer{}, exited: make(chan struct{})}
 	args = append([]string{"serve", "--addr", addr, "--data-dir", dir, "--jwt-secret", procSecret, "--log-format", "json"}, args...)
 	p.cmd = exec.Command(bin, args...)
@@ -551,19 +545,8 @@ func TestProcessSIGKILLKeepsAcknowledgedRegistrations(t *testing.T) {
 		t.Fatalf("only %d registrations were acknowledged", len(acked))
 	}
 
-	db, err := bolt.Open(filepath.Join(p.dir, "registrations.db"), 0o600, &bolt.Options{ReadOnly: true, Timeout: 5 * time.Second})
-	if err != nil {
-		t.Fatalf("the killed store does not open: %v", err)
-	}
-	err = db.View(func(tx *bolt.Tx) error {
-		for err := range tx.Check() {
-			return err
-		}
-		return nil
-	})
-	db.Close()
-	if err != nil {
-		t.Fatalf("consistency check: %v", err)
+	if err := testbolt.Check(filepath.Join(p.dir, "registrations.db")); err != nil {
+		t.Fatalf("the killed store: %v", err)
 	}
 	s := openStore(t, p.dir)
 	for user, url := range acked {

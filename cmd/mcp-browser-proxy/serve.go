@@ -196,7 +196,7 @@ func serve(ctx context.Context, f serveFlags, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	store, err := router.OpenBolt(filepath.Join(f.dataDir, "registrations.db"), router.WithSealer(sec.sealer))
+	store, err := router.OpenBolt(filepath.Join(f.dataDir, storeFile), router.WithSealer(sec.sealer))
 	if err != nil {
 		return fmt.Errorf("%w; --data-dir must be a writable directory with free space", err)
 	}

@@ -43,7 +43,7 @@ func newToken() *cobra.Command {
 	}
 	fl := issue.Flags()
 	fl.StringVar(&user, "user", "", "user ID the token is for (its sub claim)")
-	fl.StringVar(&perms, "perms", "", "comma-separated permissions: browser:read, browser:write, browser:script, browser:all-tabs, admin (default: read, write, script)")
+	fl.StringVar(&perms, "perms", "", permsUsage)
 	fl.DurationVar(&ttl, "ttl", 24*time.Hour, "lifetime, e.g. 1h or 720h")
 	fl.StringVar(&dataDir, "data-dir", "./data", "data directory of the proxy, where its generated secret is")
 	fl.StringVar(&secret, "jwt-secret", "", "HS256 secret (default: the one in --data-dir)")

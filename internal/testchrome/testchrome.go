@@ -60,11 +60,10 @@ func Start(t testing.TB) *Chrome {
 // --load-extension=DIR.
 func StartWith(t testing.TB, extraArgs ...string) *Chrome {
 	t.Helper()
-	c := &Chrome{dir: t.TempDir(), extra: extraArgs}
-	if err := c.start(0); err != nil {
-		t.Fatalf("start chromium: %v", err)
+	c, err := Launch(t, extraArgs...)
+	if err != nil {
+		t.Fatal(err)
 	}
-	t.Cleanup(c.Kill)
 	return c
 }
 

@@ -8,10 +8,12 @@ import (
 	"errors"
 	"io"
 	"net/http"
-	"sync"
 	"testing"
 	"time"
 )
+
+// openTimeout bounds how long Open waits for the answer's status and headers.
+const openTimeout = 60 * time.Second
 
 // Stream is an open SSE answer.
 type Stream struct {
@@ -33,10 +35,14 @@ func Open(t testing.TB, url string, hdr map[string]string) *Stream {
 	for k, v := range hdr {
 		req.Header.Set(k, v)
 	}
+	// The answer's headers must come within a bound; the body (the stream)
+	// may then stay open until the test's cleanup.
+	headers := time.AfterFunc(openTimeout, cancel)
 	resp, err := http.DefaultClient.Do(req)
+	headers.Stop()
 	if err != nil {
 		cancel()
-		t.Fatalf("GET %s: %v", url, err)
+		t.Fatalf("GET %s: %v (no answer within %v?)", url, err, openTimeout)
 	}
 	if resp.StatusCode != http.StatusOK {
 		cancel()
@@ -44,21 +50,19 @@ func Open(t testing.TB, url string, hdr map[string]string) *Stream {
 		t.Fatalf("GET %s: status %d", url, resp.StatusCode)
 	}
 	s := &Stream{lines: make(chan string, 1024)}
-	var wg sync.WaitGroup
-	wg.Go(func() {
+	go func() {
 		defer close(s.lines)
 		sc := bufio.NewScanner(resp.Body)
 		sc.Buffer(make([]byte, 64<<10), 4<<20)
 		for sc.Scan() {
 			s.lines <- sc.Text()
 		}
-	})
+	}()
 	t.Cleanup(func() {
 		cancel()
 		resp.Body.Close()
-		for range s.lines { // let the reader finish
+		for range s.lines { // the reader is done once it closes lines
 		}
-		wg.Wait()
 	})
 	return s
 }
