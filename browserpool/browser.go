@@ -114,6 +114,9 @@ func (b *Browser) UserID() string { return b.userID }
 // (userinfo, ?token=): pass it through router.Redact before showing it.
 func (b *Browser) URL() string { return b.url }
 
+// endpoint returns the registered endpoint of b.
+func (b *Browser) endpoint() Endpoint { return Endpoint{URL: b.url, Headers: b.headers} }
+
 // Status returns the current connection status.
 func (b *Browser) Status() Status {
 	b.mu.Lock()
@@ -352,16 +355,18 @@ func (b *Browser) watch(ctx context.Context, conn Conn) string {
 // connect dials the browser once. On success the returned cancel drops the
 // websocket (it never closes the browser or any tab).
 func (b *Browser) connect(ctx context.Context) (Conn, context.CancelFunc, string, error) {
+	reconnect := false
 	b.set(func(s *Status) {
-		if s.Generation > b.genBase || s.Attempts > 0 {
+		reconnect = s.Generation > b.genBase || s.Attempts > 0
+		if reconnect {
 			s.State = StateReconnecting
 		} else {
 			s.State = StateConnecting
 		}
 	})
-	b.cfg.Metrics.attempt(b, b.Status().State == StateReconnecting)
+	b.cfg.Metrics.attempt(b, reconnect)
 	rctx, rcancel := context.WithTimeout(ctx, b.cfg.DialTimeout)
-	t, err := resolveWebSocket(rctx, b.cfg.HTTPClient, b.cfg.Policy, Endpoint{URL: b.url, Headers: b.headers})
+	t, err := resolveWebSocket(rctx, b.cfg.HTTPClient, b.cfg.Policy, b.endpoint())
 	rcancel()
 	if err != nil {
 		return Conn{}, nil, "", err

@@ -203,11 +203,7 @@ func dialCDP(ctx context.Context, wsURL string, header http.Header, p DialPolicy
 				return nil, fmt.Errorf("websocket handshake with %s refused: HTTP %d (check the token or headers of the registration)", u.Host, resp.StatusCode)
 			}
 		}
-		var ue *url.Error
-		if errors.As(err, &ue) {
-			err = ue.Err
-		}
-		return nil, fmt.Errorf("dial %s: %w", u.Host, err)
+		return nil, fmt.Errorf("dial %s: %w", u.Host, unwrapURLError(err))
 	}
 	ws.SetReadLimit(maxMessage)
 	return &wsConn{ws: ws}, nil

@@ -4,7 +4,6 @@ import (
 	"net"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
@@ -33,13 +32,7 @@ func TestMetricsOfAFailingBrowser(t *testing.T) {
 	p := New(cfg)
 	defer p.Close()
 	b := p.Ensure("alice", dead)
-	deadline := time.Now().Add(10 * time.Second)
-	for b.Status().State != StateFailed {
-		if time.Now().After(deadline) {
-			t.Fatalf("browser not failed: %+v", b.Status())
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
+	waitStatus(t, b, "the failed state", func(s Status) bool { return s.State == StateFailed })
 	want := `
 # HELP mbp_browser_connects_total Successful CDP connections to browsers (first connects and reconnects).
 # TYPE mbp_browser_connects_total counter

@@ -102,7 +102,7 @@ func (p *Pool) EnsureEndpoint(userID string, ep Endpoint) *Browser {
 	url := ep.URL
 	var gen uint64
 	if b, ok := p.browsers[userID]; ok {
-		if (Endpoint{URL: b.url, Headers: b.headers}).equal(ep) {
+		if b.endpoint().equal(ep) {
 			b.Retry()
 			return b
 		}

@@ -87,11 +87,7 @@ func TestUnreachableIsRetryable(t *testing.T) {
 	if !strings.Contains(ue.Error(), "alice") {
 		t.Errorf("error does not name the user: %v", ue)
 	}
-	deadline := time.Now().Add(5 * time.Second)
-	for b.Status().State != StateFailed && time.Now().Before(deadline) {
-		time.Sleep(10 * time.Millisecond)
-	}
-	if s := b.Status(); s.State != StateFailed || s.Attempts != 3 {
+	if s := waitStatus(t, b, "the failed state", func(s Status) bool { return s.State == StateFailed }); s.Attempts != 3 {
 		t.Fatalf("after max attempts: %+v", s)
 	}
 }
@@ -105,13 +101,7 @@ func TestReconnectAfterRestart(t *testing.T) {
 		t.Fatal(err)
 	}
 	c.Kill()
-	deadline := time.Now().Add(5 * time.Second)
-	for b.Status().State == StateConnected && time.Now().Before(deadline) {
-		time.Sleep(5 * time.Millisecond)
-	}
-	if s := b.Status().State; s == StateConnected {
-		t.Fatalf("still connected after the browser died")
-	}
+	waitStatus(t, b, "the state to leave connected after the browser died", func(s Status) bool { return s.State != StateConnected })
 	c.Restart(t)
 	conn, err := b.Conn(context.Background(), 10*time.Second)
 	if err != nil {

@@ -76,11 +76,7 @@ func resolveWebSocket(ctx context.Context, client *http.Client, p DialPolicy, ep
 	req.Header = header.Clone()
 	resp, err := client.Do(req)
 	if err != nil {
-		var uerr *url.Error
-		if errors.As(err, &uerr) {
-			err = uerr.Err
-		}
-		return target{}, fmt.Errorf("GET %s/json/version: %w", hostPort, err)
+		return target{}, fmt.Errorf("GET %s/json/version: %w", hostPort, unwrapURLError(err))
 	}
 	defer resp.Body.Close()
 	if resp.StatusCode != http.StatusOK {
@@ -105,6 +101,17 @@ func resolveWebSocket(ctx context.Context, client *http.Client, p DialPolicy, ep
 		scheme = "wss"
 	}
 	return target{wsURL: (&url.URL{Scheme: scheme, Host: hostPort, Path: ws.Path}).String(), header: header}, nil
+}
+
+// unwrapURLError drops the *url.Error around an HTTP or websocket dial
+// error: its message repeats the whole URL, whose query may hold a token.
+// Callers name the host themselves.
+func unwrapURLError(err error) error {
+	var ue *url.Error
+	if errors.As(err, &ue) {
+		return ue.Err
+	}
+	return err
 }
 
 // redactErr renders err without the websocket URL's query (it may carry a

@@ -158,12 +158,22 @@ func jsonProblem(err error) string {
 	return "invalid JSON"
 }
 
-func (s *Server) userStatus(c echo.Context) error {
+// userParam returns the route's :userId once it is a valid user ID that the
+// caller may act for (itself, or anyone for an admin).
+func (s *Server) userParam(c echo.Context) (string, error) {
 	userID := c.Param("userId")
 	if err := auth.ValidateUserID(userID); err != nil {
-		return apiError(http.StatusBadRequest, CodeInvalidUserID, err.Error())
+		return "", apiError(http.StatusBadRequest, CodeInvalidUserID, err.Error())
 	}
 	if err := s.forbidUnlessSelf(c, userID); err != nil {
+		return "", err
+	}
+	return userID, nil
+}
+
+func (s *Server) userStatus(c echo.Context) error {
+	userID, err := s.userParam(c)
+	if err != nil {
 		return err
 	}
 	reg, err := s.cfg.Store.Get(c.Request().Context(), userID)
@@ -187,14 +197,11 @@ func (s *Server) userStatus(c echo.Context) error {
 }
 
 func (s *Server) deleteUser(c echo.Context) error {
-	userID := c.Param("userId")
-	if err := auth.ValidateUserID(userID); err != nil {
-		return apiError(http.StatusBadRequest, CodeInvalidUserID, err.Error())
-	}
-	if err := s.forbidUnlessSelf(c, userID); err != nil {
+	userID, err := s.userParam(c)
+	if err != nil {
 		return err
 	}
-	err := s.cfg.Store.Delete(c.Request().Context(), userID)
+	err = s.cfg.Store.Delete(c.Request().Context(), userID)
 	if errors.Is(err, router.ErrNotFound) {
 		return apiError(http.StatusNotFound, CodeNotFound, userID+" has no registered browser")
 	}

@@ -250,14 +250,7 @@ func TestPermissions(t *testing.T) {
 	h := newHarness(t, "")
 	reader := h.token("erin", auth.PermRead)
 	c := h.connect(viaStateless, reader, "")
-	list, err := c.ListTools(context.Background(), mcp.ListToolsRequest{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	names := map[string]bool{}
-	for _, tl := range list.Tools {
-		names[tl.Name] = true
-	}
+	names := toolNames(t, c)
 	if !names["take_snapshot"] || names["click"] || names["evaluate_script"] {
 		t.Errorf("read-only token sees %v", names)
 	}

@@ -97,14 +97,7 @@ func TestAPIKeyAuth(t *testing.T) {
 
 	// MCP with the key: the tools are those of the key's permissions.
 	c := h.connect(viaStreamable, bobKey, "bob")
-	list, err := c.ListTools(context.Background(), mcp.ListToolsRequest{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	names := map[string]bool{}
-	for _, tl := range list.Tools {
-		names[tl.Name] = true
-	}
+	names := toolNames(t, c)
 	if !names["take_snapshot"] || !names["click"] || names["evaluate_script"] {
 		t.Errorf("read,write key sees %v", names)
 	}

@@ -10,16 +10,15 @@ import (
 
 // Error codes of the JSON error answers.
 const (
-	CodeInvalidRequest     = "INVALID_REQUEST"
-	CodeInvalidUserID      = "INVALID_USER_ID"
-	CodeInvalidBrowserURL  = "INVALID_BROWSER_URL"
-	CodeUnauthorized       = "UNAUTHORIZED"
-	CodeForbidden          = "FORBIDDEN"
-	CodeNotFound           = "NOT_FOUND"
-	CodeConflict           = "CONFLICT"
-	CodeBrowserUnreachable = "BROWSER_UNREACHABLE"
-	CodeLimitExceeded      = "LIMIT_EXCEEDED"
-	CodeInternal           = "INTERNAL"
+	CodeInvalidRequest    = "INVALID_REQUEST"
+	CodeInvalidUserID     = "INVALID_USER_ID"
+	CodeInvalidBrowserURL = "INVALID_BROWSER_URL"
+	CodeUnauthorized      = "UNAUTHORIZED"
+	CodeForbidden         = "FORBIDDEN"
+	CodeNotFound          = "NOT_FOUND"
+	CodeConflict          = "CONFLICT"
+	CodeLimitExceeded     = "LIMIT_EXCEEDED"
+	CodeInternal          = "INTERNAL"
 )
 
 // APIError is the JSON body of every error answer.

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"fmt"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -207,18 +208,30 @@ func (h *harness) connect(kind transportKind, token, userHeader string) *client.
 	if userHeader != "" {
 		headers["X-User-Id"] = userHeader
 	}
+	c, err := dialMCP(h.URL, kind, headers)
+	if err != nil {
+		h.t.Fatal(err)
+	}
+	h.t.Cleanup(func() { c.Close() })
+	return c
+}
+
+// dialMCP starts an MCP client of kind on the proxy at baseURL, sending
+// headers, and initializes it; the caller closes it. It reports errors
+// instead of failing a test, so that goroutines (the soak) can use it.
+func dialMCP(baseURL string, kind transportKind, headers map[string]string) (*client.Client, error) {
 	var c *client.Client
 	switch kind {
 	case viaSSE:
-		tr, err := transport.NewSSE(h.URL+"/sse", transport.WithHeaders(headers))
+		tr, err := transport.NewSSE(baseURL+"/sse", transport.WithHeaders(headers))
 		if err != nil {
-			h.t.Fatal(err)
+			return nil, err
 		}
 		c = client.NewClient(tr)
-	case viaStreamable, viaStateless:
-		tr, err := transport.NewStreamableHTTP(h.URL+"/mcp", transport.WithHTTPHeaders(headers))
+	default: // viaStreamable, viaStateless
+		tr, err := transport.NewStreamableHTTP(baseURL+"/mcp", transport.WithHTTPHeaders(headers))
 		if err != nil {
-			h.t.Fatal(err)
+			return nil, err
 		}
 		var opts []client.ClientOption
 		if kind == viaStreamable {
@@ -229,7 +242,7 @@ func (h *harness) connect(kind transportKind, token, userHeader string) *client.
 	// The SSE stream lives as long as Start's context: it must outlive this
 	// function. The transport bounds the wait for the endpoint event.
 	if err := c.Start(context.Background()); err != nil {
-		h.t.Fatalf("start %s client: %v", kind, err)
+		return nil, fmt.Errorf("start %s client: %w", kind, err)
 	}
 	var init mcp.InitializeRequest
 	init.Params.ClientInfo = mcp.Implementation{Name: "test", Version: "0"}
@@ -237,10 +250,9 @@ func (h *harness) connect(kind transportKind, token, userHeader string) *client.
 	defer cancel()
 	if _, err := c.Initialize(ctx, init); err != nil {
 		c.Close()
-		h.t.Fatalf("initialize %s client: %v", kind, err)
+		return nil, fmt.Errorf("initialize %s client: %w", kind, err)
 	}
-	h.t.Cleanup(func() { c.Close() })
-	return c
+	return c, nil
 }
 
 // call runs a tool and returns its text content and whether it is an error.
@@ -272,6 +284,20 @@ func mustCall(t testing.TB, c *client.Client, name string, args map[string]any) 
 		t.Fatalf("%s(%v) failed: %s", name, args, text)
 	}
 	return text
+}
+
+// toolNames lists the tools c sees (tools/list), as a set.
+func toolNames(t testing.TB, c *client.Client) map[string]bool {
+	t.Helper()
+	list, err := c.ListTools(context.Background(), mcp.ListToolsRequest{})
+	if err != nil {
+		t.Fatalf("tools/list: %v", err)
+	}
+	names := map[string]bool{}
+	for _, tl := range list.Tools {
+		names[tl.Name] = true
+	}
+	return names
 }
 
 // testPages serves the pages the tests drive, on 127.0.0.1.

@@ -91,10 +91,17 @@ func (s *Server) authenticate(next echo.HandlerFunc) echo.HandlerFunc {
 			}
 			return apiError(http.StatusUnauthorized, CodeUnauthorized, "the token is not valid for this proxy; issue a new one")
 		}
-		c.Set(principalKey, p)
-		c.SetRequest(r.WithContext(auth.WithPrincipal(r.Context(), p)))
+		setPrincipal(c, p)
 		return next(c)
 	}
+}
+
+// setPrincipal makes p the caller of the request: in the echo context, for
+// the handlers, and in the request's context, where the MCP transports and
+// the tools read it.
+func setPrincipal(c echo.Context, p auth.Principal) {
+	c.Set(principalKey, p)
+	c.SetRequest(c.Request().WithContext(auth.WithPrincipal(c.Request().Context(), p)))
 }
 
 // deleteByKnowledge lets a DELETE /mcp without credentials end a live

@@ -200,10 +200,7 @@ func (s *Server) authNone(next echo.HandlerFunc) echo.HandlerFunc {
 		user = "local"
 	}
 	return func(c echo.Context) error {
-		p := auth.Principal{UserID: user, Perms: auth.DefaultPerms()}
-		r := c.Request()
-		c.Set(principalKey, p)
-		c.SetRequest(r.WithContext(auth.WithPrincipal(r.Context(), p)))
+		setPrincipal(c, auth.Principal{UserID: user, Perms: auth.DefaultPerms()})
 		return next(c)
 	}
 }

@@ -24,7 +24,6 @@ import (
 	"time"
 
 	"github.com/gorilla/websocket"
-	"github.com/mark3labs/mcp-go/mcp"
 
 	"github.com/mcp-browser-proxy/mcp-browser-proxy/internal/testchrome"
 	"github.com/mcp-browser-proxy/mcp-browser-proxy/router"
@@ -434,14 +433,7 @@ func TestSecurityAuthNone(t *testing.T) {
 		t.Errorf("acting for alice: %d %+v, want 403", resp.StatusCode, e)
 	}
 	c := h.connect(viaStreamable, "", "")
-	list, err := c.ListTools(context.Background(), mcp.ListToolsRequest{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	names := map[string]bool{}
-	for _, tl := range list.Tools {
-		names[tl.Name] = true
-	}
+	names := toolNames(t, c)
 	if !names["evaluate_script"] || !names["navigate_page"] || !names["take_snapshot"] {
 		t.Errorf("--auth none lacks read, write or script: %v", names)
 	}

@@ -13,8 +13,6 @@ import (
 	"time"
 
 	"github.com/mark3labs/mcp-go/client"
-	"github.com/mark3labs/mcp-go/client/transport"
-	"github.com/mark3labs/mcp-go/mcp"
 
 	"github.com/mcp-browser-proxy/mcp-browser-proxy/browserpool"
 	"github.com/mcp-browser-proxy/mcp-browser-proxy/internal/testchrome"
@@ -136,7 +134,7 @@ func TestSoakKillRestart(t *testing.T) {
 	for i, s := range all {
 		wg.Go(func() {
 			sem <- struct{}{}
-			c, err := connectE(h.URL, s.kind, tokens[s.user])
+			c, err := dialMCP(h.URL, s.kind, map[string]string{"Authorization": "Bearer " + tokens[s.user]})
 			if err != nil {
 				warmErrs[i] = "connect: " + err.Error()
 			}
@@ -366,43 +364,6 @@ func TestSoakKillRestart(t *testing.T) {
 	if n := slices.IndexFunc(calls, func(c soakCall) bool { return c.end.Sub(c.start) >= soakCallBound }); n >= 0 {
 		t.Errorf("a call reached the client-side bound: %+v", calls[n])
 	}
-}
-
-// connectE is harness.connect for goroutines: it returns the error.
-func connectE(baseURL string, kind transportKind, token string) (*client.Client, error) {
-	headers := map[string]string{"Authorization": "Bearer " + token}
-	var c *client.Client
-	switch kind {
-	case viaSSE:
-		tr, err := transport.NewSSE(baseURL+"/sse", transport.WithHeaders(headers))
-		if err != nil {
-			return nil, err
-		}
-		c = client.NewClient(tr)
-	default:
-		tr, err := transport.NewStreamableHTTP(baseURL+"/mcp", transport.WithHTTPHeaders(headers))
-		if err != nil {
-			return nil, err
-		}
-		var opts []client.ClientOption
-		if kind == viaStreamable {
-			opts = append(opts, client.WithProtocolVersion(mcp.ProtocolVersion20251125))
-		}
-		c = client.NewClient(tr, opts...)
-	}
-	// The SSE stream lives as long as Start's context.
-	if err := c.Start(context.Background()); err != nil {
-		return nil, fmt.Errorf("start %s client: %w", kind, err)
-	}
-	var init mcp.InitializeRequest
-	init.Params.ClientInfo = mcp.Implementation{Name: "soak", Version: "0"}
-	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
-	defer cancel()
-	if _, err := c.Initialize(ctx, init); err != nil {
-		c.Close()
-		return nil, fmt.Errorf("initialize %s client: %w", kind, err)
-	}
-	return c, nil
 }
 
 var soakButtonUID = regexp.MustCompile(`uid=(\S+) button`)

@@ -328,12 +328,6 @@ func (m *Manager) Run(ctx context.Context) {
 	}
 }
 
-// expireIdle expires what is idle since before (and what had outlived its
-// lifetime by then).
-func (m *Manager) expireIdle(before time.Time) {
-	m.expire(before.Add(m.cfg.IdleTimeout))
-}
-
 // CloseAll ends every session and its transport, for shutdown.
 func (m *Manager) CloseAll() {
 	m.mu.Lock()

@@ -142,7 +142,7 @@ func TestIdleDefaultWorkspacesExpire(t *testing.T) {
 	if m.Count() != 1 {
 		t.Fatalf("count %d", m.Count())
 	}
-	m.expireIdle(time.Now().Add(time.Minute))
+	m.expire(time.Now().Add(time.Minute + m.cfg.IdleTimeout)) // idle since a minute from now
 	if m.Count() != 0 {
 		t.Errorf("idle default workspace not expired: %d", m.Count())
 	}

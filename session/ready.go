@@ -4,8 +4,4 @@ package session
 // allows (default workspaces included, as CheckOpen counts them), so that
 // no new session could open. The readiness probe uses it to steer new
 // clients to another instance.
-func (m *Manager) AtLimit() bool {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	return len(m.sessions)+len(m.defaults) >= m.cfg.MaxSessions
-}
+func (m *Manager) AtLimit() bool { return m.Count() >= m.cfg.MaxSessions }

@@ -320,7 +320,7 @@ func (s *Session) Tabs(ctx context.Context) ([]tools.TabInfo, error) {
 	if err != nil {
 		return nil, err
 	}
-	cctx, cancel := context.WithTimeout(c.Ctx, s.mgr.cfg.CallTimeout)
+	cctx, cancel := s.browserCall(ctx, c)
 	defer cancel()
 	res, err := chromedp.CallBrowser(cctx, target.GetTargets, target.GetTargetsParams{})
 	if err != nil {
