@@ -543,14 +543,14 @@ func TestEventStoreIsBounded(t *testing.T) {
 	}
 }
 
-// TestAbandonedSessionsDoNotLeak opens 500 sessions and abandons them the
-// ways clients vanish: SSE streams cut with a TCP reset, streamable sessions
+// TestAbandonedSessionsDoNotLeak opens abandonedSessions sessions (60 in
+// make test, 500 in make soak) and abandons them the ways clients vanish: SSE streams cut with a TCP reset, streamable sessions
 // never deleted, streamable GET streams cut with a reset; some of them opened
 // a tab in a real browser. Within the idle bound, the goroutines, the
 // manager's sessions and the browser's tabs return to their baseline.
 func TestAbandonedSessionsDoNotLeak(t *testing.T) {
 	if testing.Short() {
-		t.Skip("opens 500 sessions")
+		t.Skipf("opens %d sessions", abandonedSessions)
 	}
 	chrome := testchrome.Start(t)
 	// The idle timeout is short, but long enough for a worker's few requests
@@ -583,7 +583,7 @@ func TestAbandonedSessionsDoNotLeak(t *testing.T) {
 	time.Sleep(200 * time.Millisecond)
 	baseGoroutines := settle()
 
-	const sessions, workers = 500, 16
+	const sessions, workers = abandonedSessions, 16
 	var tabs, failures atomic.Int32
 	var mu sync.Mutex
 	var ids, errs []string
