@@ -91,6 +91,7 @@ func TestNewAPIKey(t *testing.T) {
 		label string
 	}{
 		"bad user":    {"a/b", nil, ""},
+		"dot dot":     {"..", nil, ""},
 		"bad perm":    {"alice", []string{"root"}, ""},
 		"long name":   {"alice", nil, strings.Repeat("n", 65)},
 		"control":     {"alice", nil, "a\nb"},

@@ -74,9 +74,11 @@ func (p Principal) CanActAs(userID string) bool {
 }
 
 // ValidateUserID checks that id is 1-64 characters, each one of A-Z, a-z,
-// 0-9, '.', '_', '@' or '-'.
+// 0-9, '.', '_', '@' or '-', and not only dots. A valid ID is therefore one
+// local path element: per-user directories are named after it, and "." or
+// ".." would name the parent or its parent.
 func ValidateUserID(id string) error {
-	const allowed = "user IDs must be 1-64 characters of A-Z, a-z, 0-9, '.', '_', '@', '-'"
+	const allowed = "user IDs must be 1-64 characters of A-Z, a-z, 0-9, '.', '_', '@', '-', and not only dots"
 	switch {
 	case id == "":
 		return fmt.Errorf("invalid user ID: empty; %s", allowed)
@@ -87,6 +89,9 @@ func ValidateUserID(id string) error {
 		if !isUserIDChar(r) {
 			return fmt.Errorf("invalid user ID %q: character %q at offset %d; %s", id, r, i, allowed)
 		}
+	}
+	if strings.Trim(id, ".") == "" {
+		return fmt.Errorf("invalid user ID %q: only dots (a path, not a name); %s", id, allowed)
 	}
 	return nil
 }

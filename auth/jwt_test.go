@@ -119,6 +119,7 @@ func TestIssueRejects(t *testing.T) {
 	}{
 		{"bad user", "a/b", nil, time.Hour},
 		{"empty user", "", nil, time.Hour},
+		{"dot dot user", "..", nil, time.Hour},
 		{"zero ttl", "alice", nil, 0},
 		{"negative ttl", "alice", nil, -time.Second},
 		{"unknown perm", "alice", []string{PermRead, "root"}, time.Hour},
@@ -207,6 +208,8 @@ func TestVerifyInvalid(t *testing.T) {
 		{"tampered payload", tampered},
 		{"bad subject", sign(t, jwt.MapClaims{"sub": "a/b", "exp": exp})},
 		{"missing subject", sign(t, jwt.MapClaims{"exp": exp})},
+		{"subject dot dot", sign(t, jwt.MapClaims{"sub": "..", "exp": exp})},
+		{"subject dot", sign(t, jwt.MapClaims{"sub": ".", "exp": exp})},
 		{"missing exp", sign(t, jwt.MapClaims{"sub": "alice"})},
 		{"unknown perm", sign(t, jwt.MapClaims{"sub": "alice", "exp": exp, "perms": []string{"root"}})},
 		{"perms not array", sign(t, jwt.MapClaims{"sub": "alice", "exp": exp, "perms": "admin"})},

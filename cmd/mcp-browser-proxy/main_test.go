@@ -57,6 +57,12 @@ func TestTokenIssueErrors(t *testing.T) {
 	if _, _, err := run(t, "token", "issue", "--jwt-secret", strings.Repeat("s", 32)); err == nil || !strings.Contains(err.Error(), "--user") {
 		t.Errorf("no user: %v", err)
 	}
+	for _, id := range []string{".", "..", "..."} {
+		out, _, err := run(t, "token", "issue", "--jwt-secret", strings.Repeat("s", 32), "--user", id)
+		if err == nil || !strings.Contains(err.Error(), "invalid user ID") || out != "" {
+			t.Errorf("--user %s: %q, %v; want an invalid user ID error and no token", id, out, err)
+		}
+	}
 }
 
 func TestEnvTwinAndFlagPrecedence(t *testing.T) {
