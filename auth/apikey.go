@@ -43,7 +43,9 @@ type APIKey struct {
 	ID string
 	// UserID is the user the key acts as.
 	UserID string
-	// Perms are the permissions the key grants (never empty).
+	// Perms are the permissions the key grants: NewAPIKey stores
+	// DefaultPerms for a key made without any; a record with none grants
+	// nothing.
 	Perms []string
 	// Name is an optional label, e.g. "ci".
 	Name string
@@ -151,7 +153,9 @@ func VerifyAPIKey(ctx context.Context, store APIKeyStore, key string) (Principal
 	if err := ValidateUserID(rec.UserID); err != nil {
 		return Principal{}, fmt.Errorf("verify API key: %w: stored user: %w", ErrInvalidToken, err)
 	}
-	perms, err := grantedPerms(rec.Perms)
+	// NewAPIKey stores DefaultPerms for a key made without perms; a record
+	// with none was not made by it and grants nothing.
+	perms, err := heldPerms(rec.Perms)
 	if err != nil {
 		return Principal{}, fmt.Errorf("verify API key: %w: stored perms: %w", ErrInvalidToken, err)
 	}

@@ -172,6 +172,14 @@ func TestVerifyAPIKey(t *testing.T) {
 	if _, err := VerifyAPIKey(ctx, store, key); !errors.Is(err, ErrInvalidToken) {
 		t.Errorf("stored unknown perm: %v", err)
 	}
+	// A stored record without perms (NewAPIKey never makes one) grants
+	// nothing, like a token with an empty perms claim.
+	bad = rec
+	bad.Perms = nil
+	store.keys[rec.ID] = bad
+	if p, err := VerifyAPIKey(ctx, store, key); err != nil || p.UserID != "bob" || len(p.Perms) != 0 {
+		t.Errorf("stored key without perms: %+v, %v; want bob with no permission", p, err)
+	}
 	bad = rec
 	bad.SecretHash = nil
 	store.keys[rec.ID] = bad

@@ -31,7 +31,9 @@ const (
 const maxUserIDLen = 64
 
 // DefaultPerms returns the permissions granted when a token carries no perms
-// claim: read, write and script. The returned slice is a fresh copy.
+// claim at all, and given to an API key created without perms: read, write
+// and script. A perms claim that is present but empty grants nothing. The
+// returned slice is a fresh copy.
 func DefaultPerms() []string {
 	return []string{PermRead, PermWrite, PermScript}
 }
@@ -144,12 +146,24 @@ func normalizePerms(perms []string) ([]string, error) {
 	return out, nil
 }
 
-// grantedPerms is normalizePerms for a credential being made or verified:
-// nil or empty perms grant DefaultPerms.
+// grantedPerms is normalizePerms for a credential being made: nil or empty
+// perms ask for DefaultPerms.
 func grantedPerms(perms []string) ([]string, error) {
 	out, err := normalizePerms(perms)
 	if out == nil && err == nil {
 		out = DefaultPerms()
+	}
+	return out, err
+}
+
+// heldPerms is normalizePerms for a credential being verified whose perms
+// are present (a perms claim, a stored key's list): they grant exactly what
+// they list, so an empty list grants nothing. Only a credential without any
+// perms claim gets DefaultPerms, and that is decided by its caller.
+func heldPerms(perms []string) ([]string, error) {
+	out, err := normalizePerms(perms)
+	if out == nil && err == nil {
+		out = []string{}
 	}
 	return out, err
 }

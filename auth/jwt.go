@@ -5,6 +5,7 @@ import (
 	"crypto"
 	"crypto/rand"
 	"encoding/hex"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"strings"
@@ -22,8 +23,43 @@ const verifyLeeway = 30 * time.Second
 // claims is the JWT payload used by this package.
 type claims struct {
 	jwt.RegisteredClaims
-	// Perms is the "perms" claim; nil when absent (meaning DefaultPerms).
-	Perms []string `json:"perms,omitempty"`
+	// Perms is the "perms" claim; its zero value, left out of the token,
+	// means DefaultPerms.
+	Perms permsClaim `json:"perms,omitzero"`
+}
+
+// permsClaim is the "perms" claim, which tells an absent claim (the holder
+// gets DefaultPerms) from a present one, even [] or null (the holder gets
+// exactly what it lists: nothing).
+type permsClaim struct {
+	present bool
+	perms   []string
+}
+
+// UnmarshalJSON is called only for a claim that is in the token, null
+// included.
+func (p *permsClaim) UnmarshalJSON(b []byte) error {
+	p.present = true
+	return json.Unmarshal(b, &p.perms)
+}
+
+// MarshalJSON writes a present claim; an empty one is [] (never null).
+func (p permsClaim) MarshalJSON() ([]byte, error) {
+	if p.perms == nil {
+		return []byte("[]"), nil
+	}
+	return json.Marshal(p.perms)
+}
+
+// IsZero makes omitzero leave an absent claim out.
+func (p permsClaim) IsZero() bool { return !p.present }
+
+// granted returns the permissions the claim grants.
+func (p permsClaim) granted() ([]string, error) {
+	if !p.present {
+		return DefaultPerms(), nil
+	}
+	return heldPerms(p.perms)
 }
 
 // Options configures what an Authenticator accepts besides HS256 tokens
@@ -128,7 +164,7 @@ func (a *Authenticator) Issue(userID string, perms []string, ttl time.Duration) 
 			ID:        jti,
 			Issuer:    a.opts.Issuer,
 		},
-		Perms: perms,
+		Perms: permsClaim{present: perms != nil, perms: perms},
 	}
 	if a.opts.Audience != "" {
 		c.Audience = jwt.ClaimStrings{a.opts.Audience}
@@ -153,8 +189,10 @@ func (a *Authenticator) Verify(token string) (Principal, error) {
 // never checked against a public key and "none" is never accepted. exp is
 // required, time claims are checked with 30s leeway, iss and aud must match
 // when configured; the subject must pass ValidateUserID; a perms claim, if
-// present, must be an array of known permissions (absent, null or empty
-// means DefaultPerms). A JWKS fetch for an unknown kid is bounded by ctx.
+// present, must be an array of known permissions or null, and grants exactly
+// those (an empty array or null grants nothing); only a token without a
+// perms claim gets DefaultPerms. A JWKS fetch for an unknown kid is bounded
+// by ctx.
 // Failures wrap ErrExpiredToken or ErrInvalidToken; the token itself never
 // appears in the error text.
 func (a *Authenticator) VerifyContext(ctx context.Context, token string) (Principal, error) {
@@ -171,7 +209,7 @@ func (a *Authenticator) VerifyContext(ctx context.Context, token string) (Princi
 	if err := ValidateUserID(c.Subject); err != nil {
 		return Principal{}, fmt.Errorf("verify token: %w: bad subject: %w", ErrInvalidToken, err)
 	}
-	perms, err := grantedPerms(c.Perms)
+	perms, err := c.Perms.granted()
 	if err != nil {
 		return Principal{}, fmt.Errorf("verify token: %w: bad perms claim: %w", ErrInvalidToken, err)
 	}
