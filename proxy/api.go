@@ -89,6 +89,9 @@ func ValidateRegister(req RegisterRequest) (RegisterRequest, *APIError) {
 }
 
 func (s *Server) register(c echo.Context) error {
+	if err := s.requirePerm(c, auth.PermWrite, "registering a browser"); err != nil {
+		return err
+	}
 	var req RegisterRequest
 	dec := json.NewDecoder(c.Request().Body)
 	dec.DisallowUnknownFields()
@@ -197,6 +200,9 @@ func (s *Server) userStatus(c echo.Context) error {
 }
 
 func (s *Server) deleteUser(c echo.Context) error {
+	if err := s.requirePerm(c, auth.PermWrite, "deleting a registration"); err != nil {
+		return err
+	}
 	userID, err := s.userParam(c)
 	if err != nil {
 		return err

@@ -196,6 +196,17 @@ func (s *Server) deny(c echo.Context, user, reason string) {
 		Str("reason", reason).Send()
 }
 
+// requirePerm refuses a caller without perm, which what (e.g. "registering a
+// browser") needs; the refusal is audited.
+func (s *Server) requirePerm(c echo.Context, perm, what string) error {
+	p, _ := principalOf(c)
+	if p.Has(perm) {
+		return nil
+	}
+	s.deny(c, p.UserID, "the credential lacks "+perm)
+	return apiError(http.StatusForbidden, CodeForbidden, fmt.Sprintf("%s needs the %s permission, which your credential lacks; ask an admin for a token or API key with --perms %s", what, perm, perm))
+}
+
 // forbidUnlessSelf refuses acting for another user without admin.
 func (s *Server) forbidUnlessSelf(c echo.Context, userID string) error {
 	p, _ := principalOf(c)
