@@ -7,6 +7,7 @@ import (
 	"testing"
 
 	"github.com/mcp-browser-proxy/mcp-browser-proxy/auth"
+	"github.com/mcp-browser-proxy/mcp-browser-proxy/internal/testchrome"
 )
 
 // TestRegistrationChangesNeedWrite: POST /api/register and DELETE
@@ -55,5 +56,42 @@ func TestRegistrationChangesNeedWrite(t *testing.T) {
 	logs := h.logs.String()
 	if n := strings.Count(logs, `"reason":"the credential lacks browser:write"`); n != 2*len(readers) {
 		t.Errorf("%d refusals audited, want %d:\n%s", n, 2*len(readers), logs)
+	}
+}
+
+// TestInitScriptNeedsScript: navigate_page's initScript runs JavaScript in
+// the page, so a token without browser:script may navigate but not inject;
+// the refusal comes before any page is opened, and is audited.
+func TestInitScriptNeedsScript(t *testing.T) {
+	ch := testchrome.Start(t)
+	pages := corePages(t)
+	h := newHarness(t, "")
+	h.register(h.token("alice"), "alice", ch.URL)
+	c := h.connect(viaStreamable, h.token("alice", auth.PermRead, auth.PermWrite), "")
+
+	for _, args := range []map[string]any{
+		{"url": pages + "/init", "initScript": "window.injected = 'yes'"},
+		{"type": "reload", "initScript": "window.injected = 'yes'"},
+	} {
+		text, res := call(t, c, "navigate_page", args)
+		if !res.IsError || !strings.Contains(text, "initScript") || !strings.Contains(text, auth.PermScript) {
+			t.Errorf("navigate_page %v with a read,write token: %q, want a refusal naming initScript and %s", args, text, auth.PermScript)
+		}
+	}
+	if text := mustCall(t, c, "list_pages", nil); !strings.Contains(text, "no pages yet") {
+		t.Errorf("a refused navigate_page opened a page:\n%s", text)
+	}
+	// Without initScript (or with an empty one) the same token navigates.
+	if text := mustCall(t, c, "navigate_page", map[string]any{"url": pages + "/init", "initScript": ""}); !strings.Contains(text, "seen nothing") {
+		t.Errorf("navigate_page without initScript: %q", text)
+	}
+	logs := h.logs.String()
+	if n := strings.Count(logs, `"tool":"navigate_page","reason":"permission"`); n != 2 {
+		t.Errorf("%d initScript refusals audited, want 2:\n%s", n, logs)
+	}
+	// A token with browser:script injects.
+	s := h.connect(viaStreamable, h.token("alice"), "")
+	if text := mustCall(t, s, "navigate_page", map[string]any{"url": pages + "/init", "initScript": "window.injected = 'yes'"}); !strings.Contains(text, "seen yes") {
+		t.Errorf("navigate_page with initScript and browser:script: %q", text)
 	}
 }
