@@ -163,7 +163,25 @@ func VerifyAPIKey(ctx context.Context, store APIKeyStore, key string) (Principal
 		// LastUsed is informational; a failed write must not lock the key out.
 		_ = store.TouchAPIKey(ctx, id, now)
 	}
-	return Principal{UserID: rec.UserID, Perms: perms}, nil
+	return Principal{UserID: rec.UserID, Perms: perms, KeyID: rec.ID}, nil
+}
+
+// CheckAPIKeyLive checks that the API key id, which a token was minted with
+// (Principal.KeyID), is still in store: a revoked key voids the tokens
+// minted with it at once. A revoked key yields an error wrapping
+// ErrInvalidToken; a store failure is returned wrapped as is.
+func CheckAPIKeyLive(ctx context.Context, store APIKeyStore, id string) error {
+	if !ValidAPIKeyID(id) {
+		return fmt.Errorf("check API key: %w: malformed key ID", ErrInvalidToken)
+	}
+	_, err := store.GetAPIKey(ctx, id)
+	if errors.Is(err, ErrAPIKeyNotFound) {
+		return fmt.Errorf("check API key: %w: the API key the token was minted with is revoked", ErrInvalidToken)
+	}
+	if err != nil {
+		return fmt.Errorf("check API key: %w", err)
+	}
+	return nil
 }
 
 // validateKeyName checks an API key's optional label.

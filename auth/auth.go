@@ -11,6 +11,7 @@ import (
 	"fmt"
 	"slices"
 	"strings"
+	"time"
 )
 
 // Permission names.
@@ -58,6 +59,13 @@ type Principal struct {
 	UserID string
 	// Perms lists the permissions the caller holds.
 	Perms []string
+	// Expires is when the caller's credential expires (a token's exp); zero
+	// for a credential without expiry (an API key).
+	Expires time.Time
+	// KeyID names the API key the credential is or was minted from (an
+	// API key's own ID, or a token's apikey_id claim); "" for none. Such a
+	// credential is void once the key is revoked (CheckAPIKeyLive).
+	KeyID string
 }
 
 // Has reports whether p holds perm. Membership is exact: PermAdmin does not

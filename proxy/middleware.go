@@ -57,7 +57,7 @@ func (s *Server) requestLog() echo.MiddlewareFunc {
 // request's context (where the MCP transports read it). Credentials are read
 // only from the Authorization header, never from the query string. API keys
 // are looked up in the store on every request, so a revoked key fails at
-// once.
+// once, and so does a token minted with one (its apikey_id claim).
 func (s *Server) authenticate(next echo.HandlerFunc) echo.HandlerFunc {
 	return func(c echo.Context) error {
 		r := c.Request()
@@ -75,6 +75,13 @@ func (s *Server) authenticate(next echo.HandlerFunc) echo.HandlerFunc {
 			p, err = auth.VerifyAPIKey(r.Context(), s.cfg.Store, tok)
 		} else {
 			p, err = s.cfg.Auth.VerifyContext(r.Context(), tok)
+			if err == nil && p.KeyID != "" {
+				// A token minted with an API key lives only as long as it.
+				if err = auth.CheckAPIKeyLive(r.Context(), s.cfg.Store, p.KeyID); errors.Is(err, auth.ErrInvalidToken) {
+					s.deny(c, p.UserID, "token of a revoked API key")
+					return apiError(http.StatusUnauthorized, CodeUnauthorized, "the token was minted with an API key that is revoked; register again with a valid credential to get a new one")
+				}
+			}
 		}
 		if err != nil {
 			if !errors.Is(err, auth.ErrInvalidToken) && !errors.Is(err, auth.ErrExpiredToken) {
