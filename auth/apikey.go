@@ -43,7 +43,9 @@ type APIKey struct {
 	ID string
 	// UserID is the user the key acts as.
 	UserID string
-	// Perms are the permissions the key grants (never empty).
+	// Perms are the permissions the key grants: NewAPIKey stores
+	// DefaultPerms for a key made without any; a record with none grants
+	// nothing.
 	Perms []string
 	// Name is an optional label, e.g. "ci".
 	Name string
@@ -151,7 +153,9 @@ func VerifyAPIKey(ctx context.Context, store APIKeyStore, key string) (Principal
 	if err := ValidateUserID(rec.UserID); err != nil {
 		return Principal{}, fmt.Errorf("verify API key: %w: stored user: %w", ErrInvalidToken, err)
 	}
-	perms, err := grantedPerms(rec.Perms)
+	// NewAPIKey stores DefaultPerms for a key made without perms; a record
+	// with none was not made by it and grants nothing.
+	perms, err := heldPerms(rec.Perms)
 	if err != nil {
 		return Principal{}, fmt.Errorf("verify API key: %w: stored perms: %w", ErrInvalidToken, err)
 	}
@@ -159,7 +163,25 @@ func VerifyAPIKey(ctx context.Context, store APIKeyStore, key string) (Principal
 		// LastUsed is informational; a failed write must not lock the key out.
 		_ = store.TouchAPIKey(ctx, id, now)
 	}
-	return Principal{UserID: rec.UserID, Perms: perms}, nil
+	return Principal{UserID: rec.UserID, Perms: perms, KeyID: rec.ID}, nil
+}
+
+// CheckAPIKeyLive checks that the API key id, which a token was minted with
+// (Principal.KeyID), is still in store: a revoked key voids the tokens
+// minted with it at once. A revoked key yields an error wrapping
+// ErrInvalidToken; a store failure is returned wrapped as is.
+func CheckAPIKeyLive(ctx context.Context, store APIKeyStore, id string) error {
+	if !ValidAPIKeyID(id) {
+		return fmt.Errorf("check API key: %w: malformed key ID", ErrInvalidToken)
+	}
+	_, err := store.GetAPIKey(ctx, id)
+	if errors.Is(err, ErrAPIKeyNotFound) {
+		return fmt.Errorf("check API key: %w: the API key the token was minted with is revoked", ErrInvalidToken)
+	}
+	if err != nil {
+		return fmt.Errorf("check API key: %w", err)
+	}
+	return nil
 }
 
 // validateKeyName checks an API key's optional label.

@@ -91,6 +91,7 @@ func TestNewAPIKey(t *testing.T) {
 		label string
 	}{
 		"bad user":    {"a/b", nil, ""},
+		"dot dot":     {"..", nil, ""},
 		"bad perm":    {"alice", []string{"root"}, ""},
 		"long name":   {"alice", nil, strings.Repeat("n", 65)},
 		"control":     {"alice", nil, "a\nb"},
@@ -170,6 +171,14 @@ func TestVerifyAPIKey(t *testing.T) {
 	store.keys[rec.ID] = bad
 	if _, err := VerifyAPIKey(ctx, store, key); !errors.Is(err, ErrInvalidToken) {
 		t.Errorf("stored unknown perm: %v", err)
+	}
+	// A stored record without perms (NewAPIKey never makes one) grants
+	// nothing, like a token with an empty perms claim.
+	bad = rec
+	bad.Perms = nil
+	store.keys[rec.ID] = bad
+	if p, err := VerifyAPIKey(ctx, store, key); err != nil || p.UserID != "bob" || len(p.Perms) != 0 {
+		t.Errorf("stored key without perms: %+v, %v; want bob with no permission", p, err)
 	}
 	bad = rec
 	bad.SecretHash = nil

@@ -11,6 +11,7 @@ import (
 	"fmt"
 	"slices"
 	"strings"
+	"time"
 )
 
 // Permission names.
@@ -31,7 +32,9 @@ const (
 const maxUserIDLen = 64
 
 // DefaultPerms returns the permissions granted when a token carries no perms
-// claim: read, write and script. The returned slice is a fresh copy.
+// claim at all, and given to an API key created without perms: read, write
+// and script. A perms claim that is present but empty grants nothing. The
+// returned slice is a fresh copy.
 func DefaultPerms() []string {
 	return []string{PermRead, PermWrite, PermScript}
 }
@@ -56,6 +59,13 @@ type Principal struct {
 	UserID string
 	// Perms lists the permissions the caller holds.
 	Perms []string
+	// Expires is when the caller's credential expires (a token's exp); zero
+	// for a credential without expiry (an API key).
+	Expires time.Time
+	// KeyID names the API key the credential is or was minted from (an
+	// API key's own ID, or a token's apikey_id claim); "" for none. Such a
+	// credential is void once the key is revoked (CheckAPIKeyLive).
+	KeyID string
 }
 
 // Has reports whether p holds perm. Membership is exact: PermAdmin does not
@@ -74,9 +84,11 @@ func (p Principal) CanActAs(userID string) bool {
 }
 
 // ValidateUserID checks that id is 1-64 characters, each one of A-Z, a-z,
-// 0-9, '.', '_', '@' or '-'.
+// 0-9, '.', '_', '@' or '-', and not only dots. A valid ID is therefore one
+// local path element: per-user directories are named after it, and "." or
+// ".." would name the parent or its parent.
 func ValidateUserID(id string) error {
-	const allowed = "user IDs must be 1-64 characters of A-Z, a-z, 0-9, '.', '_', '@', '-'"
+	const allowed = "user IDs must be 1-64 characters of A-Z, a-z, 0-9, '.', '_', '@', '-', and not only dots"
 	switch {
 	case id == "":
 		return fmt.Errorf("invalid user ID: empty; %s", allowed)
@@ -87,6 +99,9 @@ func ValidateUserID(id string) error {
 		if !isUserIDChar(r) {
 			return fmt.Errorf("invalid user ID %q: character %q at offset %d; %s", id, r, i, allowed)
 		}
+	}
+	if strings.Trim(id, ".") == "" {
+		return fmt.Errorf("invalid user ID %q: only dots (a path, not a name); %s", id, allowed)
 	}
 	return nil
 }
@@ -139,12 +154,24 @@ func normalizePerms(perms []string) ([]string, error) {
 	return out, nil
 }
 
-// grantedPerms is normalizePerms for a credential being made or verified:
-// nil or empty perms grant DefaultPerms.
+// grantedPerms is normalizePerms for a credential being made: nil or empty
+// perms ask for DefaultPerms.
 func grantedPerms(perms []string) ([]string, error) {
 	out, err := normalizePerms(perms)
 	if out == nil && err == nil {
 		out = DefaultPerms()
+	}
+	return out, err
+}
+
+// heldPerms is normalizePerms for a credential being verified whose perms
+// are present (a perms claim, a stored key's list): they grant exactly what
+// they list, so an empty list grants nothing. Only a credential without any
+// perms claim gets DefaultPerms, and that is decided by its caller.
+func heldPerms(perms []string) ([]string, error) {
+	out, err := normalizePerms(perms)
+	if out == nil && err == nil {
+		out = []string{}
 	}
 	return out, err
 }

@@ -21,6 +21,15 @@ func TestValidateUserID(t *testing.T) {
 		{"space", "a b", false},
 		{"all allowed punctuation", "a.b_c-d@e", true},
 		{"digits and case", "User01", true},
+		// Dot-only IDs are path components (".", ".."): a per-user
+		// directory named so would be its parent or the parent's parent.
+		{"dot", ".", false},
+		{"dot dot", "..", false},
+		{"three dots", "...", false},
+		{"64 dots", strings.Repeat(".", 64), false},
+		{"leading dots", "..alice", true},
+		{"trailing dot", "alice.", true},
+		{"dots inside", "a..b", true},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -2,6 +2,7 @@ package auth
 
 import (
 	"errors"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -13,8 +14,9 @@ import (
 const fuzzSecret = "fuzz-secret-fuzz-secret-fuzz-secret!"
 
 // FuzzValidateUserID checks that ValidateUserID never panics, accepts
-// exactly the documented alphabet and length, and that an accepted ID
-// survives a token round trip.
+// exactly the documented alphabet and length minus the dot-only IDs, that an
+// accepted ID is a single local path element (it names a per-user
+// directory), and that it survives a token round trip.
 func FuzzValidateUserID(f *testing.F) {
 	a, err := NewAuthenticator([]byte(fuzzSecret))
 	if err != nil {
@@ -27,6 +29,9 @@ func FuzzValidateUserID(f *testing.F) {
 			c := id[i]
 			valid = 'a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' || strings.IndexByte("._@-", c) >= 0
 		}
+		if strings.Trim(id, ".") == "" {
+			valid = false
+		}
 		if (err == nil) != valid {
 			t.Fatalf("ValidateUserID(%q) = %v, want valid=%v", id, err, valid)
 		}
@@ -35,6 +40,9 @@ func FuzzValidateUserID(f *testing.F) {
 				t.Fatalf("error %q does not say what is wrong", err)
 			}
 			return
+		}
+		if !filepath.IsLocal(id) || filepath.Base(id) != id || filepath.Join("base", id) == "base" {
+			t.Fatalf("accepted ID %q is not one local path element", id)
 		}
 		tok, err := a.Issue(id, nil, time.Minute)
 		if err != nil {

@@ -170,6 +170,17 @@ func TestJWKSVerify(t *testing.T) {
 	if len(pr.Perms) != 1 || pr.Perms[0] != PermRead {
 		t.Errorf("perms claim of an IdP token ignored: %+v", pr)
 	}
+	// An IdP token with an empty perms claim grants nothing, as ours.
+	for _, alg := range []struct {
+		m   jwt.SigningMethod
+		key any
+		kid string
+	}{{jwt.SigningMethodRS256, p.rsa, "rsa1"}, {jwt.SigningMethodES256, p.ec, "ec1"}} {
+		pr, err := a.Verify(signed(t, alg.m, alg.key, alg.kid, with(c, "perms", []string{})))
+		if err != nil || pr.UserID != "alice" || len(pr.Perms) != 0 {
+			t.Errorf("%s token with perms []: %+v, %v; want alice with no permission", alg.m.Alg(), pr, err)
+		}
+	}
 
 	rsaPEM := pemOf(t, &p.rsa.PublicKey)
 	rsaDER, _ := x509.MarshalPKIXPublicKey(&p.rsa.PublicKey)

@@ -5,8 +5,10 @@ import (
 	"crypto"
 	"crypto/rand"
 	"encoding/hex"
+	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"time"
 
@@ -22,8 +24,46 @@ const verifyLeeway = 30 * time.Second
 // claims is the JWT payload used by this package.
 type claims struct {
 	jwt.RegisteredClaims
-	// Perms is the "perms" claim; nil when absent (meaning DefaultPerms).
-	Perms []string `json:"perms,omitempty"`
+	// Perms is the "perms" claim; its zero value, left out of the token,
+	// means DefaultPerms.
+	Perms permsClaim `json:"perms,omitzero"`
+	// KeyID is the "apikey_id" claim: the API key a sessionToken was minted
+	// with, directly or through another sessionToken.
+	KeyID string `json:"apikey_id,omitempty"`
+}
+
+// permsClaim is the "perms" claim, which tells an absent claim (the holder
+// gets DefaultPerms) from a present one, even [] or null (the holder gets
+// exactly what it lists: nothing).
+type permsClaim struct {
+	present bool
+	perms   []string
+}
+
+// UnmarshalJSON is called only for a claim that is in the token, null
+// included.
+func (p *permsClaim) UnmarshalJSON(b []byte) error {
+	p.present = true
+	return json.Unmarshal(b, &p.perms)
+}
+
+// MarshalJSON writes a present claim; an empty one is [] (never null).
+func (p permsClaim) MarshalJSON() ([]byte, error) {
+	if p.perms == nil {
+		return []byte("[]"), nil
+	}
+	return json.Marshal(p.perms)
+}
+
+// IsZero makes omitzero leave an absent claim out.
+func (p permsClaim) IsZero() bool { return !p.present }
+
+// granted returns the permissions the claim grants.
+func (p permsClaim) granted() ([]string, error) {
+	if !p.present {
+		return DefaultPerms(), nil
+	}
+	return heldPerms(p.perms)
 }
 
 // Options configures what an Authenticator accepts besides HS256 tokens
@@ -115,20 +155,77 @@ func (a *Authenticator) Issue(userID string, perms []string, ttl time.Duration) 
 	if err != nil {
 		return "", fmt.Errorf("issue token: %w", err)
 	}
+	now := time.Now()
+	return a.sign(userID, permsClaim{present: perms != nil, perms: perms}, now, now.Add(ttl), "")
+}
+
+// IssueSession returns the sessionToken that parent, a verified caller,
+// gets for userID (itself, or anyone for an admin): a token that never
+// outlives or outranks parent. Its exp is at most parent.Expires (when set)
+// and now+ttl (which must be positive); its perms are SessionPerms; it
+// carries parent.KeyID, so that it dies with that API key. A parent that
+// has expired (within the verify leeway) gets an error wrapping
+// ErrExpiredToken.
+func (a *Authenticator) IssueSession(parent Principal, userID string, ttl time.Duration) (string, error) {
+	if err := ValidateUserID(userID); err != nil {
+		return "", fmt.Errorf("issue session token: %w", err)
+	}
+	if ttl <= 0 {
+		return "", fmt.Errorf("issue session token: ttl must be positive, got %v", ttl)
+	}
+	if parent.KeyID != "" && !ValidAPIKeyID(parent.KeyID) {
+		return "", errors.New("issue session token: malformed API key ID")
+	}
+	now := time.Now()
+	exp := now.Add(ttl)
+	if !parent.Expires.IsZero() && parent.Expires.Before(exp) {
+		exp = parent.Expires
+	}
+	// exp is kept in whole seconds: one under a second away is gone.
+	if exp.Truncate(jwt.TimePrecision).Sub(now) < time.Second {
+		return "", fmt.Errorf("issue session token: %w: the caller's own credential expires now", ErrExpiredToken)
+	}
+	perms := SessionPerms(parent, userID)
+	return a.sign(userID, permsClaim{present: true, perms: perms}, now, exp, parent.KeyID)
+}
+
+// SessionPerms returns the permissions a sessionToken that parent mints for
+// userID holds: parent's own perms for parent itself; for another user,
+// parent's perms intersected with DefaultPerms, the most a user holds
+// without a grant of their own (the proxy keeps no per-user grants), so
+// admin and browser:all-tabs never pass to another user. The result may be
+// empty, and then grants nothing.
+func SessionPerms(parent Principal, userID string) []string {
+	out := []string{}
+	for _, p := range parent.Perms {
+		if !isKnownPerm(p) || slices.Contains(out, p) {
+			continue
+		}
+		if userID != parent.UserID && !slices.Contains(DefaultPerms(), p) {
+			continue
+		}
+		out = append(out, p)
+	}
+	return out
+}
+
+// sign makes an HS256 token of the given claims, with a random jti and the
+// configured iss and aud.
+func (a *Authenticator) sign(userID string, perms permsClaim, iat, exp time.Time, keyID string) (string, error) {
 	jti, err := newTokenID()
 	if err != nil {
 		return "", fmt.Errorf("issue token: %w", err)
 	}
-	now := time.Now()
 	c := claims{
 		RegisteredClaims: jwt.RegisteredClaims{
 			Subject:   userID,
-			IssuedAt:  jwt.NewNumericDate(now),
-			ExpiresAt: jwt.NewNumericDate(now.Add(ttl)),
+			IssuedAt:  jwt.NewNumericDate(iat),
+			ExpiresAt: jwt.NewNumericDate(exp),
 			ID:        jti,
 			Issuer:    a.opts.Issuer,
 		},
 		Perms: perms,
+		KeyID: keyID,
 	}
 	if a.opts.Audience != "" {
 		c.Audience = jwt.ClaimStrings{a.opts.Audience}
@@ -153,9 +250,12 @@ func (a *Authenticator) Verify(token string) (Principal, error) {
 // never checked against a public key and "none" is never accepted. exp is
 // required, time claims are checked with 30s leeway, iss and aud must match
 // when configured; the subject must pass ValidateUserID; a perms claim, if
-// present, must be an array of known permissions (absent, null or empty
-// means DefaultPerms). A JWKS fetch for an unknown kid is bounded by ctx.
-// Failures wrap ErrExpiredToken or ErrInvalidToken; the token itself never
+// present, must be an array of known permissions or null, and grants exactly
+// those (an empty array or null grants nothing); only a token without a
+// perms claim gets DefaultPerms. An apikey_id claim, if present, must be an
+// API key ID; the Principal carries it (KeyID) and exp (Expires), and the
+// caller must also check that key with CheckAPIKeyLive. A JWKS fetch for an
+// unknown kid is bounded by ctx. Failures wrap ErrExpiredToken or ErrInvalidToken; the token itself never
 // appears in the error text.
 func (a *Authenticator) VerifyContext(ctx context.Context, token string) (Principal, error) {
 	var c claims
@@ -171,11 +271,14 @@ func (a *Authenticator) VerifyContext(ctx context.Context, token string) (Princi
 	if err := ValidateUserID(c.Subject); err != nil {
 		return Principal{}, fmt.Errorf("verify token: %w: bad subject: %w", ErrInvalidToken, err)
 	}
-	perms, err := grantedPerms(c.Perms)
+	perms, err := c.Perms.granted()
 	if err != nil {
 		return Principal{}, fmt.Errorf("verify token: %w: bad perms claim: %w", ErrInvalidToken, err)
 	}
-	return Principal{UserID: c.Subject, Perms: perms}, nil
+	if c.KeyID != "" && !ValidAPIKeyID(c.KeyID) {
+		return Principal{}, fmt.Errorf("verify token: %w: bad apikey_id claim", ErrInvalidToken)
+	}
+	return Principal{UserID: c.Subject, Perms: perms, Expires: c.ExpiresAt.Time, KeyID: c.KeyID}, nil
 }
 
 // key returns the verification key for t, whose alg the parser has already

@@ -2,6 +2,7 @@ package auth
 
 import (
 	"encoding/base64"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"slices"
@@ -119,6 +120,7 @@ func TestIssueRejects(t *testing.T) {
 	}{
 		{"bad user", "a/b", nil, time.Hour},
 		{"empty user", "", nil, time.Hour},
+		{"dot dot user", "..", nil, time.Hour},
 		{"zero ttl", "alice", nil, 0},
 		{"negative ttl", "alice", nil, -time.Second},
 		{"unknown perm", "alice", []string{PermRead, "root"}, time.Hour},
@@ -207,6 +209,8 @@ func TestVerifyInvalid(t *testing.T) {
 		{"tampered payload", tampered},
 		{"bad subject", sign(t, jwt.MapClaims{"sub": "a/b", "exp": exp})},
 		{"missing subject", sign(t, jwt.MapClaims{"exp": exp})},
+		{"subject dot dot", sign(t, jwt.MapClaims{"sub": "..", "exp": exp})},
+		{"subject dot", sign(t, jwt.MapClaims{"sub": ".", "exp": exp})},
 		{"missing exp", sign(t, jwt.MapClaims{"sub": "alice"})},
 		{"unknown perm", sign(t, jwt.MapClaims{"sub": "alice", "exp": exp, "perms": []string{"root"}})},
 		{"perms not array", sign(t, jwt.MapClaims{"sub": "alice", "exp": exp, "perms": "admin"})},
@@ -281,6 +285,43 @@ func TestBearerToken(t *testing.T) {
 			}
 			if err != nil || got != tt.want {
 				t.Errorf("BearerToken(%q) = %q, %v; want %q", tt.header, got, err, tt.want)
+			}
+		})
+	}
+}
+
+// TestPermsClaimPresentButEmpty: only a token without a perms claim gets
+// DefaultPerms; a perms claim that is there but lists nothing (or is null)
+// grants nothing.
+func TestPermsClaimPresentButEmpty(t *testing.T) {
+	a := newTestAuth(t)
+	exp := time.Now().Add(time.Hour).Unix()
+	for _, tt := range []struct {
+		name  string
+		perms any // nil: no claim
+		want  []string
+	}{
+		{"no claim", nil, DefaultPerms()},
+		{"empty array", []string{}, []string{}},
+		{"null", json.RawMessage("null"), []string{}},
+		{"one perm", []string{PermRead}, []string{PermRead}},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			c := jwt.MapClaims{"sub": "alice", "exp": exp}
+			if tt.perms != nil {
+				c["perms"] = tt.perms
+			}
+			p, err := a.Verify(sign(t, c))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !slices.Equal(p.Perms, tt.want) {
+				t.Errorf("perms = %v, want %v", p.Perms, tt.want)
+			}
+			for _, perm := range AllPerms() {
+				if p.Has(perm) != slices.Contains(tt.want, perm) {
+					t.Errorf("Has(%s) = %v", perm, p.Has(perm))
+				}
 			}
 		})
 	}

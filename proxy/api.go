@@ -89,6 +89,9 @@ func ValidateRegister(req RegisterRequest) (RegisterRequest, *APIError) {
 }
 
 func (s *Server) register(c echo.Context) error {
+	if err := s.requirePerm(c, auth.PermWrite, "registering a browser"); err != nil {
+		return err
+	}
 	var req RegisterRequest
 	dec := json.NewDecoder(c.Request().Body)
 	dec.DisallowUnknownFields()
@@ -115,7 +118,13 @@ func (s *Server) register(c echo.Context) error {
 	if err != nil {
 		return fmt.Errorf("register %s: %w", req.UserID, err)
 	}
-	token, err := s.cfg.Auth.Issue(req.UserID, p.Perms, s.cfg.SessionTokenTTL)
+	// The sessionToken never outlives or outranks the caller, and dies with
+	// the API key the caller's credential came from.
+	token, err := s.cfg.Auth.IssueSession(p, req.UserID, s.cfg.SessionTokenTTL)
+	if errors.Is(err, auth.ErrExpiredToken) {
+		s.deny(c, p.UserID, "credential expires now")
+		return apiError(http.StatusUnauthorized, CodeUnauthorized, "your token expires now, so it cannot mint a sessionToken; issue a new one and register again")
+	}
 	if err != nil {
 		return fmt.Errorf("register %s: issue token: %w", req.UserID, err)
 	}
@@ -197,6 +206,9 @@ func (s *Server) userStatus(c echo.Context) error {
 }
 
 func (s *Server) deleteUser(c echo.Context) error {
+	if err := s.requirePerm(c, auth.PermWrite, "deleting a registration"); err != nil {
+		return err
+	}
 	userID, err := s.userParam(c)
 	if err != nil {
 		return err

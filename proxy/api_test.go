@@ -118,8 +118,9 @@ func TestRegisterConflictAndAdmin(t *testing.T) {
 	if _, err := h.store.Get(context.Background(), "bob"); err == nil {
 		t.Error("the conflicting registration was stored")
 	}
-	// An admin may register and inspect for someone else.
-	admin := h.token("root", auth.PermAdmin)
+	// An admin (with browser:write, which registering needs) may register
+	// and inspect for someone else.
+	admin := h.token("root", auth.PermAdmin, auth.PermWrite)
 	if r := h.register(admin, "carol", deadURL(t)); r.UserID != "carol" {
 		t.Errorf("admin register: %+v", r)
 	}

@@ -119,9 +119,9 @@ func TestAPIKeyAuth(t *testing.T) {
 	if _, err := c.ListTools(context.Background(), mcp.ListToolsRequest{}); err == nil {
 		t.Error("the MCP session of a revoked key still answers")
 	}
-	// The JWT it obtained before lives on until its expiry, like any token.
-	if code, _ := h.get("/api/users/bob/status", reg.SessionToken); code != http.StatusOK {
-		t.Errorf("sessionToken after revoke: %d", code)
+	// The sessionToken it minted dies with it (TestSessionTokenDiesWithItsAPIKey).
+	if code, _ := h.get("/api/users/bob/status", reg.SessionToken); code != http.StatusUnauthorized {
+		t.Errorf("sessionToken after revoke: %d, want 401", code)
 	}
 
 	logs := h.logs.String()

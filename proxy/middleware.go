@@ -57,7 +57,7 @@ func (s *Server) requestLog() echo.MiddlewareFunc {
 // request's context (where the MCP transports read it). Credentials are read
 // only from the Authorization header, never from the query string. API keys
 // are looked up in the store on every request, so a revoked key fails at
-// once.
+// once, and so does a token minted with one (its apikey_id claim).
 func (s *Server) authenticate(next echo.HandlerFunc) echo.HandlerFunc {
 	return func(c echo.Context) error {
 		r := c.Request()
@@ -75,6 +75,13 @@ func (s *Server) authenticate(next echo.HandlerFunc) echo.HandlerFunc {
 			p, err = auth.VerifyAPIKey(r.Context(), s.cfg.Store, tok)
 		} else {
 			p, err = s.cfg.Auth.VerifyContext(r.Context(), tok)
+			if err == nil && p.KeyID != "" {
+				// A token minted with an API key lives only as long as it.
+				if err = auth.CheckAPIKeyLive(r.Context(), s.cfg.Store, p.KeyID); errors.Is(err, auth.ErrInvalidToken) {
+					s.deny(c, p.UserID, "token of a revoked API key")
+					return apiError(http.StatusUnauthorized, CodeUnauthorized, "the token was minted with an API key that is revoked; register again with a valid credential to get a new one")
+				}
+			}
 		}
 		if err != nil {
 			if !errors.Is(err, auth.ErrInvalidToken) && !errors.Is(err, auth.ErrExpiredToken) {
@@ -194,6 +201,17 @@ func (s *Server) deny(c echo.Context, user, reason string) {
 	s.cfg.Audit.Warn().Bool("audit", true).Str("event", "denied").Str("request_id", requestID(c)).
 		Str("user", user).Str("method", c.Request().Method).Str("path", c.Request().URL.Path).
 		Str("reason", reason).Send()
+}
+
+// requirePerm refuses a caller without perm, which what (e.g. "registering a
+// browser") needs; the refusal is audited.
+func (s *Server) requirePerm(c echo.Context, perm, what string) error {
+	p, _ := principalOf(c)
+	if p.Has(perm) {
+		return nil
+	}
+	s.deny(c, p.UserID, "the credential lacks "+perm)
+	return apiError(http.StatusForbidden, CodeForbidden, fmt.Sprintf("%s needs the %s permission, which your credential lacks; ask an admin for a token or API key with --perms %s", what, perm, perm))
 }
 
 // forbidUnlessSelf refuses acting for another user without admin.

@@ -31,7 +31,7 @@ type Config struct {
 	Pool            *browserpool.Pool
 	Sessions        *session.Manager
 	Tools           tools.Config
-	SessionTokenTTL time.Duration // lifetime of the sessionToken of /api/register
+	SessionTokenTTL time.Duration // longest lifetime of the sessionToken of /api/register (never past the caller's exp)
 	MaxBody         string        // request body limit, e.g. "1M"
 	KeepAlive       time.Duration // SSE and streamable keep-alive interval
 	RegisterWait    time.Duration // how long /api/register waits for a first connect

@@ -97,30 +97,29 @@ func (l *callLimiter) describe() string {
 // limits holds the per-call checks of a Manager.
 type limits struct {
 	calls *callLimiter
-	perms map[string]string // tool name -> permission it needs
+	tools map[string]tools.Tool // by name, for the permissions each needs
 }
 
 func newLimits(cfg Config) limits {
-	perms := map[string]string{}
+	byName := map[string]tools.Tool{}
 	for _, tl := range tools.All(tools.Config{}) {
-		perms[tl.Tool.Name] = tl.Perm
+		byName[tl.Tool.Name] = tl
 	}
-	return limits{calls: newCallLimiter(cfg.RateLimit, cfg.RateBurst), perms: perms}
+	return limits{calls: newCallLimiter(cfg.RateLimit, cfg.RateBurst), tools: byName}
 }
 
-// missingPerm returns the permission p lacks to call tool, or "".
-func (l limits) missingPerm(p auth.Principal, tool string) string {
-	if perm, ok := l.perms[tool]; ok && !p.Has(perm) {
-		return perm
+// refusePermission refuses a call of a tool, or with an argument, that the
+// principal lacks the permission for, naming that permission; tools/list
+// hides such tools, so this is a client that called one anyway (or passed
+// an argument such as initScript that needs more). It audits and counts the
+// refusal.
+func (m *Manager) refusePermission(ctx context.Context, p auth.Principal, req mcp.CallToolRequest) *mcp.CallToolResult {
+	tool := req.Params.Name
+	tl, ok := m.lim.tools[tool]
+	if !ok {
+		return nil
 	}
-	return ""
-}
-
-// refusePermission refuses a call of a tool the principal lacks the
-// permission for, naming that permission; tools/list hides such tools, so
-// this is a client that called one anyway. It audits and counts the refusal.
-func (m *Manager) refusePermission(ctx context.Context, p auth.Principal, tool string) *mcp.CallToolResult {
-	perm := m.lim.missingPerm(p, tool)
+	perm, arg := tl.MissingPerm(p, req.GetArguments())
 	if perm == "" {
 		return nil
 	}
@@ -128,9 +127,13 @@ func (m *Manager) refusePermission(ctx context.Context, p auth.Principal, tool s
 	if cs := server.ClientSessionFromContext(ctx); cs != nil {
 		sid = cs.SessionID()
 	}
-	m.refuse(p.UserID, sid, tool, ReasonPermission, "the token lacks "+perm)
+	detail := "the token lacks " + perm
+	if arg != "" {
+		detail += " for " + arg
+	}
+	m.refuse(p.UserID, sid, tool, ReasonPermission, detail)
 	m.cfg.Metrics.called(tool, OutcomeDenied, false, 0)
-	return mcp.NewToolResultError(tools.PermissionRefusal(tool, perm))
+	return mcp.NewToolResultError(tl.Refusal(perm, arg))
 }
 
 // retryIn formats a wait for a refusal message, rounded up to milliseconds.

@@ -270,7 +270,7 @@ func (m *Manager) Middleware(next server.ToolHandlerFunc) server.ToolHandlerFunc
 			return mcp.NewToolResultError("unauthenticated call; connect with a bearer token"), nil
 		}
 		tool := req.Params.Name
-		if res := m.refusePermission(ctx, p, tool); res != nil {
+		if res := m.refusePermission(ctx, p, req); res != nil {
 			return res, nil
 		}
 		if ok, wait := m.lim.calls.allow(p.UserID, time.Now()); !ok {

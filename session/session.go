@@ -16,6 +16,7 @@ import (
 	"github.com/chromedp/chromedp"
 	"github.com/rs/zerolog"
 
+	"github.com/mcp-browser-proxy/mcp-browser-proxy/auth"
 	"github.com/mcp-browser-proxy/mcp-browser-proxy/browserpool"
 	"github.com/mcp-browser-proxy/mcp-browser-proxy/tools"
 )
@@ -375,7 +376,10 @@ func (s *Session) FilesDir() (string, error) {
 		return s.filesDir, nil
 	}
 	if base := s.mgr.cfg.FilesDir; base != "" {
-		dir := filepath.Join(base, s.UserID)
+		dir, err := userDir(base, s.UserID)
+		if err != nil {
+			return "", fmt.Errorf("files directory: %w", err)
+		}
 		if err := os.MkdirAll(dir, 0o700); err != nil {
 			return "", fmt.Errorf("files directory: %w", err)
 		}
@@ -388,6 +392,20 @@ func (s *Session) FilesDir() (string, error) {
 	}
 	s.filesDir, s.tempFiles = dir, true
 	return dir, nil
+}
+
+// userDir returns base's directory for userID. The ID must be a valid user
+// ID and one local path element: validation already keeps "." and ".." out,
+// and this check keeps an ID that skipped it (an old store, a new caller)
+// from naming base itself or anything outside it.
+func userDir(base, userID string) (string, error) {
+	if err := auth.ValidateUserID(userID); err != nil {
+		return "", err
+	}
+	if !filepath.IsLocal(userID) || filepath.Base(userID) != userID {
+		return "", fmt.Errorf("invalid user ID %q: not a single path element", userID)
+	}
+	return filepath.Join(base, userID), nil
 }
 
 // takeNotice returns the pending one-time notice and clears it.

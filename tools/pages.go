@@ -239,12 +239,14 @@ func (t *toolset) closePage() Tool {
 func (t *toolset) navigatePage() Tool {
 	return Tool{
 		Perm: auth.PermWrite,
+		// initScript runs JavaScript in the page, as evaluate_script does.
+		ArgPerms: map[string]string{"initScript": auth.PermScript},
 		Tool: mcp.NewTool("navigate_page",
 			mcp.WithDescription("Load a URL in the page, or go back, forward, or reload."),
 			mcp.WithString("type", mcp.Enum("url", "back", "forward", "reload"), mcp.Description("What to do. Default \"url\" (needs url).")),
 			mcp.WithString("url", mcp.Description("URL to load, for type \"url\"")),
 			mcp.WithBoolean("ignoreCache", mcp.Description("Bypass the cache on reload. Default false.")),
-			mcp.WithString("initScript", mcp.Description("JavaScript to run in the new document before any of its own scripts, for this navigation only.")),
+			mcp.WithString("initScript", mcp.Description("JavaScript to run in the new document before any of its own scripts, for this navigation only. Needs the browser:script permission.")),
 			mcp.WithNumber("timeout", mcp.Description("Milliseconds to wait for the load. Default 30000.")),
 			pageIDOption,
 			mcp.WithReadOnlyHintAnnotation(false),

@@ -8,6 +8,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
 	"slices"
 	"strings"
 	"time"
@@ -119,9 +120,36 @@ func (c *Config) fill() {
 
 // Tool is one MCP tool with the permission it needs.
 type Tool struct {
-	Tool    mcp.Tool
-	Perm    string
-	Handler server.ToolHandlerFunc
+	Tool mcp.Tool
+	Perm string
+	// ArgPerms names the arguments that need a permission beyond Perm when
+	// given (any value but null or ""), e.g. navigate_page's initScript runs
+	// JavaScript and needs browser:script.
+	ArgPerms map[string]string
+	Handler  server.ToolHandlerFunc
+}
+
+// MissingPerm returns the permission p lacks to call tl with args, and the
+// argument that needs it ("" when the tool itself does); perm is "" when p
+// may make the call.
+func (tl Tool) MissingPerm(p auth.Principal, args map[string]any) (perm, arg string) {
+	if !p.Has(tl.Perm) {
+		return tl.Perm, ""
+	}
+	for _, name := range slices.Sorted(maps.Keys(tl.ArgPerms)) {
+		if v, ok := args[name]; ok && v != nil && v != "" && !p.Has(tl.ArgPerms[name]) {
+			return tl.ArgPerms[name], name
+		}
+	}
+	return "", ""
+}
+
+// Refusal is the answer to a call that MissingPerm refused.
+func (tl Tool) Refusal(perm, arg string) string {
+	if arg == "" {
+		return PermissionRefusal(tl.Tool.Name, perm)
+	}
+	return ArgPermissionRefusal(tl.Tool.Name, arg, perm)
 }
 
 // All returns every tool, wired to cfg.
@@ -178,14 +206,20 @@ func PermissionRefusal(tool, perm string) string {
 	return fmt.Sprintf("%s needs the %s permission, which your token lacks; ask an admin for a token with --perms %s", tool, perm, perm)
 }
 
+// ArgPermissionRefusal is the answer to a call of tool with argument arg by
+// a token without perm, which arg needs beyond the tool's own permission.
+func ArgPermissionRefusal(tool, arg, perm string) string {
+	return fmt.Sprintf("%s with %s needs the %s permission, which your token lacks; call it without %s, or ask an admin for a token with --perms %s", tool, arg, perm, arg, perm)
+}
+
 // guard checks the caller's permission for tl, and tells with every result
 // which pages wait on a JavaScript dialog: such a page answers no script, so
 // any tool may stall on it, and the caller must learn why.
 func guard(tl Tool) server.ToolHandlerFunc {
 	return func(ctx context.Context, req mcp.CallToolRequest) (*mcp.CallToolResult, error) {
-		p, ok := auth.FromContext(ctx)
-		if !ok || !p.Has(tl.Perm) {
-			return withDialogNotice(ctx, mcp.NewToolResultError(PermissionRefusal(tl.Tool.Name, tl.Perm))), nil
+		p, _ := auth.FromContext(ctx)
+		if perm, arg := tl.MissingPerm(p, req.GetArguments()); perm != "" {
+			return withDialogNotice(ctx, mcp.NewToolResultError(tl.Refusal(perm, arg))), nil
 		}
 		res, err := tl.Handler(ctx, req)
 		return withDialogNotice(ctx, res), err

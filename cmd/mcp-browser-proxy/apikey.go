@@ -29,6 +29,21 @@ const (
 	permsUsage   = "comma-separated permissions: browser:read, browser:write, browser:script, browser:all-tabs, admin (default: read, write, script)"
 )
 
+// parsePermsFlag parses the --perms flag of cmd. Left out, it asks for the
+// default (nil). Given but naming no permission, it is an error rather than
+// a credential that grants nothing or, read as "left out", everything.
+func parsePermsFlag(cmd *cobra.Command, perms string) ([]string, error) {
+	ps, err := auth.ParsePerms(perms)
+	if err != nil {
+		return nil, fmt.Errorf("--perms: %w", err)
+	}
+	if ps == nil && cmd.Flags().Changed("perms") {
+		return nil, fmt.Errorf("--perms is empty: name at least one of %s, or leave --perms out for the default read, write, script",
+			strings.Join(auth.AllPerms(), ", "))
+	}
+	return ps, nil
+}
+
 func newAPIKey() *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "apikey",
@@ -51,9 +66,9 @@ func newAPIKeyCreate() *cobra.Command {
 			if user == "" {
 				return errors.New("--user is required, e.g. --user alice")
 			}
-			ps, err := auth.ParsePerms(perms)
+			ps, err := parsePermsFlag(cmd, perms)
 			if err != nil {
-				return fmt.Errorf("--perms: %w", err)
+				return err
 			}
 			key, rec, err := auth.NewAPIKey(user, ps, name)
 			if err != nil {

@@ -142,6 +142,8 @@ func TestAPIKeyCommandErrors(t *testing.T) {
 		{[]string{"apikey", "create", "--data-dir", dir}, "--user"},
 		{[]string{"apikey", "create", "--data-dir", dir, "--user", "alice", "--perms", "root"}, "root"},
 		{[]string{"apikey", "create", "--data-dir", dir, "--user", "a/b"}, "user ID"},
+		{[]string{"apikey", "create", "--data-dir", dir, "--user", ".."}, "user ID"},
+		{[]string{"apikey", "create", "--data-dir", dir, "--user", "alice", "--perms", ""}, "--perms"},
 		{[]string{"apikey", "list", "--data-dir", filepath.Join(dir, "nope")}, "no store"},
 		{[]string{"apikey", "revoke", "--data-dir", dir, "zzz"}, "16 hex digits"},
 		{[]string{"apikey", "revoke", "--data-dir", dir, "mbp_bogus_secretsecret"}, "malformed"},

@@ -57,6 +57,20 @@ func TestTokenIssueErrors(t *testing.T) {
 	if _, _, err := run(t, "token", "issue", "--jwt-secret", strings.Repeat("s", 32)); err == nil || !strings.Contains(err.Error(), "--user") {
 		t.Errorf("no user: %v", err)
 	}
+	// An explicitly empty --perms is a mistake, not a request for the
+	// default: the token would grant nothing, or everything by accident.
+	for _, perms := range []string{"", " , "} {
+		out, _, err := run(t, "token", "issue", "--jwt-secret", strings.Repeat("s", 32), "--user", "alice", "--perms", perms)
+		if err == nil || !strings.Contains(err.Error(), "--perms") || out != "" {
+			t.Errorf("--perms %q: %q, %v; want a --perms error and no token", perms, out, err)
+		}
+	}
+	for _, id := range []string{".", "..", "..."} {
+		out, _, err := run(t, "token", "issue", "--jwt-secret", strings.Repeat("s", 32), "--user", id)
+		if err == nil || !strings.Contains(err.Error(), "invalid user ID") || out != "" {
+			t.Errorf("--user %s: %q, %v; want an invalid user ID error and no token", id, out, err)
+		}
+	}
 }
 
 func TestEnvTwinAndFlagPrecedence(t *testing.T) {

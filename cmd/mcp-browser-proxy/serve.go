@@ -83,7 +83,7 @@ func newServeCmd() (*cobra.Command, *serveFlags) {
 	fl.StringVar(&f.auditLog, "audit-log", "", "write audit events to this file too (default: only the main log)")
 	fl.StringVar(&f.maxBody, "max-body", "1M", "largest request body accepted")
 	fl.StringVar(&f.filesDir, "files-dir", "", "the only directory tools may write files to (filePath), one subdirectory per user (default: a temp dir per session, removed when it closes)")
-	fl.DurationVar(&f.sessionTokenTTL, "session-token-ttl", 24*time.Hour, "lifetime of the sessionToken that /api/register returns")
+	fl.DurationVar(&f.sessionTokenTTL, "session-token-ttl", 24*time.Hour, "longest lifetime of the sessionToken that /api/register returns; it never outlives the caller's own token")
 	fl.DurationVar(&f.idleTimeout, "idle-timeout", 30*time.Minute, "close MCP sessions unused for this long (no MCP request), even with a stream open")
 	fl.DurationVar(&f.sessionLifetime, "session-lifetime", 12*time.Hour, "close every MCP session this long after it opened, however busy")
 	fl.DurationVar(&f.healthInterval, "health-interval", 30*time.Second, "how often each browser connection is health-checked")

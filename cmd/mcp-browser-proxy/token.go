@@ -21,9 +21,9 @@ func newToken() *cobra.Command {
 			if user == "" {
 				return fmt.Errorf("--user is required, e.g. --user alice")
 			}
-			ps, err := auth.ParsePerms(perms)
+			ps, err := parsePermsFlag(cmd, perms)
 			if err != nil {
-				return fmt.Errorf("--perms: %w", err)
+				return err
 			}
 			key, err := loadSecret(secret, dataDir, false)
 			if err != nil {

@@ -1,0 +1,56 @@
+package tools
+
+import (
+	"strings"
+	"testing"
+
+	"github.com/mcp-browser-proxy/mcp-browser-proxy/auth"
+)
+
+// TestArgPermsNameRealArguments: an ArgPerms entry for an argument the
+// schema does not have (a rename) would silently check nothing.
+func TestArgPermsNameRealArguments(t *testing.T) {
+	n := 0
+	for _, tl := range All(Config{}) {
+		for arg, perm := range tl.ArgPerms {
+			n++
+			if _, ok := tl.Tool.InputSchema.Properties[arg]; !ok {
+				t.Errorf("%s: ArgPerms names %q, which is not one of its arguments", tl.Tool.Name, arg)
+			}
+			if perm == tl.Perm {
+				t.Errorf("%s: argument %s needs %s, which the tool needs anyway", tl.Tool.Name, arg, perm)
+			}
+		}
+	}
+	if n == 0 {
+		t.Error("no tool has argument permissions; navigate_page's initScript needs browser:script")
+	}
+}
+
+func TestMissingPerm(t *testing.T) {
+	nav := (&toolset{}).navigatePage()
+	writer := auth.Principal{UserID: "w", Perms: []string{auth.PermWrite}}
+	scripter := auth.Principal{UserID: "s", Perms: []string{auth.PermWrite, auth.PermScript}}
+	for _, tc := range []struct {
+		p         auth.Principal
+		args      map[string]any
+		perm, arg string
+	}{
+		{writer, map[string]any{"url": "http://x.test/"}, "", ""},
+		{writer, map[string]any{"url": "http://x.test/", "initScript": ""}, "", ""},
+		{writer, map[string]any{"url": "http://x.test/", "initScript": nil}, "", ""},
+		{writer, map[string]any{"url": "http://x.test/", "initScript": "alert(1)"}, auth.PermScript, "initScript"},
+		// A non-string value is refused too rather than guessed harmless.
+		{writer, map[string]any{"initScript": []any{"alert(1)"}}, auth.PermScript, "initScript"},
+		{scripter, map[string]any{"initScript": "alert(1)"}, "", ""},
+		{auth.Principal{UserID: "r", Perms: []string{auth.PermRead, auth.PermScript}}, map[string]any{"initScript": "x"}, auth.PermWrite, ""},
+	} {
+		perm, arg := nav.MissingPerm(tc.p, tc.args)
+		if perm != tc.perm || arg != tc.arg {
+			t.Errorf("MissingPerm(%v, %v) = %q, %q; want %q, %q", tc.p.Perms, tc.args, perm, arg, tc.perm, tc.arg)
+		}
+	}
+	if msg := nav.Refusal(auth.PermScript, "initScript"); !strings.Contains(msg, "navigate_page with initScript needs the browser:script permission") {
+		t.Errorf("refusal: %q", msg)
+	}
+}
