@@ -468,15 +468,32 @@ func (b *Browser) connect(ctx context.Context) (conn Conn, cancel context.Cancel
 			}
 		}
 	}
-	return conn, cancel, version, browserIdentity(t.wsURL), err
+	id = browserIdentity(t.wsURL)
+	if err == nil && strings.HasPrefix(id, "/") {
+		// A page's websocket does not name its browser: ask the browser
+		// behind it, so that a page of another user's browser is theirs.
+		if alt, ok := b.versionTarget(ctx); ok {
+			id = browserIdentity(alt.wsURL)
+		}
+	}
+	return conn, cancel, version, id, err
 }
 
 // rediscover finds the current websocket URL of a browser registered as
-// ws(s)://host:port/devtools/browser/<id>, through /json/version on the
-// same host and port, keeping the registered query (a token) and headers.
+// ws(s)://host:port/devtools/browser/<id> (see versionTarget).
 func (b *Browser) rediscover(ctx context.Context) (target, bool) {
+	if u, err := url.Parse(b.url); err != nil || !strings.HasPrefix(u.Path, "/devtools/browser/") {
+		return target{}, false
+	}
+	return b.versionTarget(ctx)
+}
+
+// versionTarget finds the browser websocket of a browser registered by a
+// ws(s) URL through /json/version on the same host and port, keeping the
+// registered query (a token) and headers.
+func (b *Browser) versionTarget(ctx context.Context) (target, bool) {
 	u, err := url.Parse(b.url)
-	if err != nil || (u.Scheme != "ws" && u.Scheme != "wss") || !strings.HasPrefix(u.Path, "/devtools/browser/") {
+	if err != nil || (u.Scheme != "ws" && u.Scheme != "wss") {
 		return target{}, false
 	}
 	query := u.RawQuery

@@ -78,6 +78,14 @@ func TestSameBrowserFirstRegistrationKeepsIt(t *testing.T) {
 		t.Errorf("carol: %+v; want conflict, never connected", st)
 	}
 
+	// So does the websocket of one of its pages.
+	page := strings.Replace(c.URL, "http://", "ws://", 1) + "/devtools/page/" + c.Pages(t)[0].ID
+	dave := p.EnsureEndpoint("dave", Endpoint{URL: page, Registered: t0.Add(3 * time.Minute)})
+	if st := dave.WaitSettled(ctx, 10*time.Second); st.State != StateConflict || st.Generation != 0 {
+		t.Errorf("dave on a page of alice's browser: %+v; want conflict, never connected", st)
+	}
+	p.Remove("dave")
+
 	// Once alice is gone, bob (registered next) may have it.
 	p.Remove("alice")
 	bob.Retry()

@@ -150,6 +150,21 @@ func TestRegisterSameBrowserThroughForward(t *testing.T) {
 	if out := mustCall(t, alice, "list_pages", nil); !strings.Contains(out, "Test page") {
 		t.Errorf("alice's list_pages: %q", out)
 	}
+
+	// A refused change of registration gives bob back the one he had.
+	dead := deadURL(t)
+	mine := h.register(bobTok, "bob", dead)
+	was, _ := h.store.Get(context.Background(), "bob")
+	if status, body := registerRaw(t, h, bobTok, "bob", fwd.URL); status != http.StatusConflict {
+		t.Fatalf("bob moving to alice's browser: %d %s", status, body)
+	}
+	got, err := h.store.Get(context.Background(), "bob")
+	if err != nil || got.BrowserURL != mine.BrowserURL || !got.CreatedAt.Equal(was.CreatedAt) {
+		t.Errorf("bob's registration after the refused change: %+v, %v; want %s registered at %v", got, err, dead, was.CreatedAt)
+	}
+	if b, ok := h.pool.Get("bob"); !ok || b.URL() != dead {
+		t.Errorf("the pool does not hold bob's previous browser again")
+	}
 }
 
 // TestSameBrowserFoundLater: bob registers a forward to alice's Chrome
