@@ -160,8 +160,9 @@ func (b *Browser) Retry() {
 
 // Conn returns the live connection, waiting up to bound for one. A failed
 // browser is retried at once (when bound > 0), and Conn returns as soon as
-// that retry fails for good. The error is an *UnavailableError when the
-// browser stays down, or ctx's error. Conn never waits longer than bound.
+// that retry fails for good; a browser in StateConflict (another user's)
+// fails at once. The error is an *UnavailableError when the browser stays
+// down, or ctx's error. Conn never waits longer than bound.
 func (b *Browser) Conn(ctx context.Context, bound time.Duration) (Conn, error) {
 	timer := time.NewTimer(bound)
 	defer timer.Stop()
@@ -197,8 +198,8 @@ func (b *Browser) Conn(ctx context.Context, bound time.Duration) (Conn, error) {
 }
 
 // WaitSettled waits up to bound until the first connection attempt, or the
-// attempt a Retry asked for, has an outcome (connected, or a failure), and
-// returns the status.
+// attempt a Retry asked for, has an outcome (connected, a failure, or
+// conflict: the browser is another user's), and returns the status.
 func (b *Browser) WaitSettled(ctx context.Context, bound time.Duration) Status {
 	timer := time.NewTimer(bound)
 	defer timer.Stop()

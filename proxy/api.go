@@ -112,7 +112,7 @@ func (s *Server) register(c echo.Context) error {
 	prev, prevErr := s.cfg.Store.Get(ctx, req.UserID)
 	reg, err := s.cfg.Store.Put(ctx, router.Registration{UserID: req.UserID, BrowserURL: req.BrowserURL, Metadata: req.Metadata, Headers: req.Headers, Addrs: addrs})
 	if errors.Is(err, router.ErrConflict) {
-		return s.refuseTaken(c, p.UserID, "browser URL reaches a browser registered by another user")
+		return s.refuseTaken(c, p.UserID, "the browser is registered by another user (same endpoint)")
 	}
 	if err != nil {
 		return fmt.Errorf("register %s: %w", req.UserID, err)
@@ -125,7 +125,7 @@ func (s *Server) register(c echo.Context) error {
 	st := b.WaitSettled(ctx, s.cfg.RegisterWait)
 	if st.State == browserpool.StateConflict {
 		s.undoRegister(ctx, reg.UserID, prev, prevErr)
-		return s.refuseTaken(c, p.UserID, "browser is the same running browser as one registered by another user")
+		return s.refuseTaken(c, p.UserID, "the browser is registered by another user (same running browser)")
 	}
 	s.cfg.Audit.Info().Bool("audit", true).Str("event", "register").Str("request_id", requestID(c)).
 		Str("by", p.UserID).Str("user", reg.UserID).Str("browser", router.Redact(reg.BrowserURL)).

@@ -15,9 +15,10 @@ import (
 const takenMessage = "this browser is registered by another user (the same host and port in another spelling, or the same running browser by another URL); each user registers their own Chrome, started with its own --remote-debugging-port and --user-data-dir"
 
 // refuseTaken audits and answers a registration refused because another
-// user holds the browser.
+// user holds the browser; why (for the audit only) may say more than the
+// answer.
 func (s *Server) refuseTaken(c echo.Context, caller, why string) error {
-	s.deny(c, caller, why+" (another user's)")
+	s.deny(c, caller, why)
 	return apiError(http.StatusConflict, CodeConflict, takenMessage)
 }
 
@@ -26,6 +27,8 @@ func (s *Server) refuseTaken(c echo.Context, caller, why string) error {
 // comes back, or the user is left unregistered. Failures are logged: the
 // pool keeps the refused browser off anyway.
 func (s *Server) undoRegister(ctx context.Context, userID string, prev router.Registration, prevErr error) {
+	// A client that hangs up must not leave the refused registration in.
+	ctx = context.WithoutCancel(ctx)
 	if prevErr == nil {
 		// Resolved again, so that it is compared on its addresses as before.
 		prev.Addrs, _ = s.browserPolicy().ResolveURL(ctx, prev.BrowserURL)
