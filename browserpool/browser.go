@@ -31,6 +31,11 @@ const (
 	StateReconnecting State = "reconnecting"
 	StateDisconnected State = "disconnected"
 	StateFailed       State = "failed"
+	// StateConflict: the browser this registration reaches belongs to
+	// another user, who registered it first (the same running browser by
+	// another URL: an alias, a port forward). The pool never hands out a
+	// connection to it; it checks again now and then, and on Retry.
+	StateConflict State = "conflict"
 )
 
 // Status is a snapshot of a browser's connection.
@@ -65,10 +70,15 @@ type UnavailableError struct {
 
 // Retryable reports whether retrying the call later may succeed: true in
 // every state but disconnected (the browser was unregistered, or the proxy
-// is shutting down).
-func (e *UnavailableError) Retryable() bool { return e.State != StateDisconnected }
+// is shutting down) and conflict (the browser is another user's).
+func (e *UnavailableError) Retryable() bool {
+	return e.State != StateDisconnected && e.State != StateConflict
+}
 
 func (e *UnavailableError) Error() string {
+	if e.State == StateConflict {
+		return "BROWSER_UNAVAILABLE: the browser registered for " + e.UserID + " belongs to another user, who registered it first (the same running browser, reached by another URL); the proxy will not drive it for you. Not retryable: register your own Chrome, started with its own --remote-debugging-port and --user-data-dir, with POST /api/register"
+	}
 	var b strings.Builder
 	fmt.Fprintf(&b, "BROWSER_UNAVAILABLE: the browser of %s is %s (%d failed connection attempt(s) so far", e.UserID, e.State, e.Attempts)
 	if e.LastError != "" {
@@ -95,6 +105,12 @@ type Browser struct {
 
 	headers map[string]string // sent to this browser only; credentials
 	genBase uint64            // Generation of the browser this one replaced: generations never repeat for a user
+	since   time.Time         // when it was registered: the earlier of two registrations of one browser keeps it
+	pool    *Pool
+
+	first     chan struct{} // closed once the first connection attempt has an outcome
+	firstOnce sync.Once
+	evicted   chan struct{} // an earlier registration took the running browser (see Pool.claim)
 
 	kick chan struct{} // skip the backoff wait
 	stop context.CancelFunc
@@ -144,8 +160,9 @@ func (b *Browser) Retry() {
 
 // Conn returns the live connection, waiting up to bound for one. A failed
 // browser is retried at once (when bound > 0), and Conn returns as soon as
-// that retry fails for good. The error is an *UnavailableError when the
-// browser stays down, or ctx's error. Conn never waits longer than bound.
+// that retry fails for good; a browser in StateConflict (another user's)
+// fails at once. The error is an *UnavailableError when the browser stays
+// down, or ctx's error. Conn never waits longer than bound.
 func (b *Browser) Conn(ctx context.Context, bound time.Duration) (Conn, error) {
 	timer := time.NewTimer(bound)
 	defer timer.Stop()
@@ -160,6 +177,8 @@ func (b *Browser) Conn(ctx context.Context, bound time.Duration) (Conn, error) {
 			return *conn, nil
 		}
 		switch {
+		case st.State == StateConflict:
+			return Conn{}, b.unavailable()
 		case st.State == StateFailed && left:
 			return Conn{}, b.unavailable() // the retry failed for good already
 		case st.State == StateFailed && !kicked && bound > 0:
@@ -179,8 +198,8 @@ func (b *Browser) Conn(ctx context.Context, bound time.Duration) (Conn, error) {
 }
 
 // WaitSettled waits up to bound until the first connection attempt, or the
-// attempt a Retry asked for, has an outcome (connected, or a failure), and
-// returns the status.
+// attempt a Retry asked for, has an outcome (connected, a failure, or
+// conflict: the browser is another user's), and returns the status.
 func (b *Browser) WaitSettled(ctx context.Context, bound time.Duration) Status {
 	timer := time.NewTimer(bound)
 	defer timer.Stop()
@@ -188,7 +207,7 @@ func (b *Browser) WaitSettled(ctx context.Context, bound time.Duration) Status {
 		b.mu.Lock()
 		st, changed, pending := b.status, b.changed, b.pending
 		b.mu.Unlock()
-		if st.State == StateConnected || st.State == StateDisconnected || (st.Attempts > 0 && !pending) {
+		if st.State == StateConnected || st.State == StateDisconnected || (!pending && (st.Attempts > 0 || st.State == StateConflict)) {
 			return st
 		}
 		select {
@@ -227,7 +246,7 @@ func (b *Browser) update(outcome bool, f func(s *Status)) {
 	b.cfg.Metrics.observe(b, old, st.State)
 	if st.State != old {
 		ev := b.log.Info()
-		if st.State == StateReconnecting || st.State == StateFailed {
+		if st.State == StateReconnecting || st.State == StateFailed || st.State == StateConflict {
 			ev = b.log.Warn()
 		}
 		ev.Str("from", string(old)).Str("to", string(st.State)).Int("attempts", st.Attempts).
@@ -238,6 +257,8 @@ func (b *Browser) update(outcome bool, f func(s *Status)) {
 // run owns the connection: connect, watch, reconnect with backoff, until ctx ends.
 func (b *Browser) run(ctx context.Context) {
 	defer close(b.done)
+	defer b.pool.release(b)
+	defer b.firstDone()
 	defer b.set(func(s *Status) { s.State = StateDisconnected })
 
 	var bo backoff.BackOff = newFullJitter(b.cfg.InitialBackoff, b.cfg.MaxBackoff)
@@ -248,7 +269,26 @@ func (b *Browser) run(ctx context.Context) {
 		case <-b.kick:
 		default:
 		}
-		conn, cancel, version, err := b.connect(ctx)
+		conn, cancel, version, id, err := b.connect(ctx)
+		if err == nil && ctx.Err() == nil {
+			// Before anyone gets the connection: is the browser another
+			// user's? An eviction meant for an older connection is void.
+			select {
+			case <-b.evicted:
+			default:
+			}
+			if !b.pool.claim(ctx, b, id) {
+				cancel()
+				if ctx.Err() != nil {
+					return
+				}
+				b.conflict("refused")
+				if !b.waitConflict(ctx) {
+					return
+				}
+				continue
+			}
+		}
 		if ctx.Err() != nil {
 			if cancel != nil {
 				cancel()
@@ -267,6 +307,7 @@ func (b *Browser) run(ctx context.Context) {
 					s.State = StateReconnecting
 				}
 			})
+			b.firstDone()
 			var timeout <-chan time.Time // nil when failed: wait for a Retry
 			timer := time.NewTimer(bo.NextBackOff())
 			if !failed {
@@ -298,6 +339,7 @@ func (b *Browser) run(ctx context.Context) {
 			s.ConnectedAt = time.Now()
 			s.Version = version
 		})
+		b.firstDone()
 		reason := b.watch(ctx, conn)
 		b.mu.Lock()
 		b.conn = nil
@@ -306,6 +348,13 @@ func (b *Browser) run(ctx context.Context) {
 		if ctx.Err() != nil {
 			return
 		}
+		if reason == reasonEvicted {
+			b.conflict("evicted")
+			if !b.waitConflict(ctx) {
+				return
+			}
+			continue
+		}
 		b.set(func(s *Status) {
 			s.State = StateReconnecting
 			s.LastError = reason
@@ -313,8 +362,44 @@ func (b *Browser) run(ctx context.Context) {
 	}
 }
 
+// reasonEvicted is what watch returns when an earlier registration took
+// the browser.
+const reasonEvicted = "evicted: the browser belongs to an earlier registration"
+
+// firstDone records that the first connection attempt has an outcome.
+func (b *Browser) firstDone() { b.firstOnce.Do(func() { close(b.first) }) }
+
+// conflict moves b to StateConflict and audits it: how is "refused" (b
+// reached a browser an earlier registration holds) or "evicted" (an
+// earlier registration reached the browser b held).
+func (b *Browser) conflict(how string) {
+	b.settle(func(s *Status) {
+		s.State = StateConflict
+		s.LastError = conflictError
+	})
+	b.firstDone()
+	b.cfg.Audit.Warn().Bool("audit", true).Str("event", "browser_conflict").Str("user", b.userID).
+		Str("outcome", how).Str("reason", "the browser is registered by another user, who registered it first; connection dropped").Send()
+}
+
+// waitConflict waits before b checks again whether the browser is still
+// another user's (it may have been unregistered): MaxBackoff, or a Retry.
+// It reports false when ctx ended.
+func (b *Browser) waitConflict(ctx context.Context) bool {
+	timer := time.NewTimer(b.cfg.MaxBackoff)
+	defer timer.Stop()
+	select {
+	case <-ctx.Done():
+		return false
+	case <-b.kick:
+	case <-timer.C:
+	}
+	return true
+}
+
 // watch blocks until the connection is lost, HealthFailures health checks
-// in a row fail, or ctx ends, and returns why. After a failed check the next
+// in a row fail, an earlier registration takes the browser, or ctx ends,
+// and returns why. After a failed check the next
 // one runs at once: a browser that is only slow for a moment (a loaded
 // machine) keeps its connection, and its sessions their tabs.
 func (b *Browser) watch(ctx context.Context, conn Conn) string {
@@ -328,6 +413,8 @@ func (b *Browser) watch(ctx context.Context, conn Conn) string {
 				return "stopped"
 			case <-conn.Ctx.Done():
 				return "connection to the browser was lost"
+			case <-b.evicted:
+				return reasonEvicted
 			case <-tick.C:
 			}
 		} else if ctx.Err() != nil {
@@ -353,8 +440,9 @@ func (b *Browser) watch(ctx context.Context, conn Conn) string {
 }
 
 // connect dials the browser once. On success the returned cancel drops the
-// websocket (it never closes the browser or any tab).
-func (b *Browser) connect(ctx context.Context) (Conn, context.CancelFunc, string, error) {
+// websocket (it never closes the browser or any tab), and id is the
+// identity of the browser reached (see claims).
+func (b *Browser) connect(ctx context.Context) (conn Conn, cancel context.CancelFunc, version, id string, err error) {
 	reconnect := false
 	b.set(func(s *Status) {
 		reconnect = s.Generation > b.genBase || s.Attempts > 0
@@ -369,27 +457,44 @@ func (b *Browser) connect(ctx context.Context) (Conn, context.CancelFunc, string
 	t, err := resolveWebSocket(rctx, b.cfg.HTTPClient, b.cfg.Policy, b.endpoint())
 	rcancel()
 	if err != nil {
-		return Conn{}, nil, "", err
+		return Conn{}, nil, "", "", err
 	}
-	conn, cancel, version, err := b.dial(ctx, t)
+	conn, cancel, version, err = b.dial(ctx, t)
 	if err != nil && ctx.Err() == nil {
 		// A browser registered by its ws URL gets a new URL when it
 		// restarts: look the current one up on the same host and port.
 		if alt, ok := b.rediscover(ctx); ok && alt.wsURL != t.wsURL {
 			if c2, cancel2, v2, err2 := b.dial(ctx, alt); err2 == nil {
-				return c2, cancel2, v2, nil
+				return c2, cancel2, v2, browserIdentity(alt.wsURL), nil
 			}
 		}
 	}
-	return conn, cancel, version, err
+	id = browserIdentity(t.wsURL)
+	if err == nil && strings.HasPrefix(id, "/") {
+		// A page's websocket does not name its browser: ask the browser
+		// behind it, so that a page of another user's browser is theirs.
+		if alt, ok := b.versionTarget(ctx); ok {
+			id = browserIdentity(alt.wsURL)
+		}
+	}
+	return conn, cancel, version, id, err
 }
 
 // rediscover finds the current websocket URL of a browser registered as
-// ws(s)://host:port/devtools/browser/<id>, through /json/version on the
-// same host and port, keeping the registered query (a token) and headers.
+// ws(s)://host:port/devtools/browser/<id> (see versionTarget).
 func (b *Browser) rediscover(ctx context.Context) (target, bool) {
+	if u, err := url.Parse(b.url); err != nil || !strings.HasPrefix(u.Path, "/devtools/browser/") {
+		return target{}, false
+	}
+	return b.versionTarget(ctx)
+}
+
+// versionTarget finds the browser websocket of a browser registered by a
+// ws(s) URL through /json/version on the same host and port, keeping the
+// registered query (a token) and headers.
+func (b *Browser) versionTarget(ctx context.Context) (target, bool) {
 	u, err := url.Parse(b.url)
-	if err != nil || (u.Scheme != "ws" && u.Scheme != "wss") || !strings.HasPrefix(u.Path, "/devtools/browser/") {
+	if err != nil || (u.Scheme != "ws" && u.Scheme != "wss") {
 		return target{}, false
 	}
 	query := u.RawQuery

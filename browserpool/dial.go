@@ -42,6 +42,10 @@ type Endpoint struct {
 	// Headers go on /json/version and the CDP websocket handshake, to this
 	// browser only.
 	Headers map[string]string
+	// Registered is when the user registered this browser
+	// (router.Registration.CreatedAt): of two registrations that reach the
+	// same running browser, the earlier keeps it. Zero means now.
+	Registered time.Time
 }
 
 // equal reports whether two endpoints reach the same browser the same way.

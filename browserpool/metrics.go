@@ -8,7 +8,7 @@ import (
 )
 
 // allStates lists every State, in the order metrics report them.
-var allStates = [...]State{StateConnected, StateConnecting, StateReconnecting, StateDisconnected, StateFailed}
+var allStates = [...]State{StateConnected, StateConnecting, StateReconnecting, StateDisconnected, StateFailed, StateConflict}
 
 // Metrics counts the pool's connection events for Prometheus. Create it with
 // NewMetrics and pass it in Config.Metrics; a nil *Metrics counts nothing.

@@ -46,6 +46,7 @@ mbp_browser_state_transitions_total{from="connecting",to="reconnecting"} 1
 mbp_browser_state_transitions_total{from="reconnecting",to="failed"} 1
 # HELP mbp_browsers Registered browsers by connection state.
 # TYPE mbp_browsers gauge
+mbp_browsers{state="conflict"} 0
 mbp_browsers{state="connected"} 0
 mbp_browsers{state="connecting"} 0
 mbp_browsers{state="disconnected"} 0
@@ -60,6 +61,7 @@ mbp_browsers{state="reconnecting"} 0
 	if err := testutil.GatherAndCompare(reg, strings.NewReader(`
 # HELP mbp_browsers Registered browsers by connection state.
 # TYPE mbp_browsers gauge
+mbp_browsers{state="conflict"} 0
 mbp_browsers{state="connected"} 0
 mbp_browsers{state="connecting"} 0
 mbp_browsers{state="disconnected"} 0

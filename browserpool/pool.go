@@ -24,7 +24,8 @@ type Config struct {
 	HTTPClient     *http.Client  // for /json/version; NewHTTPClient(Policy) by default
 	Policy         DialPolicy    // addresses the pool may dial; router.DefaultPolicy() by default
 	Logger         zerolog.Logger
-	Metrics        *Metrics // Prometheus collectors from NewMetrics; nil: none
+	Audit          zerolog.Logger // where refusals are audited (a browser that is another user's)
+	Metrics        *Metrics       // Prometheus collectors from NewMetrics; nil: none
 }
 
 // DefaultConfig returns the production defaults.
@@ -77,13 +78,16 @@ type Pool struct {
 
 	mu       sync.Mutex
 	browsers map[string]*Browser
+
+	claims claims // which registration holds which running browser; its own lock, never held with mu's waits
 }
 
 // New returns an empty pool; Close stops every connection.
 func New(cfg Config) *Pool {
 	cfg.fill()
 	ctx, cancel := context.WithCancel(context.Background())
-	return &Pool{cfg: cfg, ctx: ctx, cancel: cancel, browsers: map[string]*Browser{}}
+	return &Pool{cfg: cfg, ctx: ctx, cancel: cancel, browsers: map[string]*Browser{},
+		claims: claims{holders: map[string]*Browser{}, members: map[*Browser]bool{}, ids: map[*Browser]string{}}}
 }
 
 // Ensure is EnsureEndpoint for a browser URL without headers.
@@ -92,7 +96,9 @@ func (p *Pool) Ensure(userID, url string) *Browser {
 }
 
 // EnsureEndpoint makes sure userID's browser at ep is connected or being
-// connected, and returns its handle. Registering the same endpoint again
+// connected, and returns its handle. If the running browser it reaches is
+// held by a registration made before ep.Registered, it is never connected
+// and goes to StateConflict. Registering the same endpoint again
 // retries a failed (or backing off) browser at once; a new URL or new
 // headers replace the old connection, and the new one's generations continue
 // after the old one's, so sessions notice the change.
@@ -111,11 +117,19 @@ func (p *Pool) EnsureEndpoint(userID string, ep Endpoint) *Browser {
 		gen = b.Status().Generation
 	}
 	ctx, stop := context.WithCancel(p.ctx)
+	since := ep.Registered
+	if since.IsZero() {
+		since = time.Now()
+	}
 	b := &Browser{
 		userID:  userID,
 		url:     url,
 		headers: maps.Clone(ep.Headers),
 		genBase: gen,
+		since:   since,
+		pool:    p,
+		first:   make(chan struct{}),
+		evicted: make(chan struct{}, 1),
 		cfg:     &p.cfg,
 		log:     p.cfg.Logger.With().Str("user", userID).Logger(),
 		kick:    make(chan struct{}, 1),
@@ -125,6 +139,7 @@ func (p *Pool) EnsureEndpoint(userID string, ep Endpoint) *Browser {
 		changed: make(chan struct{}),
 	}
 	p.browsers[userID] = b
+	p.join(b)
 	go b.run(ctx)
 	return b
 }

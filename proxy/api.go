@@ -107,13 +107,15 @@ func (s *Server) register(c echo.Context) error {
 	}
 	ctx := c.Request().Context()
 	p, _ := principalOf(c)
-	if err := s.browserPolicy().CheckURL(ctx, req.BrowserURL); err != nil {
+	addrs, err := s.browserPolicy().ResolveURL(ctx, req.BrowserURL)
+	if err != nil {
 		s.deny(c, p.UserID, "browser URL refused: "+err.Error())
 		return apiError(http.StatusBadRequest, CodeInvalidBrowserURL, err.Error()+"; register the DevTools URL of your own Chrome")
 	}
-	reg, err := s.cfg.Store.Put(ctx, router.Registration{UserID: req.UserID, BrowserURL: req.BrowserURL, Metadata: req.Metadata, Headers: req.Headers})
+	prev, prevErr := s.cfg.Store.Get(ctx, req.UserID)
+	reg, err := s.cfg.Store.Put(ctx, router.Registration{UserID: req.UserID, BrowserURL: req.BrowserURL, Metadata: req.Metadata, Headers: req.Headers, Addrs: addrs})
 	if errors.Is(err, router.ErrConflict) {
-		return apiError(http.StatusConflict, CodeConflict, "this browser URL is registered by another user; each user registers their own Chrome")
+		return s.refuseTaken(c, p.UserID, "the browser is registered by another user (same endpoint)")
 	}
 	if err != nil {
 		return fmt.Errorf("register %s: %w", req.UserID, err)
@@ -128,8 +130,12 @@ func (s *Server) register(c echo.Context) error {
 	if err != nil {
 		return fmt.Errorf("register %s: issue token: %w", req.UserID, err)
 	}
-	b := s.cfg.Pool.EnsureEndpoint(reg.UserID, browserpool.Endpoint{URL: reg.BrowserURL, Headers: reg.Headers})
+	b := s.cfg.Pool.EnsureEndpoint(reg.UserID, browserpool.Endpoint{URL: reg.BrowserURL, Headers: reg.Headers, Registered: reg.CreatedAt})
 	st := b.WaitSettled(ctx, s.cfg.RegisterWait)
+	if st.State == browserpool.StateConflict {
+		s.undoRegister(ctx, reg.UserID, prev, prevErr)
+		return s.refuseTaken(c, p.UserID, "the browser is registered by another user (same running browser)")
+	}
 	s.cfg.Audit.Info().Bool("audit", true).Str("event", "register").Str("request_id", requestID(c)).
 		Str("by", p.UserID).Str("user", reg.UserID).Str("browser", router.Redact(reg.BrowserURL)).
 		Strs("browser_headers", router.HeaderNames(reg.Headers)).Str("browser_status", string(st.State)).Send()

@@ -91,7 +91,7 @@ func buildHarness(t testing.TB, su harnessSetup) *harness {
 		su.pool = browserpool.Config{HealthInterval: time.Second, DialTimeout: 5 * time.Second,
 			InitialBackoff: 50 * time.Millisecond, MaxBackoff: 500 * time.Millisecond}
 	}
-	su.pool.Logger = log
+	su.pool.Logger, su.pool.Audit = log, log
 	if su.metrics {
 		reg := prometheus.NewRegistry()
 		if su.pool.Metrics, err = browserpool.NewMetrics(reg); err != nil {

@@ -130,7 +130,7 @@ func (s *Server) Restore(ctx context.Context) error {
 		return err
 	}
 	for _, r := range regs {
-		s.cfg.Pool.EnsureEndpoint(r.UserID, browserpool.Endpoint{URL: r.BrowserURL, Headers: r.Headers})
+		s.cfg.Pool.EnsureEndpoint(r.UserID, browserpool.Endpoint{URL: r.BrowserURL, Headers: r.Headers, Registered: r.CreatedAt})
 	}
 	s.log.Info().Int("registrations", len(regs)).Msg("registrations restored")
 	return nil

@@ -3,11 +3,13 @@ package router
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"maps"
 	"os"
 	"path/filepath"
+	"slices"
 	"time"
 
 	bolt "go.etcd.io/bbolt"
@@ -17,8 +19,10 @@ import (
 // Store keeps registrations. Implementations are safe for concurrent use.
 type Store interface {
 	// Put creates or replaces userID's registration atomically. If another
-	// user already holds the same browser URL (compared with CanonicalURL)
-	// it returns ErrConflict and changes nothing. CreatedAt is kept from an
+	// user already holds the same browser (a key of EndpointKeys(BrowserURL,
+	// Addrs) in common: the same host and port in any spelling, or an
+	// address and port in common) it returns ErrConflict and changes
+	// nothing. CreatedAt is kept from an
 	// existing record of the same user; UpdatedAt is set to now. Put
 	// returns the stored record.
 	Put(ctx context.Context, r Registration) (Registration, error)
@@ -43,7 +47,9 @@ type Store interface {
 const (
 	// bucketRegistrations maps userID to the JSON-encoded Registration.
 	bucketRegistrations = "registrations"
-	// bucketBrowserURLs maps CanonicalURL(BrowserURL) to userID.
+	// bucketBrowserURLs maps every key of EndpointKeys of a registration
+	// to its userID. Stores written before endpoint keys held one
+	// CanonicalURL of an older form per user; OpenBolt rewrites them.
 	bucketBrowserURLs = "browser_urls"
 )
 
@@ -100,6 +106,9 @@ func OpenBolt(path string, opts ...BoltOption) (*BoltStore, error) {
 	for _, o := range opts {
 		o(s)
 	}
+	if err == nil {
+		err = db.Update(rekeyIndex)
+	}
 	if err == nil && s.sealer != nil {
 		err = db.Update(s.sealClearRecords)
 	}
@@ -141,15 +150,17 @@ func (s *BoltStore) Put(ctx context.Context, r Registration) (Registration, erro
 	now := s.now().Round(0).UTC()
 	rec.CreatedAt, rec.UpdatedAt = now, now
 	key := []byte(r.UserID)
-	canon := []byte(CanonicalURL(norm))
+	endpoints := EndpointKeys(norm, r.Addrs)
 
 	err = s.db.Update(func(tx *bolt.Tx) error {
 		regs, idx, err := buckets(tx)
 		if err != nil {
 			return err
 		}
-		if owner := idx.Get(canon); owner != nil && !bytes.Equal(owner, key) {
-			return ErrConflict
+		for _, ep := range endpoints {
+			if owner := idx.Get([]byte(ep)); owner != nil && !bytes.Equal(owner, key) {
+				return ErrConflict
+			}
 		}
 		if data := regs.Get(key); data != nil {
 			old, err := decodeRecord(s.sealer, data)
@@ -159,12 +170,9 @@ func (s *BoltStore) Put(ctx context.Context, r Registration) (Registration, erro
 			if !old.CreatedAt.IsZero() {
 				rec.CreatedAt = old.CreatedAt
 			}
-			oldCanon := []byte(CanonicalURL(old.BrowserURL))
-			if !bytes.Equal(oldCanon, canon) && bytes.Equal(idx.Get(oldCanon), key) {
-				if err := idx.Delete(oldCanon); err != nil {
-					return fmt.Errorf("free old browser URL: %w", err)
-				}
-			}
+		}
+		if err := freeEndpoints(idx, key); err != nil {
+			return fmt.Errorf("free old browser URL: %w", err)
 		}
 		data, err := encodeRecord(s.sealer, rec)
 		if err != nil {
@@ -173,8 +181,10 @@ func (s *BoltStore) Put(ctx context.Context, r Registration) (Registration, erro
 		if err := regs.Put(key, data); err != nil {
 			return fmt.Errorf("write record: %w", err)
 		}
-		if err := idx.Put(canon, key); err != nil {
-			return fmt.Errorf("write browser URL index: %w", err)
+		for _, ep := range endpoints {
+			if err := idx.Put([]byte(ep), key); err != nil {
+				return fmt.Errorf("write browser URL index: %w", err)
+			}
 		}
 		return nil
 	})
@@ -182,6 +192,85 @@ func (s *BoltStore) Put(ctx context.Context, r Registration) (Registration, erro
 		return Registration{}, fmt.Errorf("register %s: %w", r.UserID, err)
 	}
 	return rec, nil
+}
+
+// freeEndpoints removes every index key owned by userID. The index is
+// small (a few keys per user), and scanning it frees keys whatever their
+// form or however the host resolved back then.
+func freeEndpoints(idx *bolt.Bucket, userID []byte) error {
+	var mine [][]byte
+	err := idx.ForEach(func(k, v []byte) error {
+		if bytes.Equal(v, userID) {
+			mine = append(mine, slices.Clone(k))
+		}
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	for _, k := range mine {
+		if err := idx.Delete(k); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// rekeyIndex brings the browser URL index of an older store to the keys of
+// CanonicalURL, once (later it finds nothing to change): an older
+// key such as http://localhost:9222 becomes tcp://127.0.0.1:9222. When
+// several users' keys fall together (alice on 127.0.0.1, bob on localhost,
+// both accepted before), the key goes to the one registered first
+// (CreatedAt, then user ID); the others keep their registration, and the
+// pool's identity check keeps them off the browser.
+func rekeyIndex(tx *bolt.Tx) error {
+	regs, idx, err := buckets(tx)
+	if err != nil {
+		return err
+	}
+	created := func(user []byte) time.Time {
+		var rec storedRecord // CreatedAt is never sealed
+		if data := regs.Get(user); data != nil && json.Unmarshal(data, &rec) == nil {
+			return rec.CreatedAt
+		}
+		return time.Time{}
+	}
+	first := func(a, b []byte) bool {
+		ta, tb := created(a), created(b)
+		if !ta.Equal(tb) {
+			return ta.Before(tb)
+		}
+		return bytes.Compare(a, b) < 0
+	}
+	type entry struct{ key, owner []byte }
+	var stale []entry
+	want := map[string][]byte{} // canonical key -> owner
+	err = idx.ForEach(func(k, v []byte) error {
+		ck := CanonicalURL(string(k))
+		if ck != string(k) {
+			stale = append(stale, entry{slices.Clone(k), slices.Clone(v)})
+		}
+		if cur, ok := want[ck]; !ok || first(v, cur) {
+			want[ck] = slices.Clone(v)
+		}
+		return nil
+	})
+	if err != nil || len(stale) == 0 {
+		return err
+	}
+	for _, e := range stale {
+		if err := idx.Delete(e.key); err != nil {
+			return fmt.Errorf("rekey browser URL index: %w", err)
+		}
+	}
+	for k, owner := range want {
+		if !bytes.Equal(idx.Get([]byte(k)), owner) {
+			if err := idx.Put([]byte(k), owner); err != nil {
+				return fmt.Errorf("rekey browser URL index: %w", err)
+			}
+		}
+	}
+	return nil
 }
 
 // Get implements Store.
@@ -225,15 +314,8 @@ func (s *BoltStore) Delete(ctx context.Context, userID string) error {
 		if data == nil {
 			return ErrNotFound
 		}
-		old, err := decodeRecord(s.sealer, data)
-		if err != nil {
-			return fmt.Errorf("decode record: %w", err)
-		}
-		canon := []byte(CanonicalURL(old.BrowserURL))
-		if bytes.Equal(idx.Get(canon), key) {
-			if err := idx.Delete(canon); err != nil {
-				return fmt.Errorf("free browser URL: %w", err)
-			}
+		if err := freeEndpoints(idx, key); err != nil {
+			return fmt.Errorf("free browser URL: %w", err)
 		}
 		if err := regs.Delete(key); err != nil {
 			return fmt.Errorf("delete record: %w", err)

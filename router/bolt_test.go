@@ -2,14 +2,19 @@ package router
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
 	"time"
+
+	bolt "go.etcd.io/bbolt"
 )
 
 func openTest(t *testing.T) (*BoltStore, string) {
@@ -328,5 +333,148 @@ func TestBoltCanceledContext(t *testing.T) {
 	}
 	if n, _ := s.Count(context.Background()); n != 0 {
 		t.Errorf("Count = %d after canceled Put, want 0", n)
+	}
+}
+
+// TestBoltPutConflictSpellings: every spelling of a host and port that
+// reaches the same endpoint is the same browser, without any lookup.
+func TestBoltPutConflictSpellings(t *testing.T) {
+	ctx := context.Background()
+	s, _ := openTest(t)
+	if _, err := s.Put(ctx, Registration{UserID: "alice", BrowserURL: "http://127.0.0.1:9222"}); err != nil {
+		t.Fatal(err)
+	}
+	for _, u := range []string{
+		"http://localhost:9222", "HTTP://LOCALHOST.:9222", "http://[::ffff:127.0.0.1]:9222",
+		"http://127.1:9222", "http://0x7f.0.0.1:9222", "http://2130706433:9222", "http://127.0.0.2:9222",
+		"http://[::1]:9222", "https://127.0.0.1:9222", "wss://localhost:9222/devtools/browser/x",
+		"ws://sub.localhost:9222/devtools/page/1",
+	} {
+		if _, err := s.Put(ctx, Registration{UserID: "bob", BrowserURL: u}); !errors.Is(err, ErrConflict) {
+			t.Errorf("bob registering %s = %v, want ErrConflict", u, err)
+		}
+	}
+	if _, err := s.Put(ctx, Registration{UserID: "bob", BrowserURL: "http://127.0.0.1:9223"}); err != nil {
+		t.Errorf("bob on another port: %v", err)
+	}
+	// Default ports collapse: ws without a port is port 80.
+	if _, err := s.Put(ctx, Registration{UserID: "carol", BrowserURL: "ws://browser.test/devtools/browser/x"}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.Put(ctx, Registration{UserID: "dave", BrowserURL: "http://Browser.Test.:80"}); !errors.Is(err, ErrConflict) {
+		t.Errorf("dave on carol's browser with an explicit default port = %v, want ErrConflict", err)
+	}
+}
+
+// TestBoltRekeysOldIndex: a store written before endpoint keys (one
+// CanonicalURL of the old form per user, localhost and 127.0.0.1 apart) is
+// rekeyed when it opens; where two users' keys fall together, the one
+// registered first keeps the browser.
+func TestBoltRekeysOldIndex(t *testing.T) {
+	ctx := context.Background()
+	path := filepath.Join(t.TempDir(), "old.db")
+	t0 := time.Date(2025, 1, 2, 3, 4, 5, 0, time.UTC)
+	db, err := bolt.Open(path, 0o600, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	old := []struct {
+		user, url, key string
+		created        time.Time
+	}{
+		{"zed", "http://localhost:9222", "http://localhost:9222", t0}, // first, though last by name
+		{"amy", "http://127.0.0.1:9222", "http://127.0.0.1:9222", t0.Add(time.Hour)},
+		{"carol", "wss://browser.test/devtools/browser/x", "https://browser.test:443", t0},
+	}
+	err = db.Update(func(tx *bolt.Tx) error {
+		regs, _ := tx.CreateBucketIfNotExists([]byte(bucketRegistrations))
+		idx, _ := tx.CreateBucketIfNotExists([]byte(bucketBrowserURLs))
+		for _, o := range old {
+			data, _ := json.Marshal(storedRecord{UserID: o.user, BrowserURL: o.url, CreatedAt: o.created, UpdatedAt: o.created})
+			if err := regs.Put([]byte(o.user), data); err != nil {
+				return err
+			}
+			if err := idx.Put([]byte(o.key), []byte(o.user)); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	db.Close()
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	for range 2 { // rekeying twice changes nothing more
+		s, err := OpenBolt(path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		index := map[string]string{}
+		_ = s.db.View(func(tx *bolt.Tx) error {
+			return tx.Bucket([]byte(bucketBrowserURLs)).ForEach(func(k, v []byte) error {
+				index[string(k)] = string(v)
+				return nil
+			})
+		})
+		want := map[string]string{"tcp://127.0.0.1:9222": "zed", "tcp://browser.test:443": "carol"}
+		if !maps.Equal(index, want) {
+			t.Errorf("index after open = %v, want %v", index, want)
+		}
+		s.Close()
+	}
+
+	s, err := OpenBolt(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	for _, u := range []string{"http://127.0.0.1:9222", "ws://localhost:9222/devtools/browser/y", "http://browser.test:443"} {
+		if _, err := s.Put(ctx, Registration{UserID: "dave", BrowserURL: u}); !errors.Is(err, ErrConflict) {
+			t.Errorf("dave registering %s after the rekey = %v, want ErrConflict", u, err)
+		}
+	}
+	// amy keeps her registration; removing it frees nothing of zed's.
+	if _, err := s.Get(ctx, "amy"); err != nil {
+		t.Errorf("amy's registration: %v", err)
+	}
+	if err := s.Delete(ctx, "amy"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.Put(ctx, Registration{UserID: "dave", BrowserURL: "http://127.0.0.1:9222"}); !errors.Is(err, ErrConflict) {
+		t.Errorf("dave after amy left = %v, want ErrConflict", err)
+	}
+	if err := s.Delete(ctx, "zed"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.Put(ctx, Registration{UserID: "dave", BrowserURL: "http://127.0.0.1:9222"}); err != nil {
+		t.Errorf("dave after zed left: %v", err)
+	}
+}
+
+// TestBoltPutConflictByAddress: registrations resolved to a common address
+// and port conflict, whatever their names.
+func TestBoltPutConflictByAddress(t *testing.T) {
+	ctx := context.Background()
+	s, _ := openTest(t)
+	a := netip.MustParseAddr("10.0.0.5")
+	if _, err := s.Put(ctx, Registration{UserID: "alice", BrowserURL: "http://mybox.test:9222", Addrs: []netip.Addr{a}}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.Put(ctx, Registration{UserID: "bob", BrowserURL: "http://10.0.0.5:9222"}); !errors.Is(err, ErrConflict) {
+		t.Errorf("bob on alice's address = %v, want ErrConflict", err)
+	}
+	if _, err := s.Put(ctx, Registration{UserID: "bob", BrowserURL: "http://alias.test:9222", Addrs: []netip.Addr{netip.MustParseAddr("10.0.0.9"), netip.MustParseAddr("::ffff:10.0.0.5")}}); !errors.Is(err, ErrConflict) {
+		t.Errorf("bob on an alias sharing alice's address = %v, want ErrConflict", err)
+	}
+	if _, err := s.Put(ctx, Registration{UserID: "bob", BrowserURL: "http://mybox.test:9222"}); !errors.Is(err, ErrConflict) {
+		t.Errorf("bob on alice's name, unresolved = %v, want ErrConflict", err)
+	}
+	// alice moving elsewhere frees every key she held.
+	if _, err := s.Put(ctx, Registration{UserID: "alice", BrowserURL: "http://10.0.0.7:9222"}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.Put(ctx, Registration{UserID: "bob", BrowserURL: "http://10.0.0.5:9222"}); err != nil {
+		t.Errorf("bob on alice's old address: %v", err)
 	}
 }

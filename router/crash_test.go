@@ -26,7 +26,7 @@ const (
 // crashUser returns the user and browser URL of write number i: every
 // user and URL is new, so that each acknowledged write must stay.
 func crashUser(i int) (string, string) {
-	return fmt.Sprintf("crash%06d", i), fmt.Sprintf("http://127.%d.%d.%d:9222", i/62500, i/250%250, i%250+1)
+	return fmt.Sprintf("crash%06d", i), fmt.Sprintf("http://10.%d.%d.%d:9222", i/62500, i/250%250, i%250+1)
 }
 
 // TestCrashHelperProcess is not a test of its own: it is the process that

@@ -99,7 +99,7 @@ func TestBoltSealsCredentials(t *testing.T) {
 			t.Errorf("the store file contains %q in clear", secret)
 		}
 	}
-	if !bytes.Contains(raw, []byte("https://cloud.test:8443")) {
+	if !bytes.Contains(raw, []byte("tcp://cloud.test:8443")) {
 		t.Error("the conflict index is missing (the test would prove nothing)")
 	}
 

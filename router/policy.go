@@ -174,7 +174,7 @@ func (p *Policy) CheckAddr(ip netip.Addr) error {
 // CheckAddr.
 func (p *Policy) CheckHost(host string) error {
 	h := normHost(host)
-	if a, err := netip.ParseAddr(h); err == nil {
+	if a, ok := parseHostAddr(h); ok {
 		return p.CheckAddr(a)
 	}
 	for _, n := range p.denyNames {
@@ -197,7 +197,7 @@ func (p *Policy) Resolve(ctx context.Context, host string) ([]netip.Addr, error)
 	if err := p.CheckHost(h); err != nil {
 		return nil, err
 	}
-	if a, err := netip.ParseAddr(h); err == nil {
+	if a, ok := parseHostAddr(h); ok {
 		return []netip.Addr{a.Unmap().WithZone("")}, nil
 	}
 	lctx, cancel := context.WithTimeout(ctx, resolveTimeout)
@@ -232,12 +232,19 @@ func (p *Policy) Resolve(ctx context.Context, host string) ([]netip.Addr, error)
 // ValidateBrowserURL) against the policy, resolving it. Errors hold no
 // credentials of the URL.
 func (p *Policy) CheckURL(ctx context.Context, raw string) error {
+	_, err := p.ResolveURL(ctx, raw)
+	return err
+}
+
+// ResolveURL is CheckURL that also returns the addresses the host resolved
+// to (see Resolve), for Registration.Addrs: registrations are compared on
+// them.
+func (p *Policy) ResolveURL(ctx context.Context, raw string) ([]netip.Addr, error) {
 	u, err := url.Parse(raw)
 	if err != nil {
-		return errors.New("cannot parse browser URL")
+		return nil, errors.New("cannot parse browser URL")
 	}
-	_, err = p.Resolve(ctx, u.Hostname())
-	return err
+	return p.Resolve(ctx, u.Hostname())
 }
 
 // normHost lower-cases a host name, drops IPv6 brackets and a trailing dot.

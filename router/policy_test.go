@@ -123,3 +123,32 @@ func TestPolicyResolve(t *testing.T) {
 		t.Errorf("CheckURL(browser.test) = %v", err)
 	}
 }
+
+// TestPolicyResolveURLLooseIPv4: IPv4 in the forms a browser accepts is an
+// address, checked as one, never a name sent to a resolver.
+func TestPolicyResolveURLLooseIPv4(t *testing.T) {
+	p, err := NewPolicy(DefaultAllowCIDRs(), DefaultDenyCIDRs(), nil, fakeResolver{"browser.test": {"10.0.0.5", "::ffff:10.0.0.6"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	for raw, want := range map[string]string{
+		"http://127.1:9222":              "127.0.0.1",
+		"http://0x7f.0.0.1:9222":         "127.0.0.1",
+		"http://[::ffff:127.0.0.1]:9222": "127.0.0.1",
+		"http://browser.test:9222":       "10.0.0.5 10.0.0.6",
+	} {
+		addrs, err := p.ResolveURL(ctx, raw)
+		var got []string
+		for _, a := range addrs {
+			got = append(got, a.String())
+		}
+		if err != nil || strings.Join(got, " ") != want {
+			t.Errorf("ResolveURL(%s) = %v, %v; want %s", raw, got, err, want)
+		}
+	}
+	// 0xa9.0xfe.0xa9.0xfe is the metadata address 169.254.169.254.
+	if _, err := p.ResolveURL(ctx, "http://0xa9.0xfe.0xa9.0xfe:80"); err == nil || !strings.Contains(err.Error(), "169.254.169.254") {
+		t.Errorf("the metadata address in hex: %v", err)
+	}
+}

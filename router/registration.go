@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"net/netip"
 	"net/url"
 	"strconv"
 	"strings"
@@ -29,14 +30,19 @@ type Registration struct {
 	// userinfo and query, they are credentials: sealed at rest, never
 	// encoded to JSON (so never shown by accident).
 	Headers map[string]string `json:"-"`
+
+	// Addrs are the addresses the browser's host resolved to when it was
+	// registered (see Policy.ResolveURL). Store.Put compares them with the
+	// other registrations (see EndpointKeys); they are not stored.
+	Addrs []netip.Addr `json:"-"`
 }
 
 // ErrNotFound is returned when no registration exists for a user.
 var ErrNotFound = errors.New("registration not found")
 
-// ErrConflict is returned when a user registers a browser URL that another
-// user already holds.
-var ErrConflict = errors.New("browser URL is registered by another user")
+// ErrConflict is returned when a user registers a browser that another user
+// already holds: the same endpoint in any spelling (see EndpointKeys).
+var ErrConflict = errors.New("the browser is registered by another user")
 
 // URLError reports an invalid browser URL. Validation errors are of this type
 // so callers can map them to INVALID_BROWSER_URL.
@@ -62,8 +68,9 @@ func (e *URLError) Error() string {
 // tokens as ?token=. Userinfo (user:password@) is kept: it is sent as HTTP
 // Basic authentication. URLs longer than MaxURLLength are rejected.
 //
-// The result has a lower-case scheme and host; http and https URLs lose their
-// trailing "/". Errors are of type *URLError.
+// The result has a lower-case scheme and host, IPv4 in any form browsers
+// accept (127.1, 0x7f.0.0.1) written as dotted decimal; http and https URLs
+// lose their trailing "/". Errors are of type *URLError.
 func ValidateBrowserURL(raw string) (string, error) {
 	raw = strings.TrimSpace(raw)
 	fail := func(format string, args ...any) (string, error) {
@@ -115,6 +122,13 @@ func ValidateBrowserURL(raw string) (string, error) {
 		// policy refuses anyway, and they do not survive normalising.
 		return fail("IPv6 zone IDs are not supported")
 	}
+	if !strings.Contains(host, ":") {
+		// 127.1 or 0x7f.0.0.1 is an address to a browser, but a name to
+		// Go's resolver: store the address it means.
+		if a, ok := parseIPv4Loose(host); ok {
+			host = a.String()
+		}
+	}
 	port := u.Port()
 	if port != "" {
 		n, err := strconv.Atoi(port)
@@ -153,47 +167,6 @@ func ValidateBrowserURL(raw string) (string, error) {
 		}
 		return out, nil
 	}
-}
-
-// CanonicalURL gives the key used to detect two users registering the same
-// browser. The scheme is folded (ws becomes http, wss becomes https), the host
-// is lower-cased, a missing port is replaced by the scheme's default, and
-// userinfo, path, query and fragment are dropped, so
-// ws://127.0.0.1:9222/devtools/browser/abc and http://127.0.0.1:9222 have the
-// same key. Host names are not resolved: localhost and 127.0.0.1 differ.
-//
-// raw should have passed ValidateBrowserURL; if it cannot be parsed,
-// CanonicalURL returns it trimmed and lower-cased.
-func CanonicalURL(raw string) string {
-	raw = strings.TrimSpace(raw)
-	u, err := url.Parse(raw)
-	if err != nil || u.Host == "" {
-		return strings.ToLower(raw)
-	}
-	scheme := strings.ToLower(u.Scheme)
-	switch scheme {
-	case "ws":
-		scheme = "http"
-	case "wss":
-		scheme = "https"
-	}
-	port := u.Port()
-	if port == "" {
-		switch scheme {
-		case "http":
-			port = "80"
-		case "https":
-			port = "443"
-		}
-	}
-	host := strings.ToLower(u.Hostname())
-	if port == "" {
-		if strings.Contains(host, ":") {
-			host = "[" + host + "]"
-		}
-		return scheme + "://" + host
-	}
-	return scheme + "://" + net.JoinHostPort(host, port)
 }
 
 // Redact returns the URL with any userinfo password and every query value

@@ -2,6 +2,8 @@ package router
 
 import (
 	"errors"
+	"net/netip"
+	"slices"
 	"strings"
 	"testing"
 )
@@ -95,24 +97,73 @@ func TestValidateBrowserURLLengthBoundary(t *testing.T) {
 
 func TestCanonicalURL(t *testing.T) {
 	tests := []struct{ in, want string }{
-		{"http://127.0.0.1:9222", "http://127.0.0.1:9222"},
-		{"ws://127.0.0.1:9222/devtools/browser/abc", "http://127.0.0.1:9222"},
-		{"HTTP://LOCALHOST:9222/", "http://localhost:9222"},
-		{"wss://Cloud.Example.com/devtools/browser/x?token=a", "https://cloud.example.com:443"},
-		{"https://cloud.example.com:443", "https://cloud.example.com:443"},
-		{"ws://h/devtools/browser/x", "http://h:80"},
-		{"ws://[::1]:9222/devtools/browser/x", "http://[::1]:9222"},
+		{"http://127.0.0.1:9222", "tcp://127.0.0.1:9222"},
+		{"ws://127.0.0.1:9222/devtools/browser/abc", "tcp://127.0.0.1:9222"},
+		{"HTTP://LOCALHOST:9222/", "tcp://127.0.0.1:9222"},
+		{"http://LOCALHOST.:9222", "tcp://127.0.0.1:9222"},
+		{"http://app.localhost:9222", "tcp://127.0.0.1:9222"},
+		{"http://[::1]:9222", "tcp://127.0.0.1:9222"},
+		{"http://[::ffff:127.0.0.1]:9222", "tcp://127.0.0.1:9222"},
+		{"http://127.1:9222", "tcp://127.0.0.1:9222"},
+		{"http://127.255.0.9:9222", "tcp://127.0.0.1:9222"},
+		{"http://0.0.0.0:9222", "tcp://127.0.0.1:9222"},
+		{"http://[::]:9222", "tcp://127.0.0.1:9222"},
+		{"http://0x7f000001:9222", "tcp://127.0.0.1:9222"},
+		{"http://0300.0250.1.2:9222", "tcp://192.168.1.2:9222"},
+		{"http://3232235778:9222", "tcp://192.168.1.2:9222"},
+		{"http://[::ffff:10.0.0.5]:9222", "tcp://10.0.0.5:9222"},
+		{"http://[FD00::1]:9222", "tcp://[fd00::1]:9222"},
+		{"http://user:pw@10.0.0.5:9222", "tcp://10.0.0.5:9222"},
+		{"wss://Cloud.Example.com./devtools/browser/x?token=a", "tcp://cloud.example.com:443"},
+		{"https://cloud.example.com:443", "tcp://cloud.example.com:443"},
+		{"ws://h/devtools/browser/x", "tcp://h:80"},
+		{"http://h:80", "tcp://h:80"},
+		{"ws://[::1]:9222/devtools/browser/x", "tcp://127.0.0.1:9222"},
+		// Not IPv4 to a browser either: names.
+		{"http://1.2.3.4.5:9222", "tcp://1.2.3.4.5:9222"},
+		{"http://256.1.1.1:9222", "tcp://256.1.1.1:9222"},
+		{"http://09.1:9222", "tcp://09.1:9222"},
 	}
 	for _, tc := range tests {
-		if got := CanonicalURL(tc.in); got != tc.want {
+		got := CanonicalURL(tc.in)
+		if got != tc.want {
 			t.Errorf("CanonicalURL(%q) = %q, want %q", tc.in, got, tc.want)
 		}
+		if again := CanonicalURL(got); again != got {
+			t.Errorf("CanonicalURL(%q) = %q: not idempotent", got, again)
+		}
 	}
-	if a, b := CanonicalURL("http://localhost:9222"), CanonicalURL("http://127.0.0.1:9222"); a == b {
-		t.Errorf("localhost and 127.0.0.1 folded to %q; no DNS should happen", a)
+	// Other names are not resolved.
+	if a, b := CanonicalURL("http://browser.test:9222"), CanonicalURL("http://10.0.0.5:9222"); a == b {
+		t.Errorf("a name folded into an address without a lookup: %q", a)
 	}
-	if a, b := CanonicalURL("http://h:9222"), CanonicalURL("https://h:9222"); a == b {
-		t.Errorf("http and https folded to %q", a)
+	if a, b := CanonicalURL("http://h:9222"), CanonicalURL("http://h:9223"); a == b {
+		t.Errorf("two ports folded to %q", a)
+	}
+}
+
+func TestEndpointKeys(t *testing.T) {
+	addrs := []netip.Addr{netip.MustParseAddr("10.0.0.5"), netip.MustParseAddr("::ffff:10.0.0.5"), netip.MustParseAddr("::1")}
+	got := EndpointKeys("ws://Browser.Test.:9222/devtools/browser/x", addrs)
+	want := []string{"tcp://10.0.0.5:9222", "tcp://127.0.0.1:9222", "tcp://browser.test:9222"}
+	if !slices.Equal(got, want) {
+		t.Errorf("EndpointKeys = %q, want %q", got, want)
+	}
+	if got := EndpointKeys("https://browser.test", nil); !slices.Equal(got, []string{"tcp://browser.test:443"}) {
+		t.Errorf("EndpointKeys without addresses = %q", got)
+	}
+}
+
+func TestValidateBrowserURLWritesIPv4Plainly(t *testing.T) {
+	for in, want := range map[string]string{
+		"http://127.1:9222":                   "http://127.0.0.1:9222",
+		"ws://0x7f.1:9222/devtools/browser/x": "ws://127.0.0.1:9222/devtools/browser/x",
+		"http://2130706433:9222":              "http://127.0.0.1:9222",
+		"http://localhost.:9222":              "http://localhost.:9222",
+	} {
+		if got, err := ValidateBrowserURL(in); err != nil || got != want {
+			t.Errorf("ValidateBrowserURL(%q) = %q, %v; want %q", in, got, err, want)
+		}
 	}
 }
 

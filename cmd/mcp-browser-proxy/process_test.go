@@ -510,7 +510,7 @@ func TestProcessSIGKILLKeepsAcknowledgedRegistrations(t *testing.T) {
 	for range workers {
 		wg.Go(func() {
 			for i := range jobs {
-				user, url := fmt.Sprintf("burst%03d", i), fmt.Sprintf("http://127.0.1.%d:9", i+1)
+				user, url := fmt.Sprintf("burst%03d", i), fmt.Sprintf("http://127.0.0.1:%d", 1000+i) // every loopback address is one host: one port each
 				st, _, _, err := post(t, p.base+"/api/register", procToken(t, user), nil, fmt.Sprintf(`{"userId":%q,"browserURL":%q}`, user, url))
 				if err != nil {
 					continue // killed

@@ -226,6 +226,7 @@ func serve(ctx context.Context, f serveFlags, stderr io.Writer) error {
 		HealthInterval: f.healthInterval,
 		MaxAttempts:    f.maxReconnects,
 		Logger:         log.With().Str("component", "browserpool").Logger(),
+		Audit:          audit,
 		Metrics:        metrics.pool,
 		Policy:         sec.proxy.BrowserPolicy,
 	})

@@ -1,0 +1,97 @@
+package browserpool
+
+import (
+	"context"
+	"errors"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/mcp-browser-proxy/mcp-browser-proxy/internal/testchrome"
+	"github.com/mcp-browser-proxy/mcp-browser-proxy/internal/testfwd"
+)
+
+func TestBrowserIdentity(t *testing.T) {
+	for in, want := range map[string]string{
+		"ws://127.0.0.1:9222/devtools/browser/abc-1": "abc-1",
+		"wss://h/devtools/browser/x?token=t":         "x",
+		"ws://h:1/devtools/page/ABC":                 "/devtools/page/ABC",
+	} {
+		if got := browserIdentity(in); got != want {
+			t.Errorf("browserIdentity(%q) = %q, want %q", in, got, want)
+		}
+	}
+}
+
+// TestSameBrowserFirstRegistrationKeepsIt: of two registrations that reach
+// one running browser, the one registered first keeps it, even when it
+// connects last; the other never gets a connection (or loses it at once),
+// whatever URL led it there.
+func TestSameBrowserFirstRegistrationKeepsIt(t *testing.T) {
+	c := testchrome.Start(t)
+	fwd := testfwd.Start(t, "127.0.0.1:"+strconv.Itoa(c.Port))
+	fwd.SetEnabled(false)
+	p := New(testConfig())
+	defer p.Close()
+	ctx := context.Background()
+	t0 := time.Now()
+
+	// alice registered first, through a forward that is down.
+	alice := p.EnsureEndpoint("alice", Endpoint{URL: fwd.URL, Registered: t0})
+	if st := alice.WaitSettled(ctx, 10*time.Second); st.State == StateConnected {
+		t.Fatalf("alice connected through a closed forward: %+v", st)
+	}
+	// bob, registered later, reaches the browser first.
+	bob := p.EnsureEndpoint("bob", Endpoint{URL: c.URL, Registered: t0.Add(time.Minute)})
+	bobConn, err := bob.Conn(ctx, 10*time.Second)
+	if err != nil {
+		t.Fatalf("bob: %v", err)
+	}
+	// alice's path comes up: she takes her browser back, and bob's
+	// connection is dropped.
+	fwd.SetEnabled(true)
+	alice.Retry()
+	if _, err := alice.Conn(ctx, 10*time.Second); err != nil {
+		t.Fatalf("alice: %v", err)
+	}
+	st := waitStatus(t, bob, "bob to be evicted", func(s Status) bool { return s.State == StateConflict })
+	if !strings.Contains(st.LastError, "another user") || strings.Contains(st.LastError, "alice") {
+		t.Errorf("bob's status: %+v", st)
+	}
+	select {
+	case <-bobConn.Ctx.Done():
+	case <-time.After(10 * time.Second):
+		t.Fatal("bob's connection was not dropped")
+	}
+	_, err = bob.Conn(ctx, 5*time.Second)
+	var ue *UnavailableError
+	if !errors.As(err, &ue) || ue.Retryable() || !strings.Contains(err.Error(), "another user") || strings.Contains(err.Error(), "alice") {
+		t.Errorf("bob's Conn: %v", err)
+	}
+
+	// A websocket URL with a made-up id finds the running browser through
+	// /json/version; it is still alice's.
+	ws := c.WSURL(t)
+	carol := p.EnsureEndpoint("carol", Endpoint{URL: ws[:strings.LastIndex(ws, "/")+1] + "made-up", Registered: t0.Add(2 * time.Minute)})
+	if st := carol.WaitSettled(ctx, 10*time.Second); st.State != StateConflict || st.Generation != 0 {
+		t.Errorf("carol: %+v; want conflict, never connected", st)
+	}
+
+	// So does the websocket of one of its pages.
+	page := strings.Replace(c.URL, "http://", "ws://", 1) + "/devtools/page/" + c.Pages(t)[0].ID
+	dave := p.EnsureEndpoint("dave", Endpoint{URL: page, Registered: t0.Add(3 * time.Minute)})
+	if st := dave.WaitSettled(ctx, 10*time.Second); st.State != StateConflict || st.Generation != 0 {
+		t.Errorf("dave on a page of alice's browser: %+v; want conflict, never connected", st)
+	}
+	p.Remove("dave")
+
+	// Once alice is gone, bob (registered next) may have it.
+	p.Remove("alice")
+	bob.Retry()
+	waitStatus(t, bob, "bob to connect once alice left", func(s Status) bool { return s.State == StateConnected })
+	waitStatus(t, carol, "carol, registered after bob, to stay off", func(s Status) bool { return s.State == StateConflict })
+	if n := len(c.Pages(t)); n != 1 {
+		t.Errorf("browser has %d pages, want the 1 it started with", n)
+	}
+}
