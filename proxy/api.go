@@ -112,16 +112,9 @@ func (s *Server) register(c echo.Context) error {
 		s.deny(c, p.UserID, "browser URL refused: "+err.Error())
 		return apiError(http.StatusBadRequest, CodeInvalidBrowserURL, err.Error()+"; register the DevTools URL of your own Chrome")
 	}
-	prev, prevErr := s.cfg.Store.Get(ctx, req.UserID)
-	reg, err := s.cfg.Store.Put(ctx, router.Registration{UserID: req.UserID, BrowserURL: req.BrowserURL, Metadata: req.Metadata, Headers: req.Headers, Addrs: addrs})
-	if errors.Is(err, router.ErrConflict) {
-		return s.refuseTaken(c, p.UserID, "the browser is registered by another user (same endpoint)")
-	}
-	if err != nil {
-		return fmt.Errorf("register %s: %w", req.UserID, err)
-	}
 	// The sessionToken never outlives or outranks the caller, and dies with
-	// the API key the caller's credential came from.
+	// the API key the caller's credential came from. It is minted before
+	// anything is stored, so a refusal changes nothing.
 	token, err := s.cfg.Auth.IssueSession(p, req.UserID, s.cfg.SessionTokenTTL)
 	if errors.Is(err, auth.ErrExpiredToken) {
 		s.deny(c, p.UserID, "credential expires now")
@@ -129,6 +122,14 @@ func (s *Server) register(c echo.Context) error {
 	}
 	if err != nil {
 		return fmt.Errorf("register %s: issue token: %w", req.UserID, err)
+	}
+	prev, prevErr := s.cfg.Store.Get(ctx, req.UserID)
+	reg, err := s.cfg.Store.Put(ctx, router.Registration{UserID: req.UserID, BrowserURL: req.BrowserURL, Metadata: req.Metadata, Headers: req.Headers, Addrs: addrs})
+	if errors.Is(err, router.ErrConflict) {
+		return s.refuseTaken(c, p.UserID, "the browser is registered by another user (same endpoint)")
+	}
+	if err != nil {
+		return fmt.Errorf("register %s: %w", req.UserID, err)
 	}
 	b := s.cfg.Pool.EnsureEndpoint(reg.UserID, browserpool.Endpoint{URL: reg.BrowserURL, Headers: reg.Headers, Registered: reg.CreatedAt})
 	st := b.WaitSettled(ctx, s.cfg.RegisterWait)
