@@ -30,6 +30,10 @@ type Session struct {
 	log zerolog.Logger
 
 	calls sync.Mutex // tool calls of one session run in order
+	// ctx ends when the session closes, and with it the call in flight:
+	// closing never waits for a call (see Manager.finish).
+	ctx    context.Context
+	cancel context.CancelFunc
 
 	mu         sync.Mutex
 	tabs       map[int]*tab
@@ -371,6 +375,10 @@ func (s *Session) OpenTabs() []*tools.Tab {
 func (s *Session) FilesDir() (string, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	if s.closed {
+		// Its temp dir is gone; a call cut short must not make another.
+		return "", errSessionClosed
+	}
 	if s.filesDir != "" {
 		return s.filesDir, nil
 	}
@@ -420,6 +428,7 @@ func (s *Session) close(keep bool) {
 		return
 	}
 	s.closed = true
+	s.cancel()
 	tabs := make([]*tab, 0, len(s.tabs))
 	for _, t := range s.tabs {
 		tabs = append(tabs, t)
