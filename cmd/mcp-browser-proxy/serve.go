@@ -221,7 +221,8 @@ func serve(ctx context.Context, f serveFlags, stderr io.Writer) error {
 	case f.maxStreams < 1:
 		return fmt.Errorf("--max-streams-per-user %d: use at least 1", f.maxStreams)
 	}
-	if err := f.limits.check(); err != nil {
+	conns, err := f.limits.conns()
+	if err != nil {
 		return err
 	}
 	metrics, err := newServeMetrics()
@@ -270,6 +271,7 @@ func serve(ctx context.Context, f serveFlags, stderr io.Writer) error {
 		Gatherer:        metrics.reg,
 		MetricsPublic:   f.metricsPublic,
 		Security:        sec.proxy,
+		Conns:           conns,
 	})
 	if err := srv.Restore(ctx); err != nil {
 		return fmt.Errorf("restore registrations: %w", err)
