@@ -2,6 +2,11 @@ package proxy
 
 import (
 	"context"
+	"fmt"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -87,5 +92,64 @@ func TestTimeoutCeiling(t *testing.T) {
 	// At the ceiling, a timeout is taken.
 	if text := mustCall(t, c, "navigate_page", map[string]any{"url": "about:blank", "timeout": 300000}); !strings.Contains(text, "about:blank") {
 		t.Errorf("navigate_page at the ceiling: %q", text)
+	}
+}
+
+// floodPages serves /console, a page that logs count strings of 10 kB, each
+// starting with its index, and /network, a page that loads count URLs of
+// 8 kB with 4 kB headers.
+func floodPages(t testing.TB, count int) string {
+	t.Helper()
+	mux := http.NewServeMux()
+	mux.HandleFunc("/console", func(w http.ResponseWriter, r *http.Request) {
+		fmt.Fprintf(w, `<!doctype html><title>Flood</title><script>
+const big = 'x'.repeat(10240);
+for (let i = 0; i < %d; i++) console.log(i + ':' + big, big);
+</script>`, count)
+	})
+	mux.HandleFunc("/network", func(w http.ResponseWriter, r *http.Request) {
+		fmt.Fprintf(w, `<!doctype html><title>Flood</title><script>
+const big = 'y'.repeat(8192), hdr = 'z'.repeat(4096);
+(async () => { for (let i = 0; i < %d; i++) await fetch('/r/' + i + '?' + big, {headers: {'X-Big': hdr}}).catch(() => {}); document.title = 'done'; })();
+</script>`, count)
+	})
+	mux.HandleFunc("/r/", func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("X-Echo", r.Header.Get("X-Big"))
+		io.WriteString(w, "ok")
+	})
+	srv := httptest.NewServer(mux)
+	t.Cleanup(srv.Close)
+	return srv.URL
+}
+
+// TestConsoleFloodIsBoundedInBytes checks that a page logging 10 kB strings
+// keeps the tab's console under its byte bound (half of the 4 MiB default
+// per tab), not 1000 messages of 20 kB, and that a cut value says how much
+// was cut.
+func TestConsoleFloodIsBoundedInBytes(t *testing.T) {
+	const count = 1500
+	ch := testchrome.Start(t)
+	pages := floodPages(t, count)
+	h := newHarness(t, "")
+	c := h.driving("alice", ch.URL)
+	mustCall(t, c, "navigate_page", map[string]any{"url": pages + "/console"})
+	var list string
+	waitUntil(t, 30*time.Second, "the last message collected", func() bool {
+		list = mustCall(t, c, "list_console_messages", map[string]any{"pageSize": 5000})
+		return strings.Contains(list, fmt.Sprintf("] %d:x", count-1))
+	})
+	ids := regexp.MustCompile(`msgid=(\d+) \[log\]`).FindAllStringSubmatch(list, -1)
+	// Each message keeps at least its text and its argument, each cut to
+	// 4 kB: the count bounds the bytes from below.
+	if kept := len(ids) * 2 * 4096; kept > 2<<20 {
+		t.Errorf("the tab keeps %d messages of over 8 kB each (%d bytes), over its 2 MiB console bound", len(ids), kept)
+	}
+	if len(ids) < 10 {
+		t.Fatalf("only %d messages kept", len(ids))
+	}
+	last := ids[len(ids)-1][1]
+	msg := mustCall(t, c, "get_console_message", map[string]any{"msgid": last})
+	if !regexp.MustCompile(`…\[cut [0-9,]+ bytes\]`).MatchString(msg) || !strings.Contains(msg, "[cut 6,") {
+		t.Errorf("get_console_message of a 10 kB message has no cut marker saying how much was cut:\n%s", regexp.MustCompile(`x{20,}`).ReplaceAllString(msg, "xx…"))
 	}
 }

@@ -34,6 +34,10 @@ type Config struct {
 	Metrics            *Metrics      // Prometheus collectors from NewMetrics; nil: none
 	Log                zerolog.Logger
 	Audit              zerolog.Logger
+
+	// LogBudget bounds the console and network bytes of every tab of the
+	// manager's sessions, per tab and in total; nil: the defaults.
+	LogBudget *tools.LogBudget
 }
 
 func (c *Config) fill() {
@@ -60,6 +64,9 @@ func (c *Config) fill() {
 	}
 	if c.RateBurst <= 0 {
 		c.RateBurst = max(int(2*c.RateLimit), 1)
+	}
+	if c.LogBudget == nil {
+		c.LogBudget = tools.NewLogBudget(0, 0)
 	}
 }
 

@@ -238,7 +238,7 @@ func (s *Session) browserCall(ctx context.Context, c browserpool.Conn) (context.
 // attach attaches the session to page target id, adds it with the next page
 // ID and selects it. owned says whether the session opened it.
 func (s *Session) attach(cctx context.Context, c browserpool.Conn, id target.ID, owned bool) (*tools.Tab, error) {
-	state := tools.NewTabState(id)
+	state := tools.NewTabState(id, tools.WithLogBudget(s.mgr.cfg.LogBudget))
 	state.OnListenerPanic(func(p tools.ListenerPanic) {
 		s.log.Error().Str("collector", p.Collector).Str("panic", p.Value).Str("stack", p.Stack).
 			Msg("recovered a panic in a tab's event listener; the tab goes on")

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/labstack/gommon/bytes"
 	"github.com/spf13/pflag"
 
 	"github.com/mcp-browser-proxy/mcp-browser-proxy/proxy"
@@ -19,6 +20,8 @@ type limitFlags struct {
 	trustedProxies    []string
 	readHeaderTimeout time.Duration
 	connIdleTimeout   time.Duration
+	maxLogBytesPerTab string
+	maxLogBytes       string
 }
 
 func addLimitFlags(fl *pflag.FlagSet, f *limitFlags) {
@@ -27,6 +30,21 @@ func addLimitFlags(fl *pflag.FlagSet, f *limitFlags) {
 	fl.StringSliceVar(&f.trustedProxies, "trusted-proxies", nil, "reverse proxies (CIDRs or addresses) whose X-Forwarded-For names the client; its last untrusted hop is counted for --max-conns-per-ip")
 	fl.DurationVar(&f.readHeaderTimeout, "read-header-timeout", proxy.DefaultReadHeaderTimeout, "a connection whose request headers (or TLS handshake) take longer is closed")
 	fl.DurationVar(&f.connIdleTimeout, "conn-idle-timeout", proxy.DefaultIdleConnTimeout, "an idle keep-alive connection is closed after this")
+	fl.StringVar(&f.maxLogBytesPerTab, "max-log-bytes-per-tab", "4MiB", "console messages and network entries one tab keeps, half each; the oldest go first")
+	fl.StringVar(&f.maxLogBytes, "max-log-bytes", "256MiB", "console messages and network entries all tabs keep together; beyond it the biggest tabs lose their oldest entries first")
+}
+
+// logBudget checks the log flags and returns the budget they set.
+func (f limitFlags) logBudget() (*tools.LogBudget, error) {
+	perTab, err := bytes.Parse(f.maxLogBytesPerTab)
+	if err != nil || perTab < tools.MinLogBytesPerTab {
+		return nil, fmt.Errorf("--max-log-bytes-per-tab %q: use a size of at least %s, e.g. 4MiB", f.maxLogBytesPerTab, bytes.Format(tools.MinLogBytesPerTab))
+	}
+	total, err := bytes.Parse(f.maxLogBytes)
+	if err != nil || total < perTab {
+		return nil, fmt.Errorf("--max-log-bytes %q: use a size of at least --max-log-bytes-per-tab (%s), e.g. 256MiB", f.maxLogBytes, f.maxLogBytesPerTab)
+	}
+	return tools.NewLogBudget(perTab, total), nil
 }
 
 // conns checks the connection flags and returns the limits they set.

@@ -225,6 +225,10 @@ func serve(ctx context.Context, f serveFlags, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
+	logBudget, err := f.limits.logBudget()
+	if err != nil {
+		return err
+	}
 	metrics, err := newServeMetrics()
 	if err != nil {
 		return err
@@ -250,6 +254,7 @@ func serve(ctx context.Context, f serveFlags, stderr io.Writer) error {
 		RateLimit:          f.rateLimit,
 		RateBurst:          f.rateBurst,
 		Metrics:            metrics.session,
+		LogBudget:          logBudget,
 		Log:                log.With().Str("component", "session").Logger(),
 		Audit:              audit,
 	}, pool)
