@@ -23,6 +23,7 @@ const (
 	denyStreamLimit    = "stream_limit"    // open MCP streams per user
 	denyBodyTooLarge   = "body_too_large"  // the request body exceeds --max-body
 	denyLimitExceeded  = "limit_exceeded"  // another 429
+	denyConnLimit      = "conn_limit"      // a connection (or forwarded request) over --max-conns-per-ip
 )
 
 // denyReasonKey is the echo context key under which a refusal names its
@@ -54,7 +55,7 @@ func NewMetrics(reg prometheus.Registerer) (*Metrics, error) {
 		}, []string{"reason"}),
 	}
 	for _, r := range []string{denyUnauthorized, denyForbidden, denyUserMismatch, denySessionOwner, denyUnknownSession,
-		denySessionLimit, denyStreamLimit, denyBodyTooLarge, denyLimitExceeded} {
+		denySessionLimit, denyStreamLimit, denyBodyTooLarge, denyLimitExceeded, denyConnLimit} {
 		m.denials.WithLabelValues(r) // export zeros, so alerts see the series
 	}
 	for _, c := range []prometheus.Collector{m.requests, m.denials} {

@@ -45,6 +45,8 @@ type Config struct {
 	MetricsPublic bool                // serve /metrics without authentication (default: admins only)
 
 	Security SecurityConfig // origin and Host checks, CORS, --auth none, TLS, browser policy (security.go)
+
+	Conns ConnLimits // connections per client address, header and idle timeouts (connlimit.go)
 }
 
 func (c *Config) fill() {
@@ -68,6 +70,7 @@ func (c *Config) fill() {
 	if c.MaxStreams <= 0 {
 		c.MaxStreams = 10
 	}
+	c.Conns.fill()
 }
 
 // Server is the proxy's HTTP server.
@@ -79,12 +82,15 @@ type Server struct {
 	sse     *server.SSEServer
 	stream  *server.StreamableHTTPServer
 	started time.Time
+
+	connRefusals *refusalAudit // refused connections and forwarded requests (connlimit.go)
 }
 
 // New builds the server and its routes.
 func New(cfg Config) *Server {
 	cfg.fill()
 	s := &Server{cfg: cfg, log: cfg.Log, started: time.Now()}
+	s.connRefusals = newRefusalAudit(cfg.Audit, cfg.Metrics, connRefusalAuditEvery)
 	s.buildMCP()
 
 	e := echo.New()
@@ -94,6 +100,7 @@ func New(cfg Config) *Server {
 	e.Use(s.observe)
 	e.Use(s.requestLog())
 	e.Use(middleware.Recover())
+	e.Use(s.limitForwarded())
 	e.Use(middleware.BodyLimit(cfg.MaxBody))
 	e.Use(s.guard)
 	authn := s.authMiddleware()
@@ -146,8 +153,8 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 	d := newDrainer()
 	srv := &http.Server{
 		Handler:           d.wrap(s.e),
-		ReadHeaderTimeout: 10 * time.Second,
-		IdleTimeout:       2 * time.Minute,
+		ReadHeaderTimeout: s.cfg.Conns.ReadHeaderTimeout,
+		IdleTimeout:       s.cfg.Conns.IdleTimeout,
 		// No WriteTimeout: it would cut SSE streams.
 	}
 	errc := make(chan error, 1)
@@ -155,6 +162,7 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 		ln.Close()
 		return err
 	}
+	ln = s.limitConns(ln)
 	go func() { errc <- s.serveOn(srv, ln) }()
 	select {
 	case err := <-errc:

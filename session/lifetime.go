@@ -145,13 +145,12 @@ func (m *Manager) end(ended []ending) {
 	}
 }
 
-// finish closes s, which is out of the manager's maps already: it waits for a
-// running tool call, closes the tabs s opened (unless KeepTabs), and logs,
-// audits and counts the close.
+// finish closes s, which is out of the manager's maps already: it cancels
+// a running tool call (never waiting for it: one endless call must not stall
+// the sweep that expires every user's sessions), closes the tabs s opened
+// (unless KeepTabs), and logs, audits and counts the close.
 func (m *Manager) finish(s *Session, reason string) {
-	s.calls.Lock() // let a running call finish first
 	s.close(m.cfg.KeepTabs)
-	s.calls.Unlock()
 	s.log.Info().Str("reason", reason).Msg("session closed")
 	m.cfg.Audit.Info().Bool("audit", true).Str("event", "session_close").Str("user", s.UserID).Str("session", s.ID).
 		Str("reason", reason).Send()

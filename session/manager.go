@@ -34,6 +34,10 @@ type Config struct {
 	Metrics            *Metrics      // Prometheus collectors from NewMetrics; nil: none
 	Log                zerolog.Logger
 	Audit              zerolog.Logger
+
+	// LogBudget bounds the console and network bytes of every tab of the
+	// manager's sessions, per tab and in total; nil: the defaults.
+	LogBudget *tools.LogBudget
 }
 
 func (c *Config) fill() {
@@ -61,12 +65,18 @@ func (c *Config) fill() {
 	if c.RateBurst <= 0 {
 		c.RateBurst = max(int(2*c.RateLimit), 1)
 	}
+	if c.LogBudget == nil {
+		c.LogBudget = tools.NewLogBudget(0, 0)
+	}
 }
 
 // LimitError says that a new session would exceed a limit.
 type LimitError struct{ Msg string }
 
 func (e *LimitError) Error() string { return e.Msg }
+
+// errSessionClosed is the answer of a call that its session's close cut short.
+var errSessionClosed = errors.New("session closed: this MCP session was closed (it expired, its user was unregistered, or its client or the proxy ended it) and its call in flight was cancelled; reconnect your MCP client")
 
 // ErrNotFound is returned for an unknown session ID.
 var ErrNotFound = errors.New("session not found")
@@ -142,8 +152,9 @@ func (m *Manager) Open(id, owner string) *Session {
 // put it in m.sessions or m.defaults.
 func (m *Manager) newSession(id, owner string) *Session {
 	now := time.Now()
+	ctx, cancel := context.WithCancel(context.Background())
 	s := &Session{
-		ID: id, UserID: owner, mgr: m,
+		ID: id, UserID: owner, mgr: m, ctx: ctx, cancel: cancel,
 		log:      m.cfg.Log.With().Str("user", owner).Str("session", id).Logger(),
 		tabs:     map[int]*tab{},
 		lastUsed: now,
@@ -295,7 +306,16 @@ func (m *Manager) Middleware(next server.ToolHandlerFunc) server.ToolHandlerFunc
 		}
 		s.touch()
 		start := time.Now()
-		res, err := next(tools.WithWorkspace(ctx, s), req)
+		// The call ends when the session does, whatever its transport does
+		// with ctx (SSE runs calls on a context that is never cancelled).
+		cctx, cancel := context.WithCancel(ctx)
+		stop := context.AfterFunc(s.ctx, cancel)
+		res, err := next(tools.WithWorkspace(cctx, s), req)
+		stop()
+		cancel()
+		if s.ctx.Err() != nil {
+			res, err = mcp.NewToolResultError(errSessionClosed.Error()), nil
+		}
 		s.touch() // idle counts from the end of the last call
 		if n := s.takeNotice(); n != "" && res != nil {
 			res.Content = append([]mcp.Content{mcp.NewTextContent(n)}, res.Content...)

@@ -31,6 +31,10 @@ type Session struct {
 	log zerolog.Logger
 
 	calls sync.Mutex // tool calls of one session run in order
+	// ctx ends when the session closes, and with it the call in flight:
+	// closing never waits for a call (see Manager.finish).
+	ctx    context.Context
+	cancel context.CancelFunc
 
 	mu         sync.Mutex
 	tabs       map[int]*tab
@@ -235,7 +239,7 @@ func (s *Session) browserCall(ctx context.Context, c browserpool.Conn) (context.
 // attach attaches the session to page target id, adds it with the next page
 // ID and selects it. owned says whether the session opened it.
 func (s *Session) attach(cctx context.Context, c browserpool.Conn, id target.ID, owned bool) (*tools.Tab, error) {
-	state := tools.NewTabState(id)
+	state := tools.NewTabState(id, tools.WithLogBudget(s.mgr.cfg.LogBudget))
 	state.OnListenerPanic(func(p tools.ListenerPanic) {
 		s.log.Error().Str("collector", p.Collector).Str("panic", p.Value).Str("stack", p.Stack).
 			Msg("recovered a panic in a tab's event listener; the tab goes on")
@@ -372,6 +376,10 @@ func (s *Session) OpenTabs() []*tools.Tab {
 func (s *Session) FilesDir() (string, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	if s.closed {
+		// Its temp dir is gone; a call cut short must not make another.
+		return "", errSessionClosed
+	}
 	if s.filesDir != "" {
 		return s.filesDir, nil
 	}
@@ -438,6 +446,7 @@ func (s *Session) close(keep bool) {
 		return
 	}
 	s.closed = true
+	s.cancel()
 	tabs := make([]*tab, 0, len(s.tabs))
 	for _, t := range s.tabs {
 		tabs = append(tabs, t)

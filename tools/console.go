@@ -80,6 +80,18 @@ func (r *navRing[T]) add(v T, limit int) (int, []T) {
 	return r.lastID, dropped
 }
 
+// dropOldest drops the oldest entry and returns it.
+func (r *navRing[T]) dropOldest() (T, bool) {
+	if len(r.entries) == 0 {
+		var zero T
+		return zero, false
+	}
+	v := r.entries[0].v
+	r.entries[0] = navEntry[T]{}
+	r.entries = r.entries[1:]
+	return v, true
+}
+
 // navigate starts a new navigation to url. Entries of the navigation that
 // just ended for which carry is true move to the new one: a document's own
 // request is sent before the browser announces the navigation. Entries
@@ -176,6 +188,7 @@ type consoleMsg struct {
 	// page's session; frame is the frame's URL then.
 	src   *frameSource
 	frame string
+	cost  int64 // bytes it keeps, estimated (logbudget.go)
 }
 
 // consoleArg is one argument of a console call, rendered when it came in;
@@ -192,6 +205,7 @@ type consoleArg struct {
 type consoleLog struct {
 	mu   sync.Mutex
 	ring navRing[*consoleMsg]
+	acct logAccount // bytes kept, bounded per tab and by the shared budget
 	// marks holds the time of the latest message of each cross-site frame
 	// (at most maxFrameMarks), to tell the messages that a new attachment
 	// to the frame replays.
@@ -203,12 +217,32 @@ func (c *consoleLog) listen(ev any) {
 	if e, ok := ev.(*page.EventFrameNavigated); ok {
 		if e.Frame != nil && e.Frame.ParentID == "" {
 			c.mu.Lock()
-			c.ring.navigate(e.Frame.URL, nil)
+			c.uncharge(c.ring.navigate(e.Frame.URL, nil))
 			c.mu.Unlock()
 		}
 		return
 	}
 	c.take(nil, ev)
+}
+
+// uncharge takes the bytes of dropped messages off the account; c.mu is held.
+func (c *consoleLog) uncharge(dropped []*consoleMsg) {
+	for _, m := range dropped {
+		c.acct.charge(-m.cost)
+	}
+}
+
+// evictTo drops the oldest messages until at most n bytes are kept.
+func (c *consoleLog) evictTo(n int64) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for c.acct.bytes.Load() > n {
+		m, ok := c.ring.dropOldest()
+		if !ok {
+			return
+		}
+		c.acct.charge(-m.cost)
+	}
 }
 
 // take keeps ev when it is a message, from src (nil for the page's session).
@@ -232,19 +266,40 @@ func (c *consoleLog) take(src *frameSource, ev any) {
 		return
 	}
 	if src != nil {
-		m.src, m.frame = src, src.URL()
+		m.src, m.frame = src, cutText(src.URL(), maxKeptText)
 	}
+	m.cost = m.keptBytes()
 	c.mu.Lock()
-	defer c.mu.Unlock()
 	if src != nil {
 		// A replayed message at or before the frame's latest one when the
 		// attachment started was collected by an earlier attachment.
 		if src.replaying.Load() && ts <= src.before {
+			c.mu.Unlock()
 			return
 		}
 		c.markFrame(src.id, ts)
 	}
-	c.ring.add(m, maxConsoleMessages)
+	_, dropped := c.ring.add(m, maxConsoleMessages)
+	c.acct.charge(m.cost)
+	c.uncharge(dropped)
+	for c.acct.over() && len(c.ring.entries) > 1 {
+		old, _ := c.ring.dropOldest()
+		c.acct.charge(-old.cost)
+	}
+	c.mu.Unlock()
+	c.acct.settle()
+}
+
+// size estimates the bytes m keeps.
+func (m *consoleMsg) keptBytes() int64 {
+	n := entryOverhead + len(m.typ) + len(m.source) + len(m.text) + len(m.url) + len(m.frame)
+	for _, a := range m.args {
+		n += elementOverhead + len(a.kind) + len(a.text) + len(a.objectID)
+	}
+	for _, f := range m.stack {
+		n += elementOverhead + len(f)
+	}
+	return int64(n)
 }
 
 // markFrame notes a message of frame id at ts; c.mu is held.
@@ -316,9 +371,9 @@ func consoleCall(e *runtime.EventConsoleAPICalled) *consoleMsg {
 		args = args[:maxConsoleArgs]
 	}
 	for _, a := range args {
-		m.args = append(m.args, consoleArg{kind: argKind(a), text: clipEnd(remoteText(a, false), maxCollectedText), objectID: a.ObjectID})
+		m.args = append(m.args, consoleArg{kind: argKind(a), text: keptText(a, false), objectID: a.ObjectID})
 	}
-	m.text = clipEnd(formatConsoleArgs(e.Args), maxCollectedText)
+	m.text = cutText(formatConsoleArgs(e.Args), maxKeptText)
 	if len(e.Args) > maxConsoleArgs {
 		m.text += fmt.Sprintf(" …(%d more arguments)", len(e.Args)-maxConsoleArgs)
 	}
@@ -343,10 +398,10 @@ func uncaughtException(e *runtime.EventExceptionThrown) *consoleMsg {
 		if first != "" && !strings.Contains(d.Text, first) {
 			m.text = strings.TrimSpace(d.Text + " " + first)
 		}
-		m.args = []consoleArg{{kind: argKind(d.Exception), text: clipEnd(remoteText(d.Exception, true), maxCollectedText), objectID: d.Exception.ObjectID}}
+		m.args = []consoleArg{{kind: argKind(d.Exception), text: keptText(d.Exception, true), objectID: d.Exception.ObjectID}}
 	}
-	m.text = clipEnd(m.text, maxCollectedText)
-	m.url, m.line, m.col = d.URL, d.LineNumber+1, d.ColumnNumber+1
+	m.text = cutText(m.text, maxKeptText)
+	m.url, m.line, m.col = cutText(d.URL, maxKeptText), d.LineNumber+1, d.ColumnNumber+1
 	m.setStack(d.StackTrace)
 	return m
 }
@@ -364,8 +419,8 @@ func browserLogEntry(e *log.EventEntryAdded) *consoleMsg {
 		typ = "warn"
 	}
 	m := &consoleMsg{typ: typ, source: "browser (" + string(en.Source) + ")", at: consoleTime(en.Timestamp)}
-	m.text = clipEnd(en.Text, maxCollectedText)
-	m.url = en.URL
+	m.text = cutText(en.Text, maxKeptText)
+	m.url = cutText(en.URL, maxKeptText)
 	if en.LineNumber > 0 {
 		m.line = en.LineNumber + 1
 	}
@@ -378,18 +433,18 @@ func browserLogEntry(e *log.EventEntryAdded) *consoleMsg {
 func (m *consoleMsg) setStack(st *runtime.StackTrace) {
 	for s := st; s != nil && len(m.stack) < maxStackFrames; s = s.Parent {
 		if s != st {
-			m.stack = append(m.stack, "--- async "+cmp.Or(s.Description, "call")+" ---")
+			m.stack = append(m.stack, cutText("--- async "+cmp.Or(s.Description, "call")+" ---", maxKeptFrame))
 		}
 		for _, f := range s.CallFrames {
 			if len(m.stack) >= maxStackFrames {
 				break
 			}
-			m.stack = append(m.stack, fmt.Sprintf("at %s (%s:%d:%d)", cmp.Or(f.FunctionName, "(anonymous)"), f.URL, f.LineNumber+1, f.ColumnNumber+1))
+			m.stack = append(m.stack, cutText(fmt.Sprintf("at %s (%s:%d:%d)", cmp.Or(f.FunctionName, "(anonymous)"), f.URL, f.LineNumber+1, f.ColumnNumber+1), maxKeptFrame))
 		}
 	}
 	if m.url == "" && st != nil && len(st.CallFrames) > 0 {
 		f := st.CallFrames[0]
-		m.url, m.line, m.col = f.URL, f.LineNumber+1, f.ColumnNumber+1
+		m.url, m.line, m.col = cutText(f.URL, maxKeptText), f.LineNumber+1, f.ColumnNumber+1
 	}
 }
 
@@ -476,6 +531,21 @@ func formatConsoleArgs(args []*runtime.RemoteObject) string {
 // preview. full keeps the whole description of errors (with their stack);
 // otherwise only its first line.
 func remoteText(o *runtime.RemoteObject, full bool) string {
+	return remoteTextN(o, full, maxCollectedText)
+}
+
+// keptText is remoteText cut to maxKeptText, to keep: a long string is only
+// decoded as far as it is kept, and its marker counts what the page logged.
+func keptText(o *runtime.RemoteObject, full bool) string {
+	s := remoteTextN(o, full, maxKeptText)
+	if o != nil && o.Type == runtime.RemoteObjectTypeString && len(s) <= maxKeptText+len("…[cut 1,000,000,000 bytes]") {
+		return s // cut while decoding already, with its marker
+	}
+	return cutText(s, maxKeptText)
+}
+
+// remoteTextN is remoteText with strings decoded up to about n bytes.
+func remoteTextN(o *runtime.RemoteObject, full bool, n int) string {
 	if o == nil {
 		return ""
 	}
@@ -484,7 +554,7 @@ func remoteText(o *runtime.RemoteObject, full bool) string {
 	}
 	switch o.Type {
 	case runtime.RemoteObjectTypeString:
-		if s, ok := jsonStringPrefix(o.Value, maxCollectedText); ok {
+		if s, ok := jsonStringPrefix(o.Value, n); ok {
 			return s
 		}
 		return o.Description
@@ -526,7 +596,7 @@ func remoteText(o *runtime.RemoteObject, full bool) string {
 // so when it is longer: a page may log megabytes, and the listener must not
 // spend its time decoding what is cut anyway.
 func jsonStringPrefix(v []byte, n int) (string, bool) {
-	clipped := false
+	clipped, orig := false, v
 	if len(v) > n+2 {
 		cut := n + 1
 		// Do not cut an escape in two: back up to the backslash that starts
@@ -552,7 +622,9 @@ func jsonStringPrefix(v []byte, n int) (string, bool) {
 		return "", false
 	}
 	if clipped {
-		s += "…"
+		// What was cut, counted in the JSON text: exact unless it has
+		// escapes.
+		s += "…[cut " + groupDigits(len(orig)-len(v)) + " bytes]"
 	}
 	return s, true
 }

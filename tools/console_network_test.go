@@ -393,10 +393,10 @@ func TestJSONStringPrefix(t *testing.T) {
 		want string
 	}{
 		{`"short"`, 10, "short"},
-		{`"abcdefghijkl"`, 4, "abcd…"},
-		{`"ab\u00e9defghijkl"`, 6, "ab…"},
-		{`"abc\\\\defghijkl"`, 5, `abc\…`},
-		{`"abc\ndefghijkl"`, 4, "abc…"},
+		{`"abcdefghijkl"`, 4, "abcd…[cut 8 bytes]"},
+		{`"ab\u00e9defghijkl"`, 6, "ab…[cut 15 bytes]"}, // counted in the JSON text
+		{`"abc\\\\defghijkl"`, 5, `abc\…[cut 11 bytes]`},
+		{`"abc\ndefghijkl"`, 4, "abc…[cut 11 bytes]"},
 	} {
 		got, ok := jsonStringPrefix([]byte(tc.in), tc.n)
 		if !ok || got != tc.want {

@@ -262,6 +262,7 @@ func (s *TabState) Bind(tabCtx context.Context) {
 	pending := r.pending
 	r.pending = nil
 	r.mu.Unlock()
+	s.bindLogs(tabCtx) // logbudget.go
 	for _, info := range pending {
 		s.frameAppeared(info, nil)
 	}

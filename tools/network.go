@@ -65,12 +65,14 @@ type netRequest struct {
 	// frame is the URL of the frame's document then.
 	src   *frameSource
 	frame string
+	cost  int64 // bytes it keeps, estimated (logbudget.go)
 }
 
 // networkLog collects a tab's network requests.
 type networkLog struct {
 	mu    sync.Mutex
 	ring  navRing[*netRequest]
+	acct  logAccount                        // bytes kept, bounded per tab and by the shared budget
 	byCDP map[network.RequestID]*netRequest // the latest entry of each browser request id
 }
 
@@ -82,6 +84,7 @@ func (n *networkLog) listen(ev any) {
 			n.mu.Lock()
 			n.forget(n.ring.navigate(e.Frame.URL, func(r *netRequest) bool { return r.loaderID == loader }))
 			n.mu.Unlock()
+			n.acct.settle()
 		}
 		return
 	}
@@ -101,6 +104,7 @@ func (n *networkLog) take(src *frameSource, ev any) {
 			n.mu.Lock()
 			n.requestSent(src, e)
 			n.mu.Unlock()
+			n.acct.settle()
 		}
 	case *network.EventResponseReceived:
 		n.update(e.RequestID, func(r *netRequest) {
@@ -117,7 +121,7 @@ func (n *networkLog) take(src *frameSource, ev any) {
 		})
 	case *network.EventLoadingFailed:
 		n.update(e.RequestID, func(r *netRequest) {
-			r.done, r.end, r.failure, r.canceled = true, e.Timestamp, e.ErrorText, e.Canceled
+			r.done, r.end, r.failure, r.canceled = true, e.Timestamp, cutText(e.ErrorText, maxKeptText), e.Canceled
 			r.blocked = string(e.BlockedReason)
 			if e.CorsErrorStatus != nil {
 				r.blocked = "CORS " + string(e.CorsErrorStatus.CorsError)
@@ -128,24 +132,25 @@ func (n *networkLog) take(src *frameSource, ev any) {
 		})
 	case *network.EventWebSocketCreated:
 		// A WebSocket has no requestWillBeSent: its entry starts here.
-		r := &netRequest{cdpID: e.RequestID, method: "GET", url: clipEnd(e.URL, maxCollectedText), resType: "websocket"}
+		r := &netRequest{cdpID: e.RequestID, method: "GET", url: cutText(e.URL, maxKeptText), resType: "websocket"}
 		if src != nil {
-			r.src, r.frame = src, src.URL()
+			r.src, r.frame = src, cutText(src.URL(), maxKeptText)
 		}
 		n.mu.Lock()
 		n.added(r)
 		n.mu.Unlock()
+		n.acct.settle()
 	case *network.EventWebSocketWillSendHandshakeRequest:
 		n.update(e.RequestID, func(r *netRequest) {
 			r.start, r.wallTime = e.Timestamp, wallTime(e.WallTime)
 			if e.Request != nil {
-				r.reqHeaders = e.Request.Headers
+				r.reqHeaders = keptHeaders(e.Request.Headers)
 			}
 		})
 	case *network.EventWebSocketHandshakeResponseReceived:
 		n.update(e.RequestID, func(r *netRequest) {
 			if e.Response != nil {
-				r.responded, r.status, r.statusText, r.respHeaders = true, e.Response.Status, e.Response.StatusText, e.Response.Headers
+				r.responded, r.status, r.statusText, r.respHeaders = true, e.Response.Status, cutText(e.Response.StatusText, maxKeptText), keptHeaders(e.Response.Headers)
 			}
 		})
 	case *network.EventWebSocketClosed:
@@ -164,21 +169,24 @@ func (n *networkLog) requestSent(src *frameSource, e *network.EventRequestWillBe
 	if prev != nil && e.RedirectResponse != nil {
 		prev.response(e.RedirectResponse)
 		prev.done, prev.end = true, e.Timestamp
+		was := prev.cost
+		prev.cost = prev.keptBytes()
+		n.acct.charge(prev.cost - was)
 	}
 	rq := e.Request
 	r := &netRequest{
 		cdpID:       e.RequestID,
 		loaderID:    e.LoaderID,
 		method:      rq.Method,
-		url:         clipEnd(rq.URL+rq.URLFragment, maxCollectedText),
+		url:         cutText(rq.URL+rq.URLFragment, maxKeptText),
 		resType:     strings.ToLower(cmp.Or(string(e.Type), "other")),
-		reqHeaders:  rq.Headers,
+		reqHeaders:  keptHeaders(rq.Headers),
 		hasPostData: rq.HasPostData,
 		start:       e.Timestamp,
 		wallTime:    wallTime(e.WallTime),
 	}
 	if src != nil {
-		r.src, r.frame = src, cmp.Or(e.DocumentURL, src.URL())
+		r.src, r.frame = src, cutText(cmp.Or(e.DocumentURL, src.URL()), maxKeptText)
 	}
 	for _, pd := range rq.PostDataEntries {
 		if len(r.postData)+len(pd.Bytes) > maxCollectedText {
@@ -201,16 +209,53 @@ func (n *networkLog) added(r *netRequest) {
 	var dropped []*netRequest
 	r.id, dropped = n.ring.add(r, maxNetworkRequests)
 	n.byCDP[r.cdpID] = r
+	r.cost = r.keptBytes()
+	n.acct.charge(r.cost)
 	n.forget(dropped)
+	n.trim()
+}
+
+// trim drops the oldest entries while the tab keeps more than its bound,
+// the newest one excepted; n.mu is held.
+func (n *networkLog) trim() {
+	for n.acct.over() && len(n.ring.entries) > 1 {
+		old, _ := n.ring.dropOldest()
+		n.forget([]*netRequest{old})
+	}
+}
+
+// evictTo drops the oldest entries until at most b bytes are kept.
+func (n *networkLog) evictTo(b int64) {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	for n.acct.bytes.Load() > b {
+		old, ok := n.ring.dropOldest()
+		if !ok {
+			return
+		}
+		n.forget([]*netRequest{old})
+	}
+}
+
+// size estimates the bytes r keeps.
+func (r *netRequest) keptBytes() int64 {
+	c := entryOverhead + len(r.cdpID) + len(r.loaderID) + len(r.method) + len(r.url) + len(r.resType) +
+		len(r.postData) + len(r.statusText) + len(r.mimeType) + len(r.remote) + len(r.protocol) +
+		len(r.failure) + len(r.blocked) + len(r.frame)
+	if r.timing != nil {
+		c += 200
+	}
+	return int64(c) + headersCost(r.reqHeaders) + headersCost(r.respHeaders)
 }
 
 func wallTime(t cdp.TimeSinceEpoch) time.Time {
 	return time.UnixMilli(int64(float64(t) * 1000)).UTC()
 }
 
-// forget drops the index of entries the ring let go.
+// forget drops the index and the bytes of entries the ring let go.
 func (n *networkLog) forget(dropped []*netRequest) {
 	for _, r := range dropped {
+		n.acct.charge(-r.cost)
 		if n.byCDP[r.cdpID] == r {
 			delete(n.byCDP, r.cdpID)
 		}
@@ -219,10 +264,16 @@ func (n *networkLog) forget(dropped []*netRequest) {
 
 func (n *networkLog) update(id network.RequestID, f func(*netRequest)) {
 	n.mu.Lock()
-	defer n.mu.Unlock()
 	if r := n.byCDP[id]; r != nil {
 		f(r)
+		// Only entries still in the ring are indexed, so r is charged.
+		was := r.cost
+		r.cost = r.keptBytes()
+		n.acct.charge(r.cost - was)
+		n.trim()
 	}
+	n.mu.Unlock()
+	n.acct.settle()
 }
 
 func (r *netRequest) response(resp *network.Response) {
@@ -230,8 +281,8 @@ func (r *netRequest) response(resp *network.Response) {
 		return
 	}
 	r.responded = true
-	r.status, r.statusText, r.mimeType = resp.Status, resp.StatusText, resp.MimeType
-	r.respHeaders, r.timing, r.protocol = resp.Headers, resp.Timing, resp.Protocol
+	r.status, r.statusText, r.mimeType = resp.Status, cutText(resp.StatusText, maxKeptText), cutText(resp.MimeType, maxKeptText)
+	r.respHeaders, r.timing, r.protocol = keptHeaders(resp.Headers), resp.Timing, cutText(resp.Protocol, maxKeptText)
 	if resp.RemoteIPAddress != "" {
 		r.remote = fmt.Sprintf("%s:%d", resp.RemoteIPAddress, resp.RemotePort)
 		if strings.Contains(resp.RemoteIPAddress, ":") {

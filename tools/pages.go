@@ -121,13 +121,17 @@ func (t *toolset) newPage() Tool {
 					return mcp.NewToolResultError("new_page: " + err.Error()), nil
 				}
 			}
+			timeout, bad := t.timeoutArg("new_page", req, t.cfg.NavigationTimeout)
+			if bad != nil {
+				return bad, nil
+			}
 			tab, err := ws.NewTab(ctx, req.GetBool("background", false))
 			if err != nil {
 				return mcp.NewToolResultError(err.Error()), nil
 			}
 			msg := fmt.Sprintf("Opened page %d and selected it.", tab.ID)
 			if target != "" {
-				res := t.navigate(ctx, tab, timeoutArg(req, t.cfg.NavigationTimeout), func(cctx context.Context) error {
+				res := t.navigate(ctx, tab, timeout, func(cctx context.Context) error {
 					return navigateURL(cctx, target)
 				}, "")
 				if res.IsError {
@@ -278,11 +282,15 @@ func (t *toolset) navigatePage() Tool {
 			default:
 				return mcp.NewToolResultErrorf(`navigate_page: unknown type %q; use "url", "back", "forward" or "reload"`, kind), nil
 			}
+			timeout, bad := t.timeoutArg("navigate_page", req, t.cfg.NavigationTimeout)
+			if bad != nil {
+				return bad, nil
+			}
 			tab, res := pageOf(ctx, req)
 			if res != nil {
 				return res, nil
 			}
-			return t.navigate(ctx, tab, timeoutArg(req, t.cfg.NavigationTimeout), do, req.GetString("initScript", "")), nil
+			return t.navigate(ctx, tab, timeout, do, req.GetString("initScript", "")), nil
 		},
 	}
 }
@@ -453,11 +461,14 @@ func (t *toolset) waitFor() Tool {
 			if err != nil {
 				return mcp.NewToolResultError("wait_for: " + err.Error()), nil
 			}
+			timeout, bad := t.timeoutArg("wait_for", req, t.cfg.NavigationTimeout)
+			if bad != nil {
+				return bad, nil
+			}
 			tab, res := pageOf(ctx, req)
 			if res != nil {
 				return res, nil
 			}
-			timeout := timeoutArg(req, t.cfg.NavigationTimeout)
 			return t.waitText(ctx, tab, texts, timeout), nil
 		},
 	}

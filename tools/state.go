@@ -45,13 +45,44 @@ type TabState struct {
 
 // NewTabState returns the state of the tab whose target is id. In Chrome a
 // page target's ID is also its main frame's ID.
-func NewTabState(id target.ID) *TabState {
-	return &TabState{
+func NewTabState(id target.ID, opts ...TabOption) *TabState {
+	s := &TabState{
 		mainFrame: cdp.FrameID(id),
 		byNodeRef: map[nodeRef]int{},
 		byUID:     map[int]nodeRef{},
 		changed:   make(chan struct{}),
 	}
+	s.setLogBudget(nil)
+	for _, o := range opts {
+		o(s)
+	}
+	return s
+}
+
+// TabOption configures a TabState.
+type TabOption func(*TabState)
+
+// WithLogBudget makes the tab's console and network collectors keep at
+// most b's per-tab bytes and share b's total with every other tab of b,
+// from the time the tab is bound (Bind). Without it a tab keeps at most
+// DefaultLogBytesPerTab and counts in no total.
+func WithLogBudget(b *LogBudget) TabOption {
+	return func(s *TabState) { s.setLogBudget(b) }
+}
+
+func (s *TabState) setLogBudget(b *LogBudget) {
+	limit := int64(DefaultLogBytesPerTab)
+	if b != nil {
+		limit = b.perTab
+	}
+	s.console.acct = logAccount{budget: b, limit: limit / 2, evictTo: s.console.evictTo}
+	s.network.acct = logAccount{budget: b, limit: limit / 2, evictTo: s.network.evictTo}
+}
+
+// bindLogs counts the tab's collectors in their budget while tabCtx lasts.
+func (s *TabState) bindLogs(tabCtx context.Context) {
+	s.console.acct.join(tabCtx, &s.console.mu)
+	s.network.acct.join(tabCtx, &s.network.mu)
 }
 
 // Listen takes the tab's events. It runs on the tab's read loop: it only

@@ -107,6 +107,11 @@ type Config struct {
 	NavigationTimeout time.Duration
 	// Navigation decides which URLs navigate_page and new_page may load.
 	Navigation NavPolicy
+	// MaxCallTimeout is the ceiling of every timeout a caller gives (the
+	// timeout argument of navigate_page, new_page, wait_for): a larger one
+	// is refused, so that no call holds its session, tab and browser for
+	// longer. Default 5m.
+	MaxCallTimeout time.Duration
 }
 
 func (c *Config) fill() {
@@ -116,7 +121,13 @@ func (c *Config) fill() {
 	if c.NavigationTimeout <= 0 {
 		c.NavigationTimeout = 30 * time.Second
 	}
+	if c.MaxCallTimeout <= 0 {
+		c.MaxCallTimeout = DefaultMaxCallTimeout
+	}
 }
+
+// DefaultMaxCallTimeout is Config.MaxCallTimeout when none is set.
+const DefaultMaxCallTimeout = 5 * time.Minute
 
 // Tool is one MCP tool with the permission it needs.
 type Tool struct {
@@ -266,12 +277,20 @@ func pageOf(ctx context.Context, req mcp.CallToolRequest) (*Tab, *mcp.CallToolRe
 
 var pageIDOption = mcp.WithNumber("pageId", mcp.Description("Page to act on, from list_pages. Defaults to the selected page."))
 
-func timeoutArg(req mcp.CallToolRequest, def time.Duration) time.Duration {
-	ms := req.GetInt("timeout", 0)
+// timeoutArg reads the timeout argument of tool in milliseconds: def when
+// it is missing or not positive, the error result when it is above the
+// ceiling (Config.MaxCallTimeout). The ceiling is compared in milliseconds,
+// before any conversion can overflow.
+func (t *toolset) timeoutArg(tool string, req mcp.CallToolRequest, def time.Duration) (time.Duration, *mcp.CallToolResult) {
+	ms := req.GetFloat("timeout", 0)
 	if ms <= 0 {
-		return def
+		return min(def, t.cfg.MaxCallTimeout), nil
 	}
-	return time.Duration(ms) * time.Millisecond
+	if ceiling := t.cfg.MaxCallTimeout.Milliseconds(); ms > float64(ceiling) {
+		return 0, mcp.NewToolResultErrorf("%s: timeout %.0f ms is above this proxy's ceiling of %d ms (--max-call-timeout); pass a timeout of at most %d, or leave it out for the default %d",
+			tool, ms, ceiling, ceiling, min(def, t.cfg.MaxCallTimeout).Milliseconds())
+	}
+	return time.Duration(ms * float64(time.Millisecond)), nil
 }
 
 func quote(s string) string {

@@ -52,6 +52,8 @@ type serveFlags struct {
 	allowedOrigins, allowedHosts     []string
 	corsOrigins, denyHosts           []string
 	allowFileURLs, allowChromeURLs   bool
+
+	limits limitFlags // limits.go
 }
 
 func newServe() *cobra.Command {
@@ -114,6 +116,7 @@ func newServeCmd() (*cobra.Command, *serveFlags) {
 	fl.StringSliceVar(&f.denyHosts, "deny-hosts", nil, "host globs navigate_page and new_page may not load, e.g. example.com,*.internal")
 	fl.BoolVar(&f.allowFileURLs, "allow-file-urls", false, "let navigate_page and new_page load file: URLs")
 	fl.BoolVar(&f.allowChromeURLs, "allow-chrome-urls", false, "let navigate_page and new_page load chrome:, devtools:, chrome-extension: and view-source: URLs")
+	addLimitFlags(fl, &f.limits)
 	return withEnv(cmd), &f
 }
 
@@ -218,6 +221,14 @@ func serve(ctx context.Context, f serveFlags, stderr io.Writer) error {
 	case f.maxStreams < 1:
 		return fmt.Errorf("--max-streams-per-user %d: use at least 1", f.maxStreams)
 	}
+	conns, err := f.limits.conns()
+	if err != nil {
+		return err
+	}
+	logBudget, err := f.limits.logBudget()
+	if err != nil {
+		return err
+	}
 	metrics, err := newServeMetrics()
 	if err != nil {
 		return err
@@ -244,6 +255,7 @@ func serve(ctx context.Context, f serveFlags, stderr io.Writer) error {
 		RateLimit:          f.rateLimit,
 		RateBurst:          f.rateBurst,
 		Metrics:            metrics.session,
+		LogBudget:          logBudget,
 		Log:                log.With().Str("component", "session").Logger(),
 		Audit:              audit,
 	}, pool)
@@ -253,7 +265,7 @@ func serve(ctx context.Context, f serveFlags, stderr io.Writer) error {
 		Store:           store,
 		Pool:            pool,
 		Sessions:        mgr,
-		Tools:           tools.Config{CallTimeout: f.callTimeout, NavigationTimeout: f.navTimeout, Navigation: sec.nav},
+		Tools:           tools.Config{CallTimeout: f.callTimeout, NavigationTimeout: f.navTimeout, Navigation: sec.nav, MaxCallTimeout: f.limits.maxCallTimeout},
 		SessionTokenTTL: f.sessionTokenTTL,
 		MaxBody:         f.maxBody,
 		KeepAlive:       f.keepAlive,
@@ -265,6 +277,7 @@ func serve(ctx context.Context, f serveFlags, stderr io.Writer) error {
 		Gatherer:        metrics.reg,
 		MetricsPublic:   f.metricsPublic,
 		Security:        sec.proxy,
+		Conns:           conns,
 	})
 	if err := srv.Restore(ctx); err != nil {
 		return fmt.Errorf("restore registrations: %w", err)
