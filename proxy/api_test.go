@@ -16,15 +16,27 @@ import (
 )
 
 // deadURL returns an http URL on loopback where nothing listens.
+// deadURL returns the URL of a port where no browser answers: a listener
+// that closes every connection at once. It is held until the test ends, so
+// two dead URLs of one test never share a port (every loopback spelling of
+// one port is one browser, and a second user registering it gets 409).
 func deadURL(t *testing.T) string {
 	t.Helper()
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
-	addr := l.Addr().String()
-	l.Close()
-	return "http://" + addr
+	t.Cleanup(func() { l.Close() })
+	go func() {
+		for {
+			c, err := l.Accept()
+			if err != nil {
+				return
+			}
+			c.Close()
+		}
+	}()
+	return "http://" + l.Addr().String()
 }
 
 func TestRegisterRejectsBadInput(t *testing.T) {
