@@ -2,8 +2,12 @@ package browserpool
 
 import (
 	"context"
+	"slices"
 	"testing"
 	"time"
+
+	cdptarget "github.com/chromedp/cdproto/target"
+	"github.com/chromedp/chromedp"
 
 	"github.com/mcp-browser-proxy/mcp-browser-proxy/internal/testchrome"
 )
@@ -21,7 +25,7 @@ func longOutageConfig() Config {
 // waitLongBackoff waits (bounded) until b is backing off with its next
 // attempt more than min away: with full jitter a draw may be short, so it
 // waits for one that is not.
-func waitLongBackoff(t *testing.T, b *Browser, min time.Duration) Status {
+func waitLongBackoff(t testing.TB, b *Browser, min time.Duration) Status {
 	t.Helper()
 	deadline := time.Now().Add(3 * time.Minute)
 	for {
@@ -118,5 +122,53 @@ func TestNoWaitDefaults(t *testing.T) {
 	cfg.fill()
 	if cfg.WaitBackoff != 100*time.Millisecond {
 		t.Errorf("WaitBackoff %v with MaxBackoff 100ms, want 100ms", cfg.WaitBackoff)
+	}
+}
+
+// BenchmarkLateBrowser measures the goal of issue 11: the time from a
+// Chromium listening again after an outage (the pool backing off on a
+// one-minute cap, next attempt at least 10s away) to the first successful
+// CDP call through the pool (Conn with a 3s bound, then Target.getTargets).
+// Each iteration kills and restarts Chromium; only the part after it
+// listens is timed. Run: go test -run '^$' -bench LateBrowser -benchtime 10x ./browserpool/
+func BenchmarkLateBrowser(b *testing.B) {
+	c := testchrome.Start(b)
+	p := New(longOutageConfig())
+	defer p.Close()
+	br := p.Ensure("alice", c.URL)
+	var took []time.Duration
+	b.ResetTimer()
+	for range b.N {
+		b.StopTimer()
+		c.Kill()
+		waitStatusTB(b, br, func(s Status) bool { return s.State != StateConnected })
+		waitLongBackoff(b, br, 10*time.Second)
+		c.Restart(b)
+		b.StartTimer()
+		listening := time.Now()
+		conn, err := br.Conn(context.Background(), 3*time.Second)
+		if err != nil {
+			b.Fatalf("first call after Chromium listens: %v", err)
+		}
+		if _, err := chromedp.CallBrowser(conn.Ctx, cdptarget.GetTargets, cdptarget.GetTargetsParams{}); err != nil {
+			b.Fatalf("Target.getTargets on the new connection: %v", err)
+		}
+		took = append(took, time.Since(listening))
+	}
+	b.StopTimer()
+	slices.Sort(took)
+	b.ReportMetric(float64(took[len(took)/2].Microseconds())/1000, "p50-ms")
+	b.ReportMetric(float64(took[len(took)-1].Microseconds())/1000, "max-ms")
+}
+
+// waitStatusTB is waitStatus for a benchmark.
+func waitStatusTB(t testing.TB, b *Browser, ok func(Status) bool) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for !ok(b.Status()) {
+		if time.Now().After(deadline) {
+			t.Fatalf("status %+v", b.Status())
+		}
+		time.Sleep(10 * time.Millisecond)
 	}
 }
