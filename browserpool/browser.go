@@ -46,6 +46,11 @@ type Status struct {
 	Generation  uint64 // increases on every successful connect
 	ConnectedAt time.Time
 	Version     string // browser product, e.g. "HeadlessChrome/156.0..."
+	// NextAttempt is when the next connection attempt is due while the
+	// pool backs off after a failed one; zero otherwise (connected,
+	// connecting, failed: waiting for a Retry). A tool call that arrives
+	// before then does not wait for it (see Conn).
+	NextAttempt time.Time
 }
 
 // Conn is a live connection handed to callers: a chromedp browser context
@@ -121,6 +126,7 @@ type Browser struct {
 	conn    *Conn
 	changed chan struct{} // closed on every change, then replaced
 	pending bool          // Retry asked for an attempt whose outcome is not known yet
+	waiters int           // Conn calls waiting for a connection: the backoff is capped at WaitBackoff meanwhile
 }
 
 // UserID returns the owner of the browser.
@@ -158,15 +164,27 @@ func (b *Browser) Retry() {
 	}
 }
 
-// Conn returns the live connection, waiting up to bound for one. A failed
-// browser is retried at once (when bound > 0), and Conn returns as soon as
-// that retry fails for good; a browser in StateConflict (another user's)
-// fails at once. The error is an *UnavailableError when the browser stays
-// down, or ctx's error. Conn never waits longer than bound.
+// Conn returns the live connection, waiting up to bound for one. While
+// it waits (bound > 0), the browser does not sit out its backoff: a
+// browser between attempts tries again at once, and the next waits are
+// capped at WaitBackoff, so a browser that comes back during the call is
+// used within about WaitBackoff. A failed browser is retried at once, and
+// Conn returns as soon as that retry fails for good; a browser in
+// StateConflict (another user's) fails at once. The error is an
+// *UnavailableError when the browser stays down, or ctx's error. Conn never
+// waits longer than bound.
 func (b *Browser) Conn(ctx context.Context, bound time.Duration) (Conn, error) {
 	timer := time.NewTimer(bound)
 	defer timer.Stop()
 	kicked, left := false, false // we retried a failed browser; it left failed since
+	waiting := false             // counted in b.waiters
+	defer func() {
+		if waiting {
+			b.mu.Lock()
+			b.waiters--
+			b.mu.Unlock()
+		}
+	}()
 	for {
 		b.mu.Lock()
 		conn, st, changed := b.conn, b.status, b.changed
@@ -175,6 +193,10 @@ func (b *Browser) Conn(ctx context.Context, bound time.Duration) (Conn, error) {
 		// to say so (and close changed).
 		if conn != nil && conn.Ctx.Err() == nil {
 			return *conn, nil
+		}
+		if !waiting && bound > 0 && st.State != StateConflict {
+			waiting = true
+			b.await()
 		}
 		switch {
 		case st.State == StateConflict:
@@ -195,6 +217,30 @@ func (b *Browser) Conn(ctx context.Context, bound time.Duration) (Conn, error) {
 			return Conn{}, ctx.Err()
 		}
 	}
+}
+
+// await counts a Conn call that waits for a connection. The first waiter
+// cuts short the backoff wait in progress: that wait was drawn for nobody
+// waiting, and may be MaxBackoff long. A failed browser is left to Conn's
+// Retry, which also starts a new round of attempts.
+func (b *Browser) await() {
+	b.mu.Lock()
+	b.waiters++
+	hurry := b.waiters == 1 && b.conn == nil && b.status.State != StateFailed
+	b.mu.Unlock()
+	if hurry {
+		select {
+		case b.kick <- struct{}{}:
+		default:
+		}
+	}
+}
+
+// waitedFor reports whether a Conn call waits for a connection.
+func (b *Browser) waitedFor() bool {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.waiters > 0
 }
 
 // WaitSettled waits up to bound until the first connection attempt, or the
@@ -261,7 +307,11 @@ func (b *Browser) run(ctx context.Context) {
 	defer b.firstDone()
 	defer b.set(func(s *Status) { s.State = StateDisconnected })
 
+	// Two backoffs: the long one grows over the whole outage, for when
+	// nobody waits; the short one is used while a tool call waits (see
+	// Conn), when a quick retry is worth more than sparing the browser.
 	var bo backoff.BackOff = newFullJitter(b.cfg.InitialBackoff, b.cfg.MaxBackoff)
+	var quick backoff.BackOff = newFullJitter(min(b.cfg.InitialBackoff, b.cfg.WaitBackoff), b.cfg.WaitBackoff)
 	for {
 		// A Retry that came while connected or during the last attempt has
 		// been answered by this attempt: do not let it skip the next wait.
@@ -309,9 +359,14 @@ func (b *Browser) run(ctx context.Context) {
 			})
 			b.firstDone()
 			var timeout <-chan time.Time // nil when failed: wait for a Retry
-			timer := time.NewTimer(bo.NextBackOff())
+			wait := bo.NextBackOff()
+			if b.waitedFor() {
+				wait = quick.NextBackOff()
+			}
+			timer := time.NewTimer(wait)
 			if !failed {
 				timeout = timer.C
+				b.set(func(s *Status) { s.NextAttempt = time.Now().Add(wait) })
 			}
 			select {
 			case <-ctx.Done():
@@ -320,16 +375,19 @@ func (b *Browser) run(ctx context.Context) {
 			case <-b.kick:
 				timer.Stop()
 				b.set(func(s *Status) {
+					s.NextAttempt = time.Time{}
 					if s.State == StateFailed {
 						s.State = StateReconnecting
 						s.Attempts = 0
 					}
 				})
 			case <-timeout:
+				b.set(func(s *Status) { s.NextAttempt = time.Time{} })
 			}
 			continue
 		}
 		bo.Reset()
+		quick.Reset()
 		b.settle(func(s *Status) {
 			b.conn = &conn
 			s.State = StateConnected

@@ -19,7 +19,8 @@ type Config struct {
 	HealthFailures int           // health checks failed in a row before the connection is dropped
 	DialTimeout    time.Duration // bound of one connection attempt
 	InitialBackoff time.Duration // first wait after a failed attempt
-	MaxBackoff     time.Duration // cap of the exponential backoff
+	MaxBackoff     time.Duration // cap of the exponential backoff while no call waits for the browser
+	WaitBackoff    time.Duration // cap while a call waits in Conn: a browser back from any outage is used within about this; at most MaxBackoff
 	MaxAttempts    int           // failed attempts before the state is failed; 0 = never
 	HTTPClient     *http.Client  // for /json/version; NewHTTPClient(Policy) by default
 	Policy         DialPolicy    // addresses the pool may dial; router.DefaultPolicy() by default
@@ -37,6 +38,7 @@ func DefaultConfig() Config {
 		DialTimeout:    5 * time.Second,
 		InitialBackoff: 500 * time.Millisecond,
 		MaxBackoff:     30 * time.Second,
+		WaitBackoff:    time.Second,
 		MaxAttempts:    20,
 		Logger:         zerolog.Nop(),
 	}
@@ -62,6 +64,10 @@ func (c *Config) fill() {
 	if c.MaxBackoff <= 0 {
 		c.MaxBackoff = d.MaxBackoff
 	}
+	if c.WaitBackoff <= 0 {
+		c.WaitBackoff = d.WaitBackoff
+	}
+	c.WaitBackoff = min(c.WaitBackoff, c.MaxBackoff)
 	if c.Policy == nil {
 		c.Policy = router.DefaultPolicy()
 	}

@@ -11,9 +11,6 @@ import (
 	"github.com/spf13/pflag"
 )
 
-// version is set at build time with -ldflags "-X main.version=...".
-var version = "dev"
-
 func main() {
 	if err := newRoot().Execute(); err != nil {
 		fmt.Fprintln(os.Stderr, "error:", err)
@@ -27,20 +24,11 @@ func newRoot() *cobra.Command {
 		Short:         "One MCP server that lets each user's IDE drive that user's own Chrome",
 		SilenceUsage:  true,
 		SilenceErrors: true,
+		Version:       readBuild().String(), // --version, as `version`
 	}
+	root.SetVersionTemplate("{{.Version}}")
 	root.AddCommand(newServe(), newToken(), newRegister(), newVersion(), newAPIKey())
 	return root
-}
-
-func newVersion() *cobra.Command {
-	return &cobra.Command{
-		Use:   "version",
-		Short: "Print the version",
-		Args:  cobra.NoArgs,
-		Run: func(cmd *cobra.Command, _ []string) {
-			fmt.Fprintln(cmd.OutOrStdout(), version)
-		},
-	}
 }
 
 // envName returns the MBP_ twin of a flag: --jwt-secret -> MBP_JWT_SECRET.

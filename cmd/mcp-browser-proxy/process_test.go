@@ -42,7 +42,9 @@ func buildBinary(t *testing.T) string {
 	bin := filepath.Join(t.TempDir(), "mcp-browser-proxy")
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
-	out, err := exec.CommandContext(ctx, gobin, "build", "-o", bin, ".").CombinedOutput()
+	// -buildvcs=auto: stamp the commit as a release build does, even where
+	// GOFLAGS turns stamping off (and skip it quietly where it cannot be).
+	out, err := exec.CommandContext(ctx, gobin, "build", "-buildvcs=auto", "-o", bin, ".").CombinedOutput()
 	if err != nil {
 		t.Fatalf("go build: %v\n%s", err, out)
 	}
