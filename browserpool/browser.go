@@ -365,6 +365,9 @@ func (b *Browser) connect(ctx context.Context) (Conn, context.CancelFunc, string
 		}
 	})
 	b.cfg.Metrics.attempt(b, reconnect)
+	if user, ok := b.tunnelUser(); ok {
+		return b.connectTunnel(ctx, user)
+	}
 	rctx, rcancel := context.WithTimeout(ctx, b.cfg.DialTimeout)
 	t, err := resolveWebSocket(rctx, b.cfg.HTTPClient, b.cfg.Policy, b.endpoint())
 	rcancel()

@@ -24,7 +24,8 @@ type Config struct {
 	HTTPClient     *http.Client  // for /json/version; NewHTTPClient(Policy) by default
 	Policy         DialPolicy    // addresses the pool may dial; router.DefaultPolicy() by default
 	Logger         zerolog.Logger
-	Metrics        *Metrics // Prometheus collectors from NewMetrics; nil: none
+	Metrics        *Metrics     // Prometheus collectors from NewMetrics; nil: none
+	Tunnels        TunnelDialer // reverse tunnels of tunnel:// browsers; nil: none
 }
 
 // DefaultConfig returns the production defaults.

@@ -28,7 +28,7 @@ func newRoot() *cobra.Command {
 		SilenceUsage:  true,
 		SilenceErrors: true,
 	}
-	root.AddCommand(newServe(), newToken(), newRegister(), newVersion(), newAPIKey())
+	root.AddCommand(newServe(), newToken(), newRegister(), newVersion(), newAPIKey(), newConnect())
 	return root
 }
 
