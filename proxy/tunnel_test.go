@@ -46,18 +46,27 @@ func tunnelHarness(t testing.TB) (*harness, *tunnel.Registry) {
 // runningAgent is an agent run by a test.
 type runningAgent struct {
 	cancel context.CancelFunc
-	done   chan error
+	done   chan struct{} // closed when Run returned
+	err    error         // what Run returned, once done
+}
+
+// ended waits (bounded) until the agent stops by itself and returns why.
+func (a *runningAgent) ended(t testing.TB, what string) error {
+	t.Helper()
+	select {
+	case <-a.done:
+		return a.err
+	case <-time.After(20 * time.Second):
+		t.Fatal(what)
+		return nil
+	}
 }
 
 // stop ends the agent and waits for it.
 func (a *runningAgent) stop(t testing.TB) {
 	t.Helper()
 	a.cancel()
-	select {
-	case <-a.done:
-	case <-time.After(10 * time.Second):
-		t.Fatal("the agent did not stop")
-	}
+	a.ended(t, "the agent did not stop")
 }
 
 // startAgent runs an agent for token against server, relaying chrome.
@@ -72,8 +81,8 @@ func startAgent(t testing.TB, server, token string, chrome *testchrome.Chrome, p
 		},
 		MinBackoff: 20 * time.Millisecond, MaxBackoff: 200 * time.Millisecond,
 	})
-	ra := &runningAgent{cancel: cancel, done: make(chan error, 1)}
-	go func() { ra.done <- a.Run(ctx) }()
+	ra := &runningAgent{cancel: cancel, done: make(chan struct{})}
+	go func() { ra.err = a.Run(ctx); close(ra.done) }()
 	t.Cleanup(func() { cancel(); <-ra.done })
 	return ra
 }
@@ -272,15 +281,10 @@ func TestTunnelOnePerUser(t *testing.T) {
 
 	// A second agent of alice replaces the first, which stops for good.
 	startAgent(t, h.URL, alice, chrome, tunnel.Policy{})
-	select {
-	case err := <-first.done:
-		var perm *tunnel.PermanentError
-		if !errors.As(err, &perm) || !strings.Contains(err.Error(), "replaced") {
-			t.Fatalf("the replaced agent ended with %v", err)
-		}
-		first.done <- err // for its cleanup
-	case <-time.After(20 * time.Second):
-		t.Fatal("the first agent was not replaced")
+	err := first.ended(t, "the first agent was not replaced")
+	var perm *tunnel.PermanentError
+	if !errors.As(err, &perm) || !strings.Contains(err.Error(), "replaced") {
+		t.Fatalf("the replaced agent ended with %v", err)
 	}
 	waitConnected(t, h, alice, "alice")
 	c := h.connect(viaStreamable, alice, "")
@@ -307,14 +311,8 @@ func TestTunnelClosesWithItsCredential(t *testing.T) {
 	if resp := h.do(http.MethodDelete, "/api/apikeys/"+rec.ID, key, nil, nil); resp.StatusCode != http.StatusNoContent {
 		t.Fatalf("revoke: %d", resp.StatusCode)
 	}
-	select {
-	case err := <-a.done:
-		if err == nil || !strings.Contains(err.Error(), "revoked") {
-			t.Fatalf("agent of a revoked key ended with %v", err)
-		}
-		a.done <- err
-	case <-time.After(20 * time.Second):
-		t.Fatal("the tunnel of a revoked API key stayed open")
+	if err := a.ended(t, "the tunnel of a revoked API key stayed open"); err == nil || !strings.Contains(err.Error(), "revoked") {
+		t.Fatalf("agent of a revoked key ended with %v", err)
 	}
 	if _, ok := reg.Info("carol"); ok {
 		t.Fatal("the revoked key's tunnel is still registered")
@@ -325,14 +323,8 @@ func TestTunnelClosesWithItsCredential(t *testing.T) {
 		t.Fatal(err)
 	}
 	d := startAgent(t, h.URL, tok, chrome, tunnel.Policy{})
-	select {
-	case err := <-d.done:
-		if err == nil || !strings.Contains(err.Error(), "expired") {
-			t.Fatalf("agent of an expiring token ended with %v", err)
-		}
-		d.done <- err
-	case <-time.After(20 * time.Second):
-		t.Fatal("the tunnel outlived its token")
+	if err := d.ended(t, "the tunnel outlived its token"); err == nil || !strings.Contains(err.Error(), "expired") {
+		t.Fatalf("agent of an expiring token ended with %v", err)
 	}
 }
 

@@ -339,7 +339,7 @@ func (r *relay) request(data []byte) {
 		r.answer(req, "a CDP request without method is refused by the agent")
 		return
 	}
-	if why := r.cfg.Policy.check(req); why != "" {
+	if why := r.cfg.Policy.check(&req); why != "" {
 		r.cfg.Log.Warn().Str("method", req.Method).Str("reason", why).Msg("refused a CDP request")
 		r.answer(req, "refused by the developer's mcp-browser-proxy agent: "+why)
 		return

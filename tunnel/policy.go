@@ -84,29 +84,49 @@ type request struct {
 	Params    json.RawMessage `json:"params,omitempty"`
 }
 
-// check returns why p refuses the request, or "".
-func (p Policy) check(r request) string {
+// check returns why p refuses the request, or "". When it reads the
+// params, it replaces them with its own encoding of what it read, so that
+// a duplicate or differently cased key cannot show the browser another
+// value than the one checked.
+func (p Policy) check(r *request) string {
 	m := r.Method
 	if matches(denied, m) {
 		return m + " is never relayed by the agent: it reaches beyond the browser's pages"
 	}
-	if p.ReadOnly && matches(readOnlyDenied, m) {
+	if p.ReadOnly && matches(readOnlyDenied, m) && !harmlessEval(r) {
 		return m + " is refused: the developer's agent runs with --read-only (no input, page script or navigation)"
 	}
 	if len(p.AllowOrigins) > 0 && (m == "Page.navigate" || m == "Target.createTarget") {
-		var prm struct {
-			URL string `json:"url"`
+		prm, ok := canonicalParams(r)
+		if !ok {
+			return m + " is refused: its params are not readable"
 		}
-		if len(r.Params) > 0 {
-			if err := json.Unmarshal(r.Params, &prm); err != nil {
-				return m + " is refused: its params are not readable"
-			}
+		var u string
+		if raw, ok := prm["url"]; ok && json.Unmarshal(raw, &u) != nil {
+			return m + " is refused: its url is not a string"
 		}
-		if !p.originAllowed(prm.URL) {
-			return fmt.Sprintf("navigation to %s is refused: the developer's agent allows only %s (--allow-origin)", originOf(prm.URL), strings.Join(p.AllowOrigins, ", "))
+		if !p.originAllowed(u) {
+			return fmt.Sprintf("navigation to %s is refused: the developer's agent allows only %s (--allow-origin)", originOf(u), strings.Join(p.AllowOrigins, ", "))
 		}
 	}
 	return ""
+}
+
+// canonicalParams parses r's params as an object (keys exact, the last of
+// duplicates kept) and re-encodes r.Params from that parse.
+func canonicalParams(r *request) (map[string]json.RawMessage, bool) {
+	prm := map[string]json.RawMessage{}
+	if len(r.Params) > 0 {
+		if err := json.Unmarshal(r.Params, &prm); err != nil || prm == nil {
+			return nil, false
+		}
+	}
+	b, err := json.Marshal(prm)
+	if err != nil {
+		return nil, false
+	}
+	r.Params = b
+	return prm, true
 }
 
 func (p Policy) originAllowed(raw string) bool {
@@ -170,4 +190,33 @@ func isPrefixFamily(d string) bool {
 		return true
 	}
 	return false
+}
+
+// harmlessEvals are the expressions the proxy's CDP client evaluates on its
+// own to learn about a target (chromedp asks "self" on every attach);
+// they run no page code, so --read-only lets them through.
+var harmlessEvals = map[string]bool{"self": true, "document.visibilityState": true, "document.readyState": true}
+
+// harmlessEval reports whether r is a Runtime.evaluate of one of
+// harmlessEvals and nothing else that could run code.
+func harmlessEval(r *request) bool {
+	if r.Method != "Runtime.evaluate" {
+		return false
+	}
+	prm, ok := canonicalParams(r)
+	if !ok {
+		return false
+	}
+	var expr string
+	if json.Unmarshal(prm["expression"], &expr) != nil || !harmlessEvals[expr] {
+		return false
+	}
+	for k := range prm {
+		switch k {
+		case "expression", "returnByValue", "contextId", "uniqueContextId", "silent", "objectGroup":
+		default:
+			return false
+		}
+	}
+	return true
 }
