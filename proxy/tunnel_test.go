@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/gorilla/websocket"
 	"github.com/rs/zerolog"
 
 	"github.com/mcp-browser-proxy/mcp-browser-proxy/browserpool"
@@ -367,5 +368,49 @@ func TestTunnelAgentLimits(t *testing.T) {
 	text, res = call(t, c2, "navigate_page", map[string]any{"url": pages})
 	if !res.IsError || !strings.Contains(text, "--read-only") {
 		t.Fatalf("navigate_page under --read-only: %v %s", res.IsError, text)
+	}
+}
+
+// GET /api/tunnel needs a credential with browser:write, no web origin,
+// and a WebSocket upgrade; each refusal changes nothing.
+func TestTunnelRouteRefusals(t *testing.T) {
+	h, reg := tunnelHarness(t)
+	wsURL, err := tunnel.TunnelURL(h.URL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dial := func(tok string, hdr http.Header) int {
+		t.Helper()
+		if hdr == nil {
+			hdr = http.Header{}
+		}
+		if tok != "" {
+			hdr.Set("Authorization", "Bearer "+tok)
+		}
+		ws, resp, err := websocket.DefaultDialer.Dial(wsURL, hdr)
+		if err == nil {
+			ws.Close()
+			return http.StatusSwitchingProtocols
+		}
+		if resp == nil {
+			t.Fatalf("dial: %v", err)
+		}
+		resp.Body.Close()
+		return resp.StatusCode
+	}
+	if got := dial("", nil); got != http.StatusUnauthorized {
+		t.Errorf("no credential: %d, want 401", got)
+	}
+	if got := dial(h.token("ro", "browser:read"), nil); got != http.StatusForbidden {
+		t.Errorf("read-only credential: %d, want 403", got)
+	}
+	if got := dial(h.token("web"), http.Header{"Origin": {"https://evil.test"}}); got != http.StatusForbidden {
+		t.Errorf("from a web origin: %d, want 403", got)
+	}
+	if resp := h.do(http.MethodGet, "/api/tunnel", h.token("plain"), nil, nil); resp.StatusCode != http.StatusBadRequest {
+		t.Errorf("without upgrade: %d, want 400", resp.StatusCode)
+	}
+	if reg.Count() != 0 || totalBrowsers(h) != 0 {
+		t.Fatalf("a refused tunnel left %d tunnels and %d browsers", reg.Count(), totalBrowsers(h))
 	}
 }

@@ -185,11 +185,10 @@ func findBrowser(ctx context.Context, f connectFlags, log zerolog.Logger) (locat
 		ws := f.wsURL
 		return func(context.Context) (string, error) { return ws, nil }, tunnel.Product(ctx, ws), cleanup, nil
 	case f.browserURL != "":
-		ws, prod, err := tunnel.FromBrowserURL(ctx, f.browserURL)
+		_, prod, err := tunnel.FromBrowserURL(ctx, f.browserURL)
 		if err != nil {
 			return nil, "", nil, fmt.Errorf("--browser-url: %w; start the browser with --remote-debugging-port", err)
 		}
-		_ = ws
 		raw := f.browserURL
 		return func(ctx context.Context) (string, error) {
 			ws, _, err := tunnel.FromBrowserURL(ctx, raw)
