@@ -511,6 +511,9 @@ func (b *Browser) connect(ctx context.Context) (conn Conn, cancel context.Cancel
 		}
 	})
 	b.cfg.Metrics.attempt(b, reconnect)
+	if user, ok := b.tunnelUser(); ok {
+		return b.connectTunnel(ctx, user)
+	}
 	rctx, rcancel := context.WithTimeout(ctx, b.cfg.DialTimeout)
 	t, err := resolveWebSocket(rctx, b.cfg.HTTPClient, b.cfg.Policy, b.endpoint())
 	rcancel()

@@ -27,6 +27,7 @@ type Config struct {
 	Logger         zerolog.Logger
 	Audit          zerolog.Logger // where refusals are audited (a browser that is another user's)
 	Metrics        *Metrics       // Prometheus collectors from NewMetrics; nil: none
+	Tunnels        TunnelDialer   // reverse tunnels of tunnel:// browsers; nil: none
 }
 
 // DefaultConfig returns the production defaults.

@@ -46,6 +46,8 @@ type UserStatus struct {
 	BrowserError   string     `json:"browserError,omitempty"`
 	ActiveSessions int        `json:"activeSessions"`
 	LastActivity   *time.Time `json:"lastActivity"`
+	// Tunnel is set for a browser reached through the agent's tunnel.
+	Tunnel *TunnelStatus `json:"tunnel,omitempty"`
 }
 
 // Health is the answer of GET /health.
@@ -204,6 +206,7 @@ func (s *Server) userStatus(c echo.Context) error {
 		st := b.Status()
 		out.BrowserStatus, out.BrowserError = string(st.State), st.LastError
 	}
+	out.Tunnel = s.tunnelStatus(reg)
 	n, last := s.cfg.Sessions.UserStats(userID)
 	out.ActiveSessions = n
 	if !last.IsZero() {

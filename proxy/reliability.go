@@ -54,6 +54,10 @@ func (d *drainer) wrap(next http.Handler) http.Handler {
 			d.serveStream(next, w, r)
 			return
 		}
+		if r.URL.Path == "/api/tunnel" {
+			next.ServeHTTP(w, r) // lives as long as the tunnel: Serve closes tunnels itself
+			return
+		}
 		d.addInflight(1)
 		defer d.addInflight(-1)
 		if r.Method == http.MethodPost && r.URL.Path == "/message" {

@@ -21,6 +21,7 @@ import (
 	"github.com/mcp-browser-proxy/mcp-browser-proxy/router"
 	"github.com/mcp-browser-proxy/mcp-browser-proxy/session"
 	"github.com/mcp-browser-proxy/mcp-browser-proxy/tools"
+	"github.com/mcp-browser-proxy/mcp-browser-proxy/tunnel"
 )
 
 // Config wires the server. cmd builds it once.
@@ -46,7 +47,9 @@ type Config struct {
 
 	Security SecurityConfig // origin and Host checks, CORS, --auth none, TLS, browser policy (security.go)
 
-	Conns ConnLimits // connections per client address, header and idle timeouts (connlimit.go)
+	Conns               ConnLimits       // connections per client address, header and idle timeouts (connlimit.go)
+	Tunnels             *tunnel.Registry // reverse tunnels of GET /api/tunnel; nil: the route answers 404
+	TunnelCheckInterval time.Duration    // how often a tunnel's API key is checked for revocation; default 30 s
 }
 
 func (c *Config) fill() {
@@ -71,6 +74,9 @@ func (c *Config) fill() {
 		c.MaxStreams = 10
 	}
 	c.Conns.fill()
+	if c.TunnelCheckInterval <= 0 {
+		c.TunnelCheckInterval = 30 * time.Second
+	}
 }
 
 // Server is the proxy's HTTP server.
@@ -115,6 +121,7 @@ func New(cfg Config) *Server {
 	api.DELETE("/users/:userId", s.deleteUser)
 	api.GET("/apikeys", s.listAPIKeys)
 	api.DELETE("/apikeys/:id", s.revokeAPIKey)
+	api.GET("/tunnel", s.tunnelRoute)
 
 	streams := s.limitStreams()
 	e.GET("/sse", echo.WrapHandler(s.endableSSE(s.sse.SSEHandler())), authn, s.mcpGuard, streams)
@@ -183,6 +190,9 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 		s.log.Warn().Int("requests", requests).Int("sse_answers", answers).Msg("drain timeout: cutting what is still in flight")
 	}
 	d.close()
+	if s.cfg.Tunnels != nil {
+		s.cfg.Tunnels.Close() // the agents reconnect to the next instance
+	}
 	s.sse.CloseSessions()
 	s.stream.CloseSessions(sctx)
 	err := <-shut

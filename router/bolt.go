@@ -131,7 +131,7 @@ func (s *BoltStore) Put(ctx context.Context, r Registration) (Registration, erro
 	if r.UserID == "" {
 		return Registration{}, errors.New("register: user ID is empty")
 	}
-	norm, err := ValidateBrowserURL(r.BrowserURL)
+	norm, err := validateStoredURL(r)
 	if err != nil {
 		return Registration{}, fmt.Errorf("register %s: %w", r.UserID, err)
 	}

@@ -25,6 +25,7 @@ import (
 	"github.com/mcp-browser-proxy/mcp-browser-proxy/router"
 	"github.com/mcp-browser-proxy/mcp-browser-proxy/session"
 	"github.com/mcp-browser-proxy/mcp-browser-proxy/tools"
+	"github.com/mcp-browser-proxy/mcp-browser-proxy/tunnel"
 )
 
 type serveFlags struct {
@@ -233,7 +234,9 @@ func serve(ctx context.Context, f serveFlags, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
+	tunnels := tunnel.NewRegistry(log.With().Str("component", "tunnel").Logger())
 	pool := browserpool.New(browserpool.Config{
+		Tunnels:        tunnels,
 		HealthInterval: f.healthInterval,
 		MaxAttempts:    f.maxReconnects,
 		Logger:         log.With().Str("component", "browserpool").Logger(),
@@ -278,6 +281,7 @@ func serve(ctx context.Context, f serveFlags, stderr io.Writer) error {
 		MetricsPublic:   f.metricsPublic,
 		Security:        sec.proxy,
 		Conns:           conns,
+		Tunnels:         tunnels,
 	})
 	if err := srv.Restore(ctx); err != nil {
 		return fmt.Errorf("restore registrations: %w", err)

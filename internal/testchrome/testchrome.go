@@ -157,6 +157,10 @@ func (c *Chrome) start(port int) error {
 	return fmt.Errorf("chromium on port %d never answered /json/version", c.Port)
 }
 
+// Dir returns the profile (user-data) directory, where Chromium writes
+// DevToolsActivePort.
+func (c *Chrome) Dir() string { return c.dir }
+
 // Kill stops the process (SIGKILL) and waits for it to exit. It is safe to
 // call more than once.
 func (c *Chrome) Kill() {
