@@ -9,8 +9,6 @@ import (
 	"github.com/mcp-browser-proxy/mcp-browser-proxy/internal/testchrome"
 )
 
-const listPagesMsg = `{"jsonrpc":"2.0","id":5,"method":"tools/call","params":{"name":"list_pages","arguments":{}}}`
-
 // TestSessionsAPI checks GET and DELETE /api/sessions: a user sees and
 // closes only their own sessions (another user's is answered as unknown),
 // an admin sees and closes everyone's, and a closed session's next request
