@@ -45,7 +45,8 @@ type Status struct {
 	LastError   string // why the last attempt or connection failed; no secrets
 	Generation  uint64 // increases on every successful connect
 	ConnectedAt time.Time
-	Version     string // browser product, e.g. "HeadlessChrome/156.0..."
+	LastCheck   time.Time // when a health check last succeeded; zero: none since the connect
+	Version     string    // browser product, e.g. "HeadlessChrome/156.0..."
 	// NextAttempt is when the next connection attempt is due while the
 	// pool backs off after a failed one; zero otherwise (connected,
 	// connecting, failed: waiting for a Retry). A tool call that arrives
@@ -484,6 +485,9 @@ func (b *Browser) watch(ctx context.Context, conn Conn) string {
 		switch {
 		case err == nil:
 			failures = 0
+			b.mu.Lock()
+			b.status.LastCheck = time.Now()
+			b.mu.Unlock()
 		case conn.Ctx.Err() != nil || errors.Is(err, context.Canceled):
 			// chromedp wraps context.Canceled in a lost connection's error.
 			return "connection to the browser was lost"

@@ -40,12 +40,28 @@ func (l *streamLimiter) release(user string) {
 	}
 }
 
+// usage returns the open streams, in all and per user.
+func (l *streamLimiter) usage() (total int, perUser map[string]int) {
+	if l == nil {
+		return 0, map[string]int{}
+	}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	perUser = make(map[string]int, len(l.open))
+	for u, n := range l.open {
+		perUser[u] = n
+		total += n
+	}
+	return total, perUser
+}
+
 // limitStreams returns a middleware that holds each user to
 // cfg.MaxStreams concurrent GET streams (GET /sse, GET /mcp); other
 // methods pass. Install it after authenticate and mcpGuard, on every stream
 // route, from one call so that the routes share the count.
 func (s *Server) limitStreams() echo.MiddlewareFunc {
 	l := &streamLimiter{max: s.cfg.MaxStreams, open: map[string]int{}}
+	s.streams = l
 	return func(next echo.HandlerFunc) echo.HandlerFunc {
 		return func(c echo.Context) error {
 			p, ok := principalOf(c)

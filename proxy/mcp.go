@@ -27,7 +27,11 @@ func (s *Server) buildMCP() {
 	mgr := s.cfg.Sessions
 	hooks.AddOnRegisterSession(func(ctx context.Context, cs server.ClientSession) {
 		if p, ok := auth.FromContext(ctx); ok && cs.SessionID() != "" {
-			mgr.OpenWithEnd(cs.SessionID(), p.UserID, s.transportEnd(ctx, cs.SessionID()))
+			transport := session.TransportStreamable
+			if _, sse := ctx.Value(streamEndKey{}).(context.CancelFunc); sse {
+				transport = session.TransportSSE
+			}
+			mgr.OpenVia(cs.SessionID(), p.UserID, transport, s.transportEnd(ctx, cs.SessionID()))
 		}
 	})
 	hooks.AddOnUnregisterSession(func(_ context.Context, cs server.ClientSession) {

@@ -156,6 +156,11 @@ func (s *Server) mcpGuard(next echo.HandlerFunc) echo.HandlerFunc {
 				s.deny(c, p.UserID, "session belongs to another user")
 				return apiError(http.StatusForbidden, CodeForbidden, "this MCP session belongs to another user")
 			}
+			if r.URL.Path == "/mcp" {
+				// A streamable session with a GET stream open or a request
+				// in flight is in use: never evicted, never stale.
+				defer s.cfg.Sessions.Hold(sid)()
+			}
 		}
 		// A GET /mcp without a session ID opens a session too (mcp-go makes
 		// one for the stream), so it counts against the session limits.

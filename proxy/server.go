@@ -89,7 +89,8 @@ type Server struct {
 	stream  *server.StreamableHTTPServer
 	started time.Time
 
-	connRefusals *refusalAudit // refused connections and forwarded requests (connlimit.go)
+	connRefusals *refusalAudit  // refused connections and forwarded requests (connlimit.go)
+	streams      *streamLimiter // open MCP streams per user (limits.go)
 }
 
 // New builds the server and its routes.
@@ -122,6 +123,10 @@ func New(cfg Config) *Server {
 	api.GET("/apikeys", s.listAPIKeys)
 	api.DELETE("/apikeys/:id", s.revokeAPIKey)
 	api.GET("/tunnel", s.tunnelRoute)
+	api.POST("/apikeys", s.createAPIKey)
+	api.GET("/sessions", s.listSessions)
+	api.DELETE("/sessions/:id", s.closeSession)
+	e.GET("/health/detailed", s.healthDetailed, authn)
 
 	streams := s.limitStreams()
 	e.GET("/sse", echo.WrapHandler(s.endableSSE(s.sse.SSEHandler())), authn, s.mcpGuard, streams)

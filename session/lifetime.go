@@ -1,6 +1,7 @@
 package session
 
 import (
+	"sync"
 	"time"
 )
 
@@ -13,6 +14,16 @@ const (
 	CloseLifetime     = "lifetime"     // open for Config.Lifetime, however busy
 	CloseUnregistered = "unregistered" // its user's registration was deleted
 	CloseShutdown     = "shutdown"     // the proxy is stopping
+	CloseEvicted      = "evicted"      // not in use, and the least recently used of a user at the limit who opened another
+	CloseStale        = "stale"        // no open stream and no MCP request for Config.StaleTimeout
+	CloseAPI          = "api"          // closed with DELETE /api/sessions/{id}
+)
+
+// Transports of a session, the "transport" of Info.
+const (
+	TransportSSE        = "sse"        // legacy HTTP+SSE: the session lives as long as its GET /sse stream
+	TransportStreamable = "streamable" // Streamable HTTP with an Mcp-Session-Id
+	TransportDefault    = "default"    // a user's default workspace (stateless protocol, no session ID)
 )
 
 // reservation is a session ID handed out to owner at a time, not registered
@@ -25,8 +36,14 @@ type reservation struct {
 // lifeRecord is what the manager keeps of an open session besides the
 // session itself: when it began, and how to end its transport.
 type lifeRecord struct {
-	opened time.Time
-	end    func() // ends the session's streams and transport state; nil: none
+	opened    time.Time
+	end       func() // ends the session's streams and transport state; nil: none
+	transport string // Transport*; "" until the transport says
+	// held counts the session's open streams and requests in flight (Hold);
+	// an SSE session's own stream is held for its whole life. A held
+	// session is in use: never evicted, never stale.
+	held  int
+	calls uint64 // tool calls that ran
 }
 
 // ending is a session taken out of the manager's maps, to be closed.
@@ -43,6 +60,13 @@ type ending struct {
 // not call end from Close, which the transport calls when it is ending the
 // session itself. A session that is open already keeps the end it has.
 func (m *Manager) OpenWithEnd(id, owner string, end func()) *Session {
+	return m.OpenVia(id, owner, "", end)
+}
+
+// OpenVia is OpenWithEnd that also records the session's transport
+// (Transport*). An SSE session counts as in use for its whole life: it ends
+// when its stream does.
+func (m *Manager) OpenVia(id, owner, transport string, end func()) *Session {
 	m.mu.Lock()
 	delete(m.reserved, id)
 	s, ok := m.sessions[id]
@@ -50,8 +74,16 @@ func (m *Manager) OpenWithEnd(id, owner string, end func()) *Session {
 		s = m.newSession(id, owner)
 		m.sessions[id] = s
 	}
-	if rec := m.life[s]; rec != nil && rec.end == nil {
-		rec.end = end
+	if rec := m.life[s]; rec != nil {
+		if rec.end == nil {
+			rec.end = end
+		}
+		if rec.transport == "" && transport != "" {
+			rec.transport = transport
+			if transport == TransportSSE {
+				rec.held++
+			}
+		}
 	}
 	m.mu.Unlock()
 	if !ok {
@@ -72,6 +104,59 @@ func (m *Manager) Touch(id string) {
 	}
 }
 
+// Hold marks session id in use until release is called: a stream of it is
+// open, or a request of it is being answered. Unknown IDs are ignored.
+// release may be called once, also after the session closed.
+func (m *Manager) Hold(id string) (release func()) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	s := m.sessions[id]
+	rec := m.life[s]
+	if s == nil || rec == nil {
+		return func() {}
+	}
+	rec.held++
+	var once sync.Once
+	return func() {
+		once.Do(func() {
+			m.mu.Lock()
+			rec.held--
+			m.mu.Unlock()
+			s.touch() // stale counts from the end of the last request or stream
+		})
+	}
+}
+
+// inUseLocked reports whether s has an open stream, a request or a tool
+// call in flight. Callers hold m.mu.
+func (m *Manager) inUseLocked(s *Session) bool {
+	if rec := m.life[s]; rec != nil && rec.held > 0 {
+		return true
+	}
+	if !s.calls.TryLock() {
+		return true
+	}
+	// The probe takes nothing.
+	s.calls.Unlock()
+	return false
+}
+
+// evictableLocked returns owner's least recently used session that is not
+// in use, or nil. Callers hold m.mu.
+func (m *Manager) evictableLocked(owner string) *Session {
+	var lru *Session
+	var lruAt time.Time
+	for _, s := range m.sessions {
+		if s.UserID != owner || m.inUseLocked(s) {
+			continue
+		}
+		if at := s.LastUsed(); lru == nil || at.Before(lruAt) {
+			lru, lruAt = s, at
+		}
+	}
+	return lru
+}
+
 // Lifetime returns how long a session may live, however busy.
 func (m *Manager) Lifetime() time.Duration { return m.cfg.Lifetime }
 
@@ -79,14 +164,18 @@ func (m *Manager) Lifetime() time.Duration { return m.cfg.Lifetime }
 // of the shorter bound, at most a minute. A session is closed at most this
 // late.
 func (m *Manager) SweepInterval() time.Duration {
-	return max(min(min(m.cfg.IdleTimeout, m.cfg.Lifetime)/4, time.Minute), time.Millisecond)
+	return max(min(min(m.cfg.IdleTimeout, m.cfg.Lifetime, m.cfg.StaleTimeout)/4, time.Minute), time.Millisecond)
 }
 
 // expire closes, as of now, the sessions (default workspaces included) idle
 // for IdleTimeout (and not running a tool call) or open for Lifetime, and
-// drops reservations older than IdleTimeout.
+// drops reservations older than IdleTimeout. It also closes the sessions
+// with an ID that are not in use (no stream, nothing in flight) and had no
+// request for StaleTimeout: clients that went away without a DELETE. Default
+// workspaces are not stale: every stateless call of their user shares one.
 func (m *Manager) expire(now time.Time) {
 	idleSince, bornBefore := now.Add(-m.cfg.IdleTimeout), now.Add(-m.cfg.Lifetime)
+	staleSince := now.Add(-m.cfg.StaleTimeout)
 	reason := func(s *Session) string {
 		if rec := m.life[s]; rec != nil && rec.opened.Before(bornBefore) {
 			return CloseLifetime
@@ -102,7 +191,11 @@ func (m *Manager) expire(now time.Time) {
 	m.mu.Lock()
 	var ended []ending
 	for id, s := range m.sessions {
-		if r := reason(s); r != "" {
+		r := reason(s)
+		if r == "" && s.LastUsed().Before(staleSince) && !m.inUseLocked(s) {
+			r = CloseStale
+		}
+		if r != "" {
 			delete(m.sessions, id)
 			ended = append(ended, m.takeLocked(s, r))
 		}
@@ -154,7 +247,7 @@ func (m *Manager) finish(s *Session, reason string) {
 	s.log.Info().Str("reason", reason).Msg("session closed")
 	m.cfg.Audit.Info().Bool("audit", true).Str("event", "session_close").Str("user", s.UserID).Str("session", s.ID).
 		Str("reason", reason).Send()
-	if reason == CloseIdle || reason == CloseLifetime {
+	if reason == CloseIdle || reason == CloseLifetime || reason == CloseStale || reason == CloseEvicted {
 		m.cfg.Metrics.refused(reason)
 	}
 }

@@ -130,7 +130,9 @@ func TestSessionMetrics(t *testing.T) {
 		t.Fatal("registering twice on one registry is not an error")
 	}
 	m := newTestManager(t, Config{MaxSessionsPerUser: 1, Metrics: metrics})
-	m.Open(m.NewID("alice"), "alice")
+	id := m.NewID("alice")
+	m.Open(id, "alice")
+	defer m.Hold(id)() // in use: not evicted
 	if err := m.CheckOpen("alice"); err == nil {
 		t.Fatal("second session of alice allowed")
 	}

@@ -24,6 +24,7 @@ type Config struct {
 	MaxSessions        int           // default 1000
 	MaxTabsPerSession  int           // default 20
 	IdleTimeout        time.Duration // default 30m; a session with no MCP request for this long is closed
+	StaleTimeout       time.Duration // default 5m; a session with no open stream and no MCP request for this long is closed
 	Lifetime           time.Duration // default 12h; no session lives longer, however busy
 	KeepTabs           bool          // leave a closed session's tabs open
 	FilesDir           string        // where filePath outputs go; default a temp dir per session
@@ -52,6 +53,9 @@ func (c *Config) fill() {
 	}
 	if c.IdleTimeout <= 0 {
 		c.IdleTimeout = 30 * time.Minute
+	}
+	if c.StaleTimeout <= 0 {
+		c.StaleTimeout = 5 * time.Minute
 	}
 	if c.Lifetime <= 0 {
 		c.Lifetime = 12 * time.Hour
@@ -120,19 +124,34 @@ func (m *Manager) NewID(owner string) string {
 	return id
 }
 
-// CheckOpen reports whether owner may open one more session.
+// CheckOpen reports whether owner may open one more session. At the
+// per-user limit it first closes owner's least recently used session that
+// is not in use (no open stream, no request or tool call in flight), so that
+// clients that never end their sessions (no DELETE) do not lock their user
+// out; that session's next request gets 404 and its client re-initialises.
+// Only when every session of owner is in use is the new one refused.
 func (m *Manager) CheckOpen(owner string) error {
 	m.mu.Lock()
-	defer m.mu.Unlock()
 	total, mine := len(m.sessions)+len(m.defaults), 0
 	for _, s := range m.sessions {
 		if s.UserID == owner {
 			mine++
 		}
 	}
+	var evicted []ending
+	if mine >= m.cfg.MaxSessionsPerUser {
+		if s := m.evictableLocked(owner); s != nil {
+			delete(m.sessions, s.ID)
+			evicted = append(evicted, m.takeLocked(s, CloseEvicted))
+			mine--
+			total--
+		}
+	}
+	m.mu.Unlock()
+	m.end(evicted)
 	if mine >= m.cfg.MaxSessionsPerUser {
 		m.cfg.Metrics.refused(ReasonSessionsPerUser)
-		return &LimitError{fmt.Sprintf("%s already has %d open sessions, the limit; close an IDE session (or wait for idle ones to expire) and retry", owner, mine)}
+		return &LimitError{fmt.Sprintf("%s already has %d open sessions, the limit, and every one is in use (a stream open or a call in flight); close an IDE session (`GET /api/sessions` lists them, `DELETE /api/sessions/{id}` closes one) and retry", owner, mine)}
 	}
 	if total >= m.cfg.MaxSessions {
 		m.cfg.Metrics.refused(ReasonSessionsTotal)
@@ -305,6 +324,11 @@ func (m *Manager) Middleware(next server.ToolHandlerFunc) server.ToolHandlerFunc
 			return mcp.NewToolResultError("this session was closed (its user was unregistered or it expired); reconnect your MCP client"), nil
 		}
 		s.touch()
+		m.mu.Lock()
+		if rec := m.life[s]; rec != nil {
+			rec.calls++
+		}
+		m.mu.Unlock()
 		start := time.Now()
 		// The call ends when the session does, whatever its transport does
 		// with ctx (SSE runs calls on a context that is never cancelled).

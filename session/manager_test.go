@@ -96,8 +96,11 @@ func TestOwnership(t *testing.T) {
 
 func TestLimits(t *testing.T) {
 	m := newTestManager(t, Config{MaxSessionsPerUser: 2, MaxSessions: 3})
-	m.Open(m.NewID("alice"), "alice")
-	m.Open(m.NewID("alice"), "alice")
+	for range 2 {
+		id := m.NewID("alice")
+		m.Open(id, "alice")
+		defer m.Hold(id)() // in use: never evicted
+	}
 	if err := m.CheckOpen("alice"); err == nil || !strings.Contains(err.Error(), "limit") {
 		t.Errorf("third session of alice: %v", err)
 	}

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
@@ -14,6 +15,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/mcp-browser-proxy/mcp-browser-proxy/auth"
+	"github.com/mcp-browser-proxy/mcp-browser-proxy/proxy"
 	"github.com/mcp-browser-proxy/mcp-browser-proxy/router"
 )
 
@@ -47,10 +49,11 @@ func parsePermsFlag(cmd *cobra.Command, perms string) ([]string, error) {
 func newAPIKey() *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "apikey",
-		Short: "Manage API keys for machines (CI, scripts); run these while the proxy on --data-dir is stopped",
+		Short: "Manage API keys for machines (CI, scripts), on a running proxy (--server) or in a stopped one's --data-dir",
 		Long: "API keys are bearer credentials for machines: Authorization: Bearer mbp_<id>_<secret>.\n" +
-			"The store keeps only the SHA-256 of each secret. These commands open the store in --data-dir\n" +
-			"directly, so the proxy using that directory must be stopped while they run.",
+			"The store keeps only the SHA-256 of each secret. With --server URL and --token these commands\n" +
+			"use the running proxy's API (POST, GET and DELETE /api/apikeys); without, they open the store\n" +
+			"in --data-dir directly, so the proxy using that directory must be stopped while they run.",
 	}
 	cmd.AddCommand(newAPIKeyCreate(), newAPIKeyRevoke(), newAPIKeyList())
 	return cmd
@@ -58,17 +61,32 @@ func newAPIKey() *cobra.Command {
 
 func newAPIKeyCreate() *cobra.Command {
 	var user, perms, name, dataDir string
+	var rf remoteFlags
 	cmd := &cobra.Command{
 		Use:   "create",
 		Short: "Create an API key and print it on stdout (it is shown only this once)",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			if user == "" {
+			remote, err := rf.remote()
+			if err != nil {
+				return err
+			}
+			if user == "" && !remote {
 				return errors.New("--user is required, e.g. --user alice")
 			}
 			ps, err := parsePermsFlag(cmd, perms)
 			if err != nil {
 				return err
+			}
+			if remote {
+				var out proxy.CreatedAPIKey
+				if err := rf.call(cmd.Context(), http.MethodPost, "/api/apikeys", proxy.CreateAPIKeyRequest{UserID: user, Perms: ps, Name: name}, &out); err != nil {
+					return err
+				}
+				fmt.Fprintln(cmd.OutOrStdout(), out.Key)
+				fmt.Fprintf(cmd.ErrOrStderr(), "created API key %s for %s (%s); store it now, it cannot be shown again\n",
+					out.ID, out.UserID, strings.Join(out.Perms, ","))
+				return nil
 			}
 			key, rec, err := auth.NewAPIKey(user, ps, name)
 			if err != nil {
@@ -87,15 +105,17 @@ func newAPIKeyCreate() *cobra.Command {
 		},
 	}
 	fl := cmd.Flags()
-	fl.StringVar(&user, "user", "", "user ID the key acts as")
+	fl.StringVar(&user, "user", "", "user ID the key acts as (with --server: default the token's user)")
 	fl.StringVar(&perms, "perms", "", permsUsage)
 	fl.StringVar(&name, "name", "", "label shown by `apikey list`, e.g. ci")
 	fl.StringVar(&dataDir, "data-dir", "./data", dataDirUsage)
+	rf.add(cmd)
 	return withEnv(cmd)
 }
 
 func newAPIKeyRevoke() *cobra.Command {
 	var dataDir string
+	var rf remoteFlags
 	cmd := &cobra.Command{
 		Use:   "revoke <id>",
 		Short: "Revoke an API key by its ID (as `apikey list` shows it); the proxy refuses it from its next request on",
@@ -113,7 +133,18 @@ func newAPIKeyRevoke() *cobra.Command {
 			if !auth.ValidAPIKeyID(id) {
 				return errors.New("not an API key ID: give the 16 hex digits that `apikey list` shows in its ID column")
 			}
-			err := withKeyStore(cmd.Context(), dataDir, false, func(ctx context.Context, store *router.BoltStore) error {
+			remote, err := rf.remote()
+			if err != nil {
+				return err
+			}
+			if remote {
+				if err := rf.call(cmd.Context(), http.MethodDelete, "/api/apikeys/"+id, nil, nil); err != nil {
+					return err
+				}
+				fmt.Fprintf(cmd.OutOrStdout(), "revoked API key %s\n", id)
+				return nil
+			}
+			err = withKeyStore(cmd.Context(), dataDir, false, func(ctx context.Context, store *router.BoltStore) error {
 				return store.RevokeAPIKey(ctx, id)
 			})
 			if errors.Is(err, auth.ErrAPIKeyNotFound) {
@@ -127,11 +158,13 @@ func newAPIKeyRevoke() *cobra.Command {
 		},
 	}
 	cmd.Flags().StringVar(&dataDir, "data-dir", "./data", dataDirUsage)
+	rf.add(cmd)
 	return withEnv(cmd)
 }
 
 func newAPIKeyList() *cobra.Command {
 	var user, dataDir string
+	var rf remoteFlags
 	cmd := &cobra.Command{
 		Use:   "list",
 		Short: "List API keys (never their secrets)",
@@ -142,12 +175,29 @@ func newAPIKeyList() *cobra.Command {
 					return fmt.Errorf("--user: %w", err)
 				}
 			}
-			var keys []auth.APIKey
-			err := withKeyStore(cmd.Context(), dataDir, false, func(ctx context.Context, store *router.BoltStore) error {
-				var err error
-				keys, err = store.ListAPIKeys(ctx, user)
+			remote, err := rf.remote()
+			if err != nil {
 				return err
-			})
+			}
+			var keys []auth.APIKey
+			if remote {
+				// The proxy answers the caller's keys, or an admin's every key.
+				var infos []proxy.APIKeyInfo
+				if err := rf.call(cmd.Context(), http.MethodGet, "/api/apikeys", nil, &infos); err != nil {
+					return err
+				}
+				for _, k := range infos {
+					if user == "" || k.UserID == user {
+						keys = append(keys, auth.APIKey{ID: k.ID, UserID: k.UserID, Perms: k.Perms, Name: k.Name, CreatedAt: k.CreatedAt, LastUsed: k.LastUsed})
+					}
+				}
+			} else {
+				err = withKeyStore(cmd.Context(), dataDir, false, func(ctx context.Context, store *router.BoltStore) error {
+					var err error
+					keys, err = store.ListAPIKeys(ctx, user)
+					return err
+				})
+			}
 			if err != nil {
 				return err
 			}
@@ -171,6 +221,7 @@ func newAPIKeyList() *cobra.Command {
 	fl := cmd.Flags()
 	fl.StringVar(&user, "user", "", "only this user's keys")
 	fl.StringVar(&dataDir, "data-dir", "./data", dataDirUsage)
+	rf.add(cmd)
 	return withEnv(cmd)
 }
 
@@ -187,7 +238,7 @@ func withKeyStore(ctx context.Context, dataDir string, create bool, fn func(cont
 	}
 	store, err := router.OpenBolt(path)
 	if router.IsLocked(err) {
-		return fmt.Errorf("the store %s is in use, most likely by a running proxy: apikey commands open it directly, so stop the proxy using --data-dir %s, run this again, then restart the proxy", path, dataDir)
+		return fmt.Errorf("the store %s is in use, most likely by a running proxy: apikey commands open it directly, so stop the proxy using --data-dir %s, run this again, then restart the proxy; or give --server URL and --token to use the running proxy's API", path, dataDir)
 	}
 	if err != nil {
 		return err

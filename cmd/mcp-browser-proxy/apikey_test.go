@@ -363,3 +363,51 @@ func TestServeAuthFlagErrors(t *testing.T) {
 		}
 	}
 }
+
+// TestAPIKeyCommandsOnRunningProxy checks that with --server the apikey
+// commands use a running proxy's API (its store is locked by the proxy):
+// create, list, revoke; the proxy's refusals come back as errors.
+func TestAPIKeyCommandsOnRunningProxy(t *testing.T) {
+	dir := t.TempDir()
+	base := startServe(t, dir).base
+	out, _, err := run(t, "token", "issue", "--user", "root", "--perms", "admin,browser:read", "--ttl", "1h", "--data-dir", dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	admin := strings.TrimSpace(out)
+	remote := []string{"--server", base, "--token", admin}
+
+	out, stderr, err := run(t, append([]string{"apikey", "create", "--user", "bob", "--perms", "browser:read", "--name", "ci"}, remote...)...)
+	key := strings.TrimSpace(out)
+	m := apiKeyRE.FindStringSubmatch(key)
+	if err != nil || m == nil || strings.Count(out, "\n") != 1 || !strings.Contains(stderr, m[1]) || strings.Contains(stderr, m[2]) {
+		t.Fatalf("remote create: %v %q %q", err, out, stderr)
+	}
+	if c := statusCode(t, base+"/api/users/bob/status", key); c != http.StatusNotFound {
+		t.Errorf("the new key on the running proxy: %d, want 404 (authenticated, unregistered)", c)
+	}
+	// The key may create keys for its own user, within its perms.
+	if _, _, err := run(t, "apikey", "create", "--server", base, "--token", key, "--perms", "browser:write"); err == nil ||
+		!strings.Contains(err.Error(), "403") || !strings.Contains(err.Error(), "browser:write") {
+		t.Errorf("escalating create: %v", err)
+	}
+	if _, _, err := run(t, append([]string{"apikey", "create", "--user", "bob", "--perms", "admin"}, remote...)...); err == nil || !strings.Contains(err.Error(), "403") {
+		t.Errorf("admin for another user: %v", err)
+	}
+	out, _, err = run(t, append([]string{"apikey", "list", "--user", "bob"}, remote...)...)
+	if err != nil || !strings.Contains(out, m[1]) || !strings.Contains(out, "ci") || strings.Contains(out, m[2]) {
+		t.Errorf("remote list: %v\n%s", err, out)
+	}
+	if out, _, err = run(t, append([]string{"apikey", "revoke", m[1]}, remote...)...); err != nil || !strings.Contains(out, m[1]) {
+		t.Fatalf("remote revoke: %v %q", err, out)
+	}
+	if c := statusCode(t, base+"/api/users/bob/status", key); c != http.StatusUnauthorized {
+		t.Errorf("the revoked key: %d, want 401", c)
+	}
+	if _, _, err := run(t, "apikey", "list", "--server", base); err == nil || !strings.Contains(err.Error(), "--token") {
+		t.Errorf("--server without --token: %v", err)
+	}
+	if _, _, err := run(t, "apikey", "list", "--server", "ftp://x", "--token", admin); err == nil || !strings.Contains(err.Error(), "--server") {
+		t.Errorf("a bad --server: %v", err)
+	}
+}

@@ -35,6 +35,7 @@ type serveFlags struct {
 	logLevel, logFormat, auditLog    string
 	maxBody, filesDir                string
 	sessionTokenTTL, idleTimeout     time.Duration
+	staleSessionTimeout              time.Duration
 	sessionLifetime                  time.Duration
 	healthInterval, browserWait      time.Duration
 	callTimeout, navTimeout          time.Duration
@@ -88,6 +89,7 @@ func newServeCmd() (*cobra.Command, *serveFlags) {
 	fl.StringVar(&f.filesDir, "files-dir", "", "the only directory tools may write files to (filePath), one subdirectory per user (default: a temp dir per session, removed when it closes)")
 	fl.DurationVar(&f.sessionTokenTTL, "session-token-ttl", 24*time.Hour, "longest lifetime of the sessionToken that /api/register returns; it never outlives the caller's own token")
 	fl.DurationVar(&f.idleTimeout, "idle-timeout", 30*time.Minute, "close MCP sessions unused for this long (no MCP request), even with a stream open")
+	fl.DurationVar(&f.staleSessionTimeout, "stale-session-timeout", 5*time.Minute, "close MCP sessions with no open stream and no MCP request for this long (clients that left without DELETE /mcp)")
 	fl.DurationVar(&f.sessionLifetime, "session-lifetime", 12*time.Hour, "close every MCP session this long after it opened, however busy")
 	fl.DurationVar(&f.healthInterval, "health-interval", 30*time.Second, "how often each browser connection is health-checked")
 	fl.DurationVar(&f.browserWait, "browser-wait", 5*time.Second, "how long a tool call waits for a browser that is reconnecting")
@@ -95,7 +97,7 @@ func newServeCmd() (*cobra.Command, *serveFlags) {
 	fl.DurationVar(&f.navTimeout, "navigation-timeout", 30*time.Second, "default wait for a page load")
 	fl.DurationVar(&f.keepAlive, "keepalive", 20*time.Second, "keep-alive interval of MCP streams")
 	fl.DurationVar(&f.drainTimeout, "drain-timeout", 10*time.Second, "how long shutdown waits for requests in flight")
-	fl.IntVar(&f.maxSessionsPerUser, "max-sessions-per-user", 10, "open MCP sessions per user")
+	fl.IntVar(&f.maxSessionsPerUser, "max-sessions-per-user", 10, "open MCP sessions per user; at the limit a new session closes the least recently used one not in use (no stream, no call in flight)")
 	fl.IntVar(&f.maxSessions, "max-sessions", 1000, "open MCP sessions in total")
 	fl.IntVar(&f.maxTabsPerSession, "max-tabs-per-session", 20, "tabs one session may have open")
 	fl.IntVar(&f.maxReconnects, "max-reconnects", 20, "failed connection attempts before a browser is marked failed (a tool call retries it)")
@@ -250,6 +252,7 @@ func serve(ctx context.Context, f serveFlags, stderr io.Writer) error {
 		MaxSessions:        f.maxSessions,
 		MaxTabsPerSession:  f.maxTabsPerSession,
 		IdleTimeout:        f.idleTimeout,
+		StaleTimeout:       f.staleSessionTimeout,
 		Lifetime:           f.sessionLifetime,
 		KeepTabs:           f.keepTabs,
 		FilesDir:           f.filesDir,
