@@ -128,6 +128,12 @@ func (s *Server) createAPIKey(c echo.Context) error {
 	if err := c.Bind(&req); err != nil {
 		return apiError(http.StatusBadRequest, CodeInvalidRequest, `the body must be JSON: {"user":"alice","perms":["browser:read"],"name":"ci"}, every field optional`)
 	}
+	if p.KeyID != "" {
+		// A key made with a key (or with a sessionToken minted through one)
+		// would live on after its parent is revoked.
+		s.deny(c, p.UserID, "API key creation with an API key credential")
+		return apiError(http.StatusForbidden, CodeForbidden, "an API key, or a token minted with one, cannot create API keys (the new key would outlive its revocation); sign in with a user token, or ask an admin")
+	}
 	if req.UserID == "" {
 		req.UserID = p.UserID
 	}

@@ -119,6 +119,8 @@ func TestCreateAPIKeyAPI(t *testing.T) {
 		body  map[string]any
 		code  int
 	}{
+		// A key made with a key would outlive the revocation of its parent.
+		{"with an API key", created.Key, map[string]any{"perms": []string{auth.PermRead}}, http.StatusForbidden},
 		{"admin for oneself without admin", alice, map[string]any{"perms": []string{auth.PermAdmin}}, http.StatusForbidden},
 		{"all-tabs without it", alice, map[string]any{"perms": []string{auth.PermAllTabs}}, http.StatusForbidden},
 		{"default perms beyond a reader's", reader, map[string]any{}, http.StatusForbidden},
