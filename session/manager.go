@@ -296,7 +296,8 @@ func (m *Manager) Middleware(next server.ToolHandlerFunc) server.ToolHandlerFunc
 		s.touch()
 		start := time.Now()
 		res, err := next(tools.WithWorkspace(ctx, s), req)
-		s.touch() // idle counts from the end of the last call
+		s.waitPopups(ctx) // so that the call that opened a popup can say so
+		s.touch()         // idle counts from the end of the last call
 		if n := s.takeNotice(); n != "" && res != nil {
 			res.Content = append([]mcp.Content{mcp.NewTextContent(n)}, res.Content...)
 		}
