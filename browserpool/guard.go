@@ -32,9 +32,13 @@ type RequestPolicy interface {
 // Owner is told what happens to the targets it guards. Its methods run on
 // goroutines of the guard and must return quickly.
 type Owner interface {
-	// Popup says that target id, opened by the guarded target opener, is
-	// guarded for the owner now and running.
-	Popup(id, opener cdptarget.ID)
+	// Opening says that a guarded target opened target id, which the
+	// guard is guarding for the owner; Popup follows.
+	Opening(id cdptarget.ID)
+	// Popup says that target id, opened by the guarded page opener, is
+	// guarded for the owner now and running; or, when !ok, that it could
+	// not be guarded and was closed.
+	Popup(id, opener cdptarget.ID, ok bool)
 	// Refused says that a request of a guarded target was failed.
 	Refused(id cdptarget.ID, url, reason string)
 }
@@ -215,6 +219,9 @@ func (g *Guard) attached(ev *cdptarget.EventAttachedToTarget, parent cdptarget.S
 		g.owners[info.TargetID], g.tops[info.TargetID] = owner, top
 	}
 	g.mu.Unlock()
+	if popup {
+		owner.Opening(info.TargetID)
+	}
 	if err := g.enable(ev.SessionID, info.Type); err != nil {
 		if popup {
 			// Never leave a session's popup running unguarded.
@@ -224,6 +231,7 @@ func (g *Guard) attached(ev *cdptarget.EventAttachedToTarget, parent cdptarget.S
 			ctx, cancel := context.WithTimeout(g.ctx, guardTimeout)
 			defer cancel()
 			_, _ = g.callCtx(ctx, "", cdptarget.CommandCloseTarget, cdptarget.CloseTargetParams{TargetID: info.TargetID})
+			owner.Popup(info.TargetID, opener, false)
 			return
 		}
 		g.release(ev.SessionID, parent)
@@ -233,7 +241,7 @@ func (g *Guard) attached(ev *cdptarget.EventAttachedToTarget, parent cdptarget.S
 		_, _ = g.call(ev.SessionID, "", "Runtime.runIfWaitingForDebugger", nil)
 	}
 	if popup {
-		owner.Popup(info.TargetID, opener)
+		owner.Popup(info.TargetID, opener, true)
 	}
 }
 

@@ -23,17 +23,34 @@ const popupWait = 2 * time.Second
 
 var _ browserpool.Owner = (*Session)(nil)
 
-// Popup implements browserpool.Owner: the guard started target id, which a
-// page of this session opened, guarded already; the session adopts it.
-func (s *Session) Popup(id, opener target.ID) {
+// Opening implements browserpool.Owner: a popup is on its way, and the
+// result of the call under way waits for it (waitPopups).
+func (s *Session) Opening(target.ID) {
 	s.mu.Lock()
-	if s.closed {
-		s.mu.Unlock()
-		return
-	}
 	s.adopting++
 	s.mu.Unlock()
+}
+
+// Popup implements browserpool.Owner: the guard started target id, which a
+// page of this session opened, guarded already; the session adopts it.
+func (s *Session) Popup(id, opener target.ID, ok bool) {
+	if !ok {
+		s.addNotice(fmt.Sprintf("Note: page %d opened a popup, which was closed because the proxy could not guard it.", s.pageOf(opener)))
+		s.adopted1()
+		return
+	}
 	go s.adoptPopup(id, opener)
+}
+
+// adopted1 ends the wait for one popup.
+func (s *Session) adopted1() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.adopting--
+	if s.adopting <= 0 && s.adopted != nil {
+		close(s.adopted)
+		s.adopted = nil
+	}
 }
 
 // Refused implements browserpool.Owner: audit and count the refusal.
@@ -58,15 +75,7 @@ func (s *Session) pageOf(id target.ID) int {
 }
 
 func (s *Session) adoptPopup(id, opener target.ID) {
-	defer func() {
-		s.mu.Lock()
-		s.adopting--
-		if s.adopting == 0 && s.adopted != nil {
-			close(s.adopted)
-			s.adopted = nil
-		}
-		s.mu.Unlock()
-	}()
+	defer s.adopted1()
 	b, ok := s.mgr.pool.Get(s.UserID)
 	if !ok {
 		return
@@ -108,7 +117,7 @@ func (s *Session) addNotice(n string) {
 // waitPopups waits, up to popupWait, for the popups being adopted.
 func (s *Session) waitPopups(ctx context.Context) {
 	s.mu.Lock()
-	if s.adopting == 0 {
+	if s.adopting <= 0 {
 		s.mu.Unlock()
 		return
 	}
