@@ -222,7 +222,7 @@ func (g *Guard) attached(ev *cdptarget.EventAttachedToTarget, parent cdptarget.S
 	if popup {
 		owner.Opening(info.TargetID)
 	}
-	if err := g.enable(ev.SessionID, info.Type); err != nil {
+	if err := g.enable(ev.SessionID, info.Type, ev.WaitingForDebugger); err != nil {
 		if popup {
 			// Never leave a session's popup running unguarded.
 			g.mu.Lock()
@@ -237,9 +237,6 @@ func (g *Guard) attached(ev *cdptarget.EventAttachedToTarget, parent cdptarget.S
 		g.release(ev.SessionID, parent)
 		return
 	}
-	if ev.WaitingForDebugger {
-		_, _ = g.call(ev.SessionID, "", "Runtime.runIfWaitingForDebugger", nil)
-	}
 	if popup {
 		owner.Popup(info.TargetID, opener, true)
 	}
@@ -251,11 +248,9 @@ func (g *Guard) release(sid, parent cdptarget.SessionID) {
 	_, _ = g.call(parent, "", cdptarget.CommandDetachFromTarget, cdptarget.DetachFromTargetParams{SessionID: sid})
 }
 
-// enable turns the guard on in session sid (on a target of type typ).
-func (g *Guard) enable(sid cdptarget.SessionID, typ string) error {
-	if err := g.rules(sid); err != nil {
-		return err
-	}
+// enable turns the guard on in session sid (on a target of type typ), and
+// resumes the target when it waits.
+func (g *Guard) enable(sid cdptarget.SessionID, typ string, waiting bool) error {
 	switch typ {
 	case "page", "iframe", "worker", "shared_worker", "service_worker", "other", "webview":
 		// Its own children start paused and are guarded in turn.
@@ -264,11 +259,18 @@ func (g *Guard) enable(sid cdptarget.SessionID, typ string) error {
 			return err
 		}
 	}
-	return nil
+	return g.rulesThen(sid, typ == "page" || typ == "iframe", waiting)
 }
 
 // rules (re)sends the policy's Fetch patterns and websocket rules.
-func (g *Guard) rules(sid cdptarget.SessionID) error {
+func (g *Guard) rules(sid cdptarget.SessionID, frame bool) error {
+	return g.rulesThen(sid, frame, false)
+}
+
+// rulesThen is rules, and resumes the target after them when resume is set:
+// a paused target answers the Network domain only once it runs, so those
+// commands and the resume go out in a row, and are waited for together.
+func (g *Guard) rulesThen(sid cdptarget.SessionID, frame, resume bool) error {
 	var pats []*fetch.RequestPattern
 	for _, p := range g.policy.FetchPatterns() {
 		pats = append(pats, &fetch.RequestPattern{URLPattern: p})
@@ -279,7 +281,10 @@ func (g *Guard) rules(sid cdptarget.SessionID) error {
 	} else {
 		_, err = g.call(sid, "", fetch.CommandEnable, fetch.EnableParams{Patterns: pats})
 	}
-	if err != nil {
+	// A worker has no Fetch domain: its requests are paused on the page's
+	// session (or, for a service worker, its own network), but its
+	// websockets need the rule below.
+	if err != nil && frame {
 		return fmt.Errorf("enable the request guard: %w", err)
 	}
 	conds := []*network.Conditions{}
@@ -288,10 +293,33 @@ func (g *Guard) rules(sid cdptarget.SessionID) error {
 			conds = append(conds, &network.Conditions{URLPattern: fmt.Sprintf("%s://*:%d/*", scheme, port), Offline: true, DownloadThroughput: -1, UploadThroughput: -1})
 		}
 	}
-	// A worker may not have the Network domain: Fetch covers its requests
-	// on the page, but its websockets are then unguarded; say so.
-	if _, err := g.call(sid, "", network.CommandEmulateNetworkConditionsByRule, network.EmulateNetworkConditionsByRuleParams{MatchedNetworkConditions: conds}); err != nil {
-		return fmt.Errorf("block websockets to protected ports: %w", err)
+	// The rule applies once the Network domain is on in the target; the
+	// session's own chromedp context turns it on in pages, but not before
+	// a popup is adopted, nor ever in a worker.
+	ctx, cancel := context.WithTimeout(g.ctx, guardTimeout)
+	defer cancel()
+	var waits []func() ([]byte, error)
+	for _, c := range []struct {
+		method string
+		params any
+	}{
+		{network.CommandEnable, network.EnableParams{MaxTotalBufferSize: ptr(int64(1 << 16)), MaxResourceBufferSize: ptr(int64(1 << 12))}},
+		{network.CommandEmulateNetworkConditionsByRule, network.EmulateNetworkConditionsByRuleParams{MatchedNetworkConditions: conds}},
+		{"Runtime.runIfWaitingForDebugger", nil},
+	} {
+		if c.params == nil && !resume {
+			continue
+		}
+		w, err := g.send(ctx, sid, c.method, c.params)
+		if err != nil {
+			return fmt.Errorf("block websockets to protected ports: %w", err)
+		}
+		waits = append(waits, w)
+	}
+	for i, w := range waits {
+		if _, err := w(); err != nil && i < 2 {
+			return fmt.Errorf("block websockets to protected ports: %w", err)
+		}
 	}
 	return nil
 }
@@ -336,7 +364,7 @@ func (g *Guard) Protect(ctx context.Context, id cdptarget.ID, owner Owner) error
 	g.sessions[r.SessionID] = &guarded{target: id, top: id, owner: owner}
 	g.owners[id] = owner
 	g.mu.Unlock()
-	if err := g.enable(r.SessionID, "page"); err != nil {
+	if err := g.enable(r.SessionID, "page", false); err != nil {
 		g.Release(id)
 		return fmt.Errorf("guard the page: %w", err)
 	}
@@ -385,7 +413,11 @@ func (g *Guard) Refresh() {
 	}
 	g.mu.Unlock()
 	for _, sid := range list {
-		g.wg.Go(func() { _ = g.rules(sid) })
+		g.mu.Lock()
+		s := g.sessions[sid]
+		frame := s != nil && (s.parent == "" || g.owners[s.target] != nil)
+		g.mu.Unlock()
+		g.wg.Go(func() { _ = g.rules(sid, frame) })
 	}
 }
 
@@ -398,6 +430,16 @@ func (g *Guard) call(sid, _ cdptarget.SessionID, method string, params any) ([]b
 // callCtx sends one command on session sid ("" the browser) and waits for
 // its answer.
 func (g *Guard) callCtx(ctx context.Context, sid cdptarget.SessionID, method string, params any) ([]byte, error) {
+	wait, err := g.send(ctx, sid, method, params)
+	if err != nil {
+		return nil, err
+	}
+	return wait()
+}
+
+// send sends one command on session sid and returns the wait for its
+// answer, bounded by ctx: commands sent in a row reach the target in order.
+func (g *Guard) send(ctx context.Context, sid cdptarget.SessionID, method string, params any) (func() ([]byte, error), error) {
 	var buf []byte
 	if params != nil {
 		var err error
@@ -410,26 +452,30 @@ func (g *Guard) callCtx(ctx context.Context, sid cdptarget.SessionID, method str
 	g.mu.Lock()
 	g.pending[id] = ch
 	g.mu.Unlock()
-	defer func() {
+	forget := func() {
 		g.mu.Lock()
 		delete(g.pending, id)
 		g.mu.Unlock()
-	}()
+	}
 	msg := &cdproto.Message{ID: id, SessionID: sid, Method: cdproto.MethodType(method), Params: buf}
 	if err := g.conn.Write(ctx, msg); err != nil {
+		forget()
 		return nil, err
 	}
-	select {
-	case m := <-ch:
-		if m.Error != nil {
-			return nil, m.Error
+	return func() ([]byte, error) {
+		defer forget()
+		select {
+		case m := <-ch:
+			if m.Error != nil {
+				return nil, m.Error
+			}
+			return m.Result, nil
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		case <-g.ctx.Done():
+			return nil, errGuardClosed
 		}
-		return m.Result, nil
-	case <-ctx.Done():
-		return nil, ctx.Err()
-	case <-g.ctx.Done():
-		return nil, errGuardClosed
-	}
+	}, nil
 }
 
 func ptr[T any](v T) *T { return &v }
