@@ -442,11 +442,7 @@ func (b *Browser) dial(ctx context.Context, t target) (Conn, context.CancelFunc,
 		gen := b.Status().Generation + 1
 		c := Conn{Ctx: bctx, Generation: gen}
 		if b.cfg.Requests != nil {
-			var err error
-			if c.Guard, err = startGuard(bctx, guards, b.cfg.DialTimeout); err != nil {
-				cancel()
-				return Conn{}, nil, "", fmt.Errorf("connect: %w", err)
-			}
+			c.Guard = startGuard(bctx, guards, b.cfg.DialTimeout)
 		}
 		return c, cancel, r.version, nil
 	case <-timer.C:

@@ -144,14 +144,9 @@ var (
 	_ chromedp.Attacher  = (*allocator)(nil)
 )
 
-// newAllocator returns an allocator context for the browser at wsURL, like
-// remote.NewAllocator with NoModifyURL.
-func newAllocator(parent context.Context, wsURL string, header http.Header, p DialPolicy, timeout time.Duration) (context.Context, context.CancelFunc) {
-	return chromedp.NewAllocatorContext(parent, &allocator{wsURL: wsURL, header: header, policy: p, timeout: timeout})
-}
-
-// newGuardedAllocator is newAllocator whose connection gets a Guard for
-// requests, sent on the returned channel once the websocket is up.
+// newGuardedAllocator returns an allocator context for the browser at
+// wsURL, like remote.NewAllocator with NoModifyURL; with requests set, the
+// connection gets a Guard, sent on the returned channel once it is up.
 func newGuardedAllocator(parent context.Context, wsURL string, header http.Header, p DialPolicy, timeout time.Duration, requests RequestPolicy) (context.Context, context.CancelFunc, <-chan *Guard) {
 	a := &allocator{wsURL: wsURL, header: header, policy: p, timeout: timeout, requests: requests, guard: make(chan *Guard, 1)}
 	ctx, cancel := chromedp.NewAllocatorContext(parent, a)

@@ -69,6 +69,10 @@ type Guard struct {
 	owners   map[cdptarget.ID]Owner        // targets guarded for an owner
 	tops     map[cdptarget.ID]cdptarget.ID // the page of each guarded frame, for popups opened by frames
 	initial  bool                          // setAutoAttach on the browser is in flight
+
+	// broken says why the guard could not be turned on; set before the
+	// guard is handed out, then only read.
+	broken error
 }
 
 type guarded struct {
@@ -352,6 +356,9 @@ func (g *Guard) Protect(ctx context.Context, id cdptarget.ID, owner Owner) error
 	if g == nil {
 		return nil
 	}
+	if g.broken != nil {
+		return fmt.Errorf("no page can be opened safely: %w; retry once the browser answers", g.broken)
+	}
 	res, err := g.callCtx(ctx, "", cdptarget.CommandAttachToTarget, cdptarget.AttachToTargetParams{TargetID: id, Flatten: ptr(true)})
 	if err != nil {
 		return fmt.Errorf("guard the page: %w", err)
@@ -373,7 +380,7 @@ func (g *Guard) Protect(ctx context.Context, id cdptarget.ID, owner Owner) error
 
 // Release stops guarding target id and the targets guarded under it.
 func (g *Guard) Release(id cdptarget.ID) {
-	if g == nil {
+	if g == nil || g.broken != nil {
 		return
 	}
 	g.mu.Lock()
@@ -403,7 +410,7 @@ func (g *Guard) Release(id cdptarget.ID) {
 // Refresh sends the policy again to every guarded session, after the
 // protected set changed.
 func (g *Guard) Refresh() {
-	if g == nil {
+	if g == nil || g.broken != nil {
 		return
 	}
 	g.mu.Lock()
@@ -480,13 +487,16 @@ func (g *Guard) send(ctx context.Context, sid cdptarget.SessionID, method string
 
 func ptr[T any](v T) *T { return &v }
 
-// startGuard turns on the guard of a new connection, bounded by d.
-func startGuard(bctx context.Context, guards <-chan *Guard, d time.Duration) (*Guard, error) {
+// startGuard turns on the guard of a new connection, bounded by d. A guard
+// that could not be turned on is broken: the connection stays up (its
+// status and health checks are the pool's business), but Protect refuses
+// every page, so that no page of a session ever runs unguarded.
+func startGuard(bctx context.Context, guards <-chan *Guard, d time.Duration) *Guard {
 	var g *Guard
 	select {
 	case g = <-guards:
 	default:
-		return nil, errors.New("the page guard was not set up")
+		return &Guard{broken: errors.New("the page guard was not set up")}
 	}
 	ctx, cancel := context.WithTimeout(bctx, d)
 	defer cancel()
@@ -495,10 +505,10 @@ func startGuard(bctx context.Context, guards <-chan *Guard, d time.Duration) (*G
 	select {
 	case err := <-done:
 		if err != nil {
-			return nil, fmt.Errorf("turn on the page guard: %w", err)
+			g.broken = fmt.Errorf("the browser refused to turn on the page guard: %w", err)
 		}
-		return g, nil
 	case <-ctx.Done():
-		return nil, errors.New("turn on the page guard: the browser did not answer")
+		g.broken = fmt.Errorf("the browser did not turn on the page guard within %s", d)
 	}
+	return g
 }

@@ -147,7 +147,11 @@ func CanonicalHost(h string) (string, error) {
 			return "", fmt.Errorf("invalid host %q", h)
 		}
 	}
-	a = strings.ToLower(a)
+	a = strings.TrimRight(strings.ToLower(a), ".")
+	// The WHATWG forbidden domain code points: no browser requests such a host.
+	if strings.ContainsAny(a, "\x00\t\n\r #/:<>?@[\\]^|%") {
+		return "", fmt.Errorf("invalid host %q", h)
+	}
 	if ip, ok := parseIPv4(a); ok {
 		return ip.String(), nil
 	}
