@@ -61,6 +61,9 @@ type Conn struct {
 	// chromedp.NewContext; it ends when the connection drops.
 	Ctx        context.Context
 	Generation uint64
+	// Guard enforces the pool's RequestPolicy on the targets sessions
+	// protect; nil without one.
+	Guard *Guard
 }
 
 // UnavailableError is returned when a browser is not connected within the
@@ -583,7 +586,7 @@ func (b *Browser) versionTarget(ctx context.Context) (target, bool) {
 // dial opens the CDP websocket of t and makes the first call, bounded by
 // the dial timeout.
 func (b *Browser) dial(ctx context.Context, t target) (Conn, context.CancelFunc, string, error) {
-	allocCtx, allocCancel := newAllocator(ctx, t.wsURL, t.header, b.cfg.Policy, b.cfg.DialTimeout)
+	allocCtx, allocCancel, guards := newGuardedAllocator(ctx, t.wsURL, t.header, b.cfg.Policy, b.cfg.DialTimeout, b.cfg.Requests)
 	bctx, bcancel := chromedp.NewContext(allocCtx)
 	cancel := func() { bcancel(); allocCancel() }
 
@@ -607,7 +610,11 @@ func (b *Browser) dial(ctx context.Context, t target) (Conn, context.CancelFunc,
 			return Conn{}, nil, "", fmt.Errorf("connect: %s", redactErr(r.err, t.wsURL))
 		}
 		gen := b.Status().Generation + 1
-		return Conn{Ctx: bctx, Generation: gen}, cancel, r.version, nil
+		c := Conn{Ctx: bctx, Generation: gen}
+		if b.cfg.Requests != nil {
+			c.Guard = startGuard(bctx, guards, b.cfg.DialTimeout)
+		}
+		return c, cancel, r.version, nil
 	case <-timer.C:
 		cancel()
 		return Conn{}, nil, "", errors.New("connect: the browser accepted the connection but did not answer within " + b.cfg.DialTimeout.String())

@@ -138,6 +138,9 @@ type allocator struct {
 	policy  DialPolicy
 	timeout time.Duration
 	wg      sync.WaitGroup
+	// requests, when set, gets a Guard on the connection (guard.go).
+	requests RequestPolicy
+	guard    chan *Guard // the guard of the connection, once dialled
 }
 
 var (
@@ -145,10 +148,13 @@ var (
 	_ chromedp.Attacher  = (*allocator)(nil)
 )
 
-// newAllocator returns an allocator context for the browser at wsURL, like
-// remote.NewAllocator with NoModifyURL.
-func newAllocator(parent context.Context, wsURL string, header http.Header, p DialPolicy, timeout time.Duration) (context.Context, context.CancelFunc) {
-	return chromedp.NewAllocatorContext(parent, &allocator{wsURL: wsURL, header: header, policy: p, timeout: timeout})
+// newGuardedAllocator returns an allocator context for the browser at
+// wsURL, like remote.NewAllocator with NoModifyURL; with requests set, the
+// connection gets a Guard, sent on the returned channel once it is up.
+func newGuardedAllocator(parent context.Context, wsURL string, header http.Header, p DialPolicy, timeout time.Duration, requests RequestPolicy) (context.Context, context.CancelFunc, <-chan *Guard) {
+	a := &allocator{wsURL: wsURL, header: header, policy: p, timeout: timeout, requests: requests, guard: make(chan *Guard, 1)}
+	ctx, cancel := chromedp.NewAllocatorContext(parent, a)
+	return ctx, cancel, a.guard
 }
 
 // Allocate implements chromedp.Allocator: it dials the websocket and
@@ -172,6 +178,11 @@ func (a *allocator) Allocate(ctx context.Context, opts ...chromedp.BrowserOption
 	conn, err := dialCDP(dctx, a.wsURL, a.header, a.policy, a.timeout)
 	if err != nil {
 		return nil, err
+	}
+	if a.requests != nil {
+		g := newGuard(wctx, conn, a.requests)
+		a.wg.Go(func() { <-wctx.Done(); g.wait() })
+		a.guard <- g
 	}
 	return chromedp.NewBrowserTransport(wctx, conn, opts...)
 }
@@ -217,18 +228,29 @@ func dialCDP(ctx context.Context, wsURL string, header http.Header, p DialPolicy
 type wsConn struct {
 	ws  *websocket.Conn
 	wmu sync.Mutex // one writer at a time
+	// tap, when set, sees each message first; true keeps it from chromedp
+	// (the page guard's own messages, guard.go).
+	tap func(*cdproto.Message) bool
 }
 
 // Read reads the next CDP message; gorilla answers pings itself.
 func (c *wsConn) Read(_ context.Context, msg *cdproto.Message) error {
-	typ, data, err := c.ws.ReadMessage()
-	if err != nil {
-		return err
+	for {
+		typ, data, err := c.ws.ReadMessage()
+		if err != nil {
+			return err
+		}
+		if typ != websocket.TextMessage {
+			return errors.New("the browser sent a binary websocket message; CDP uses text")
+		}
+		*msg = cdproto.Message{}
+		if err := jsonv2.Unmarshal(data, msg, chromedp.DefaultUnmarshalOptions); err != nil {
+			return err
+		}
+		if c.tap == nil || !c.tap(msg) {
+			return nil
+		}
 	}
-	if typ != websocket.TextMessage {
-		return errors.New("the browser sent a binary websocket message; CDP uses text")
-	}
-	return jsonv2.Unmarshal(data, msg, chromedp.DefaultUnmarshalOptions)
 }
 
 // Write sends one CDP message as one text frame (Chrome does not accept

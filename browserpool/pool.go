@@ -28,6 +28,9 @@ type Config struct {
 	Audit          zerolog.Logger // where refusals are audited (a browser that is another user's)
 	Metrics        *Metrics       // Prometheus collectors from NewMetrics; nil: none
 	Tunnels        TunnelDialer   // reverse tunnels of tunnel:// browsers; nil: none
+	// Requests is the page policy each connection's Guard enforces in the
+	// browser; nil: no guard.
+	Requests RequestPolicy
 }
 
 // DefaultConfig returns the production defaults.
@@ -110,6 +113,7 @@ func (p *Pool) Ensure(userID, url string) *Browser {
 // headers replace the old connection, and the new one's generations continue
 // after the old one's, so sessions notice the change.
 func (p *Pool) EnsureEndpoint(userID string, ep Endpoint) *Browser {
+	defer p.Refresh() // the other browsers' pages may not reach this one
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	url := ep.URL
@@ -199,5 +203,24 @@ func (p *Pool) Close() {
 	p.mu.Unlock()
 	for _, b := range list {
 		<-b.done
+	}
+}
+
+// Refresh re-sends the request policy to every guarded target of every
+// connected browser, after the set of protected endpoints changed.
+func (p *Pool) Refresh() {
+	p.mu.Lock()
+	list := make([]*Browser, 0, len(p.browsers))
+	for _, b := range p.browsers {
+		list = append(list, b)
+	}
+	p.mu.Unlock()
+	for _, b := range list {
+		b.mu.Lock()
+		c := b.conn
+		b.mu.Unlock()
+		if c != nil {
+			c.Guard.Refresh()
+		}
 	}
 }

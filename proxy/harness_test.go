@@ -111,7 +111,11 @@ func buildHarness(t testing.TB, su harnessSetup) *harness {
 	if cfg.Security.BrowserPolicy != nil {
 		su.pool.Policy = cfg.Security.BrowserPolicy
 	}
+	page := &router.PagePolicy{DenyHosts: cfg.Tools.Navigation.DenyHosts}
+	su.pool.Requests = page
+	cfg.Tools.Navigation.Page = page
 	pool := browserpool.New(su.pool)
+	page.Endpoints = pool.ProtectedEndpoints
 	if su.session.BrowserWait == 0 {
 		su.session.BrowserWait = time.Second
 	}
@@ -123,6 +127,7 @@ func buildHarness(t testing.TB, su harnessSetup) *harness {
 		t.Fatal(err)
 	}
 	hs := httptest.NewServer(srv.Handler())
+	page.SetListen(hs.Listener.Addr().String())
 	h := &harness{t: t, URL: hs.URL, authn: authn, store: store, pool: pool, mgr: mgr, srv: srv, logs: logs}
 	t.Cleanup(func() {
 		mgr.CloseAll()

@@ -335,6 +335,7 @@ func (m *Manager) Middleware(next server.ToolHandlerFunc) server.ToolHandlerFunc
 		cctx, cancel := context.WithCancel(ctx)
 		stop := context.AfterFunc(s.ctx, cancel)
 		res, err := next(tools.WithWorkspace(cctx, s), req)
+		s.waitPopups(cctx) // so that the call that opened a popup can say so
 		stop()
 		cancel()
 		if s.ctx.Err() != nil {

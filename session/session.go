@@ -45,13 +45,16 @@ type Session struct {
 	notice     string // told once, with the next tool result
 	lastUsed   time.Time
 	closed     bool
-	filesDir   string // made on first use
-	tempFiles  bool   // filesDir is this session's own temp dir
+	filesDir   string        // made on first use
+	tempFiles  bool          // filesDir is this session's own temp dir
+	adopting   int           // popups being attached to (popups.go)
+	adopted    chan struct{} // closed when adopting drops to 0
 }
 
 type tab struct {
 	tools.Tab
 	cancel context.CancelFunc
+	opener int // the page that opened it, for a popup
 }
 
 var _ tools.Workspace = (*Session)(nil)
@@ -239,6 +242,19 @@ func (s *Session) browserCall(ctx context.Context, c browserpool.Conn) (context.
 // attach attaches the session to page target id, adds it with the next page
 // ID and selects it. owned says whether the session opened it.
 func (s *Session) attach(cctx context.Context, c browserpool.Conn, id target.ID, owned bool) (*tools.Tab, error) {
+	return s.attachAs(cctx, c, id, owned, 0, false)
+}
+
+// attachAs is attach, for a popup of page opener when popup is set. The
+// page policy is on in the browser before the session can drive the page;
+// a popup was guarded by the connection's guard before it started. A popup
+// does not take the selection.
+func (s *Session) attachAs(cctx context.Context, c browserpool.Conn, id target.ID, owned bool, opener int, popup bool) (*tools.Tab, error) {
+	if !popup {
+		if err := c.Guard.Protect(cctx, id, s); err != nil {
+			return nil, err
+		}
+	}
 	state := tools.NewTabState(id, tools.WithLogBudget(s.mgr.cfg.LogBudget))
 	state.OnListenerPanic(func(p tools.ListenerPanic) {
 		s.log.Error().Str("collector", p.Collector).Str("panic", p.Value).Str("stack", p.Stack).
@@ -248,22 +264,26 @@ func (s *Session) attach(cctx context.Context, c browserpool.Conn, id target.ID,
 	// by closeTarget, so no cancel can close a tab by accident.
 	tctx, tcancel := chromedp.NewContext(c.Ctx, chromedp.WithTargetID(id),
 		chromedp.WithDetachOnCancel(), chromedp.WithListener(state.Listen))
+	guard := c.Guard
+	release := func() { tcancel(); guard.Release(id) }
 	if err := tools.Attach(cctx, tctx); err != nil {
-		tcancel()
+		release()
 		return nil, err
 	}
 	state.Bind(tctx) // the tab's cross-site frames are attached to from now on
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.closed {
-		tcancel()
+		release()
 		return nil, fmt.Errorf("the session was closed")
 	}
 	s.nextID++
-	t := &tab{Tab: tools.Tab{ID: s.nextID, TargetID: id, Ctx: tctx, State: state, Owned: owned}, cancel: tcancel}
+	t := &tab{Tab: tools.Tab{ID: s.nextID, TargetID: id, Ctx: tctx, State: state, Owned: owned}, cancel: release, opener: opener}
 	s.tabs[t.ID] = t
 	s.order = append(s.order, t.ID)
-	s.selected = t.ID
+	if !popup || s.selected == 0 {
+		s.selected = t.ID
+	}
 	s.log.Debug().Int("page", t.ID).Bool("owned", owned).Msg("page attached")
 	return &t.Tab, nil
 }
@@ -350,7 +370,7 @@ func (s *Session) Tabs(ctx context.Context) ([]tools.TabInfo, error) {
 			s.drop(id) // closed from outside
 			continue
 		}
-		out = append(out, tools.TabInfo{ID: id, Title: ti.Title, URL: ti.URL, Attached: !t.Owned})
+		out = append(out, tools.TabInfo{ID: id, Title: ti.Title, URL: ti.URL, Attached: !t.Owned, Opener: t.opener})
 	}
 	s.mu.Lock()
 	for i := range out {

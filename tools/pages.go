@@ -18,6 +18,7 @@ import (
 	"github.com/mark3labs/mcp-go/mcp"
 
 	"github.com/mcp-browser-proxy/mcp-browser-proxy/auth"
+	"github.com/mcp-browser-proxy/mcp-browser-proxy/router"
 )
 
 func (t *toolset) listPages() Tool {
@@ -90,6 +91,9 @@ func formatTabs(tabs []TabInfo) string {
 		fmt.Fprintf(&b, "%d: %s %s", tb.ID, quote(tb.Title), tb.URL)
 		if tb.Attached {
 			b.WriteString(" [attached]")
+		}
+		if tb.Opener > 0 {
+			fmt.Fprintf(&b, " [popup of %d]", tb.Opener)
 		}
 		if tb.Selected {
 			b.WriteString(" [selected]")
@@ -358,8 +362,12 @@ type NavPolicy struct {
 	// chrome-untrusted: and view-source: URLs.
 	AllowChromeURLs bool
 	// DenyHosts are host globs (path.Match syntax, case-insensitive) that
-	// http and https URLs may not load, e.g. "example.com", "*.internal".
+	// http and https URLs may not load, e.g. "example.com", "*.internal";
+	// matched on the host as the browser will request it (router.ParseURL).
 	DenyHosts []string
+	// Page is the page policy that the browser enforces on every request
+	// of a session's pages; the tools refuse what it refuses up front.
+	Page *router.PagePolicy
 }
 
 // Validate checks the DenyHosts globs; errors name the bad one.
@@ -402,11 +410,14 @@ func (p NavPolicy) Check(raw string) error {
 		return fmt.Errorf("URLs with scheme %q are not allowed; use http, https, about or data", u.Scheme)
 	}
 	if scheme == "http" || scheme == "https" {
-		host := strings.TrimSuffix(strings.ToLower(u.Hostname()), ".")
-		for _, g := range p.DenyHosts {
-			if ok, _ := path.Match(strings.ToLower(g), host); ok {
-				return fmt.Errorf("host %s is blocked on this proxy (deny list %s)", host, g)
-			}
+		deny := &router.PagePolicy{DenyHosts: p.DenyHosts}
+		if p.Page != nil {
+			deny = p.Page
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
+		defer cancel()
+		if err := deny.Check(ctx, raw); err != nil {
+			return fmt.Errorf("%w; navigate somewhere else", err)
 		}
 	}
 	return nil

@@ -48,6 +48,7 @@ type TabInfo struct {
 	URL      string
 	Selected bool
 	Attached bool // a tab of the user's that the session attached to
+	Opener   int  // the page that opened it, for a popup; 0 otherwise
 }
 
 // Workspace is the page set of the calling session, as the tools see it.

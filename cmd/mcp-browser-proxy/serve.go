@@ -245,8 +245,10 @@ func serve(ctx context.Context, f serveFlags, stderr io.Writer) error {
 		Audit:          audit,
 		Metrics:        metrics.pool,
 		Policy:         sec.proxy.BrowserPolicy,
+		Requests:       sec.nav.Page,
 	})
 	defer pool.Close()
+	sec.nav.Page.Endpoints = pool.ProtectedEndpoints
 	mgr := session.NewManager(session.Config{
 		MaxSessionsPerUser: f.maxSessionsPerUser,
 		MaxSessions:        f.maxSessions,
@@ -293,6 +295,8 @@ func serve(ctx context.Context, f serveFlags, stderr io.Writer) error {
 	if err != nil {
 		return fmt.Errorf("listen on %s: %w", f.addr, err)
 	}
+	sec.nav.Page.SetListen(ln.Addr().String()) // no page may call the proxy
+	pool.Refresh()
 	// The first SIGINT or SIGTERM drains (srv.Serve returns when done, and
 	// serve returns nil: exit code 0); a second one during the drain makes
 	// serve return an error at once (exit code 1), cutting what is in
@@ -392,7 +396,8 @@ func securityFromFlags(f serveFlags, jwtSecret []byte) (serveSecurity, error) {
 		return s, err
 	}
 	s.proxy.BrowserPolicy = policy
-	s.nav = tools.NavPolicy{AllowFileURLs: f.allowFileURLs, AllowChromeURLs: f.allowChromeURLs, DenyHosts: f.denyHosts}
+	s.nav = tools.NavPolicy{AllowFileURLs: f.allowFileURLs, AllowChromeURLs: f.allowChromeURLs, DenyHosts: f.denyHosts,
+		Page: &router.PagePolicy{DenyHosts: f.denyHosts}}
 	if err := s.nav.Validate(); err != nil {
 		return s, fmt.Errorf("--deny-hosts: %w", err)
 	}
