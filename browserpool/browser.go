@@ -12,6 +12,7 @@ import (
 	"net/url"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/cenkalti/backoff/v5"
@@ -107,6 +108,10 @@ func (e *UnavailableError) Error() string {
 
 // Browser is the pool's handle on one registered browser.
 type Browser struct {
+	// tunnelPort is a tunnelled browser's DevTools port on the agent's
+	// loopback, as the agent reported it (ProtectedEndpoints).
+	tunnelPort atomic.Int32
+
 	userID string
 	url    string
 	cfg    *Config

@@ -175,16 +175,24 @@ func (a *allocator) Allocate(ctx context.Context, opts ...chromedp.BrowserOption
 	defer dcancel()
 	stop := context.AfterFunc(ctx, dcancel)
 	defer stop()
-	conn, err := dialCDP(dctx, a.wsURL, a.header, a.policy, a.timeout)
+	ws, err := dialCDP(dctx, a.wsURL, a.header, a.policy, a.timeout)
 	if err != nil {
 		return nil, err
 	}
-	if a.requests != nil {
-		g := newGuard(wctx, conn, a.requests)
-		a.wg.Go(func() { <-wctx.Done(); g.wait() })
-		a.guard <- g
+	return chromedp.NewBrowserTransport(wctx, guardConn(wctx, ws, a.requests, &a.wg, a.guard), opts...)
+}
+
+// guardConn puts the page guard, when there is a page policy, on a new
+// browser connection (dialled or tunnelled) and sends it on out; wg waits
+// for its goroutines once ctx ends.
+func guardConn(ctx context.Context, conn chromedp.Transport, requests RequestPolicy, wg *sync.WaitGroup, out chan<- *Guard) chromedp.Transport {
+	t := &tapped{Transport: conn}
+	if requests != nil {
+		g := newGuard(ctx, t, requests)
+		wg.Go(func() { <-ctx.Done(); g.wait() })
+		out <- g
 	}
-	return chromedp.NewBrowserTransport(wctx, conn, opts...)
+	return t
 }
 
 // Wait implements chromedp.Allocator.
@@ -228,9 +236,26 @@ func dialCDP(ctx context.Context, wsURL string, header http.Header, p DialPolicy
 type wsConn struct {
 	ws  *websocket.Conn
 	wmu sync.Mutex // one writer at a time
-	// tap, when set, sees each message first; true keeps it from chromedp
-	// (the page guard's own messages, guard.go).
-	tap func(*cdproto.Message) bool
+}
+
+// tapped is a browser connection (a websocket the pool dialled, or a
+// tunnel) whose messages the page guard sees first: tap returning true
+// keeps a message (the guard's own replies and sessions) from chromedp.
+type tapped struct {
+	chromedp.Transport
+	tap func(*cdproto.Message) bool // set by newGuard; nil: none
+}
+
+// Read reads the next message that is not the guard's.
+func (t *tapped) Read(ctx context.Context, msg *cdproto.Message) error {
+	for {
+		if err := t.Transport.Read(ctx, msg); err != nil {
+			return err
+		}
+		if t.tap == nil || !t.tap(msg) {
+			return nil
+		}
+	}
 }
 
 // Read reads the next CDP message; gorilla answers pings itself.
@@ -244,12 +269,7 @@ func (c *wsConn) Read(_ context.Context, msg *cdproto.Message) error {
 			return errors.New("the browser sent a binary websocket message; CDP uses text")
 		}
 		*msg = cdproto.Message{}
-		if err := jsonv2.Unmarshal(data, msg, chromedp.DefaultUnmarshalOptions); err != nil {
-			return err
-		}
-		if c.tap == nil || !c.tap(msg) {
-			return nil
-		}
+		return jsonv2.Unmarshal(data, msg, chromedp.DefaultUnmarshalOptions)
 	}
 }
 

@@ -27,8 +27,6 @@ type cachedAddrs struct {
 // endpointTTL is how long a resolved browser host is trusted.
 const endpointTTL = time.Minute
 
-var endpoints endpointCache
-
 func (c *endpointCache) lookup(host string) []netip.Addr {
 	if a, err := netip.ParseAddr(host); err == nil {
 		return []netip.Addr{a.Unmap().WithZone("")}
@@ -60,11 +58,19 @@ func (c *endpointCache) lookup(host string) []netip.Addr {
 func (p *Pool) ProtectedEndpoints() []router.ProtectedEndpoint {
 	p.mu.Lock()
 	urls := make([]string, 0, len(p.browsers))
+	var out []router.ProtectedEndpoint
 	for _, b := range p.browsers {
+		if _, ok := b.tunnelUser(); ok {
+			// A tunnelled browser's DevTools port is on its own machine's
+			// loopback, as the agent reported it.
+			if port := int(b.tunnelPort.Load()); port > 0 {
+				out = append(out, router.ProtectedEndpoint{Port: port, Addrs: []netip.Addr{netip.AddrFrom4([4]byte{127, 0, 0, 1})}})
+			}
+			continue
+		}
 		urls = append(urls, b.url)
 	}
 	p.mu.Unlock()
-	var out []router.ProtectedEndpoint
 	for _, raw := range urls {
 		u, err := url.Parse(raw)
 		if err != nil {
@@ -77,7 +83,7 @@ func (p *Pool) ProtectedEndpoints() []router.ProtectedEndpoint {
 		if port == 0 {
 			continue
 		}
-		out = append(out, router.ProtectedEndpoint{Port: port, Addrs: endpoints.lookup(router.NormHost(u.Hostname()))})
+		out = append(out, router.ProtectedEndpoint{Port: port, Addrs: p.endpoints.lookup(router.NormHost(u.Hostname()))})
 	}
 	return out
 }

@@ -54,7 +54,7 @@ type Owner interface {
 // first request. The guard speaks on the websocket directly, beside
 // chromedp, which drops the messages of sessions it did not open.
 type Guard struct {
-	conn   *wsConn
+	conn   *tapped
 	policy RequestPolicy
 	ctx    context.Context
 	wg     sync.WaitGroup
@@ -94,7 +94,7 @@ const guardTimeout = 5 * time.Second
 
 var errGuardClosed = errors.New("the connection to the browser is closed")
 
-func newGuard(ctx context.Context, c *wsConn, p RequestPolicy) *Guard {
+func newGuard(ctx context.Context, c *tapped, p RequestPolicy) *Guard {
 	g := &Guard{conn: c, policy: p, ctx: ctx,
 		pending: map[int64]chan *cdproto.Message{}, sessions: map[cdptarget.SessionID]*guarded{}, owners: map[cdptarget.ID]Owner{}, tops: map[cdptarget.ID]cdptarget.ID{}}
 	g.nextID.Store(rawIDBase)

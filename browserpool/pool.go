@@ -90,6 +90,8 @@ type Pool struct {
 	browsers map[string]*Browser
 
 	claims claims // which registration holds which running browser; its own lock, never held with mu's waits
+
+	endpoints endpointCache // resolved hosts of ProtectedEndpoints
 }
 
 // New returns an empty pool; Close stops every connection.

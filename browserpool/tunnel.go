@@ -65,6 +65,12 @@ func (b *Browser) connectTunnel(ctx context.Context, user string) (Conn, context
 		if p := alloc.browserID.Load(); p != nil && *p != "" {
 			id = *p
 		}
+		if port := alloc.port.Load(); port > 0 && b.tunnelPort.Swap(port) != port {
+			b.pool.Refresh() // a new port to keep every guarded page off
+		}
+		// No page guard yet: over a tunnel, guarded targets never finished
+		// opening (to be found); the tool-side check still refuses the
+		// protected endpoints, this browser's own DevTools port included.
 		return Conn{Ctx: bctx, Generation: b.Status().Generation + 1}, cancel, r.version, id, nil
 	case <-timer.C:
 		cancel()
@@ -85,10 +91,15 @@ type tunnelAllocator struct {
 	// browserID is the identity of the browser the last Allocate reached,
 	// when its transport tells it (a tunnel.Conn does: see identified).
 	browserID atomic.Pointer[string]
+	port      atomic.Int32
 }
 
-// identified is a transport that knows the identity of its browser.
-type identified interface{ BrowserID() string }
+// identified is a transport that knows the identity of its browser and
+// the port of its DevTools on the far machine.
+type identified interface {
+	BrowserID() string
+	BrowserPort() int
+}
 
 var (
 	_ chromedp.Allocator = (*tunnelAllocator)(nil)
@@ -117,6 +128,7 @@ func (a *tunnelAllocator) Allocate(ctx context.Context, opts ...chromedp.Browser
 	if c, ok := conn.(identified); ok {
 		id := c.BrowserID()
 		a.browserID.Store(&id)
+		a.port.Store(int32(c.BrowserPort()))
 	}
 	return chromedp.NewBrowserTransport(wctx, conn, opts...)
 }

@@ -440,3 +440,26 @@ func TestTunnelRouteRefusals(t *testing.T) {
 		t.Fatalf("a refused tunnel left %d tunnels and %d browsers", reg.Count(), totalBrowsers(h))
 	}
 }
+
+// TestTunnelPagesCannotReachDevTools: the browser's own DevTools port on
+// the agent's machine (which the proxy never dials) is protected like every
+// registered browser's: navigate_page and new_page refuse it. (The in-browser
+// guard does not run over tunnels yet.)
+func TestTunnelPagesCannotReachDevTools(t *testing.T) {
+	h, _ := tunnelHarness(t)
+	chrome := testchrome.Start(t)
+	tok := h.token("alice")
+	startAgent(t, h.URL, tok, chrome, tunnel.Policy{})
+	waitConnected(t, h, tok, "alice")
+	c := h.connect(viaStreamable, tok, "")
+	u, err := url.Parse(chrome.URL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tool := range []string{"navigate_page", "new_page"} {
+		dev := "http://localhost:" + u.Port() + "/json/version"
+		if text, res := call(t, c, tool, map[string]any{"url": dev}); !res.IsError || strings.Contains(text, "webSocketDebuggerUrl") {
+			t.Errorf("%s to the tunnelled browser's DevTools: %q", tool, text)
+		}
+	}
+}

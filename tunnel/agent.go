@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"net/http"
 	"net/url"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -184,9 +185,20 @@ type browserConn struct {
 	id        uint64
 	ws        *websocket.Conn
 	browserID string // the <id> of its /devtools/browser/<id> URL; "" for another path
+	port      int    // of its DevTools websocket
 	wmu       sync.Mutex
 	done      chan struct{} // its reader ended
 	stop      chan struct{} // closed when the agent drops it on purpose
+}
+
+// urlPort returns the port of a websocket URL, 0 when it has none.
+func urlPort(wsURL string) int {
+	u, err := url.Parse(wsURL)
+	if err != nil {
+		return 0
+	}
+	n, _ := strconv.Atoi(u.Port())
+	return n
 }
 
 // browserID returns the <id> of a /devtools/browser/<id> websocket URL, or
@@ -262,7 +274,7 @@ func (r *relay) control(ctx context.Context, data []byte) {
 		}
 		r.browser = bc
 		go r.fromBrowser(bc)
-		_ = r.writeProxy(control{Tunnel: typeOpened, Conn: c.Conn, BrowserID: bc.browserID}.marshal())
+		_ = r.writeProxy(control{Tunnel: typeOpened, Conn: c.Conn, BrowserID: bc.browserID, BrowserPort: bc.port}.marshal())
 	case typeClose:
 		if r.browser != nil && r.browser.id == c.Conn {
 			r.stopBrowser()
@@ -288,7 +300,7 @@ func (r *relay) dialBrowser(ctx context.Context, id uint64) (*browserConn, error
 	}
 	ws.SetReadLimit(maxFrame)
 	r.cfg.Log.Info().Uint64("conn", id).Msg("browser connection open")
-	return &browserConn{id: id, ws: ws, browserID: browserID(wsURL), done: make(chan struct{}), stop: make(chan struct{})}, nil
+	return &browserConn{id: id, ws: ws, browserID: browserID(wsURL), port: urlPort(wsURL), done: make(chan struct{}), stop: make(chan struct{})}, nil
 }
 
 // fromBrowser relays the browser's frames to the proxy unchanged.

@@ -264,6 +264,9 @@ func (t *Tunnel) control(data []byte) {
 			t.browser = truncate(c.Browser, 128)
 		}
 		conn.browserID = truncate(c.BrowserID, 128)
+		if c.BrowserPort > 0 && c.BrowserPort < 65536 {
+			conn.browserPort = c.BrowserPort
+		}
 		t.conn = conn
 		close(conn.ready)
 	case typeClosed:
@@ -323,11 +326,12 @@ func (t *Tunnel) Open(ctx context.Context) (*Conn, error) {
 // Conn is one CDP connection through a tunnel; it implements
 // chromedp.Transport.
 type Conn struct {
-	t         *Tunnel
-	id        uint64
-	in        chan []byte
-	ready     chan struct{}
-	browserID string // as the agent reported it in "opened"
+	t           *Tunnel
+	id          uint64
+	in          chan []byte
+	ready       chan struct{}
+	browserID   string // as the agent reported it in "opened"
+	browserPort int    // the browser's DevTools port on the agent's loopback; 0: unknown
 
 	once sync.Once
 	done chan struct{}
@@ -339,6 +343,10 @@ var _ chromedp.Transport = (*Conn)(nil)
 // BrowserID returns the browser's identity as the agent reported it: the
 // <id> of the /devtools/browser/<id> websocket it reached, "" when unknown.
 func (c *Conn) BrowserID() string { return c.browserID }
+
+// BrowserPort returns the browser's DevTools port on the agent's machine,
+// as the agent reported it; 0 when unknown.
+func (c *Conn) BrowserPort() int { return c.browserPort }
 
 func (c *Conn) end(err error) {
 	c.once.Do(func() {

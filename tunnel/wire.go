@@ -79,7 +79,10 @@ type control struct {
 	// websocket the agent reached: the browser's identity, compared with
 	// every other registration's so that one browser has one owner.
 	BrowserID string `json:"browserId,omitempty"`
-	Message   string `json:"message,omitempty"`
+	// BrowserPort, in "opened", is the loopback port of the browser's
+	// DevTools on the agent's machine: the proxy keeps its pages off it.
+	BrowserPort int    `json:"browserPort,omitempty"`
+	Message     string `json:"message,omitempty"`
 }
 
 func (c control) marshal() []byte {
