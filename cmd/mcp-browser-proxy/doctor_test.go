@@ -14,6 +14,7 @@ import (
 
 	"github.com/golang-jwt/jwt/v5"
 
+	"github.com/mcp-browser-proxy/mcp-browser-proxy/auth"
 	"github.com/mcp-browser-proxy/mcp-browser-proxy/internal/testchrome"
 )
 
@@ -210,6 +211,20 @@ func TestDoctor(t *testing.T) {
 		wantLine(t, lines, out, nameToken, "ok", "user bob")
 		wantLine(t, lines, out, nameReg, "FAIL", "bob has no registered browser", "mcp-browser-proxy connect")
 		wantLine(t, lines, out, nameTunnel, "skip")
+	})
+
+	t.Run("read-only token", func(t *testing.T) {
+		secret, _ := auth.SecretFromString(procSecret)
+		authn, _ := auth.NewAuthenticator(secret)
+		ro, err := authn.Issue("alice", []string{auth.PermRead}, time.Hour)
+		if err != nil {
+			t.Fatal(err)
+		}
+		lines, out, err := doctorLines(t, "--user-data-dir", chrome.Dir(), "--config", cfg, "--token", ro)
+		if err == nil {
+			t.Fatal("doctor with a token connect cannot use succeeded")
+		}
+		wantLine(t, lines, out, nameToken, "FAIL", "without browser:write", "connect needs browser:write")
 	})
 
 	t.Run("api key", func(t *testing.T) {
