@@ -139,3 +139,23 @@ func (a *tunnelAllocator) Wait() { a.wg.Wait() }
 // Attaches implements chromedp.Attacher: the browser runs already, and is
 // never closed by the pool.
 func (a *tunnelAllocator) Attaches() bool { return true }
+
+// TunnelStates is States for the tunnelled browsers only.
+func (p *Pool) TunnelStates() map[State]int {
+	p.mu.Lock()
+	list := make([]*Browser, 0, len(p.browsers))
+	for _, b := range p.browsers {
+		if _, ok := b.tunnelUser(); ok {
+			list = append(list, b)
+		}
+	}
+	p.mu.Unlock()
+	out := make(map[State]int, len(allStates))
+	for _, st := range allStates {
+		out[st] = 0
+	}
+	for _, b := range list {
+		out[b.Status().State]++
+	}
+	return out
+}

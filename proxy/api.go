@@ -58,7 +58,11 @@ type Health struct {
 	BrowserConnections int    `json:"browserConnections"`
 	// Browsers counts the registered browsers by connection state.
 	Browsers map[string]int `json:"browsers"`
-	Uptime   int64          `json:"uptime"` // seconds
+	// Tunnels is the number of live agent tunnels.
+	Tunnels int `json:"tunnels"`
+	// TunnelBrowsers counts the tunnelled browsers by connection state.
+	TunnelBrowsers map[string]int `json:"tunnelBrowsers"`
+	Uptime         int64          `json:"uptime"` // seconds
 }
 
 const maxMetadata = 32
@@ -232,9 +236,10 @@ func (s *Server) deleteUser(c echo.Context) error {
 	}
 	closed := s.cfg.Sessions.CloseUser(userID)
 	s.cfg.Pool.Remove(userID)
+	tunnelClosed := s.closeUserTunnel(userID)
 	p, _ := principalOf(c)
 	s.cfg.Audit.Info().Bool("audit", true).Str("event", "unregister").Str("request_id", requestID(c)).
-		Str("by", p.UserID).Str("user", userID).Int("sessions_closed", closed).Send()
+		Str("by", p.UserID).Str("user", userID).Int("sessions_closed", closed).Bool("tunnel_closed", tunnelClosed).Send()
 	return c.NoContent(http.StatusNoContent)
 }
 
@@ -248,9 +253,11 @@ func (s *Server) health(c echo.Context) error {
 	for st, n := range s.cfg.Pool.States() {
 		states[string(st)] = n
 	}
+	tunnels, tunnelStates := s.tunnelHealth()
 	return c.JSON(http.StatusOK, Health{
 		Status: status, ActiveSessions: s.cfg.Sessions.Count(), RegisteredUsers: users,
 		BrowserConnections: states[string(browserpool.StateConnected)], Browsers: states,
+		Tunnels: tunnels, TunnelBrowsers: tunnelStates,
 		Uptime: int64(time.Since(s.started).Seconds()),
 	})
 }

@@ -135,3 +135,27 @@ func (s *Server) tunnelStatus(reg router.Registration) *TunnelStatus {
 	}
 	return out
 }
+
+// closeUserTunnel ends userID's live tunnel after its registration was
+// deleted, with the close code that stops the agent: a reconnecting agent
+// would register the browser again.
+func (s *Server) closeUserTunnel(userID string) bool {
+	if s.cfg.Tunnels == nil {
+		return false
+	}
+	return s.cfg.Tunnels.CloseUser(userID, tunnel.CloseUnregistered,
+		"the registration was deleted (DELETE /api/users/"+userID+"); run connect again to register the browser")
+}
+
+// tunnelHealth returns /health's tunnel part: the live tunnels, and the
+// tunnelled browsers by state.
+func (s *Server) tunnelHealth() (int, map[string]int) {
+	states := map[string]int{}
+	for st, n := range s.cfg.Pool.TunnelStates() {
+		states[string(st)] = n
+	}
+	if s.cfg.Tunnels == nil {
+		return 0, states
+	}
+	return s.cfg.Tunnels.Count(), states
+}

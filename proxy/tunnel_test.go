@@ -463,3 +463,62 @@ func TestTunnelPagesCannotReachDevTools(t *testing.T) {
 		}
 	}
 }
+
+// DELETE /api/users/:id ends the user's live tunnel with the
+// "unregistered" close code, and the agent stops instead of reconnecting
+// (which would register the browser again).
+func TestTunnelClosedOnUnregister(t *testing.T) {
+	h, reg := tunnelHarness(t)
+	chrome := testchrome.Start(t)
+	tok := h.token("erin")
+	a := startAgent(t, h.URL, tok, chrome, tunnel.Policy{})
+	waitConnected(t, h, tok, "erin")
+	if resp := h.do(http.MethodDelete, "/api/users/erin", tok, nil, nil); resp.StatusCode != http.StatusNoContent {
+		t.Fatalf("DELETE /api/users/erin: %d", resp.StatusCode)
+	}
+	err := a.ended(t, "the agent kept running after its registration was deleted")
+	var perm *tunnel.PermanentError
+	if !errors.As(err, &perm) || !strings.Contains(err.Error(), "registration was deleted") {
+		t.Fatalf("the agent of a deleted registration ended with %v", err)
+	}
+	if _, ok := reg.Info("erin"); ok {
+		t.Fatal("the deleted user's tunnel is still live")
+	}
+	if resp := h.do(http.MethodGet, "/api/users/erin/status", tok, nil, nil); resp.StatusCode != http.StatusNotFound {
+		t.Fatalf("status after delete: %d, want 404 (the agent must not register again)", resp.StatusCode)
+	}
+}
+
+// /health counts the live tunnels and the tunnelled browsers by state.
+func TestHealthCountsTunnels(t *testing.T) {
+	h, _ := tunnelHarness(t)
+	chrome := testchrome.Start(t)
+	health := func() Health {
+		var out Health
+		if resp := h.do(http.MethodGet, "/health", "", nil, &out); resp.StatusCode != http.StatusOK {
+			t.Fatalf("/health: %d", resp.StatusCode)
+		}
+		return out
+	}
+	if got := health(); got.Tunnels != 0 || got.TunnelBrowsers["connected"] != 0 {
+		t.Fatalf("health before any tunnel: %+v", got)
+	}
+	tok := h.token("frank")
+	a := startAgent(t, h.URL, tok, chrome, tunnel.Policy{})
+	waitConnected(t, h, tok, "frank")
+	if got := health(); got.Tunnels != 1 || got.TunnelBrowsers["connected"] != 1 || got.Browsers["connected"] != 1 {
+		t.Fatalf("health with frank's tunnel: %+v", got)
+	}
+	a.stop(t)
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		got := health()
+		if got.Tunnels == 0 && got.TunnelBrowsers["connected"] == 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("health after the agent stopped: %+v", got)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}

@@ -231,7 +231,7 @@ func (r *relay) run(ctx context.Context) error {
 			var ce *websocket.CloseError
 			if errors.As(err, &ce) {
 				switch ce.Code {
-				case CloseReplaced, CloseExpired, CloseRevoked:
+				case CloseReplaced, CloseExpired, CloseRevoked, CloseUnregistered:
 					return &PermanentError{"the proxy closed the tunnel: " + ce.Text}
 				}
 				return fmt.Errorf("the proxy closed the tunnel: %s", ce.Text)

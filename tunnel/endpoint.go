@@ -136,6 +136,16 @@ func (r *Registry) Count() int {
 	return len(r.tunnels)
 }
 
+// CloseUser closes userID's live tunnel, if any, with code and reason, and
+// reports whether there was one.
+func (r *Registry) CloseUser(userID string, code int, reason string) bool {
+	t, ok := r.Get(userID)
+	if ok {
+		t.Close(code, reason)
+	}
+	return ok
+}
+
 // Close closes every tunnel (the agents reconnect later) and refuses new ones.
 func (r *Registry) Close() {
 	r.mu.Lock()

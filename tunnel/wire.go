@@ -58,6 +58,9 @@ const (
 	CloseProtocol = 4004
 	// CloseShutdown: the proxy is shutting down; reconnect later.
 	CloseShutdown = 4005
+	// CloseUnregistered: the user's registration was deleted
+	// (DELETE /api/users/:id); reconnecting would register it again.
+	CloseUnregistered = 4006
 )
 
 // Hello is the agent's first frame.
