@@ -249,6 +249,9 @@ type tapped struct {
 // Read reads the next message that is not the guard's.
 func (t *tapped) Read(ctx context.Context, msg *cdproto.Message) error {
 	for {
+		// A transport may decode into msg without clearing it (the tunnel
+		// does): a kept message must not leave its fields on the next.
+		*msg = cdproto.Message{}
 		if err := t.Transport.Read(ctx, msg); err != nil {
 			return err
 		}

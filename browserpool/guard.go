@@ -158,7 +158,9 @@ func (g *Guard) tap(msg *cdproto.Message) bool {
 			g.wg.Go(func() { g.attached(&ev, parent, sess) })
 		case initial && parent == "":
 			// Attached by the browser because it existed already: let go.
-			g.wg.Go(func() { _, _ = g.call(ev.SessionID, "", cdptarget.CommandDetachFromTarget, nil) })
+			g.wg.Go(func() {
+				_, _ = g.call("", "", cdptarget.CommandDetachFromTarget, cdptarget.DetachFromTargetParams{SessionID: ev.SessionID})
+			})
 		case parent != "":
 			// A child that exists already when a guarded session turns on
 			// auto-attach: guard it too (it runs already).

@@ -36,7 +36,7 @@ func (b *Browser) connectTunnel(ctx context.Context, user string) (Conn, context
 	if b.cfg.Tunnels == nil {
 		return Conn{}, nil, "", "", errors.New("this proxy has no tunnel endpoint")
 	}
-	alloc := &tunnelAllocator{tunnels: b.cfg.Tunnels, user: user, timeout: b.cfg.DialTimeout}
+	alloc := &tunnelAllocator{tunnels: b.cfg.Tunnels, user: user, timeout: b.cfg.DialTimeout, requests: b.cfg.Requests, guard: make(chan *Guard, 1)}
 	allocCtx, allocCancel := chromedp.NewAllocatorContext(ctx, alloc)
 	bctx, bcancel := chromedp.NewContext(allocCtx)
 	cancel := func() { bcancel(); allocCancel() }
@@ -68,10 +68,11 @@ func (b *Browser) connectTunnel(ctx context.Context, user string) (Conn, context
 		if port := alloc.port.Load(); port > 0 && b.tunnelPort.Swap(port) != port {
 			b.pool.Refresh() // a new port to keep every guarded page off
 		}
-		// No page guard yet: over a tunnel, guarded targets never finished
-		// opening (to be found); the tool-side check still refuses the
-		// protected endpoints, this browser's own DevTools port included.
-		return Conn{Ctx: bctx, Generation: b.Status().Generation + 1}, cancel, r.version, id, nil
+		c := Conn{Ctx: bctx, Generation: b.Status().Generation + 1}
+		if b.cfg.Requests != nil {
+			c.Guard = startGuard(bctx, alloc.guard, b.cfg.DialTimeout)
+		}
+		return c, cancel, r.version, id, nil
 	case <-timer.C:
 		cancel()
 		return Conn{}, nil, "", "", errors.New("tunnel: the browser did not answer within " + b.cfg.DialTimeout.String())
@@ -84,10 +85,12 @@ func (b *Browser) connectTunnel(ctx context.Context, user string) (Conn, context
 // tunnelAllocator is a chromedp.Allocator whose browser connection comes
 // through a tunnel.
 type tunnelAllocator struct {
-	tunnels TunnelDialer
-	user    string
-	timeout time.Duration
-	wg      sync.WaitGroup
+	tunnels  TunnelDialer
+	user     string
+	timeout  time.Duration
+	wg       sync.WaitGroup
+	requests RequestPolicy
+	guard    chan *Guard
 	// browserID is the identity of the browser the last Allocate reached,
 	// when its transport tells it (a tunnel.Conn does: see identified).
 	browserID atomic.Pointer[string]
@@ -130,7 +133,7 @@ func (a *tunnelAllocator) Allocate(ctx context.Context, opts ...chromedp.Browser
 		a.browserID.Store(&id)
 		a.port.Store(int32(c.BrowserPort()))
 	}
-	return chromedp.NewBrowserTransport(wctx, conn, opts...)
+	return chromedp.NewBrowserTransport(wctx, guardConn(wctx, conn, a.requests, &a.wg, a.guard), opts...)
 }
 
 // Wait implements chromedp.Allocator.

@@ -441,13 +441,13 @@ func TestTunnelRouteRefusals(t *testing.T) {
 	}
 }
 
-// TestTunnelPagesCannotReachDevTools: the browser's own DevTools port on
-// the agent's machine (which the proxy never dials) is protected like every
-// registered browser's: navigate_page and new_page refuse it. (The in-browser
-// guard does not run over tunnels yet.)
+// TestTunnelPagesCannotReachDevTools: the pages of a tunnelled browser are
+// guarded like any other's, and the browser's own DevTools port on the
+// agent's machine (which the proxy never dials) is protected too.
 func TestTunnelPagesCannotReachDevTools(t *testing.T) {
 	h, _ := tunnelHarness(t)
 	chrome := testchrome.Start(t)
+	pages := attackPages(t)
 	tok := h.token("alice")
 	startAgent(t, h.URL, tok, chrome, tunnel.Policy{})
 	waitConnected(t, h, tok, "alice")
@@ -456,12 +456,18 @@ func TestTunnelPagesCannotReachDevTools(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	dev := "http://localhost:" + u.Port() + "/json/version?tunnelled=1"
 	for _, tool := range []string{"navigate_page", "new_page"} {
-		dev := "http://localhost:" + u.Port() + "/json/version"
 		if text, res := call(t, c, tool, map[string]any{"url": dev}); !res.IsError || strings.Contains(text, "webSocketDebuggerUrl") {
 			t.Errorf("%s to the tunnelled browser's DevTools: %q", tool, text)
 		}
 	}
+	mustCall(t, c, "navigate_page", map[string]any{"url": pages + "/"})
+	out := mustCall(t, c, "evaluate_script", map[string]any{"function": `() => fetch("` + dev + `", {mode: 'no-cors'}).then(() => "reached", () => "refused")`})
+	if !strings.Contains(out, "refused") {
+		t.Errorf("fetch() of the tunnelled browser's DevTools from its page: %q", out)
+	}
+	refusedInBrowser(t, h, "json/version?tunnelled=redacted")
 }
 
 // DELETE /api/users/:id ends the user's live tunnel with the
