@@ -1,0 +1,44 @@
+package proxy
+
+import (
+	"context"
+	"net/http"
+	"slices"
+	"strconv"
+	"strings"
+	"testing"
+
+	"github.com/mcp-browser-proxy/mcp-browser-proxy/internal/testchrome"
+	"github.com/mcp-browser-proxy/mcp-browser-proxy/internal/testfwd"
+)
+
+// TestEarlierUserMovingToAnotherBrowser: bob registered some browser
+// before alice registered hers. Moving his registration to alice's
+// Chrome (through a forward, so no spelling gives it away) must not make
+// him its first registrant: the browser is alice's, she registered it
+// before bob pointed at it.
+func TestEarlierUserMovingToAnotherBrowser(t *testing.T) {
+	chrome := testchrome.Start(t)
+	pages := testPages(t)
+	h := newHarness(t, "")
+	bobTok := h.token("bob")
+	h.register(bobTok, "bob", deadURL(t))
+	alice := h.driving("alice", chrome.URL)
+	mustCall(t, alice, "navigate_page", map[string]any{"url": pages + "/"})
+	before := pageIDs(t, chrome)
+
+	fwd := testfwd.Start(t, "127.0.0.1:"+strconv.Itoa(chrome.Port))
+	status, body := registerRaw(t, h, bobTok, "bob", fwd.URL)
+	if status != http.StatusConflict {
+		t.Errorf("bob moving his older registration to alice's browser: %d %s; want 409", status, body)
+	}
+	if got, err := h.store.Get(context.Background(), "bob"); err == nil && got.BrowserURL == fwd.URL {
+		t.Error("bob's registration of alice's browser was kept")
+	}
+	if out, res := call(t, alice, "list_pages", nil); res.IsError || !strings.Contains(out, "Test page") {
+		t.Errorf("alice lost her browser to bob: %q", out)
+	}
+	if after := pageIDs(t, chrome); !slices.Equal(before, after) {
+		t.Errorf("alice's tabs changed: %v -> %v", before, after)
+	}
+}
