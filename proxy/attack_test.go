@@ -8,6 +8,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/mcp-browser-proxy/mcp-browser-proxy/auth"
 	"github.com/mcp-browser-proxy/mcp-browser-proxy/internal/testchrome"
 	"github.com/mcp-browser-proxy/mcp-browser-proxy/internal/testfwd"
 )
@@ -40,5 +41,31 @@ func TestEarlierUserMovingToAnotherBrowser(t *testing.T) {
 	}
 	if after := pageIDs(t, chrome); !slices.Equal(before, after) {
 		t.Errorf("alice's tabs changed: %v -> %v", before, after)
+	}
+}
+
+// TestSessionTokenCannotMintAPIKey: a sessionToken is capped at its
+// parent's exp; an API key it created would never expire. Neither bob's
+// own sessionToken nor the one an admin registered for him makes a key.
+func TestSessionTokenCannotMintAPIKey(t *testing.T) {
+	h := newHarness(t, "")
+	own := h.register(h.token("bob"), "bob", deadURL(t)).SessionToken
+	forBob := h.register(h.token("admin", auth.PermAdmin, auth.PermRead, auth.PermWrite, auth.PermScript), "bob", deadURL(t)).SessionToken
+	for name, tok := range map[string]string{"bob's own sessionToken": own, "the sessionToken an admin minted for bob": forBob} {
+		var e APIError
+		if resp := h.do(http.MethodPost, "/api/apikeys", tok, map[string]any{"perms": []string{auth.PermRead}}, &e); resp.StatusCode != http.StatusForbidden {
+			t.Errorf("%s: POST /api/apikeys %d %+v, want 403", name, resp.StatusCode, e)
+		}
+	}
+	if keys, err := h.store.ListAPIKeys(context.Background(), "bob"); err != nil || len(keys) != 0 {
+		t.Errorf("bob's keys: %v %v, want none", keys, err)
+	}
+	if n := deniedFor(h, "bob", "sessionToken"); n != 2 {
+		t.Errorf("%d refusals audited, want 2:\n%s", n, h.logs.String())
+	}
+	// A user's own token still makes one.
+	var k CreatedAPIKey
+	if resp := h.do(http.MethodPost, "/api/apikeys", h.token("bob"), map[string]any{"perms": []string{auth.PermRead}}, &k); resp.StatusCode != http.StatusCreated {
+		t.Errorf("bob's user token: %d, want 201", resp.StatusCode)
 	}
 }
