@@ -19,6 +19,11 @@ import (
 // message from a browser.
 const maxFrame = 256 << 20
 
+// maxHello bounds the agent's hello. It is read before the tunnel counts
+// as its user's one tunnel, so many may be pending at once: each must cost
+// little, not a CDP frame's worth.
+const maxHello = 16 << 10
+
 // writeTimeout bounds one frame write to a tunnel.
 const writeTimeout = 30 * time.Second
 
@@ -77,13 +82,15 @@ type Tunnel struct {
 // caller then runs Serve. ws must come from an authenticated request of
 // userID.
 func (r *Registry) Accept(userID string, ws *websocket.Conn) (*Tunnel, error) {
-	ws.SetReadLimit(maxFrame)
+	ws.SetReadLimit(maxHello)
 	_ = ws.SetReadDeadline(time.Now().Add(helloTimeout))
 	typ, data, err := ws.ReadMessage()
 	if err != nil {
+		_ = ws.Close()
 		return nil, fmt.Errorf("read the agent's hello: %w", err)
 	}
 	_ = ws.SetReadDeadline(time.Time{})
+	ws.SetReadLimit(maxFrame)
 	var c control
 	if typ != websocket.TextMessage || !isControl(data) || json.Unmarshal(data, &c) != nil || c.Tunnel != typeHello {
 		closeWith(ws, CloseProtocol, "the first frame must be the agent's hello")
