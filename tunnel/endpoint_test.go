@@ -1,9 +1,11 @@
 package tunnel
 
 import (
+	"bytes"
 	"net/http"
 	"net/http/httptest"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -77,5 +79,73 @@ func TestAcceptBoundsTheHello(t *testing.T) {
 		}
 	case <-time.After(30 * time.Second):
 		t.Fatal("Accept did not return")
+	}
+}
+
+// syncBuffer is a bytes.Buffer safe for a logger and a test.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) lines() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return bytes.Count(s.b.Bytes(), []byte("\n"))
+}
+
+// TestAgentCannotFloodTheLog: every "refused" or unreadable control frame
+// was a log line; an agent sending them at network speed filled the
+// proxy's log.
+func TestAgentCannotFloodTheLog(t *testing.T) {
+	var logs syncBuffer
+	reg := NewRegistry(zerolog.New(&logs))
+	t.Cleanup(reg.Close)
+	served := make(chan string, 1)
+	up := websocket.Upgrader{}
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		ws, err := up.Upgrade(w, r, nil)
+		if err != nil {
+			return
+		}
+		tun, err := reg.Accept("alice", ws)
+		if err != nil {
+			served <- err.Error()
+			return
+		}
+		served <- tun.Serve()
+	}))
+	t.Cleanup(srv.Close)
+	ws, _, err := websocket.DefaultDialer.Dial("ws"+strings.TrimPrefix(srv.URL, "http"), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := ws.WriteMessage(websocket.TextMessage, control{Tunnel: typeHello}.marshal()); err != nil {
+		t.Fatal(err)
+	}
+	const n = 500
+	for i := range n {
+		frame := control{Tunnel: typeRefused, Message: "no"}.marshal()
+		if i%2 == 1 {
+			frame = []byte(`{"tunnel":`)
+		}
+		if err := ws.WriteMessage(websocket.TextMessage, frame); err != nil {
+			t.Fatal(err)
+		}
+	}
+	ws.Close()
+	select {
+	case <-served:
+	case <-time.After(30 * time.Second):
+		t.Fatal("Serve did not end")
+	}
+	if got := logs.lines(); got > 2*agentLogBurst+5 {
+		t.Errorf("%d frames of the agent wrote %d log lines", n, got)
 	}
 }
