@@ -66,6 +66,10 @@ type Principal struct {
 	// API key's own ID, or a token's apikey_id claim); "" for none. Such a
 	// credential is void once the key is revoked (CheckAPIKeyLive).
 	KeyID string
+	// Minted reports a sessionToken (IssueSession): a credential derived
+	// from another and capped at its exp, which must not make credentials
+	// that outlive it (API keys).
+	Minted bool
 }
 
 // Has reports whether p holds perm. Membership is exact: PermAdmin does not

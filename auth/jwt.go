@@ -30,6 +30,9 @@ type claims struct {
 	// KeyID is the "apikey_id" claim: the API key a sessionToken was minted
 	// with, directly or through another sessionToken.
 	KeyID string `json:"apikey_id,omitempty"`
+	// Session is the "session" claim: the token is a sessionToken, minted
+	// by IssueSession from another credential and capped at its exp.
+	Session bool `json:"session,omitempty"`
 }
 
 // permsClaim is the "perms" claim, which tells an absent claim (the holder
@@ -156,7 +159,7 @@ func (a *Authenticator) Issue(userID string, perms []string, ttl time.Duration) 
 		return "", fmt.Errorf("issue token: %w", err)
 	}
 	now := time.Now()
-	return a.sign(userID, permsClaim{present: perms != nil, perms: perms}, now, now.Add(ttl), "")
+	return a.sign(userID, permsClaim{present: perms != nil, perms: perms}, now, now.Add(ttl), "", false)
 }
 
 // IssueSession returns the sessionToken that parent, a verified caller,
@@ -186,7 +189,7 @@ func (a *Authenticator) IssueSession(parent Principal, userID string, ttl time.D
 		return "", fmt.Errorf("issue session token: %w: the caller's own credential expires now", ErrExpiredToken)
 	}
 	perms := SessionPerms(parent, userID)
-	return a.sign(userID, permsClaim{present: true, perms: perms}, now, exp, parent.KeyID)
+	return a.sign(userID, permsClaim{present: true, perms: perms}, now, exp, parent.KeyID, true)
 }
 
 // SessionPerms returns the permissions a sessionToken that parent mints for
@@ -210,8 +213,8 @@ func SessionPerms(parent Principal, userID string) []string {
 }
 
 // sign makes an HS256 token of the given claims, with a random jti and the
-// configured iss and aud.
-func (a *Authenticator) sign(userID string, perms permsClaim, iat, exp time.Time, keyID string) (string, error) {
+// configured iss and aud; session marks a sessionToken.
+func (a *Authenticator) sign(userID string, perms permsClaim, iat, exp time.Time, keyID string, session bool) (string, error) {
 	jti, err := newTokenID()
 	if err != nil {
 		return "", fmt.Errorf("issue token: %w", err)
@@ -224,8 +227,9 @@ func (a *Authenticator) sign(userID string, perms permsClaim, iat, exp time.Time
 			ID:        jti,
 			Issuer:    a.opts.Issuer,
 		},
-		Perms: perms,
-		KeyID: keyID,
+		Perms:   perms,
+		KeyID:   keyID,
+		Session: session,
 	}
 	if a.opts.Audience != "" {
 		c.Audience = jwt.ClaimStrings{a.opts.Audience}
@@ -278,7 +282,7 @@ func (a *Authenticator) VerifyContext(ctx context.Context, token string) (Princi
 	if c.KeyID != "" && !ValidAPIKeyID(c.KeyID) {
 		return Principal{}, fmt.Errorf("verify token: %w: bad apikey_id claim", ErrInvalidToken)
 	}
-	return Principal{UserID: c.Subject, Perms: perms, Expires: c.ExpiresAt.Time, KeyID: c.KeyID}, nil
+	return Principal{UserID: c.Subject, Perms: perms, Expires: c.ExpiresAt.Time, KeyID: c.KeyID, Minted: c.Session}, nil
 }
 
 // key returns the verification key for t, whose alg the parser has already

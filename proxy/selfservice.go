@@ -134,6 +134,11 @@ func (s *Server) createAPIKey(c echo.Context) error {
 		s.deny(c, p.UserID, "API key creation with an API key credential")
 		return apiError(http.StatusForbidden, CodeForbidden, "an API key, or a token minted with one, cannot create API keys (the new key would outlive its revocation); sign in with a user token, or ask an admin")
 	}
+	if p.Minted {
+		// A key never expires; the sessionToken is capped at its parent's exp.
+		s.deny(c, p.UserID, "API key creation with a sessionToken")
+		return apiError(http.StatusForbidden, CodeForbidden, "a sessionToken (from POST /api/register) cannot create API keys (the key would outlive the token and the credential it came from); use your own user token, or ask an admin")
+	}
 	if req.UserID == "" {
 		req.UserID = p.UserID
 	}

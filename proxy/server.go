@@ -149,7 +149,7 @@ func (s *Server) Restore(ctx context.Context) error {
 		return err
 	}
 	for _, r := range regs {
-		s.cfg.Pool.EnsureEndpoint(r.UserID, browserpool.Endpoint{URL: r.BrowserURL, Headers: r.Headers, Registered: r.CreatedAt})
+		s.cfg.Pool.EnsureEndpoint(r.UserID, browserpool.Endpoint{URL: r.BrowserURL, Headers: r.Headers, Registered: r.Since()})
 	}
 	s.log.Info().Int("registrations", len(regs)).Msg("registrations restored")
 	return nil

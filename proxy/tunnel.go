@@ -66,13 +66,14 @@ func (s *Server) tunnelRoute(c echo.Context) error {
 	}
 	ctx := context.WithoutCancel(c.Request().Context())
 	url := router.TunnelURL(p.UserID)
-	if _, err := s.cfg.Store.Put(ctx, router.Registration{UserID: p.UserID, BrowserURL: url}); err != nil {
+	reg, err := s.cfg.Store.Put(ctx, router.Registration{UserID: p.UserID, BrowserURL: url})
+	if err != nil {
 		t.Close(websocket.CloseInternalServerErr, "the proxy could not record the registration")
 		return fmt.Errorf("tunnel %s: %w", p.UserID, err)
 	}
 	// The same endpoint again only retries at once: a new tunnel is used
 	// without waiting for the backoff.
-	s.cfg.Pool.EnsureEndpoint(p.UserID, browserpool.Endpoint{URL: url})
+	s.cfg.Pool.EnsureEndpoint(p.UserID, browserpool.Endpoint{URL: url, Registered: reg.Since()})
 	s.cfg.Audit.Info().Bool("audit", true).Str("event", "tunnel_open").Str("request_id", requestID(c)).
 		Str("user", p.UserID).Send()
 	go s.watchTunnel(t, p)

@@ -23,8 +23,12 @@ type Store interface {
 	// Addrs) in common: the same host and port in any spelling, or an
 	// address and port in common) it returns ErrConflict and changes
 	// nothing. CreatedAt is kept from an
-	// existing record of the same user; UpdatedAt is set to now. Put
-	// returns the stored record.
+	// existing record of the same user; UpdatedAt is set to now.
+	// BrowserSince is kept only from an existing record of the same user
+	// and the same browser URL (a new URL is registered now), or taken
+	// from r when set: only a caller restoring a record it read from the
+	// store sets it, never one built from a request. Put returns the
+	// stored record.
 	Put(ctx context.Context, r Registration) (Registration, error)
 	// Get returns userID's registration, or ErrNotFound.
 	Get(ctx context.Context, userID string) (Registration, error)
@@ -148,7 +152,10 @@ func (s *BoltStore) Put(ctx context.Context, r Registration) (Registration, erro
 		rec.Headers = nil
 	}
 	now := s.now().Round(0).UTC()
-	rec.CreatedAt, rec.UpdatedAt = now, now
+	rec.CreatedAt, rec.UpdatedAt, rec.BrowserSince = now, now, now
+	if !r.BrowserSince.IsZero() && r.BrowserSince.Before(now) {
+		rec.BrowserSince = r.BrowserSince.Round(0).UTC()
+	}
 	key := []byte(r.UserID)
 	endpoints := EndpointKeys(norm, r.Addrs)
 
@@ -169,6 +176,12 @@ func (s *BoltStore) Put(ctx context.Context, r Registration) (Registration, erro
 			}
 			if !old.CreatedAt.IsZero() {
 				rec.CreatedAt = old.CreatedAt
+			}
+			// Seniority over a browser is that of the URL that reaches it:
+			// an old registration of another URL must not win a browser
+			// someone else registered before this URL was.
+			if old.BrowserURL == norm && r.BrowserSince.IsZero() && !old.Since().IsZero() {
+				rec.BrowserSince = old.Since()
 			}
 		}
 		if err := freeEndpoints(idx, key); err != nil {

@@ -478,3 +478,36 @@ func TestBoltPutConflictByAddress(t *testing.T) {
 		t.Errorf("bob on alice's old address: %v", err)
 	}
 }
+
+// TestBoltBrowserSince: seniority over a browser is that of its URL. A
+// user who moves to another URL registers it now, whatever their
+// CreatedAt; the same URL again keeps it, and a restored record keeps its.
+func TestBoltBrowserSince(t *testing.T) {
+	ctx := context.Background()
+	s, _ := openTest(t)
+	t0 := time.Date(2025, 1, 2, 3, 4, 5, 6, time.UTC)
+	now := t0
+	s.now = func() time.Time { return now }
+	first, err := s.Put(ctx, Registration{UserID: "bob", BrowserURL: "http://127.0.0.1:9222"})
+	if err != nil || !first.Since().Equal(t0) {
+		t.Fatalf("first: %v since %v", err, first.Since())
+	}
+	now = t0.Add(time.Hour)
+	same, err := s.Put(ctx, Registration{UserID: "bob", BrowserURL: "http://127.0.0.1:9222", Metadata: map[string]string{"a": "b"}})
+	if err != nil || !same.Since().Equal(t0) {
+		t.Errorf("same URL again: %v since %v, want %v", err, same.Since(), t0)
+	}
+	now = t0.Add(2 * time.Hour)
+	moved, err := s.Put(ctx, Registration{UserID: "bob", BrowserURL: "http://127.0.0.1:9333"})
+	if err != nil || !moved.Since().Equal(now) || !moved.CreatedAt.Equal(t0) {
+		t.Errorf("moved: %v since %v created %v, want since %v created %v", err, moved.Since(), moved.CreatedAt, now, t0)
+	}
+	if got, _ := s.Get(ctx, "bob"); !got.Since().Equal(now) {
+		t.Errorf("stored since %v, want %v", got.Since(), now)
+	}
+	now = t0.Add(3 * time.Hour)
+	back, err := s.Put(ctx, first)
+	if err != nil || !back.Since().Equal(t0) {
+		t.Errorf("restored: %v since %v, want %v", err, back.Since(), t0)
+	}
+}

@@ -96,6 +96,8 @@ type storedRecord struct {
 	Metadata   map[string]string `json:"metadata,omitempty"`
 	CreatedAt  time.Time         `json:"createdAt"`
 	UpdatedAt  time.Time         `json:"updatedAt"`
+	// BrowserSince: Registration.BrowserSince; absent in older records.
+	BrowserSince time.Time `json:"browserSince,omitzero"`
 }
 
 // sealedPart is what Sealed encrypts.
@@ -108,7 +110,7 @@ type sealedPart struct {
 // when s is non-nil. The user ID is the associated data, so a sealed blob
 // moved to another user's record does not open.
 func encodeRecord(s *Sealer, r Registration) ([]byte, error) {
-	rec := storedRecord{UserID: r.UserID, Metadata: r.Metadata, CreatedAt: r.CreatedAt, UpdatedAt: r.UpdatedAt}
+	rec := storedRecord{UserID: r.UserID, Metadata: r.Metadata, CreatedAt: r.CreatedAt, UpdatedAt: r.UpdatedAt, BrowserSince: r.BrowserSince}
 	if s == nil {
 		rec.BrowserURL, rec.Headers = r.BrowserURL, r.Headers
 	} else {
@@ -129,7 +131,7 @@ func decodeRecord(s *Sealer, data []byte) (Registration, error) {
 		return Registration{}, err
 	}
 	r := Registration{UserID: rec.UserID, BrowserURL: rec.BrowserURL, Headers: rec.Headers,
-		Metadata: rec.Metadata, CreatedAt: rec.CreatedAt, UpdatedAt: rec.UpdatedAt}
+		Metadata: rec.Metadata, CreatedAt: rec.CreatedAt, UpdatedAt: rec.UpdatedAt, BrowserSince: rec.BrowserSince}
 	if rec.Sealed == nil {
 		return r, nil
 	}

@@ -25,6 +25,12 @@ type Registration struct {
 	CreatedAt  time.Time         `json:"createdAt"`
 	UpdatedAt  time.Time         `json:"updatedAt"`
 
+	// BrowserSince is when the user registered this BrowserURL: a browser
+	// two registrations reach belongs to the one that pointed at it first,
+	// and a user's older registration of another URL gives no seniority.
+	// Store.Put sets it; see Since for records written before it existed.
+	BrowserSince time.Time `json:"-"`
+
 	// Headers are sent to this browser only, on the CDP handshake and
 	// /json/version (e.g. an API key of a hosted browser). Like the URL's
 	// userinfo and query, they are credentials: sealed at rest, never
@@ -35,6 +41,15 @@ type Registration struct {
 	// registered (see Policy.ResolveURL). Store.Put compares them with the
 	// other registrations (see EndpointKeys); they are not stored.
 	Addrs []netip.Addr `json:"-"`
+}
+
+// Since returns when the user registered the current browser URL:
+// BrowserSince, or CreatedAt for a record stored before BrowserSince was.
+func (r Registration) Since() time.Time {
+	if r.BrowserSince.IsZero() {
+		return r.CreatedAt
+	}
+	return r.BrowserSince
 }
 
 // ErrNotFound is returned when no registration exists for a user.

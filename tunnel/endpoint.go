@@ -19,6 +19,15 @@ import (
 // message from a browser.
 const maxFrame = 256 << 20
 
+// maxHello bounds the agent's hello. It is read before the tunnel counts
+// as its user's one tunnel, so many may be pending at once: each must cost
+// little, not a CDP frame's worth.
+const maxHello = 16 << 10
+
+// agentLogBurst is how many lines about an agent's frames a tunnel logs
+// per minute.
+const agentLogBurst = 10
+
 // writeTimeout bounds one frame write to a tunnel.
 const writeTimeout = 30 * time.Second
 
@@ -58,6 +67,10 @@ type Tunnel struct {
 	since time.Time
 	hello Hello
 	log   zerolog.Logger
+	// agentLog logs what the agent says of itself (refused frames,
+	// unreadable control frames), sampled: a hostile agent must not flood
+	// the proxy's log.
+	agentLog zerolog.Logger
 
 	wmu sync.Mutex // one writer at a time
 
@@ -77,13 +90,15 @@ type Tunnel struct {
 // caller then runs Serve. ws must come from an authenticated request of
 // userID.
 func (r *Registry) Accept(userID string, ws *websocket.Conn) (*Tunnel, error) {
-	ws.SetReadLimit(maxFrame)
+	ws.SetReadLimit(maxHello)
 	_ = ws.SetReadDeadline(time.Now().Add(helloTimeout))
 	typ, data, err := ws.ReadMessage()
 	if err != nil {
+		_ = ws.Close()
 		return nil, fmt.Errorf("read the agent's hello: %w", err)
 	}
 	_ = ws.SetReadDeadline(time.Time{})
+	ws.SetReadLimit(maxFrame)
 	var c control
 	if typ != websocket.TextMessage || !isControl(data) || json.Unmarshal(data, &c) != nil || c.Tunnel != typeHello {
 		closeWith(ws, CloseProtocol, "the first frame must be the agent's hello")
@@ -95,6 +110,7 @@ func (r *Registry) Accept(userID string, ws *websocket.Conn) (*Tunnel, error) {
 		pending: map[uint64]*Conn{}, done: make(chan struct{}),
 	}
 	t.browser = t.hello.Browser
+	t.agentLog = t.log.Sample(&zerolog.BurstSampler{Burst: agentLogBurst, Period: time.Minute})
 	r.mu.Lock()
 	if r.closed {
 		r.mu.Unlock()
@@ -254,7 +270,7 @@ func (t *Tunnel) Serve() string {
 func (t *Tunnel) control(data []byte) {
 	var c control
 	if err := json.Unmarshal(data, &c); err != nil {
-		t.log.Warn().Msg("tunnel: unreadable control frame dropped")
+		t.agentLog.Warn().Msg("tunnel: unreadable control frame dropped")
 		return
 	}
 	t.mu.Lock()
@@ -285,7 +301,7 @@ func (t *Tunnel) control(data []byte) {
 			t.conn = nil
 		}
 	case typeRefused:
-		t.log.Warn().Str("message", truncate(c.Message, 300)).Msg("tunnel: the agent refused a frame")
+		t.agentLog.Warn().Str("message", truncate(c.Message, 300)).Msg("tunnel: the agent refused a frame")
 	}
 }
 
