@@ -591,12 +591,20 @@ func (b *Browser) versionTarget(ctx context.Context) (target, bool) {
 // dial opens the CDP websocket of t and makes the first call, bounded by
 // the dial timeout.
 func (b *Browser) dial(ctx context.Context, t target) (Conn, context.CancelFunc, string, error) {
-	allocCtx, allocCancel, guards := newGuardedAllocator(ctx, t.wsURL, t.header, b.cfg.Policy, b.cfg.DialTimeout, b.cfg.Requests)
+	alloc := wsAllocator(t.wsURL, t.header, b.cfg.Policy, b.cfg.DialTimeout, b.cfg.Requests)
+	return b.open(ctx, alloc, func(err error) error { return fmt.Errorf("connect: %s", redactErr(err, t.wsURL)) })
+}
+
+// open connects through alloc and makes the first call, bounded by the dial
+// timeout; fail words the error of that call. The connection's guard is
+// on when open returns.
+func (b *Browser) open(ctx context.Context, alloc *allocator, fail func(error) error) (Conn, context.CancelFunc, string, error) {
+	allocCtx, allocCancel := chromedp.NewAllocatorContext(ctx, alloc)
 	bctx, bcancel := chromedp.NewContext(allocCtx)
 	cancel := func() { bcancel(); allocCancel() }
 
-	// The first call binds the websocket to bctx, so it must use bctx itself;
-	// bound it from outside instead.
+	// The first call binds the connection to bctx, so it must use bctx
+	// itself; bound it from outside instead.
 	type result struct {
 		version string
 		err     error
@@ -612,12 +620,11 @@ func (b *Browser) dial(ctx context.Context, t target) (Conn, context.CancelFunc,
 	case r := <-ch:
 		if r.err != nil {
 			cancel()
-			return Conn{}, nil, "", fmt.Errorf("connect: %s", redactErr(r.err, t.wsURL))
+			return Conn{}, nil, "", fail(r.err)
 		}
-		gen := b.Status().Generation + 1
-		c := Conn{Ctx: bctx, Generation: gen}
+		c := Conn{Ctx: bctx, Generation: b.Status().Generation + 1}
 		if b.cfg.Requests != nil {
-			c.Guard = startGuard(bctx, guards, b.cfg.DialTimeout)
+			c.Guard = startGuard(bctx, alloc.guard, b.cfg.DialTimeout)
 		}
 		return c, cancel, r.version, nil
 	case <-timer.C:

@@ -130,12 +130,12 @@ func handshakeHeader(ep Endpoint, user *url.Userinfo) http.Header {
 }
 
 // allocator is a chromedp.Allocator that attaches to a running browser over
-// a websocket the pool dials itself, through the guarded dialer; chromedp's
-// remote allocator offers no way to pass a dialer.
+// a connection the pool opens itself (a websocket through the guarded
+// dialer, or a tunnel); chromedp's remote allocator offers no way to pass a
+// dialer.
 type allocator struct {
-	wsURL   string
-	header  http.Header
-	policy  DialPolicy
+	// dial opens the connection, bounded by ctx.
+	dial    func(ctx context.Context) (chromedp.Transport, error)
 	timeout time.Duration
 	wg      sync.WaitGroup
 	// requests, when set, gets a Guard on the connection (guard.go).
@@ -148,22 +148,25 @@ var (
 	_ chromedp.Attacher  = (*allocator)(nil)
 )
 
-// newGuardedAllocator returns an allocator context for the browser at
-// wsURL, like remote.NewAllocator with NoModifyURL; with requests set, the
-// connection gets a Guard, sent on the returned channel once it is up.
-func newGuardedAllocator(parent context.Context, wsURL string, header http.Header, p DialPolicy, timeout time.Duration, requests RequestPolicy) (context.Context, context.CancelFunc, <-chan *Guard) {
-	a := &allocator{wsURL: wsURL, header: header, policy: p, timeout: timeout, requests: requests, guard: make(chan *Guard, 1)}
-	ctx, cancel := chromedp.NewAllocatorContext(parent, a)
-	return ctx, cancel, a.guard
+// wsAllocator returns the allocator of the browser at wsURL, like
+// remote.NewAllocator with NoModifyURL.
+func wsAllocator(wsURL string, header http.Header, p DialPolicy, timeout time.Duration, requests RequestPolicy) *allocator {
+	return &allocator{
+		dial: func(ctx context.Context) (chromedp.Transport, error) {
+			return dialCDP(ctx, wsURL, header, p, timeout)
+		},
+		timeout: timeout, requests: requests, guard: make(chan *Guard, 1),
+	}
 }
 
-// Allocate implements chromedp.Allocator: it dials the websocket and
-// returns the browser bound to it.
+// Allocate implements chromedp.Allocator: it opens the connection and
+// returns the browser bound to it, with the page guard on it when the pool
+// has a page policy.
 func (a *allocator) Allocate(ctx context.Context, opts ...chromedp.BrowserOption) (*chromedp.Browser, error) {
 	if chromedp.FromContext(ctx) == nil {
 		return nil, chromedp.ErrInvalidContext
 	}
-	// As remote.Allocator: the websocket outlives ctx until chromedp has
+	// As remote.Allocator: the connection outlives ctx until chromedp has
 	// closed the pages of ctx.
 	wctx, cancel := context.WithCancel(context.Background())
 	a.wg.Go(func() {
@@ -175,24 +178,17 @@ func (a *allocator) Allocate(ctx context.Context, opts ...chromedp.BrowserOption
 	defer dcancel()
 	stop := context.AfterFunc(ctx, dcancel)
 	defer stop()
-	ws, err := dialCDP(dctx, a.wsURL, a.header, a.policy, a.timeout)
+	conn, err := a.dial(dctx)
 	if err != nil {
 		return nil, err
 	}
-	return chromedp.NewBrowserTransport(wctx, guardConn(wctx, ws, a.requests, &a.wg, a.guard), opts...)
-}
-
-// guardConn puts the page guard, when there is a page policy, on a new
-// browser connection (dialled or tunnelled) and sends it on out; wg waits
-// for its goroutines once ctx ends.
-func guardConn(ctx context.Context, conn chromedp.Transport, requests RequestPolicy, wg *sync.WaitGroup, out chan<- *Guard) chromedp.Transport {
 	t := &tapped{Transport: conn}
-	if requests != nil {
-		g := newGuard(ctx, t, requests)
-		wg.Go(func() { <-ctx.Done(); g.wait() })
-		out <- g
+	if a.requests != nil {
+		g := newGuard(wctx, t, a.requests)
+		a.wg.Go(func() { <-wctx.Done(); g.wait() })
+		a.guard <- g
 	}
-	return t
+	return chromedp.NewBrowserTransport(wctx, t, opts...)
 }
 
 // Wait implements chromedp.Allocator.
@@ -263,17 +259,15 @@ func (t *tapped) Read(ctx context.Context, msg *cdproto.Message) error {
 
 // Read reads the next CDP message; gorilla answers pings itself.
 func (c *wsConn) Read(_ context.Context, msg *cdproto.Message) error {
-	for {
-		typ, data, err := c.ws.ReadMessage()
-		if err != nil {
-			return err
-		}
-		if typ != websocket.TextMessage {
-			return errors.New("the browser sent a binary websocket message; CDP uses text")
-		}
-		*msg = cdproto.Message{}
-		return jsonv2.Unmarshal(data, msg, chromedp.DefaultUnmarshalOptions)
+	typ, data, err := c.ws.ReadMessage()
+	if err != nil {
+		return err
 	}
+	if typ != websocket.TextMessage {
+		return errors.New("the browser sent a binary websocket message; CDP uses text")
+	}
+	*msg = cdproto.Message{}
+	return jsonv2.Unmarshal(data, msg, chromedp.DefaultUnmarshalOptions)
 }
 
 // Write sends one CDP message as one text frame (Chrome does not accept

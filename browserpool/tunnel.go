@@ -4,12 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"sync"
-	"sync/atomic"
-	"time"
 
-	"github.com/chromedp/cdproto/browser"
-	"github.com/chromedp/cdproto/cdp"
 	"github.com/chromedp/chromedp"
 
 	"github.com/mcp-browser-proxy/mcp-browser-proxy/router"
@@ -36,65 +31,33 @@ func (b *Browser) connectTunnel(ctx context.Context, user string) (Conn, context
 	if b.cfg.Tunnels == nil {
 		return Conn{}, nil, "", "", errors.New("this proxy has no tunnel endpoint")
 	}
-	alloc := &tunnelAllocator{tunnels: b.cfg.Tunnels, user: user, timeout: b.cfg.DialTimeout, requests: b.cfg.Requests, guard: make(chan *Guard, 1)}
-	allocCtx, allocCancel := chromedp.NewAllocatorContext(ctx, alloc)
-	bctx, bcancel := chromedp.NewContext(allocCtx)
-	cancel := func() { bcancel(); allocCancel() }
-	type result struct {
-		version string
-		err     error
+	var id string
+	var port int
+	alloc := &allocator{
+		dial: func(ctx context.Context) (chromedp.Transport, error) {
+			conn, err := b.cfg.Tunnels.Dial(ctx, user)
+			if c, ok := conn.(identified); ok && err == nil {
+				id, port = c.BrowserID(), c.BrowserPort()
+			}
+			return conn, err
+		},
+		timeout: b.cfg.DialTimeout, requests: b.cfg.Requests, guard: make(chan *Guard, 1),
 	}
-	ch := make(chan result, 1)
-	go func() {
-		// The first call binds the connection to bctx: use bctx itself.
-		v, err := chromedp.CallBrowser(bctx, browser.GetVersion, cdp.Empty{})
-		ch <- result{v.Product, err}
-	}()
-	timer := time.NewTimer(b.cfg.DialTimeout)
-	defer timer.Stop()
-	select {
-	case r := <-ch:
-		if r.err != nil {
-			cancel()
-			return Conn{}, nil, "", "", fmt.Errorf("tunnel: %w", r.err)
-		}
-		// The identity the agent reports makes a direct registration of the
-		// same browser, or another user's tunnel to it, a conflict. An agent
-		// that reports none is only ever its own browser.
-		id := "tunnel:" + user
-		if p := alloc.browserID.Load(); p != nil && *p != "" {
-			id = *p
-		}
-		if port := alloc.port.Load(); port > 0 && b.tunnelPort.Swap(port) != port {
-			b.pool.Refresh() // a new port to keep every guarded page off
-		}
-		c := Conn{Ctx: bctx, Generation: b.Status().Generation + 1}
-		if b.cfg.Requests != nil {
-			c.Guard = startGuard(bctx, alloc.guard, b.cfg.DialTimeout)
-		}
-		return c, cancel, r.version, id, nil
-	case <-timer.C:
-		cancel()
-		return Conn{}, nil, "", "", errors.New("tunnel: the browser did not answer within " + b.cfg.DialTimeout.String())
-	case <-ctx.Done():
-		cancel()
-		return Conn{}, nil, "", "", ctx.Err()
+	c, cancel, version, err := b.open(ctx, alloc, func(err error) error { return fmt.Errorf("tunnel: %w", err) })
+	if err != nil {
+		return c, cancel, version, "", err
 	}
-}
-
-// tunnelAllocator is a chromedp.Allocator whose browser connection comes
-// through a tunnel.
-type tunnelAllocator struct {
-	tunnels  TunnelDialer
-	user     string
-	timeout  time.Duration
-	wg       sync.WaitGroup
-	requests RequestPolicy
-	guard    chan *Guard
-	// browserID is the identity of the browser the last Allocate reached,
-	// when its transport tells it (a tunnel.Conn does: see identified).
-	browserID atomic.Pointer[string]
-	port      atomic.Int32
+	// The identity the agent reports makes a direct registration of the
+	// same browser, or another user's tunnel to it, a conflict. An agent
+	// that reports none is only ever its own browser. (open returned after
+	// the dial: id and port are set.)
+	if id == "" {
+		id = "tunnel:" + user
+	}
+	if port > 0 && b.tunnelPort.Swap(int32(port)) != int32(port) {
+		b.pool.Refresh() // a new port to keep every guarded page off
+	}
+	return c, cancel, version, id, nil
 }
 
 // identified is a transport that knows the identity of its browser and
@@ -103,45 +66,6 @@ type identified interface {
 	BrowserID() string
 	BrowserPort() int
 }
-
-var (
-	_ chromedp.Allocator = (*tunnelAllocator)(nil)
-	_ chromedp.Attacher  = (*tunnelAllocator)(nil)
-)
-
-// Allocate implements chromedp.Allocator.
-func (a *tunnelAllocator) Allocate(ctx context.Context, opts ...chromedp.BrowserOption) (*chromedp.Browser, error) {
-	if chromedp.FromContext(ctx) == nil {
-		return nil, chromedp.ErrInvalidContext
-	}
-	wctx, cancel := context.WithCancel(context.Background())
-	a.wg.Go(func() {
-		<-ctx.Done()
-		chromedp.Cancel(ctx)
-		cancel()
-	})
-	dctx, dcancel := context.WithTimeout(wctx, a.timeout)
-	defer dcancel()
-	stop := context.AfterFunc(ctx, dcancel)
-	defer stop()
-	conn, err := a.tunnels.Dial(dctx, a.user)
-	if err != nil {
-		return nil, err
-	}
-	if c, ok := conn.(identified); ok {
-		id := c.BrowserID()
-		a.browserID.Store(&id)
-		a.port.Store(int32(c.BrowserPort()))
-	}
-	return chromedp.NewBrowserTransport(wctx, guardConn(wctx, conn, a.requests, &a.wg, a.guard), opts...)
-}
-
-// Wait implements chromedp.Allocator.
-func (a *tunnelAllocator) Wait() { a.wg.Wait() }
-
-// Attaches implements chromedp.Attacher: the browser runs already, and is
-// never closed by the pool.
-func (a *tunnelAllocator) Attaches() bool { return true }
 
 // TunnelStates is States for the tunnelled browsers only.
 func (p *Pool) TunnelStates() map[State]int {
