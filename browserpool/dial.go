@@ -11,6 +11,7 @@ import (
 	"net/netip"
 	"net/url"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -46,11 +47,24 @@ type Endpoint struct {
 	// (router.Registration.CreatedAt): of two registrations that reach the
 	// same running browser, the earlier keeps it. Zero means now.
 	Registered time.Time
+	// Addrs are the addresses the URL's host resolved to when the browser
+	// was registered or restored (router.Registration.Addrs). Only a
+	// connection dialled to one of them (or to the URL's IP literal) may
+	// take a running browser from a later registration that holds it: a
+	// name re-pointed since cannot (see Pool.claim).
+	Addrs []netip.Addr
 }
 
 // equal reports whether two endpoints reach the same browser the same way.
 func (e Endpoint) equal(o Endpoint) bool {
 	return e.URL == o.URL && maps.Equal(e.Headers, o.Headers)
+}
+
+// hostResolver is a DialPolicy that also resolves host names, checking
+// every address it returns; *router.Policy is one (with its configured
+// resolver). Other policies get the system resolver and CheckAddr.
+type hostResolver interface {
+	Resolve(ctx context.Context, host string) ([]netip.Addr, error)
 }
 
 // maxMessage bounds one CDP message read from a browser, as chromedp does.
@@ -141,6 +155,9 @@ type allocator struct {
 	// requests, when set, gets a Guard on the connection (guard.go).
 	requests RequestPolicy
 	guard    chan *Guard // the guard of the connection, once dialled
+	// remote is the address the websocket was dialled to (whatever name
+	// led there), once dialled: Pool.claim decides on it.
+	remote atomic.Pointer[netip.Addr]
 }
 
 var (
@@ -150,11 +167,11 @@ var (
 
 // newGuardedAllocator returns an allocator context for the browser at
 // wsURL, like remote.NewAllocator with NoModifyURL; with requests set, the
-// connection gets a Guard, sent on the returned channel once it is up.
-func newGuardedAllocator(parent context.Context, wsURL string, header http.Header, p DialPolicy, timeout time.Duration, requests RequestPolicy) (context.Context, context.CancelFunc, <-chan *Guard) {
+// connection gets a Guard, sent on a.guard once it is up.
+func newGuardedAllocator(parent context.Context, wsURL string, header http.Header, p DialPolicy, timeout time.Duration, requests RequestPolicy) (context.Context, context.CancelFunc, *allocator) {
 	a := &allocator{wsURL: wsURL, header: header, policy: p, timeout: timeout, requests: requests, guard: make(chan *Guard, 1)}
 	ctx, cancel := chromedp.NewAllocatorContext(parent, a)
-	return ctx, cancel, a.guard
+	return ctx, cancel, a
 }
 
 // Allocate implements chromedp.Allocator: it dials the websocket and
@@ -178,6 +195,10 @@ func (a *allocator) Allocate(ctx context.Context, opts ...chromedp.BrowserOption
 	ws, err := dialCDP(dctx, a.wsURL, a.header, a.policy, a.timeout)
 	if err != nil {
 		return nil, err
+	}
+	if ap, err := netip.ParseAddrPort(ws.ws.RemoteAddr().String()); err == nil {
+		addr := ap.Addr().Unmap().WithZone("")
+		a.remote.Store(&addr)
 	}
 	return chromedp.NewBrowserTransport(wctx, guardConn(wctx, ws, a.requests, &a.wg, a.guard), opts...)
 }
