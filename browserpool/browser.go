@@ -9,7 +9,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net/netip"
 	"net/url"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -121,6 +123,11 @@ type Browser struct {
 	genBase uint64            // Generation of the browser this one replaced: generations never repeat for a user
 	since   time.Time         // when it was registered: the earlier of two registrations of one browser keeps it
 	pool    *Pool
+
+	// pinned are the addresses its host had when it was registered or
+	// restored, and its IP literal: only a connection to one of them may
+	// evict a later registration (see Pool.claim). Guarded by mu.
+	pinned []netip.Addr
 
 	first     chan struct{} // closed once the first connection attempt has an outcome
 	firstOnce sync.Once
@@ -328,7 +335,7 @@ func (b *Browser) run(ctx context.Context) {
 		case <-b.kick:
 		default:
 		}
-		conn, cancel, version, id, err := b.connect(ctx)
+		conn, cancel, version, id, addr, err := b.connect(ctx)
 		if err == nil && ctx.Err() == nil {
 			// Before anyone gets the connection: is the browser another
 			// user's? An eviction meant for an older connection is void.
@@ -336,12 +343,12 @@ func (b *Browser) run(ctx context.Context) {
 			case <-b.evicted:
 			default:
 			}
-			if !b.pool.claim(ctx, b, id) {
+			if how := b.pool.claim(ctx, b, id, addr); how != "" {
 				cancel()
 				if ctx.Err() != nil {
 					return
 				}
-				b.conflict("refused")
+				b.conflict(how)
 				if !b.waitConflict(ctx) {
 					return
 				}
@@ -437,16 +444,48 @@ const reasonEvicted = "evicted: the browser belongs to an earlier registration"
 func (b *Browser) firstDone() { b.firstOnce.Do(func() { close(b.first) }) }
 
 // conflict moves b to StateConflict and audits it: how is "refused" (b
-// reached a browser an earlier registration holds) or "evicted" (an
-// earlier registration reached the browser b held).
+// reached a browser an earlier registration holds), "refused_readdressed"
+// (b reached a browser another user holds through an address its host did
+// not have when b was registered) or "evicted" (an earlier registration
+// reached the browser b held).
 func (b *Browser) conflict(how string) {
+	msg, reason := conflictError, "the browser is registered by another user, who registered it first; connection dropped"
+	if how == outcomeReaddressed {
+		msg, reason = readdressedError, "the browser is held by another user and this registration reached it at an address its host did not resolve to when it was registered (the name was re-pointed); connection dropped"
+	}
 	b.settle(func(s *Status) {
 		s.State = StateConflict
-		s.LastError = conflictError
+		s.LastError = msg
 	})
 	b.firstDone()
 	b.cfg.Audit.Warn().Bool("audit", true).Str("event", "browser_conflict").Str("user", b.userID).
-		Str("outcome", how).Str("reason", "the browser is registered by another user, who registered it first; connection dropped").Send()
+		Str("outcome", how).Str("reason", reason).Send()
+}
+
+// pinnedAddrs returns the addresses a registration of ep may evict a later
+// holder through: ep.Addrs and the URL's IP literal, unmapped.
+func pinnedAddrs(ep Endpoint) []netip.Addr {
+	out := make([]netip.Addr, 0, len(ep.Addrs)+1)
+	for _, a := range ep.Addrs {
+		out = append(out, a.Unmap().WithZone(""))
+	}
+	if u, err := url.Parse(ep.URL); err == nil {
+		if a, err := netip.ParseAddr(u.Hostname()); err == nil {
+			out = append(out, a.Unmap().WithZone(""))
+		}
+	}
+	return out
+}
+
+// pinnedTo reports whether a is one of the addresses b was registered or
+// restored with.
+func (b *Browser) pinnedTo(a netip.Addr) bool {
+	if !a.IsValid() {
+		return false
+	}
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return slices.Contains(b.pinned, a.Unmap().WithZone(""))
 }
 
 // waitConflict waits before b checks again whether the browser is still
@@ -510,9 +549,10 @@ func (b *Browser) watch(ctx context.Context, conn Conn) string {
 }
 
 // connect dials the browser once. On success the returned cancel drops the
-// websocket (it never closes the browser or any tab), and id is the
-// identity of the browser reached (see claims).
-func (b *Browser) connect(ctx context.Context) (conn Conn, cancel context.CancelFunc, version, id string, err error) {
+// websocket (it never closes the browser or any tab), id is the identity
+// of the browser reached (see claims) and addr the address its websocket
+// was dialled to (invalid through a tunnel).
+func (b *Browser) connect(ctx context.Context) (conn Conn, cancel context.CancelFunc, version, id string, addr netip.Addr, err error) {
 	reconnect := false
 	b.set(func(s *Status) {
 		reconnect = s.Generation > b.genBase || s.Attempts > 0
@@ -524,21 +564,24 @@ func (b *Browser) connect(ctx context.Context) (conn Conn, cancel context.Cancel
 	})
 	b.cfg.Metrics.attempt(b, reconnect)
 	if user, ok := b.tunnelUser(); ok {
-		return b.connectTunnel(ctx, user)
+		// A tunnel's agent picks the browser it reaches, every time: like
+		// a re-pointed name, it has no address to be pinned to.
+		conn, cancel, version, id, err = b.connectTunnel(ctx, user)
+		return conn, cancel, version, id, netip.Addr{}, err
 	}
 	rctx, rcancel := context.WithTimeout(ctx, b.cfg.DialTimeout)
 	t, err := resolveWebSocket(rctx, b.cfg.HTTPClient, b.cfg.Policy, b.endpoint())
 	rcancel()
 	if err != nil {
-		return Conn{}, nil, "", "", err
+		return Conn{}, nil, "", "", netip.Addr{}, err
 	}
-	conn, cancel, version, err = b.dial(ctx, t)
+	conn, cancel, version, addr, err = b.dial(ctx, t)
 	if err != nil && ctx.Err() == nil {
 		// A browser registered by its ws URL gets a new URL when it
 		// restarts: look the current one up on the same host and port.
 		if alt, ok := b.rediscover(ctx); ok && alt.wsURL != t.wsURL {
-			if c2, cancel2, v2, err2 := b.dial(ctx, alt); err2 == nil {
-				return c2, cancel2, v2, browserIdentity(alt.wsURL), nil
+			if c2, cancel2, v2, a2, err2 := b.dial(ctx, alt); err2 == nil {
+				return c2, cancel2, v2, browserIdentity(alt.wsURL), a2, nil
 			}
 		}
 	}
@@ -550,7 +593,7 @@ func (b *Browser) connect(ctx context.Context) (conn Conn, cancel context.Cancel
 			id = browserIdentity(alt.wsURL)
 		}
 	}
-	return conn, cancel, version, id, err
+	return conn, cancel, version, id, addr, err
 }
 
 // rediscover finds the current websocket URL of a browser registered as
@@ -589,10 +632,15 @@ func (b *Browser) versionTarget(ctx context.Context) (target, bool) {
 }
 
 // dial opens the CDP websocket of t and makes the first call, bounded by
-// the dial timeout.
-func (b *Browser) dial(ctx context.Context, t target) (Conn, context.CancelFunc, string, error) {
+// the dial timeout. It returns the address the websocket reached.
+func (b *Browser) dial(ctx context.Context, t target) (Conn, context.CancelFunc, string, netip.Addr, error) {
 	alloc := wsAllocator(t.wsURL, t.header, b.cfg.Policy, b.cfg.DialTimeout, b.cfg.Requests)
-	return b.open(ctx, alloc, func(err error) error { return fmt.Errorf("connect: %s", redactErr(err, t.wsURL)) })
+	c, cancel, version, err := b.open(ctx, alloc, func(err error) error { return fmt.Errorf("connect: %s", redactErr(err, t.wsURL)) })
+	var addr netip.Addr
+	if a := alloc.remote.Load(); a != nil && err == nil {
+		addr = *a
+	}
+	return c, cancel, version, addr, err
 }
 
 // open connects through alloc and makes the first call, bounded by the dial

@@ -11,6 +11,7 @@ import (
 	"net/netip"
 	"net/url"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -46,11 +47,24 @@ type Endpoint struct {
 	// (router.Registration.CreatedAt): of two registrations that reach the
 	// same running browser, the earlier keeps it. Zero means now.
 	Registered time.Time
+	// Addrs are the addresses the URL's host resolved to when the browser
+	// was registered or restored (router.Registration.Addrs). Only a
+	// connection dialled to one of them (or to the URL's IP literal) may
+	// take a running browser from a later registration that holds it: a
+	// name re-pointed since cannot (see Pool.claim).
+	Addrs []netip.Addr
 }
 
 // equal reports whether two endpoints reach the same browser the same way.
 func (e Endpoint) equal(o Endpoint) bool {
 	return e.URL == o.URL && maps.Equal(e.Headers, o.Headers)
+}
+
+// hostResolver is a DialPolicy that also resolves host names, checking
+// every address it returns; *router.Policy is one (with its configured
+// resolver). Other policies get the system resolver and CheckAddr.
+type hostResolver interface {
+	Resolve(ctx context.Context, host string) ([]netip.Addr, error)
 }
 
 // maxMessage bounds one CDP message read from a browser, as chromedp does.
@@ -141,6 +155,9 @@ type allocator struct {
 	// requests, when set, gets a Guard on the connection (guard.go).
 	requests RequestPolicy
 	guard    chan *Guard // the guard of the connection, once dialled
+	// remote is the address the websocket was dialled to (whatever name
+	// led there), once dialled: Pool.claim decides on it.
+	remote atomic.Pointer[netip.Addr]
 }
 
 var (
@@ -151,12 +168,21 @@ var (
 // wsAllocator returns the allocator of the browser at wsURL, like
 // remote.NewAllocator with NoModifyURL.
 func wsAllocator(wsURL string, header http.Header, p DialPolicy, timeout time.Duration, requests RequestPolicy) *allocator {
-	return &allocator{
-		dial: func(ctx context.Context) (chromedp.Transport, error) {
-			return dialCDP(ctx, wsURL, header, p, timeout)
-		},
+	a := &allocator{
 		timeout: timeout, requests: requests, guard: make(chan *Guard, 1),
 	}
+	a.dial = func(ctx context.Context) (chromedp.Transport, error) {
+		ws, err := dialCDP(ctx, wsURL, header, p, timeout)
+		if err != nil {
+			return nil, err
+		}
+		if ap, err := netip.ParseAddrPort(ws.ws.RemoteAddr().String()); err == nil {
+			addr := ap.Addr().Unmap().WithZone("")
+			a.remote.Store(&addr)
+		}
+		return ws, nil
+	}
+	return a
 }
 
 // Allocate implements chromedp.Allocator: it opens the connection and

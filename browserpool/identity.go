@@ -2,6 +2,7 @@ package browserpool
 
 import (
 	"context"
+	"net/netip"
 	"net/url"
 	"strings"
 	"sync"
@@ -11,6 +12,17 @@ import (
 // conflictError is the LastError of a browser in StateConflict. It never
 // names the other user.
 const conflictError = "this browser belongs to another user, who registered it first (it is the same running browser, reached by another URL); the proxy does not connect to it for you. Register your own Chrome, started with its own --remote-debugging-port and --user-data-dir"
+
+// readdressedError is the LastError of a browser refused because its host
+// now resolves to a browser another user holds. It never names the other
+// user.
+const readdressedError = "this browser belongs to another user: your registration reached it at an address its host name did not have when you registered (the name now points elsewhere), so the proxy does not connect to it. Point the name back at your own Chrome, or register your Chrome's current address with POST /api/register"
+
+// Outcomes of claim that refuse the browser, as audited.
+const (
+	outcomeRefused     = "refused"
+	outcomeReaddressed = "refused_readdressed"
+)
 
 // claims records which registered browser holds which running browser, so
 // that two users whose URLs reach one browser (an alias, a port forward, a
@@ -71,16 +83,20 @@ func (p *Pool) release(b *Browser) {
 }
 
 // claim decides, before b's connection is handed to anyone, whether b may
-// use the running browser id. It refuses when a registration made before
-// b's holds it. When b was registered before the holder, b takes the
-// browser and the holder is evicted: its connection is dropped and it goes
-// to StateConflict.
+// use the running browser id, which it reached at addr; it returns "" when
+// b may, else the outcome to audit. It refuses when a registration made
+// before b's holds it. When b was registered before the holder, b takes
+// the browser and the holder is evicted (its connection is dropped and it
+// goes to StateConflict), but only when addr is an address b's host had
+// when b was registered or restored: seniority is for the browser a
+// registration pointed at then, and a name (or a tunnel's agent) pointed
+// at another user's browser since gets only a browser nobody holds.
 //
 // A browser of the pool registered before b that has not finished its
 // first connection attempt yet (after a proxy restart every browser starts
 // at once) may be the same browser: claim waits for that attempt, up to a
 // bound, so that whoever dials first does not win.
-func (p *Pool) claim(ctx context.Context, b *Browser, id string) bool {
+func (p *Pool) claim(ctx context.Context, b *Browser, id string, addr netip.Addr) string {
 	c := &p.claims
 	c.mu.Lock()
 	var earlier []chan struct{}
@@ -100,15 +116,20 @@ wait:
 		case <-timer.C:
 			break wait
 		case <-ctx.Done():
-			return false
+			return outcomeRefused
 		}
 	}
+	pinned := b.pinnedTo(addr)
 
 	c.mu.Lock()
 	h := c.holders[id]
 	if h != nil && h != b && h.before(b) {
 		c.mu.Unlock()
-		return false
+		return outcomeRefused
+	}
+	if h != nil && h != b && !pinned {
+		c.mu.Unlock()
+		return outcomeReaddressed
 	}
 	if old, ok := c.ids[b]; ok && old != id && c.holders[old] == b {
 		delete(c.holders, old)
@@ -126,5 +147,5 @@ wait:
 		default:
 		}
 	}
-	return true
+	return ""
 }

@@ -3,13 +3,16 @@ package browserpool
 import (
 	"context"
 	"errors"
+	"net/netip"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/mcp-browser-proxy/mcp-browser-proxy/internal/testchrome"
 	"github.com/mcp-browser-proxy/mcp-browser-proxy/internal/testfwd"
+	"github.com/mcp-browser-proxy/mcp-browser-proxy/router"
 )
 
 func TestBrowserIdentity(t *testing.T) {
@@ -93,5 +96,68 @@ func TestSameBrowserFirstRegistrationKeepsIt(t *testing.T) {
 	waitStatus(t, carol, "carol, registered after bob, to stay off", func(s Status) bool { return s.State == StateConflict })
 	if n := len(c.Pages(t)); n != 1 {
 		t.Errorf("browser has %d pages, want the 1 it started with", n)
+	}
+}
+
+// rebindResolver answers every name with one address, which the test
+// changes: a DNS name its owner re-points.
+type rebindResolver struct{ addr atomic.Pointer[netip.Addr] }
+
+func (r *rebindResolver) set(s string) {
+	a := netip.MustParseAddr(s)
+	r.addr.Store(&a)
+}
+
+func (r *rebindResolver) LookupNetIP(context.Context, string, string) ([]netip.Addr, error) {
+	return []netip.Addr{*r.addr.Load()}, nil
+}
+
+// TestRebindCannotTakeAHeldBrowser: bob registers a name of his own first,
+// alice her browser by its address later; bob then points his name at
+// alice's browser. However senior bob's registration, reaching the browser
+// through an address his name did not have when he registered does not
+// take it from alice: bob goes to conflict, alice keeps her connection.
+func TestRebindCannotTakeAHeldBrowser(t *testing.T) {
+	c := testchrome.Start(t)
+	port := strconv.Itoa(c.Port)
+	res := &rebindResolver{}
+	res.set("127.0.0.2") // bob's host: Chromium listens on 127.0.0.1 only
+	pol, err := router.NewPolicy(router.DefaultAllowCIDRs(), router.DefaultDenyCIDRs(), nil, res)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := testConfig()
+	cfg.Policy = pol
+	p := New(cfg)
+	defer p.Close()
+	ctx := context.Background()
+	t0 := time.Now()
+
+	bob := p.EnsureEndpoint("bob", Endpoint{URL: "http://bob.test:" + port, Registered: t0, Addrs: []netip.Addr{netip.MustParseAddr("127.0.0.2")}})
+	if st := bob.WaitSettled(ctx, 10*time.Second); st.State == StateConnected {
+		t.Fatalf("bob connected to 127.0.0.2: %+v", st)
+	}
+	alice := p.EnsureEndpoint("alice", Endpoint{URL: c.URL, Registered: t0.Add(time.Minute), Addrs: []netip.Addr{netip.MustParseAddr("127.0.0.1")}})
+	aliceConn, err := alice.Conn(ctx, 10*time.Second)
+	if err != nil {
+		t.Fatalf("alice: %v", err)
+	}
+
+	// bob re-points his name at alice's browser and reconnects.
+	res.set("127.0.0.1")
+	bob.Retry()
+	st := waitStatus(t, bob, "bob to be refused", func(s Status) bool { return s.State == StateConflict })
+	if strings.Contains(st.LastError, "alice") || st.Generation != 0 {
+		t.Errorf("bob's status: %+v; want conflict, never connected, without alice's name", st)
+	}
+	if _, err := bob.Conn(ctx, 5*time.Second); err == nil {
+		t.Error("bob got a connection to alice's browser")
+	}
+	// alice kept hers: same connection, still alive, still connected.
+	if aliceConn.Ctx.Err() != nil {
+		t.Error("alice's connection was dropped")
+	}
+	if st := alice.Status(); st.State != StateConnected || st.Generation != aliceConn.Generation {
+		t.Errorf("alice's status %+v; want connected at generation %d", st, aliceConn.Generation)
 	}
 }

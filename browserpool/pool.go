@@ -122,6 +122,11 @@ func (p *Pool) EnsureEndpoint(userID string, ep Endpoint) *Browser {
 	var gen uint64
 	if b, ok := p.browsers[userID]; ok {
 		if b.endpoint().equal(ep) {
+			// Registered again: the addresses its host has now passed the
+			// store's comparison with every other registration.
+			b.mu.Lock()
+			b.pinned = pinnedAddrs(ep)
+			b.mu.Unlock()
 			b.Retry()
 			return b
 		}
@@ -141,6 +146,7 @@ func (p *Pool) EnsureEndpoint(userID string, ep Endpoint) *Browser {
 		genBase: gen,
 		since:   since,
 		pool:    p,
+		pinned:  pinnedAddrs(ep),
 		first:   make(chan struct{}),
 		evicted: make(chan struct{}, 1),
 		cfg:     &p.cfg,

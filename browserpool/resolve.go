@@ -8,6 +8,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/netip"
 	"net/url"
 	"strings"
 )
@@ -53,17 +54,9 @@ func resolveWebSocket(ctx context.Context, client *http.Client, p DialPolicy, ep
 	if u.Scheme == "http" {
 		ip := net.ParseIP(host)
 		if ip == nil {
-			addrs, err := net.DefaultResolver.LookupNetIP(ctx, "ip", host)
+			addrs, err := lookupHost(ctx, p, host)
 			if err != nil {
-				return target{}, fmt.Errorf("resolve %s: %w", host, err)
-			}
-			if len(addrs) == 0 {
-				return target{}, fmt.Errorf("resolve %s: no addresses", host)
-			}
-			for _, a := range addrs {
-				if err := p.CheckAddr(a); err != nil {
-					return target{}, fmt.Errorf("%s resolves to a refused address: %w", host, err)
-				}
+				return target{}, err
 			}
 			ip = net.IP(addrs[0].Unmap().AsSlice())
 		}
@@ -101,6 +94,32 @@ func resolveWebSocket(ctx context.Context, client *http.Client, p DialPolicy, ep
 		scheme = "wss"
 	}
 	return target{wsURL: (&url.URL{Scheme: scheme, Host: hostPort, Path: ws.Path}).String(), header: header}, nil
+}
+
+// lookupHost resolves host with p's own resolver when it has one (the one
+// registrations were resolved with), else the system's, and checks every
+// address against p. It returns at least one address.
+func lookupHost(ctx context.Context, p DialPolicy, host string) ([]netip.Addr, error) {
+	if r, ok := p.(hostResolver); ok {
+		addrs, err := r.Resolve(ctx, host)
+		if err == nil && len(addrs) == 0 {
+			err = fmt.Errorf("resolve %s: no addresses", host)
+		}
+		return addrs, err
+	}
+	addrs, err := net.DefaultResolver.LookupNetIP(ctx, "ip", host)
+	if err != nil {
+		return nil, fmt.Errorf("resolve %s: %w", host, err)
+	}
+	if len(addrs) == 0 {
+		return nil, fmt.Errorf("resolve %s: no addresses", host)
+	}
+	for _, a := range addrs {
+		if err := p.CheckAddr(a); err != nil {
+			return nil, fmt.Errorf("%s resolves to a refused address: %w", host, err)
+		}
+	}
+	return addrs, nil
 }
 
 // unwrapURLError drops the *url.Error around an HTTP or websocket dial

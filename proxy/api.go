@@ -137,7 +137,7 @@ func (s *Server) register(c echo.Context) error {
 	if err != nil {
 		return fmt.Errorf("register %s: %w", req.UserID, err)
 	}
-	b := s.cfg.Pool.EnsureEndpoint(reg.UserID, browserpool.Endpoint{URL: reg.BrowserURL, Headers: reg.Headers, Registered: reg.Since()})
+	b := s.cfg.Pool.EnsureEndpoint(reg.UserID, browserpool.Endpoint{URL: reg.BrowserURL, Headers: reg.Headers, Registered: reg.Since(), Addrs: addrs})
 	st := b.WaitSettled(ctx, s.cfg.RegisterWait)
 	if st.State == browserpool.StateConflict {
 		s.undoRegister(ctx, reg.UserID, prev, prevErr)

@@ -34,7 +34,7 @@ func (s *Server) undoRegister(ctx context.Context, userID string, prev router.Re
 		prev.Addrs, _ = s.browserPolicy().ResolveURL(ctx, prev.BrowserURL)
 		back, err := s.cfg.Store.Put(ctx, prev)
 		if err == nil {
-			s.cfg.Pool.EnsureEndpoint(userID, browserpool.Endpoint{URL: back.BrowserURL, Headers: back.Headers, Registered: back.Since()})
+			s.cfg.Pool.EnsureEndpoint(userID, browserpool.Endpoint{URL: back.BrowserURL, Headers: back.Headers, Registered: back.Since(), Addrs: prev.Addrs})
 			return
 		}
 		s.log.Warn().Err(err).Str("user", userID).Msg("previous registration not restored; the user is unregistered")

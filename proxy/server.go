@@ -8,6 +8,8 @@ import (
 	"errors"
 	"net"
 	"net/http"
+	"net/netip"
+	"sync"
 	"time"
 
 	"github.com/labstack/echo/v4"
@@ -148,8 +150,25 @@ func (s *Server) Restore(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	for _, r := range regs {
-		s.cfg.Pool.EnsureEndpoint(r.UserID, browserpool.Endpoint{URL: r.BrowserURL, Headers: r.Headers, Registered: r.Since()})
+	// The addresses each host has now are the ones its registration may
+	// take a browser back through (see browserpool.Endpoint.Addrs). They
+	// are looked up side by side: one slow name must not hold up start-up.
+	addrs := make([][]netip.Addr, len(regs))
+	var wg sync.WaitGroup
+	sem := make(chan struct{}, 16)
+	for i, r := range regs {
+		if _, ok := router.TunnelUser(r.BrowserURL); ok {
+			continue
+		}
+		wg.Go(func() {
+			sem <- struct{}{}
+			defer func() { <-sem }()
+			addrs[i], _ = s.browserPolicy().ResolveURL(ctx, r.BrowserURL)
+		})
+	}
+	wg.Wait()
+	for i, r := range regs {
+		s.cfg.Pool.EnsureEndpoint(r.UserID, browserpool.Endpoint{URL: r.BrowserURL, Headers: r.Headers, Registered: r.Since(), Addrs: addrs[i]})
 	}
 	s.log.Info().Int("registrations", len(regs)).Msg("registrations restored")
 	return nil
