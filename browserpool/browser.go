@@ -89,7 +89,7 @@ func (e *UnavailableError) Retryable() bool {
 
 func (e *UnavailableError) Error() string {
 	if e.State == StateConflict {
-		return "BROWSER_UNAVAILABLE: the browser registered for " + e.UserID + " belongs to another user, who registered it first (the same running browser, reached by another URL); the proxy will not drive it for you. Not retryable: register your own Chrome, started with its own --remote-debugging-port and --user-data-dir, with POST /api/register"
+		return "BROWSER_UNAVAILABLE: the browser registered for " + e.UserID + " belongs to another user (the same running browser, reached by another URL, is theirs); the proxy will not drive it for you. Not retryable: register your own Chrome, started with its own --remote-debugging-port and --user-data-dir, with POST /api/register"
 	}
 	var b strings.Builder
 	fmt.Fprintf(&b, "BROWSER_UNAVAILABLE: the browser of %s is %s (%d failed connection attempt(s) so far", e.UserID, e.State, e.Attempts)
