@@ -186,10 +186,18 @@ func (p *Pool) Remove(userID string) {
 // States counts the browsers by connection state, for /health: every State
 // is a key, with 0 for the states no browser is in.
 func (p *Pool) States() map[State]int {
+	return p.countStates(func(*Browser) bool { return true })
+}
+
+// countStates counts the browsers that keep says to by state, every State
+// a key.
+func (p *Pool) countStates(keep func(*Browser) bool) map[State]int {
 	p.mu.Lock()
 	list := make([]*Browser, 0, len(p.browsers))
 	for _, b := range p.browsers {
-		list = append(list, b)
+		if keep(b) {
+			list = append(list, b)
+		}
 	}
 	p.mu.Unlock()
 	out := make(map[State]int, len(allStates))

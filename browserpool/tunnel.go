@@ -69,20 +69,5 @@ type identified interface {
 
 // TunnelStates is States for the tunnelled browsers only.
 func (p *Pool) TunnelStates() map[State]int {
-	p.mu.Lock()
-	list := make([]*Browser, 0, len(p.browsers))
-	for _, b := range p.browsers {
-		if _, ok := b.tunnelUser(); ok {
-			list = append(list, b)
-		}
-	}
-	p.mu.Unlock()
-	out := make(map[State]int, len(allStates))
-	for _, st := range allStates {
-		out[st] = 0
-	}
-	for _, b := range list {
-		out[b.Status().State]++
-	}
-	return out
+	return p.countStates(func(b *Browser) bool { _, ok := b.tunnelUser(); return ok })
 }

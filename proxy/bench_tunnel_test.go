@@ -2,7 +2,6 @@ package proxy
 
 import (
 	"testing"
-	"time"
 
 	"github.com/mcp-browser-proxy/mcp-browser-proxy/internal/testchrome"
 	"github.com/mcp-browser-proxy/mcp-browser-proxy/tunnel"
@@ -31,22 +30,7 @@ func BenchmarkEvaluateScriptTunnel(b *testing.B) {
 			cl := h.connect(viaStreamable, tok, "")
 			defer cl.Close()
 			mustCall(b, cl, "new_page", nil)
-			args := map[string]any{"function": "() => 1+1"}
-			for range 20 { // warm up
-				mustCall(b, cl, "evaluate_script", args)
-			}
-			durs := make([]time.Duration, 0, b.N)
-			b.ResetTimer()
-			for range b.N {
-				start := time.Now()
-				text, res := call(b, cl, "evaluate_script", args)
-				durs = append(durs, time.Since(start))
-				if res.IsError {
-					b.Fatal(text)
-				}
-			}
-			b.StopTimer()
-			reportPercentiles(b, durs)
+			benchEvaluate(b, cl, 20)
 		})
 	}
 }
