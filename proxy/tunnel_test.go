@@ -91,32 +91,29 @@ func startAgent(t testing.TB, server, token string, chrome *testchrome.Chrome, p
 // waitConnected waits until user's browser is connected (through the tunnel).
 func waitConnected(t testing.TB, h *harness, token, user string) UserStatus {
 	t.Helper()
-	deadline := time.Now().Add(20 * time.Second)
-	for {
-		var st UserStatus
-		resp := h.do(http.MethodGet, "/api/users/"+user+"/status", token, nil, &st)
-		if resp.StatusCode == 200 && st.BrowserStatus == "connected" && st.Tunnel != nil && st.Tunnel.Connected {
-			return st
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("%s's tunnelled browser never connected: %d %+v", user, resp.StatusCode, st)
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
+	return waitUserStatus(t, h, token, user, "connected through the tunnel", func(st UserStatus) bool {
+		return st.BrowserStatus == "connected" && st.Tunnel != nil && st.Tunnel.Connected
+	})
 }
 
 // waitStatus waits until user's browser is in state.
 func waitStatus(t testing.TB, h *harness, token, user, state string) UserStatus {
 	t.Helper()
+	return waitUserStatus(t, h, token, user, state, func(st UserStatus) bool { return st.BrowserStatus == state })
+}
+
+// waitUserStatus polls user's status until ok holds, for at most 20 s.
+func waitUserStatus(t testing.TB, h *harness, token, user, what string, ok func(UserStatus) bool) UserStatus {
+	t.Helper()
 	deadline := time.Now().Add(20 * time.Second)
 	for {
 		var st UserStatus
 		resp := h.do(http.MethodGet, "/api/users/"+user+"/status", token, nil, &st)
-		if resp.StatusCode == 200 && st.BrowserStatus == state {
+		if resp.StatusCode == 200 && ok(st) {
 			return st
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("%s's browser never became %s: %d %+v", user, state, resp.StatusCode, st)
+			t.Fatalf("%s's browser never became %s: %d %+v", user, what, resp.StatusCode, st)
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
