@@ -38,6 +38,9 @@ type claims struct {
 	holders map[string]*Browser // browser identity -> the registration holding it
 	members map[*Browser]bool   // every browser of the pool, for the first-attempt wait
 	ids     map[*Browser]string // the identity each browser holds
+	// senior marks holders that reached their browser at an address they
+	// were pinned to: only those keep it from a later registration.
+	senior map[*Browser]bool
 }
 
 // browserIdentity returns the identity of the browser behind a websocket
@@ -79,6 +82,7 @@ func (p *Pool) release(b *Browser) {
 	}
 	delete(c.ids, b)
 	delete(c.members, b)
+	delete(c.senior, b)
 	c.mu.Unlock()
 }
 
@@ -88,21 +92,35 @@ func (p *Pool) release(b *Browser) {
 // before b's holds it. When b was registered before the holder, b takes
 // the browser and the holder is evicted (its connection is dropped and it
 // goes to StateConflict), but only when addr is an address b's host had
-// when b was registered or restored: seniority is for the browser a
-// registration pointed at then, and a name (or a tunnel's agent) pointed
-// at another user's browser since gets only a browser nobody holds.
+// when b was registered (Endpoint.Addrs, kept across restarts): seniority
+// is for the browser a registration pointed at then, and a name (or a
+// tunnel's agent) pointed at another user's browser since gets only a
+// browser nobody holds, and loses it to the first registration that
+// reaches it at a pinned address.
 //
 // A browser of the pool registered before b that has not finished its
 // first connection attempt yet (after a proxy restart every browser starts
 // at once) may be the same browser: claim waits for that attempt, up to a
-// bound, so that whoever dials first does not win.
+// bound, so that whoever dials first does not win. A b reaching its
+// browser at an address it is not pinned to has no seniority to wait with:
+// it stops others waiting for it and waits for every other browser's
+// first attempt instead.
+//
+// A tunnel is never pinned (its agent picks the browser) but it is proof
+// of possession: holding a browser, it keeps it like a pinned registration.
 func (p *Pool) claim(ctx context.Context, b *Browser, id string, addr netip.Addr) string {
+	pinned := b.pinnedTo(addr)
+	_, tunnelled := b.tunnelUser()
+	senior := pinned || tunnelled
+	if !senior {
+		b.firstDone()
+	}
 	c := &p.claims
 	c.mu.Lock()
-	var earlier []chan struct{}
+	var others []chan struct{}
 	for e := range c.members {
-		if e != b && e.before(b) {
-			earlier = append(earlier, e.first)
+		if e != b && (!senior || e.before(b)) {
+			others = append(others, e.first)
 		}
 	}
 	c.mu.Unlock()
@@ -110,7 +128,7 @@ func (p *Pool) claim(ctx context.Context, b *Browser, id string, addr netip.Addr
 	timer := time.NewTimer(4 * p.cfg.DialTimeout)
 	defer timer.Stop()
 wait:
-	for _, ch := range earlier {
+	for _, ch := range others {
 		select {
 		case <-ch:
 		case <-timer.C:
@@ -119,11 +137,10 @@ wait:
 			return outcomeRefused
 		}
 	}
-	pinned := b.pinnedTo(addr)
 
 	c.mu.Lock()
 	h := c.holders[id]
-	if h != nil && h != b && h.before(b) {
+	if h != nil && h != b && c.senior[h] && h.before(b) {
 		c.mu.Unlock()
 		return outcomeRefused
 	}
@@ -136,8 +153,10 @@ wait:
 	}
 	c.holders[id] = b
 	c.ids[b] = id
+	c.senior[b] = senior
 	if h != nil && h != b {
 		delete(c.ids, h)
+		delete(c.senior, h)
 	}
 	c.mu.Unlock()
 	if h != nil && h != b {

@@ -6,11 +6,11 @@ import (
 	"net/netip"
 	"strconv"
 	"strings"
-	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/mcp-browser-proxy/mcp-browser-proxy/internal/testchrome"
+	"github.com/mcp-browser-proxy/mcp-browser-proxy/internal/testdns"
 	"github.com/mcp-browser-proxy/mcp-browser-proxy/internal/testfwd"
 	"github.com/mcp-browser-proxy/mcp-browser-proxy/router"
 )
@@ -99,19 +99,6 @@ func TestSameBrowserFirstRegistrationKeepsIt(t *testing.T) {
 	}
 }
 
-// rebindResolver answers every name with one address, which the test
-// changes: a DNS name its owner re-points.
-type rebindResolver struct{ addr atomic.Pointer[netip.Addr] }
-
-func (r *rebindResolver) set(s string) {
-	a := netip.MustParseAddr(s)
-	r.addr.Store(&a)
-}
-
-func (r *rebindResolver) LookupNetIP(context.Context, string, string) ([]netip.Addr, error) {
-	return []netip.Addr{*r.addr.Load()}, nil
-}
-
 // TestRebindCannotTakeAHeldBrowser: bob registers a name of his own first,
 // alice her browser by its address later; bob then points his name at
 // alice's browser. However senior bob's registration, reaching the browser
@@ -120,8 +107,7 @@ func (r *rebindResolver) LookupNetIP(context.Context, string, string) ([]netip.A
 func TestRebindCannotTakeAHeldBrowser(t *testing.T) {
 	c := testchrome.Start(t)
 	port := strconv.Itoa(c.Port)
-	res := &rebindResolver{}
-	res.set("127.0.0.2") // bob's host: Chromium listens on 127.0.0.1 only
+	res := testdns.New("127.0.0.2") // bob's host: Chromium listens on 127.0.0.1 only
 	pol, err := router.NewPolicy(router.DefaultAllowCIDRs(), router.DefaultDenyCIDRs(), nil, res)
 	if err != nil {
 		t.Fatal(err)
@@ -144,7 +130,7 @@ func TestRebindCannotTakeAHeldBrowser(t *testing.T) {
 	}
 
 	// bob re-points his name at alice's browser and reconnects.
-	res.set("127.0.0.1")
+	res.Set("127.0.0.1")
 	bob.Retry()
 	st := waitStatus(t, bob, "bob to be refused", func(s Status) bool { return s.State == StateConflict })
 	if strings.Contains(st.LastError, "alice") || st.Generation != 0 {

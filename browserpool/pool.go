@@ -99,7 +99,7 @@ func New(cfg Config) *Pool {
 	cfg.fill()
 	ctx, cancel := context.WithCancel(context.Background())
 	return &Pool{cfg: cfg, ctx: ctx, cancel: cancel, browsers: map[string]*Browser{},
-		claims: claims{holders: map[string]*Browser{}, members: map[*Browser]bool{}, ids: map[*Browser]string{}}}
+		claims: claims{holders: map[string]*Browser{}, members: map[*Browser]bool{}, ids: map[*Browser]string{}, senior: map[*Browser]bool{}}}
 }
 
 // Ensure is EnsureEndpoint for a browser URL without headers.

@@ -30,8 +30,11 @@ func (s *Server) undoRegister(ctx context.Context, userID string, prev router.Re
 	// A client that hangs up must not leave the refused registration in.
 	ctx = context.WithoutCancel(ctx)
 	if prevErr == nil {
-		// Resolved again, so that it is compared on its addresses as before.
-		prev.Addrs, _ = s.browserPolicy().ResolveURL(ctx, prev.BrowserURL)
+		// Compared on the addresses it was registered with; a record
+		// stored before they were is resolved again.
+		if len(prev.Addrs) == 0 {
+			prev.Addrs, _ = s.browserPolicy().ResolveURL(ctx, prev.BrowserURL)
+		}
 		back, err := s.cfg.Store.Put(ctx, prev)
 		if err == nil {
 			s.cfg.Pool.EnsureEndpoint(userID, browserpool.Endpoint{URL: back.BrowserURL, Headers: back.Headers, Registered: back.Since(), Addrs: prev.Addrs})

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"io"
 	"net/http"
+	"net/netip"
 	"slices"
 	"strconv"
 	"strings"
@@ -12,7 +13,9 @@ import (
 	"time"
 
 	"github.com/mcp-browser-proxy/mcp-browser-proxy/internal/testchrome"
+	"github.com/mcp-browser-proxy/mcp-browser-proxy/internal/testdns"
 	"github.com/mcp-browser-proxy/mcp-browser-proxy/internal/testfwd"
+	"github.com/mcp-browser-proxy/mcp-browser-proxy/router"
 )
 
 // registerRaw posts a registration and returns the status and the body.
@@ -221,5 +224,56 @@ func TestSameBrowserFoundLater(t *testing.T) {
 	}
 	if st := b2.Status(); st.State != "conflict" || st.Generation != 0 {
 		t.Errorf("bob after the restart: %+v (he must never have connected)", st)
+	}
+}
+
+// TestRebindAcrossRestartCannotTakeAHeldBrowser: bob registers a name of
+// his own first, while it points at another host (10.255.255.1: stored
+// directly, never dialled), alice her browser later; bob then re-points
+// his name at alice's browser and waits for the proxy to restart.
+// Restored, his senior registration must still not reach alice's browser
+// through an address his name did not have when he registered: alice
+// keeps it, bob never connects.
+func TestRebindAcrossRestartCannotTakeAHeldBrowser(t *testing.T) {
+	chrome := testchrome.Start(t)
+	dir := t.TempDir()
+	res := testdns.New("127.0.0.1")
+	withResolver := func(c *Config) {
+		pol, err := router.NewPolicy(router.DefaultAllowCIDRs(), router.DefaultDenyCIDRs(), nil, res)
+		if err != nil {
+			t.Fatal(err)
+		}
+		c.Security.BrowserPolicy = pol
+	}
+	h := buildHarness(t, harnessSetup{dataDir: dir, edit: withResolver})
+	bobURL := "http://bob.test:" + strconv.Itoa(chrome.Port)
+	if _, err := h.store.Put(context.Background(), router.Registration{UserID: "bob", BrowserURL: bobURL,
+		Addrs: []netip.Addr{netip.MustParseAddr("10.255.255.1")}}); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(10 * time.Millisecond) // alice registers strictly later
+	h.driving("alice", chrome.URL)
+	before := pageIDs(t, chrome)
+
+	h.mgr.CloseAll()
+	h.pool.Close()
+	h.store.Close()
+	h2 := buildHarness(t, harnessSetup{dataDir: dir, edit: withResolver})
+	a2, _ := h2.pool.Get("alice")
+	b2, ok := h2.pool.Get("bob")
+	if !ok {
+		t.Fatal("bob's registration was not restored")
+	}
+	if st := a2.WaitSettled(context.Background(), 10*time.Second); st.State != "connected" {
+		t.Errorf("alice after the restart: %+v", st)
+	}
+	if st := b2.WaitSettled(context.Background(), 10*time.Second); st.State == "connected" || st.Generation != 0 {
+		t.Errorf("bob after the restart: %+v (he must never have connected)", st)
+	}
+	if st := a2.Status(); st.State != "connected" {
+		t.Errorf("alice lost her browser to bob's re-pointed name: %+v", st)
+	}
+	if after := pageIDs(t, chrome); !slices.Equal(before, after) {
+		t.Errorf("alice's tabs changed: %v -> %v", before, after)
 	}
 }

@@ -150,14 +150,21 @@ func (s *Server) Restore(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	// The addresses each host has now are the ones its registration may
-	// take a browser back through (see browserpool.Endpoint.Addrs). They
-	// are looked up side by side: one slow name must not hold up start-up.
+	// A registration may take a browser back only through the addresses
+	// its host had when it was registered, stored with it (see
+	// browserpool.Endpoint.Addrs): not through what a name re-pointed
+	// since resolves to now. Only records stored before addresses were
+	// are looked up again, side by side: one slow name must not hold up
+	// start-up.
 	addrs := make([][]netip.Addr, len(regs))
 	var wg sync.WaitGroup
 	sem := make(chan struct{}, 16)
 	for i, r := range regs {
 		if _, ok := router.TunnelUser(r.BrowserURL); ok {
+			continue
+		}
+		if len(r.Addrs) > 0 {
+			addrs[i] = r.Addrs
 			continue
 		}
 		wg.Go(func() {

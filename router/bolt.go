@@ -144,6 +144,7 @@ func (s *BoltStore) Put(ctx context.Context, r Registration) (Registration, erro
 		BrowserURL: norm,
 		Metadata:   maps.Clone(r.Metadata),
 		Headers:    maps.Clone(r.Headers),
+		Addrs:      slices.Clone(r.Addrs),
 	}
 	if len(rec.Metadata) == 0 {
 		rec.Metadata = nil

@@ -11,6 +11,7 @@ import (
 	"fmt"
 	"maps"
 	"net/http"
+	"net/netip"
 	"slices"
 	"strings"
 	"time"
@@ -98,12 +99,18 @@ type storedRecord struct {
 	UpdatedAt  time.Time         `json:"updatedAt"`
 	// BrowserSince: Registration.BrowserSince; absent in older records.
 	BrowserSince time.Time `json:"browserSince,omitzero"`
+	// Addrs: Registration.Addrs of a record in clear (sealed ones keep
+	// them in the sealed part); absent in older records.
+	Addrs []netip.Addr `json:"addrs,omitempty"`
 }
 
 // sealedPart is what Sealed encrypts.
 type sealedPart struct {
 	BrowserURL string            `json:"u"`
 	Headers    map[string]string `json:"h,omitempty"`
+	// Addrs are sealed with the URL they were resolved from: they say
+	// where a user's browser is as much as the URL does.
+	Addrs []netip.Addr `json:"a,omitempty"`
 }
 
 // encodeRecord returns the bytes stored for r, sealing its URL and headers
@@ -112,9 +119,9 @@ type sealedPart struct {
 func encodeRecord(s *Sealer, r Registration) ([]byte, error) {
 	rec := storedRecord{UserID: r.UserID, Metadata: r.Metadata, CreatedAt: r.CreatedAt, UpdatedAt: r.UpdatedAt, BrowserSince: r.BrowserSince}
 	if s == nil {
-		rec.BrowserURL, rec.Headers = r.BrowserURL, r.Headers
+		rec.BrowserURL, rec.Headers, rec.Addrs = r.BrowserURL, r.Headers, r.Addrs
 	} else {
-		plain, err := json.Marshal(sealedPart{BrowserURL: r.BrowserURL, Headers: r.Headers})
+		plain, err := json.Marshal(sealedPart{BrowserURL: r.BrowserURL, Headers: r.Headers, Addrs: r.Addrs})
 		if err != nil {
 			return nil, err
 		}
@@ -131,7 +138,7 @@ func decodeRecord(s *Sealer, data []byte) (Registration, error) {
 		return Registration{}, err
 	}
 	r := Registration{UserID: rec.UserID, BrowserURL: rec.BrowserURL, Headers: rec.Headers,
-		Metadata: rec.Metadata, CreatedAt: rec.CreatedAt, UpdatedAt: rec.UpdatedAt, BrowserSince: rec.BrowserSince}
+		Metadata: rec.Metadata, CreatedAt: rec.CreatedAt, UpdatedAt: rec.UpdatedAt, BrowserSince: rec.BrowserSince, Addrs: rec.Addrs}
 	if rec.Sealed == nil {
 		return r, nil
 	}
@@ -146,7 +153,7 @@ func decodeRecord(s *Sealer, data []byte) (Registration, error) {
 	if err := json.Unmarshal(plain, &part); err != nil {
 		return Registration{}, fmt.Errorf("decode sealed part: %w", err)
 	}
-	r.BrowserURL, r.Headers = part.BrowserURL, part.Headers
+	r.BrowserURL, r.Headers, r.Addrs = part.BrowserURL, part.Headers, part.Addrs
 	return r, nil
 }
 

@@ -4,9 +4,11 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"reflect"
+	"slices"
 	"strings"
 	"testing"
 )
@@ -219,5 +221,40 @@ func TestCredentialURLs(t *testing.T) {
 	}
 	if names := HeaderNames(map[string]string{"x-b": "1", "X-A": "2"}); !reflect.DeepEqual(names, []string{"X-A", "X-B"}) {
 		t.Errorf("HeaderNames = %v", names)
+	}
+}
+
+// The addresses a registration was made with survive a reopen, in a sealed
+// store and in a clear one. (The browser URL index has them in clear
+// anyway, as endpoint keys: the record seals them only with the URL.)
+func TestBoltKeepsRegistrationAddrs(t *testing.T) {
+	addrs := []netip.Addr{netip.MustParseAddr("10.1.2.3"), netip.MustParseAddr("fd00::7")}
+	for _, sealed := range []bool{true, false} {
+		path := filepath.Join(t.TempDir(), "registrations.db")
+		var opts []BoltOption
+		if sealed {
+			opts = append(opts, WithSealer(testSealer(t, keyA)))
+		}
+		s, err := OpenBolt(path, opts...)
+		if err != nil {
+			t.Fatal(err)
+		}
+		ctx := context.Background()
+		if _, err := s.Put(ctx, Registration{UserID: "alice", BrowserURL: "http://alice-box.test:9222", Addrs: addrs}); err != nil {
+			t.Fatal(err)
+		}
+		s.Close()
+		s, err = OpenBolt(path, opts...)
+		if err != nil {
+			t.Fatal(err)
+		}
+		got, err := s.Get(ctx, "alice")
+		s.Close()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !slices.Equal(got.Addrs, addrs) {
+			t.Errorf("sealed=%v: addrs after reopen = %v, want %v", sealed, got.Addrs, addrs)
+		}
 	}
 }

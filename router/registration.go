@@ -39,7 +39,11 @@ type Registration struct {
 
 	// Addrs are the addresses the browser's host resolved to when it was
 	// registered (see Policy.ResolveURL). Store.Put compares them with the
-	// other registrations (see EndpointKeys); they are not stored.
+	// other registrations (see EndpointKeys) and stores them (sealed with
+	// the URL): restored, a registration keeps its seniority over a
+	// browser only at these addresses, not at whatever its name resolves
+	// to after a restart (browserpool.Endpoint.Addrs). Records stored
+	// before they were have none.
 	Addrs []netip.Addr `json:"-"`
 }
 
