@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"regexp"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -151,5 +152,42 @@ func TestConsoleFloodIsBoundedInBytes(t *testing.T) {
 	msg := mustCall(t, c, "get_console_message", map[string]any{"msgid": last})
 	if !regexp.MustCompile(`…\[cut [0-9,]+ bytes\]`).MatchString(msg) || !strings.Contains(msg, "[cut 6,") {
 		t.Errorf("get_console_message of a 10 kB message has no cut marker saying how much was cut:\n%s", regexp.MustCompile(`x{20,}`).ReplaceAllString(msg, "xx…"))
+	}
+}
+
+// TestHungBrowserDoesNotStallClosing: closing sessions (here all of them,
+// at shutdown; the expiry sweep and DELETE /api/users end sessions the same
+// way) closes the tabs each session opened, and a browser that answers
+// nothing bounds each tab's close at 5 s. Alice's browser hangs with two
+// sessions of two tabs each; the closing must take one such bound, not one
+// per tab or per session, and bob's tab on his own browser is still closed.
+func TestHungBrowserDoesNotStallClosing(t *testing.T) {
+	ac, bc := testchrome.Start(t), testchrome.Start(t)
+	h := newHarness(t, "")
+	alice, bob := h.token("alice"), h.token("bob")
+	h.register(alice, "alice", ac.URL)
+	h.register(bob, "bob", bc.URL)
+	for range 2 {
+		c := h.connect(viaStreamable, alice, "")
+		mustCall(t, c, "new_page", nil)
+		mustCall(t, c, "new_page", nil)
+	}
+	bobBefore := pageIDs(t, bc)
+	mustCall(t, h.connect(viaStreamable, bob, ""), "new_page", nil)
+	if n := len(pageIDs(t, bc)); n != len(bobBefore)+1 {
+		t.Fatalf("bob's browser has %d pages, want %d", n, len(bobBefore)+1)
+	}
+
+	thaw := ac.Freeze()
+	defer thaw()
+	start := time.Now()
+	h.mgr.CloseAll()
+	// One close bound (5 s) plus slack for a loaded machine; closing tab
+	// after tab, or session after session, takes 10 s or more.
+	if d := time.Since(start); d > 9*time.Second {
+		t.Errorf("closing the sessions took %v with one hung browser; want about one 5 s bound", d.Round(time.Millisecond))
+	}
+	if after := pageIDs(t, bc); !slices.Equal(after, bobBefore) {
+		t.Errorf("bob's pages after closing: %v, want %v", after, bobBefore)
 	}
 }

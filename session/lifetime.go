@@ -234,8 +234,18 @@ func (m *Manager) end(ended []ending) {
 		if e.end != nil {
 			e.end()
 		}
-		m.finish(e.s, e.reason)
 	}
+	if len(ended) == 1 {
+		m.finish(ended[0].s, ended[0].reason)
+		return
+	}
+	// Side by side: one user's hung browser must not hold up closing
+	// everyone else's sessions (the sweep, shutdown).
+	var wg sync.WaitGroup
+	for _, e := range ended {
+		wg.Go(func() { m.finish(e.s, e.reason) })
+	}
+	wg.Wait()
 }
 
 // finish closes s, which is out of the manager's maps already: it cancels

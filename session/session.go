@@ -265,7 +265,14 @@ func (s *Session) attachAs(cctx context.Context, c browserpool.Conn, id target.I
 	tctx, tcancel := chromedp.NewContext(c.Ctx, chromedp.WithTargetID(id),
 		chromedp.WithDetachOnCancel(), chromedp.WithListener(state.Listen))
 	guard := c.Guard
-	release := func() { tcancel(); guard.Release(id) }
+	release := func() {
+		// Each waits up to 5 s for a browser that does not answer:
+		// side by side, not one after the other.
+		var wg sync.WaitGroup
+		wg.Go(tcancel)
+		wg.Go(func() { guard.Release(id) })
+		wg.Wait()
+	}
 	if err := tools.Attach(cctx, tctx); err != nil {
 		release()
 		return nil, err
@@ -487,17 +494,33 @@ func (s *Session) close(keep bool) {
 			bctx = c.Ctx
 		}
 	}
+	// The tabs close, and their contexts detach (chromedp waits up to 5 s
+	// for each), side by side: a browser that answers nothing costs one
+	// bound, not one per tab.
+	var ctx context.Context = context.Background()
+	if bctx != nil {
+		c, cancel := context.WithTimeout(bctx, closeTabsBound)
+		defer cancel()
+		ctx = c
+	}
+	var wg sync.WaitGroup
 	for _, t := range tabs {
 		if !keep && bctx != nil && t.Owned {
-			closeTarget(bctx, t.TargetID)
+			wg.Go(func() {
+				_, _ = chromedp.CallBrowser(ctx, target.CloseTarget, target.CloseTargetParams{TargetID: t.TargetID})
+			})
 		}
-		t.cancel()
+		wg.Go(t.cancel)
 	}
+	wg.Wait()
 }
+
+// closeTabsBound bounds closing one tab, or the tabs of a session.
+const closeTabsBound = 5 * time.Second
 
 // closeTarget closes a tab the proxy opened, bounded in time.
 func closeTarget(browserCtx context.Context, id target.ID) {
-	ctx, cancel := context.WithTimeout(browserCtx, 5*time.Second)
+	ctx, cancel := context.WithTimeout(browserCtx, closeTabsBound)
 	defer cancel()
 	_, _ = chromedp.CallBrowser(ctx, target.CloseTarget, target.CloseTargetParams{TargetID: id})
 }

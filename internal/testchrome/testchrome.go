@@ -178,6 +178,20 @@ func (c *Chrome) Kill() {
 	}
 }
 
+// Freeze stops the browser process (SIGSTOP), so that its DevTools
+// connections stay open and answer nothing: a hung browser. The returned
+// func resumes it (SIGCONT); Kill works on a frozen browser too.
+func (c *Chrome) Freeze() (thaw func()) {
+	c.mu.Lock()
+	cmd := c.cmd
+	c.mu.Unlock()
+	if cmd == nil {
+		return func() {}
+	}
+	_ = syscall.Kill(cmd.Process.Pid, syscall.SIGSTOP)
+	return func() { _ = syscall.Kill(cmd.Process.Pid, syscall.SIGCONT) }
+}
+
 // WSURL returns the browser's current websocket debugger URL.
 func (c *Chrome) WSURL(t testing.TB) string {
 	t.Helper()
