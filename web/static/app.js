@@ -100,6 +100,8 @@
     return b;
   }
 
+  function plural(n, one, many) { return n + " " + (n === 1 ? one : many); }
+
   function ago(iso) {
     if (!iso) return "never";
     const s = Math.max(0, Math.round((Date.now() - Date.parse(iso)) / 1000));
@@ -262,7 +264,8 @@
     $("me").title = "perms: " + me.perms.join(", ") + (me.expiresAt ? "; expires " + new Date(me.expiresAt).toLocaleString() : "");
     $("users-title").textContent = me.admin ? "Users" : "Your browser";
     const nSessions = ov.sessions.length;
-    $("summary").textContent = me.admin ? ov.users.length + " user(s), " + nSessions + " open session(s)" : nSessions + " open session(s)";
+    const sessionsText = plural(nSessions, "open session", "open sessions");
+    $("summary").textContent = me.admin ? plural(ov.users.length, "user", "users") + ", " + sessionsText : sessionsText;
     const bySession = new Map();
     for (const s of ov.sessions) {
       if (!bySession.has(s.userId)) bySession.set(s.userId, []);
@@ -306,7 +309,7 @@
   function sessionItem(s, me, live) {
     const head = el("div", { class: "session-head" },
       el("span", { class: "mono", title: s.id }, s.id.length > 20 ? s.id.slice(0, 12) + "…" + s.id.slice(-4) : s.id),
-      el("span", { class: "muted" }, s.transport + " · " + age(s.ageSeconds) + " old · active " + ago(s.lastActivity) + " · " + s.calls + " call(s)" + (s.inUse ? " · in use" : "")),
+      el("span", { class: "muted" }, s.transport + " · " + age(s.ageSeconds) + " old · active " + ago(s.lastActivity) + " · " + plural(s.calls, "call", "calls") + (s.inUse ? " · in use" : "")),
       confirmButton("session:" + s.id, "Close session", "Really close?", () => closeSession(s.id), { "data-action": "close-session" }));
     const tabs = s.tabs.length
       ? el("div", { class: "tabs" }, s.tabs.map((t) => tabItem(s, t, me, live)))
