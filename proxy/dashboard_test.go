@@ -384,6 +384,16 @@ func TestTabScreenshotAPI(t *testing.T) {
 	if n := len(ch.Pages(t)); n != 2 { // about:blank of the start, and the session's tab
 		t.Errorf("%d pages in the browser, want 2: the screenshot opened or closed one", n)
 	}
+
+	// The calls of the last minute, and the failed ones, are on the row.
+	if _, res := call(t, c, "navigate_page", map[string]any{"type": "url"}); !res.IsError {
+		t.Fatal("navigate_page without a url did not fail")
+	}
+	var ov Overview
+	h.do(http.MethodGet, "/api/overview", h.token("alice"), nil, &ov)
+	if len(ov.Users) != 1 || ov.Users[0].CallsPerMinute != 3 || ov.Users[0].ErrorsPerMinute != 1 || ov.Users[0].BrowserStatus != "connected" {
+		t.Errorf("alice's row after 3 calls, 1 failed: %+v", ov.Users)
+	}
 }
 
 // TestIssueTokenAPI checks POST /api/tokens: a token for the caller with at
