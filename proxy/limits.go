@@ -73,7 +73,7 @@ func (s *Server) limitStreams() echo.MiddlewareFunc {
 				s.deny(c, p.UserID, "stream limit")
 				return &APIError{
 					Status: http.StatusTooManyRequests, Code: CodeLimitExceeded, RetryAfter: streamRetryAfter,
-					Message: fmt.Sprintf("%s already has %d open streams (GET /sse, GET /mcp and the dashboard's GET /api/events), the limit; close an IDE session or a dashboard tab, or retry in %d seconds",
+					Message: fmt.Sprintf("%s already has %d open MCP streams (GET /sse and GET /mcp), the limit; close an IDE session or retry in %d seconds",
 						p.UserID, l.max, streamRetryAfter),
 				}
 			}
