@@ -21,6 +21,10 @@ const (
 	CodeInternal          = "INTERNAL"
 )
 
+// CodeBrowserUnavailable is the code of an answer that needed the user's
+// browser while it was down or did not answer.
+const CodeBrowserUnavailable = "BROWSER_UNAVAILABLE"
+
 // APIError is the JSON body of every error answer.
 type APIError struct {
 	Status     int    `json:"-"`

@@ -52,6 +52,8 @@ type Config struct {
 	Conns               ConnLimits       // connections per client address, header and idle timeouts (connlimit.go)
 	Tunnels             *tunnel.Registry // reverse tunnels of GET /api/tunnel; nil: the route answers 404
 	TunnelCheckInterval time.Duration    // how often a tunnel's API key is checked for revocation; default 30 s
+
+	EventsInterval time.Duration // how often the dashboard's GET /api/events looks for changes; default 2 s
 }
 
 func (c *Config) fill() {
@@ -79,6 +81,9 @@ func (c *Config) fill() {
 	if c.TunnelCheckInterval <= 0 {
 		c.TunnelCheckInterval = 30 * time.Second
 	}
+	if c.EventsInterval <= 0 {
+		c.EventsInterval = 2 * time.Second
+	}
 }
 
 // Server is the proxy's HTTP server.
@@ -91,14 +96,17 @@ type Server struct {
 	stream  *server.StreamableHTTPServer
 	started time.Time
 
-	connRefusals *refusalAudit  // refused connections and forwarded requests (connlimit.go)
-	streams      *streamLimiter // open MCP streams per user (limits.go)
+	connRefusals *refusalAudit   // refused connections and forwarded requests (connlimit.go)
+	streams      *streamLimiter  // open MCP and dashboard streams per user (limits.go)
+	eventsEnd    context.Context // done at shutdown: the dashboard's event streams end (dashboard.go)
+	endEvents    context.CancelFunc
 }
 
 // New builds the server and its routes.
 func New(cfg Config) *Server {
 	cfg.fill()
 	s := &Server{cfg: cfg, log: cfg.Log, started: time.Now()}
+	s.eventsEnd, s.endEvents = context.WithCancel(context.Background())
 	s.connRefusals = newRefusalAudit(cfg.Audit, cfg.Metrics, connRefusalAuditEvery)
 	s.buildMCP()
 
@@ -113,7 +121,9 @@ func New(cfg Config) *Server {
 	e.Use(middleware.BodyLimit(cfg.MaxBody))
 	e.Use(s.guard)
 	authn := s.authMiddleware()
+	streams := s.limitStreams()
 
+	s.routeDashboard(e)
 	e.GET("/health", s.health)
 	e.GET("/ready", s.ready)
 	s.routeMetrics(e, authn)
@@ -128,9 +138,12 @@ func New(cfg Config) *Server {
 	api.POST("/apikeys", s.createAPIKey)
 	api.GET("/sessions", s.listSessions)
 	api.DELETE("/sessions/:id", s.closeSession)
+	api.GET("/sessions/:id/tabs/:pageId/screenshot", s.tabScreenshot)
+	api.GET("/overview", s.overview)
+	api.GET("/events", s.events, streams)
+	api.POST("/tokens", s.issueToken)
 	e.GET("/health/detailed", s.healthDetailed, authn)
 
-	streams := s.limitStreams()
 	e.GET("/sse", echo.WrapHandler(s.endableSSE(s.sse.SSEHandler())), authn, s.mcpGuard, streams)
 	e.POST("/message", echo.WrapHandler(s.sse.MessageHandler()), authn, s.mcpGuard)
 	mcpHandler := echo.WrapHandler(s.stream)
@@ -208,6 +221,7 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 	case <-ctx.Done():
 	}
 	s.log.Info().Dur("drain_timeout", s.cfg.DrainTimeout).Msg("shutting down: no new connections; finishing the requests and tool calls in flight")
+	s.endEvents() // dashboards reconnect; the drain must not wait for them
 	sctx, scancel := context.WithTimeout(context.Background(), s.cfg.DrainTimeout+streamEndBound)
 	defer scancel()
 	// Shutdown closes the listener at once, then waits for every

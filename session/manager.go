@@ -90,6 +90,8 @@ type Manager struct {
 	cfg  Config
 	pool *browserpool.Pool
 	lim  limits
+	// rates counts each user's calls per minute, for the dashboard.
+	rates callRates
 
 	mu       sync.Mutex
 	sessions map[string]*Session      // by MCP session ID
@@ -301,11 +303,13 @@ func (m *Manager) Middleware(next server.ToolHandlerFunc) server.ToolHandlerFunc
 		}
 		tool := req.Params.Name
 		if res := m.refusePermission(ctx, p, req); res != nil {
+			m.rates.record(p.UserID, true, time.Now())
 			return res, nil
 		}
 		if ok, wait := m.lim.calls.allow(p.UserID, time.Now()); !ok {
 			m.refuse(p.UserID, "", tool, ReasonRateLimit, "tool call rate limit")
 			m.cfg.Metrics.called(tool, OutcomeLimited, false, 0)
+			m.rates.record(p.UserID, true, time.Now())
 			return mcp.NewToolResultError(fmt.Sprintf("LIMIT_EXCEEDED: %s exceeded the limit of %s; retry in %s",
 				p.UserID, m.lim.calls.describe(), retryIn(wait))), nil
 		}
@@ -351,6 +355,7 @@ func (m *Manager) Middleware(next server.ToolHandlerFunc) server.ToolHandlerFunc
 			outcome = OutcomeError
 		}
 		m.cfg.Metrics.called(tool, outcome, true, dur)
+		m.rates.record(p.UserID, outcome != OutcomeOK, time.Now())
 		m.cfg.Audit.Info().Bool("audit", true).Str("event", "tool_call").Str("user", p.UserID).Str("session", s.ID).
 			Str("tool", tool).Dur("duration", dur).Str("outcome", outcome).Send()
 		return res, err
