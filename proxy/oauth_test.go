@@ -34,13 +34,16 @@ type oauthHarness struct {
 	idp *mockoidc.MockOIDC
 }
 
-func startMockIdP(t *testing.T, clientID string) *mockoidc.MockOIDC {
+func startMockIdP(t *testing.T, clientID string, setup ...func(*mockoidc.MockOIDC)) *mockoidc.MockOIDC {
 	t.Helper()
 	m, err := mockoidc.NewServer(nil)
 	if err != nil {
 		t.Fatal(err)
 	}
 	m.ClientID = clientID
+	for _, f := range setup {
+		f(m)
+	}
 	// KeyID caches on first use: fill it before handlers run.
 	if _, err := m.Keypair.KeyID(); err != nil {
 		t.Fatal(err)
@@ -56,9 +59,9 @@ func startMockIdP(t *testing.T, clientID string) *mockoidc.MockOIDC {
 	return m
 }
 
-func newOAuthHarness(t *testing.T, dashboardClientID string) *oauthHarness {
+func newOAuthHarness(t *testing.T, dashboardClientID string, setup ...func(*mockoidc.MockOIDC)) *oauthHarness {
 	t.Helper()
-	m := startMockIdP(t, oauthResource)
+	m := startMockIdP(t, oauthResource, setup...)
 	v, err := auth.NewOAuth(context.Background(), auth.OAuthConfig{Issuer: m.Issuer(), Audiences: OAuthAudiences(oauthResource), Log: zerolog.Nop()})
 	if err != nil {
 		t.Fatal(err)
