@@ -35,8 +35,9 @@ func addOAuthFlags(fl *pflag.FlagSet, f *oauthFlags) {
 
 // build checks the flags and returns the proxy's OAuth config; the verifier
 // in it, if any, lives until the returned close is called. scheme and addr
-// are those the proxy listens with, for the default public URL.
-func (f oauthFlags) build(ctx context.Context, scheme, addr string, log zerolog.Logger) (proxy.OAuthConfig, func(), error) {
+// are those the proxy listens with, for the default public URL; jwtIssuer
+// is --jwt-issuer.
+func (f oauthFlags) build(ctx context.Context, scheme, addr, jwtIssuer string, log zerolog.Logger) (proxy.OAuthConfig, func(), error) {
 	none := func() {}
 	if f.issuer == "" {
 		for name, v := range map[string]string{"--oauth-audience": f.audience, "--oauth-dashboard-client-id": f.dashboardClientID} {
@@ -45,6 +46,11 @@ func (f oauthFlags) build(ctx context.Context, scheme, addr string, log zerolog.
 			}
 		}
 		return proxy.OAuthConfig{}, none, nil
+	}
+	if f.issuer == jwtIssuer {
+		// Tokens are routed by iss: the proxy's own would go to the issuer's
+		// verifier and be refused.
+		return proxy.OAuthConfig{}, none, errors.New("--jwt-issuer must differ from --oauth-issuer: the proxy's own tokens would be taken for the issuer's")
 	}
 	public := f.publicURL
 	if public == "" {

@@ -76,14 +76,19 @@ func TestOAuthFlagsRefused(t *testing.T) {
 		{oauthFlags{issuer: "https://idp.example.com/?q", publicURL: "https://mcp.example.com"}, "0.0.0.0:3000", "--oauth-issuer"},
 	}
 	for _, tc := range cases {
-		_, closeFn, err := tc.f.build(context.Background(), "http", tc.addr, zerolog.Nop())
+		_, closeFn, err := tc.f.build(context.Background(), "http", tc.addr, "", zerolog.Nop())
 		closeFn()
 		if err == nil || !strings.Contains(err.Error(), tc.says) {
 			t.Errorf("%+v on %s: %v, want an error saying %q", tc.f, tc.addr, err, tc.says)
 		}
 	}
+	_, closeFn, err := oauthFlags{issuer: issuer, publicURL: "https://mcp.example.com"}.build(context.Background(), "http", "0.0.0.0:3000", issuer, zerolog.Nop())
+	closeFn()
+	if err == nil || !strings.Contains(err.Error(), "--jwt-issuer must differ") {
+		t.Errorf("--jwt-issuer = --oauth-issuer: %v", err)
+	}
 	// No OAuth flag: nothing configured.
-	cfg, closeFn, err := oauthFlags{userClaim: "sub", permsClaim: "scope"}.build(context.Background(), "http", "0.0.0.0:3000", zerolog.Nop())
+	cfg, closeFn, err := oauthFlags{userClaim: "sub", permsClaim: "scope"}.build(context.Background(), "http", "0.0.0.0:3000", "", zerolog.Nop())
 	closeFn()
 	if err != nil || cfg.Verifier != nil {
 		t.Errorf("without --oauth-issuer: %+v, %v", cfg, err)

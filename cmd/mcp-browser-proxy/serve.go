@@ -204,7 +204,7 @@ func serve(ctx context.Context, f serveFlags, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	oauth, closeOAuth, err := f.oauth.build(ctx, sec.scheme, f.addr, log.With().Str("component", "auth").Logger())
+	oauth, closeOAuth, err := f.oauth.build(ctx, sec.scheme, f.addr, f.jwtIssuer, log.With().Str("component", "auth").Logger())
 	if err != nil {
 		return err
 	}
