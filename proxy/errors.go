@@ -31,6 +31,7 @@ type APIError struct {
 	Code       string `json:"code"`
 	Message    string `json:"message"`
 	RetryAfter int    `json:"-"` // seconds, for LIMIT_EXCEEDED
+	bearer     string // RFC 6750 error code of a 401's WWW-Authenticate (a token was sent but refused)
 }
 
 func (e *APIError) Error() string { return e.Code + ": " + e.Message }
@@ -70,7 +71,7 @@ func (s *Server) errorHandler(err error, c echo.Context) {
 		ae = apiError(http.StatusInternalServerError, CodeInternal, "internal error; see the proxy log")
 	}
 	if ae.Status == http.StatusUnauthorized {
-		c.Response().Header().Set("WWW-Authenticate", `Bearer realm="mcp-browser-proxy"`)
+		c.Response().Header().Set("WWW-Authenticate", s.challenge(ae.bearer))
 	}
 	if ae.RetryAfter > 0 {
 		c.Response().Header().Set("Retry-After", strconv.Itoa(ae.RetryAfter))

@@ -52,8 +52,9 @@ func (s *Server) requestLog() echo.MiddlewareFunc {
 	}
 }
 
-// authenticate verifies the bearer credential, a JWT or an API key
-// (mbp_...), and puts the principal in the echo context and in the
+// authenticate verifies the bearer credential, a JWT of this proxy (or of
+// --jwt-jwks-url's provider), an access token of the OAuth issuer (one whose
+// iss is that issuer; see verifyOAuth) or an API key (mbp_...), and puts the principal in the echo context and in the
 // request's context (where the MCP transports read it). Credentials are read
 // only from the Authorization header, never from the query string. API keys
 // are looked up in the store on every request, so a revoked key fails at
@@ -71,15 +72,20 @@ func (s *Server) authenticate(next echo.HandlerFunc) echo.HandlerFunc {
 		}
 		var p auth.Principal
 		isKey := auth.IsAPIKey(tok)
-		if isKey {
+		switch {
+		case isKey:
 			p, err = auth.VerifyAPIKey(r.Context(), s.cfg.Store, tok)
-		} else {
+		case s.cfg.OAuth.Verifier != nil && s.cfg.OAuth.Verifier.IsIssuedBy(tok):
+			if p, err = s.verifyOAuth(c, tok); err != nil {
+				return err
+			}
+		default:
 			p, err = s.cfg.Auth.VerifyContext(r.Context(), tok)
 			if err == nil && p.KeyID != "" {
 				// A token minted with an API key lives only as long as it.
 				if err = auth.CheckAPIKeyLive(r.Context(), s.cfg.Store, p.KeyID); errors.Is(err, auth.ErrInvalidToken) {
 					s.deny(c, p.UserID, "token of a revoked API key")
-					return apiError(http.StatusUnauthorized, CodeUnauthorized, "the token was minted with an API key that is revoked; register again with a valid credential to get a new one")
+					return &APIError{Status: http.StatusUnauthorized, Code: CodeUnauthorized, bearer: "invalid_token", Message: "the token was minted with an API key that is revoked; register again with a valid credential to get a new one"}
 				}
 			}
 		}
@@ -90,13 +96,13 @@ func (s *Server) authenticate(next echo.HandlerFunc) echo.HandlerFunc {
 			}
 			if isKey {
 				s.deny(c, "", "invalid API key")
-				return apiError(http.StatusUnauthorized, CodeUnauthorized, "the API key is not valid (unknown, revoked or mistyped); create one with `mcp-browser-proxy apikey create --user <you>`")
+				return &APIError{Status: http.StatusUnauthorized, Code: CodeUnauthorized, bearer: "invalid_token", Message: "the API key is not valid (unknown, revoked or mistyped); create one with `mcp-browser-proxy apikey create --user <you>`"}
 			}
 			s.deny(c, "", "invalid token")
 			if errors.Is(err, auth.ErrExpiredToken) {
-				return apiError(http.StatusUnauthorized, CodeUnauthorized, "the token has expired; issue a new one")
+				return &APIError{Status: http.StatusUnauthorized, Code: CodeUnauthorized, bearer: "invalid_token", Message: "the token has expired; issue a new one"}
 			}
-			return apiError(http.StatusUnauthorized, CodeUnauthorized, "the token is not valid for this proxy; issue a new one")
+			return &APIError{Status: http.StatusUnauthorized, Code: CodeUnauthorized, bearer: "invalid_token", Message: "the token is not valid for this proxy; issue a new one"}
 		}
 		setPrincipal(c, p)
 		return next(c)

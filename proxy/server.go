@@ -47,6 +47,8 @@ type Config struct {
 	Gatherer      prometheus.Gatherer // what GET /metrics serves; nil: no /metrics route
 	MetricsPublic bool                // serve /metrics without authentication (default: admins only)
 
+	OAuth OAuthConfig // OAuth 2.1 resource server (oauth.go); zero: none, and nothing advertised
+
 	Security SecurityConfig // origin and Host checks, CORS, --auth none, TLS, browser policy (security.go)
 
 	Conns               ConnLimits       // connections per client address, header and idle timeouts (connlimit.go)
@@ -127,6 +129,7 @@ func New(cfg Config) *Server {
 	e.GET("/health", s.health)
 	e.GET("/ready", s.ready)
 	s.routeMetrics(e, authn)
+	s.routeOAuth(e) // before the /api group: /api/ui-config needs no credential
 
 	api := e.Group("/api", authn)
 	api.POST("/register", s.register)

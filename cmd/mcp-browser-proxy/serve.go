@@ -56,6 +56,7 @@ type serveFlags struct {
 	allowFileURLs, allowChromeURLs   bool
 
 	limits limitFlags // limits.go
+	oauth  oauthFlags // oauth.go
 }
 
 func newServe() *cobra.Command {
@@ -120,6 +121,7 @@ func newServeCmd() (*cobra.Command, *serveFlags) {
 	fl.BoolVar(&f.allowFileURLs, "allow-file-urls", false, "let navigate_page and new_page load file: URLs")
 	fl.BoolVar(&f.allowChromeURLs, "allow-chrome-urls", false, "let navigate_page and new_page load chrome:, devtools:, chrome-extension: and view-source: URLs")
 	addLimitFlags(fl, &f.limits)
+	addOAuthFlags(fl, &f.oauth)
 	return withEnv(cmd), &f
 }
 
@@ -202,6 +204,11 @@ func serve(ctx context.Context, f serveFlags, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
+	oauth, closeOAuth, err := f.oauth.build(ctx, sec.scheme, f.addr, f.jwtIssuer, log.With().Str("component", "auth").Logger())
+	if err != nil {
+		return err
+	}
+	defer closeOAuth()
 	store, err := router.OpenBolt(filepath.Join(f.dataDir, storeFile), router.WithSealer(sec.sealer))
 	if err != nil {
 		return fmt.Errorf("%w; --data-dir must be a writable directory with free space", err)
@@ -285,6 +292,7 @@ func serve(ctx context.Context, f serveFlags, stderr io.Writer) error {
 		Gatherer:        metrics.reg,
 		MetricsPublic:   f.metricsPublic,
 		Security:        sec.proxy,
+		OAuth:           oauth,
 		Conns:           conns,
 		Tunnels:         tunnels,
 	})
