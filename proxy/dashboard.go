@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io/fs"
 	"mime"
+	"net/url"
 	"net/http"
 	"path"
 	"slices"
@@ -27,8 +28,32 @@ import (
 // dashboardCSP allows the dashboard its own scripts, styles and JSON calls
 // and nothing else: no inline script, no other origin, no framing.
 // Thumbnails are fetched with the bearer header and shown as blob: URLs.
+// With OAuth sign-in configured, connect-src also allows the origin of the
+// issuer's token endpoint, where oauth.js exchanges its code.
 const dashboardCSP = "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' blob:; " +
-	"connect-src 'self'; form-action 'none'; base-uri 'none'; frame-ancestors 'none'"
+	"connect-src 'self'%s; form-action 'none'; base-uri 'none'; frame-ancestors 'none'"
+
+// csp returns the dashboard's Content-Security-Policy: dashboardCSP, with
+// the token endpoint's origin when the dashboard signs in through OAuth and
+// the issuer's endpoints are known (discovery is bounded to a short wait:
+// without them sign-in is unavailable anyway).
+func (s *Server) csp(ctx context.Context) string {
+	o := s.cfg.OAuth
+	if o.Verifier == nil || o.DashboardClientID == "" {
+		return fmt.Sprintf(dashboardCSP, "")
+	}
+	ctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+	defer cancel()
+	ep, err := o.Verifier.Endpoints(ctx)
+	if err != nil {
+		return fmt.Sprintf(dashboardCSP, "")
+	}
+	u, err := url.Parse(ep.Token)
+	if err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" {
+		return fmt.Sprintf(dashboardCSP, "")
+	}
+	return fmt.Sprintf(dashboardCSP, " "+u.Scheme+"://"+u.Host)
+}
 
 // routeDashboard serves the dashboard's embedded files: GET / is
 // index.html, and every other file is served at its own name. The files
@@ -49,7 +74,7 @@ func (s *Server) routeDashboard(e *echo.Echo) {
 		}
 		h := func(c echo.Context) error {
 			hd := c.Response().Header()
-			hd.Set("Content-Security-Policy", dashboardCSP)
+			hd.Set("Content-Security-Policy", s.csp(c.Request().Context()))
 			hd.Set("X-Content-Type-Options", "nosniff")
 			hd.Set("X-Frame-Options", "DENY")
 			hd.Set("Referrer-Policy", "no-referrer")

@@ -392,7 +392,17 @@ func TestUIConfig(t *testing.T) {
 	if cc := resp.Header.Get("Cache-Control"); cc != "no-store" {
 		t.Errorf("Cache-Control %q", cc)
 	}
+	// The dashboard may exchange its code at the token endpoint (and only
+	// there, beside itself).
+	page := o.do(http.MethodGet, "/", "", nil, nil)
+	tokenURL, _ := url.Parse(o.idp.TokenEndpoint())
+	if csp := page.Header.Get("Content-Security-Policy"); !strings.Contains(csp, "connect-src 'self' http://"+tokenURL.Host+";") {
+		t.Errorf("dashboard CSP %q does not allow the token endpoint's origin", csp)
+	}
 	noClient := newOAuthHarness(t, "")
+	if csp := noClient.do(http.MethodGet, "/", "", nil, nil).Header.Get("Content-Security-Policy"); !strings.Contains(csp, "connect-src 'self';") {
+		t.Errorf("dashboard CSP without OAuth sign-in: %q", csp)
+	}
 	var raw map[string]any
 	if resp := noClient.do(http.MethodGet, "/api/ui-config", "", nil, &raw); resp.StatusCode != http.StatusOK || raw["oauth"] != nil {
 		t.Errorf("ui-config without a dashboard client ID: %d %v", resp.StatusCode, raw)
