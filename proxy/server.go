@@ -99,6 +99,9 @@ type Server struct {
 func New(cfg Config) *Server {
 	cfg.fill()
 	s := &Server{cfg: cfg, log: cfg.Log, started: time.Now()}
+	if cfg.Metrics != nil {
+		cfg.Metrics.limits = cfg.Sessions.Metrics()
+	}
 	s.connRefusals = newRefusalAudit(cfg.Audit, cfg.Metrics, connRefusalAuditEvery)
 	s.buildMCP()
 
