@@ -8,9 +8,11 @@ package main
 import (
 	"bufio"
 	"bytes"
+	"context"
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
+	"crypto/tls"
 	"crypto/x509"
 	"crypto/x509/pkix"
 	"encoding/json"
@@ -19,6 +21,7 @@ import (
 	"fmt"
 	"io"
 	"math/big"
+	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -30,6 +33,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/gorilla/websocket"
 	"github.com/spf13/pflag"
 	"go.yaml.in/yaml/v3"
 )
@@ -743,3 +747,141 @@ func TestDashboardAndAlertsUseExportedMetrics(t *testing.T) {
 		t.Errorf("a dashboard expression is not valid PromQL: %v\n%s", err, out)
 	}
 }
+
+// TestNginxFrontsTheProxy runs the shipped nginx config for real (TLS on a
+// free port, the upstream a proxy started in-process): the SSE endpoint
+// event comes through unbuffered, X-Forwarded-For reaches the proxy (a
+// second request of the same client is over --max-conns-per-ip 1), and the
+// tunnel's WebSocket upgrade passes.
+func TestNginxFrontsTheProxy(t *testing.T) {
+	nginx, err := exec.LookPath("nginx")
+	if err != nil {
+		t.Skip("nginx not on PATH (apt-get install nginx): skipped the end-to-end run")
+	}
+	s := startServe(t, t.TempDir(), "--auth", "none", "--trusted-proxies", "127.0.0.1", "--max-conns-per-ip", "1")
+	b, err := os.ReadFile(filepath.Join(deployDir, "nginx", "mcp-browser-proxy.conf"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	writeSelfSigned(t, dir)
+	listen := freeAddr(t)
+	conf := string(b)
+	// Only the TLS server, on a free loopback port.
+	if i := strings.Index(conf, "server {\n    listen 80;"); i >= 0 {
+		j := strings.Index(conf[i:], "}\n")
+		conf = conf[:i] + conf[i+j+2:]
+	}
+	conf = strings.NewReplacer(
+		"server proxy:3000;", "server "+strings.TrimPrefix(s.base, "http://")+";",
+		"listen 443 ssl;", "listen "+listen+" ssl;",
+		"listen [::]:443 ssl;", "",
+		"/etc/nginx/certs/", dir+"/",
+	).Replace(conf)
+	os.WriteFile(filepath.Join(dir, "site.conf"), []byte(conf), 0o600)
+	main := fmt.Sprintf("daemon off;\nmaster_process off;\npid %[1]s/nginx.pid;\nerror_log %[1]s/error.log;\nevents {}\nhttp {\n  access_log off;\n"+
+		"  client_body_temp_path %[1]s/body;\n  proxy_temp_path %[1]s/proxy;\n  fastcgi_temp_path %[1]s/fcgi;\n  uwsgi_temp_path %[1]s/uwsgi;\n  scgi_temp_path %[1]s/scgi;\n  include %[1]s/site.conf;\n}\n", dir)
+	os.WriteFile(filepath.Join(dir, "nginx.conf"), []byte(main), 0o600)
+	cmd := exec.Command(nginx, "-p", dir, "-c", filepath.Join(dir, "nginx.conf"))
+	var out bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &out
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		cmd.Process.Kill()
+		cmd.Wait()
+	})
+	client := clientFrom(t, "127.0.0.2")
+	base := "https://" + listen
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		resp, err := client.Get(base + "/health")
+		if err == nil {
+			resp.Body.Close()
+			if resp.StatusCode == http.StatusOK {
+				break
+			}
+		}
+		if time.Now().After(deadline) {
+			b, _ := os.ReadFile(filepath.Join(dir, "error.log"))
+			t.Fatalf("nginx did not come up: %v\n%s\n%s", err, out.String(), b)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+
+	// The endpoint event arrives while the stream stays open.
+	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
+	defer cancel()
+	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, base+"/sse", nil)
+	req.Header.Set("Accept", "text/event-stream")
+	resp, err := client.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		t.Fatalf("GET /sse through nginx: %d", resp.StatusCode)
+	}
+	sc := bufio.NewScanner(resp.Body)
+	got := false
+	for sc.Scan() {
+		if strings.Contains(sc.Text(), "/message?sessionId=") {
+			got = true
+			break
+		}
+	}
+	if !got {
+		t.Fatalf("no endpoint event through nginx before the stream ended or the bound: %v", sc.Err())
+	}
+
+	// The stream holds this client's one slot, and only this client's:
+	// nginx forwarded each client's address (every hop is on loopback, so
+	// the clients come from 127.0.0.2 and 127.0.0.3).
+	for _, c := range []struct {
+		from string
+		want int
+	}{{"127.0.0.2", http.StatusTooManyRequests}, {"127.0.0.3", http.StatusOK}} {
+		r2, err := clientFrom(t, c.from).Get(base + "/health")
+		if err != nil {
+			t.Fatal(err)
+		}
+		r2.Body.Close()
+		if r2.StatusCode != c.want {
+			t.Errorf("a request from %s while 127.0.0.2 holds a stream: %d, want %d (X-Forwarded-For not passed?)", c.from, r2.StatusCode, c.want)
+		}
+	}
+	resp.Body.Close()
+	cancel()
+
+	// The WebSocket upgrade of /api/tunnel passes (the slot is free again).
+	d := websocket.Dialer{TLSClientConfig: insecureTLS(), HandshakeTimeout: 10 * time.Second}
+	var ws *websocket.Conn
+	deadline = time.Now().Add(10 * time.Second)
+	for {
+		var wresp *http.Response
+		ws, wresp, err = d.Dial("wss://"+listen+"/api/tunnel", nil)
+		if err == nil {
+			break
+		}
+		if wresp == nil || wresp.StatusCode != http.StatusTooManyRequests || time.Now().After(deadline) {
+			code := 0
+			if wresp != nil {
+				code = wresp.StatusCode
+			}
+			t.Fatalf("WebSocket through nginx: %v (HTTP %d)", err, code)
+		}
+		time.Sleep(50 * time.Millisecond) // the SSE stream's slot is being released
+	}
+	ws.Close()
+}
+
+// clientFrom is an HTTPS client whose connections come from the loopback
+// address ip (Linux routes all of 127/8 to lo).
+func clientFrom(t *testing.T, ip string) *http.Client {
+	t.Helper()
+	d := &net.Dialer{LocalAddr: &net.TCPAddr{IP: net.ParseIP(ip)}, Timeout: 5 * time.Second}
+	return &http.Client{Transport: &http.Transport{TLSClientConfig: insecureTLS(), DialContext: d.DialContext}}
+}
+
+func insecureTLS() *tls.Config { return &tls.Config{InsecureSkipVerify: true} } // the test's own self-signed pair
