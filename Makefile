@@ -2,7 +2,7 @@
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 GO ?= go
 
-.PHONY: run test deps lint bench build compare soak
+.PHONY: run test deps deploy-tools lint bench build compare soak
 
 run:
 	$(GO) run ./cmd/mcp-browser-proxy serve
@@ -29,6 +29,15 @@ test: deps
 deps:
 	@command -v chromium >/dev/null 2>&1 || command -v chromium-browser >/dev/null 2>&1 || \
 		{ $(SUDO) apt-get update && $(SUDO) DEBIAN_FRONTEND=noninteractive apt-get install -y chromium; }
+	@if [ "$$CI" = true ]; then $(MAKE) --no-print-directory deploy-tools; fi
+
+## deploy-tools: nginx and promtool (Debian's prometheus package) for the
+## deploy/ tests, which skip without them. make test installs them only under
+## CI=true (about 30 s of apt): on a desktop with systemd these packages also
+## start an nginx on :80 and a Prometheus on :9090.
+deploy-tools:
+	@command -v nginx >/dev/null 2>&1 && command -v promtool >/dev/null 2>&1 || \
+		{ $(SUDO) apt-get update && $(SUDO) DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends nginx prometheus; }
 
 lint:
 	gofmt -l . | (! grep .)

@@ -15,6 +15,7 @@ var allStates = [...]State{StateConnected, StateConnecting, StateReconnecting, S
 // Labels are states only, never user IDs or URLs.
 type Metrics struct {
 	browsers    *prometheus.Desc
+	connections *prometheus.Desc // mcp_browser_connections, the operators' name of browsers
 	connects    prometheus.Counter
 	reconnects  prometheus.Counter
 	transitions *prometheus.CounterVec
@@ -24,12 +25,14 @@ type Metrics struct {
 }
 
 // NewMetrics creates the pool's collectors and registers them on reg:
-// mbp_browsers{state} (gauge), mbp_browser_connects_total,
+// mbp_browsers{state} and its operator twin mcp_browser_connections{state}
+// (gauges), mbp_browser_connects_total,
 // mbp_browser_reconnect_attempts_total and
 // mbp_browser_state_transitions_total{from,to}.
 func NewMetrics(reg prometheus.Registerer) (*Metrics, error) {
 	m := &Metrics{
-		browsers: prometheus.NewDesc("mbp_browsers", "Registered browsers by connection state.", []string{"state"}, nil),
+		browsers:    prometheus.NewDesc("mbp_browsers", "Registered browsers by connection state.", []string{"state"}, nil),
+		connections: prometheus.NewDesc("mcp_browser_connections", "CDP connections to registered browsers by state (the same counts as mbp_browsers).", []string{"state"}, nil),
 		connects: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "mbp_browser_connects_total", Help: "Successful CDP connections to browsers (first connects and reconnects).",
 		}),
@@ -50,6 +53,7 @@ func NewMetrics(reg prometheus.Registerer) (*Metrics, error) {
 // Describe implements prometheus.Collector.
 func (m *Metrics) Describe(ch chan<- *prometheus.Desc) {
 	ch <- m.browsers
+	ch <- m.connections
 	m.connects.Describe(ch)
 	m.reconnects.Describe(ch)
 	m.transitions.Describe(ch)
@@ -70,6 +74,7 @@ func (m *Metrics) Collect(ch chan<- prometheus.Metric) {
 	m.mu.Unlock()
 	for _, st := range allStates {
 		ch <- prometheus.MustNewConstMetric(m.browsers, prometheus.GaugeValue, float64(counts[st]), string(st))
+		ch <- prometheus.MustNewConstMetric(m.connections, prometheus.GaugeValue, float64(counts[st]), string(st))
 	}
 	m.connects.Collect(ch)
 	m.reconnects.Collect(ch)

@@ -52,6 +52,14 @@ mbp_browsers{state="connecting"} 0
 mbp_browsers{state="disconnected"} 0
 mbp_browsers{state="failed"} 1
 mbp_browsers{state="reconnecting"} 0
+# HELP mcp_browser_connections CDP connections to registered browsers by state (the same counts as mbp_browsers).
+# TYPE mcp_browser_connections gauge
+mcp_browser_connections{state="conflict"} 0
+mcp_browser_connections{state="connected"} 0
+mcp_browser_connections{state="connecting"} 0
+mcp_browser_connections{state="disconnected"} 0
+mcp_browser_connections{state="failed"} 1
+mcp_browser_connections{state="reconnecting"} 0
 `
 	if err := testutil.GatherAndCompare(reg, strings.NewReader(want)); err != nil {
 		t.Error(err)

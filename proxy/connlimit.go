@@ -165,6 +165,7 @@ func (l *limitListener) Accept() (net.Conn, error) {
 			if m := l.refuse.metrics; m != nil {
 				// No request, so observe never sees it: counted here.
 				m.denials.WithLabelValues(denyConnLimit).Inc()
+				m.limited(limitReason(denyConnLimit))
 			}
 			l.refuse.refused(a, "connection", l.conns.max)
 			continue

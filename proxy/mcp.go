@@ -32,6 +32,7 @@ func (s *Server) buildMCP() {
 				transport = session.TransportSSE
 			}
 			mgr.OpenVia(cs.SessionID(), p.UserID, transport, s.transportEnd(ctx, cs.SessionID()))
+			s.cfg.Metrics.connected()
 		}
 	})
 	hooks.AddOnUnregisterSession(func(_ context.Context, cs server.ClientSession) {

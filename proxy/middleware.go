@@ -84,6 +84,7 @@ func (s *Server) authenticate(next echo.HandlerFunc) echo.HandlerFunc {
 			if err == nil && p.KeyID != "" {
 				// A token minted with an API key lives only as long as it.
 				if err = auth.CheckAPIKeyLive(r.Context(), s.cfg.Store, p.KeyID); errors.Is(err, auth.ErrInvalidToken) {
+					markAuthFailed(c, authRevokedKeyJWT)
 					s.deny(c, p.UserID, "token of a revoked API key")
 					return &APIError{Status: http.StatusUnauthorized, Code: CodeUnauthorized, bearer: "invalid_token", Message: "the token was minted with an API key that is revoked; register again with a valid credential to get a new one"}
 				}
@@ -95,11 +96,13 @@ func (s *Server) authenticate(next echo.HandlerFunc) echo.HandlerFunc {
 				return fmt.Errorf("authenticate: %w", err)
 			}
 			if isKey {
+				markAuthFailed(c, authInvalidKey)
 				s.deny(c, "", "invalid API key")
 				return &APIError{Status: http.StatusUnauthorized, Code: CodeUnauthorized, bearer: "invalid_token", Message: "the API key is not valid (unknown, revoked or mistyped); create one with `mcp-browser-proxy apikey create --user <you>`"}
 			}
 			s.deny(c, "", "invalid token")
 			if errors.Is(err, auth.ErrExpiredToken) {
+				markAuthFailed(c, authExpired)
 				return &APIError{Status: http.StatusUnauthorized, Code: CodeUnauthorized, bearer: "invalid_token", Message: "the token has expired; issue a new one"}
 			}
 			return &APIError{Status: http.StatusUnauthorized, Code: CodeUnauthorized, bearer: "invalid_token", Message: "the token is not valid for this proxy; issue a new one"}
@@ -202,7 +205,9 @@ func (s *Server) opensSession(c echo.Context, sid string) bool {
 		var msg struct {
 			Method string `json:"method"`
 		}
-		return json.Unmarshal(body, &msg) == nil && msg.Method == "initialize"
+		opens := json.Unmarshal(body, &msg) == nil && msg.Method == "initialize"
+		c.Set(notOpeningKey, !opens)
+		return opens
 	}
 	return false
 }

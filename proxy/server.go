@@ -109,6 +109,9 @@ func New(cfg Config) *Server {
 	cfg.fill()
 	s := &Server{cfg: cfg, log: cfg.Log, started: time.Now()}
 	s.eventsEnd, s.endEvents = context.WithCancel(context.Background())
+	if cfg.Metrics != nil {
+		cfg.Metrics.limits = cfg.Sessions.Metrics()
+	}
 	s.connRefusals = newRefusalAudit(cfg.Audit, cfg.Metrics, connRefusalAuditEvery)
 	s.buildMCP()
 

@@ -46,6 +46,7 @@ func (s *Server) tunnelRoute(c echo.Context) error {
 	p, _ := principalOf(c)
 	if !p.Expires.IsZero() && !time.Now().Before(p.Expires) {
 		s.deny(c, p.UserID, "tunnel with an expired credential")
+		markAuthFailed(c, authExpired)
 		return apiError(http.StatusUnauthorized, CodeUnauthorized, "the token has expired; issue a new one")
 	}
 	if !websocket.IsWebSocketUpgrade(c.Request()) {

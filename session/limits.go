@@ -132,7 +132,7 @@ func (m *Manager) refusePermission(ctx context.Context, p auth.Principal, req mc
 		detail += " for " + arg
 	}
 	m.refuse(p.UserID, sid, tool, ReasonPermission, detail)
-	m.cfg.Metrics.called(tool, OutcomeDenied, false, 0)
+	m.cfg.Metrics.called(p.UserID, tool, OutcomeDenied, false, 0)
 	return mcp.NewToolResultError(tl.Refusal(perm, arg))
 }
 
@@ -155,37 +155,106 @@ func (m *Manager) refuse(user, sessionID, tool, reason, detail string) {
 }
 
 // Metrics counts sessions and tool calls for Prometheus. Create it with
-// NewMetrics and pass it in Config.Metrics; a nil *Metrics counts nothing.
-// Labels are tool names, outcomes and reasons, never user or session IDs.
+// NewMetrics (or NewMetricsWith) and pass it in Config.Metrics; a nil
+// *Metrics counts nothing. Labels are tool names, outcomes, transports and
+// reasons, never user or session IDs, unless MetricsConfig.PerUser adds a
+// user label to mcp_tool_executions_total and mcp_sessions_active.
 type Metrics struct {
+	perUser  bool
 	active   *prometheus.Desc
 	calls    *prometheus.CounterVec
 	duration *prometheus.HistogramVec
 	refusals *prometheus.CounterVec
 
+	// The mcp_ names operators alert on (see README "Metrics").
+	sessions    *prometheus.Desc // mcp_sessions_active{transport[,user]}
+	connections *prometheus.Desc // mcp_connections_active
+	limit       *prometheus.Desc // mcp_sessions_limit{scope}
+	executions  *prometheus.CounterVec
+	toolTime    *prometheus.HistogramVec
+	rejections  *prometheus.CounterVec
+
 	mgr atomic.Pointer[Manager] // the manager whose sessions are counted
 }
 
+// MetricsConfig chooses optional series of NewMetricsWith.
+type MetricsConfig struct {
+	// PerUser adds a user label to mcp_tool_executions_total and
+	// mcp_sessions_active (serve's --metrics-per-user): one series per user,
+	// so only for small teams.
+	PerUser bool
+}
+
+// Limit reasons, the values of the reason label of
+// mcp_limit_rejections_total. The proxy counts the HTTP ones through
+// LimitRejected.
+const (
+	LimitSessionsPerUser = "sessions_per_user" // open sessions of one user, every one in use
+	LimitSessionsTotal   = "sessions_total"    // open sessions of the proxy
+	LimitRate            = "rate_limit"        // tool calls per user per second
+	LimitTabsPerSession  = "tabs_per_session"  // pages one session may have open
+	LimitStreamsPerUser  = "streams_per_user"  // open MCP streams of one user
+	LimitBodyTooLarge    = "body_too_large"    // a request body over --max-body
+	LimitConnsPerIP      = "conns_per_ip"      // connections (or forwarded requests) of one client address
+)
+
+// toolBuckets are the duration buckets of both tool histograms: CDP calls
+// take milliseconds, navigations seconds, and the longest wait a minute.
+var toolBuckets = []float64{.005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30, 60}
+
 // NewMetrics creates the session collectors and registers them on reg:
 // mbp_sessions_active (gauge), mbp_tool_calls_total{tool,outcome},
-// mbp_tool_call_duration_seconds{tool} (histogram) and
-// mbp_session_refusals_total{reason}.
+// mbp_tool_call_duration_seconds{tool} (histogram),
+// mbp_session_refusals_total{reason}, and the operator names
+// mcp_sessions_active{transport}, mcp_connections_active,
+// mcp_sessions_limit{scope}, mcp_tool_executions_total{tool,status},
+// mcp_tool_duration_seconds{tool} (histogram) and
+// mcp_limit_rejections_total{reason}.
 func NewMetrics(reg prometheus.Registerer) (*Metrics, error) {
+	return NewMetricsWith(reg, MetricsConfig{})
+}
+
+// NewMetricsWith is NewMetrics with optional series.
+func NewMetricsWith(reg prometheus.Registerer, cfg MetricsConfig) (*Metrics, error) {
+	sessionLabels, execLabels := []string{"transport"}, []string{"tool", "status"}
+	if cfg.PerUser {
+		sessionLabels, execLabels = append(sessionLabels, "user"), append(execLabels, "user")
+	}
 	m := &Metrics{
-		active: prometheus.NewDesc("mbp_sessions_active", "Open MCP sessions, users' default workspaces included.", nil, nil),
+		perUser: cfg.PerUser,
+		active:  prometheus.NewDesc("mbp_sessions_active", "Open MCP sessions, users' default workspaces included.", nil, nil),
 		calls: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "mbp_tool_calls_total", Help: "Tool calls by tool and outcome (ok, error, denied, limited).",
 		}, []string{"tool", "outcome"}),
 		duration: prometheus.NewHistogramVec(prometheus.HistogramOpts{
 			Name: "mbp_tool_call_duration_seconds", Help: "Duration of the tool calls that ran, by tool.",
-			Buckets: []float64{.005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30, 60},
+			Buckets: toolBuckets,
 		}, []string{"tool"}),
 		refusals: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "mbp_session_refusals_total", Help: "Refused tool calls and sessions by reason.",
 		}, []string{"reason"}),
+		sessions: prometheus.NewDesc("mcp_sessions_active",
+			"Open MCP sessions by transport: sse (GET /sse), streamable (Mcp-Session-Id), default (a user's workspace of the stateless protocol).", sessionLabels, nil),
+		connections: prometheus.NewDesc("mcp_connections_active",
+			"Open MCP transport connections: sessions on the sse and streamable transports, from the session's start to its close.", nil, nil),
+		limit: prometheus.NewDesc("mcp_sessions_limit",
+			"Session limits: scope total (--max-sessions) and per_user (--max-sessions-per-user).", []string{"scope"}, nil),
+		executions: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "mcp_tool_executions_total", Help: "Tool calls by tool and status (ok, error, denied, limited).",
+		}, execLabels),
+		toolTime: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name: "mcp_tool_duration_seconds", Help: "Duration of the tool calls that ran, by tool.",
+			Buckets: toolBuckets,
+		}, []string{"tool"}),
+		rejections: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "mcp_limit_rejections_total", Help: "Requests, sessions and tool calls refused by a limit, by reason.",
+		}, []string{"reason"}),
 	}
 	for _, r := range []string{ReasonRateLimit, ReasonSessionsPerUser, ReasonSessionsTotal, ReasonSessionOwner, ReasonPermission} {
 		m.refusals.WithLabelValues(r) // export zeros, so alerts see the series
+	}
+	for _, r := range []string{LimitSessionsPerUser, LimitSessionsTotal, LimitRate, LimitTabsPerSession, LimitStreamsPerUser, LimitBodyTooLarge, LimitConnsPerIP} {
+		m.rejections.WithLabelValues(r)
 	}
 	if err := reg.Register(m); err != nil {
 		return nil, fmt.Errorf("register session metrics: %w", err)
@@ -196,21 +265,98 @@ func NewMetrics(reg prometheus.Registerer) (*Metrics, error) {
 // Describe implements prometheus.Collector.
 func (m *Metrics) Describe(ch chan<- *prometheus.Desc) {
 	ch <- m.active
-	m.calls.Describe(ch)
-	m.duration.Describe(ch)
-	m.refusals.Describe(ch)
+	ch <- m.sessions
+	ch <- m.connections
+	ch <- m.limit
+	for _, c := range []prometheus.Collector{m.calls, m.duration, m.refusals, m.executions, m.toolTime, m.rejections} {
+		c.Describe(ch)
+	}
 }
 
-// Collect implements prometheus.Collector.
+// Collect implements prometheus.Collector. The session gauges are read from
+// the manager at scrape time, so they never drift.
 func (m *Metrics) Collect(ch chan<- prometheus.Metric) {
-	n := 0
-	if mgr := m.mgr.Load(); mgr != nil {
-		n = mgr.Count()
+	var c sessionCounts
+	mgr := m.mgr.Load()
+	if mgr != nil {
+		c = mgr.counts()
 	}
-	ch <- prometheus.MustNewConstMetric(m.active, prometheus.GaugeValue, float64(n))
-	m.calls.Collect(ch)
-	m.duration.Collect(ch)
-	m.refusals.Collect(ch)
+	ch <- prometheus.MustNewConstMetric(m.active, prometheus.GaugeValue, float64(c.total))
+	ch <- prometheus.MustNewConstMetric(m.connections, prometheus.GaugeValue, float64(c.byTransport[TransportSSE]+c.byTransport[TransportStreamable]))
+	if m.perUser {
+		for k, n := range c.byUser {
+			ch <- prometheus.MustNewConstMetric(m.sessions, prometheus.GaugeValue, float64(n), k.transport, k.user)
+		}
+	} else {
+		for _, t := range []string{TransportSSE, TransportStreamable, TransportDefault} {
+			ch <- prometheus.MustNewConstMetric(m.sessions, prometheus.GaugeValue, float64(c.byTransport[t]), t)
+		}
+	}
+	if mgr != nil {
+		ch <- prometheus.MustNewConstMetric(m.limit, prometheus.GaugeValue, float64(mgr.cfg.MaxSessions), "total")
+		ch <- prometheus.MustNewConstMetric(m.limit, prometheus.GaugeValue, float64(mgr.cfg.MaxSessionsPerUser), "per_user")
+	}
+	for _, c := range []prometheus.Collector{m.calls, m.duration, m.refusals, m.executions, m.toolTime, m.rejections} {
+		c.Collect(ch)
+	}
+}
+
+// LimitRejected counts a refusal by a limit under reason (Limit*) in
+// mcp_limit_rejections_total. The proxy calls it for the limits it enforces
+// on HTTP requests and connections.
+func (m *Metrics) LimitRejected(reason string) {
+	if m != nil {
+		m.rejections.WithLabelValues(reason).Inc()
+	}
+}
+
+// Metrics returns the collectors the manager counts on (Config.Metrics),
+// for the limits the proxy enforces itself; nil counts nothing.
+func (m *Manager) Metrics() *Metrics {
+	if m == nil {
+		return nil
+	}
+	return m.cfg.Metrics
+}
+
+// sessionCounts is what the session gauges report at a scrape.
+type sessionCounts struct {
+	total       int
+	byTransport map[string]int
+	byUser      map[userTransport]int // only with MetricsConfig.PerUser
+}
+
+type userTransport struct{ user, transport string }
+
+// counts counts the open sessions by transport (and by user for per-user
+// metrics) without any browser call. A session whose transport has not said
+// yet was opened by a streamable client's first tool call (see List).
+func (m *Manager) counts() sessionCounts {
+	perUser := m.cfg.Metrics != nil && m.cfg.Metrics.perUser
+	c := sessionCounts{byTransport: map[string]int{}}
+	if perUser {
+		c.byUser = map[userTransport]int{}
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	add := func(s *Session, transport string) {
+		c.total++
+		c.byTransport[transport]++
+		if perUser {
+			c.byUser[userTransport{s.UserID, transport}]++
+		}
+	}
+	for _, s := range m.sessions {
+		t := TransportStreamable
+		if rec := m.life[s]; rec != nil && rec.transport != "" {
+			t = rec.transport
+		}
+		add(s, t)
+	}
+	for _, s := range m.defaults {
+		add(s, TransportDefault)
+	}
+	return c
 }
 
 // bind makes m count the sessions of mgr.
@@ -226,14 +372,20 @@ func (m *Metrics) refused(reason string) {
 	}
 }
 
-// called records a tool call; ran says whether the tool itself ran (its
-// duration is then observed).
-func (m *Metrics) called(tool, outcome string, ran bool, d time.Duration) {
+// called records a tool call of user; ran says whether the tool itself ran
+// (its duration is then observed).
+func (m *Metrics) called(user, tool, outcome string, ran bool, d time.Duration) {
 	if m == nil {
 		return
 	}
 	m.calls.WithLabelValues(tool, outcome).Inc()
+	if m.perUser {
+		m.executions.WithLabelValues(tool, outcome, user).Inc()
+	} else {
+		m.executions.WithLabelValues(tool, outcome).Inc()
+	}
 	if ran {
 		m.duration.WithLabelValues(tool).Observe(d.Seconds())
+		m.toolTime.WithLabelValues(tool).Observe(d.Seconds())
 	}
 }

@@ -153,10 +153,12 @@ func (m *Manager) CheckOpen(owner string) error {
 	m.end(evicted)
 	if mine >= m.cfg.MaxSessionsPerUser {
 		m.cfg.Metrics.refused(ReasonSessionsPerUser)
+		m.cfg.Metrics.LimitRejected(LimitSessionsPerUser)
 		return &LimitError{fmt.Sprintf("%s already has %d open sessions, the limit, and every one is in use (a stream open or a call in flight); close an IDE session (`GET /api/sessions` lists them, `DELETE /api/sessions/{id}` closes one) and retry", owner, mine)}
 	}
 	if total >= m.cfg.MaxSessions {
 		m.cfg.Metrics.refused(ReasonSessionsTotal)
+		m.cfg.Metrics.LimitRejected(LimitSessionsTotal)
 		return &LimitError{fmt.Sprintf("the proxy has %d open sessions, its limit; retry later", total)}
 	}
 	return nil
@@ -308,7 +310,8 @@ func (m *Manager) Middleware(next server.ToolHandlerFunc) server.ToolHandlerFunc
 		}
 		if ok, wait := m.lim.calls.allow(p.UserID, time.Now()); !ok {
 			m.refuse(p.UserID, "", tool, ReasonRateLimit, "tool call rate limit")
-			m.cfg.Metrics.called(tool, OutcomeLimited, false, 0)
+			m.cfg.Metrics.LimitRejected(LimitRate)
+			m.cfg.Metrics.called(p.UserID, tool, OutcomeLimited, false, 0)
 			m.rates.record(p.UserID, true, time.Now())
 			return mcp.NewToolResultError(fmt.Sprintf("LIMIT_EXCEEDED: %s exceeded the limit of %s; retry in %s",
 				p.UserID, m.lim.calls.describe(), retryIn(wait))), nil
@@ -316,7 +319,7 @@ func (m *Manager) Middleware(next server.ToolHandlerFunc) server.ToolHandlerFunc
 		s, err := m.resolve(ctx, p)
 		if err != nil {
 			m.refuse(p.UserID, "", tool, ReasonSessionOwner, err.Error())
-			m.cfg.Metrics.called(tool, OutcomeDenied, false, 0)
+			m.cfg.Metrics.called(p.UserID, tool, OutcomeDenied, false, 0)
 			return mcp.NewToolResultError(err.Error()), nil
 		}
 		s.calls.Lock()
@@ -354,7 +357,7 @@ func (m *Manager) Middleware(next server.ToolHandlerFunc) server.ToolHandlerFunc
 		if err != nil || (res != nil && res.IsError) {
 			outcome = OutcomeError
 		}
-		m.cfg.Metrics.called(tool, outcome, true, dur)
+		m.cfg.Metrics.called(p.UserID, tool, outcome, true, dur)
 		m.rates.record(p.UserID, outcome != OutcomeOK, time.Now())
 		m.cfg.Audit.Info().Bool("audit", true).Str("event", "tool_call").Str("user", p.UserID).Str("session", s.ID).
 			Str("tool", tool).Dur("duration", dur).Str("outcome", outcome).Send()

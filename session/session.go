@@ -226,6 +226,7 @@ func (s *Session) roomForTab() error {
 	n := len(s.tabs)
 	s.mu.Unlock()
 	if max := s.mgr.cfg.MaxTabsPerSession; max > 0 && n >= max {
+		s.mgr.cfg.Metrics.LimitRejected(LimitTabsPerSession)
 		return fmt.Errorf("this session has %d pages, the limit; close_page one first", n)
 	}
 	return nil

@@ -27,7 +27,7 @@ func newRoot() *cobra.Command {
 		Version:       readBuild().String(), // --version, as `version`
 	}
 	root.SetVersionTemplate("{{.Version}}")
-	root.AddCommand(newServe(), newToken(), newRegister(), newVersion(), newAPIKey(), newConnect(), newDoctor())
+	root.AddCommand(newServe(), newToken(), newRegister(), newVersion(), newAPIKey(), newConnect(), newDoctor(), newHealthcheck())
 	return root
 }
 

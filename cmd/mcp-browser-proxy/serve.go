@@ -47,6 +47,7 @@ type serveFlags struct {
 	rateLimit             float64
 	rateBurst, maxStreams int
 	metricsPublic         bool
+	metricsPerUser        bool
 
 	authMode, authNoneUser, storeKey string
 	tlsCert, tlsKey                  string
@@ -107,6 +108,7 @@ func newServeCmd() (*cobra.Command, *serveFlags) {
 	fl.IntVar(&f.rateBurst, "rate-burst", 40, "tool calls a user may make in a burst before --rate-limit applies")
 	fl.IntVar(&f.maxStreams, "max-streams-per-user", 10, "concurrent MCP streams (GET /sse and GET /mcp) per user")
 	fl.BoolVar(&f.metricsPublic, "metrics-public", false, "serve GET /metrics without authentication (default: admin tokens only)")
+	fl.BoolVar(&f.metricsPerUser, "metrics-per-user", false, "add a user label to mcp_tool_executions_total and mcp_sessions_active (one series per user: for small teams)")
 	fl.StringVar(&f.authMode, "auth", "jwt", "authentication: jwt (bearer tokens), or none (every request is --auth-none-user; loopback --addr only)")
 	fl.StringVar(&f.authNoneUser, "auth-none-user", "local", "the user every request acts as with --auth none")
 	fl.StringVar(&f.storeKey, "store-key", "", "secret (at least 32 bytes) that encrypts browser URLs and headers in the store (default: derived from the JWT secret; set it to rotate --jwt-secret without losing registrations)")
@@ -239,7 +241,7 @@ func serve(ctx context.Context, f serveFlags, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	metrics, err := newServeMetrics()
+	metrics, err := newServeMetrics(f.metricsPerUser)
 	if err != nil {
 		return err
 	}
@@ -354,8 +356,8 @@ type serveMetrics struct {
 
 // newServeMetrics makes a fresh registry (never the global default) with the
 // Go runtime and process collectors and those of browserpool, session and
-// proxy.
-func newServeMetrics() (serveMetrics, error) {
+// proxy; perUser adds the user label of --metrics-per-user.
+func newServeMetrics(perUser bool) (serveMetrics, error) {
 	m := serveMetrics{reg: prometheus.NewRegistry()}
 	err := m.reg.Register(collectors.NewGoCollector())
 	if err == nil {
@@ -365,7 +367,7 @@ func newServeMetrics() (serveMetrics, error) {
 		m.pool, err = browserpool.NewMetrics(m.reg)
 	}
 	if err == nil {
-		m.session, err = session.NewMetrics(m.reg)
+		m.session, err = session.NewMetricsWith(m.reg, session.MetricsConfig{PerUser: perUser})
 	}
 	if err == nil {
 		m.proxy, err = proxy.NewMetrics(m.reg)
