@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/mark3labs/mcp-go/mcp"
@@ -90,6 +91,8 @@ type Manager struct {
 	cfg  Config
 	pool *browserpool.Pool
 	lim  limits
+	// access is the permission rule of the calls (SetAccess).
+	access atomic.Pointer[tools.Access]
 
 	mu       sync.Mutex
 	sessions map[string]*Session      // by MCP session ID

@@ -69,16 +69,31 @@ func (c *Config) fill() {
 // DefaultMaxCallTimeout is Config.MaxCallTimeout when none is set.
 const DefaultMaxCallTimeout = 5 * time.Minute
 
-// Tool is one MCP tool with the permission it needs.
+// Tool is one MCP tool with its group and the permission it needs.
 type Tool struct {
 	Tool mcp.Tool
-	Perm string
+	// Group is the tool group (one of the Group constants) the tool is
+	// listed in.
+	Group string
+	Perm  string
 	// ArgPerms names the arguments that need a permission beyond Perm when
 	// given (any value but null or ""), e.g. navigate_page's initScript runs
 	// JavaScript and needs browser:script.
 	ArgPerms map[string]string
 	Handler  server.ToolHandlerFunc
 }
+
+// The tool groups, one constructor (and file set) each.
+const (
+	GroupCore        = "core" // pages, navigation, snapshot, click, fill, screenshot, evaluate, styles
+	GroupInput       = "input"
+	GroupConsole     = "console"
+	GroupNetwork     = "network"
+	GroupEmulation   = "emulation"
+	GroupStorage     = "storage"
+	GroupPerformance = "performance"
+	GroupExtensions  = "extensions"
+)
 
 // MissingPerm returns the permission p lacks to call tl with args, and the
 // argument that needs it ("" when the tool itself does); perm is "" when p
@@ -107,46 +122,86 @@ func (tl Tool) Refusal(perm, arg string) string {
 func All(cfg Config) []Tool {
 	cfg.fill()
 	t := &toolset{cfg: cfg}
-	list := []Tool{
-		t.listPages(), t.newPage(), t.selectPage(), t.closePage(), t.navigatePage(), t.waitFor(),
-		t.takeSnapshot(), t.click(), t.fill(),
-		t.takeScreenshot(), t.evaluateScript(), t.getCSSStyles(),
-	}
+	var list []Tool
 	// One constructor per tool group, each in its own file.
-	for _, group := range [][]Tool{
-		t.inputTools(), t.consoleTools(), t.networkTools(), t.emulationTools(),
-		t.storageTools(), t.performanceTools(), t.extensionTools(),
+	for _, g := range []struct {
+		name  string
+		tools []Tool
+	}{
+		{GroupCore, []Tool{
+			t.listPages(), t.newPage(), t.selectPage(), t.closePage(), t.navigatePage(), t.waitFor(),
+			t.takeSnapshot(), t.click(), t.fill(),
+			t.takeScreenshot(), t.evaluateScript(), t.getCSSStyles(),
+		}},
+		{GroupInput, t.inputTools()},
+		{GroupConsole, t.consoleTools()},
+		{GroupNetwork, t.networkTools()},
+		{GroupEmulation, t.emulationTools()},
+		{GroupStorage, t.storageTools()},
+		{GroupPerformance, t.performanceTools()},
+		{GroupExtensions, t.extensionTools()},
 	} {
-		list = append(list, group...)
+		for _, tl := range g.tools {
+			tl.Group = g.name
+			list = append(list, tl)
+		}
 	}
 	return list
 }
 
-// Register adds the tools to s, each guarded by its permission, and hides
-// tools the caller lacks the permission for from tools/list when
-// server.WithToolFilter(Filter(tools)) is set.
+// Register adds the tools to s. It checks no permission: Access does, for
+// tools/list (HideForbidden) and for tools/call (the session middleware).
 func Register(s *server.MCPServer, list []Tool) {
 	for _, tl := range list {
 		s.AddTool(tl.Tool, guard(tl))
 	}
 }
 
-// HideForbidden returns a tools/list hook that drops the tools the caller's
-// principal may not call. Calls are not filtered: a forbidden call reaches a
-// guard that says which permission is missing.
-func HideForbidden(list []Tool) func(context.Context, any, *mcp.ListToolsRequest, *mcp.ListToolsResult) {
-	perms := map[string]string{}
+// Access is the one permission rule of a tool list: tools/list shows the
+// tools that Check allows without arguments, and a call runs only when
+// Check allows it with its arguments.
+type Access struct {
+	byName map[string]Tool
+}
+
+// NewAccess returns the permission rule of list.
+func NewAccess(list []Tool) *Access {
+	a := &Access{byName: make(map[string]Tool, len(list))}
 	for _, tl := range list {
-		perms[tl.Tool.Name] = tl.Perm
+		a.byName[tl.Tool.Name] = tl
 	}
+	return a
+}
+
+// Check returns the permission p lacks to call tool with args, the argument
+// that needs it ("" when the tool itself does) and the refusal to answer
+// with; perm is "" when p may make the call. A tool not in the list is not
+// checked: mcp-go answers that it does not exist.
+func (a *Access) Check(p auth.Principal, tool string, args map[string]any) (perm, arg, refusal string) {
+	tl, ok := a.byName[tool]
+	if !ok {
+		return "", "", ""
+	}
+	if perm, arg = tl.MissingPerm(p, args); perm == "" {
+		return "", "", ""
+	}
+	return perm, arg, tl.Refusal(perm, arg)
+}
+
+// HideForbidden returns a tools/list hook that drops the tools the caller's
+// principal may not call. It is a hook rather than mcp-go's tool filter
+// because that filter also answers calls, with "tool not found": a call of a
+// hidden tool must instead reach the session middleware, which audits it and
+// names the missing permission.
+func (a *Access) HideForbidden() func(context.Context, any, *mcp.ListToolsRequest, *mcp.ListToolsResult) {
 	return func(ctx context.Context, _ any, _ *mcp.ListToolsRequest, res *mcp.ListToolsResult) {
 		if res == nil {
 			return
 		}
 		p, _ := auth.FromContext(ctx)
 		res.Tools = slices.DeleteFunc(res.Tools, func(tl mcp.Tool) bool {
-			perm, ok := perms[tl.Name]
-			return ok && !p.Has(perm)
+			perm, _, _ := a.Check(p, tl.Name, nil)
+			return perm != ""
 		})
 	}
 }
@@ -163,15 +218,11 @@ func ArgPermissionRefusal(tool, arg, perm string) string {
 	return fmt.Sprintf("%s with %s needs the %s permission, which your token lacks; call it without %s, or ask an admin for a token with --perms %s", tool, arg, perm, arg, perm)
 }
 
-// guard checks the caller's permission for tl, and tells with every result
-// which pages wait on a JavaScript dialog: such a page answers no script, so
-// any tool may stall on it, and the caller must learn why.
+// guard tells with every result which pages wait on a JavaScript dialog:
+// such a page answers no script, so any tool may stall on it, and the
+// caller must learn why.
 func guard(tl Tool) server.ToolHandlerFunc {
 	return func(ctx context.Context, req mcp.CallToolRequest) (*mcp.CallToolResult, error) {
-		p, _ := auth.FromContext(ctx)
-		if perm, arg := tl.MissingPerm(p, req.GetArguments()); perm != "" {
-			return withDialogNotice(ctx, mcp.NewToolResultError(tl.Refusal(perm, arg))), nil
-		}
 		res, err := tl.Handler(ctx, req)
 		return withDialogNotice(ctx, res), err
 	}
