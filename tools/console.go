@@ -347,21 +347,21 @@ func (t *toolset) listConsoleMessages() Tool {
 			mcp.WithDestructiveHintAnnotation(false),
 		),
 		Handler: func(ctx context.Context, req mcp.CallToolRequest) (*mcp.CallToolResult, error) {
-			types, res := typeFilter(req, "list_console_messages", "types", consoleTypes)
-			if res != nil {
-				return res, nil
+			types, err := typeFilter(req, "types", consoleTypes)
+			if err != nil {
+				return nil, err
 			}
-			tab, res := pageOf(ctx, req)
-			if res != nil {
-				return res, nil
+			tab, err := pageOf(ctx, req)
+			if err != nil {
+				return nil, err
 			}
 			all := req.GetBool("includePreservedMessages", false)
 			msgs, earlier, labels := tab.State.console.list(all, func(m *consoleMsg) bool {
 				return len(types) == 0 || types[m.typ] || (m.uncaught && types["exception"])
 			})
-			from, to, res := listPaging(req, "list_console_messages", len(msgs))
-			if res != nil {
-				return res, nil
+			from, to, err := listPaging(req, len(msgs))
+			if err != nil {
+				return nil, err
 			}
 			text := formatList(consoleWords, tab.ID, msgs[from:to], func(e navEntry[*consoleMsg]) int { return e.nav },
 				func(e navEntry[*consoleMsg]) string { return consoleLine(e.id, e.v) }, labels, all, earlier, types != nil)
@@ -424,9 +424,9 @@ func (t *toolset) getConsoleMessage() Tool {
 			if err != nil {
 				return mcp.NewToolResultError("get_console_message needs a msgid; call list_console_messages to get one"), nil
 			}
-			tab, res := pageOf(ctx, req)
-			if res != nil {
-				return res, nil
+			tab, err := pageOf(ctx, req)
+			if err != nil {
+				return nil, err
 			}
 			m, known := tab.State.console.get(id)
 			if m == nil {

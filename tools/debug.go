@@ -44,14 +44,14 @@ func (t *toolset) takeScreenshot() Tool {
 			if uid != "" && fullPage {
 				return mcp.NewToolResultError("take_screenshot: give uid or fullPage, not both"), nil
 			}
-			tab, res := pageOf(ctx, req)
-			if res != nil {
-				return res, nil
+			tab, err := pageOf(ctx, req)
+			if err != nil {
+				return nil, err
 			}
 			cctx, cancel := callCtx(ctx, tab, t.cfg.CallTimeout)
 			defer cancel()
 			if err := ensureVisible(cctx); err != nil {
-				return cdpError("take_screenshot", cctx, tab, t.cfg.CallTimeout, err), nil
+				return nil, cdpError("take_screenshot", cctx, tab, t.cfg.CallTimeout, err)
 			}
 			switch {
 			case uid != "":
@@ -64,13 +64,13 @@ func (t *toolset) takeScreenshot() Tool {
 					if isStaleNode(err) {
 						return mcp.NewToolResultErrorf("take_screenshot: uid %s no longer exists on the page; call take_snapshot and use a fresh uid", uid), nil
 					}
-					return cdpError("take_screenshot", cctx, tab, t.cfg.CallTimeout, err), nil
+					return nil, cdpError("take_screenshot", cctx, tab, t.cfg.CallTimeout, err)
 				}
 				params.Clip = clip
 			case fullPage:
 				m, err := chromedp.Call(cctx, page.GetLayoutMetrics, cdp.Empty{})
 				if err != nil {
-					return cdpError("take_screenshot", cctx, tab, t.cfg.CallTimeout, err), nil
+					return nil, cdpError("take_screenshot", cctx, tab, t.cfg.CallTimeout, err)
 				}
 				if m.CSSContentSize != nil {
 					params.Clip = &page.Viewport{Width: m.CSSContentSize.Width, Height: m.CSSContentSize.Height, Scale: 1}
@@ -79,7 +79,7 @@ func (t *toolset) takeScreenshot() Tool {
 			}
 			shot, err := chromedp.Call(cctx, page.CaptureScreenshot, params)
 			if err != nil {
-				return cdpError("take_screenshot", cctx, tab, t.cfg.CallTimeout, err), nil
+				return nil, cdpError("take_screenshot", cctx, tab, t.cfg.CallTimeout, err)
 			}
 			if fp := req.GetString("filePath", ""); fp != "" {
 				p, err := writeOutput(ctx, fp, shot.Data)
@@ -111,13 +111,13 @@ func (t *toolset) evaluateScript() Tool {
 			if err != nil || fn == "" {
 				return mcp.NewToolResultError("evaluate_script needs a function, e.g. `() => document.title`"), nil
 			}
-			uids, res := uidArgs(req)
-			if res != nil {
-				return res, nil
+			uids, err := uidArgs(req)
+			if err != nil {
+				return nil, err
 			}
-			tab, res := pageOf(ctx, req)
-			if res != nil {
-				return res, nil
+			tab, err := pageOf(ctx, req)
+			if err != nil {
+				return nil, err
 			}
 			cctx, cancel := callCtx(ctx, tab, t.cfg.CallTimeout)
 			defer cancel()
@@ -130,7 +130,7 @@ func (t *toolset) evaluateScript() Tool {
 				if errors.As(err, &ue) {
 					return mcp.NewToolResultError("evaluate_script: " + ue.msg), nil
 				}
-				return cdpError("evaluate_script", cctx, tab, t.cfg.CallTimeout, err), nil
+				return nil, cdpError("evaluate_script", cctx, tab, t.cfg.CallTimeout, err)
 			}
 			if out.ExceptionDetails != nil {
 				return mcp.NewToolResultErrorf("evaluate_script: the script threw: %s", exceptionText(out.ExceptionDetails)), nil
@@ -147,21 +147,21 @@ func (t *toolset) evaluateScript() Tool {
 }
 
 // uidArgs reads the args argument of evaluate_script: [{uid}, ...].
-func uidArgs(req mcp.CallToolRequest) ([]string, *mcp.CallToolResult) {
+func uidArgs(req mcp.CallToolRequest) ([]string, error) {
 	raw, ok := req.GetArguments()["args"]
 	if !ok || raw == nil {
 		return nil, nil
 	}
 	list, ok := raw.([]any)
 	if !ok {
-		return nil, mcp.NewToolResultError(`evaluate_script: args must be an array like [{"uid":"3"}]`)
+		return nil, errors.New(`evaluate_script: args must be an array like [{"uid":"3"}]`)
 	}
 	uids := make([]string, 0, len(list))
 	for _, a := range list {
 		m, ok := a.(map[string]any)
 		uid, _ := m["uid"].(string)
 		if !ok || uid == "" {
-			return nil, mcp.NewToolResultError(`evaluate_script: each of args must be {"uid": "<uid from take_snapshot>"}`)
+			return nil, errors.New(`evaluate_script: each of args must be {"uid": "<uid from take_snapshot>"}`)
 		}
 		uids = append(uids, uid)
 	}

@@ -240,10 +240,10 @@ func bareUID(uid string) string { return strings.TrimPrefix(uid, "uid=") }
 
 // requireUID reads the uid argument of tool, which names an element of the
 // latest take_snapshot.
-func requireUID(req mcp.CallToolRequest, tool string) (string, *mcp.CallToolResult) {
+func requireUID(req mcp.CallToolRequest) (string, error) {
 	uid, err := req.RequireString("uid")
 	if err != nil {
-		return "", mcp.NewToolResultErrorf("%s needs a uid; call take_snapshot to get one", tool)
+		return "", needf("needs a uid; call take_snapshot to get one")
 	}
 	return uid, nil
 }

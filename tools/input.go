@@ -32,9 +32,9 @@ func (t *toolset) click() Tool {
 			mcp.WithDestructiveHintAnnotation(true),
 		),
 		Handler: func(ctx context.Context, req mcp.CallToolRequest) (*mcp.CallToolResult, error) {
-			uid, res := requireUID(req, "click")
-			if res != nil {
-				return res, nil
+			uid, err := requireUID(req)
+			if err != nil {
+				return nil, err
 			}
 			clicks := int64(1)
 			if req.GetBool("dblClick", false) {
@@ -42,7 +42,7 @@ func (t *toolset) click() Tool {
 			}
 			return t.act(ctx, req, "click", []uidArg{{uid: uid}}, func(cctx context.Context, elems []*element) error {
 				return clickNode(cctx, elems[0], clicks)
-			}, "Clicked uid="+bareUID(uid)), nil
+			}, "Clicked uid="+bareUID(uid))
 		},
 	}
 }
@@ -59,9 +59,9 @@ func (t *toolset) fill() Tool {
 			mcp.WithDestructiveHintAnnotation(true),
 		),
 		Handler: func(ctx context.Context, req mcp.CallToolRequest) (*mcp.CallToolResult, error) {
-			uid, res := requireUID(req, "fill")
-			if res != nil {
-				return res, nil
+			uid, err := requireUID(req)
+			if err != nil {
+				return nil, err
 			}
 			value, err := req.RequireString("value")
 			if err != nil {
@@ -69,7 +69,7 @@ func (t *toolset) fill() Tool {
 			}
 			return t.act(ctx, req, "fill", []uidArg{{uid: uid}}, func(cctx context.Context, elems []*element) error {
 				return fillNode(elems[0], value)
-			}, "Filled uid="+bareUID(uid)), nil
+			}, "Filled uid="+bareUID(uid))
 		},
 	}
 }
@@ -81,13 +81,13 @@ func (t *toolset) fill() Tool {
 // input events and page-wide commands, and the elements, each with a context
 // on its own session. Callers check their other arguments first: a bad
 // argument should not open a page.
-func (t *toolset) act(ctx context.Context, req mcp.CallToolRequest, name string, targets []uidArg, do func(context.Context, []*element) error, done string) *mcp.CallToolResult {
-	tab, res := pageOf(ctx, req)
-	if res != nil {
-		return res
+func (t *toolset) act(ctx context.Context, req mcp.CallToolRequest, name string, targets []uidArg, do func(context.Context, []*element) error, done string) (*mcp.CallToolResult, error) {
+	tab, err := pageOf(ctx, req)
+	if err != nil {
+		return nil, err
 	}
 	if p := tab.State.dialog.current(); p != nil {
-		return mcp.NewToolResultErrorf("%s: page %d cannot take input: %s; call handle_dialog first", name, tab.ID, lowerFirst(p.describe()))
+		return mcp.NewToolResultErrorf("%s: page %d cannot take input: %s; call handle_dialog first", name, tab.ID, lowerFirst(p.describe())), nil
 	}
 	cctx, cancel := callCtx(ctx, tab, t.cfg.CallTimeout)
 	defer cancel()
@@ -96,9 +96,9 @@ func (t *toolset) act(ctx context.Context, req mcp.CallToolRequest, name string,
 		e, err := elementOf(cctx, tab, tg.uid)
 		if err != nil {
 			if tg.label != "" {
-				return mcp.NewToolResultErrorf("%s: %s: %v", name, tg, err)
+				return mcp.NewToolResultErrorf("%s: %s: %v", name, tg, err), nil
 			}
-			return mcp.NewToolResultErrorf("%s: %v", name, err)
+			return mcp.NewToolResultErrorf("%s: %v", name, err), nil
 		}
 		elems[i] = e
 	}
@@ -113,25 +113,25 @@ func (t *toolset) act(ctx context.Context, req mcp.CallToolRequest, name string,
 		_, err = chromedp.Call(cctx, page.BringToFront, cdp.Empty{})
 	}
 	if open {
-		return mcp.NewToolResultErrorf("%s: page %d cannot take input: %s; call handle_dialog first", name, tab.ID, lowerFirst(tab.State.dialog.current().describeOr("a dialog opened")))
+		return mcp.NewToolResultErrorf("%s: page %d cannot take input: %s; call handle_dialog first", name, tab.ID, lowerFirst(tab.State.dialog.current().describeOr("a dialog opened"))), nil
 	}
 	if err != nil {
-		return cdpError(name, cctx, tab, t.cfg.CallTimeout, err)
+		return nil, cdpError(name, cctx, tab, t.cfg.CallTimeout, err)
 	}
 	frames := watchFrames(elems)
 	defer frames.release()
 	_, open, err = untilDialog(cctx, tab, func(c context.Context) (struct{}, error) { return struct{}{}, do(c, elems) })
 	if open {
-		return dialogResult(tab, nav, done)
+		return dialogResult(tab, nav, done), nil
 	}
 	if err != nil {
 		return actionError(name, cctx, tab, t.cfg.CallTimeout, targets, err)
 	}
-	return t.settleAfter(ctx, tab, nav, reqs, frames.changed(), done)
+	return t.settleAfter(ctx, tab, nav, reqs, frames.changed(), done), nil
 }
 
 // actionError says why an action failed and what to do about it.
-func actionError(name string, cctx context.Context, tab *Tab, d time.Duration, targets []uidArg, err error) *mcp.CallToolResult {
+func actionError(name string, cctx context.Context, tab *Tab, d time.Duration, targets []uidArg, err error) (*mcp.CallToolResult, error) {
 	prefix, uid := name, ""
 	if len(targets) == 1 {
 		uid = bareUID(targets[0].uid)
@@ -146,15 +146,15 @@ func actionError(name string, cctx context.Context, tab *Tab, d time.Duration, t
 	}
 	if isStaleNode(err) {
 		if uid == "" {
-			return mcp.NewToolResultErrorf("%s: an element is no longer on the page (it changed or navigated); call take_snapshot and use fresh uids", prefix)
+			return mcp.NewToolResultErrorf("%s: an element is no longer on the page (it changed or navigated); call take_snapshot and use fresh uids", prefix), nil
 		}
-		return mcp.NewToolResultErrorf("%s: uid %s no longer exists on the page (it changed or navigated); call take_snapshot and use a fresh uid", prefix, uid)
+		return mcp.NewToolResultErrorf("%s: uid %s no longer exists on the page (it changed or navigated); call take_snapshot and use a fresh uid", prefix, uid), nil
 	}
 	var usr userError
 	if errors.As(err, &usr) {
-		return mcp.NewToolResultErrorf("%s: %s", prefix, usr.msg)
+		return mcp.NewToolResultErrorf("%s: %s", prefix, usr.msg), nil
 	}
-	return cdpError(prefix, cctx, tab, d, err)
+	return nil, cdpError(prefix, cctx, tab, d, err)
 }
 
 // inputTools returns the input tools beyond click and fill: hover, drag,
@@ -174,9 +174,9 @@ func (t *toolset) hover() Tool {
 			mcp.WithDestructiveHintAnnotation(false),
 		),
 		Handler: func(ctx context.Context, req mcp.CallToolRequest) (*mcp.CallToolResult, error) {
-			uid, res := requireUID(req, "hover")
-			if res != nil {
-				return res, nil
+			uid, err := requireUID(req)
+			if err != nil {
+				return nil, err
 			}
 			return t.act(ctx, req, "hover", []uidArg{{uid: uid}}, func(cctx context.Context, elems []*element) error {
 				x, y, err := nodeCenter(elems[0])
@@ -185,7 +185,7 @@ func (t *toolset) hover() Tool {
 				}
 				_, err = chromedp.Call(cctx, input.DispatchMouseEvent, input.DispatchMouseEventParams{Type: input.DispatchMouseEventTypeMouseMoved, X: x, Y: y})
 				return err
-			}, "Hovered over uid="+bareUID(uid)), nil
+			}, "Hovered over uid="+bareUID(uid))
 		},
 	}
 }
@@ -209,7 +209,7 @@ func (t *toolset) drag() Tool {
 			}
 			targets := []uidArg{{uid: from, label: "from_uid"}, {uid: to, label: "to_uid"}}
 			return t.act(ctx, req, "drag", targets, dragNodes(targets),
-				fmt.Sprintf("Dragged uid=%s onto uid=%s", bareUID(from), bareUID(to))), nil
+				fmt.Sprintf("Dragged uid=%s onto uid=%s", bareUID(from), bareUID(to)))
 		},
 	}
 }
@@ -283,7 +283,7 @@ func (t *toolset) fillForm() Tool {
 					}
 				}
 				return nil
-			}, fmt.Sprintf("Filled %d elements", len(targets))), nil
+			}, fmt.Sprintf("Filled %d elements", len(targets)))
 		},
 	}
 }
@@ -339,7 +339,7 @@ func (t *toolset) pressKey() Tool {
 			}
 			return t.act(ctx, req, "press_key", nil, func(cctx context.Context, _ []*element) error {
 				return dispatchKeys(cctx, combo.events())
-			}, "Pressed "+spec), nil
+			}, "Pressed "+spec)
 		},
 	}
 }
@@ -382,7 +382,7 @@ func (t *toolset) typeText() Tool {
 					return dispatchKeys(cctx, submit.events())
 				}
 				return nil
-			}, done), nil
+			}, done)
 		},
 	}
 }
@@ -400,9 +400,9 @@ func (t *toolset) uploadFile() Tool {
 			mcp.WithDestructiveHintAnnotation(true),
 		),
 		Handler: func(ctx context.Context, req mcp.CallToolRequest) (*mcp.CallToolResult, error) {
-			uid, res := requireUID(req, "upload_file")
-			if res != nil {
-				return res, nil
+			uid, err := requireUID(req)
+			if err != nil {
+				return nil, err
 			}
 			raw, ok := req.GetArguments()["filePaths"].([]any)
 			if !ok || len(raw) == 0 {
@@ -422,7 +422,7 @@ func (t *toolset) uploadFile() Tool {
 			}
 			return t.act(ctx, req, "upload_file", []uidArg{{uid: uid}}, func(cctx context.Context, elems []*element) error {
 				return uploadFiles(cctx, elems[0], files)
-			}, fmt.Sprintf("Chose %d file(s) for uid=%s", len(files), bareUID(uid))), nil
+			}, fmt.Sprintf("Chose %d file(s) for uid=%s", len(files), bareUID(uid)))
 		},
 	}
 }

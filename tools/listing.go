@@ -169,18 +169,18 @@ func singleLine(s string, n int) string {
 
 // listPaging reads pageSize and pageIdx and returns the range of n items to
 // show, or an error result.
-func listPaging(req mcp.CallToolRequest, tool string, n int) (from, to int, res *mcp.CallToolResult) {
+func listPaging(req mcp.CallToolRequest, n int) (from, to int, err error) {
 	size := req.GetInt("pageSize", defaultListPageSize)
 	idx := req.GetInt("pageIdx", 0)
 	if size <= 0 {
-		return 0, 0, mcp.NewToolResultErrorf("%s: pageSize must be a positive integer", tool)
+		return 0, 0, argErrorf("pageSize must be a positive integer")
 	}
 	if idx < 0 {
-		return 0, 0, mcp.NewToolResultErrorf("%s: pageIdx must be 0 or more (0 is the first page)", tool)
+		return 0, 0, argErrorf("pageIdx must be 0 or more (0 is the first page)")
 	}
 	pages := max(1, (n+size-1)/size)
 	if idx >= pages {
-		return 0, 0, mcp.NewToolResultErrorf("%s: pageIdx %d is past the last page; with pageSize %d there are %d page(s), pageIdx 0 to %d", tool, idx, size, pages, pages-1)
+		return 0, 0, argErrorf("pageIdx %d is past the last page; with pageSize %d there are %d page(s), pageIdx 0 to %d", idx, size, pages, pages-1)
 	}
 	from = idx * size
 	return from, min(from+size, n), nil
@@ -203,20 +203,20 @@ func pagingFooter(from, to, n int, req mcp.CallToolRequest, noun string) string 
 }
 
 // typeFilter reads an array of names and checks each against valid.
-func typeFilter(req mcp.CallToolRequest, tool, arg string, valid []string) (map[string]bool, *mcp.CallToolResult) {
+func typeFilter(req mcp.CallToolRequest, arg string, valid []string) (map[string]bool, error) {
 	raw, ok := req.GetArguments()[arg]
 	if !ok || raw == nil {
 		return nil, nil
 	}
 	list, ok := raw.([]any)
 	if !ok {
-		return nil, mcp.NewToolResultErrorf("%s: %s must be an array of strings, e.g. [%q]", tool, arg, valid[0])
+		return nil, argErrorf("%s must be an array of strings, e.g. [%q]", arg, valid[0])
 	}
 	set := map[string]bool{}
 	for _, v := range list {
 		s, _ := v.(string)
 		if !slices.Contains(valid, s) {
-			return nil, mcp.NewToolResultErrorf("%s: %v is not one of the %s; use %s", tool, v, arg, strings.Join(valid, ", "))
+			return nil, argErrorf("%v is not one of the %s; use %s", v, arg, strings.Join(valid, ", "))
 		}
 		set[s] = true
 	}

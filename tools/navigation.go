@@ -61,28 +61,28 @@ func (t *toolset) navigatePage() Tool {
 			default:
 				return mcp.NewToolResultErrorf(`navigate_page: unknown type %q; use "url", "back", "forward" or "reload"`, kind), nil
 			}
-			timeout, bad := t.timeoutArg("navigate_page", req, t.cfg.NavigationTimeout)
-			if bad != nil {
-				return bad, nil
+			timeout, err := t.timeoutArg(req, t.cfg.NavigationTimeout)
+			if err != nil {
+				return nil, err
 			}
-			tab, res := pageOf(ctx, req)
-			if res != nil {
-				return res, nil
+			tab, err := pageOf(ctx, req)
+			if err != nil {
+				return nil, err
 			}
-			return t.navigate(ctx, tab, timeout, do, req.GetString("initScript", "")), nil
+			return t.navigate(ctx, tab, timeout, do, req.GetString("initScript", ""))
 		},
 	}
 }
 
 // navigate runs do on tab and waits for the navigation it starts to finish
 // loading, up to timeout, then reports where the page is.
-func (t *toolset) navigate(ctx context.Context, tab *Tab, timeout time.Duration, do func(context.Context) error, initScript string) *mcp.CallToolResult {
+func (t *toolset) navigate(ctx context.Context, tab *Tab, timeout time.Duration, do func(context.Context) error, initScript string) (*mcp.CallToolResult, error) {
 	cctx, cancel := callCtx(ctx, tab, timeout)
 	defer cancel()
 	if initScript != "" {
 		added, err := chromedp.Call(cctx, page.AddScriptToEvaluateOnNewDocument, page.AddScriptToEvaluateOnNewDocumentParams{Source: initScript})
 		if err != nil {
-			return cdpError("navigate_page", cctx, tab, timeout, err)
+			return nil, cdpError("navigate_page", cctx, tab, timeout, err)
 		}
 		defer func() {
 			rctx, rcancel := callCtx(context.WithoutCancel(ctx), tab, t.cfg.CallTimeout)
@@ -94,9 +94,9 @@ func (t *toolset) navigate(ctx context.Context, tab *Tab, timeout time.Duration,
 	if err := do(cctx); err != nil {
 		var ue userError
 		if errors.As(err, &ue) {
-			return mcp.NewToolResultError("navigate_page: " + ue.msg)
+			return mcp.NewToolResultError("navigate_page: " + ue.msg), nil
 		}
-		return cdpError("navigate_page", cctx, tab, timeout, err)
+		return nil, cdpError("navigate_page", cctx, tab, timeout, err)
 	}
 	_, finished := tab.State.settle(cctx, mark, timeout)
 	where, err := chromedp.Call(cctx, runtime.Evaluate, runtime.EvaluateParams{
@@ -113,9 +113,9 @@ func (t *toolset) navigate(ctx context.Context, tab *Tab, timeout time.Duration,
 		loc = []string{"(unknown)", ""}
 	}
 	if !finished {
-		return textResult("Page %d is at %s but had not finished loading after %s.", tab.ID, loc[0], timeout)
+		return textResult("Page %d is at %s but had not finished loading after %s.", tab.ID, loc[0], timeout), nil
 	}
-	return textResult("Page %d is at %s (title %s).", tab.ID, loc[0], quote(loc[1]))
+	return textResult("Page %d is at %s (title %s).", tab.ID, loc[0], quote(loc[1])), nil
 }
 
 // allowedSchemes are the URL schemes tools may always load.
@@ -247,15 +247,15 @@ func (t *toolset) waitFor() Tool {
 			if err != nil {
 				return mcp.NewToolResultError("wait_for: " + err.Error()), nil
 			}
-			timeout, bad := t.timeoutArg("wait_for", req, t.cfg.NavigationTimeout)
-			if bad != nil {
-				return bad, nil
+			timeout, err := t.timeoutArg(req, t.cfg.NavigationTimeout)
+			if err != nil {
+				return nil, err
 			}
-			tab, res := pageOf(ctx, req)
-			if res != nil {
-				return res, nil
+			tab, err := pageOf(ctx, req)
+			if err != nil {
+				return nil, err
 			}
-			return t.waitText(ctx, tab, texts, timeout), nil
+			return t.waitText(ctx, tab, texts, timeout)
 		},
 	}
 }
@@ -271,7 +271,7 @@ const waitTextJS = `(texts, ms) => new Promise(resolve => {
   const timer = setTimeout(() => { obs.disconnect(); resolve(null); }, ms);
 })`
 
-func (t *toolset) waitText(ctx context.Context, tab *Tab, texts []string, timeout time.Duration) *mcp.CallToolResult {
+func (t *toolset) waitText(ctx context.Context, tab *Tab, texts []string, timeout time.Duration) (*mcp.CallToolResult, error) {
 	deadline := time.Now().Add(timeout)
 	cctx, cancel := callCtx(ctx, tab, timeout+2*time.Second)
 	defer cancel()
@@ -286,13 +286,13 @@ func (t *toolset) waitText(ctx context.Context, tab *Tab, texts []string, timeou
 			var hit *string
 			_ = json.Unmarshal(res.Result.Value, &hit)
 			if hit != nil {
-				return textResult("Found %s on page %d.", quote(*hit), tab.ID)
+				return textResult("Found %s on page %d.", quote(*hit), tab.ID), nil
 			}
 			break
 		}
 		if time.Now().After(deadline) || cctx.Err() != nil {
 			if err != nil {
-				return cdpError("wait_for", cctx, tab, timeout, err)
+				return nil, cdpError("wait_for", cctx, tab, timeout, err)
 			}
 			break
 		}
@@ -303,7 +303,7 @@ func (t *toolset) waitText(ctx context.Context, tab *Tab, texts []string, timeou
 		case <-cctx.Done():
 		}
 	}
-	return mcp.NewToolResultErrorf("wait_for: none of %s appeared on page %d within %s; take_snapshot to see what the page shows", jsonValue(texts), tab.ID, timeout)
+	return mcp.NewToolResultErrorf("wait_for: none of %s appeared on page %d within %s; take_snapshot to see what the page shows", jsonValue(texts), tab.ID, timeout), nil
 }
 
 func stringOrList(v any) ([]string, error) {

@@ -3,6 +3,7 @@ package tools
 import (
 	"context"
 	"errors"
+	"fmt"
 	"time"
 
 	"github.com/chromedp/cdproto/target"
@@ -98,26 +99,26 @@ func callCtx(toolCtx context.Context, tab *Tab, d time.Duration) (context.Contex
 
 // cdpError turns a CDP failure into a message that says what happened and
 // what to do next.
-func cdpError(what string, cctx context.Context, tab *Tab, d time.Duration, err error) *mcp.CallToolResult {
+func cdpError(what string, cctx context.Context, tab *Tab, d time.Duration, err error) error {
 	switch {
 	case tab.Ctx.Err() != nil:
-		return mcp.NewToolResultErrorf("%s: page %d is gone (the tab was closed or the browser connection dropped); call list_pages and retry", what, tab.ID)
+		return fmt.Errorf("%s: page %d is gone (the tab was closed or the browser connection dropped); call list_pages and retry", what, tab.ID)
 	case errors.Is(cctx.Err(), context.DeadlineExceeded) || errors.Is(err, context.DeadlineExceeded):
-		return mcp.NewToolResultErrorf("%s: the browser did not answer within %s; the page may be busy, retry or raise the timeout", what, d)
+		return fmt.Errorf("%s: the browser did not answer within %s; the page may be busy, retry or raise the timeout", what, d)
 	default:
-		return mcp.NewToolResultErrorf("%s: %v", what, err)
+		return fmt.Errorf("%s: %v", what, err)
 	}
 }
 
 // pageOf resolves the pageId argument to a tab of the calling session.
-func pageOf(ctx context.Context, req mcp.CallToolRequest) (*Tab, *mcp.CallToolResult) {
+func pageOf(ctx context.Context, req mcp.CallToolRequest) (*Tab, error) {
 	ws, err := workspaceFrom(ctx)
 	if err != nil {
-		return nil, mcp.NewToolResultError(err.Error())
+		return nil, err
 	}
 	tab, err := ws.Tab(ctx, req.GetInt("pageId", 0))
 	if err != nil {
-		return nil, mcp.NewToolResultError(err.Error())
+		return nil, err
 	}
 	return tab, nil
 }
@@ -125,31 +126,31 @@ func pageOf(ctx context.Context, req mcp.CallToolRequest) (*Tab, *mcp.CallToolRe
 var pageIDOption = mcp.WithNumber("pageId", mcp.Description("Page to act on, from list_pages. Defaults to the selected page."))
 
 // timeoutArg reads the timeout argument of tool in milliseconds: def when
-// it is missing or not positive, the error result when it is above the
+// it is missing or not positive, an error when it is above the
 // ceiling (Config.MaxCallTimeout). The ceiling is compared in milliseconds,
 // before any conversion can overflow.
-func (t *toolset) timeoutArg(tool string, req mcp.CallToolRequest, def time.Duration) (time.Duration, *mcp.CallToolResult) {
+func (t *toolset) timeoutArg(req mcp.CallToolRequest, def time.Duration) (time.Duration, error) {
 	ms := req.GetFloat("timeout", 0)
 	if ms <= 0 {
 		return min(def, t.cfg.MaxCallTimeout), nil
 	}
 	if ceiling := t.cfg.MaxCallTimeout.Milliseconds(); ms > float64(ceiling) {
-		return 0, mcp.NewToolResultErrorf("%s: timeout %.0f ms is above this proxy's ceiling of %d ms (--max-call-timeout); pass a timeout of at most %d, or leave it out for the default %d",
-			tool, ms, ceiling, ceiling, min(def, t.cfg.MaxCallTimeout).Milliseconds())
+		return 0, argErrorf("timeout %.0f ms is above this proxy's ceiling of %d ms (--max-call-timeout); pass a timeout of at most %d, or leave it out for the default %d",
+			ms, ceiling, ceiling, min(def, t.cfg.MaxCallTimeout).Milliseconds())
 	}
 	return time.Duration(ms * float64(time.Millisecond)), nil
 }
 
 // requiredPage returns the workspace and the pageId argument of a tool that
 // must name a page.
-func requiredPage(ctx context.Context, req mcp.CallToolRequest, tool string) (Workspace, int, *mcp.CallToolResult) {
+func requiredPage(ctx context.Context, req mcp.CallToolRequest) (Workspace, int, error) {
 	ws, err := workspaceFrom(ctx)
 	if err != nil {
-		return nil, 0, mcp.NewToolResultError(err.Error())
+		return nil, 0, err
 	}
 	id := req.GetInt("pageId", 0)
 	if id <= 0 {
-		return nil, 0, mcp.NewToolResultErrorf("%s needs a pageId from list_pages", tool)
+		return nil, 0, needf("needs a pageId from list_pages")
 	}
 	return ws, id, nil
 }

@@ -29,8 +29,8 @@ func (t *toolset) listPages() Tool {
 				return mcp.NewToolResultError(err.Error()), nil
 			}
 			all := req.GetBool("all", false)
-			if res := needAllTabs(ctx, all, "list_pages with all=true"); res != nil {
-				return res, nil
+			if err := needAllTabs(ctx, all, "list_pages with all=true"); err != nil {
+				return nil, err
 			}
 			tabs, err := ws.Tabs(ctx)
 			if err != nil {
@@ -51,12 +51,12 @@ func (t *toolset) listPages() Tool {
 
 // needAllTabs refuses what without the browser:all-tabs permission, when
 // wanted.
-func needAllTabs(ctx context.Context, wanted bool, what string) *mcp.CallToolResult {
+func needAllTabs(ctx context.Context, wanted bool, what string) error {
 	if !wanted {
 		return nil
 	}
 	if p, _ := auth.FromContext(ctx); !p.Has(auth.PermAllTabs) {
-		return mcp.NewToolResultErrorf("%s needs the %s permission, which your token lacks; without it a session sees only the pages it opened", what, auth.PermAllTabs)
+		return fmt.Errorf("%s needs the %s permission, which your token lacks; without it a session sees only the pages it opened", what, auth.PermAllTabs)
 	}
 	return nil
 }
@@ -118,9 +118,9 @@ func (t *toolset) newPage() Tool {
 					return mcp.NewToolResultError("new_page: " + err.Error()), nil
 				}
 			}
-			timeout, bad := t.timeoutArg("new_page", req, t.cfg.NavigationTimeout)
-			if bad != nil {
-				return bad, nil
+			timeout, err := t.timeoutArg(req, t.cfg.NavigationTimeout)
+			if err != nil {
+				return nil, err
 			}
 			tab, err := ws.NewTab(ctx, req.GetBool("background", false))
 			if err != nil {
@@ -128,9 +128,12 @@ func (t *toolset) newPage() Tool {
 			}
 			msg := fmt.Sprintf("Opened page %d and selected it.", tab.ID)
 			if target != "" {
-				res := t.navigate(ctx, tab, timeout, func(cctx context.Context) error {
+				res, err := t.navigate(ctx, tab, timeout, func(cctx context.Context) error {
 					return navigateURL(cctx, target)
 				}, "")
+				if err != nil {
+					return nil, err
+				}
 				if res.IsError {
 					return res, nil
 				}
@@ -167,8 +170,8 @@ func (t *toolset) selectPage() Tool {
 			case targetID != "" && id > 0:
 				return mcp.NewToolResultError("select_page takes a pageId or a targetId, not both"), nil
 			case targetID != "":
-				if res := needAllTabs(ctx, true, "select_page with a targetId"); res != nil {
-					return res, nil
+				if err := needAllTabs(ctx, true, "select_page with a targetId"); err != nil {
+					return nil, err
 				}
 				tab, err = ws.AttachTab(ctx, target.ID(targetID))
 			case id > 0:
@@ -183,7 +186,7 @@ func (t *toolset) selectPage() Tool {
 				cctx, cancel := callCtx(ctx, tab, t.cfg.CallTimeout)
 				defer cancel()
 				if _, err := chromedp.Call(cctx, page.BringToFront, cdp.Empty{}); err != nil {
-					return cdpError("select_page", cctx, tab, t.cfg.CallTimeout, err), nil
+					return nil, cdpError("select_page", cctx, tab, t.cfg.CallTimeout, err)
 				}
 			}
 			if !tab.Owned {
@@ -204,9 +207,9 @@ func (t *toolset) closePage() Tool {
 			mcp.WithDestructiveHintAnnotation(true),
 		),
 		Handler: func(ctx context.Context, req mcp.CallToolRequest) (*mcp.CallToolResult, error) {
-			ws, id, res := requiredPage(ctx, req, "close_page")
-			if res != nil {
-				return res, nil
+			ws, id, err := requiredPage(ctx, req)
+			if err != nil {
+				return nil, err
 			}
 			verb := "Closed"
 			for _, tb := range ws.OpenTabs() {

@@ -81,19 +81,18 @@ func (t *toolset) performanceStartTrace() Tool {
 					return mcp.NewToolResultError("performance_start_trace: " + err.Error()), nil
 				}
 			}
-			tab, res := pageOf(ctx, req)
-			if res != nil {
-				return res, nil
+			tab, err := pageOf(ctx, req)
+			if err != nil {
+				return nil, err
 			}
-			if res := t.startTrace(ctx, tab); res != nil {
-				return res, nil
+			if err := t.startTrace(ctx, tab); err != nil {
+				return nil, err
 			}
 			var note string
 			if reload {
-				var res *mcp.CallToolResult
-				if note, res = t.traceReload(ctx, tab); res != nil {
+				if note, err = t.traceReload(ctx, tab); err != nil {
 					t.abandonTrace(tab)
-					return res, nil
+					return nil, err
 				}
 			}
 			if !autoStop {
@@ -107,7 +106,7 @@ func (t *toolset) performanceStartTrace() Tool {
 				return textResult(what+"%s Call performance_stop_trace to stop it and get the summary.", tab.ID, note), nil
 			}
 			tab.State.trace.waitQuiet(ctx, traceQuiet, traceAfterLoad)
-			return t.stopTrace(ctx, tab, "performance_start_trace", filePath, note), nil
+			return t.stopTrace(ctx, tab, "performance_start_trace", filePath, note)
 		},
 	}
 }
@@ -130,19 +129,19 @@ func (t *toolset) performanceStopTrace() Tool {
 					return mcp.NewToolResultError("performance_stop_trace: " + err.Error()), nil
 				}
 			}
-			tab, res := pageOf(ctx, req)
-			if res != nil {
-				return res, nil
+			tab, err := pageOf(ctx, req)
+			if err != nil {
+				return nil, err
 			}
-			return t.stopTrace(ctx, tab, "performance_stop_trace", filePath, ""), nil
+			return t.stopTrace(ctx, tab, "performance_stop_trace", filePath, "")
 		},
 	}
 }
 
 // startTrace starts tracing the tab, or says why it cannot.
-func (t *toolset) startTrace(ctx context.Context, tab *Tab) *mcp.CallToolResult {
+func (t *toolset) startTrace(ctx context.Context, tab *Tab) error {
 	if !tab.State.trace.begin() {
-		return mcp.NewToolResultErrorf("performance_start_trace: a trace is already running on page %d; call performance_stop_trace to end it first", tab.ID)
+		return fmt.Errorf("performance_start_trace: a trace is already running on page %d; call performance_stop_trace to end it first", tab.ID)
 	}
 	cctx, cancel := callCtx(ctx, tab, t.cfg.CallTimeout)
 	defer cancel()
@@ -160,7 +159,7 @@ func (t *toolset) startTrace(ctx context.Context, tab *Tab) *mcp.CallToolResult 
 	if err != nil {
 		tab.State.trace.reset()
 		if cerr := cdpErrorMessage(err); cerr != "" {
-			return mcp.NewToolResultErrorf("performance_start_trace: the browser refused to start tracing (%s); another client (DevTools, or another session on this browser) may be recording a trace: stop it and retry", cerr)
+			return fmt.Errorf("performance_start_trace: the browser refused to start tracing (%s); another client (DevTools, or another session on this browser) may be recording a trace: stop it and retry", cerr)
 		}
 		return cdpError("performance_start_trace", cctx, tab, t.cfg.CallTimeout, err)
 	}
@@ -169,7 +168,7 @@ func (t *toolset) startTrace(ctx context.Context, tab *Tab) *mcp.CallToolResult 
 
 // traceReload reloads the tab and waits for the load, bounded by the
 // navigation timeout. It returns a note when the load did not finish.
-func (t *toolset) traceReload(ctx context.Context, tab *Tab) (string, *mcp.CallToolResult) {
+func (t *toolset) traceReload(ctx context.Context, tab *Tab) (string, error) {
 	cctx, cancel := callCtx(ctx, tab, t.cfg.NavigationTimeout)
 	defer cancel()
 	mark := tab.State.mark()
@@ -180,7 +179,7 @@ func (t *toolset) traceReload(ctx context.Context, tab *Tab) (string, *mcp.CallT
 	awaitNavStart(cctx, tab, mark, 2*time.Second)
 	if _, finished := tab.State.settle(cctx, mark, t.cfg.NavigationTimeout); !finished {
 		if ctx.Err() != nil {
-			return "", mcp.NewToolResultError("performance_start_trace: the call was cancelled while the page reloaded")
+			return "", errors.New("performance_start_trace: the call was cancelled while the page reloaded")
 		}
 		return fmt.Sprintf(" The page had not finished loading after %s.", t.cfg.NavigationTimeout), nil
 	}
@@ -219,23 +218,23 @@ func (t *toolset) abandonTrace(tab *Tab) {
 }
 
 // stopTrace ends the tab's trace, waits for its data and summarises it.
-func (t *toolset) stopTrace(ctx context.Context, tab *Tab, tool, filePath, note string) *mcp.CallToolResult {
+func (t *toolset) stopTrace(ctx context.Context, tab *Tab, tool, filePath, note string) (*mcp.CallToolResult, error) {
 	done, ok := tab.State.trace.end()
 	if !ok {
-		return mcp.NewToolResultErrorf("%s: no performance trace is running on page %d; call performance_start_trace first", tool, tab.ID)
+		return mcp.NewToolResultErrorf("%s: no performance trace is running on page %d; call performance_start_trace first", tool, tab.ID), nil
 	}
 	wait := max(traceStopWait, t.cfg.CallTimeout)
 	cctx, cancel := callCtx(ctx, tab, wait)
 	defer cancel()
 	if _, err := chromedp.Call(cctx, tracing.End, cdp.Empty{}); err != nil {
 		t.abandonTrace(tab)
-		return cdpError(tool, cctx, tab, wait, err)
+		return nil, cdpError(tool, cctx, tab, wait, err)
 	}
 	select {
 	case <-done:
 	case <-cctx.Done():
 		tab.State.trace.reset()
-		return cdpError(tool+": waiting for the trace data", cctx, tab, wait, cctx.Err())
+		return nil, cdpError(tool+": waiting for the trace data", cctx, tab, wait, cctx.Err())
 	}
 	data := tab.State.trace.take()
 	sum := summarizeTrace(data.events, string(tab.TargetID))
@@ -255,11 +254,11 @@ func (t *toolset) stopTrace(ctx context.Context, tab *Tab, tool, filePath, note 
 		p, err := writeOutput(ctx, filePath, rawTrace(data.events))
 		if err != nil {
 			fmt.Fprintf(&b, "\nThe raw trace could not be saved: %v\n", err)
-			return mcp.NewToolResultError(b.String())
+			return mcp.NewToolResultError(b.String()), nil
 		}
 		fmt.Fprintf(&b, "\nThe raw trace (%d events) was saved to %s.\n", len(data.events), p)
 	}
-	return mcp.NewToolResultText(b.String())
+	return mcp.NewToolResultText(b.String()), nil
 }
 
 // rawTrace encodes events in the JSON trace format that DevTools and
@@ -292,17 +291,17 @@ func (t *toolset) takeHeapSnapshot() Tool {
 			mcp.WithDestructiveHintAnnotation(false),
 		),
 		Handler: func(ctx context.Context, req mcp.CallToolRequest) (*mcp.CallToolResult, error) {
-			tab, res := pageOf(ctx, req)
-			if res != nil {
-				return res, nil
+			tab, err := pageOf(ctx, req)
+			if err != nil {
+				return nil, err
 			}
 			filePath := req.GetString("filePath", fmt.Sprintf("heap-%d.heapsnapshot", tab.ID))
 			if _, err := outputPath(ctx, filePath); err != nil {
 				return mcp.NewToolResultError("take_heapsnapshot: " + err.Error()), nil
 			}
-			data, res := t.heapSnapshot(ctx, tab)
-			if res != nil {
-				return res, nil
+			data, err := t.heapSnapshot(ctx, tab)
+			if err != nil {
+				return nil, err
 			}
 			p, err := writeOutput(ctx, filePath, data)
 			if err != nil {
@@ -319,9 +318,9 @@ func (t *toolset) takeHeapSnapshot() Tool {
 
 // heapSnapshot takes a snapshot of the tab's heap; its chunks arrive as
 // events, all of them before the command's answer.
-func (t *toolset) heapSnapshot(ctx context.Context, tab *Tab) ([]byte, *mcp.CallToolResult) {
+func (t *toolset) heapSnapshot(ctx context.Context, tab *Tab) ([]byte, error) {
 	if !tab.State.trace.beginHeap() {
-		return nil, mcp.NewToolResultErrorf("take_heapsnapshot: a heap snapshot of page %d is already being taken; wait for it", tab.ID)
+		return nil, fmt.Errorf("take_heapsnapshot: a heap snapshot of page %d is already being taken; wait for it", tab.ID)
 	}
 	wait := max(heapSnapshotWait, t.cfg.CallTimeout)
 	cctx, cancel := callCtx(ctx, tab, wait)
@@ -339,10 +338,10 @@ func (t *toolset) heapSnapshot(ctx context.Context, tab *Tab) ([]byte, *mcp.Call
 		return nil, cdpError("take_heapsnapshot", cctx, tab, wait, err)
 	}
 	if full {
-		return nil, mcp.NewToolResultErrorf("take_heapsnapshot: the heap snapshot of page %d is larger than %s, the limit, and was not saved", tab.ID, perfSize(heapMaxBytes))
+		return nil, fmt.Errorf("take_heapsnapshot: the heap snapshot of page %d is larger than %s, the limit, and was not saved", tab.ID, perfSize(heapMaxBytes))
 	}
 	if len(data) == 0 {
-		return nil, mcp.NewToolResultErrorf("take_heapsnapshot: the browser sent no snapshot data for page %d; retry", tab.ID)
+		return nil, fmt.Errorf("take_heapsnapshot: the browser sent no snapshot data for page %d; retry", tab.ID)
 	}
 	return data, nil
 }

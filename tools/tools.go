@@ -218,14 +218,44 @@ func ArgPermissionRefusal(tool, arg, perm string) string {
 	return fmt.Sprintf("%s with %s needs the %s permission, which your token lacks; call it without %s, or ask an admin for a token with --perms %s", tool, arg, perm, arg, perm)
 }
 
-// guard tells with every result which pages wait on a JavaScript dialog:
-// such a page answers no script, so any tool may stall on it, and the
-// caller must learn why.
+// guard is the one place where a tool's error becomes its error result, and
+// it tells with every result which pages wait on a JavaScript dialog: such
+// a page answers no script, so any tool may stall on it, and the caller
+// must learn why.
 func guard(tl Tool) server.ToolHandlerFunc {
 	return func(ctx context.Context, req mcp.CallToolRequest) (*mcp.CallToolResult, error) {
 		res, err := tl.Handler(ctx, req)
+		if err != nil {
+			res, err = errorResult(tl.Tool.Name, err), nil
+		}
 		return withDialogNotice(ctx, res), err
 	}
+}
+
+// errorResult is the error result of tool for err: an argument error
+// (argErrorf, needf) is said with the tool's name in front, any other error
+// as it is.
+func errorResult(tool string, err error) *mcp.CallToolResult {
+	if te, ok := err.(*toolError); ok {
+		return mcp.NewToolResultError(tool + te.sep + te.msg)
+	}
+	return mcp.NewToolResultError(err.Error())
+}
+
+// toolError is an error that errorResult says after the tool's name.
+type toolError struct{ sep, msg string }
+
+func (e *toolError) Error() string { return e.msg }
+
+// argErrorf returns an error said as "<tool>: <message>".
+func argErrorf(format string, args ...any) error {
+	return &toolError{sep: ": ", msg: fmt.Sprintf(format, args...)}
+}
+
+// needf returns an error said as "<tool> <message>", for a message that
+// starts with "needs".
+func needf(format string, args ...any) error {
+	return &toolError{sep: " ", msg: fmt.Sprintf(format, args...)}
 }
 
 type toolset struct {
