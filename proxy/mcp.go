@@ -23,8 +23,10 @@ const instructions = `You drive the user's own Chrome. Pages you open with new_p
 // buildMCP creates the MCP server with the tools and both transports.
 func (s *Server) buildMCP() {
 	list := tools.All(s.cfg.Tools)
+	access := tools.NewAccess(list)
 	hooks := &server.Hooks{}
 	mgr := s.cfg.Sessions
+	mgr.SetAccess(access) // one rule for tools/list and tools/call
 	hooks.AddOnRegisterSession(func(ctx context.Context, cs server.ClientSession) {
 		if p, ok := auth.FromContext(ctx); ok && cs.SessionID() != "" {
 			transport := session.TransportStreamable
@@ -48,7 +50,7 @@ func (s *Server) buildMCP() {
 	// tools/list hides the tools the caller's token lacks the permission
 	// for; a call of one is refused by the session middleware, which names
 	// the permission.
-	hooks.AddAfterListTools(tools.HideForbidden(list))
+	hooks.AddAfterListTools(access.HideForbidden())
 	s.mcp = server.NewMCPServer("mcp-browser-proxy", s.cfg.Version,
 		server.WithToolCapabilities(false),
 		server.WithRecovery(),

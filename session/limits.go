@@ -97,16 +97,16 @@ func (l *callLimiter) describe() string {
 // limits holds the per-call checks of a Manager.
 type limits struct {
 	calls *callLimiter
-	tools map[string]tools.Tool // by name, for the permissions each needs
 }
 
 func newLimits(cfg Config) limits {
-	byName := map[string]tools.Tool{}
-	for _, tl := range tools.All(tools.Config{}) {
-		byName[tl.Tool.Name] = tl
-	}
-	return limits{calls: newCallLimiter(cfg.RateLimit, cfg.RateBurst), tools: byName}
+	return limits{calls: newCallLimiter(cfg.RateLimit, cfg.RateBurst)}
 }
+
+// SetAccess makes a the permission rule of the calls; the server that
+// registers the tools sets the rule of the same list (tools.NewAccess).
+// Until it is set, every call is refused.
+func (m *Manager) SetAccess(a *tools.Access) { m.access.Store(a) }
 
 // refusePermission refuses a call of a tool, or with an argument, that the
 // principal lacks the permission for, naming that permission; tools/list
@@ -115,11 +115,13 @@ func newLimits(cfg Config) limits {
 // refusal.
 func (m *Manager) refusePermission(ctx context.Context, p auth.Principal, req mcp.CallToolRequest) *mcp.CallToolResult {
 	tool := req.Params.Name
-	tl, ok := m.lim.tools[tool]
-	if !ok {
-		return nil
+	a := m.access.Load()
+	if a == nil {
+		m.refuse(p.UserID, "", tool, ReasonPermission, "no permission rule is set")
+		m.cfg.Metrics.called(p.UserID, tool, OutcomeDenied, false, 0)
+		return mcp.NewToolResultError("this proxy has no tool permissions set up, so it refuses every call; tell its admin (a wiring bug: session.Manager.SetAccess was not called)")
 	}
-	perm, arg := tl.MissingPerm(p, req.GetArguments())
+	perm, arg, refusal := a.Check(p, tool, req.GetArguments())
 	if perm == "" {
 		return nil
 	}
@@ -133,7 +135,7 @@ func (m *Manager) refusePermission(ctx context.Context, p auth.Principal, req mc
 	}
 	m.refuse(p.UserID, sid, tool, ReasonPermission, detail)
 	m.cfg.Metrics.called(p.UserID, tool, OutcomeDenied, false, 0)
-	return mcp.NewToolResultError(tl.Refusal(perm, arg))
+	return mcp.NewToolResultError(refusal)
 }
 
 // retryIn formats a wait for a refusal message, rounded up to milliseconds.

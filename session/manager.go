@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/mark3labs/mcp-go/mcp"
@@ -92,6 +93,8 @@ type Manager struct {
 	lim  limits
 	// rates counts each user's calls per minute, for the dashboard.
 	rates callRates
+	// access is the permission rule of the calls (SetAccess).
+	access atomic.Pointer[tools.Access]
 
 	mu       sync.Mutex
 	sessions map[string]*Session      // by MCP session ID

@@ -27,7 +27,9 @@ func newTestManager(t *testing.T, cfg Config) *Manager {
 	t.Helper()
 	pool := browserpool.New(browserpool.Config{})
 	t.Cleanup(pool.Close)
-	return NewManager(cfg, pool)
+	m := NewManager(cfg, pool)
+	m.SetAccess(tools.NewAccess(tools.All(tools.Config{})))
+	return m
 }
 
 // callAs runs one tool call through the middleware as user on session sid and

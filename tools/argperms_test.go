@@ -1,9 +1,11 @@
 package tools
 
 import (
+	"context"
 	"strings"
 	"testing"
 
+	"github.com/mark3labs/mcp-go/mcp"
 	"github.com/mcp-browser-proxy/mcp-browser-proxy/auth"
 )
 
@@ -52,5 +54,40 @@ func TestMissingPerm(t *testing.T) {
 	}
 	if msg := nav.Refusal(auth.PermScript, "initScript"); !strings.Contains(msg, "navigate_page with initScript needs the browser:script permission") {
 		t.Errorf("refusal: %q", msg)
+	}
+}
+
+// TestAccessOneRule: the rule that hides a tool from tools/list is the one
+// that refuses its call, and every tool carries a group.
+func TestAccessOneRule(t *testing.T) {
+	list := All(Config{})
+	a := NewAccess(list)
+	reader := auth.Principal{UserID: "r", Perms: []string{auth.PermRead}}
+	res := &mcp.ListToolsResult{}
+	for _, tl := range list {
+		if tl.Group == "" {
+			t.Errorf("%s has no group", tl.Tool.Name)
+		}
+		res.Tools = append(res.Tools, tl.Tool)
+	}
+	a.HideForbidden()(auth.WithPrincipal(context.Background(), reader), nil, nil, res)
+	listed := map[string]bool{}
+	for _, tl := range res.Tools {
+		listed[tl.Name] = true
+	}
+	for _, tl := range list {
+		perm, _, refusal := a.Check(reader, tl.Tool.Name, nil)
+		if listed[tl.Tool.Name] != (perm == "") {
+			t.Errorf("%s: listed=%v but Check says %q", tl.Tool.Name, listed[tl.Tool.Name], perm)
+		}
+		if perm != "" && refusal != PermissionRefusal(tl.Tool.Name, perm) {
+			t.Errorf("%s: refusal %q", tl.Tool.Name, refusal)
+		}
+	}
+	if !listed["take_snapshot"] || listed["click"] {
+		t.Errorf("a read-only token lists take_snapshot=%v click=%v", listed["take_snapshot"], listed["click"])
+	}
+	if perm, _, _ := a.Check(reader, "no_such_tool", nil); perm != "" {
+		t.Errorf("an unknown tool is refused with %q; mcp-go answers it", perm)
 	}
 }

@@ -6,8 +6,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/url"
-	"slices"
-	"sort"
 	"strconv"
 	"strings"
 	"sync"
@@ -47,129 +45,6 @@ const (
 	listTextWidth = 160
 	listURLWidth  = 100
 )
-
-// navRing is a bounded log of a tab's entries, each tagged with the
-// main-frame navigation it belongs to. It keeps the entries of the last
-// keptNavigations navigations and at most a given number of entries, oldest
-// dropped first. Ids count up from 1 and are never reused, so an id from an
-// older list names the same entry or none. The zero value is ready to use;
-// the owner guards it.
-type navRing[T any] struct {
-	entries []navEntry[T] // in id order
-	lastID  int
-	nav     int            // number of the current navigation
-	navURLs map[int]string // URL of each kept navigation
-}
-
-type navEntry[T any] struct {
-	id, nav int
-	v       T
-}
-
-// add appends v to the current navigation and returns its id, and the
-// entries dropped to stay within limit.
-func (r *navRing[T]) add(v T, limit int) (int, []T) {
-	r.lastID++
-	r.entries = append(r.entries, navEntry[T]{id: r.lastID, nav: r.nav, v: v})
-	var dropped []T
-	for len(r.entries) > limit {
-		dropped = append(dropped, r.entries[0].v)
-		r.entries[0] = navEntry[T]{} // let the dropped value go before the array is reallocated
-		r.entries = r.entries[1:]
-	}
-	return r.lastID, dropped
-}
-
-// dropOldest drops the oldest entry and returns it.
-func (r *navRing[T]) dropOldest() (T, bool) {
-	if len(r.entries) == 0 {
-		var zero T
-		return zero, false
-	}
-	v := r.entries[0].v
-	r.entries[0] = navEntry[T]{}
-	r.entries = r.entries[1:]
-	return v, true
-}
-
-// navigate starts a new navigation to url. Entries of the navigation that
-// just ended for which carry is true move to the new one: a document's own
-// request is sent before the browser announces the navigation. Entries
-// older than keptNavigations navigations are dropped and returned.
-func (r *navRing[T]) navigate(url string, carry func(T) bool) []T {
-	prev := r.nav
-	r.nav++
-	if r.navURLs == nil {
-		r.navURLs = map[int]string{}
-	}
-	r.navURLs[r.nav] = url
-	delete(r.navURLs, r.nav-keptNavigations)
-	oldest := r.nav - keptNavigations + 1
-	var dropped []T
-	kept := r.entries[:0]
-	for _, e := range r.entries {
-		if e.nav == prev && carry != nil && carry(e.v) {
-			e.nav = r.nav
-		}
-		if e.nav < oldest {
-			dropped = append(dropped, e.v)
-			continue
-		}
-		kept = append(kept, e)
-	}
-	clear(r.entries[len(kept):])
-	r.entries = kept
-	return dropped
-}
-
-// find returns the entry with id.
-func (r *navRing[T]) find(id int) (navEntry[T], bool) {
-	i := sort.Search(len(r.entries), func(i int) bool { return r.entries[i].id >= id })
-	if i < len(r.entries) && r.entries[i].id == id {
-		return r.entries[i], true
-	}
-	return navEntry[T]{}, false
-}
-
-// pick returns the entries of the current navigation (or of every kept
-// navigation when all is true) that keep accepts, oldest first, as a copy;
-// how many entries the earlier navigations hold; and the header of each
-// navigation picked from.
-func (r *navRing[T]) pick(all bool, keep func(T) bool) ([]navEntry[T], int, map[int]string) {
-	var out []navEntry[T]
-	earlier := 0
-	labels := map[int]string{}
-	for _, e := range r.entries {
-		if e.nav != r.nav && !all {
-			earlier++
-			continue
-		}
-		if keep(e.v) {
-			out = append(out, e)
-			labels[e.nav] = r.navLabel(e.nav)
-		}
-	}
-	return out, earlier, labels
-}
-
-// forgotten says why id names no entry: whether it was given out once and
-// dropped since, or never given out.
-func (r *navRing[T]) forgotten(id int) bool { return id >= 1 && id <= r.lastID }
-
-// navLabel names navigation nav for a list header.
-func (r *navRing[T]) navLabel(nav int) string {
-	url, ok := r.navURLs[nav]
-	switch {
-	case nav == r.nav && ok:
-		return "Current navigation: " + clipMiddle(url, listURLWidth)
-	case nav == r.nav:
-		return "Current navigation"
-	case ok:
-		return "Earlier navigation: " + clipMiddle(url, listURLWidth)
-	default:
-		return "Before the first navigation seen"
-	}
-}
 
 // consoleMsg is one collected console message; it does not change once
 // stored, so readers may keep it after the lock is released.
@@ -452,361 +327,6 @@ func consoleTime(ms runtime.Timestamp) time.Time {
 	return time.UnixMilli(int64(ms)).UTC()
 }
 
-func argKind(o *runtime.RemoteObject) string {
-	if o.Subtype != "" {
-		return string(o.Subtype)
-	}
-	return string(o.Type)
-}
-
-// formatConsoleArgs renders the arguments of a console call as DevTools
-// prints them: a first string argument is a format with %s, %d, %i, %f, %o,
-// %O and %c; the other arguments follow, separated by spaces.
-func formatConsoleArgs(args []*runtime.RemoteObject) string {
-	if len(args) == 0 {
-		return ""
-	}
-	var b strings.Builder
-	rest := args
-	if args[0].Type == runtime.RemoteObjectTypeString {
-		format := remoteText(args[0], false)
-		rest = args[1:]
-		for i := 0; i < len(format); i++ {
-			ch := format[i]
-			if ch != '%' || i+1 >= len(format) {
-				b.WriteByte(ch)
-				continue
-			}
-			verb := format[i+1]
-			if verb == '%' {
-				b.WriteByte('%')
-				i++
-				continue
-			}
-			if !strings.ContainsRune("sdifoOc", rune(verb)) || len(rest) == 0 {
-				b.WriteByte(ch)
-				continue
-			}
-			a := rest[0]
-			rest = rest[1:]
-			i++
-			switch verb {
-			case 'c': // CSS styling has no text
-			case 'd', 'i':
-				f, err := strconv.ParseFloat(remoteText(a, false), 64)
-				if err != nil {
-					b.WriteString("NaN")
-				} else {
-					b.WriteString(strconv.FormatInt(int64(f), 10))
-				}
-			case 'f':
-				f, err := strconv.ParseFloat(remoteText(a, false), 64)
-				if err != nil {
-					b.WriteString("NaN")
-				} else {
-					b.WriteString(strconv.FormatFloat(f, 'g', -1, 64))
-				}
-			default:
-				b.WriteString(remoteText(a, false))
-			}
-			if b.Len() > maxCollectedText {
-				return b.String()
-			}
-		}
-	}
-	for _, a := range rest {
-		if b.Len() > 0 {
-			b.WriteByte(' ')
-		}
-		b.WriteString(remoteText(a, false))
-		if b.Len() > maxCollectedText {
-			break
-		}
-	}
-	return b.String()
-}
-
-// remoteText renders a value of the page from what the event carries,
-// without asking the page: primitives as they are, objects from their
-// preview. full keeps the whole description of errors (with their stack);
-// otherwise only its first line.
-func remoteText(o *runtime.RemoteObject, full bool) string {
-	return remoteTextN(o, full, maxCollectedText)
-}
-
-// keptText is remoteText cut to maxKeptText, to keep: a long string is only
-// decoded as far as it is kept, and its marker counts what the page logged.
-func keptText(o *runtime.RemoteObject, full bool) string {
-	s := remoteTextN(o, full, maxKeptText)
-	if o != nil && o.Type == runtime.RemoteObjectTypeString && len(s) <= maxKeptText+len("…[cut 1,000,000,000 bytes]") {
-		return s // cut while decoding already, with its marker
-	}
-	return cutText(s, maxKeptText)
-}
-
-// remoteTextN is remoteText with strings decoded up to about n bytes.
-func remoteTextN(o *runtime.RemoteObject, full bool, n int) string {
-	if o == nil {
-		return ""
-	}
-	if o.UnserializableValue != "" {
-		return string(o.UnserializableValue)
-	}
-	switch o.Type {
-	case runtime.RemoteObjectTypeString:
-		if s, ok := jsonStringPrefix(o.Value, n); ok {
-			return s
-		}
-		return o.Description
-	case runtime.RemoteObjectTypeUndefined:
-		return "undefined"
-	case runtime.RemoteObjectTypeNumber, runtime.RemoteObjectTypeBoolean, runtime.RemoteObjectTypeBigint:
-		if len(o.Value) > 0 {
-			return string(o.Value)
-		}
-		return o.Description
-	case runtime.RemoteObjectTypeObject:
-		switch o.Subtype {
-		case runtime.RemoteObjectSubtypeNull:
-			return "null"
-		case runtime.RemoteObjectSubtypeError:
-			if full {
-				return o.Description
-			}
-			first, _, _ := strings.Cut(o.Description, "\n")
-			return first
-		}
-		if o.Preview != nil {
-			return previewText(o.Preview, 0)
-		}
-		if len(o.Value) > 0 {
-			return string(o.Value)
-		}
-		return o.Description
-	default: // function, symbol
-		if !full {
-			first, _, _ := strings.Cut(o.Description, "\n")
-			return first
-		}
-		return o.Description
-	}
-}
-
-// jsonStringPrefix decodes the JSON string v, or only its first n bytes or
-// so when it is longer: a page may log megabytes, and the listener must not
-// spend its time decoding what is cut anyway.
-func jsonStringPrefix(v []byte, n int) (string, bool) {
-	clipped, orig := false, v
-	if len(v) > n+2 {
-		cut := n + 1
-		// Do not cut an escape in two: back up to the backslash that starts
-		// the last escape when it is within reach of the cut.
-		for i := cut - 1; i >= max(cut-6, 1); i-- {
-			if v[i] != '\\' {
-				continue
-			}
-			j := i
-			for j > 0 && v[j-1] == '\\' {
-				j--
-			}
-			if (i-j)%2 == 0 { // v[i] starts an escape
-				cut = i
-			}
-			break
-		}
-		v = append(v[:cut:cut], '"')
-		clipped = true
-	}
-	var s string
-	if json.Unmarshal(v, &s) != nil {
-		return "", false
-	}
-	if clipped {
-		// What was cut, counted in the JSON text: exact unless it has
-		// escapes.
-		s += "…[cut " + groupDigits(len(orig)-len(v)) + " bytes]"
-	}
-	return s, true
-}
-
-// previewText renders an object preview the way DevTools abbreviates it:
-// {a: 1, b: "x"}, [1, 2], Map(1) {"k" => 1}.
-func previewText(p *runtime.ObjectPreview, depth int) string {
-	if depth > 3 {
-		return p.Description
-	}
-	switch p.Subtype {
-	case runtime.ObjectPreviewSubtypeNull:
-		return "null"
-	case runtime.ObjectPreviewSubtypeNode, runtime.ObjectPreviewSubtypeRegexp, runtime.ObjectPreviewSubtypeDate,
-		runtime.ObjectPreviewSubtypeError, runtime.ObjectPreviewSubtypePromise:
-		return p.Description
-	}
-	if p.Type != runtime.ObjectPreviewTypeObject {
-		return p.Description
-	}
-	var parts []string
-	switch p.Subtype {
-	case runtime.ObjectPreviewSubtypeArray, runtime.ObjectPreviewSubtypeTypedarray:
-		for _, pp := range p.Properties {
-			if _, err := strconv.Atoi(pp.Name); err == nil {
-				parts = append(parts, propertyText(pp, depth))
-			} else {
-				parts = append(parts, pp.Name+": "+propertyText(pp, depth))
-			}
-		}
-		return withOverflow("[", parts, p.Overflow, "]", prefixOf(p.Description, "Array"))
-	case runtime.ObjectPreviewSubtypeMap, runtime.ObjectPreviewSubtypeSet, runtime.ObjectPreviewSubtypeWeakmap, runtime.ObjectPreviewSubtypeWeakset:
-		for _, en := range p.Entries {
-			v := previewText(en.Value, depth+1)
-			if en.Value != nil && en.Value.Type == runtime.ObjectPreviewTypeString {
-				v = strconv.Quote(en.Value.Description)
-			}
-			if en.Key != nil {
-				k := previewText(en.Key, depth+1)
-				if en.Key.Type == runtime.ObjectPreviewTypeString {
-					k = strconv.Quote(en.Key.Description)
-				}
-				v = k + " => " + v
-			}
-			parts = append(parts, v)
-		}
-		return p.Description + " " + withOverflow("{", parts, p.Overflow, "}", "")
-	}
-	for _, pp := range p.Properties {
-		parts = append(parts, pp.Name+": "+propertyText(pp, depth))
-	}
-	prefix := ""
-	if p.Description != "Object" {
-		prefix = p.Description + " "
-	}
-	return withOverflow(prefix+"{", parts, p.Overflow, "}", "")
-}
-
-// prefixOf returns the description of an array-like preview worth showing
-// before its items: a typed array's class, not "Array(3)".
-func prefixOf(desc, plain string) string {
-	if strings.HasPrefix(desc, plain+"(") {
-		return ""
-	}
-	name, _, _ := strings.Cut(desc, "(")
-	return name + " "
-}
-
-func withOverflow(open string, parts []string, overflow bool, close, prefix string) string {
-	if overflow {
-		parts = append(parts, "…")
-	}
-	return prefix + open + strings.Join(parts, ", ") + close
-}
-
-func propertyText(pp *runtime.PropertyPreview, depth int) string {
-	switch {
-	case pp.ValuePreview != nil:
-		return previewText(pp.ValuePreview, depth+1)
-	case pp.Type == runtime.PropertyPreviewTypeString:
-		return strconv.Quote(pp.Value)
-	case pp.Type == runtime.PropertyPreviewTypeAccessor:
-		return "(getter)"
-	default:
-		return pp.Value
-	}
-}
-
-// clipEnd shortens s to at most n bytes (on a rune boundary), marking the cut.
-func clipEnd(s string, n int) string {
-	if len(s) <= n {
-		return s
-	}
-	cut := n
-	for cut > 0 && s[cut]&0xC0 == 0x80 {
-		cut--
-	}
-	return s[:cut] + "…"
-}
-
-// clipMiddle shortens s to about n bytes by cutting out its middle, so a URL
-// keeps its host and its file name.
-func clipMiddle(s string, n int) string {
-	if len(s) <= n {
-		return s
-	}
-	head, tail := n*2/3, n-n*2/3-1
-	for head > 0 && s[head]&0xC0 == 0x80 {
-		head--
-	}
-	start := len(s) - tail
-	for start < len(s) && s[start]&0xC0 == 0x80 {
-		start++
-	}
-	return s[:head] + "…" + s[start:]
-}
-
-// singleLine makes s fit a list line.
-func singleLine(s string, n int) string {
-	s = strings.Join(strings.Fields(s), " ")
-	return clipEnd(s, n)
-}
-
-// listPaging reads pageSize and pageIdx and returns the range of n items to
-// show, or an error result.
-func listPaging(req mcp.CallToolRequest, tool string, n int) (from, to int, res *mcp.CallToolResult) {
-	size := req.GetInt("pageSize", defaultListPageSize)
-	idx := req.GetInt("pageIdx", 0)
-	if size <= 0 {
-		return 0, 0, mcp.NewToolResultErrorf("%s: pageSize must be a positive integer", tool)
-	}
-	if idx < 0 {
-		return 0, 0, mcp.NewToolResultErrorf("%s: pageIdx must be 0 or more (0 is the first page)", tool)
-	}
-	pages := max(1, (n+size-1)/size)
-	if idx >= pages {
-		return 0, 0, mcp.NewToolResultErrorf("%s: pageIdx %d is past the last page; with pageSize %d there are %d page(s), pageIdx 0 to %d", tool, idx, size, pages, pages-1)
-	}
-	from = idx * size
-	return from, min(from+size, n), nil
-}
-
-// pagingFooter tells which items a list shows and how to get the others.
-func pagingFooter(from, to, n int, req mcp.CallToolRequest, noun string) string {
-	if n == 0 {
-		return ""
-	}
-	s := fmt.Sprintf("Showing %d-%d of %d %s.", from+1, to, n, noun)
-	idx := req.GetInt("pageIdx", 0)
-	if to < n {
-		s += fmt.Sprintf(" Next page: pageIdx=%d.", idx+1)
-	}
-	if from > 0 {
-		s += fmt.Sprintf(" Previous page: pageIdx=%d.", idx-1)
-	}
-	return s
-}
-
-// typeFilter reads an array of names and checks each against valid.
-func typeFilter(req mcp.CallToolRequest, tool, arg string, valid []string) (map[string]bool, *mcp.CallToolResult) {
-	raw, ok := req.GetArguments()[arg]
-	if !ok || raw == nil {
-		return nil, nil
-	}
-	list, ok := raw.([]any)
-	if !ok {
-		return nil, mcp.NewToolResultErrorf("%s: %s must be an array of strings, e.g. [%q]", tool, arg, valid[0])
-	}
-	set := map[string]bool{}
-	for _, v := range list {
-		s, _ := v.(string)
-		if !slices.Contains(valid, s) {
-			return nil, mcp.NewToolResultErrorf("%s: %v is not one of the %s; use %s", tool, v, arg, strings.Join(valid, ", "))
-		}
-		set[s] = true
-	}
-	if len(set) == 0 {
-		return nil, nil
-	}
-	return set, nil
-}
-
 // consoleTools returns list_console_messages and get_console_message.
 func (t *toolset) consoleTools() []Tool {
 	return []Tool{t.listConsoleMessages(), t.getConsoleMessage()}
@@ -827,21 +347,21 @@ func (t *toolset) listConsoleMessages() Tool {
 			mcp.WithDestructiveHintAnnotation(false),
 		),
 		Handler: func(ctx context.Context, req mcp.CallToolRequest) (*mcp.CallToolResult, error) {
-			types, res := typeFilter(req, "list_console_messages", "types", consoleTypes)
-			if res != nil {
-				return res, nil
+			types, err := typeFilter(req, "types", consoleTypes)
+			if err != nil {
+				return nil, err
 			}
-			tab, res := pageOf(ctx, req)
-			if res != nil {
-				return res, nil
+			tab, err := pageOf(ctx, req)
+			if err != nil {
+				return nil, err
 			}
 			all := req.GetBool("includePreservedMessages", false)
 			msgs, earlier, labels := tab.State.console.list(all, func(m *consoleMsg) bool {
 				return len(types) == 0 || types[m.typ] || (m.uncaught && types["exception"])
 			})
-			from, to, res := listPaging(req, "list_console_messages", len(msgs))
-			if res != nil {
-				return res, nil
+			from, to, err := listPaging(req, len(msgs))
+			if err != nil {
+				return nil, err
 			}
 			text := formatList(consoleWords, tab.ID, msgs[from:to], func(e navEntry[*consoleMsg]) int { return e.nav },
 				func(e navEntry[*consoleMsg]) string { return consoleLine(e.id, e.v) }, labels, all, earlier, types != nil)
@@ -851,51 +371,11 @@ func (t *toolset) listConsoleMessages() Tool {
 	}
 }
 
-// listWords are the words of a list tool's answer (list_console_messages,
-// list_network_requests).
-type listWords struct {
-	title                           string // "Console messages"
-	noneOfTypes, none, noneSinceNav string // when the page of items is empty
-	kept, preserveArg               string // "message(s)", "includePreservedMessages"
-}
-
 var consoleWords = listWords{
 	title:       "Console messages",
 	noneOfTypes: "No messages of those types.", none: "No console messages.",
 	noneSinceNav: "No console messages since the last navigation.",
 	kept:         "message(s)", preserveArg: "includePreservedMessages",
-}
-
-// formatList renders a page of items, one line each; with all, under a
-// header per navigation.
-func formatList[T any](w listWords, pageID int, items []T, nav func(T) int, line func(T) string, labels map[int]string, all bool, earlier int, filtered bool) string {
-	var b strings.Builder
-	fmt.Fprintf(&b, "## %s of page %d\n", w.title, pageID)
-	if len(items) == 0 {
-		switch {
-		case filtered:
-			b.WriteString(w.noneOfTypes)
-		case all:
-			b.WriteString(w.none)
-		default:
-			b.WriteString(w.noneSinceNav)
-		}
-		if !all && earlier > 0 {
-			fmt.Fprintf(&b, " %d %s of earlier navigations are kept: pass %s=true to see them.", earlier, w.kept, w.preserveArg)
-		}
-		b.WriteByte('\n')
-		return b.String()
-	}
-	cur := -1
-	for _, it := range items {
-		if n := nav(it); all && n != cur {
-			cur = n
-			fmt.Fprintf(&b, "### %s\n", labels[cur])
-		}
-		b.WriteString(line(it))
-		b.WriteByte('\n')
-	}
-	return b.String()
 }
 
 func consoleLine(id int, m *consoleMsg) string {
@@ -944,9 +424,9 @@ func (t *toolset) getConsoleMessage() Tool {
 			if err != nil {
 				return mcp.NewToolResultError("get_console_message needs a msgid; call list_console_messages to get one"), nil
 			}
-			tab, res := pageOf(ctx, req)
-			if res != nil {
-				return res, nil
+			tab, err := pageOf(ctx, req)
+			if err != nil {
+				return nil, err
 			}
 			m, known := tab.State.console.get(id)
 			if m == nil {

@@ -302,26 +302,28 @@ func TestListPaging(t *testing.T) {
 		r.Params.Arguments = args
 		return r
 	}
-	from, to, res := listPaging(req(map[string]any{"pageSize": 2.0, "pageIdx": 1.0}), "x", 5)
+	from, to, res := listPaging(req(map[string]any{"pageSize": 2.0, "pageIdx": 1.0}), 5)
 	if res != nil || from != 2 || to != 4 {
 		t.Errorf("page 1 of size 2: %d-%d %v", from, to, res)
 	}
 	if f := pagingFooter(2, 4, 5, req(map[string]any{"pageIdx": 1.0}), "messages"); f != "Showing 3-4 of 5 messages. Next page: pageIdx=2. Previous page: pageIdx=0." {
 		t.Errorf("footer: %q", f)
 	}
-	if _, _, res := listPaging(req(map[string]any{"pageSize": 2.0, "pageIdx": 3.0}), "x", 5); res == nil || !res.IsError {
+	if _, _, err := listPaging(req(map[string]any{"pageSize": 2.0, "pageIdx": 3.0}), 5); err == nil {
 		t.Error("pageIdx past the end accepted")
+	} else if got := resultText(errorResult("list_console_messages", err)); got != "list_console_messages: pageIdx 3 is past the last page; with pageSize 2 there are 3 page(s), pageIdx 0 to 2" {
+		t.Errorf("pageIdx past the end: %q", got)
 	}
-	if _, _, res := listPaging(req(map[string]any{"pageSize": 0.0}), "x", 5); res == nil {
+	if _, _, res := listPaging(req(map[string]any{"pageSize": 0.0}), 5); res == nil {
 		t.Error("pageSize 0 accepted")
 	}
-	if from, to, res := listPaging(req(nil), "x", 0); res != nil || from != 0 || to != 0 {
+	if from, to, res := listPaging(req(nil), 0); res != nil || from != 0 || to != 0 {
 		t.Errorf("an empty list: %d-%d %v", from, to, res)
 	}
-	if _, res := typeFilter(req(map[string]any{"types": []any{"log", "bogus"}}), "x", "types", consoleTypes); res == nil {
+	if _, res := typeFilter(req(map[string]any{"types": []any{"log", "bogus"}}), "types", consoleTypes); res == nil {
 		t.Error("an unknown type accepted")
 	}
-	if set, res := typeFilter(req(map[string]any{"types": []any{}}), "x", "types", consoleTypes); res != nil || set != nil {
+	if set, res := typeFilter(req(map[string]any{"types": []any{}}), "types", consoleTypes); res != nil || set != nil {
 		t.Error("an empty types array filters")
 	}
 }

@@ -38,14 +38,14 @@ func (t *toolset) getCSSStyles() Tool {
 			mcp.WithDestructiveHintAnnotation(false),
 		),
 		Handler: func(ctx context.Context, req mcp.CallToolRequest) (*mcp.CallToolResult, error) {
-			uid, res := requireUID(req, "get_css_styles")
-			if res != nil {
-				return res, nil
+			uid, err := requireUID(req)
+			if err != nil {
+				return nil, err
 			}
 			props := req.GetStringSlice("properties", defaultStyleProperties)
-			tab, res := pageOf(ctx, req)
-			if res != nil {
-				return res, nil
+			tab, err := pageOf(ctx, req)
+			if err != nil {
+				return nil, err
 			}
 			cctx, cancel := callCtx(ctx, tab, t.cfg.CallTimeout)
 			defer cancel()
@@ -58,7 +58,7 @@ func (t *toolset) getCSSStyles() Tool {
 				if isStaleNode(err) {
 					return mcp.NewToolResultErrorf("get_css_styles: uid %s no longer exists on the page; call take_snapshot and use a fresh uid", bareUID(uid)), nil
 				}
-				return cdpError("get_css_styles", cctx, tab, t.cfg.CallTimeout, err), nil
+				return nil, cdpError("get_css_styles", cctx, tab, t.cfg.CallTimeout, err)
 			}
 			return mcp.NewToolResultText(text), nil
 		},

@@ -7,9 +7,7 @@ import (
 	"fmt"
 
 	"github.com/chromedp/cdproto/cdp"
-	"github.com/chromedp/cdproto/dom"
 	"github.com/chromedp/cdproto/page"
-	"github.com/chromedp/cdproto/runtime"
 	"github.com/chromedp/chromedp"
 	"github.com/mark3labs/mcp-go/mcp"
 
@@ -46,14 +44,14 @@ func (t *toolset) takeScreenshot() Tool {
 			if uid != "" && fullPage {
 				return mcp.NewToolResultError("take_screenshot: give uid or fullPage, not both"), nil
 			}
-			tab, res := pageOf(ctx, req)
-			if res != nil {
-				return res, nil
+			tab, err := pageOf(ctx, req)
+			if err != nil {
+				return nil, err
 			}
 			cctx, cancel := callCtx(ctx, tab, t.cfg.CallTimeout)
 			defer cancel()
 			if err := ensureVisible(cctx); err != nil {
-				return cdpError("take_screenshot", cctx, tab, t.cfg.CallTimeout, err), nil
+				return nil, cdpError("take_screenshot", cctx, tab, t.cfg.CallTimeout, err)
 			}
 			switch {
 			case uid != "":
@@ -66,13 +64,13 @@ func (t *toolset) takeScreenshot() Tool {
 					if isStaleNode(err) {
 						return mcp.NewToolResultErrorf("take_screenshot: uid %s no longer exists on the page; call take_snapshot and use a fresh uid", uid), nil
 					}
-					return cdpError("take_screenshot", cctx, tab, t.cfg.CallTimeout, err), nil
+					return nil, cdpError("take_screenshot", cctx, tab, t.cfg.CallTimeout, err)
 				}
 				params.Clip = clip
 			case fullPage:
 				m, err := chromedp.Call(cctx, page.GetLayoutMetrics, cdp.Empty{})
 				if err != nil {
-					return cdpError("take_screenshot", cctx, tab, t.cfg.CallTimeout, err), nil
+					return nil, cdpError("take_screenshot", cctx, tab, t.cfg.CallTimeout, err)
 				}
 				if m.CSSContentSize != nil {
 					params.Clip = &page.Viewport{Width: m.CSSContentSize.Width, Height: m.CSSContentSize.Height, Scale: 1}
@@ -81,7 +79,7 @@ func (t *toolset) takeScreenshot() Tool {
 			}
 			shot, err := chromedp.Call(cctx, page.CaptureScreenshot, params)
 			if err != nil {
-				return cdpError("take_screenshot", cctx, tab, t.cfg.CallTimeout, err), nil
+				return nil, cdpError("take_screenshot", cctx, tab, t.cfg.CallTimeout, err)
 			}
 			if fp := req.GetString("filePath", ""); fp != "" {
 				p, err := writeOutput(ctx, fp, shot.Data)
@@ -113,13 +111,13 @@ func (t *toolset) evaluateScript() Tool {
 			if err != nil || fn == "" {
 				return mcp.NewToolResultError("evaluate_script needs a function, e.g. `() => document.title`"), nil
 			}
-			uids, res := uidArgs(req)
-			if res != nil {
-				return res, nil
+			uids, err := uidArgs(req)
+			if err != nil {
+				return nil, err
 			}
-			tab, res := pageOf(ctx, req)
-			if res != nil {
-				return res, nil
+			tab, err := pageOf(ctx, req)
+			if err != nil {
+				return nil, err
 			}
 			cctx, cancel := callCtx(ctx, tab, t.cfg.CallTimeout)
 			defer cancel()
@@ -132,7 +130,7 @@ func (t *toolset) evaluateScript() Tool {
 				if errors.As(err, &ue) {
 					return mcp.NewToolResultError("evaluate_script: " + ue.msg), nil
 				}
-				return cdpError("evaluate_script", cctx, tab, t.cfg.CallTimeout, err), nil
+				return nil, cdpError("evaluate_script", cctx, tab, t.cfg.CallTimeout, err)
 			}
 			if out.ExceptionDetails != nil {
 				return mcp.NewToolResultErrorf("evaluate_script: the script threw: %s", exceptionText(out.ExceptionDetails)), nil
@@ -149,69 +147,25 @@ func (t *toolset) evaluateScript() Tool {
 }
 
 // uidArgs reads the args argument of evaluate_script: [{uid}, ...].
-func uidArgs(req mcp.CallToolRequest) ([]string, *mcp.CallToolResult) {
+func uidArgs(req mcp.CallToolRequest) ([]string, error) {
 	raw, ok := req.GetArguments()["args"]
 	if !ok || raw == nil {
 		return nil, nil
 	}
 	list, ok := raw.([]any)
 	if !ok {
-		return nil, mcp.NewToolResultError(`evaluate_script: args must be an array like [{"uid":"3"}]`)
+		return nil, errors.New(`evaluate_script: args must be an array like [{"uid":"3"}]`)
 	}
 	uids := make([]string, 0, len(list))
 	for _, a := range list {
 		m, ok := a.(map[string]any)
 		uid, _ := m["uid"].(string)
 		if !ok || uid == "" {
-			return nil, mcp.NewToolResultError(`evaluate_script: each of args must be {"uid": "<uid from take_snapshot>"}`)
+			return nil, errors.New(`evaluate_script: each of args must be {"uid": "<uid from take_snapshot>"}`)
 		}
 		uids = append(uids, uid)
 	}
 	return uids, nil
-}
-
-// evaluateFunction calls fn in the page with the elements of uids as its
-// arguments, awaiting a promise and returning the value as JSON.
-func evaluateFunction(ctx context.Context, tab *Tab, fn string, uids []string) (*runtime.EvaluateResult, error) {
-	if len(uids) == 0 {
-		res, err := chromedp.Call(ctx, runtime.Evaluate, runtime.EvaluateParams{
-			Expression: "(" + fn + "\n)()", AwaitPromise: ptr(true), ReturnByValue: ptr(true),
-		})
-		return &res, err
-	}
-	elems := make([]*element, 0, len(uids))
-	for _, uid := range uids {
-		e, err := elementOf(ctx, tab, uid)
-		if err != nil {
-			return nil, userError{err.Error()}
-		}
-		// A function runs in one frame, so its arguments must all be there.
-		if len(elems) > 0 && e.ref.frame != elems[0].ref.frame {
-			return nil, userError{fmt.Sprintf("uid %s and uid %s are in different frames (one is in a cross-site iframe), and a function runs in one; pass elements of one frame", bareUID(uids[0]), bareUID(uid))}
-		}
-		elems = append(elems, e)
-	}
-	// The function runs in the frame of its arguments.
-	sess := elems[0].ctx
-	args := make([]*runtime.CallArgument, 0, len(uids))
-	for _, e := range elems {
-		obj, err := chromedp.Call(sess, dom.ResolveNode, dom.ResolveNodeParams{BackendNodeID: e.ref.id})
-		if err != nil {
-			return nil, err
-		}
-		defer func() {
-			_, _ = chromedp.Call(sess, runtime.ReleaseObject, runtime.ReleaseObjectParams{ObjectID: obj.Object.ObjectID})
-		}()
-		args = append(args, &runtime.CallArgument{ObjectID: obj.Object.ObjectID})
-	}
-	res, err := chromedp.Call(sess, runtime.CallFunctionOn, runtime.CallFunctionOnParams{
-		FunctionDeclaration: fn, ObjectID: args[0].ObjectID, Arguments: args,
-		AwaitPromise: ptr(true), ReturnByValue: ptr(true),
-	})
-	if err != nil {
-		return nil, err
-	}
-	return &runtime.EvaluateResult{Result: res.Result, ExceptionDetails: res.ExceptionDetails}, nil
 }
 
 // nodeClip returns the screenshot clip of an element: its box in page

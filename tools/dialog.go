@@ -2,6 +2,7 @@ package tools
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"strings"
 	"sync"
@@ -183,9 +184,9 @@ func (t *toolset) handleDialog() Tool {
 			default:
 				return mcp.NewToolResultErrorf(`handle_dialog: action must be "accept" or "dismiss", not %q`, action), nil
 			}
-			tab, res := dialogTab(ctx, req.GetInt("pageId", 0))
-			if res != nil {
-				return res, nil
+			tab, err := dialogTab(ctx, req.GetInt("pageId", 0))
+			if err != nil {
+				return nil, err
 			}
 			p := tab.State.dialog.current()
 			if p == nil {
@@ -201,7 +202,7 @@ func (t *toolset) handleDialog() Tool {
 				if tab.State.dialog.current() == nil {
 					return mcp.NewToolResultErrorf("handle_dialog: the dialog of page %d closed by itself before it was handled", tab.ID), nil
 				}
-				return cdpError("handle_dialog", cctx, tab, t.cfg.CallTimeout, err), nil
+				return nil, cdpError("handle_dialog", cctx, tab, t.cfg.CallTimeout, err)
 			}
 			tab.State.dialog.handled(p.seq)
 			verb := "Dismissed"
@@ -220,19 +221,19 @@ func (t *toolset) handleDialog() Tool {
 // dialogTab picks the tab for handle_dialog without opening one: the named
 // page, else the selected page when it has a dialog, else the only page with
 // one.
-func dialogTab(ctx context.Context, pageID int) (*Tab, *mcp.CallToolResult) {
+func dialogTab(ctx context.Context, pageID int) (*Tab, error) {
 	ws, err := workspaceFrom(ctx)
 	if err != nil {
-		return nil, mcp.NewToolResultError(err.Error())
+		return nil, err
 	}
 	tabs := ws.OpenTabs()
 	if len(tabs) == 0 {
-		return nil, mcp.NewToolResultError("handle_dialog: this session has no pages, so there is no dialog to handle")
+		return nil, errors.New("handle_dialog: this session has no pages, so there is no dialog to handle")
 	}
 	if pageID != 0 {
 		tab, err := ws.Tab(ctx, pageID)
 		if err != nil {
-			return nil, mcp.NewToolResultError(err.Error())
+			return nil, err
 		}
 		return tab, nil
 	}
@@ -244,7 +245,7 @@ func dialogTab(ctx context.Context, pageID int) (*Tab, *mcp.CallToolResult) {
 	}
 	selected, err := ws.Tab(ctx, 0)
 	if err != nil {
-		return nil, mcp.NewToolResultError(err.Error())
+		return nil, err
 	}
 	if selected.State.dialog.current() != nil || len(withDialog) == 0 {
 		return selected, nil
@@ -256,5 +257,5 @@ func dialogTab(ctx context.Context, pageID int) (*Tab, *mcp.CallToolResult) {
 	for i, tab := range withDialog {
 		ids[i] = fmt.Sprint(tab.ID)
 	}
-	return nil, mcp.NewToolResultErrorf("handle_dialog: pages %s have open dialogs; give the pageId of the one to handle", strings.Join(ids, ", "))
+	return nil, fmt.Errorf("handle_dialog: pages %s have open dialogs; give the pageId of the one to handle", strings.Join(ids, ", "))
 }

@@ -496,9 +496,9 @@ func (t *toolset) emulate() Tool {
 			if err != nil {
 				return mcp.NewToolResultError("emulate: " + err.Error() + "; nothing was changed"), nil
 			}
-			tab, res := pageOf(ctx, req)
-			if res != nil {
-				return res, nil
+			tab, err := pageOf(ctx, req)
+			if err != nil {
+				return nil, err
 			}
 			cctx, cancel := callCtx(ctx, tab, t.cfg.CallTimeout)
 			defer cancel()
@@ -508,7 +508,7 @@ func (t *toolset) emulate() Tool {
 				if len(notes) > 0 {
 					msg += " (applied before the failure: " + strings.Join(notes, "; ") + ")"
 				}
-				r := cdpError(msg, cctx, tab, t.cfg.CallTimeout, err)
+				r := mcp.NewToolResultError(cdpError(msg, cctx, tab, t.cfg.CallTimeout, err).Error())
 				r.Content = append(r.Content, mcp.NewTextContent(formatEmulation(tab)))
 				return r, nil
 			}
@@ -825,9 +825,9 @@ func (t *toolset) resizePage() Tool {
 				return mcp.NewToolResultErrorf("resize_page needs width and height, whole numbers of CSS pixels from 1 to %d; got %v x %v",
 					maxViewportSide, jsonValue(args["width"]), jsonValue(args["height"])), nil
 			}
-			tab, res := pageOf(ctx, req)
-			if res != nil {
-				return res, nil
+			tab, err := pageOf(ctx, req)
+			if err != nil {
+				return nil, err
 			}
 			cctx, cancel := callCtx(ctx, tab, t.cfg.CallTimeout)
 			defer cancel()
@@ -839,7 +839,7 @@ func (t *toolset) resizePage() Tool {
 			}
 			vp.width, vp.height = w, h
 			if err := emulateViewport(cctx, &vp); err != nil {
-				return cdpError("resize_page", cctx, tab, t.cfg.CallTimeout, err), nil
+				return nil, cdpError("resize_page", cctx, tab, t.cfg.CallTimeout, err)
 			}
 			tab.State.emulation.update(func(s *emulationSettings) { s.viewport = &vp })
 			msg := fmt.Sprintf("Resized page %d's viewport to %dx%d CSS pixels (Emulation.setDeviceMetricsOverride on this page only; the browser window is shared with other pages, so it keeps its size).", tab.ID, w, h)

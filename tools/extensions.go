@@ -3,6 +3,7 @@ package tools
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"reflect"
 	"regexp"
@@ -54,15 +55,15 @@ func (t *toolset) listExtensions() Tool {
 			mcp.WithDestructiveHintAnnotation(false),
 		),
 		Handler: func(ctx context.Context, req mcp.CallToolRequest) (*mcp.CallToolResult, error) {
-			tab, res := browserTab(ctx)
-			if res != nil {
-				return res, nil
+			tab, err := browserTab(ctx)
+			if err != nil {
+				return nil, err
 			}
 			cctx, cancel := callCtx(ctx, tab, t.cfg.CallTimeout)
 			defer cancel()
 			exts, listed, err := findExtensions(cctx)
 			if err != nil {
-				return cdpError("list_extensions", cctx, tab, t.cfg.CallTimeout, err), nil
+				return nil, cdpError("list_extensions", cctx, tab, t.cfg.CallTimeout, err)
 			}
 			lookupNames(cctx, tab, exts)
 			return mcp.NewToolResultText(formatExtensions(exts, listed)), nil
@@ -124,15 +125,15 @@ func (t *toolset) listExtensionServiceWorkers() Tool {
 			if only != "" && !extensionIDRE.MatchString(only) {
 				return mcp.NewToolResultErrorf("list_extension_service_workers: %q is not an extension id (32 letters a-p); call list_extensions", only), nil
 			}
-			tab, res := browserTab(ctx)
-			if res != nil {
-				return res, nil
+			tab, err := browserTab(ctx)
+			if err != nil {
+				return nil, err
 			}
 			cctx, cancel := callCtx(ctx, tab, t.cfg.CallTimeout)
 			defer cancel()
 			infos, err := chromedp.CallBrowser(cctx, target.GetTargets, target.GetTargetsParams{})
 			if err != nil {
-				return cdpError("list_extension_service_workers", cctx, tab, t.cfg.CallTimeout, err), nil
+				return nil, cdpError("list_extension_service_workers", cctx, tab, t.cfg.CallTimeout, err)
 			}
 			collected := collectedWorkers(ctx)
 			var b strings.Builder
@@ -172,26 +173,26 @@ func (t *toolset) reloadExtension() Tool {
 			mcp.WithDestructiveHintAnnotation(true),
 		),
 		Handler: func(ctx context.Context, req mcp.CallToolRequest) (*mcp.CallToolResult, error) {
-			id, res := extensionArg(req, "reload_extension")
-			if res != nil {
-				return res, nil
+			id, err := extensionArg(req)
+			if err != nil {
+				return nil, err
 			}
-			tab, res := browserTab(ctx)
-			if res != nil {
-				return res, nil
+			tab, err := browserTab(ctx)
+			if err != nil {
+				return nil, err
 			}
-			return t.reload(ctx, tab, id), nil
+			return t.reload(ctx, tab, id)
 		},
 	}
 }
 
 // reload reloads extension id and reports whether its worker came back.
-func (t *toolset) reload(ctx context.Context, tab *Tab, id string) *mcp.CallToolResult {
+func (t *toolset) reload(ctx context.Context, tab *Tab, id string) (*mcp.CallToolResult, error) {
 	cctx, cancel := callCtx(ctx, tab, t.cfg.CallTimeout)
 	defer cancel()
 	exts, _, err := findExtensions(cctx)
 	if err != nil {
-		return cdpError("reload_extension", cctx, tab, t.cfg.CallTimeout, err)
+		return nil, cdpError("reload_extension", cctx, tab, t.cfg.CallTimeout, err)
 	}
 	var ext *extension
 	for _, e := range exts {
@@ -200,10 +201,10 @@ func (t *toolset) reload(ctx context.Context, tab *Tab, id string) *mcp.CallTool
 		}
 	}
 	if ext == nil {
-		return mcp.NewToolResultErrorf("reload_extension: no extension %s is installed unpacked or running; call list_extensions for the ids", id)
+		return mcp.NewToolResultErrorf("reload_extension: no extension %s is installed unpacked or running; call list_extensions for the ids", id), nil
 	}
 	if ext.enabled != nil && !*ext.enabled {
-		return mcp.NewToolResultErrorf("reload_extension: extension %s is disabled; enable it in chrome://extensions first", id)
+		return mcp.NewToolResultErrorf("reload_extension: extension %s is disabled; enable it in chrome://extensions first", id), nil
 	}
 	before := ext.worker()
 	how := ""
@@ -221,7 +222,7 @@ func (t *toolset) reload(ctx context.Context, tab *Tab, id string) *mcp.CallTool
 			if loadErr != nil {
 				msg += fmt.Sprintf(", and loading it again from %s failed (%v)", ext.path, loadErr)
 			}
-			return mcp.NewToolResultError(msg + "; reload it from chrome://extensions")
+			return mcp.NewToolResultError(msg + "; reload it from chrome://extensions"), nil
 		}
 		// The reload ends the worker: let the evaluation answer first.
 		err := inTarget(cctx, tab, before.TargetID, t.cfg.CallTimeout, func(wctx context.Context) error {
@@ -234,7 +235,7 @@ func (t *toolset) reload(ctx context.Context, tab *Tab, id string) *mcp.CallTool
 			return err
 		})
 		if err != nil {
-			return mcp.NewToolResultErrorf("reload_extension: chrome.runtime.reload() in %s of extension %s failed: %v", before.Type, id, err)
+			return mcp.NewToolResultErrorf("reload_extension: chrome.runtime.reload() in %s of extension %s failed: %v", before.Type, id, err), nil
 		}
 		how = "called chrome.runtime.reload() in its " + strings.ReplaceAll(before.Type, "_", " ")
 	}
@@ -259,9 +260,9 @@ func (t *toolset) reload(ctx context.Context, tab *Tab, id string) *mcp.CallTool
 			b.WriteString(": chrome.runtime.reload() of an unpacked extension disables it when developer mode is off")
 		}
 		b.WriteString("; turn on developer mode in chrome://extensions and enable it there.")
-		return mcp.NewToolResultError(b.String())
+		return mcp.NewToolResultError(b.String()), nil
 	}
-	return mcp.NewToolResultText(b.String())
+	return mcp.NewToolResultText(b.String()), nil
 }
 
 // waitReloaded waits, bounded, for a worker of extension id other than
@@ -304,9 +305,9 @@ func (t *toolset) listExtensionConsoleMessages() Tool {
 			mcp.WithDestructiveHintAnnotation(false),
 		),
 		Handler: func(ctx context.Context, req mcp.CallToolRequest) (*mcp.CallToolResult, error) {
-			id, res := extensionArg(req, "list_extension_console_messages")
-			if res != nil {
-				return res, nil
+			id, err := extensionArg(req)
+			if err != nil {
+				return nil, err
 			}
 			size := req.GetInt("pageSize", 50)
 			if size <= 0 {
@@ -318,15 +319,15 @@ func (t *toolset) listExtensionConsoleMessages() Tool {
 			if err != nil {
 				return mcp.NewToolResultError(err.Error()), nil
 			}
-			tab, res := browserTab(ctx)
-			if res != nil {
-				return res, nil
+			tab, err := browserTab(ctx)
+			if err != nil {
+				return nil, err
 			}
 			cctx, cancel := callCtx(ctx, tab, t.cfg.CallTimeout)
 			defer cancel()
 			infos, err := chromedp.CallBrowser(cctx, target.GetTargets, target.GetTargetsParams{})
 			if err != nil {
-				return cdpError("list_extension_console_messages", cctx, tab, t.cfg.CallTimeout, err), nil
+				return nil, cdpError("list_extension_console_messages", cctx, tab, t.cfg.CallTimeout, err)
 			}
 			var worker *target.Info
 			for _, ti := range infos.TargetInfos {
@@ -334,9 +335,9 @@ func (t *toolset) listExtensionConsoleMessages() Tool {
 					worker = ti
 				}
 			}
-			col, res := extConsoleFor(ws, id, tab, worker != nil)
-			if res != nil {
-				return res, nil
+			col, err := extConsoleFor(ws, id, tab, worker != nil)
+			if err != nil {
+				return nil, err
 			}
 			note := ""
 			if worker != nil {
@@ -351,13 +352,13 @@ func (t *toolset) listExtensionConsoleMessages() Tool {
 	}
 }
 
-func extensionArg(req mcp.CallToolRequest, tool string) (string, *mcp.CallToolResult) {
+func extensionArg(req mcp.CallToolRequest) (string, error) {
 	id, err := req.RequireString("extensionId")
 	if err != nil || id == "" {
-		return "", mcp.NewToolResultErrorf("%s needs an extensionId; call list_extensions for the ids", tool)
+		return "", needf("needs an extensionId; call list_extensions for the ids")
 	}
 	if !extensionIDRE.MatchString(id) {
-		return "", mcp.NewToolResultErrorf("%s: %q is not an extension id (32 letters a-p); call list_extensions for the ids", tool, id)
+		return "", argErrorf("%q is not an extension id (32 letters a-p); call list_extensions for the ids", id)
 	}
 	return id, nil
 }
@@ -365,10 +366,10 @@ func extensionArg(req mcp.CallToolRequest, tool string) (string, *mcp.CallToolRe
 // browserTab returns a live page of the calling session, opening one if it
 // has none: the extension tools work on the browser, which chromedp reaches
 // through a page's context. The oldest page is the likeliest to stay open.
-func browserTab(ctx context.Context) (*Tab, *mcp.CallToolResult) {
+func browserTab(ctx context.Context) (*Tab, error) {
 	ws, err := workspaceFrom(ctx)
 	if err != nil {
-		return nil, mcp.NewToolResultError(err.Error())
+		return nil, err
 	}
 	for _, tab := range ws.OpenTabs() {
 		if tab.Ctx.Err() == nil {
@@ -377,7 +378,7 @@ func browserTab(ctx context.Context) (*Tab, *mcp.CallToolResult) {
 	}
 	tab, err := ws.Tab(ctx, 0)
 	if err != nil {
-		return nil, mcp.NewToolResultError(err.Error())
+		return nil, err
 	}
 	return tab, nil
 }
@@ -552,9 +553,9 @@ type extConsoleKey struct {
 
 // extConsoleFor returns the session's collector for extension ext, making
 // one bound to tab when create is set.
-func extConsoleFor(ws Workspace, ext string, tab *Tab, create bool) (*extConsole, *mcp.CallToolResult) {
+func extConsoleFor(ws Workspace, ext string, tab *Tab, create bool) (*extConsole, error) {
 	if t := reflect.TypeOf(ws); t == nil || !t.Comparable() {
-		return nil, mcp.NewToolResultError("list_extension_console_messages: this session cannot keep collectors")
+		return nil, errors.New("list_extension_console_messages: this session cannot keep collectors")
 	}
 	key := extConsoleKey{ws, ext}
 	extConsoles.mu.Lock()
@@ -563,7 +564,7 @@ func extConsoleFor(ws Workspace, ext string, tab *Tab, create bool) (*extConsole
 		return c, nil
 	}
 	if !create {
-		return nil, mcp.NewToolResultErrorf("list_extension_console_messages: extension %s runs no service worker or background page now; it starts on its next event (open its popup, send it a message), then call again", ext)
+		return nil, fmt.Errorf("list_extension_console_messages: extension %s runs no service worker or background page now; it starts on its next event (open its popup, send it a message), then call again", ext)
 	}
 	n := 0
 	for k := range extConsoles.m {
@@ -572,7 +573,7 @@ func extConsoleFor(ws Workspace, ext string, tab *Tab, create bool) (*extConsole
 		}
 	}
 	if n >= extConsolesPerSession {
-		return nil, mcp.NewToolResultErrorf("list_extension_console_messages: this session already collects the consoles of %d extensions, the limit; open a new session for more", n)
+		return nil, fmt.Errorf("list_extension_console_messages: this session already collects the consoles of %d extensions, the limit; open a new session for more", n)
 	}
 	c := &extConsole{parent: tab, since: time.Now()}
 	extConsoles.m[key] = c

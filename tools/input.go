@@ -2,30 +2,22 @@ package tools
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
+	"os"
+	"path/filepath"
 	"strings"
 	"time"
+	"unicode/utf8"
 
-	"github.com/chromedp/cdproto"
 	"github.com/chromedp/cdproto/cdp"
 	"github.com/chromedp/cdproto/dom"
 	"github.com/chromedp/cdproto/input"
 	"github.com/chromedp/cdproto/page"
-	"github.com/chromedp/cdproto/runtime"
 	"github.com/chromedp/chromedp"
 	"github.com/mark3labs/mcp-go/mcp"
 
 	"github.com/mcp-browser-proxy/mcp-browser-proxy/auth"
-)
-
-// The wait after an input action is only as long as the page stays busy.
-const (
-	// settleCap bounds the wait for a navigation that an input action started.
-	settleCap = 10 * time.Second
-	// busyCap bounds the wait for the requests and DOM changes an action set off.
-	busyCap = 3 * time.Second
 )
 
 func (t *toolset) click() Tool {
@@ -40,9 +32,9 @@ func (t *toolset) click() Tool {
 			mcp.WithDestructiveHintAnnotation(true),
 		),
 		Handler: func(ctx context.Context, req mcp.CallToolRequest) (*mcp.CallToolResult, error) {
-			uid, res := requireUID(req, "click")
-			if res != nil {
-				return res, nil
+			uid, err := requireUID(req)
+			if err != nil {
+				return nil, err
 			}
 			clicks := int64(1)
 			if req.GetBool("dblClick", false) {
@@ -50,7 +42,7 @@ func (t *toolset) click() Tool {
 			}
 			return t.act(ctx, req, "click", []uidArg{{uid: uid}}, func(cctx context.Context, elems []*element) error {
 				return clickNode(cctx, elems[0], clicks)
-			}, "Clicked uid="+bareUID(uid)), nil
+			}, "Clicked uid="+bareUID(uid))
 		},
 	}
 }
@@ -67,9 +59,9 @@ func (t *toolset) fill() Tool {
 			mcp.WithDestructiveHintAnnotation(true),
 		),
 		Handler: func(ctx context.Context, req mcp.CallToolRequest) (*mcp.CallToolResult, error) {
-			uid, res := requireUID(req, "fill")
-			if res != nil {
-				return res, nil
+			uid, err := requireUID(req)
+			if err != nil {
+				return nil, err
 			}
 			value, err := req.RequireString("value")
 			if err != nil {
@@ -77,49 +69,9 @@ func (t *toolset) fill() Tool {
 			}
 			return t.act(ctx, req, "fill", []uidArg{{uid: uid}}, func(cctx context.Context, elems []*element) error {
 				return fillNode(elems[0], value)
-			}, "Filled uid="+bareUID(uid)), nil
+			}, "Filled uid="+bareUID(uid))
 		},
 	}
-}
-
-// uidArg is a uid argument of an input tool; label names it in messages of
-// tools that take several (fill_form, drag).
-type uidArg struct{ uid, label string }
-
-func (u uidArg) String() string {
-	if u.label == "" {
-		return "uid=" + bareUID(u.uid)
-	}
-	return fmt.Sprintf("%s (uid=%s)", u.label, bareUID(u.uid))
-}
-
-// wrap ties err to the element it happened on.
-func (u uidArg) wrap(err error) error {
-	if err == nil {
-		return nil
-	}
-	return &uidError{arg: u, err: err}
-}
-
-// uidError is a failure on one element of an action.
-type uidError struct {
-	arg uidArg
-	err error
-}
-
-func (e *uidError) Error() string { return e.arg.String() + ": " + e.err.Error() }
-func (e *uidError) Unwrap() error { return e.err }
-
-func bareUID(uid string) string { return strings.TrimPrefix(uid, "uid=") }
-
-// requireUID reads the uid argument of tool, which names an element of the
-// latest take_snapshot.
-func requireUID(req mcp.CallToolRequest, tool string) (string, *mcp.CallToolResult) {
-	uid, err := req.RequireString("uid")
-	if err != nil {
-		return "", mcp.NewToolResultErrorf("%s needs a uid; call take_snapshot to get one", tool)
-	}
-	return uid, nil
 }
 
 // act runs an input action on the page of req's pageId argument, on the
@@ -129,13 +81,13 @@ func requireUID(req mcp.CallToolRequest, tool string) (string, *mcp.CallToolResu
 // input events and page-wide commands, and the elements, each with a context
 // on its own session. Callers check their other arguments first: a bad
 // argument should not open a page.
-func (t *toolset) act(ctx context.Context, req mcp.CallToolRequest, name string, targets []uidArg, do func(context.Context, []*element) error, done string) *mcp.CallToolResult {
-	tab, res := pageOf(ctx, req)
-	if res != nil {
-		return res
+func (t *toolset) act(ctx context.Context, req mcp.CallToolRequest, name string, targets []uidArg, do func(context.Context, []*element) error, done string) (*mcp.CallToolResult, error) {
+	tab, err := pageOf(ctx, req)
+	if err != nil {
+		return nil, err
 	}
 	if p := tab.State.dialog.current(); p != nil {
-		return mcp.NewToolResultErrorf("%s: page %d cannot take input: %s; call handle_dialog first", name, tab.ID, lowerFirst(p.describe()))
+		return mcp.NewToolResultErrorf("%s: page %d cannot take input: %s; call handle_dialog first", name, tab.ID, lowerFirst(p.describe())), nil
 	}
 	cctx, cancel := callCtx(ctx, tab, t.cfg.CallTimeout)
 	defer cancel()
@@ -144,9 +96,9 @@ func (t *toolset) act(ctx context.Context, req mcp.CallToolRequest, name string,
 		e, err := elementOf(cctx, tab, tg.uid)
 		if err != nil {
 			if tg.label != "" {
-				return mcp.NewToolResultErrorf("%s: %s: %v", name, tg, err)
+				return mcp.NewToolResultErrorf("%s: %s: %v", name, tg, err), nil
 			}
-			return mcp.NewToolResultErrorf("%s: %v", name, err)
+			return mcp.NewToolResultErrorf("%s: %v", name, err), nil
 		}
 		elems[i] = e
 	}
@@ -161,25 +113,25 @@ func (t *toolset) act(ctx context.Context, req mcp.CallToolRequest, name string,
 		_, err = chromedp.Call(cctx, page.BringToFront, cdp.Empty{})
 	}
 	if open {
-		return mcp.NewToolResultErrorf("%s: page %d cannot take input: %s; call handle_dialog first", name, tab.ID, lowerFirst(tab.State.dialog.current().describeOr("a dialog opened")))
+		return mcp.NewToolResultErrorf("%s: page %d cannot take input: %s; call handle_dialog first", name, tab.ID, lowerFirst(tab.State.dialog.current().describeOr("a dialog opened"))), nil
 	}
 	if err != nil {
-		return cdpError(name, cctx, tab, t.cfg.CallTimeout, err)
+		return nil, cdpError(name, cctx, tab, t.cfg.CallTimeout, err)
 	}
 	frames := watchFrames(elems)
 	defer frames.release()
 	_, open, err = untilDialog(cctx, tab, func(c context.Context) (struct{}, error) { return struct{}{}, do(c, elems) })
 	if open {
-		return dialogResult(tab, nav, done)
+		return dialogResult(tab, nav, done), nil
 	}
 	if err != nil {
 		return actionError(name, cctx, tab, t.cfg.CallTimeout, targets, err)
 	}
-	return t.settleAfter(ctx, tab, nav, reqs, frames.changed(), done)
+	return t.settleAfter(ctx, tab, nav, reqs, frames.changed(), done), nil
 }
 
 // actionError says why an action failed and what to do about it.
-func actionError(name string, cctx context.Context, tab *Tab, d time.Duration, targets []uidArg, err error) *mcp.CallToolResult {
+func actionError(name string, cctx context.Context, tab *Tab, d time.Duration, targets []uidArg, err error) (*mcp.CallToolResult, error) {
 	prefix, uid := name, ""
 	if len(targets) == 1 {
 		uid = bareUID(targets[0].uid)
@@ -194,421 +146,368 @@ func actionError(name string, cctx context.Context, tab *Tab, d time.Duration, t
 	}
 	if isStaleNode(err) {
 		if uid == "" {
-			return mcp.NewToolResultErrorf("%s: an element is no longer on the page (it changed or navigated); call take_snapshot and use fresh uids", prefix)
+			return mcp.NewToolResultErrorf("%s: an element is no longer on the page (it changed or navigated); call take_snapshot and use fresh uids", prefix), nil
 		}
-		return mcp.NewToolResultErrorf("%s: uid %s no longer exists on the page (it changed or navigated); call take_snapshot and use a fresh uid", prefix, uid)
+		return mcp.NewToolResultErrorf("%s: uid %s no longer exists on the page (it changed or navigated); call take_snapshot and use a fresh uid", prefix, uid), nil
 	}
 	var usr userError
 	if errors.As(err, &usr) {
-		return mcp.NewToolResultErrorf("%s: %s", prefix, usr.msg)
+		return mcp.NewToolResultErrorf("%s: %s", prefix, usr.msg), nil
 	}
-	return cdpError(prefix, cctx, tab, d, err)
+	return nil, cdpError(prefix, cctx, tab, d, err)
 }
 
-// settleAfter waits after an action: for the load of a navigation it
-// started, else while requests it started are in flight or the DOM keeps
-// changing, up to busyCap. A page that did not change returns at once.
-// framesChanged says the action changed a cross-site frame (frameWatch).
-func (t *toolset) settleAfter(ctx context.Context, tab *Tab, nav navMark, reqs uint64, framesChanged bool, done string) *mcp.CallToolResult {
-	sctx, cancel := callCtx(ctx, tab, busyCap)
-	defer cancel()
-	// The read is also a round trip through the renderer: a navigation that
-	// the action started has been announced by the time it answers.
-	w := changeWatch{tab: tab, changed: framesChanged}
-	if open := w.read(sctx); open {
-		return dialogResult(tab, nav, done)
-	}
-	if tab.State.mark() != nav {
-		return t.navResult(ctx, tab, nav, done)
-	}
-	if started, _, _ := tab.State.activity.since(reqs); !w.changed && started == 0 {
-		return textResult("%s. The page did not change.", done)
-	}
-	dialogOpened := tab.State.dialog.openedChan()
-	for {
-		_, inflight, reqChange := tab.State.activity.since(reqs)
-		if inflight == 0 {
-			// The page counts as settled once two turns of its task queue
-			// pass with no new change and no request in flight, instead of
-			// a fixed quiet period: a page that stays still answers at once.
-			if open := w.readAfterFrame(sctx); open {
-				return dialogResult(tab, nav, done)
+// inputTools returns the input tools beyond click and fill: hover, drag,
+// fill_form, press_key, type_text, upload_file, handle_dialog.
+func (t *toolset) inputTools() []Tool {
+	return []Tool{t.hover(), t.drag(), t.fillForm(), t.pressKey(), t.typeText(), t.uploadFile(), t.handleDialog()}
+}
+
+func (t *toolset) hover() Tool {
+	return Tool{
+		Perm: auth.PermWrite,
+		Tool: mcp.NewTool("hover",
+			mcp.WithDescription("Move the mouse over the element with the given uid from the latest take_snapshot."),
+			mcp.WithString("uid", mcp.Required(), mcp.Description("uid of the element, from take_snapshot")),
+			pageIDOption,
+			mcp.WithReadOnlyHintAnnotation(false),
+			mcp.WithDestructiveHintAnnotation(false),
+		),
+		Handler: func(ctx context.Context, req mcp.CallToolRequest) (*mcp.CallToolResult, error) {
+			uid, err := requireUID(req)
+			if err != nil {
+				return nil, err
 			}
-			if tab.State.mark() != nav {
-				return t.navResult(ctx, tab, nav, done)
+			return t.act(ctx, req, "hover", []uidArg{{uid: uid}}, func(cctx context.Context, elems []*element) error {
+				x, y, err := nodeCenter(elems[0])
+				if err != nil {
+					return err
+				}
+				_, err = chromedp.Call(cctx, input.DispatchMouseEvent, input.DispatchMouseEventParams{Type: input.DispatchMouseEventTypeMouseMoved, X: x, Y: y})
+				return err
+			}, "Hovered over uid="+bareUID(uid))
+		},
+	}
+}
+
+func (t *toolset) drag() Tool {
+	return Tool{
+		Perm: auth.PermWrite,
+		Tool: mcp.NewTool("drag",
+			mcp.WithDescription("Drag the element from_uid onto the element to_uid (uids from the latest take_snapshot), with a real mouse press, moves and release; HTML5 drag and drop works too."),
+			mcp.WithString("from_uid", mcp.Required(), mcp.Description("uid of the element to drag")),
+			mcp.WithString("to_uid", mcp.Required(), mcp.Description("uid of the element to drop on")),
+			pageIDOption,
+			mcp.WithReadOnlyHintAnnotation(false),
+			mcp.WithDestructiveHintAnnotation(true),
+		),
+		Handler: func(ctx context.Context, req mcp.CallToolRequest) (*mcp.CallToolResult, error) {
+			from, err1 := req.RequireString("from_uid")
+			to, err2 := req.RequireString("to_uid")
+			if err1 != nil || err2 != nil {
+				return mcp.NewToolResultError("drag needs from_uid and to_uid; call take_snapshot to get them"), nil
 			}
-			if sctx.Err() == nil && !w.moved {
-				var started int
-				if started, inflight, _ = tab.State.activity.since(reqs); inflight == 0 {
-					return textResult("%s. %s", done, changeSummary(w.changed, started))
+			targets := []uidArg{{uid: from, label: "from_uid"}, {uid: to, label: "to_uid"}}
+			return t.act(ctx, req, "drag", targets, dragNodes(targets),
+				fmt.Sprintf("Dragged uid=%s onto uid=%s", bareUID(from), bareUID(to)))
+		},
+	}
+}
+
+// dragNodes scrolls both elements into view, then drags between their
+// centres. The centres are read after both scrolls, as the second can move
+// the first.
+func dragNodes(targets []uidArg) func(context.Context, []*element) error {
+	return func(ctx context.Context, elems []*element) error {
+		for i, e := range elems {
+			if err := e.scrollIntoView(); err != nil {
+				return targets[i].wrap(err)
+			}
+		}
+		var pts [2][2]float64
+		for i, e := range elems {
+			x, y, err := quadCenter(e)
+			if err != nil {
+				return targets[i].wrap(err)
+			}
+			pts[i] = [2]float64{x, y}
+		}
+		if pts[0] == pts[1] {
+			return userError{"from_uid and to_uid are at the same point; nothing to drag"}
+		}
+		// The mouse cannot scroll while it drags, so both ends must be on
+		// screen at once.
+		m, err := chromedp.Call(ctx, page.GetLayoutMetrics, cdp.Empty{})
+		if err != nil {
+			return err
+		}
+		if vp := m.CSSVisualViewport; vp != nil {
+			for _, p := range pts {
+				if p[0] < 0 || p[1] < 0 || p[0] > vp.ClientWidth || p[1] > vp.ClientHeight {
+					return userError{"the two elements do not fit on screen together, and a drag cannot scroll; resize the page (emulate or resize_page) or drag in shorter steps"}
 				}
 			}
 		}
-		if sctx.Err() == nil && inflight > 0 {
-			select {
-			case <-reqChange:
-			case <-tab.State.navChanged():
-			case <-dialogOpened:
-				return dialogResult(tab, nav, done)
-			case <-sctx.Done():
+		return chromedp.Do(ctx, chromedp.DragAndDropXY(pts[0][0], pts[0][1], pts[1][0], pts[1][1]))
+	}
+}
+
+func (t *toolset) fillForm() Tool {
+	return Tool{
+		Perm: auth.PermWrite,
+		Tool: mcp.NewTool("fill_form",
+			mcp.WithDescription("Fill several form elements at once, each like fill. Stops at the first element that fails and says which."),
+			mcp.WithArray("elements", mcp.Required(), mcp.Description("Elements from the latest take_snapshot and the values to fill in"),
+				mcp.MinItems(1),
+				mcp.Items(map[string]any{
+					"type": "object",
+					"properties": map[string]any{
+						"uid":   map[string]any{"type": "string", "description": "uid of the element, from take_snapshot"},
+						"value": map[string]any{"type": "string", "description": "Value to fill in"},
+					},
+					"required": []string{"uid", "value"},
+				})),
+			pageIDOption,
+			mcp.WithReadOnlyHintAnnotation(false),
+			mcp.WithDestructiveHintAnnotation(true),
+		),
+		Handler: func(ctx context.Context, req mcp.CallToolRequest) (*mcp.CallToolResult, error) {
+			targets, values, err := formElements(req.GetArguments()["elements"])
+			if err != nil {
+				return mcp.NewToolResultError("fill_form: " + err.Error()), nil
 			}
+			return t.act(ctx, req, "fill_form", targets, func(cctx context.Context, elems []*element) error {
+				for i, e := range elems {
+					if err := fillNode(e, values[i]); err != nil {
+						return targets[i].wrap(err)
+					}
+				}
+				return nil
+			}, fmt.Sprintf("Filled %d elements", len(targets)))
+		},
+	}
+}
+
+// formElements reads the elements argument of fill_form.
+func formElements(v any) ([]uidArg, []string, error) {
+	list, ok := v.([]any)
+	if !ok || len(list) == 0 {
+		return nil, nil, errors.New(`elements must be a non-empty array of {"uid": ..., "value": ...}`)
+	}
+	targets := make([]uidArg, len(list))
+	values := make([]string, len(list))
+	for i, e := range list {
+		m, ok := e.(map[string]any)
+		if !ok {
+			return nil, nil, fmt.Errorf(`element %d is not an object {"uid": ..., "value": ...}`, i+1)
 		}
-		if err := sctx.Err(); err != nil {
-			if ctx.Err() != nil {
-				return mcp.NewToolResultErrorf("%s, but the call was cancelled while waiting for the page to settle", done)
-			}
-			return textResult("%s. The page was still busy after %s (%d request(s) in flight); call wait_for or take_snapshot to see where it got.", done, busyCap, inflight)
+		uid, ok := m["uid"].(string)
+		if !ok || uid == "" {
+			return nil, nil, fmt.Errorf("element %d has no uid; call take_snapshot to get one", i+1)
 		}
-		if tab.State.mark() != nav {
-			return t.navResult(ctx, tab, nav, done)
-		}
-	}
-}
-
-// changeWatch follows the change counter that observeJS set up.
-type changeWatch struct {
-	tab     *Tab
-	last    int
-	changed bool // the page changed since the action
-	moved   bool // the last read saw new changes
-}
-
-// read reads the counter, unless a dialog opens, which it reports. A
-// counter that is gone means a new document: that is a change, and the
-// counter starts again in it.
-func (w *changeWatch) read(ctx context.Context) (dialog bool) {
-	return w.update(ctx, func(c context.Context) (int, error) { return evalValue[int](c, changesJS) })
-}
-
-// readAfterFrame is read, after the page has run two more tasks.
-func (w *changeWatch) readAfterFrame(ctx context.Context) (dialog bool) {
-	return w.update(ctx, func(c context.Context) (int, error) { return evalPromise[int](c, changesAfterFrameJS) })
-}
-
-func (w *changeWatch) update(ctx context.Context, count func(context.Context) (int, error)) (dialog bool) {
-	n, open, err := untilDialog(ctx, w.tab, count)
-	if open {
-		return true
-	}
-	w.moved = false
-	switch {
-	case err != nil && ctx.Err() != nil:
-		// No answer in time: nothing learnt, the caller sees ctx end.
-	case err != nil || n < 0:
-		w.changed, w.moved, w.last = true, true, 0
-		if err == nil {
-			_, _, _ = untilDialog(ctx, w.tab, func(c context.Context) (string, error) {
-				return evalValue[string](c, observeJS)
-			})
-		}
-	case n != w.last:
-		w.changed, w.moved, w.last = true, true, n
-	}
-	return false
-}
-
-func changeSummary(changed bool, requests int) string {
-	s := "The page did not change."
-	if changed {
-		s = "The page changed."
-	}
-	if requests > 0 {
-		s += fmt.Sprintf(" It made %d network request(s).", requests)
-	}
-	return s
-}
-
-// navResult waits for the load of the navigation that an action started,
-// unless a dialog opens: a dialog holds the load until it is handled.
-func (t *toolset) navResult(ctx context.Context, tab *Tab, nav navMark, done string) *mcp.CallToolResult {
-	nctx, cancel := context.WithCancel(ctx)
-	defer cancel()
-	go func() {
-		select {
-		case <-tab.State.dialog.openedChan():
-			cancel()
-		case <-nctx.Done():
-		}
-	}()
-	url, finished := tab.State.settle(nctx, nav, settleCap)
-	if tab.State.dialog.current() != nil {
-		return dialogResult(tab, nav, done)
-	}
-	if finished {
-		return textResult("%s. The page navigated to %s.", done, url)
-	}
-	if ctx.Err() != nil {
-		return mcp.NewToolResultErrorf("%s, but the call was cancelled while the page was loading %s", done, url)
-	}
-	return textResult("%s. The page is navigating to %s and had not finished loading after %s.", done, url, settleCap)
-}
-
-// dialogResult reports an action that opened a dialog: the page is frozen
-// until handle_dialog answers it, so waiting longer is pointless.
-func dialogResult(tab *Tab, nav navMark, done string) *mcp.CallToolResult {
-	if url, ok := tab.State.navSince(nav); ok {
-		done += ". The page is navigating to " + url
-	}
-	return textResult("%s. %s; call handle_dialog to accept or dismiss it.", done, tab.State.dialog.current().describeOr("A dialog opened"))
-}
-
-// describeOr describes p, or says fallback when the dialog is already gone.
-func (p *pendingDialog) describeOr(fallback string) string {
-	if p == nil {
-		return fallback
-	}
-	return p.describe()
-}
-
-func lowerFirst(s string) string {
-	if s == "" {
-		return s
-	}
-	return strings.ToLower(s[:1]) + s[1:]
-}
-
-// untilDialog runs fn, giving up when a JavaScript dialog opens: the page
-// then answers no script until the dialog is handled. It reports whether a
-// dialog is open when it returns. fn may outlive the call, until its context
-// ends, so it hands its result back only through its return values.
-func untilDialog[T any](ctx context.Context, tab *Tab, fn func(context.Context) (T, error)) (T, bool, error) {
-	var zero T
-	opened := tab.State.dialog.openedChan()
-	select {
-	case <-opened:
-		return zero, true, nil
-	default:
-	}
-	c, cancel := context.WithCancel(ctx)
-	defer cancel()
-	type result struct {
-		v   T
-		err error
-	}
-	done := make(chan result, 1)
-	go func() {
-		v, err := fn(c)
-		done <- result{v, err}
-	}()
-	select {
-	case r := <-done:
-		select {
-		case <-opened:
-			return zero, true, nil
+		switch x := m["value"].(type) {
+		case string:
+			values[i] = x
+		case bool, float64:
+			values[i] = fmt.Sprint(x)
 		default:
-			return r.v, false, r.err
+			return nil, nil, fmt.Errorf("element %d (uid=%s) has no value (a string)", i+1, bareUID(uid))
 		}
-	case <-opened:
-		return zero, true, nil
+		targets[i] = uidArg{uid: uid, label: fmt.Sprintf("element %d", i+1)}
+	}
+	return targets, values, nil
+}
+
+func (t *toolset) pressKey() Tool {
+	return Tool{
+		Perm: auth.PermWrite,
+		Tool: mcp.NewTool("press_key",
+			mcp.WithDescription("Press a key or a key combination in the page, e.g. to submit with Enter, move focus with Tab, or select all with Control+A. The key goes to the focused element."),
+			mcp.WithString("key", mcp.Required(), mcp.Description(`A key or combination: "Enter", "Tab", "Escape", "ArrowDown", "a", "Control+A", "Shift+ArrowLeft", "Control+Shift+R". Modifiers: Control, Shift, Alt, Meta.`)),
+			pageIDOption,
+			mcp.WithReadOnlyHintAnnotation(false),
+			mcp.WithDestructiveHintAnnotation(true),
+		),
+		Handler: func(ctx context.Context, req mcp.CallToolRequest) (*mcp.CallToolResult, error) {
+			spec, err := req.RequireString("key")
+			if err != nil {
+				return mcp.NewToolResultError(`press_key needs a key, e.g. "Enter" or "Control+A"`), nil
+			}
+			combo, err := parseKey(spec)
+			if err != nil {
+				return mcp.NewToolResultError("press_key: " + err.Error()), nil
+			}
+			return t.act(ctx, req, "press_key", nil, func(cctx context.Context, _ []*element) error {
+				return dispatchKeys(cctx, combo.events())
+			}, "Pressed "+spec)
+		},
 	}
 }
 
-// observeKey names the page property that holds the change counter of the
-// current action; a symbol keeps it out of the page's own names.
-const observeKey = `Symbol.for('mcp-browser-proxy.changes')`
-
-// observeJS starts counting the changes of the document: DOM mutations
-// (except style attributes, which animations rewrite every frame) and input
-// or change events (a checkbox changes no attribute). It replaces the counter
-// of an earlier action, stops by itself after a while, and answers
-// document.visibilityState. A page that breaks the observer gets a counter
-// that stays at 0: the action must not fail for it.
-const observeJS = `(() => {
-  const key = ` + observeKey + `;
-  const old = window[key];
-  if (old) old.stop();
-  const s = {n: 0, stop() {}};
-  try {
-    const bump = () => { s.n++; };
-    const obs = new MutationObserver(records => {
-      for (const r of records) if (r.type !== 'attributes' || r.attributeName !== 'style') s.n++;
-    });
-    obs.observe(document, {subtree: true, childList: true, attributes: true, characterData: true});
-    document.addEventListener('input', bump, true);
-    document.addEventListener('change', bump, true);
-    const timer = setTimeout(() => s.stop(), 15000);
-    s.stop = () => {
-      obs.disconnect();
-      document.removeEventListener('input', bump, true);
-      document.removeEventListener('change', bump, true);
-      clearTimeout(timer);
-      if (window[key] === s) delete window[key];
-    };
-  } catch (e) {}
-  Object.defineProperty(window, key, {value: s, configurable: true});
-  return document.visibilityState;
-})()`
-
-// changesJS answers the change count, or -1 when the counter is gone (a new
-// document).
-const changesJS = `(() => { const s = window[` + observeKey + `]; return s ? s.n : -1; })()`
-
-// changesAfterFrameJS answers the change count after two more turns of the
-// page's task queue: updates that frameworks batch into microtasks or the
-// next task (React, Vue, Angular) have landed by then.
-const changesAfterFrameJS = `new Promise(resolve => setTimeout(() => setTimeout(() => {
-  const s = window[` + observeKey + `]; resolve(s ? s.n : -1);
-}, 0), 0))`
-
-// evalValue evaluates expr in the page and decodes its JSON value.
-func evalValue[T any](ctx context.Context, expr string) (T, error) {
-	return evaluate[T](ctx, runtime.EvaluateParams{Expression: expr, ReturnByValue: ptr(true)})
+func (t *toolset) typeText() Tool {
+	return Tool{
+		Perm: auth.PermWrite,
+		Tool: mcp.NewTool("type_text",
+			mcp.WithDescription("Type text into the focused element with key events, as a user would; then optionally press a key such as Enter. Focus an element first, e.g. with click."),
+			mcp.WithString("text", mcp.Required(), mcp.Description("Text to type")),
+			mcp.WithString("submitKey", mcp.Description(`Key to press after the text, e.g. "Enter" or "Tab"`)),
+			pageIDOption,
+			mcp.WithReadOnlyHintAnnotation(false),
+			mcp.WithDestructiveHintAnnotation(true),
+		),
+		Handler: func(ctx context.Context, req mcp.CallToolRequest) (*mcp.CallToolResult, error) {
+			text, err := req.RequireString("text")
+			if err != nil {
+				return mcp.NewToolResultError("type_text needs a text (a string)"), nil
+			}
+			n := utf8.RuneCountInString(text)
+			if n > maxTypedRunes {
+				return mcp.NewToolResultErrorf("type_text: the text has %d characters, more than %d; use fill to set a long value at once", n, maxTypedRunes), nil
+			}
+			var submit *keyCombo
+			done := fmt.Sprintf("Typed %d characters", n)
+			if s := req.GetString("submitKey", ""); s != "" {
+				c, err := parseKey(s)
+				if err != nil {
+					return mcp.NewToolResultError("type_text: submitKey: " + err.Error()), nil
+				}
+				submit = &c
+				done += " and pressed " + s
+			}
+			return t.act(ctx, req, "type_text", nil, func(cctx context.Context, _ []*element) error {
+				if err := typeRunes(cctx, text); err != nil {
+					return err
+				}
+				if submit != nil {
+					return dispatchKeys(cctx, submit.events())
+				}
+				return nil
+			}, done)
+		},
+	}
 }
 
-// evalPromise is evalValue for an expression that yields a promise.
-func evalPromise[T any](ctx context.Context, expr string) (T, error) {
-	return evaluate[T](ctx, runtime.EvaluateParams{Expression: expr, ReturnByValue: ptr(true), AwaitPromise: ptr(true)})
+func (t *toolset) uploadFile() Tool {
+	return Tool{
+		Perm: auth.PermWrite,
+		Tool: mcp.NewTool("upload_file",
+			mcp.WithDescription("Choose files for a file input (or for the element, such as a button, that opens a file chooser), by uid from the latest take_snapshot. The files must be in this session's files directory."),
+			mcp.WithString("uid", mcp.Required(), mcp.Description("uid of the file input, or of the element that opens the file chooser")),
+			mcp.WithArray("filePaths", mcp.Required(), mcp.MinItems(1), mcp.WithStringItems(),
+				mcp.Description("Files to upload: names relative to the session's files directory, or absolute paths inside it")),
+			pageIDOption,
+			mcp.WithReadOnlyHintAnnotation(false),
+			mcp.WithDestructiveHintAnnotation(true),
+		),
+		Handler: func(ctx context.Context, req mcp.CallToolRequest) (*mcp.CallToolResult, error) {
+			uid, err := requireUID(req)
+			if err != nil {
+				return nil, err
+			}
+			raw, ok := req.GetArguments()["filePaths"].([]any)
+			if !ok || len(raw) == 0 {
+				return mcp.NewToolResultError("upload_file needs filePaths, a non-empty array of file names"), nil
+			}
+			files := make([]string, 0, len(raw))
+			for _, r := range raw {
+				s, ok := r.(string)
+				if !ok {
+					return mcp.NewToolResultError("upload_file: filePaths must be strings"), nil
+				}
+				p, err := inputPath(ctx, s)
+				if err != nil {
+					return mcp.NewToolResultError("upload_file: " + err.Error()), nil
+				}
+				files = append(files, p)
+			}
+			return t.act(ctx, req, "upload_file", []uidArg{{uid: uid}}, func(cctx context.Context, elems []*element) error {
+				return uploadFiles(cctx, elems[0], files)
+			}, fmt.Sprintf("Chose %d file(s) for uid=%s", len(files), bareUID(uid)))
+		},
+	}
 }
 
-func evaluate[T any](ctx context.Context, p runtime.EvaluateParams) (T, error) {
-	var v T
-	res, err := chromedp.Call(ctx, runtime.Evaluate, p)
+// inputPath resolves a file to read for the page to a regular file inside the
+// session's files directory; anything else on the host stays out of reach.
+func inputPath(ctx context.Context, requested string) (string, error) {
+	dir, err := filesDir(ctx)
 	if err != nil {
-		return v, err
+		return "", err
 	}
-	if res.ExceptionDetails != nil {
-		return v, errors.New(exceptionText(res.ExceptionDetails))
+	root, err := filepath.EvalSymlinks(dir)
+	if err != nil {
+		return "", fmt.Errorf("files directory: %w", err)
 	}
-	if res.Result == nil || len(res.Result.Value) == 0 {
-		return v, errors.New("the page returned no value")
+	if requested == "" || strings.ContainsRune(requested, 0) {
+		return "", errors.New("a file path is empty or invalid")
 	}
-	err = json.Unmarshal(res.Result.Value, &v)
-	return v, err
+	p := requested
+	if !filepath.IsAbs(p) {
+		p = filepath.Join(root, p)
+	}
+	real, err := filepath.EvalSymlinks(filepath.Clean(p))
+	if err != nil {
+		return "", fmt.Errorf("file %q does not exist in the session's files directory (%s)", requested, root)
+	}
+	if rel, err := filepath.Rel(root, real); err != nil || rel == "." || strings.HasPrefix(rel, "..") {
+		return "", fmt.Errorf("file %q is outside the session's files directory (%s); only files in it can be uploaded", requested, root)
+	}
+	fi, err := os.Stat(real)
+	if err != nil || !fi.Mode().IsRegular() {
+		return "", fmt.Errorf("%q is not a regular file", requested)
+	}
+	return real, nil
 }
 
-// userError is a failure that the caller can fix, with a message for them.
-type userError struct{ msg string }
+// fileChooserWait bounds the wait for a file chooser after a click.
+const fileChooserWait = 3 * time.Second
 
-func (e userError) Error() string { return e.msg }
-
-// isStaleNode reports whether err says the node is no longer in the page,
-// or its cross-site frame went away.
-func isStaleNode(err error) bool {
-	if errors.Is(err, chromedp.ErrTargetDetached) {
-		return true
-	}
-	var cerr *cdproto.Error
-	if !errors.As(err, &cerr) {
-		return false
-	}
-	m := cerr.Message
-	return strings.Contains(m, "No node") || strings.Contains(m, "not found") || strings.Contains(m, "does not belong to the document") ||
-		strings.Contains(m, "detached from document")
-}
-
-// clickNode scrolls the element into view and clicks its centre. Mouse
-// events go to the page's session (ctx), in the page's viewport
-// coordinates: the browser routes them to the frame under the pointer.
-func clickNode(ctx context.Context, e *element, clicks int64) error {
-	x, y, err := nodeCenter(e)
+// uploadFiles sets the files of a file input. For another element it clicks
+// it with the file chooser intercepted, and sets the files of the input
+// whose chooser opened. The chooser of a cross-site frame is its target's:
+// everything but the click goes to the element's own session.
+func uploadFiles(top context.Context, e *element, files []string) error {
+	ctx, node := e.ctx, e.ref.id
+	d, err := chromedp.Call(ctx, dom.DescribeNode, dom.DescribeNodeParams{BackendNodeID: node})
 	if err != nil {
 		return err
 	}
-	// No separate mouseMoved: Blink aligns moves to animation frames, which
-	// costs a frame per click, and a press at a new position updates the
-	// hover state (mouseover, mouseenter) by itself.
-	for i := int64(1); i <= clicks; i++ {
-		for _, typ := range []input.DispatchMouseEventType{input.DispatchMouseEventTypeMousePressed, input.DispatchMouseEventTypeMouseReleased} {
-			p := input.DispatchMouseEventParams{Type: typ, X: x, Y: y, Button: input.MouseButtonLeft, ClickCount: i}
-			if _, err := chromedp.Call(ctx, input.DispatchMouseEvent, p); err != nil {
-				return err
-			}
+	if d.Node != nil && strings.EqualFold(d.Node.NodeName, "input") && strings.EqualFold(attr(d.Node.Attributes, "type"), "file") {
+		if len(files) > 1 && !hasAttr(d.Node.Attributes, "multiple") {
+			return userError{fmt.Sprintf("the file input takes one file (it has no multiple attribute), and %d were given", len(files))}
 		}
+		_, err := chromedp.Call(ctx, dom.SetFileInputFiles, dom.SetFileInputFilesParams{Files: files, BackendNodeID: node})
+		return err
 	}
-	return nil
-}
-
-// nodeCenter scrolls the element into view and returns its centre.
-func nodeCenter(e *element) (float64, float64, error) {
-	if err := e.scrollIntoView(); err != nil {
-		return 0, 0, err
-	}
-	return quadCenter(e)
-}
-
-// quadCenter returns the centre of the element's first box on screen, in
-// the page's viewport coordinates.
-func quadCenter(e *element) (float64, float64, error) {
-	p, err := e.quad()
-	if err != nil {
-		return 0, 0, err
-	}
-	return (p[0] + p[2] + p[4] + p[6]) / 4, (p[1] + p[3] + p[5] + p[7]) / 4, nil
-}
-
-// fillJS prepares an element for a value. It sets selects and checkboxes
-// itself and answers "done"; for text it focuses the element and selects its
-// content so that Input.insertText replaces it, and answers "type".
-const fillJS = `function(v) {
-  const fire = (el) => { el.dispatchEvent(new Event('input', {bubbles: true})); el.dispatchEvent(new Event('change', {bubbles: true})); };
-  if (this.tagName === 'SELECT') {
-    const o = Array.from(this.options).find(o => o.value === v || o.textContent.trim() === v);
-    if (!o) throw new Error('no option "' + v + '" in this select; options are: ' + Array.from(this.options).map(o => o.textContent.trim()).join(', '));
-    this.value = o.value; fire(this); return 'done';
-  }
-  if (this.type === 'checkbox' || this.type === 'radio') {
-    const want = ['true', 'on', 'checked', 'yes', '1'].includes(String(v).toLowerCase());
-    if (this.checked !== want) this.click();
-    return 'done';
-  }
-  if (!(this.isContentEditable || this.tagName === 'INPUT' || this.tagName === 'TEXTAREA')) throw new Error('the element is not fillable (not an input, textarea, select or editable element)');
-  this.focus();
-  if (typeof this.select === 'function') this.select(); else document.getSelection().selectAllChildren(this);
-  if (v === '') { if ('value' in this) this.value = ''; else this.textContent = ''; fire(this); return 'done'; }
-  return 'type';
-}`
-
-// fillNode fills the element, all on the element's own session: the text
-// goes to the focused element of the element's frame.
-func fillNode(e *element, value string) error {
-	ctx := e.ctx
-	obj, err := chromedp.Call(ctx, dom.ResolveNode, dom.ResolveNodeParams{BackendNodeID: e.ref.id})
-	if err != nil {
+	if _, err := chromedp.Call(ctx, page.SetInterceptFileChooserDialog, page.SetInterceptFileChooserDialogParams{Enabled: true}); err != nil {
 		return err
 	}
 	defer func() {
-		_, _ = chromedp.Call(ctx, runtime.ReleaseObject, runtime.ReleaseObjectParams{ObjectID: obj.Object.ObjectID})
+		off, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+		defer cancel()
+		_, _ = chromedp.Call(off, page.SetInterceptFileChooserDialog, page.SetInterceptFileChooserDialogParams{Enabled: false})
 	}()
-	arg := jsonValue(value)
-	res, err := chromedp.Call(ctx, runtime.CallFunctionOn, runtime.CallFunctionOnParams{
-		FunctionDeclaration: fillJS,
-		ObjectID:            obj.Object.ObjectID,
-		Arguments:           []*runtime.CallArgument{{Value: arg}},
-		ReturnByValue:       ptr(true),
-	})
-	if err != nil {
+	wctx, cancel := context.WithTimeout(ctx, fileChooserWait)
+	defer cancel()
+	events := chromedp.Events(wctx, page.FileChooserOpened)
+	if err := clickNode(top, e, 1); err != nil {
 		return err
 	}
-	if res.ExceptionDetails != nil {
-		return userError{exceptionText(res.ExceptionDetails)}
-	}
-	if string(res.Result.Value) != `"type"` {
-		return nil
-	}
-	_, err = chromedp.Call(ctx, input.InsertText, input.InsertTextParams{Text: value})
-	return err
-}
-
-func exceptionText(d *runtime.ExceptionDetails) string {
-	if d.Exception != nil && d.Exception.Description != "" {
-		first, _, _ := strings.Cut(d.Exception.Description, "\n    at ")
-		return strings.TrimPrefix(first, "Error: ")
-	}
-	return fmt.Sprintf("%s (line %d)", d.Text, d.LineNumber)
-}
-
-// ensureVisible brings the tab to the front when it is hidden: a hidden tab
-// gets no frames, so input events and screenshots stall until the browser
-// gives up on them. Several sessions share one browser window, so another
-// session's new tab may have covered this one.
-func ensureVisible(ctx context.Context) error {
-	res, err := chromedp.Call(ctx, runtime.Evaluate, runtime.EvaluateParams{Expression: "document.visibilityState", ReturnByValue: ptr(true)})
-	if err != nil {
+	for ev, err := range events {
+		if err != nil {
+			break
+		}
+		if ev.BackendNodeID == 0 {
+			return userError{"the page opened a file picker that is not a file input (showOpenFilePicker), which cannot be automated; use a page with an <input type=file>"}
+		}
+		if len(files) > 1 && ev.Mode != page.FileChooserOpenedModeSelectMultiple {
+			return userError{fmt.Sprintf("the file chooser takes one file, and %d were given", len(files))}
+		}
+		_, err = chromedp.Call(ctx, dom.SetFileInputFiles, dom.SetFileInputFilesParams{Files: files, BackendNodeID: ev.BackendNodeID})
 		return err
 	}
-	if string(res.Result.Value) == `"visible"` {
-		return nil
+	if ctx.Err() != nil {
+		return ctx.Err()
 	}
-	_, err = chromedp.Call(ctx, page.BringToFront, cdp.Empty{})
-	return err
+	return userError{fmt.Sprintf("the element is not a file input, and clicking it opened no file chooser within %s; give the uid of the file input or of the button that opens it", fileChooserWait)}
 }

@@ -353,21 +353,21 @@ func (t *toolset) listNetworkRequests() Tool {
 			mcp.WithDestructiveHintAnnotation(false),
 		),
 		Handler: func(ctx context.Context, req mcp.CallToolRequest) (*mcp.CallToolResult, error) {
-			types, res := typeFilter(req, "list_network_requests", "resourceTypes", resourceTypes)
-			if res != nil {
-				return res, nil
+			types, err := typeFilter(req, "resourceTypes", resourceTypes)
+			if err != nil {
+				return nil, err
 			}
-			tab, res := pageOf(ctx, req)
-			if res != nil {
-				return res, nil
+			tab, err := pageOf(ctx, req)
+			if err != nil {
+				return nil, err
 			}
 			all := req.GetBool("includePreservedRequests", false)
 			reqs, earlier, labels := tab.State.network.list(all, func(r *netRequest) bool {
 				return len(types) == 0 || types[r.resType]
 			})
-			from, to, res := listPaging(req, "list_network_requests", len(reqs))
-			if res != nil {
-				return res, nil
+			from, to, err := listPaging(req, len(reqs))
+			if err != nil {
+				return nil, err
 			}
 			text := formatList(networkWords, tab.ID, reqs[from:to], func(r netSnapshot) int { return r.nav }, networkLine, labels, all, earlier, types != nil)
 			return mcp.NewToolResultText(text +
@@ -461,9 +461,9 @@ func (t *toolset) getNetworkRequest() Tool {
 			if err != nil {
 				return mcp.NewToolResultError("get_network_request needs a reqid; call list_network_requests to get one"), nil
 			}
-			tab, res := pageOf(ctx, req)
-			if res != nil {
-				return res, nil
+			tab, err := pageOf(ctx, req)
+			if err != nil {
+				return nil, err
 			}
 			r, ok, known := tab.State.network.get(id)
 			if !ok {

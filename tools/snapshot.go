@@ -38,13 +38,13 @@ func (t *toolset) takeSnapshot() Tool {
 			mcp.WithDestructiveHintAnnotation(false),
 		),
 		Handler: func(ctx context.Context, req mcp.CallToolRequest) (*mcp.CallToolResult, error) {
-			tab, res := pageOf(ctx, req)
-			if res != nil {
-				return res, nil
+			tab, err := pageOf(ctx, req)
+			if err != nil {
+				return nil, err
 			}
-			text, errRes := t.snapshot(ctx, tab, req.GetBool("verbose", false))
-			if errRes != nil {
-				return errRes, nil
+			text, err := t.snapshot(ctx, tab, req.GetBool("verbose", false))
+			if err != nil {
+				return nil, err
 			}
 			if fp := req.GetString("filePath", ""); fp != "" {
 				p, err := writeOutput(ctx, fp, []byte(text))
@@ -64,7 +64,7 @@ func (t *toolset) takeSnapshot() Tool {
 }
 
 // snapshot renders the accessibility tree of tab, descending into iframes.
-func (t *toolset) snapshot(ctx context.Context, tab *Tab, verbose bool) (string, *mcp.CallToolResult) {
+func (t *toolset) snapshot(ctx context.Context, tab *Tab, verbose bool) (string, error) {
 	cctx, cancel := callCtx(ctx, tab, t.cfg.CallTimeout)
 	defer cancel()
 	tree, err := chromedp.Call(cctx, accessibility.GetFullAXTree, accessibility.GetFullAXTreeParams{})

@@ -284,3 +284,19 @@ func (s *TabState) resetIfNewDocument(root cdp.BackendNodeID) {
 	clear(s.byNodeRef)
 	clear(s.byUID)
 }
+
+// navChanged returns a channel closed at the next start or stop of a
+// main-frame navigation.
+func (s *TabState) navChanged() <-chan struct{} {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.changed
+}
+
+// navSince returns the URL of the latest main-frame navigation when one
+// started after m.
+func (s *TabState) navSince(m navMark) (string, bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.lastURL, navMark(s.started) != m
+}

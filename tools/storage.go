@@ -131,24 +131,26 @@ type cookieSpan struct {
 	url     string
 	names   []string
 	cookies []*network.Cookie // of url, filtered by names
+	none    string            // the answer of a page without cookies; nothing else is set
 }
 
 // cookieScope reads the names argument, the page's URL and its cookies. A
-// page without cookies (about:blank, data:) answers text + noneSuffix.
-func (t *toolset) cookieScope(ctx context.Context, req mcp.CallToolRequest, tool, noneSuffix string) (*cookieSpan, *mcp.CallToolResult) {
+// page without cookies (about:blank, data:) answers text + noneSuffix, in
+// the span's none.
+func (t *toolset) cookieScope(ctx context.Context, req mcp.CallToolRequest, tool, noneSuffix string) (*cookieSpan, error) {
 	names, err := namesArg(req)
 	if err != nil {
-		return nil, mcp.NewToolResultError(tool + ": " + err.Error())
+		return nil, argErrorf("%v", err)
 	}
-	tab, res := pageOf(ctx, req)
-	if res != nil {
-		return nil, res
+	tab, err := pageOf(ctx, req)
+	if err != nil {
+		return nil, err
 	}
 	cctx, cancel := callCtx(ctx, tab, t.cfg.CallTimeout)
 	u, none, err := cookieURL(cctx, tab)
 	if err == nil && none != "" {
 		cancel()
-		return nil, mcp.NewToolResultText(none + noneSuffix)
+		return &cookieSpan{none: none + noneSuffix}, nil
 	}
 	var all []*network.Cookie
 	if err == nil {
@@ -174,9 +176,12 @@ func (t *toolset) getCookies() Tool {
 			mcp.WithDestructiveHintAnnotation(false),
 		),
 		Handler: func(ctx context.Context, req mcp.CallToolRequest) (*mcp.CallToolResult, error) {
-			sc, res := t.cookieScope(ctx, req, "get_cookies", "")
-			if res != nil {
-				return res, nil
+			sc, err := t.cookieScope(ctx, req, "get_cookies", "")
+			if err != nil {
+				return nil, err
+			}
+			if sc.none != "" {
+				return mcp.NewToolResultText(sc.none), nil
 			}
 			defer sc.cancel()
 			tab, u, names, cookies := sc.tab, sc.url, sc.names, sc.cookies
@@ -341,15 +346,15 @@ func (t *toolset) setCookies() Tool {
 			if err != nil {
 				return mcp.NewToolResultError("set_cookies: " + err.Error() + "; no cookie was set"), nil
 			}
-			tab, res := pageOf(ctx, req)
-			if res != nil {
-				return res, nil
+			tab, err := pageOf(ctx, req)
+			if err != nil {
+				return nil, err
 			}
 			cctx, cancel := callCtx(ctx, tab, t.cfg.CallTimeout)
 			defer cancel()
 			u, none, err := cookieURL(cctx, tab)
 			if err != nil {
-				return cdpError("set_cookies", cctx, tab, t.cfg.CallTimeout, err), nil
+				return nil, cdpError("set_cookies", cctx, tab, t.cfg.CallTimeout, err)
 			}
 			if none != "" {
 				return mcp.NewToolResultError("set_cookies: " + none), nil
@@ -366,11 +371,11 @@ func (t *toolset) setCookies() Tool {
 				})
 			}
 			if _, err := chromedp.Call(cctx, network.SetCookies, network.SetCookiesParams{Cookies: params}); err != nil {
-				return cdpError("set_cookies", cctx, tab, t.cfg.CallTimeout, err), nil
+				return nil, cdpError("set_cookies", cctx, tab, t.cfg.CallTimeout, err)
 			}
 			missing, err := unstoredCookies(cctx, u, specs)
 			if err != nil {
-				return cdpError("set_cookies", cctx, tab, t.cfg.CallTimeout, err), nil
+				return nil, cdpError("set_cookies", cctx, tab, t.cfg.CallTimeout, err)
 			}
 			if len(missing) > 0 {
 				return mcp.NewToolResultErrorf("set_cookies: the browser did not store %s (a secure cookie needs an https page, sameSite None needs secure, expires may be in the past, or the domain is a public suffix); the other cookies were set",
@@ -428,9 +433,12 @@ func (t *toolset) clearCookies() Tool {
 			mcp.WithDestructiveHintAnnotation(true),
 		),
 		Handler: func(ctx context.Context, req mcp.CallToolRequest) (*mcp.CallToolResult, error) {
-			sc, res := t.cookieScope(ctx, req, "clear_cookies", " Nothing was deleted.")
-			if res != nil {
-				return res, nil
+			sc, err := t.cookieScope(ctx, req, "clear_cookies", " Nothing was deleted.")
+			if err != nil {
+				return nil, err
+			}
+			if sc.none != "" {
+				return mcp.NewToolResultText(sc.none), nil
 			}
 			defer sc.cancel()
 			tab, cctx, u, cookies := sc.tab, sc.ctx, sc.url, sc.cookies
@@ -443,12 +451,12 @@ func (t *toolset) clearCookies() Tool {
 				if _, err := chromedp.Call(cctx, network.DeleteCookies, network.DeleteCookiesParams{
 					Name: c.Name, URL: u, Domain: c.Domain, Path: c.Path, PartitionKey: c.PartitionKey,
 				}); err != nil {
-					return cdpError("clear_cookies", cctx, tab, t.cfg.CallTimeout, err), nil
+					return nil, cdpError("clear_cookies", cctx, tab, t.cfg.CallTimeout, err)
 				}
 			}
 			left, err := pageCookies(cctx, u)
 			if err != nil {
-				return cdpError("clear_cookies", cctx, tab, t.cfg.CallTimeout, err), nil
+				return nil, cdpError("clear_cookies", cctx, tab, t.cfg.CallTimeout, err)
 			}
 			if still := filterCookies(left, cookieNames(cookies)); len(still) > 0 {
 				return mcp.NewToolResultErrorf("clear_cookies: %s could not be deleted; get_cookies shows them", strings.Join(cookieNames(still), ", ")), nil
@@ -471,9 +479,9 @@ func (t *toolset) pdfPage() Tool {
 			mcp.WithDestructiveHintAnnotation(false),
 		),
 		Handler: func(ctx context.Context, req mcp.CallToolRequest) (*mcp.CallToolResult, error) {
-			tab, res := pageOf(ctx, req)
-			if res != nil {
-				return res, nil
+			tab, err := pageOf(ctx, req)
+			if err != nil {
+				return nil, err
 			}
 			file := req.GetString("filePath", "")
 			if file == "" {
@@ -493,7 +501,7 @@ func (t *toolset) pdfPage() Tool {
 				if strings.Contains(err.Error(), "not implemented") {
 					return mcp.NewToolResultError("pdf_page: this browser cannot print to PDF (Chrome prints to PDF only when it runs headless); use take_screenshot instead"), nil
 				}
-				return cdpError("pdf_page", cctx, tab, t.cfg.CallTimeout, err), nil
+				return nil, cdpError("pdf_page", cctx, tab, t.cfg.CallTimeout, err)
 			}
 			p, err := writeOutput(ctx, file, pdf.Data)
 			if err != nil {

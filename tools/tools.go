@@ -1,103 +1,42 @@
-// Package tools holds the MCP tools, one file per tool group. Tools work on
-// the per-call Workspace (the calling session's page set) that the session
-// package puts in the context; they never reach back into the HTTP layer.
+// Package tools holds the MCP tools. Tools work on the per-call Workspace
+// (the calling session's page set) that the session package puts in the
+// context; they never reach back into the HTTP layer.
+//
+// Where things are:
+//
+//	tools.go       Tool, the tool list (All, Register) and the permission rule
+//	page.go        Tab, Workspace, page lookup, per-call contexts and timeouts
+//	state.go       TabState, what the proxy remembers of one tab
+//	element.go     snapshot uids to DOM nodes: scroll, geometry, click, fill
+//	eval.go        Runtime.evaluate helpers
+//	activity.go    what an input action set off: navigation, requests, DOM changes
+//	listing.go     per-navigation rings, paging and list formatting
+//	remoteobj.go   console values (remote objects) as text
+//	oopif.go       cross-site iframes (their own CDP targets)
+//	trace.go       the performance trace summary
+//	keys.go        press_key combinations and typed text
+//	logbudget.go   the byte budget of the console and network logs
+//	files.go       the files directory of filePath arguments
+//
+// One file per tool group: pages.go, navigation.go, snapshot.go, input.go,
+// debug.go (screenshot, evaluate), css.go, console.go, network.go,
+// dialog.go, emulate.go, storage.go, performance.go, extensions.go.
 package tools
 
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"maps"
 	"slices"
 	"strings"
 	"time"
 
-	"github.com/chromedp/cdproto/target"
 	"github.com/mark3labs/mcp-go/mcp"
 	"github.com/mark3labs/mcp-go/server"
 
 	"github.com/mcp-browser-proxy/mcp-browser-proxy/auth"
 )
-
-// Tab is one page that a session owns.
-type Tab struct {
-	// ID is the small integer that tools call pageId; unique in a session.
-	ID       int
-	TargetID target.ID
-	// Ctx is the chromedp context of the tab, already attached. Derive
-	// per-call contexts from it; never cancel it from a tool.
-	Ctx   context.Context
-	State *TabState
-	// Owned says the session opened the tab. A tab it only attached to
-	// (browser:all-tabs) is never closed by the proxy, only detached.
-	Owned bool
-}
-
-// BrowserTab is a page of the user's browser outside the session.
-type BrowserTab struct {
-	TargetID target.ID
-	Title    string
-	URL      string
-}
-
-// TabInfo describes a page for list_pages.
-type TabInfo struct {
-	ID       int
-	Title    string
-	URL      string
-	Selected bool
-	Attached bool // a tab of the user's that the session attached to
-	Opener   int  // the page that opened it, for a popup; 0 otherwise
-}
-
-// Workspace is the page set of the calling session, as the tools see it.
-type Workspace interface {
-	// Tab returns the page pageID, or the selected page when pageID is 0;
-	// a session without pages gets a new one.
-	Tab(ctx context.Context, pageID int) (*Tab, error)
-	// NewTab opens a page (about:blank) and selects it; a background tab is
-	// not brought to the front of the browser window.
-	NewTab(ctx context.Context, background bool) (*Tab, error)
-	// SelectTab makes pageID the selected page.
-	SelectTab(ctx context.Context, pageID int) (*Tab, error)
-	// CloseTab closes a page the session opened, or detaches from a page
-	// it only attached to.
-	CloseTab(ctx context.Context, pageID int) error
-	// BrowserTabs lists the pages of the user's browser that are not the
-	// session's; AttachTab makes one of them a page of the session.
-	BrowserTabs(ctx context.Context) ([]BrowserTab, error)
-	AttachTab(ctx context.Context, id target.ID) (*Tab, error)
-	// Tabs lists the session's pages, in the order they were opened.
-	Tabs(ctx context.Context) ([]TabInfo, error)
-	// OpenTabs returns the session's open tabs without any browser call and
-	// without opening one.
-	OpenTabs() []*Tab
-	// FilesDir is the only directory tools may write files to (filePath
-	// arguments); it exists when FilesDir returns without error.
-	FilesDir() (string, error)
-}
-
-type workspaceKey struct{}
-
-// WithWorkspace returns ctx carrying ws for the tool handlers.
-func WithWorkspace(ctx context.Context, ws Workspace) context.Context {
-	return context.WithValue(ctx, workspaceKey{}, ws)
-}
-
-// WorkspaceFrom returns the workspace bound to ctx by WithWorkspace.
-func WorkspaceFrom(ctx context.Context) (Workspace, bool) {
-	ws, ok := ctx.Value(workspaceKey{}).(Workspace)
-	return ws, ok
-}
-
-func workspaceFrom(ctx context.Context) (Workspace, error) {
-	ws, ok := WorkspaceFrom(ctx)
-	if !ok {
-		return nil, errors.New("no browser session is bound to this call")
-	}
-	return ws, nil
-}
 
 // Config bounds the tools.
 type Config struct {
@@ -130,16 +69,31 @@ func (c *Config) fill() {
 // DefaultMaxCallTimeout is Config.MaxCallTimeout when none is set.
 const DefaultMaxCallTimeout = 5 * time.Minute
 
-// Tool is one MCP tool with the permission it needs.
+// Tool is one MCP tool with its group and the permission it needs.
 type Tool struct {
 	Tool mcp.Tool
-	Perm string
+	// Group is the tool group (one of the Group constants) the tool is
+	// listed in.
+	Group string
+	Perm  string
 	// ArgPerms names the arguments that need a permission beyond Perm when
 	// given (any value but null or ""), e.g. navigate_page's initScript runs
 	// JavaScript and needs browser:script.
 	ArgPerms map[string]string
 	Handler  server.ToolHandlerFunc
 }
+
+// The tool groups, one constructor (and file set) each.
+const (
+	GroupCore        = "core" // pages, navigation, snapshot, click, fill, screenshot, evaluate, styles
+	GroupInput       = "input"
+	GroupConsole     = "console"
+	GroupNetwork     = "network"
+	GroupEmulation   = "emulation"
+	GroupStorage     = "storage"
+	GroupPerformance = "performance"
+	GroupExtensions  = "extensions"
+)
 
 // MissingPerm returns the permission p lacks to call tl with args, and the
 // argument that needs it ("" when the tool itself does); perm is "" when p
@@ -168,46 +122,86 @@ func (tl Tool) Refusal(perm, arg string) string {
 func All(cfg Config) []Tool {
 	cfg.fill()
 	t := &toolset{cfg: cfg}
-	list := []Tool{
-		t.listPages(), t.newPage(), t.selectPage(), t.closePage(), t.navigatePage(), t.waitFor(),
-		t.takeSnapshot(), t.click(), t.fill(),
-		t.takeScreenshot(), t.evaluateScript(), t.getCSSStyles(),
-	}
+	var list []Tool
 	// One constructor per tool group, each in its own file.
-	for _, group := range [][]Tool{
-		t.inputTools(), t.consoleTools(), t.networkTools(), t.emulationTools(),
-		t.storageTools(), t.performanceTools(), t.extensionTools(),
+	for _, g := range []struct {
+		name  string
+		tools []Tool
+	}{
+		{GroupCore, []Tool{
+			t.listPages(), t.newPage(), t.selectPage(), t.closePage(), t.navigatePage(), t.waitFor(),
+			t.takeSnapshot(), t.click(), t.fill(),
+			t.takeScreenshot(), t.evaluateScript(), t.getCSSStyles(),
+		}},
+		{GroupInput, t.inputTools()},
+		{GroupConsole, t.consoleTools()},
+		{GroupNetwork, t.networkTools()},
+		{GroupEmulation, t.emulationTools()},
+		{GroupStorage, t.storageTools()},
+		{GroupPerformance, t.performanceTools()},
+		{GroupExtensions, t.extensionTools()},
 	} {
-		list = append(list, group...)
+		for _, tl := range g.tools {
+			tl.Group = g.name
+			list = append(list, tl)
+		}
 	}
 	return list
 }
 
-// Register adds the tools to s, each guarded by its permission, and hides
-// tools the caller lacks the permission for from tools/list when
-// server.WithToolFilter(Filter(tools)) is set.
+// Register adds the tools to s. It checks no permission: Access does, for
+// tools/list (HideForbidden) and for tools/call (the session middleware).
 func Register(s *server.MCPServer, list []Tool) {
 	for _, tl := range list {
 		s.AddTool(tl.Tool, guard(tl))
 	}
 }
 
-// HideForbidden returns a tools/list hook that drops the tools the caller's
-// principal may not call. Calls are not filtered: a forbidden call reaches a
-// guard that says which permission is missing.
-func HideForbidden(list []Tool) func(context.Context, any, *mcp.ListToolsRequest, *mcp.ListToolsResult) {
-	perms := map[string]string{}
+// Access is the one permission rule of a tool list: tools/list shows the
+// tools that Check allows without arguments, and a call runs only when
+// Check allows it with its arguments.
+type Access struct {
+	byName map[string]Tool
+}
+
+// NewAccess returns the permission rule of list.
+func NewAccess(list []Tool) *Access {
+	a := &Access{byName: make(map[string]Tool, len(list))}
 	for _, tl := range list {
-		perms[tl.Tool.Name] = tl.Perm
+		a.byName[tl.Tool.Name] = tl
 	}
+	return a
+}
+
+// Check returns the permission p lacks to call tool with args, the argument
+// that needs it ("" when the tool itself does) and the refusal to answer
+// with; perm is "" when p may make the call. A tool not in the list is not
+// checked: mcp-go answers that it does not exist.
+func (a *Access) Check(p auth.Principal, tool string, args map[string]any) (perm, arg, refusal string) {
+	tl, ok := a.byName[tool]
+	if !ok {
+		return "", "", ""
+	}
+	if perm, arg = tl.MissingPerm(p, args); perm == "" {
+		return "", "", ""
+	}
+	return perm, arg, tl.Refusal(perm, arg)
+}
+
+// HideForbidden returns a tools/list hook that drops the tools the caller's
+// principal may not call. It is a hook rather than mcp-go's tool filter
+// because that filter also answers calls, with "tool not found": a call of a
+// hidden tool must instead reach the session middleware, which audits it and
+// names the missing permission.
+func (a *Access) HideForbidden() func(context.Context, any, *mcp.ListToolsRequest, *mcp.ListToolsResult) {
 	return func(ctx context.Context, _ any, _ *mcp.ListToolsRequest, res *mcp.ListToolsResult) {
 		if res == nil {
 			return
 		}
 		p, _ := auth.FromContext(ctx)
 		res.Tools = slices.DeleteFunc(res.Tools, func(tl mcp.Tool) bool {
-			perm, ok := perms[tl.Name]
-			return ok && !p.Has(perm)
+			perm, _, _ := a.Check(p, tl.Name, nil)
+			return perm != ""
 		})
 	}
 }
@@ -224,74 +218,48 @@ func ArgPermissionRefusal(tool, arg, perm string) string {
 	return fmt.Sprintf("%s with %s needs the %s permission, which your token lacks; call it without %s, or ask an admin for a token with --perms %s", tool, arg, perm, arg, perm)
 }
 
-// guard checks the caller's permission for tl, and tells with every result
-// which pages wait on a JavaScript dialog: such a page answers no script, so
-// any tool may stall on it, and the caller must learn why.
+// guard is the one place where a tool's error becomes its error result, and
+// it tells with every result which pages wait on a JavaScript dialog: such
+// a page answers no script, so any tool may stall on it, and the caller
+// must learn why.
 func guard(tl Tool) server.ToolHandlerFunc {
 	return func(ctx context.Context, req mcp.CallToolRequest) (*mcp.CallToolResult, error) {
-		p, _ := auth.FromContext(ctx)
-		if perm, arg := tl.MissingPerm(p, req.GetArguments()); perm != "" {
-			return withDialogNotice(ctx, mcp.NewToolResultError(tl.Refusal(perm, arg))), nil
-		}
 		res, err := tl.Handler(ctx, req)
+		if err != nil {
+			res, err = errorResult(tl.Tool.Name, err), nil
+		}
 		return withDialogNotice(ctx, res), err
 	}
 }
 
+// errorResult is the error result of tool for err: an argument error
+// (argErrorf, needf) is said with the tool's name in front, any other error
+// as it is.
+func errorResult(tool string, err error) *mcp.CallToolResult {
+	if te, ok := err.(*toolError); ok {
+		return mcp.NewToolResultError(tool + te.sep + te.msg)
+	}
+	return mcp.NewToolResultError(err.Error())
+}
+
+// toolError is an error that errorResult says after the tool's name.
+type toolError struct{ sep, msg string }
+
+func (e *toolError) Error() string { return e.msg }
+
+// argErrorf returns an error said as "<tool>: <message>".
+func argErrorf(format string, args ...any) error {
+	return &toolError{sep: ": ", msg: fmt.Sprintf(format, args...)}
+}
+
+// needf returns an error said as "<tool> <message>", for a message that
+// starts with "needs".
+func needf(format string, args ...any) error {
+	return &toolError{sep: " ", msg: fmt.Sprintf(format, args...)}
+}
+
 type toolset struct {
 	cfg Config
-}
-
-// callCtx bounds one CDP exchange on tab: it ends after d, or when the tool
-// call is cancelled, whichever is first. The tab's own context stays alive.
-func callCtx(toolCtx context.Context, tab *Tab, d time.Duration) (context.Context, context.CancelFunc) {
-	c, cancel := context.WithTimeout(tab.Ctx, d)
-	stop := context.AfterFunc(toolCtx, cancel)
-	return c, func() { stop(); cancel() }
-}
-
-// cdpError turns a CDP failure into a message that says what happened and
-// what to do next.
-func cdpError(what string, cctx context.Context, tab *Tab, d time.Duration, err error) *mcp.CallToolResult {
-	switch {
-	case tab.Ctx.Err() != nil:
-		return mcp.NewToolResultErrorf("%s: page %d is gone (the tab was closed or the browser connection dropped); call list_pages and retry", what, tab.ID)
-	case errors.Is(cctx.Err(), context.DeadlineExceeded) || errors.Is(err, context.DeadlineExceeded):
-		return mcp.NewToolResultErrorf("%s: the browser did not answer within %s; the page may be busy, retry or raise the timeout", what, d)
-	default:
-		return mcp.NewToolResultErrorf("%s: %v", what, err)
-	}
-}
-
-// pageOf resolves the pageId argument to a tab of the calling session.
-func pageOf(ctx context.Context, req mcp.CallToolRequest) (*Tab, *mcp.CallToolResult) {
-	ws, err := workspaceFrom(ctx)
-	if err != nil {
-		return nil, mcp.NewToolResultError(err.Error())
-	}
-	tab, err := ws.Tab(ctx, req.GetInt("pageId", 0))
-	if err != nil {
-		return nil, mcp.NewToolResultError(err.Error())
-	}
-	return tab, nil
-}
-
-var pageIDOption = mcp.WithNumber("pageId", mcp.Description("Page to act on, from list_pages. Defaults to the selected page."))
-
-// timeoutArg reads the timeout argument of tool in milliseconds: def when
-// it is missing or not positive, the error result when it is above the
-// ceiling (Config.MaxCallTimeout). The ceiling is compared in milliseconds,
-// before any conversion can overflow.
-func (t *toolset) timeoutArg(tool string, req mcp.CallToolRequest, def time.Duration) (time.Duration, *mcp.CallToolResult) {
-	ms := req.GetFloat("timeout", 0)
-	if ms <= 0 {
-		return min(def, t.cfg.MaxCallTimeout), nil
-	}
-	if ceiling := t.cfg.MaxCallTimeout.Milliseconds(); ms > float64(ceiling) {
-		return 0, mcp.NewToolResultErrorf("%s: timeout %.0f ms is above this proxy's ceiling of %d ms (--max-call-timeout); pass a timeout of at most %d, or leave it out for the default %d",
-			tool, ms, ceiling, ceiling, min(def, t.cfg.MaxCallTimeout).Milliseconds())
-	}
-	return time.Duration(ms * float64(time.Millisecond)), nil
 }
 
 func quote(s string) string {

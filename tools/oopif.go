@@ -4,14 +4,12 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
-	"fmt"
 	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
 
 	"github.com/chromedp/cdproto/cdp"
-	"github.com/chromedp/cdproto/dom"
 	"github.com/chromedp/cdproto/network"
 	"github.com/chromedp/cdproto/page"
 	"github.com/chromedp/cdproto/runtime"
@@ -37,15 +35,6 @@ const frameAttachTimeout = 10 * time.Second
 // maxFrameMarks bounds the frames whose latest console message a tab
 // remembers, to tell the messages that a new attachment replays.
 const maxFrameMarks = 4 * maxFrames
-
-// nodeRef names a node of a snapshot. Backend node ids are only unique
-// within one renderer process, so a node is named together with the frame
-// target whose session knows it; frame is "" for the page target itself
-// (which also holds the same-site iframes).
-type nodeRef struct {
-	frame target.ID
-	id    cdp.BackendNodeID
-}
 
 // frameSource is one attachment to a cross-site frame as the collectors see
 // it: they tag what the frame logs and loads with it, so that a message or
@@ -464,183 +453,4 @@ func (s *TabState) forgetFrame(id target.ID) {
 			delete(s.byUID, uid)
 		}
 	}
-}
-
-// element is a snapshot node made ready for the CDP work of one call.
-type element struct {
-	ref nodeRef
-	// ctx is the call, on the session of the target that knows the node.
-	ctx context.Context
-	// owner is the iframe element that shows the node's frame target, in
-	// the parent target; nil for a node of the page target.
-	owner *element
-	// src is the attachment to the node's frame target; nil for a node of
-	// the page target.
-	src *frameSource
-}
-
-// elementOf resolves a uid argument for the call cctx on tab. A node of a
-// cross-site frame gets a context on the frame's session that ends with
-// cctx.
-func elementOf(cctx context.Context, tab *Tab, uid string) (*element, error) {
-	ref, err := tab.State.node(uid)
-	if err != nil {
-		return nil, err
-	}
-	e := &element{ref: ref, ctx: cctx}
-	for cur, hops := e, 0; cur.ref.frame != ""; hops++ {
-		f, owner := tab.State.frames.lookup(cur.ref.frame)
-		// A frame attached for the collectors has no owner until a snapshot
-		// meets it; uids only come from snapshots, but stay safe.
-		if f == nil || owner.id == 0 || hops >= maxFrames {
-			return nil, fmt.Errorf("uid %s is in a frame that is gone (it navigated or was removed); call take_snapshot and use a fresh uid", bareUID(uid))
-		}
-		cur.ctx, cur.src = onSession(cctx, f.ctx), f.src
-		cur.owner = &element{ref: owner, ctx: cctx}
-		cur = cur.owner
-	}
-	return e, nil
-}
-
-// onSession returns a context for calls on the session of sess (an attached
-// chromedp context) that also ends with call, and is released with it. A
-// call that runs out of time ends it as cancelled: error messages look at
-// call to tell a timeout.
-func onSession(call, sess context.Context) context.Context {
-	c, cancel := context.WithCancel(sess)
-	context.AfterFunc(call, cancel)
-	return c
-}
-
-// inFrame says whether the node is in a cross-site frame.
-func (e *element) inFrame() bool { return e.owner != nil }
-
-// scrollIntoView scrolls the node into view: the iframe elements that show
-// its frame first, outermost first, then the node inside its frame.
-//
-// The browser sends input to a cross-site frame by where the documents
-// around it last drew it, so a click right after a scroll can miss the
-// frame: for a node of such a frame, it then waits until each of those
-// documents has drawn anew.
-func (e *element) scrollIntoView() error {
-	if err := e.scroll(); err != nil {
-		return err
-	}
-	for o := e.owner; o != nil; o = o.owner {
-		if _, err := evalPromise[int](o.ctx, drawnJS); err != nil {
-			return err
-		}
-	}
-	return nil
-}
-
-func (e *element) scroll() error {
-	if e.owner != nil {
-		if err := e.owner.scroll(); err != nil {
-			return err
-		}
-	}
-	_, err := chromedp.Call(e.ctx, dom.ScrollIntoViewIfNeeded, dom.ScrollIntoViewIfNeededParams{BackendNodeID: e.ref.id})
-	return err
-}
-
-// drawnJS resolves once the document has drawn two more frames: the first
-// shows its latest layout, the second starts after it.
-const drawnJS = `new Promise(r => requestAnimationFrame(() => requestAnimationFrame(() => r(0))))`
-
-// quad returns the node's first box on screen, in the page's viewport
-// coordinates. A frame's session gives boxes in the frame's own viewport:
-// the content box of each iframe element on the way up moves them.
-func (e *element) quad() (dom.Quad, error) {
-	q, err := chromedp.Call(e.ctx, dom.GetContentQuads, dom.GetContentQuadsParams{BackendNodeID: e.ref.id})
-	if err != nil {
-		return nil, err
-	}
-	if len(q.Quads) == 0 || len(q.Quads[0]) < 8 {
-		return nil, userError{"the element is not visible (it has no box on screen); take_snapshot again or scroll to it"}
-	}
-	p := q.Quads[0]
-	if e.owner == nil {
-		return p, nil
-	}
-	x, y, err := e.owner.frameOrigin()
-	if err != nil {
-		return nil, err
-	}
-	out := make(dom.Quad, len(p))
-	for i := 0; i+1 < len(p); i += 2 {
-		out[i], out[i+1] = p[i]+x, p[i+1]+y
-	}
-	return out, nil
-}
-
-// frameOrigin returns where the content of the iframe element e starts, in
-// the page's viewport coordinates.
-func (e *element) frameOrigin() (float64, float64, error) {
-	var ox, oy float64
-	if e.owner != nil {
-		var err error
-		if ox, oy, err = e.owner.frameOrigin(); err != nil {
-			return 0, 0, err
-		}
-	}
-	bm, err := chromedp.Call(e.ctx, dom.GetBoxModel, dom.GetBoxModelParams{BackendNodeID: e.ref.id})
-	if err != nil {
-		return 0, 0, err
-	}
-	if bm.Model == nil || len(bm.Model.Content) < 2 {
-		return 0, 0, userError{"the frame of the element is not on screen; take_snapshot again or scroll to it"}
-	}
-	return ox + bm.Model.Content[0], oy + bm.Model.Content[1], nil
-}
-
-// frameSettle bounds each wait on a cross-site frame around an action.
-const frameSettle = time.Second
-
-// frameWatch watches the documents of the cross-site frames that an action
-// works in, one element per frame. The wait after an action watches the
-// page's own document (changes, navigations), the dialogs of the page and
-// its frames, the requests of the page, and those of the frames the
-// action works in (listenFrame, while acting); but a cross-site frame's
-// document lives in another process. So the frame's document is watched
-// here, like the page's: whether it changed, after it ran the next two
-// tasks that the action set off. Not seen: when a navigation of the frame
-// finishes loading.
-type frameWatch []*element
-
-// watchFrames starts counting the changes and the requests of the frames of
-// elems, until release.
-func watchFrames(elems []*element) frameWatch {
-	var w frameWatch
-	for _, e := range elems {
-		if e.inFrame() && !slices.ContainsFunc(w, func(o *element) bool { return o.ref.frame == e.ref.frame }) {
-			w = append(w, e)
-			e.src.acting.Add(1)
-			c, cancel := context.WithTimeout(e.ctx, frameSettle)
-			// A frame that breaks the counter reads as changed later.
-			_, _ = evalValue[string](c, observeJS)
-			cancel()
-		}
-	}
-	return w
-}
-
-// release stops counting the frames' requests as the tab's activity.
-func (w frameWatch) release() {
-	for _, e := range w {
-		e.src.acting.Add(-1)
-	}
-}
-
-// changed waits until each frame has run two more tasks, and says whether
-// any of them changed, navigated or did not answer.
-func (w frameWatch) changed() bool {
-	changed := false
-	for _, e := range w {
-		c, cancel := context.WithTimeout(e.ctx, frameSettle)
-		n, err := evalPromise[int](c, changesAfterFrameJS)
-		cancel()
-		changed = changed || err != nil || n != 0
-	}
-	return changed
 }

@@ -1,0 +1,354 @@
+package tools
+
+import (
+	"context"
+	"fmt"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/chromedp/cdproto/network"
+	"github.com/mark3labs/mcp-go/mcp"
+)
+
+// maxTracked bounds the requests activity remembers: a page can open
+// requests that never end (event streams, long polls).
+const maxTracked = 256
+
+// activity tracks what a tab is busy with, for the wait after an input action:
+// the requests in flight, each with the sequence number of its start, so that
+// the wait only counts the requests that the action started.
+type activity struct {
+	mu       sync.Mutex
+	seq      uint64
+	inflight map[network.RequestID]uint64
+	changed  chan struct{} // closed on every change; nil until needed
+}
+
+// listen takes one tab event; it runs on the tab's read loop and must not block.
+func (a *activity) listen(ev any) {
+	switch e := ev.(type) {
+	case *network.EventRequestWillBeSent:
+		a.mu.Lock()
+		defer a.mu.Unlock()
+		if a.inflight == nil {
+			a.inflight = map[network.RequestID]uint64{}
+		}
+		if _, ok := a.inflight[e.RequestID]; ok {
+			return // a redirect of a request already counted
+		}
+		if len(a.inflight) >= maxTracked {
+			a.evictLocked()
+		}
+		a.seq++
+		a.inflight[e.RequestID] = a.seq
+		a.signalLocked()
+	case *network.EventLoadingFinished:
+		a.done(e.RequestID)
+	case *network.EventLoadingFailed:
+		a.done(e.RequestID)
+	}
+}
+
+func (a *activity) done(id network.RequestID) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if _, ok := a.inflight[id]; ok {
+		delete(a.inflight, id)
+		a.signalLocked()
+	}
+}
+
+// evictLocked forgets the older half of the tracked requests; those are the
+// ones least likely to belong to the action being waited for.
+func (a *activity) evictLocked() {
+	floor := a.seq - maxTracked/2
+	for id, s := range a.inflight {
+		if s <= floor {
+			delete(a.inflight, id)
+		}
+	}
+}
+
+func (a *activity) signalLocked() {
+	if a.changed != nil {
+		close(a.changed)
+		a.changed = nil
+	}
+}
+
+// mark returns the request sequence number now.
+func (a *activity) mark() uint64 {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return a.seq
+}
+
+// since reports how many requests started after m, how many of those are
+// still in flight, and a channel closed at the next change.
+func (a *activity) since(m uint64) (started, inflight int, changed <-chan struct{}) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	for _, s := range a.inflight {
+		if s > m {
+			inflight++
+		}
+	}
+	if a.changed == nil {
+		a.changed = make(chan struct{})
+	}
+	return int(a.seq - m), inflight, a.changed
+}
+
+// The wait after an input action is only as long as the page stays busy.
+const (
+	// settleCap bounds the wait for a navigation that an input action started.
+	settleCap = 10 * time.Second
+	// busyCap bounds the wait for the requests and DOM changes an action set off.
+	busyCap = 3 * time.Second
+)
+
+// settleAfter waits after an action: for the load of a navigation it
+// started, else while requests it started are in flight or the DOM keeps
+// changing, up to busyCap. A page that did not change returns at once.
+// framesChanged says the action changed a cross-site frame (frameWatch).
+func (t *toolset) settleAfter(ctx context.Context, tab *Tab, nav navMark, reqs uint64, framesChanged bool, done string) *mcp.CallToolResult {
+	sctx, cancel := callCtx(ctx, tab, busyCap)
+	defer cancel()
+	// The read is also a round trip through the renderer: a navigation that
+	// the action started has been announced by the time it answers.
+	w := changeWatch{tab: tab, changed: framesChanged}
+	if open := w.read(sctx); open {
+		return dialogResult(tab, nav, done)
+	}
+	if tab.State.mark() != nav {
+		return t.navResult(ctx, tab, nav, done)
+	}
+	if started, _, _ := tab.State.activity.since(reqs); !w.changed && started == 0 {
+		return textResult("%s. The page did not change.", done)
+	}
+	dialogOpened := tab.State.dialog.openedChan()
+	for {
+		_, inflight, reqChange := tab.State.activity.since(reqs)
+		if inflight == 0 {
+			// The page counts as settled once two turns of its task queue
+			// pass with no new change and no request in flight, instead of
+			// a fixed quiet period: a page that stays still answers at once.
+			if open := w.readAfterFrame(sctx); open {
+				return dialogResult(tab, nav, done)
+			}
+			if tab.State.mark() != nav {
+				return t.navResult(ctx, tab, nav, done)
+			}
+			if sctx.Err() == nil && !w.moved {
+				var started int
+				if started, inflight, _ = tab.State.activity.since(reqs); inflight == 0 {
+					return textResult("%s. %s", done, changeSummary(w.changed, started))
+				}
+			}
+		}
+		if sctx.Err() == nil && inflight > 0 {
+			select {
+			case <-reqChange:
+			case <-tab.State.navChanged():
+			case <-dialogOpened:
+				return dialogResult(tab, nav, done)
+			case <-sctx.Done():
+			}
+		}
+		if err := sctx.Err(); err != nil {
+			if ctx.Err() != nil {
+				return mcp.NewToolResultErrorf("%s, but the call was cancelled while waiting for the page to settle", done)
+			}
+			return textResult("%s. The page was still busy after %s (%d request(s) in flight); call wait_for or take_snapshot to see where it got.", done, busyCap, inflight)
+		}
+		if tab.State.mark() != nav {
+			return t.navResult(ctx, tab, nav, done)
+		}
+	}
+}
+
+// changeWatch follows the change counter that observeJS set up.
+type changeWatch struct {
+	tab     *Tab
+	last    int
+	changed bool // the page changed since the action
+	moved   bool // the last read saw new changes
+}
+
+// read reads the counter, unless a dialog opens, which it reports. A
+// counter that is gone means a new document: that is a change, and the
+// counter starts again in it.
+func (w *changeWatch) read(ctx context.Context) (dialog bool) {
+	return w.update(ctx, func(c context.Context) (int, error) { return evalValue[int](c, changesJS) })
+}
+
+// readAfterFrame is read, after the page has run two more tasks.
+func (w *changeWatch) readAfterFrame(ctx context.Context) (dialog bool) {
+	return w.update(ctx, func(c context.Context) (int, error) { return evalPromise[int](c, changesAfterFrameJS) })
+}
+
+func (w *changeWatch) update(ctx context.Context, count func(context.Context) (int, error)) (dialog bool) {
+	n, open, err := untilDialog(ctx, w.tab, count)
+	if open {
+		return true
+	}
+	w.moved = false
+	switch {
+	case err != nil && ctx.Err() != nil:
+		// No answer in time: nothing learnt, the caller sees ctx end.
+	case err != nil || n < 0:
+		w.changed, w.moved, w.last = true, true, 0
+		if err == nil {
+			_, _, _ = untilDialog(ctx, w.tab, func(c context.Context) (string, error) {
+				return evalValue[string](c, observeJS)
+			})
+		}
+	case n != w.last:
+		w.changed, w.moved, w.last = true, true, n
+	}
+	return false
+}
+
+func changeSummary(changed bool, requests int) string {
+	s := "The page did not change."
+	if changed {
+		s = "The page changed."
+	}
+	if requests > 0 {
+		s += fmt.Sprintf(" It made %d network request(s).", requests)
+	}
+	return s
+}
+
+// navResult waits for the load of the navigation that an action started,
+// unless a dialog opens: a dialog holds the load until it is handled.
+func (t *toolset) navResult(ctx context.Context, tab *Tab, nav navMark, done string) *mcp.CallToolResult {
+	nctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	go func() {
+		select {
+		case <-tab.State.dialog.openedChan():
+			cancel()
+		case <-nctx.Done():
+		}
+	}()
+	url, finished := tab.State.settle(nctx, nav, settleCap)
+	if tab.State.dialog.current() != nil {
+		return dialogResult(tab, nav, done)
+	}
+	if finished {
+		return textResult("%s. The page navigated to %s.", done, url)
+	}
+	if ctx.Err() != nil {
+		return mcp.NewToolResultErrorf("%s, but the call was cancelled while the page was loading %s", done, url)
+	}
+	return textResult("%s. The page is navigating to %s and had not finished loading after %s.", done, url, settleCap)
+}
+
+// dialogResult reports an action that opened a dialog: the page is frozen
+// until handle_dialog answers it, so waiting longer is pointless.
+func dialogResult(tab *Tab, nav navMark, done string) *mcp.CallToolResult {
+	if url, ok := tab.State.navSince(nav); ok {
+		done += ". The page is navigating to " + url
+	}
+	return textResult("%s. %s; call handle_dialog to accept or dismiss it.", done, tab.State.dialog.current().describeOr("A dialog opened"))
+}
+
+// describeOr describes p, or says fallback when the dialog is already gone.
+func (p *pendingDialog) describeOr(fallback string) string {
+	if p == nil {
+		return fallback
+	}
+	return p.describe()
+}
+
+func lowerFirst(s string) string {
+	if s == "" {
+		return s
+	}
+	return strings.ToLower(s[:1]) + s[1:]
+}
+
+// untilDialog runs fn, giving up when a JavaScript dialog opens: the page
+// then answers no script until the dialog is handled. It reports whether a
+// dialog is open when it returns. fn may outlive the call, until its context
+// ends, so it hands its result back only through its return values.
+func untilDialog[T any](ctx context.Context, tab *Tab, fn func(context.Context) (T, error)) (T, bool, error) {
+	var zero T
+	opened := tab.State.dialog.openedChan()
+	select {
+	case <-opened:
+		return zero, true, nil
+	default:
+	}
+	c, cancel := context.WithCancel(ctx)
+	defer cancel()
+	type result struct {
+		v   T
+		err error
+	}
+	done := make(chan result, 1)
+	go func() {
+		v, err := fn(c)
+		done <- result{v, err}
+	}()
+	select {
+	case r := <-done:
+		select {
+		case <-opened:
+			return zero, true, nil
+		default:
+			return r.v, false, r.err
+		}
+	case <-opened:
+		return zero, true, nil
+	}
+}
+
+// observeKey names the page property that holds the change counter of the
+// current action; a symbol keeps it out of the page's own names.
+const observeKey = `Symbol.for('mcp-browser-proxy.changes')`
+
+// observeJS starts counting the changes of the document: DOM mutations
+// (except style attributes, which animations rewrite every frame) and input
+// or change events (a checkbox changes no attribute). It replaces the counter
+// of an earlier action, stops by itself after a while, and answers
+// document.visibilityState. A page that breaks the observer gets a counter
+// that stays at 0: the action must not fail for it.
+const observeJS = `(() => {
+  const key = ` + observeKey + `;
+  const old = window[key];
+  if (old) old.stop();
+  const s = {n: 0, stop() {}};
+  try {
+    const bump = () => { s.n++; };
+    const obs = new MutationObserver(records => {
+      for (const r of records) if (r.type !== 'attributes' || r.attributeName !== 'style') s.n++;
+    });
+    obs.observe(document, {subtree: true, childList: true, attributes: true, characterData: true});
+    document.addEventListener('input', bump, true);
+    document.addEventListener('change', bump, true);
+    const timer = setTimeout(() => s.stop(), 15000);
+    s.stop = () => {
+      obs.disconnect();
+      document.removeEventListener('input', bump, true);
+      document.removeEventListener('change', bump, true);
+      clearTimeout(timer);
+      if (window[key] === s) delete window[key];
+    };
+  } catch (e) {}
+  Object.defineProperty(window, key, {value: s, configurable: true});
+  return document.visibilityState;
+})()`
+
+// changesJS answers the change count, or -1 when the counter is gone (a new
+// document).
+const changesJS = `(() => { const s = window[` + observeKey + `]; return s ? s.n : -1; })()`
+
+// changesAfterFrameJS answers the change count after two more turns of the
+// page's task queue: updates that frameworks batch into microtasks or the
+// next task (React, Vue, Angular) have landed by then.
+const changesAfterFrameJS = `new Promise(resolve => setTimeout(() => setTimeout(() => {
+  const s = window[` + observeKey + `]; resolve(s ? s.n : -1);
+}, 0), 0))`
