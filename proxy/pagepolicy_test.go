@@ -261,20 +261,12 @@ func TestBlockedNavigationsLeaveTheTabUsable(t *testing.T) {
 			navigate(pages + "/redir?to=" + url.QueryEscape(u))
 			return 0
 		}},
-		{"redirect to a denied host", denied + "/denied-redir", func(u string) int {
-			navigate(pages + "/redir?to=" + url.QueryEscape(u))
-			return 0
-		}},
 		{"iframe", dev + "?iframe=1", func(u string) int {
 			navigate(pages + "/frame?src=" + url.QueryEscape(u))
 			return 0
 		}},
 		{"location", dev + "?loc=1", func(u string) int { locate(u); return 0 }},
 		{"location to a denied host", denied + "/denied-loc", func(u string) int { locate(u); return 0 }},
-		{"location to a redirect", dev + "?locredir=1", func(u string) int {
-			locate(pages + "/redir?to=" + url.QueryEscape(u))
-			return 0
-		}},
 		{"link", dev + "?link=1", func(u string) int {
 			navigate(pages + "/link?href=" + url.QueryEscape(u))
 			clickFirst(t, c, linkUID)
