@@ -16,6 +16,7 @@ import (
 
 	"github.com/mcp-browser-proxy/mcp-browser-proxy/internal/testchrome"
 	"github.com/mcp-browser-proxy/mcp-browser-proxy/session"
+	"github.com/mcp-browser-proxy/mcp-browser-proxy/tools"
 )
 
 // attackPages serves pages on 127.0.0.1 that try to reach a URL: by
@@ -218,4 +219,103 @@ func TestPopupsAreTheSessions(t *testing.T) {
 	if ps := ch.Pages(t); len(ps) != 1 {
 		t.Errorf("after the session closed the browser has %d pages, want the user's one: %v", len(ps), ps)
 	}
+}
+
+var popupID = regexp.MustCompile(`opened a popup: page (\d+)`)
+var openedID = regexp.MustCompile(`Opened page (\d+)`)
+
+// TestBlockedNavigationsLeaveTheTabUsable checks that after the browser
+// refuses a navigation (to a DevTools endpoint or a --deny-hosts host; by
+// redirect, iframe, location=, link, popup), the tab that got the refusal
+// answers the next tool calls as any tab: it navigates to an allowed page
+// and says so, lists at its URL and runs scripts. Each refusal is still
+// audited. Each case has a tab of its own, so that one case's failure does
+// not carry over to the next.
+func TestBlockedNavigationsLeaveTheTabUsable(t *testing.T) {
+	ch := testchrome.Start(t)
+	pages := attackPages(t)
+	h := newSecHarness(t, func(c *Config) {
+		// localhost is the attack pages' own server under another name, so
+		// a refusal that did not happen would show, and nothing leaves the
+		// machine either way.
+		c.Tools.Navigation = tools.NavPolicy{DenyHosts: []string{"localhost"}}
+	})
+	tok := h.token("alice")
+	h.register(tok, "alice", ch.URL)
+	c := h.connect(viaSSE, tok, "")
+	_, port, _ := net.SplitHostPort(strings.TrimPrefix(pages, "http://"))
+	dev := ch.URL + "/json/version"
+	denied := "http://localhost:" + port
+	navigate := func(u string) { _, _ = call(t, c, "navigate_page", map[string]any{"url": u}) }
+	locate := func(u string) {
+		mustCall(t, c, "evaluate_script", map[string]any{"function": `() => { location = ` + strconv.Quote(u) + `; return 1 }`})
+	}
+
+	for i, tc := range []struct {
+		name, what string
+		// block makes the page refused what; it returns the popup that got
+		// the refusal, 0 for the page itself.
+		block func(what string) (popup int)
+	}{
+		{"redirect", dev + "?redir=1", func(u string) int {
+			navigate(pages + "/redir?to=" + url.QueryEscape(u))
+			return 0
+		}},
+		{"iframe", dev + "?iframe=1", func(u string) int {
+			navigate(pages + "/frame?src=" + url.QueryEscape(u))
+			return 0
+		}},
+		{"location", dev + "?loc=1", func(u string) int { locate(u); return 0 }},
+		{"location to a denied host", denied + "/denied-loc", func(u string) int { locate(u); return 0 }},
+		{"link", dev + "?link=1", func(u string) int {
+			navigate(pages + "/link?href=" + url.QueryEscape(u))
+			clickFirst(t, c, linkUID)
+			return 0
+		}},
+		{"link to a new tab", dev + "?blank=1", func(u string) int {
+			navigate(pages + "/link?blank=1&href=" + url.QueryEscape(u))
+			return popupOf(t, clickFirst(t, c, linkUID))
+		}},
+		{"window.open", denied + "/denied-open", func(u string) int {
+			navigate(pages + "/open?url=" + url.QueryEscape(u))
+			return popupOf(t, clickFirst(t, c, openUID))
+		}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			m := openedID.FindStringSubmatch(mustCall(t, c, "new_page", map[string]any{"url": pages + "/"}))
+			if m == nil {
+				t.Fatal("new_page did not say which page it opened")
+			}
+			id, _ := strconv.Atoi(m[1])
+			defer func() { _, _ = call(t, c, "close_page", map[string]any{"pageId": id}) }()
+			if popup := tc.block(tc.what); popup != 0 {
+				defer func() { _, _ = call(t, c, "close_page", map[string]any{"pageId": popup}) }()
+				id = popup
+			}
+			audited := strings.TrimPrefix(strings.TrimPrefix(tc.what, dev), denied)
+			refusedInBrowser(t, h, strings.ReplaceAll(audited, "=1", "=redacted"))
+
+			allowed := fmt.Sprintf("%s/?after=%d", pages, i)
+			if out := mustCall(t, c, "navigate_page", map[string]any{"pageId": id, "url": allowed}); !strings.Contains(out, " is at "+allowed+` (title "Plain")`) {
+				t.Errorf("navigate_page after the refusal: %q", out)
+			}
+			if out := mustCall(t, c, "list_pages", nil); !strings.Contains(out, fmt.Sprintf(`%d: "Plain" %s`, id, allowed)) {
+				t.Errorf("list_pages after the refusal: %q", out)
+			}
+			if out := mustCall(t, c, "evaluate_script", map[string]any{"pageId": id, "function": "() => location.href + ' ' + document.title"}); !strings.Contains(out, allowed+" Plain") {
+				t.Errorf("evaluate_script after the refusal: %q", out)
+			}
+		})
+	}
+}
+
+// popupOf returns the page id of the popup a click result tells of.
+func popupOf(t *testing.T, out string) int {
+	t.Helper()
+	m := popupID.FindStringSubmatch(out)
+	if m == nil {
+		t.Fatalf("the click opened no popup: %q", out)
+	}
+	id, _ := strconv.Atoi(m[1])
+	return id
 }

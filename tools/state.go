@@ -37,10 +37,14 @@ type TabState struct {
 	byUID     map[int]nodeRef
 	nextUID   int
 	started   uint64 // main-frame cross-document navigations started
-	stopped   uint64 // main-frame loads that stopped (finished or failed)
-	lastURL   string
-	docRoot   cdp.BackendNodeID
-	changed   chan struct{} // closed on every started/stopped change
+	// stopped is started as it was when the main frame last stopped
+	// loading: not a count, because Chrome stops a frame's loading once
+	// for navigations that overlap (a refused navigation commits its error
+	// page after the next navigation started, and only the last stops).
+	stopped uint64
+	lastURL string
+	docRoot cdp.BackendNodeID
+	changed chan struct{} // closed on every started/stopped change
 }
 
 // NewTabState returns the state of the tab whose target is id. In Chrome a
@@ -192,7 +196,7 @@ func (s *TabState) listenNav(ev any) {
 		}
 	case *page.EventFrameStoppedLoading:
 		if e.FrameID == s.mainFrame {
-			s.bump(func() { s.stopped++ })
+			s.bump(func() { s.stopped = s.started })
 		}
 	}
 }
