@@ -9,6 +9,7 @@ import (
 	"maps"
 	"slices"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/redis/go-redis/v9"
@@ -95,6 +96,7 @@ func OpenRedis(opts RedisOptions) (*RedisStore, error) {
 		// go-redis's parse errors may quote the URL, password and all.
 		return nil, errors.New("open Redis store: cannot parse the URL; use redis://[user:password@]host:port[/db] or rediss:// for TLS")
 	}
+	quietRedisLog.Do(func() { redis.SetLogger(discardLogger{}) })
 	if opts.Prefix == "" {
 		opts.Prefix = DefaultRedisPrefix
 	}
@@ -120,6 +122,16 @@ func OpenRedis(opts RedisOptions) (*RedisStore, error) {
 		addr:    ro.Addr,
 	}, nil
 }
+
+// quietRedisLog silences go-redis's own logger (process-wide, once): it
+// writes to stderr outside the proxy's structured log, a line per failed
+// dial while Redis is down. Every failure reaches the caller as an error
+// of the store instead, and /ready reports it.
+var quietRedisLog sync.Once
+
+type discardLogger struct{}
+
+func (discardLogger) Printf(context.Context, string, ...any) {}
 
 // Addr returns the host:port of the Redis server, for logs.
 func (s *RedisStore) Addr() string { return s.addr }
