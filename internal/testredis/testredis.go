@@ -1,7 +1,8 @@
 // Package testredis starts a real redis-server (Debian's package) for a
 // test, on a loopback TCP port, with no persistence, and stops it when the
 // test ends. Stop, Start and Restart let a test make Redis unreachable and
-// bring it back on the same port.
+// bring it back on the same port (empty); StopKeepingData then Start
+// brings it back with its data.
 package testredis
 
 import (
@@ -12,8 +13,10 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"net/url"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"sync"
@@ -51,16 +54,18 @@ type Server struct {
 	// Addr is host:port, e.g. 127.0.0.1:40123; it stays the same across
 	// Stop and Start.
 	Addr string
-	// URL is redis://Addr/0, for go-redis's ParseURL and --redis-url.
+	// URL is redis://[:password@]Addr/0, for go-redis's ParseURL and
+	// --redis-url.
 	URL string
 
-	t    testing.TB
-	bin  string
-	dir  string
-	mu   sync.Mutex
-	cmd  *exec.Cmd
-	done chan struct{}
-	out  *lockedWriter
+	t        testing.TB
+	bin      string
+	password string
+	dir      string
+	mu       sync.Mutex
+	cmd      *exec.Cmd
+	done     chan struct{}
+	out      *lockedWriter
 }
 
 // Start launches redis-server on a free loopback port, waits until it
@@ -68,11 +73,18 @@ type Server struct {
 // when redis-server is missing or does not come up.
 func Start(t testing.TB) *Server {
 	t.Helper()
+	return StartWithPassword(t, "")
+}
+
+// StartWithPassword is Start with a server that requires password
+// (requirepass) when it is not empty; URL then carries it.
+func StartWithPassword(t testing.TB, password string) *Server {
+	t.Helper()
 	bin, err := Binary()
 	if err != nil {
 		t.Fatal(err)
 	}
-	s := &Server{t: t, bin: bin, dir: t.TempDir()}
+	s := &Server{t: t, bin: bin, dir: t.TempDir(), password: password}
 	t.Cleanup(s.Stop)
 	var lastErr error
 	for range bindAttempts {
@@ -82,6 +94,9 @@ func Start(t testing.TB) *Server {
 		}
 		s.Addr = net.JoinHostPort("127.0.0.1", strconv.Itoa(port))
 		s.URL = "redis://" + s.Addr + "/0"
+		if password != "" {
+			s.URL = "redis://" + url.UserPassword("", password).String() + "@" + s.Addr + "/0"
+		}
 		if lastErr = s.start(); lastErr == nil {
 			return s
 		}
@@ -118,7 +133,7 @@ func (s *Server) Restart() {
 }
 
 // Stop ends the server (SIGTERM, then SIGKILL after 5 s) and waits for it
-// to exit. Stopping a stopped server does nothing.
+// to exit; its data is lost. Stopping a stopped server does nothing.
 func (s *Server) Stop() {
 	s.mu.Lock()
 	cmd, done := s.cmd, s.done
@@ -134,7 +149,45 @@ func (s *Server) Stop() {
 		_ = cmd.Process.Kill()
 		<-done
 	}
+	_ = os.Remove(filepath.Join(s.dir, snapshot)) // a snapshot of StopKeepingData must not come back
 }
+
+// StopKeepingData ends the server with SHUTDOWN SAVE: it writes its data
+// to a snapshot in its own temp dir, which the next Start loads (a plain
+// Stop loses the data). It fails the test when the server does not exit
+// within 10 s.
+func (s *Server) StopKeepingData() {
+	s.t.Helper()
+	s.mu.Lock()
+	cmd, done := s.cmd, s.done
+	s.cmd = nil
+	s.mu.Unlock()
+	if cmd == nil {
+		s.t.Fatal("StopKeepingData: the server is not running")
+	}
+	if c, err := net.DialTimeout("tcp", s.Addr, 5*time.Second); err == nil {
+		_ = c.SetDeadline(time.Now().Add(5 * time.Second))
+		if s.password != "" {
+			_, _ = fmt.Fprintf(c, "*2\r\n$4\r\nAUTH\r\n$%d\r\n%s\r\n", len(s.password), s.password)
+		}
+		_, _ = c.Write([]byte("SHUTDOWN SAVE\r\n"))
+		_, _ = io.Copy(io.Discard, c) // the server closes the connection as it exits
+		c.Close()
+	}
+	select {
+	case <-done:
+	case <-time.After(10 * time.Second):
+		_ = cmd.Process.Kill()
+		<-done
+		s.t.Fatal("redis-server did not exit on SHUTDOWN SAVE within 10s")
+	}
+	if _, err := os.Stat(filepath.Join(s.dir, snapshot)); err != nil {
+		s.t.Fatalf("redis-server left no snapshot: %v\n%s", err, s.out.String())
+	}
+}
+
+// snapshot is the file SHUTDOWN SAVE writes in the server's dir.
+const snapshot = "dump.rdb"
 
 // errBind marks a start that failed because the port was taken.
 var errBind = errors.New("port in use")
@@ -149,6 +202,9 @@ func (s *Server) start() error {
 	cmd := exec.Command(s.bin,
 		"--port", port, "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
 		"--dir", s.dir, "--protected-mode", "yes", "--daemonize", "no", "--loglevel", "warning")
+	if s.password != "" {
+		cmd.Args = append(cmd.Args, "--requirepass", s.password)
+	}
 	out := &lockedWriter{}
 	cmd.Stdout, cmd.Stderr = out, out
 	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL} // never outlive a killed test binary
@@ -165,7 +221,7 @@ func (s *Server) start() error {
 	for {
 		// The pid check makes sure the server answering is ours, not
 		// another test's that took the port first.
-		if pid, err := serverPID(ctx, s.Addr); err == nil && pid == cmd.Process.Pid {
+		if pid, err := serverPID(ctx, s.Addr, s.password); err == nil && pid == cmd.Process.Pid {
 			s.cmd, s.done, s.out = cmd, done, out
 			return nil
 		}
@@ -187,7 +243,7 @@ func (s *Server) start() error {
 
 // serverPID sends PING (the server must answer +PONG, i.e. be ready) and
 // INFO server, within ctx, and returns the process_id INFO reports.
-func serverPID(ctx context.Context, addr string) (int, error) {
+func serverPID(ctx context.Context, addr, password string) (int, error) {
 	var d net.Dialer
 	c, err := d.DialContext(ctx, "tcp", addr)
 	if err != nil {
@@ -197,10 +253,18 @@ func serverPID(ctx context.Context, addr string) (int, error) {
 	if dl, ok := ctx.Deadline(); ok {
 		_ = c.SetDeadline(dl)
 	}
+	r := bufio.NewReader(c)
+	if password != "" {
+		if _, err := fmt.Fprintf(c, "*2\r\n$4\r\nAUTH\r\n$%d\r\n%s\r\n", len(password), password); err != nil {
+			return 0, err
+		}
+		if line, err := r.ReadString('\n'); err != nil || strings.TrimSpace(line) != "+OK" {
+			return 0, fmt.Errorf("AUTH refused: %v", err)
+		}
+	}
 	if _, err := c.Write([]byte("PING\r\nINFO server\r\n")); err != nil {
 		return 0, err
 	}
-	r := bufio.NewReader(c)
 	line, err := r.ReadString('\n')
 	if err != nil {
 		return 0, err
