@@ -46,7 +46,19 @@ const (
 	redisKeyUserEndpoints = "user-ep"
 	// redisKeyAPIKeys: hash API key ID -> JSON apiKeyRecord.
 	redisKeyAPIKeys = "apikey"
+	// redisKeyMeta: hash of facts about the store itself; field
+	// "seal-check" holds a known text sealed with the store key of the
+	// instance that wrote first (see CheckSealer).
+	redisKeyMeta = "meta"
 )
+
+// sealCheck is what the seal-check field seals: no secret, only proof of
+// the key.
+const sealCheck = "mcp-browser-proxy store key check"
+
+// ErrSealerMismatch is returned by CheckSealer when the shared store was
+// written with another store key.
+var ErrSealerMismatch = errors.New("the shared store (Redis) was written with another store key: give every instance the same --jwt-secret, or the same --store-key, as the instances already using this Redis and prefix")
 
 // maxCASAttempts bounds the retries of a Put or TouchAPIKey whose record
 // changed between read and write (another instance wrote it meanwhile).
@@ -424,6 +436,35 @@ func (s *RedisStore) Ping(ctx context.Context) error {
 func (s *RedisStore) Close() error {
 	if err := s.rdb.Close(); err != nil {
 		return fmt.Errorf("close Redis store: %w", err)
+	}
+	return nil
+}
+
+// CheckSealer makes sure every instance sharing the store seals with the
+// same key: one with another key could read no registration the others
+// wrote. The first instance records a text sealed with its key; later ones
+// must be able to open it, or get ErrSealerMismatch. A store without a
+// Sealer checks nothing.
+func (s *RedisStore) CheckSealer(ctx context.Context) error {
+	if s.sealer == nil {
+		return nil
+	}
+	err := s.call(ctx, func(ctx context.Context) error {
+		meta := s.key(redisKeyMeta)
+		if _, err := s.rdb.HSetNX(ctx, meta, "seal-check", s.sealer.Seal([]byte(sealCheck), []byte("seal-check"))).Result(); err != nil {
+			return redisErr(err)
+		}
+		sealed, err := s.rdb.HGet(ctx, meta, "seal-check").Bytes()
+		if err != nil {
+			return redisErr(err)
+		}
+		if plain, err := s.sealer.Open(sealed, []byte("seal-check")); err != nil || string(plain) != sealCheck {
+			return ErrSealerMismatch
+		}
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("check the store key: %w", err)
 	}
 	return nil
 }

@@ -173,3 +173,29 @@ func waitRedisPing(t *testing.T, s *RedisStore) {
 		time.Sleep(50 * time.Millisecond)
 	}
 }
+
+// TestRedisCheckSealer: instances sharing a Redis must share the store
+// key; one with another key is told so before it serves anything.
+func TestRedisCheckSealer(t *testing.T) {
+	srv := testredis.Start(t)
+	ctx := context.Background()
+	a := openRedisTest(t, RedisOptions{URL: srv.URL, Sealer: testSealer(t, keyA)})
+	if err := a.CheckSealer(ctx); err != nil {
+		t.Fatalf("first instance: %v", err)
+	}
+	if err := openRedisTest(t, RedisOptions{URL: srv.URL, Sealer: testSealer(t, keyA)}).CheckSealer(ctx); err != nil {
+		t.Errorf("an instance with the same key: %v", err)
+	}
+	err := openRedisTest(t, RedisOptions{URL: srv.URL, Sealer: testSealer(t, keyB)}).CheckSealer(ctx)
+	if !errors.Is(err, ErrSealerMismatch) || !strings.Contains(err.Error(), "--store-key") {
+		t.Errorf("an instance with another key: %v, want ErrSealerMismatch", err)
+	}
+	// Another prefix is another store, with its own key.
+	if err := openRedisTest(t, RedisOptions{URL: srv.URL, Prefix: "other:", Sealer: testSealer(t, keyB)}).CheckSealer(ctx); err != nil {
+		t.Errorf("another prefix with another key: %v", err)
+	}
+	srv.Stop()
+	if err := a.CheckSealer(ctx); !errors.Is(err, ErrUnavailable) {
+		t.Errorf("CheckSealer with Redis stopped: %v, want ErrUnavailable", err)
+	}
+}

@@ -203,7 +203,7 @@ func serve(ctx context.Context, f serveFlags, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	store, storeDesc, err := openServeStore(f, sec.sealer)
+	store, storeDesc, err := openServeStore(ctx, f, sec.sealer, log)
 	if err != nil {
 		return err
 	}

@@ -45,11 +45,22 @@ func (f redisFlags) open(sealer *router.Sealer) (*router.RedisStore, error) {
 
 // openServeStore opens the store serve keeps registrations and API keys
 // in: Redis with --redis-url, else the bbolt file in --data-dir. The data
-// dir keeps the JWT secret either way. desc names the store for logs.
-func openServeStore(f serveFlags, sealer *router.Sealer) (store router.Store, desc string, err error) {
+// dir keeps the JWT secret either way. desc names the store for logs. A
+// Redis written with another store key is refused; an unreachable one is
+// not (the check waits for the next start).
+func openServeStore(ctx context.Context, f serveFlags, sealer *router.Sealer, log zerolog.Logger) (store router.Store, desc string, err error) {
 	if f.redis.shared() {
 		s, err := f.redis.open(sealer)
 		if err != nil {
+			return nil, "", err
+		}
+		err = s.CheckSealer(ctx)
+		if errors.Is(err, router.ErrUnavailable) {
+			log.Warn().Err(err).Msg("the store key could not be checked against the shared store")
+			err = nil
+		}
+		if err != nil {
+			s.Close()
 			return nil, "", err
 		}
 		return s, "redis://" + s.Addr() + " (prefix " + f.redis.prefix + ")", nil

@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"encoding/json"
+	"io"
 	"net/http"
 	"strings"
 	"testing"
@@ -105,11 +106,22 @@ func TestServeWithRedis(t *testing.T) {
 		t.Errorf("apikey list of an empty prefix: %v", err)
 	}
 
+	// A proxy with another secret (so another store key) is refused: it
+	// could read none of the registrations.
+	cmd, f := newServeCmd()
+	if err := cmd.ParseFlags([]string{"--addr", freeAddr(t), "--data-dir", t.TempDir(), "--redis-url", rs.URL, "--redis-prefix", "it:",
+		"--jwt-secret", "another-secret-another-secret-another!", "--log-format", "json"}); err != nil {
+		t.Fatal(err)
+	}
+	if err := serve(t.Context(), *f, io.Discard); err == nil || !strings.Contains(err.Error(), "--store-key") {
+		t.Errorf("serve with another store key: %v, want a refusal naming --store-key", err)
+	}
+
 	// Redis goes away (keeping its data for later).
 	rs.StopKeepingData()
 	st, e, hdr := apiCall(t, s.base, http.MethodGet, "/ready", "", nil)
-	if st != http.StatusServiceUnavailable || e.Code != proxy.CodeStoreUnavailable {
-		t.Errorf("/ready with Redis stopped: %d %+v", st, e)
+	if st != http.StatusServiceUnavailable || e.Code != proxy.CodeStoreUnavailable || hdr.Get("Retry-After") == "" {
+		t.Errorf("/ready with Redis stopped: %d %+v Retry-After=%q", st, e, hdr.Get("Retry-After"))
 	}
 	for _, c := range []struct{ method, path string }{
 		{http.MethodPost, "/api/register"},
