@@ -53,7 +53,9 @@ func newAPIKey() *cobra.Command {
 		Long: "API keys are bearer credentials for machines: Authorization: Bearer mbp_<id>_<secret>.\n" +
 			"The store keeps only the SHA-256 of each secret. With --server URL and --token these commands\n" +
 			"use the running proxy's API (POST, GET and DELETE /api/apikeys); without, they open the store\n" +
-			"in --data-dir directly, so the proxy using that directory must be stopped while they run.",
+			"in --data-dir directly, so the proxy using that directory must be stopped while they run,\n" +
+			"or, with --redis-url, the shared Redis store, which running proxies read on every request:\n" +
+			"they need not stop, and a revocation holds on every instance at once.",
 	}
 	cmd.AddCommand(newAPIKeyCreate(), newAPIKeyRevoke(), newAPIKeyList())
 	return cmd
