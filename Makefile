@@ -10,7 +10,7 @@ run:
 build:
 	$(GO) build -o mcp-browser-proxy ./cmd/mcp-browser-proxy
 
-## test: install Chromium if missing, then run every test with the race
+## test: install Chromium and redis-server if missing, then run every test with the race
 ## detector, then each fuzz target for FUZZTIME executions (their seed corpora under
 ## testdata/fuzz/ also run as ordinary tests above).
 # An execution count, not a duration: Go 1.26's fuzz coordinator can fail a
@@ -26,9 +26,14 @@ test: deps
 	$(GO) test -run '^$$' -fuzz '^FuzzParseURL$$' -fuzztime $(FUZZTIME) ./router
 	$(GO) test -run '^$$' -fuzz '^FuzzRegisterBody$$' -fuzztime $(FUZZTIME) ./proxy
 
+## deps: Debian's chromium and redis-server when missing (the store and
+## shared-mode tests start their own redis-server on a free loopback port;
+## none is expected to run).
 deps:
 	@command -v chromium >/dev/null 2>&1 || command -v chromium-browser >/dev/null 2>&1 || \
 		{ $(SUDO) apt-get update && $(SUDO) DEBIAN_FRONTEND=noninteractive apt-get install -y chromium; }
+	@command -v redis-server >/dev/null 2>&1 || \
+		{ $(SUDO) apt-get update && $(SUDO) DEBIAN_FRONTEND=noninteractive apt-get install -y redis-server; }
 	@if [ "$$CI" = true ]; then $(MAKE) --no-print-directory deploy-tools; fi
 
 ## deploy-tools: nginx and promtool (Debian's prometheus package) for the

@@ -267,6 +267,9 @@ func (s *Server) health(c echo.Context) error {
 // 200 otherwise.
 func (s *Server) ready(c echo.Context) error {
 	if err := s.cfg.Store.Ping(c.Request().Context()); err != nil {
+		if errors.Is(err, router.ErrUnavailable) {
+			return storeUnavailable()
+		}
 		return apiError(http.StatusServiceUnavailable, CodeInternal, "the registration store is unreachable")
 	}
 	if s.cfg.Sessions.AtLimit() {

@@ -6,6 +6,8 @@ import (
 	"strconv"
 
 	"github.com/labstack/echo/v4"
+
+	"github.com/mcp-browser-proxy/mcp-browser-proxy/router"
 )
 
 // Error codes of the JSON error answers.
@@ -19,18 +21,31 @@ const (
 	CodeConflict          = "CONFLICT"
 	CodeLimitExceeded     = "LIMIT_EXCEEDED"
 	CodeInternal          = "INTERNAL"
+	// CodeStoreUnavailable: the shared store (Redis) did not answer; the
+	// request may be retried (503 with Retry-After).
+	CodeStoreUnavailable = "STORE_UNAVAILABLE"
 )
 
 // CodeBrowserUnavailable is the code of an answer that needed the user's
 // browser while it was down or did not answer.
 const CodeBrowserUnavailable = "BROWSER_UNAVAILABLE"
 
+// storeRetryAfter is the Retry-After, in seconds, of STORE_UNAVAILABLE.
+const storeRetryAfter = 5
+
+// storeUnavailable is the answer to a request that needed the store while
+// it was unreachable: the client retries, the operator checks Redis.
+func storeUnavailable() *APIError {
+	return &APIError{Status: http.StatusServiceUnavailable, Code: CodeStoreUnavailable, RetryAfter: storeRetryAfter,
+		Message: "the registration store (Redis) is unreachable, so the request could not be served; retry in a few seconds; if this persists, the operator should check that the Redis of --redis-url is up (GET /ready says 503 meanwhile)"}
+}
+
 // APIError is the JSON body of every error answer.
 type APIError struct {
 	Status     int    `json:"-"`
 	Code       string `json:"code"`
 	Message    string `json:"message"`
-	RetryAfter int    `json:"-"` // seconds, for LIMIT_EXCEEDED
+	RetryAfter int    `json:"-"` // seconds, for LIMIT_EXCEEDED and STORE_UNAVAILABLE
 	bearer     string // RFC 6750 error code of a 401's WWW-Authenticate (a token was sent but refused)
 }
 
@@ -66,6 +81,10 @@ func (s *Server) errorHandler(err error, c echo.Context) {
 				ae = apiError(he.Code, CodeInvalidRequest, http.StatusText(he.Code))
 			}
 		}
+	case errors.Is(err, router.ErrUnavailable):
+		// The error names at most Redis's host:port, never a credential.
+		s.log.Warn().Err(err).Str("request_id", requestID(c)).Msg("store unreachable")
+		ae = storeUnavailable()
 	default:
 		s.log.Error().Err(err).Str("request_id", requestID(c)).Msg("unhandled error")
 		ae = apiError(http.StatusInternalServerError, CodeInternal, "internal error; see the proxy log")

@@ -68,6 +68,10 @@ func (s *Server) tunnelRoute(c echo.Context) error {
 	ctx := context.WithoutCancel(c.Request().Context())
 	url := router.TunnelURL(p.UserID)
 	reg, err := s.cfg.Store.Put(ctx, router.Registration{UserID: p.UserID, BrowserURL: url})
+	if errors.Is(err, router.ErrUnavailable) {
+		t.Close(websocket.CloseTryAgainLater, "the registration store is unreachable; connect retries by itself")
+		return fmt.Errorf("tunnel %s: %w", p.UserID, err)
+	}
 	if err != nil {
 		t.Close(websocket.CloseInternalServerErr, "the proxy could not record the registration")
 		return fmt.Errorf("tunnel %s: %w", p.UserID, err)

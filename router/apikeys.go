@@ -179,7 +179,14 @@ func (s *BoltStore) ListAPIKeys(ctx context.Context, userID string) ([]auth.APIK
 	if err != nil {
 		return nil, fmt.Errorf("list API keys: %w", err)
 	}
-	slices.SortFunc(out, func(a, b auth.APIKey) int {
+	sortAPIKeys(out)
+	return out, nil
+}
+
+// sortAPIKeys orders keys by user, then creation time, then ID, as
+// ListAPIKeys returns them.
+func sortAPIKeys(keys []auth.APIKey) {
+	slices.SortFunc(keys, func(a, b auth.APIKey) int {
 		if c := strings.Compare(a.UserID, b.UserID); c != 0 {
 			return c
 		}
@@ -188,7 +195,6 @@ func (s *BoltStore) ListAPIKeys(ctx context.Context, userID string) ([]auth.APIK
 		}
 		return strings.Compare(a.ID, b.ID)
 	})
-	return out, nil
 }
 
 // RevokeAPIKey implements APIKeyStore: it deletes the record, or returns an

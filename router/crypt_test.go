@@ -4,11 +4,8 @@ import (
 	"bytes"
 	"context"
 	"errors"
-	"net/netip"
-	"os"
 	"path/filepath"
 	"reflect"
-	"slices"
 	"strings"
 	"testing"
 )
@@ -54,74 +51,6 @@ func TestSealer(t *testing.T) {
 	if _, err := a.Open(s1, []byte("alice")); !errors.Is(err, ErrUnseal) {
 		t.Errorf("a tampered blob opened: %v", err)
 	}
-}
-
-func TestBoltSealsCredentials(t *testing.T) {
-	const pw, tok, hdr = "pw-SECRET-1", "tok-SECRET-2", "hdr-SECRET-3"
-	path := filepath.Join(t.TempDir(), "registrations.db")
-	s, err := OpenBolt(path, WithSealer(testSealer(t, keyA)))
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx := context.Background()
-	in := Registration{
-		UserID:     "alice",
-		BrowserURL: "wss://bob:" + pw + "@cloud.test:8443/devtools/browser/x?token=" + tok,
-		Headers:    map[string]string{"X-Api-Key": hdr},
-		Metadata:   map[string]string{"team": "qa"},
-	}
-	if _, err := s.Put(ctx, in); err != nil {
-		t.Fatal(err)
-	}
-	got, err := s.Get(ctx, "alice")
-	if err != nil {
-		t.Fatal(err)
-	}
-	if got.BrowserURL != in.BrowserURL || !reflect.DeepEqual(got.Headers, in.Headers) || got.Metadata["team"] != "qa" {
-		t.Fatalf("round trip: %+v", got)
-	}
-	// The same browser with other credentials is the same browser.
-	if _, err := s.Put(ctx, Registration{UserID: "carol", BrowserURL: "wss://cloud.test:8443/devtools/browser/y"}); !errors.Is(err, ErrConflict) {
-		t.Errorf("conflict across credentials: %v", err)
-	}
-	list, err := s.List(ctx)
-	if err != nil || len(list) != 1 || list[0].Headers["X-Api-Key"] != hdr {
-		t.Fatalf("List = %+v, %v", list, err)
-	}
-	if err := s.Close(); err != nil {
-		t.Fatal(err)
-	}
-
-	raw, err := os.ReadFile(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, secret := range []string{pw, tok, hdr, "bob:"} {
-		if bytes.Contains(raw, []byte(secret)) {
-			t.Errorf("the store file contains %q in clear", secret)
-		}
-	}
-	if !bytes.Contains(raw, []byte("tcp://cloud.test:8443")) {
-		t.Error("the conflict index is missing (the test would prove nothing)")
-	}
-
-	// Another key cannot read it, and says what to do.
-	s, err = OpenBolt(path, WithSealer(testSealer(t, keyB)))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := s.Get(ctx, "alice"); !errors.Is(err, ErrUnseal) || !strings.Contains(err.Error(), "--store-key") {
-		t.Errorf("Get with another key: %v", err)
-	}
-	s.Close()
-	s, err = OpenBolt(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := s.Get(ctx, "alice"); err == nil || !strings.Contains(err.Error(), "without a key") {
-		t.Errorf("Get without a key: %v", err)
-	}
-	s.Close()
 }
 
 func TestBoltSealsOldClearRecords(t *testing.T) {
@@ -221,40 +150,5 @@ func TestCredentialURLs(t *testing.T) {
 	}
 	if names := HeaderNames(map[string]string{"x-b": "1", "X-A": "2"}); !reflect.DeepEqual(names, []string{"X-A", "X-B"}) {
 		t.Errorf("HeaderNames = %v", names)
-	}
-}
-
-// The addresses a registration was made with survive a reopen, in a sealed
-// store and in a clear one. (The browser URL index has them in clear
-// anyway, as endpoint keys: the record seals them only with the URL.)
-func TestBoltKeepsRegistrationAddrs(t *testing.T) {
-	addrs := []netip.Addr{netip.MustParseAddr("10.1.2.3"), netip.MustParseAddr("fd00::7")}
-	for _, sealed := range []bool{true, false} {
-		path := filepath.Join(t.TempDir(), "registrations.db")
-		var opts []BoltOption
-		if sealed {
-			opts = append(opts, WithSealer(testSealer(t, keyA)))
-		}
-		s, err := OpenBolt(path, opts...)
-		if err != nil {
-			t.Fatal(err)
-		}
-		ctx := context.Background()
-		if _, err := s.Put(ctx, Registration{UserID: "alice", BrowserURL: "http://alice-box.test:9222", Addrs: addrs}); err != nil {
-			t.Fatal(err)
-		}
-		s.Close()
-		s, err = OpenBolt(path, opts...)
-		if err != nil {
-			t.Fatal(err)
-		}
-		got, err := s.Get(ctx, "alice")
-		s.Close()
-		if err != nil {
-			t.Fatal(err)
-		}
-		if !slices.Equal(got.Addrs, addrs) {
-			t.Errorf("sealed=%v: addrs after reopen = %v, want %v", sealed, got.Addrs, addrs)
-		}
 	}
 }

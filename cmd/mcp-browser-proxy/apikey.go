@@ -53,7 +53,9 @@ func newAPIKey() *cobra.Command {
 		Long: "API keys are bearer credentials for machines: Authorization: Bearer mbp_<id>_<secret>.\n" +
 			"The store keeps only the SHA-256 of each secret. With --server URL and --token these commands\n" +
 			"use the running proxy's API (POST, GET and DELETE /api/apikeys); without, they open the store\n" +
-			"in --data-dir directly, so the proxy using that directory must be stopped while they run.",
+			"in --data-dir directly, so the proxy using that directory must be stopped while they run,\n" +
+			"or, with --redis-url, the shared Redis store, which running proxies read on every request:\n" +
+			"they need not stop, and a revocation holds on every instance at once.",
 	}
 	cmd.AddCommand(newAPIKeyCreate(), newAPIKeyRevoke(), newAPIKeyList())
 	return cmd
@@ -62,6 +64,7 @@ func newAPIKey() *cobra.Command {
 func newAPIKeyCreate() *cobra.Command {
 	var user, perms, name, dataDir string
 	var rf remoteFlags
+	var redis redisFlags
 	cmd := &cobra.Command{
 		Use:   "create",
 		Short: "Create an API key and print it on stdout (it is shown only this once)",
@@ -92,7 +95,7 @@ func newAPIKeyCreate() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			err = withKeyStore(cmd.Context(), dataDir, true, func(ctx context.Context, store *router.BoltStore) error {
+			err = withKeyStore(cmd.Context(), dataDir, redis, true, func(ctx context.Context, store router.APIKeyStore) error {
 				return store.CreateAPIKey(ctx, rec)
 			})
 			if err != nil {
@@ -109,6 +112,7 @@ func newAPIKeyCreate() *cobra.Command {
 	fl.StringVar(&perms, "perms", "", permsUsage)
 	fl.StringVar(&name, "name", "", "label shown by `apikey list`, e.g. ci")
 	fl.StringVar(&dataDir, "data-dir", "./data", dataDirUsage)
+	addRedisFlags(fl, &redis)
 	rf.add(cmd)
 	return withEnv(cmd)
 }
@@ -116,6 +120,7 @@ func newAPIKeyCreate() *cobra.Command {
 func newAPIKeyRevoke() *cobra.Command {
 	var dataDir string
 	var rf remoteFlags
+	var redis redisFlags
 	cmd := &cobra.Command{
 		Use:   "revoke <id>",
 		Short: "Revoke an API key by its ID (as `apikey list` shows it); the proxy refuses it from its next request on",
@@ -144,9 +149,12 @@ func newAPIKeyRevoke() *cobra.Command {
 				fmt.Fprintf(cmd.OutOrStdout(), "revoked API key %s\n", id)
 				return nil
 			}
-			err = withKeyStore(cmd.Context(), dataDir, false, func(ctx context.Context, store *router.BoltStore) error {
+			err = withKeyStore(cmd.Context(), dataDir, redis, false, func(ctx context.Context, store router.APIKeyStore) error {
 				return store.RevokeAPIKey(ctx, id)
 			})
+			if errors.Is(err, auth.ErrAPIKeyNotFound) && redis.shared() {
+				return fmt.Errorf("no API key %s in the Redis of --redis-url (prefix %s); see `mcp-browser-proxy apikey list` with the same --redis-url", id, redis.prefix)
+			}
 			if errors.Is(err, auth.ErrAPIKeyNotFound) {
 				return fmt.Errorf("no API key %s in %s; see `mcp-browser-proxy apikey list --data-dir %s`", id, dataDir, dataDir)
 			}
@@ -158,6 +166,7 @@ func newAPIKeyRevoke() *cobra.Command {
 		},
 	}
 	cmd.Flags().StringVar(&dataDir, "data-dir", "./data", dataDirUsage)
+	addRedisFlags(cmd.Flags(), &redis)
 	rf.add(cmd)
 	return withEnv(cmd)
 }
@@ -165,6 +174,7 @@ func newAPIKeyRevoke() *cobra.Command {
 func newAPIKeyList() *cobra.Command {
 	var user, dataDir string
 	var rf remoteFlags
+	var redis redisFlags
 	cmd := &cobra.Command{
 		Use:   "list",
 		Short: "List API keys (never their secrets)",
@@ -192,7 +202,7 @@ func newAPIKeyList() *cobra.Command {
 					}
 				}
 			} else {
-				err = withKeyStore(cmd.Context(), dataDir, false, func(ctx context.Context, store *router.BoltStore) error {
+				err = withKeyStore(cmd.Context(), dataDir, redis, false, func(ctx context.Context, store router.APIKeyStore) error {
 					var err error
 					keys, err = store.ListAPIKeys(ctx, user)
 					return err
@@ -221,15 +231,31 @@ func newAPIKeyList() *cobra.Command {
 	fl := cmd.Flags()
 	fl.StringVar(&user, "user", "", "only this user's keys")
 	fl.StringVar(&dataDir, "data-dir", "./data", dataDirUsage)
+	addRedisFlags(fl, &redis)
 	rf.add(cmd)
 	return withEnv(cmd)
 }
 
-// withKeyStore opens the store in dataDir for an apikey command, runs fn on
-// it with a context bounded by apiKeyCommandTimeout, and closes it. Unless
-// create is set, a missing store is an error rather than a new empty file.
-// A store held by a running proxy gives an error saying to stop it.
-func withKeyStore(ctx context.Context, dataDir string, create bool, fn func(context.Context, *router.BoltStore) error) error {
+// withKeyStore opens the store of an apikey command, runs fn on it with a
+// context bounded by apiKeyCommandTimeout, and closes it: the Redis of
+// --redis-url (shared with running proxies, which see the change at once),
+// else the bbolt file in dataDir. Unless create is set, a missing bbolt
+// file is an error rather than a new empty file; one held by a running
+// proxy gives an error saying to stop it.
+func withKeyStore(ctx context.Context, dataDir string, rf redisFlags, create bool, fn func(context.Context, router.APIKeyStore) error) error {
+	ctx, cancel := context.WithTimeout(ctx, apiKeyCommandTimeout)
+	defer cancel()
+	if rf.shared() {
+		store, err := rf.open(nil) // API keys are hashes: nothing to unseal
+		if err != nil {
+			return err
+		}
+		defer store.Close()
+		if err := store.Ping(ctx); err != nil {
+			return fmt.Errorf("%w; check --redis-url and that Redis is up", err)
+		}
+		return fn(ctx, store)
+	}
 	path := filepath.Join(dataDir, storeFile)
 	if !create {
 		if _, err := os.Stat(path); errors.Is(err, fs.ErrNotExist) {
@@ -244,7 +270,5 @@ func withKeyStore(ctx context.Context, dataDir string, create bool, fn func(cont
 		return err
 	}
 	defer store.Close()
-	ctx, cancel := context.WithTimeout(ctx, apiKeyCommandTimeout)
-	defer cancel()
 	return fn(ctx, store)
 }

@@ -9,7 +9,6 @@ import (
 	"net"
 	"os"
 	"os/signal"
-	"path/filepath"
 	"syscall"
 	"time"
 
@@ -58,6 +57,7 @@ type serveFlags struct {
 
 	limits limitFlags // limits.go
 	oauth  oauthFlags // oauth.go
+	redis  redisFlags // store.go
 }
 
 func newServe() *cobra.Command {
@@ -78,7 +78,7 @@ func newServeCmd() (*cobra.Command, *serveFlags) {
 	}
 	fl := cmd.Flags()
 	fl.StringVar(&f.addr, "addr", "127.0.0.1:3000", "address to listen on")
-	fl.StringVar(&f.dataDir, "data-dir", "./data", "directory for the registration store and the generated JWT secret")
+	fl.StringVar(&f.dataDir, "data-dir", "./data", "directory for the generated JWT secret and, unless --redis-url, the registration store (bbolt)")
 	fl.StringVar(&f.jwtSecret, "jwt-secret", "", "HS256 secret for bearer tokens, at least 32 bytes (default: generated and kept in --data-dir)")
 	fl.StringVar(&f.jwtJWKSURL, "jwt-jwks-url", "", "also accept RS256/ES256 tokens of an identity provider, checked with the keys at this JWKS URL (https; http only on loopback)")
 	fl.StringVar(&f.jwtPublicKey, "jwt-public-key", "", "also accept RS256/ES256 tokens checked with the public key in this PEM file (excludes --jwt-jwks-url)")
@@ -124,6 +124,7 @@ func newServeCmd() (*cobra.Command, *serveFlags) {
 	fl.BoolVar(&f.allowChromeURLs, "allow-chrome-urls", false, "let navigate_page and new_page load chrome:, devtools:, chrome-extension: and view-source: URLs")
 	addLimitFlags(fl, &f.limits)
 	addOAuthFlags(fl, &f.oauth)
+	addRedisFlags(fl, &f.redis)
 	return withEnv(cmd), &f
 }
 
@@ -211,18 +212,19 @@ func serve(ctx context.Context, f serveFlags, stderr io.Writer) error {
 		return err
 	}
 	defer closeOAuth()
-	store, err := router.OpenBolt(filepath.Join(f.dataDir, storeFile), router.WithSealer(sec.sealer))
+	store, storeDesc, err := openServeStore(ctx, f, sec.sealer, log)
 	if err != nil {
-		return fmt.Errorf("%w; --data-dir must be a writable directory with free space", err)
+		return err
 	}
 	defer func() {
-		// Every write was committed and synced in its own transaction;
-		// closing releases the file lock.
+		// bbolt: every write was committed and synced in its own
+		// transaction; closing releases the file lock. Redis: the data
+		// stays in Redis.
 		if err := store.Close(); err != nil {
 			log.Error().Err(err).Msg("registration store not closed cleanly")
 			return
 		}
-		log.Info().Str("path", store.Path()).Msg("registration store closed")
+		log.Info().Str("store", storeDesc).Msg("registration store closed")
 	}()
 
 	switch {
@@ -298,9 +300,11 @@ func serve(ctx context.Context, f serveFlags, stderr io.Writer) error {
 		Conns:           conns,
 		Tunnels:         tunnels,
 	})
-	if err := srv.Restore(ctx); err != nil {
+	stopRestore, err := restore(ctx, srv, log)
+	if err != nil {
 		return fmt.Errorf("restore registrations: %w", err)
 	}
+	defer stopRestore()
 	ln, err := net.Listen("tcp", f.addr)
 	if err != nil {
 		return fmt.Errorf("listen on %s: %w", f.addr, err)
@@ -322,7 +326,7 @@ func serve(ctx context.Context, f serveFlags, stderr io.Writer) error {
 	if f.jwtSecret != "" {
 		tokenHint = "mcp-browser-proxy token issue --user <you>   (with the same MBP_JWT_SECRET)"
 	}
-	log.Info().Str("addr", sec.scheme+"://"+ln.Addr().String()).Str("auth", f.authMode).Str("data_dir", f.dataDir).Str("version", version).
+	log.Info().Str("addr", sec.scheme+"://"+ln.Addr().String()).Str("auth", f.authMode).Str("data_dir", f.dataDir).Str("store", storeDesc).Str("version", version).
 		Msg("mcp-browser-proxy listening; issue a token with: " + tokenHint)
 	served := make(chan error, 1)
 	go func() { served <- srv.Serve(ctx, ln) }()
