@@ -24,6 +24,7 @@ const (
 	ReasonSessionsTotal   = "sessions_total"    // open sessions of the proxy
 	ReasonSessionOwner    = "session_owner"     // another user's or an unknown session
 	ReasonPermission      = "permission"        // the token lacks the tool's permission
+	ReasonManagedLimit    = "managed_limit"     // every managed browser of the proxy is in use
 )
 
 // Tool call outcomes, the values of the outcome label of mbp_tool_calls_total
@@ -184,7 +185,7 @@ func NewMetrics(reg prometheus.Registerer) (*Metrics, error) {
 			Name: "mbp_session_refusals_total", Help: "Refused tool calls and sessions by reason.",
 		}, []string{"reason"}),
 	}
-	for _, r := range []string{ReasonRateLimit, ReasonSessionsPerUser, ReasonSessionsTotal, ReasonSessionOwner, ReasonPermission} {
+	for _, r := range []string{ReasonRateLimit, ReasonSessionsPerUser, ReasonSessionsTotal, ReasonSessionOwner, ReasonPermission, ReasonManagedLimit} {
 		m.refusals.WithLabelValues(r) // export zeros, so alerts see the series
 	}
 	if err := reg.Register(m); err != nil {
