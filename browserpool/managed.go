@@ -375,7 +375,34 @@ func (b *Browser) connectManaged(ctx context.Context) (Conn, context.CancelFunc,
 		}
 		return c, cancel, version, "", err
 	}
+	// Chromium answers before its first page has a renderer; a session's
+	// first tab opened meanwhile would wait for the start-up within its
+	// call's timeout. The connection is handed out once the page is there.
+	waitFirstPage(ctx, c.Ctx, b.cfg.Managed.StartTimeout)
 	return c, cancel, version, "managed:" + b.userID, nil
+}
+
+// waitFirstPage waits, up to d, until the browser of bctx lists a page
+// target whose renderer loaded (its URL is set).
+func waitFirstPage(ctx, bctx context.Context, d time.Duration) {
+	deadline := time.Now().Add(d)
+	for time.Now().Before(deadline) && ctx.Err() == nil && bctx.Err() == nil {
+		tctx, cancel := context.WithTimeout(bctx, time.Second)
+		infos, err := chromedp.Targets(tctx)
+		cancel()
+		if err == nil {
+			for _, in := range infos {
+				if in.Type == "page" && in.URL != "" {
+					return
+				}
+			}
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
 }
 
 // managedArgs are the flags of a managed Chromium.
