@@ -2,7 +2,9 @@
 // it connects, health-checks, and reconnects with capped exponential backoff.
 //
 // The pool never starts or closes a user's browser. It only opens and drops
-// the DevTools websocket; tabs are the session package's business.
+// the DevTools websocket; tabs are the session package's business. The one
+// exception is a managed browser (managed.go), which the pool starts for a
+// user who has none, and stops.
 package browserpool
 
 import (
@@ -133,9 +135,12 @@ type Browser struct {
 	firstOnce sync.Once
 	evicted   chan struct{} // an earlier registration took the running browser (see Pool.claim)
 
-	kick chan struct{} // skip the backoff wait
+	kick chan struct{}   // skip the backoff wait
+	ctx  context.Context // of the run loop; stop ends it
 	stop context.CancelFunc
-	done chan struct{}
+
+	managed *managedState // set for a managed browser (managed.go); nil otherwise
+	done    chan struct{}
 
 	mu      sync.Mutex
 	status  Status
@@ -190,6 +195,14 @@ func (b *Browser) Retry() {
 // *UnavailableError when the browser stays down, or ctx's error. Conn never
 // waits longer than bound.
 func (b *Browser) Conn(ctx context.Context, bound time.Duration) (Conn, error) {
+	if b.managed != nil {
+		b.managed.touch()
+		defer b.managed.touch() // the wait is use too: Idle counts from its end
+		if bound > 0 {
+			// A managed browser down is one being started again.
+			bound = max(bound, b.cfg.Managed.StartTimeout)
+		}
+	}
 	timer := time.NewTimer(bound)
 	defer timer.Stop()
 	kicked, left := false, false // we retried a failed browser; it left failed since
@@ -322,6 +335,7 @@ func (b *Browser) run(ctx context.Context) {
 	defer b.pool.release(b)
 	defer b.firstDone()
 	defer b.set(func(s *Status) { s.State = StateDisconnected })
+	defer b.stopManaged() // before it says disconnected: no process left then
 
 	// Two backoffs: the long one grows over the whole outage, for when
 	// nobody waits; the short one is used while a tool call waits (see
@@ -563,6 +577,12 @@ func (b *Browser) connect(ctx context.Context) (conn Conn, cancel context.Cancel
 		}
 	})
 	b.cfg.Metrics.attempt(b, reconnect)
+	if b.managed != nil {
+		// Nobody else can reach a browser on pipes: no address, and an
+		// identity of its own.
+		conn, cancel, version, id, err = b.connectManaged(ctx)
+		return conn, cancel, version, id, netip.Addr{}, err
+	}
 	if user, ok := b.tunnelUser(); ok {
 		// A tunnel's agent picks the browser it reaches, every time: like
 		// a re-pointed name, it has no address to be pinned to.
@@ -662,7 +682,7 @@ func (b *Browser) open(ctx context.Context, alloc *allocator, fail func(error) e
 		v, err := chromedp.CallBrowser(bctx, browser.GetVersion, cdp.Empty{})
 		ch <- result{v.Product, err}
 	}()
-	timer := time.NewTimer(b.cfg.DialTimeout)
+	timer := time.NewTimer(alloc.timeout)
 	defer timer.Stop()
 	select {
 	case r := <-ch:
@@ -672,12 +692,12 @@ func (b *Browser) open(ctx context.Context, alloc *allocator, fail func(error) e
 		}
 		c := Conn{Ctx: bctx, Generation: b.Status().Generation + 1}
 		if b.cfg.Requests != nil {
-			c.Guard = startGuard(bctx, alloc.guard, b.cfg.DialTimeout)
+			c.Guard = startGuard(bctx, alloc.guard, alloc.timeout)
 		}
 		return c, cancel, r.version, nil
 	case <-timer.C:
 		cancel()
-		return Conn{}, nil, "", errors.New("connect: the browser accepted the connection but did not answer within " + b.cfg.DialTimeout.String())
+		return Conn{}, nil, "", errors.New("connect: the browser accepted the connection but did not answer within " + alloc.timeout.String())
 	case <-ctx.Done():
 		cancel()
 		return Conn{}, nil, "", ctx.Err()

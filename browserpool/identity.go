@@ -108,10 +108,11 @@ func (p *Pool) release(b *Browser) {
 //
 // A tunnel is never pinned (its agent picks the browser) but it is proof
 // of possession: holding a browser, it keeps it like a pinned registration.
+// So is a managed browser, which the pool started itself.
 func (p *Pool) claim(ctx context.Context, b *Browser, id string, addr netip.Addr) string {
 	pinned := b.pinnedTo(addr)
 	_, tunnelled := b.tunnelUser()
-	senior := pinned || tunnelled
+	senior := pinned || tunnelled || strings.HasPrefix(b.url, managedScheme)
 	if !senior {
 		b.firstDone()
 	}

@@ -31,6 +31,9 @@ type Config struct {
 	// Requests is the page policy each connection's Guard enforces in the
 	// browser; nil: no guard.
 	Requests RequestPolicy
+	// Managed, when set, gives users with no registered browser one the
+	// pool starts (managed.go); nil: none.
+	Managed *ManagedConfig
 }
 
 // DefaultConfig returns the production defaults.
@@ -78,6 +81,11 @@ func (c *Config) fill() {
 	if c.HTTPClient == nil {
 		c.HTTPClient = NewHTTPClient(c.Policy)
 	}
+	if c.Managed != nil {
+		m := *c.Managed
+		m.fill()
+		c.Managed = &m
+	}
 }
 
 // Pool holds one Browser per user. It is safe for concurrent use.
@@ -92,14 +100,27 @@ type Pool struct {
 	claims claims // which registration holds which running browser; its own lock, never held with mu's waits
 
 	endpoints endpointCache // resolved hosts of ProtectedEndpoints
+
+	// gens is the last generation of each user's browser that left the
+	// pool, and stopping the done channel of one still stopping: a managed
+	// browser continues after the first and starts after the second (its
+	// profile is the same directory). Guarded by mu.
+	gens     map[string]uint64
+	stopping map[string]chan struct{}
+	reaper   sync.WaitGroup
 }
 
 // New returns an empty pool; Close stops every connection.
 func New(cfg Config) *Pool {
 	cfg.fill()
 	ctx, cancel := context.WithCancel(context.Background())
-	return &Pool{cfg: cfg, ctx: ctx, cancel: cancel, browsers: map[string]*Browser{},
-		claims: claims{holders: map[string]*Browser{}, members: map[*Browser]bool{}, ids: map[*Browser]string{}, senior: map[*Browser]bool{}}}
+	p := &Pool{cfg: cfg, ctx: ctx, cancel: cancel, browsers: map[string]*Browser{},
+		claims: claims{holders: map[string]*Browser{}, members: map[*Browser]bool{}, ids: map[*Browser]string{}, senior: map[*Browser]bool{}},
+		gens:   map[string]uint64{}, stopping: map[string]chan struct{}{}}
+	if cfg.Managed != nil {
+		p.reaper.Go(p.reapIdle)
+	}
+	return p
 }
 
 // Ensure is EnsureEndpoint for a browser URL without headers.
@@ -118,8 +139,7 @@ func (p *Pool) EnsureEndpoint(userID string, ep Endpoint) *Browser {
 	defer p.Refresh() // the other browsers' pages may not reach this one
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	url := ep.URL
-	var gen uint64
+	gen := p.gens[userID] // a browser of the user's left the pool: continue after it
 	if b, ok := p.browsers[userID]; ok {
 		if b.endpoint().equal(ep) {
 			// Registered again: the addresses its host has now passed the
@@ -134,14 +154,25 @@ func (p *Pool) EnsureEndpoint(userID string, ep Endpoint) *Browser {
 		<-b.done
 		gen = b.Status().Generation
 	}
+	b := p.newBrowserLocked(userID, ep, gen)
+	p.browsers[userID] = b
+	p.join(b)
+	go b.run(b.ctx)
+	return b
+}
+
+// newBrowserLocked makes the handle of userID's browser at ep, whose
+// generations continue after gen; the caller starts its run loop on
+// b.ctx.
+func (p *Pool) newBrowserLocked(userID string, ep Endpoint, gen uint64) *Browser {
 	ctx, stop := context.WithCancel(p.ctx)
 	since := ep.Registered
 	if since.IsZero() {
 		since = time.Now()
 	}
-	b := &Browser{
+	return &Browser{
 		userID:  userID,
-		url:     url,
+		url:     ep.URL,
 		headers: maps.Clone(ep.Headers),
 		genBase: gen,
 		since:   since,
@@ -152,15 +183,12 @@ func (p *Pool) EnsureEndpoint(userID string, ep Endpoint) *Browser {
 		cfg:     &p.cfg,
 		log:     p.cfg.Logger.With().Str("user", userID).Logger(),
 		kick:    make(chan struct{}, 1),
+		ctx:     ctx,
 		stop:    stop,
 		done:    make(chan struct{}),
 		status:  Status{State: StateConnecting, Generation: gen},
 		changed: make(chan struct{}),
 	}
-	p.browsers[userID] = b
-	p.join(b)
-	go b.run(ctx)
-	return b
 }
 
 // Get returns userID's browser, if registered.
@@ -176,10 +204,15 @@ func (p *Pool) Remove(userID string) {
 	p.mu.Lock()
 	b, ok := p.browsers[userID]
 	delete(p.browsers, userID)
+	if ok {
+		p.stopping[userID] = b.done
+		p.gens[userID] = max(p.gens[userID], b.Status().Generation)
+	}
 	p.mu.Unlock()
 	if ok {
 		b.stop()
 		<-b.done
+		p.remember(b)
 	}
 }
 
@@ -220,6 +253,7 @@ func (p *Pool) Close() {
 	for _, b := range list {
 		<-b.done
 	}
+	p.reaper.Wait()
 }
 
 // Refresh re-sends the request policy to every guarded target of every

@@ -48,6 +48,11 @@ type UserStatus struct {
 	LastActivity   *time.Time `json:"lastActivity"`
 	// Tunnel is set for a browser reached through the agent's tunnel.
 	Tunnel *TunnelStatus `json:"tunnel,omitempty"`
+	// Managed says the browser is one the proxy starts for a user with
+	// none registered (serve --managed-browsers); browserURL is then
+	// "managed", and browserStatus "disconnected" while none runs (the
+	// next page tool starts one).
+	Managed bool `json:"managed,omitempty"`
 }
 
 // Health is the answer of GET /health.
@@ -62,7 +67,10 @@ type Health struct {
 	Tunnels int `json:"tunnels"`
 	// TunnelBrowsers counts the tunnelled browsers by connection state.
 	TunnelBrowsers map[string]int `json:"tunnelBrowsers"`
-	Uptime         int64          `json:"uptime"` // seconds
+	// ManagedBrowsers is the number of managed browsers running (or
+	// starting); only with --managed-browsers.
+	ManagedBrowsers *int  `json:"managedBrowsers,omitempty"`
+	Uptime          int64 `json:"uptime"` // seconds
 }
 
 const maxMetadata = 32
@@ -199,6 +207,9 @@ func (s *Server) userStatus(c echo.Context) error {
 		return err
 	}
 	reg, err := s.cfg.Store.Get(c.Request().Context(), userID)
+	if errors.Is(err, router.ErrNotFound) && s.cfg.Pool.ManagedEnabled() {
+		return c.JSON(http.StatusOK, s.managedStatus(userID))
+	}
 	if errors.Is(err, router.ErrNotFound) {
 		return apiError(http.StatusNotFound, CodeNotFound, userID+" has no registered browser; POST /api/register first")
 	}
@@ -219,6 +230,22 @@ func (s *Server) userStatus(c echo.Context) error {
 	return c.JSON(http.StatusOK, out)
 }
 
+// managedStatus is the status of a user with no registration when the
+// proxy runs managed browsers.
+func (s *Server) managedStatus(userID string) UserStatus {
+	out := UserStatus{UserID: userID, BrowserURL: "managed", BrowserStatus: string(browserpool.StateDisconnected), Managed: true}
+	if b, ok := s.cfg.Pool.Get(userID); ok && b.Managed() {
+		st := b.Status()
+		out.BrowserStatus, out.BrowserError = string(st.State), st.LastError
+	}
+	n, last := s.cfg.Sessions.UserStats(userID)
+	out.ActiveSessions = n
+	if !last.IsZero() {
+		out.LastActivity = &last
+	}
+	return out
+}
+
 func (s *Server) deleteUser(c echo.Context) error {
 	if err := s.requirePerm(c, auth.PermWrite, "deleting a registration"); err != nil {
 		return err
@@ -228,6 +255,15 @@ func (s *Server) deleteUser(c echo.Context) error {
 		return err
 	}
 	err = s.cfg.Store.Delete(c.Request().Context(), userID)
+	if b, ok := s.cfg.Pool.Get(userID); errors.Is(err, router.ErrNotFound) && ok && b.Managed() {
+		// No registration, a managed browser: stopping it is the reset.
+		closed := s.cfg.Sessions.CloseUser(userID)
+		s.cfg.Pool.Remove(userID)
+		p, _ := principalOf(c)
+		s.cfg.Audit.Info().Bool("audit", true).Str("event", "managed_stop").Str("reason", "deleted").Str("request_id", requestID(c)).
+			Str("by", p.UserID).Str("user", userID).Int("sessions_closed", closed).Send()
+		return c.NoContent(http.StatusNoContent)
+	}
 	if errors.Is(err, router.ErrNotFound) {
 		return apiError(http.StatusNotFound, CodeNotFound, userID+" has no registered browser")
 	}
@@ -254,12 +290,17 @@ func (s *Server) health(c echo.Context) error {
 		states[string(st)] = n
 	}
 	tunnels, tunnelStates := s.tunnelHealth()
-	return c.JSON(http.StatusOK, Health{
+	h := Health{
 		Status: status, ActiveSessions: s.cfg.Sessions.Count(), RegisteredUsers: users,
 		BrowserConnections: states[string(browserpool.StateConnected)], Browsers: states,
 		Tunnels: tunnels, TunnelBrowsers: tunnelStates,
 		Uptime: int64(time.Since(s.started).Seconds()),
-	})
+	}
+	if s.cfg.Pool.ManagedEnabled() {
+		n := s.cfg.Pool.ManagedCount()
+		h.ManagedBrowsers = &n
+	}
+	return c.JSON(http.StatusOK, h)
 }
 
 // ready is the readiness probe: 503 while the store is unreachable or the

@@ -24,6 +24,7 @@ const (
 	ReasonSessionsTotal   = "sessions_total"    // open sessions of the proxy
 	ReasonSessionOwner    = "session_owner"     // another user's or an unknown session
 	ReasonPermission      = "permission"        // the token lacks the tool's permission
+	ReasonManagedLimit    = "managed_limit"     // every managed browser of the proxy is in use
 )
 
 // Tool call outcomes, the values of the outcome label of mbp_tool_calls_total
@@ -252,7 +253,7 @@ func NewMetricsWith(reg prometheus.Registerer, cfg MetricsConfig) (*Metrics, err
 			Name: "mcp_limit_rejections_total", Help: "Requests, sessions and tool calls refused by a limit, by reason.",
 		}, []string{"reason"}),
 	}
-	for _, r := range []string{ReasonRateLimit, ReasonSessionsPerUser, ReasonSessionsTotal, ReasonSessionOwner, ReasonPermission} {
+	for _, r := range []string{ReasonRateLimit, ReasonSessionsPerUser, ReasonSessionsTotal, ReasonSessionOwner, ReasonPermission, ReasonManagedLimit} {
 		m.refusals.WithLabelValues(r) // export zeros, so alerts see the series
 	}
 	for _, r := range []string{LimitSessionsPerUser, LimitSessionsTotal, LimitRate, LimitTabsPerSession, LimitStreamsPerUser, LimitBodyTooLarge, LimitConnsPerIP} {

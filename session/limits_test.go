@@ -145,6 +145,7 @@ func TestSessionMetrics(t *testing.T) {
 mbp_sessions_active 2
 # HELP mbp_session_refusals_total Refused tool calls and sessions by reason.
 # TYPE mbp_session_refusals_total counter
+mbp_session_refusals_total{reason="managed_limit"} 0
 mbp_session_refusals_total{reason="permission"} 0
 mbp_session_refusals_total{reason="rate_limit"} 0
 mbp_session_refusals_total{reason="session_owner"} 0

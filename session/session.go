@@ -62,9 +62,19 @@ var _ tools.Workspace = (*Session)(nil)
 // conn returns the live connection to the owner's browser, noting when it is
 // a new one: the tabs of the old connection are then gone.
 func (s *Session) conn(ctx context.Context) (browserpool.Conn, error) {
-	b, ok := s.mgr.pool.Get(s.UserID)
-	if !ok {
-		return browserpool.Conn{}, fmt.Errorf("no browser is registered for %s; register one with POST /api/register {\"userId\":%q,\"browserURL\":\"http://127.0.0.1:9222\"}", s.UserID, s.UserID)
+	// A user with no registered browser gets a managed one here, when the
+	// proxy runs them: the first page tool of a session starts it.
+	b, err := s.mgr.pool.Use(s.UserID)
+	if errors.Is(err, browserpool.ErrNoBrowser) {
+		return browserpool.Conn{}, fmt.Errorf("no browser is registered for %s; run `mcp-browser-proxy connect --server <proxy URL>` on your machine, or register one with POST /api/register {\"userId\":%q,\"browserURL\":\"http://127.0.0.1:9222\"} (or ask the operator to run serve --managed-browsers)", s.UserID, s.UserID)
+	}
+	var le *browserpool.ManagedLimitError
+	if errors.As(err, &le) {
+		s.mgr.refuse(s.UserID, s.ID, "", ReasonManagedLimit, le.Error())
+		return browserpool.Conn{}, err
+	}
+	if err != nil {
+		return browserpool.Conn{}, fmt.Errorf("no managed browser for %s: %w", s.UserID, err)
 	}
 	c, err := b.Conn(ctx, s.mgr.cfg.BrowserWait)
 	if err != nil {

@@ -7,8 +7,12 @@ import (
 	"io"
 	"io/fs"
 	"net"
+	"net/netip"
 	"os"
+	"os/exec"
 	"os/signal"
+	"path/filepath"
+	"strings"
 	"syscall"
 	"time"
 
@@ -58,6 +62,17 @@ type serveFlags struct {
 	limits limitFlags // limits.go
 	oauth  oauthFlags // oauth.go
 	redis  redisFlags // store.go
+
+	managed managedFlags
+}
+
+// managedFlags are the --managed-* flags.
+type managedFlags struct {
+	on, keepProfile bool
+	chromium        string
+	idle            time.Duration
+	max             int
+	allowCIDRs      []string
 }
 
 func newServe() *cobra.Command {
@@ -125,6 +140,12 @@ func newServeCmd() (*cobra.Command, *serveFlags) {
 	addLimitFlags(fl, &f.limits)
 	addOAuthFlags(fl, &f.oauth)
 	addRedisFlags(fl, &f.redis)
+	fl.BoolVar(&f.managed.on, "managed-browsers", false, "give a user with no registered browser a headless Chromium started by the proxy on their first page tool (over --remote-debugging-pipe, profile under --data-dir/managed/<user>)")
+	fl.StringVar(&f.managed.chromium, "managed-chromium", "", "Chromium executable of managed browsers (default: chromium, chromium-browser, google-chrome or google-chrome-stable on PATH)")
+	fl.DurationVar(&f.managed.idle, "managed-idle", 10*time.Minute, "stop a managed browser that no tool call used for this long")
+	fl.IntVar(&f.managed.max, "managed-max", 4, "managed browsers running at once; beyond it a page tool gets LIMIT_EXCEEDED with a retry time")
+	fl.BoolVar(&f.managed.keepProfile, "managed-keep-profile", false, "keep a managed browser's profile (cookies, storage) when it stops; otherwise it is wiped")
+	fl.StringSliceVar(&f.managed.allowCIDRs, "managed-allow-cidrs", nil, "loopback, private or link-local ranges that managed browsers' pages may reach all the same (default: none), e.g. 10.1.2.0/24")
 	return withEnv(cmd), &f
 }
 
@@ -247,8 +268,13 @@ func serve(ctx context.Context, f serveFlags, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
+	managed, err := f.managed.config(f.dataDir)
+	if err != nil {
+		return err
+	}
 	tunnels := tunnel.NewRegistry(log.With().Str("component", "tunnel").Logger())
 	pool := browserpool.New(browserpool.Config{
+		Managed:        managed,
 		Tunnels:        tunnels,
 		HealthInterval: f.healthInterval,
 		MaxAttempts:    f.maxReconnects,
@@ -328,6 +354,10 @@ func serve(ctx context.Context, f serveFlags, stderr io.Writer) error {
 	}
 	log.Info().Str("addr", sec.scheme+"://"+ln.Addr().String()).Str("auth", f.authMode).Str("data_dir", f.dataDir).Str("store", storeDesc).Str("version", version).
 		Msg("mcp-browser-proxy listening; issue a token with: " + tokenHint)
+	if managed != nil {
+		log.Info().Str("chromium", managed.Chromium).Str("profiles", managed.Dir).Int("max", managed.Max).Dur("idle", managed.Idle).
+			Bool("keep_profile", managed.KeepProfile).Msg("managed browsers on: a user with no registered browser gets a headless Chromium on their first page tool")
+	}
 	served := make(chan error, 1)
 	go func() { served <- srv.Serve(ctx, ln) }()
 	draining := false
@@ -435,4 +465,55 @@ func securityFromFlags(f serveFlags, jwtSecret []byte) (serveSecurity, error) {
 		return s, err
 	}
 	return s, nil
+}
+
+// config checks the --managed-* flags and builds the pool's managed
+// browser settings; nil without --managed-browsers.
+func (m managedFlags) config(dataDir string) (*browserpool.ManagedConfig, error) {
+	if !m.on {
+		return nil, nil
+	}
+	switch {
+	case m.idle <= 0:
+		return nil, fmt.Errorf("--managed-idle %s: use a positive duration such as 10m", m.idle)
+	case m.max < 1:
+		return nil, fmt.Errorf("--managed-max %d: use at least 1", m.max)
+	}
+	bin := m.chromium
+	if bin == "" {
+		var err error
+		if bin, err = browserpool.FindChromium(); err != nil {
+			return nil, fmt.Errorf("--managed-browsers: %w", err)
+		}
+	} else if _, err := exec.LookPath(bin); err != nil {
+		return nil, fmt.Errorf("--managed-chromium %q: %w", bin, err)
+	}
+	allow := make([]netip.Prefix, 0, len(m.allowCIDRs))
+	for _, s := range m.allowCIDRs {
+		s = strings.TrimSpace(s)
+		if s == "" {
+			continue
+		}
+		if !strings.Contains(s, "/") {
+			a, err := netip.ParseAddr(s)
+			if err != nil {
+				return nil, fmt.Errorf("--managed-allow-cidrs: %q is neither a CIDR (e.g. 10.0.0.0/8) nor an IP address", s)
+			}
+			allow = append(allow, netip.PrefixFrom(a.Unmap(), a.Unmap().BitLen()))
+			continue
+		}
+		pfx, err := netip.ParsePrefix(s)
+		if err != nil {
+			return nil, fmt.Errorf("--managed-allow-cidrs: %q is not a CIDR like 10.0.0.0/8 or fc00::/7", s)
+		}
+		if pfx.Addr().Is4In6() {
+			pfx = netip.PrefixFrom(pfx.Addr().Unmap(), max(pfx.Bits()-96, 0))
+		}
+		allow = append(allow, pfx.Masked())
+	}
+	dir, err := filepath.Abs(filepath.Join(dataDir, "managed"))
+	if err != nil {
+		return nil, fmt.Errorf("--data-dir: %w", err)
+	}
+	return &browserpool.ManagedConfig{Chromium: bin, Dir: dir, Idle: m.idle, Max: m.max, KeepProfile: m.keepProfile, AllowCIDRs: allow}, nil
 }
