@@ -20,6 +20,7 @@ import (
 	"github.com/mark3labs/mcp-go/mcp"
 
 	"github.com/mcp-browser-proxy/mcp-browser-proxy/auth"
+	"github.com/mcp-browser-proxy/mcp-browser-proxy/tools/internal/remoteobj"
 )
 
 // Bounds of the extension tools.
@@ -692,7 +693,7 @@ func (c *extConsole) listen(id target.ID, ev any) {
 	case *runtime.EventConsoleAPICalled:
 		parts := make([]string, 0, len(e.Args))
 		for _, a := range e.Args {
-			parts = append(parts, workerArgText(a))
+			parts = append(parts, remoteobj.Plain(a))
 		}
 		m = extMessage{at: float64(e.Timestamp), level: string(e.Type), text: strings.Join(parts, " ")}
 		if e.StackTrace != nil && len(e.StackTrace.CallFrames) > 0 {
@@ -732,41 +733,6 @@ func (c *extConsole) listen(id target.ID, ev any) {
 		c.msgs = c.msgs[:extConsoleCap-1]
 	}
 	c.msgs = append(c.msgs, m)
-}
-
-// workerArgText renders a console argument the way the console shows it.
-func workerArgText(o *runtime.RemoteObject) string {
-	if o == nil {
-		return ""
-	}
-	if len(o.Value) > 0 {
-		var s string
-		if json.Unmarshal(o.Value, &s) == nil {
-			return s
-		}
-		return string(o.Value)
-	}
-	if o.UnserializableValue != "" {
-		return string(o.UnserializableValue)
-	}
-	if o.Preview != nil && len(o.Preview.Properties) > 0 {
-		props := make([]string, 0, len(o.Preview.Properties))
-		for _, p := range o.Preview.Properties {
-			props = append(props, p.Name+": "+p.Value)
-		}
-		more := ""
-		if o.Preview.Overflow {
-			more = ", …"
-		}
-		if o.Subtype == "array" {
-			return "[" + strings.Join(props, ", ") + more + "]"
-		}
-		return "{" + strings.Join(props, ", ") + more + "}"
-	}
-	if o.Description != "" {
-		return o.Description
-	}
-	return string(o.Type)
 }
 
 // format renders page idx of the collected messages, oldest first.
