@@ -49,6 +49,8 @@ type Session struct {
 	tempFiles  bool          // filesDir is this session's own temp dir
 	adopting   int           // popups being attached to (popups.go)
 	adopted    chan struct{} // closed when adopting drops to 0
+
+	toolState tools.WorkspaceState // what the tools keep between calls
 }
 
 type tab struct {
@@ -408,6 +410,10 @@ func (s *Session) OpenTabs() []*tools.Tab {
 	}
 	return out
 }
+
+// State implements tools.Workspace: the session keeps the tools' state, so
+// that it goes with the session.
+func (s *Session) State() *tools.WorkspaceState { return &s.toolState }
 
 // FilesDir implements tools.Workspace: --files-dir/<user> when the operator
 // set one, else a temp directory of the session's own, removed when it closes.

@@ -188,35 +188,6 @@ func TestConsoleLogBounded(t *testing.T) {
 	}
 }
 
-func TestRemoteText(t *testing.T) {
-	for _, tc := range []struct {
-		o    *runtime.RemoteObject
-		want string
-	}{
-		{&runtime.RemoteObject{Type: runtime.RemoteObjectTypeUndefined}, "undefined"},
-		{&runtime.RemoteObject{Type: runtime.RemoteObjectTypeObject, Subtype: runtime.RemoteObjectSubtypeNull, Value: []byte("null")}, "null"},
-		{&runtime.RemoteObject{Type: runtime.RemoteObjectTypeNumber, UnserializableValue: "NaN"}, "NaN"},
-		{&runtime.RemoteObject{Type: runtime.RemoteObjectTypeBigint, UnserializableValue: "10n"}, "10n"},
-		{&runtime.RemoteObject{Type: runtime.RemoteObjectTypeFunction, Description: "function f() {\n  return 1;\n}"}, "function f() {"},
-		{&runtime.RemoteObject{Type: runtime.RemoteObjectTypeObject, Subtype: runtime.RemoteObjectSubtypeMap, Description: "Map(1)",
-			Preview: &runtime.ObjectPreview{Type: runtime.ObjectPreviewTypeObject, Subtype: runtime.ObjectPreviewSubtypeMap, Description: "Map(1)",
-				Entries: []*runtime.EntryPreview{{Key: &runtime.ObjectPreview{Type: runtime.ObjectPreviewTypeString, Description: "k"}, Value: &runtime.ObjectPreview{Type: runtime.ObjectPreviewTypeNumber, Description: "1"}}}}},
-			`Map(1) {"k" => 1}`},
-		{&runtime.RemoteObject{Type: runtime.RemoteObjectTypeObject, Subtype: runtime.RemoteObjectSubtypeArray, Description: "Array(300)",
-			Preview: &runtime.ObjectPreview{Type: runtime.ObjectPreviewTypeObject, Subtype: runtime.ObjectPreviewSubtypeArray, Description: "Array(300)", Overflow: true,
-				Properties: []*runtime.PropertyPreview{{Name: "0", Type: runtime.PropertyPreviewTypeString, Value: "a"}}}},
-			`["a", …]`},
-		{&runtime.RemoteObject{Type: runtime.RemoteObjectTypeObject, ClassName: "Point", Description: "Point",
-			Preview: &runtime.ObjectPreview{Type: runtime.ObjectPreviewTypeObject, Description: "Point",
-				Properties: []*runtime.PropertyPreview{{Name: "x", Type: runtime.PropertyPreviewTypeNumber, Value: "1"}}}},
-			`Point {x: 1}`},
-	} {
-		if got := remoteText(tc.o, false); got != tc.want {
-			t.Errorf("remoteText(%s) = %q, want %q", tc.o.Type, got, tc.want)
-		}
-	}
-}
-
 func cnSent(id, loader, url, method string, typ network.ResourceType, at float64) *network.EventRequestWillBeSent {
 	return &network.EventRequestWillBeSent{RequestID: network.RequestID(id), LoaderID: cdp.LoaderID(loader), Type: typ, Timestamp: cdp.MonotonicTime(at),
 		Request: &network.Request{URL: url, Method: method, Headers: network.Headers{"Accept": "*/*"}}}
@@ -385,25 +356,6 @@ func TestWriteBody(t *testing.T) {
 	}
 	if !bodyIsText([]byte(`{"a":1}`), "application/json; charset=utf-8") || bodyIsText([]byte("abc"), "image/png") || bodyIsText([]byte{0xff, 0xfe}, "") {
 		t.Error("bodyIsText")
-	}
-}
-
-func TestJSONStringPrefix(t *testing.T) {
-	for _, tc := range []struct {
-		in   string
-		n    int
-		want string
-	}{
-		{`"short"`, 10, "short"},
-		{`"abcdefghijkl"`, 4, "abcd…[cut 8 bytes]"},
-		{`"ab\u00e9defghijkl"`, 6, "ab…[cut 15 bytes]"}, // counted in the JSON text
-		{`"abc\\\\defghijkl"`, 5, `abc\…[cut 11 bytes]`},
-		{`"abc\ndefghijkl"`, 4, "abc…[cut 11 bytes]"},
-	} {
-		got, ok := jsonStringPrefix([]byte(tc.in), tc.n)
-		if !ok || got != tc.want {
-			t.Errorf("jsonStringPrefix(%s, %d) = %q, %v; want %q", tc.in, tc.n, got, ok, tc.want)
-		}
 	}
 }
 

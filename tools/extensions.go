@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"reflect"
 	"regexp"
 	"sort"
 	"strings"
@@ -21,6 +20,7 @@ import (
 	"github.com/mark3labs/mcp-go/mcp"
 
 	"github.com/mcp-browser-proxy/mcp-browser-proxy/auth"
+	"github.com/mcp-browser-proxy/mcp-browser-proxy/tools/internal/remoteobj"
 )
 
 // Bounds of the extension tools.
@@ -537,52 +537,37 @@ func inTarget(ctx context.Context, tab *Tab, id target.ID, wait time.Duration, d
 	return do(wctx)
 }
 
-// Console collectors of extension workers, per session and extension. The
-// toolset is shared by all sessions, so they live here, each bound to the
-// session page it attached through: when that page closes (the session
-// ends), the collector detaches and goes.
-var extConsoles = struct {
-	mu sync.Mutex
-	m  map[extConsoleKey]*extConsole
-}{m: map[extConsoleKey]*extConsole{}}
-
-type extConsoleKey struct {
-	ws  Workspace
-	ext string
-}
-
-// extConsoleFor returns the session's collector for extension ext, making
-// one bound to tab when create is set.
+// extConsoleFor returns the collector of ws for extension ext, making one
+// bound to tab when create is set. A collector lives in the session's
+// state, bound to the session page it attached through: when that page
+// closes (the session ends), the collector detaches and goes.
 func extConsoleFor(ws Workspace, ext string, tab *Tab, create bool) (*extConsole, error) {
-	if t := reflect.TypeOf(ws); t == nil || !t.Comparable() {
+	st := ws.State()
+	if st == nil {
 		return nil, errors.New("list_extension_console_messages: this session cannot keep collectors")
 	}
-	key := extConsoleKey{ws, ext}
-	extConsoles.mu.Lock()
-	defer extConsoles.mu.Unlock()
-	if c := extConsoles.m[key]; c != nil && c.parent.Ctx.Err() == nil {
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	if c := st.extConsoles[ext]; c != nil && c.parent.Ctx.Err() == nil {
 		return c, nil
 	}
 	if !create {
 		return nil, fmt.Errorf("list_extension_console_messages: extension %s runs no service worker or background page now; it starts on its next event (open its popup, send it a message), then call again", ext)
 	}
-	n := 0
-	for k := range extConsoles.m {
-		if k.ws == ws {
-			n++
-		}
-	}
-	if n >= extConsolesPerSession {
+	if n := len(st.extConsoles); n >= extConsolesPerSession {
 		return nil, fmt.Errorf("list_extension_console_messages: this session already collects the consoles of %d extensions, the limit; open a new session for more", n)
 	}
 	c := &extConsole{parent: tab, since: time.Now()}
-	extConsoles.m[key] = c
+	if st.extConsoles == nil {
+		st.extConsoles = map[string]*extConsole{}
+	}
+	st.extConsoles[ext] = c
 	context.AfterFunc(tab.Ctx, func() {
-		extConsoles.mu.Lock()
-		if extConsoles.m[key] == c {
-			delete(extConsoles.m, key)
+		st.mu.Lock()
+		if st.extConsoles[ext] == c {
+			delete(st.extConsoles, ext)
 		}
-		extConsoles.mu.Unlock()
+		st.mu.Unlock()
 		c.detach()
 	})
 	return c, nil
@@ -595,13 +580,14 @@ func collectedWorkers(ctx context.Context) map[target.ID]bool {
 	if !ok {
 		return out
 	}
-	if t := reflect.TypeOf(ws); t == nil || !t.Comparable() {
+	st := ws.State()
+	if st == nil {
 		return out
 	}
-	extConsoles.mu.Lock()
-	defer extConsoles.mu.Unlock()
-	for k, c := range extConsoles.m {
-		if k.ws == ws && c.attached() {
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	for _, c := range st.extConsoles {
+		if c.attached() {
 			out[c.current()] = true
 		}
 	}
@@ -707,7 +693,7 @@ func (c *extConsole) listen(id target.ID, ev any) {
 	case *runtime.EventConsoleAPICalled:
 		parts := make([]string, 0, len(e.Args))
 		for _, a := range e.Args {
-			parts = append(parts, workerArgText(a))
+			parts = append(parts, remoteobj.Plain(a))
 		}
 		m = extMessage{at: float64(e.Timestamp), level: string(e.Type), text: strings.Join(parts, " ")}
 		if e.StackTrace != nil && len(e.StackTrace.CallFrames) > 0 {
@@ -747,41 +733,6 @@ func (c *extConsole) listen(id target.ID, ev any) {
 		c.msgs = c.msgs[:extConsoleCap-1]
 	}
 	c.msgs = append(c.msgs, m)
-}
-
-// workerArgText renders a console argument the way the console shows it.
-func workerArgText(o *runtime.RemoteObject) string {
-	if o == nil {
-		return ""
-	}
-	if len(o.Value) > 0 {
-		var s string
-		if json.Unmarshal(o.Value, &s) == nil {
-			return s
-		}
-		return string(o.Value)
-	}
-	if o.UnserializableValue != "" {
-		return string(o.UnserializableValue)
-	}
-	if o.Preview != nil && len(o.Preview.Properties) > 0 {
-		props := make([]string, 0, len(o.Preview.Properties))
-		for _, p := range o.Preview.Properties {
-			props = append(props, p.Name+": "+p.Value)
-		}
-		more := ""
-		if o.Preview.Overflow {
-			more = ", …"
-		}
-		if o.Subtype == "array" {
-			return "[" + strings.Join(props, ", ") + more + "]"
-		}
-		return "{" + strings.Join(props, ", ") + more + "}"
-	}
-	if o.Description != "" {
-		return o.Description
-	}
-	return string(o.Type)
 }
 
 // format renders page idx of the collected messages, oldest first.

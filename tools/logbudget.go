@@ -3,11 +3,12 @@ package tools
 import (
 	"context"
 	"fmt"
-	"strconv"
 	"sync"
 	"sync/atomic"
 
 	"github.com/chromedp/cdproto/network"
+
+	"github.com/mcp-browser-proxy/mcp-browser-proxy/tools/internal/remoteobj"
 )
 
 // A page decides how much it logs and loads, so the console messages and
@@ -176,16 +177,7 @@ func cutText(s string, n int) string {
 	for cut > 0 && s[cut]&0xC0 == 0x80 {
 		cut--
 	}
-	return s[:cut] + "…[cut " + groupDigits(len(s)-cut) + " bytes]"
-}
-
-// groupDigits writes n with thousands separators: 9812 -> "9,812".
-func groupDigits(n int) string {
-	s := strconv.Itoa(n)
-	for i := len(s) - 3; i > 0; i -= 3 {
-		s = s[:i] + "," + s[i:]
-	}
-	return s
+	return s[:cut] + remoteobj.CutMarker(len(s)-cut)
 }
 
 // keptHeaders returns a copy of h to keep: values as text, each cut at

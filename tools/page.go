@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"sync"
 	"time"
 
 	"github.com/chromedp/cdproto/target"
@@ -66,6 +67,20 @@ type Workspace interface {
 	// FilesDir is the only directory tools may write files to (filePath
 	// arguments); it exists when FilesDir returns without error.
 	FilesDir() (string, error)
+	// State is what the tools keep for the session between calls; the
+	// session owns it, and it goes with the session.
+	State() *WorkspaceState
+}
+
+// WorkspaceState is what the tools keep for one session between calls:
+// the toolset is shared by all sessions, so its per-session state lives in
+// the session, which hands it out through Workspace.State. The zero value
+// is ready to use.
+type WorkspaceState struct {
+	mu sync.Mutex
+	// extConsoles are the console collectors of extension workers, by
+	// extension id (extensions.go).
+	extConsoles map[string]*extConsole
 }
 
 type workspaceKey struct{}

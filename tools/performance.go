@@ -21,6 +21,7 @@ import (
 	"github.com/mark3labs/mcp-go/mcp"
 
 	"github.com/mcp-browser-proxy/mcp-browser-proxy/auth"
+	"github.com/mcp-browser-proxy/mcp-browser-proxy/tools/internal/tracesum"
 )
 
 // Bounds of the performance tools. A trace or a heap snapshot of a large
@@ -237,13 +238,13 @@ func (t *toolset) stopTrace(ctx context.Context, tab *Tab, tool, filePath, note 
 		return nil, cdpError(tool+": waiting for the trace data", cctx, tab, wait, cctx.Err())
 	}
 	data := tab.State.trace.take()
-	sum := summarizeTrace(data.events, string(tab.TargetID))
-	if !sum.nav.found() {
-		sum.nav = pageNavTiming(cctx)
+	sum := tracesum.Summarize(data.events, string(tab.TargetID))
+	if !sum.Nav.Found() {
+		sum.Nav = pageNavTiming(cctx)
 	}
 	var b bytes.Buffer
 	fmt.Fprintf(&b, "The performance trace of page %d has been stopped.%s\n", tab.ID, note)
-	sum.write(&b)
+	sum.Write(&b)
 	if data.full {
 		fmt.Fprintf(&b, "\nNote: the trace hit the collection limit (%d events or %d MB); events after that were dropped, so late figures may be missing.\n", traceMaxEvents, traceMaxBytes>>20)
 	}
@@ -311,7 +312,7 @@ func (t *toolset) takeHeapSnapshot() Tool {
 			if n := heapNodeCount(data); n != "" {
 				nodes = ", " + n + " nodes"
 			}
-			return textResult("Heap snapshot of page %d saved to %s (%s%s).", tab.ID, p, perfSize(int64(len(data))), nodes), nil
+			return textResult("Heap snapshot of page %d saved to %s (%s%s).", tab.ID, p, tracesum.Size(int64(len(data))), nodes), nil
 		},
 	}
 }
@@ -338,7 +339,7 @@ func (t *toolset) heapSnapshot(ctx context.Context, tab *Tab) ([]byte, error) {
 		return nil, cdpError("take_heapsnapshot", cctx, tab, wait, err)
 	}
 	if full {
-		return nil, fmt.Errorf("take_heapsnapshot: the heap snapshot of page %d is larger than %s, the limit, and was not saved", tab.ID, perfSize(heapMaxBytes))
+		return nil, fmt.Errorf("take_heapsnapshot: the heap snapshot of page %d is larger than %s, the limit, and was not saved", tab.ID, tracesum.Size(heapMaxBytes))
 	}
 	if len(data) == 0 {
 		return nil, fmt.Errorf("take_heapsnapshot: the browser sent no snapshot data for page %d; retry", tab.ID)
@@ -356,17 +357,6 @@ func heapNodeCount(data []byte) string {
 		return ""
 	}
 	return string(m[1])
-}
-
-func perfSize(n int64) string {
-	switch {
-	case n >= 1<<20:
-		return fmt.Sprintf("%.1f MB", float64(n)/(1<<20))
-	case n >= 1<<10:
-		return fmt.Sprintf("%.1f kB", float64(n)/(1<<10))
-	default:
-		return fmt.Sprintf("%d B", n)
-	}
 }
 
 // cdpErrorMessage returns the browser's message when err is a protocol error.
@@ -550,8 +540,8 @@ const pageNavJS = `(async () => {
 })()`
 
 // pageNavTiming reads the timings of the page's current document.
-func pageNavTiming(ctx context.Context) navTiming {
-	none := navTiming{ttfb: -1, fcp: -1, dcl: -1, load: -1, lcp: -1}
+func pageNavTiming(ctx context.Context) tracesum.NavTiming {
+	none := tracesum.NoNav()
 	res, err := chromedp.Call(ctx, runtime.Evaluate, runtime.EvaluateParams{
 		Expression: pageNavJS, AwaitPromise: ptr(true), ReturnByValue: ptr(true),
 	})
@@ -566,5 +556,5 @@ func pageNavTiming(ctx context.Context) navTiming {
 	if json.Unmarshal(res.Result.Value, &v) != nil || v.URL == "" {
 		return none
 	}
-	return navTiming{fromPage: true, url: v.URL, ttfb: v.TTFB, fcp: v.FCP, dcl: v.DCL, load: v.Load, lcp: v.LCP, lcpWhat: v.LCPWhat}
+	return tracesum.NavTiming{FromPage: true, URL: v.URL, TTFB: v.TTFB, FCP: v.FCP, DCL: v.DCL, Load: v.Load, LCP: v.LCP, LCPWhat: v.LCPWhat}
 }

@@ -11,12 +11,15 @@
 //	eval.go        Runtime.evaluate helpers
 //	activity.go    what an input action set off: navigation, requests, DOM changes
 //	listing.go     per-navigation rings, paging and list formatting
-//	remoteobj.go   console values (remote objects) as text
+//	remoteobj.go   console values (remote objects) as text, with this package's caps
 //	oopif.go       cross-site iframes (their own CDP targets)
-//	trace.go       the performance trace summary
-//	keys.go        press_key combinations and typed text
+//	keys.go        sending press_key combinations and typed text
 //	logbudget.go   the byte budget of the console and network logs
 //	files.go       the files directory of filePath arguments
+//
+// Browser-free logic lives in leaf packages under internal/, each tested
+// without Chromium: tracesum (the performance trace summary), keys (key
+// names and typed text to key events), remoteobj (remote objects as text).
 //
 // One file per tool group: pages.go, navigation.go, snapshot.go, input.go,
 // debug.go (screenshot, evaluate), css.go, console.go, network.go,
