@@ -315,7 +315,7 @@ func (b *Browser) update(outcome bool, f func(s *Status)) {
 		b.pending = false
 	}
 	st := b.status
-	close(b.changed)
+	changed := b.changed
 	b.changed = make(chan struct{})
 	b.mu.Unlock()
 	b.cfg.Metrics.observe(b, old, st.State)
@@ -327,6 +327,9 @@ func (b *Browser) update(outcome bool, f func(s *Status)) {
 		ev.Str("from", string(old)).Str("to", string(st.State)).Int("attempts", st.Attempts).
 			Str("error", st.LastError).Msg("browser state")
 	}
+	// Waiters wake once the change is logged and counted: what they see
+	// next (a log, a scrape) already has it.
+	close(changed)
 }
 
 // run owns the connection: connect, watch, reconnect with backoff, until ctx ends.
