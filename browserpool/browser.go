@@ -609,7 +609,7 @@ func (b *Browser) connect(ctx context.Context) (conn Conn, cancel context.Cancel
 		}
 	}
 	id = browserIdentity(t.wsURL)
-	if err == nil && strings.HasPrefix(id, "/") {
+	if err == nil && strings.HasPrefix(id, "cdp:/") {
 		// A page's websocket does not name its browser: ask the browser
 		// behind it, so that a page of another user's browser is theirs.
 		if alt, ok := b.versionTarget(ctx); ok {

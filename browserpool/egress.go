@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"net/http/httputil"
 	"net/netip"
+	"slices"
 	"strconv"
 	"sync"
 	"syscall"
@@ -34,8 +35,11 @@ var egressDenied = []netip.Prefix{
 	netip.MustParsePrefix("192.168.0.0/16"),
 	netip.MustParsePrefix("100.64.0.0/10"),
 	netip.MustParsePrefix("169.254.0.0/16"),
-	netip.MustParsePrefix("224.0.0.0/4"),
-	netip.MustParsePrefix("255.255.255.255/32"),
+	netip.MustParsePrefix("192.0.0.0/24"),   // IETF protocol assignments
+	netip.MustParsePrefix("198.18.0.0/15"),  // benchmarking, often lab networks
+	netip.MustParsePrefix("224.0.0.0/4"),    // multicast
+	netip.MustParsePrefix("240.0.0.0/4"),    // reserved, and broadcast
+	netip.MustParsePrefix("64:ff9b:1::/48"), // local-use NAT64
 	netip.MustParsePrefix("::/128"),
 	netip.MustParsePrefix("::1/128"),
 	netip.MustParsePrefix("fc00::/7"),
@@ -50,7 +54,35 @@ var nat64Prefix = netip.MustParsePrefix("64:ff9b::/96")
 // egressPolicy is the network policy of managed browsers' pages.
 type egressPolicy struct {
 	allow []netip.Prefix
+	// local lists the proxy host's own interface addresses; nil reads
+	// them (hostAddrs). A public address of the host reaches its services
+	// listening on every interface as surely as loopback does.
+	local func() []netip.Addr
 }
+
+// hostAddrs returns the addresses of the proxy host's interfaces, read at
+// most every few seconds (an interface may come up later, e.g. DHCP).
+func hostAddrs() []netip.Addr {
+	hostAddrsMu.Lock()
+	defer hostAddrsMu.Unlock()
+	if time.Since(hostAddrsAt) < 5*time.Second && hostAddrsAt != (time.Time{}) {
+		return hostAddrsList
+	}
+	hostAddrsList, hostAddrsAt = nil, time.Now()
+	list, _ := net.InterfaceAddrs()
+	for _, a := range list {
+		if pfx, err := netip.ParsePrefix(a.String()); err == nil {
+			hostAddrsList = append(hostAddrsList, pfx.Addr().Unmap().WithZone(""))
+		}
+	}
+	return hostAddrsList
+}
+
+var (
+	hostAddrsMu   sync.Mutex
+	hostAddrsAt   time.Time
+	hostAddrsList []netip.Addr
+)
 
 // EgressDeniedError is a connection of a managed browser's page that the
 // network policy refused.
@@ -84,6 +116,13 @@ func (p egressPolicy) check(ip netip.Addr) error {
 		if pfx.Contains(ip) {
 			return &EgressDeniedError{Addr: ip, Reason: fmt.Sprintf("%s is the proxy host's loopback, a private or link-local network; add it to --managed-allow-cidrs to let managed pages reach it", pfx)}
 		}
+	}
+	local := p.local
+	if local == nil {
+		local = hostAddrs
+	}
+	if slices.Contains(local(), ip) {
+		return &EgressDeniedError{Addr: ip, Reason: "it is an address of the proxy host itself; add it to --managed-allow-cidrs to let managed pages reach it"}
 	}
 	return nil
 }

@@ -41,20 +41,36 @@ type claims struct {
 	// senior marks holders that reached their browser at an address they
 	// were pinned to: only those keep it from a later registration.
 	senior map[*Browser]bool
+	// since is when each holder took its browser: a registration made
+	// after a junior holder took it does not evict it either.
+	since map[*Browser]time.Time
 }
 
 // browserIdentity returns the identity of the browser behind a websocket
 // URL that Chrome accepted: the id of a /devtools/browser/<id> path, or the
-// whole path for other DevTools targets (a page: its id is unique too).
+// whole path for other DevTools targets (a page: its id is unique too),
+// in the cdp: name space (chromeIdentity).
 func browserIdentity(wsURL string) string {
 	u, err := url.Parse(wsURL)
 	if err != nil {
 		return ""
 	}
 	if id, ok := strings.CutPrefix(u.Path, "/devtools/browser/"); ok && id != "" {
-		return id
+		return chromeIdentity(id)
 	}
-	return u.Path
+	return chromeIdentity(u.Path)
+}
+
+// chromeIdentity puts an id that a URL or a tunnel's agent gave into the
+// cdp: name space, apart from the identities the pool makes itself
+// ("managed:<user>", "tunnel:<user>"): a registration whose path says
+// /devtools/browser/managed:alice must not pass for alice's managed
+// browser and evict it.
+func chromeIdentity(id string) string {
+	if id == "" {
+		return ""
+	}
+	return "cdp:" + id
 }
 
 // before reports whether b was registered before o: the earlier
@@ -83,6 +99,7 @@ func (p *Pool) release(b *Browser) {
 	delete(c.ids, b)
 	delete(c.members, b)
 	delete(c.senior, b)
+	delete(c.since, b)
 	c.mu.Unlock()
 }
 
@@ -149,15 +166,26 @@ wait:
 		c.mu.Unlock()
 		return outcomeReaddressed
 	}
+	if h != nil && h != b && !c.senior[h] && !b.since.Before(c.since[h]) {
+		// h reached the browser at an address it was not pinned to (its
+		// name moved, say by DHCP) before b was registered: b, however
+		// pinned, came later than h's hold.
+		c.mu.Unlock()
+		return outcomeRefused
+	}
 	if old, ok := c.ids[b]; ok && old != id && c.holders[old] == b {
 		delete(c.holders, old)
 	}
 	c.holders[id] = b
 	c.ids[b] = id
 	c.senior[b] = senior
+	if h != b {
+		c.since[b] = time.Now()
+	}
 	if h != nil && h != b {
 		delete(c.ids, h)
 		delete(c.senior, h)
+		delete(c.since, h)
 	}
 	c.mu.Unlock()
 	if h != nil && h != b {

@@ -3,6 +3,7 @@ package browserpool
 import (
 	"context"
 	"errors"
+	"net"
 	"net/netip"
 	"strconv"
 	"strings"
@@ -17,9 +18,12 @@ import (
 
 func TestBrowserIdentity(t *testing.T) {
 	for in, want := range map[string]string{
-		"ws://127.0.0.1:9222/devtools/browser/abc-1": "abc-1",
-		"wss://h/devtools/browser/x?token=t":         "x",
-		"ws://h:1/devtools/page/ABC":                 "/devtools/page/ABC",
+		"ws://127.0.0.1:9222/devtools/browser/abc-1":         "cdp:abc-1",
+		"wss://h/devtools/browser/x?token=t":                 "cdp:x",
+		"ws://h:1/devtools/page/ABC":                         "cdp:/devtools/page/ABC",
+		"ws://h:1/devtools/browser/managed:alice":            "cdp:managed:alice",
+		"ws://h:1/devtools/browser/tunnel%3Aalice":           "cdp:tunnel:alice",
+		"ws://h:1/devtools/browser/" + "managed:" + "alice/": "cdp:managed:alice/",
 	} {
 		if got := browserIdentity(in); got != want {
 			t.Errorf("browserIdentity(%q) = %q, want %q", in, got, want)
@@ -145,5 +149,43 @@ func TestRebindCannotTakeAHeldBrowser(t *testing.T) {
 	}
 	if st := alice.Status(); st.State != StateConnected || st.Generation != aliceConn.Generation {
 		t.Errorf("alice's status %+v; want connected at generation %d", st, aliceConn.Generation)
+	}
+}
+
+// TestJuniorHolderKeepsItFromLaterRegistrations: alice's name moved (DHCP)
+// and she reached her browser at an address she was not pinned to; mallory
+// registers that address afterwards. Mallory is pinned there, but she came
+// after alice's hold: she is refused and alice keeps her browser. A
+// registration made before the hold (bob) still takes it.
+func TestJuniorHolderKeepsItFromLaterRegistrations(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	port := strconv.Itoa(ln.Addr().(*net.TCPAddr).Port)
+	ln.Close() // nothing listens: the pool's own attempts fail at once
+	p := New(testConfig())
+	defer p.Close()
+	ctx := context.Background()
+	moved, later := netip.MustParseAddr("127.0.0.9"), time.Now().Add(time.Hour)
+	bob := p.EnsureEndpoint("bob", Endpoint{URL: "http://127.0.0.9:" + port, Registered: time.Now().Add(-time.Hour), Addrs: []netip.Addr{moved}})
+	alice := p.EnsureEndpoint("alice", Endpoint{URL: "http://alice-laptop.test:" + port, Registered: time.Now().Add(-time.Minute), Addrs: []netip.Addr{netip.MustParseAddr("127.0.0.5")}})
+	mallory := p.EnsureEndpoint("mallory", Endpoint{URL: "http://127.0.0.9:" + port, Registered: later, Addrs: []netip.Addr{moved}})
+	for _, b := range []*Browser{bob, alice, mallory} {
+		b.WaitSettled(ctx, 10*time.Second)
+	}
+	if how := p.claim(ctx, alice, "cdp:X", moved); how != "" {
+		t.Fatalf("alice's claim at her new address: %q", how)
+	}
+	if how := p.claim(ctx, mallory, "cdp:X", moved); how != outcomeRefused {
+		t.Errorf("mallory, registered after alice took her browser: %q, want %q", how, outcomeRefused)
+	}
+	select {
+	case <-alice.evicted:
+		t.Fatal("alice was evicted by a later registration")
+	default:
+	}
+	if how := p.claim(ctx, bob, "cdp:X", moved); how != "" {
+		t.Errorf("bob, registered at that address before alice's hold: %q", how)
 	}
 }

@@ -203,18 +203,28 @@ func TestManagedProfileDirStaysInside(t *testing.T) {
 }
 
 func TestEgressPolicy(t *testing.T) {
-	p := egressPolicy{allow: []netip.Prefix{netip.MustParsePrefix("127.0.0.1/32")}}
+	p := egressPolicy{allow: []netip.Prefix{netip.MustParsePrefix("127.0.0.1/32")},
+		local: func() []netip.Addr { return []netip.Addr{netip.MustParseAddr("192.0.2.2")} }}
 	for addr, ok := range map[string]bool{
 		"93.184.215.14": true, "2606:4700::1": true, "127.0.0.1": true, "::ffff:127.0.0.1": true,
 		"127.0.0.2": false, "::1": false, "0.0.0.0": false, "0.1.2.3": false, "::": false,
 		"10.1.2.3": false, "172.16.0.1": false, "192.168.1.1": false, "100.64.0.1": false,
 		"169.254.169.254": false, "fe80::1": false, "fd00::1": false, "fc00::1": false,
 		"::ffff:10.0.0.1": false, "64:ff9b::a00:1": false, "64:ff9b::5db8:d70e": true,
-		"224.0.0.1": false, "255.255.255.255": false,
+		"224.0.0.1": false, "255.255.255.255": false, "240.0.0.1": false, "198.18.0.1": false,
+		"64:ff9b:1::1": false,
+		"192.0.2.2":    false, // the host's own (public-looking) address, below
 	} {
 		err := p.check(netip.MustParseAddr(addr))
 		if (err == nil) != ok {
 			t.Errorf("%s: err %v, want allowed %v", addr, err, ok)
+		}
+	}
+	// By default the host's real interface addresses are refused too,
+	// whatever range they are in.
+	for _, a := range hostAddrs() {
+		if err := (egressPolicy{}).check(a); err == nil {
+			t.Errorf("the host's own address %s is allowed", a)
 		}
 	}
 }

@@ -115,7 +115,7 @@ func New(cfg Config) *Pool {
 	cfg.fill()
 	ctx, cancel := context.WithCancel(context.Background())
 	p := &Pool{cfg: cfg, ctx: ctx, cancel: cancel, browsers: map[string]*Browser{},
-		claims: claims{holders: map[string]*Browser{}, members: map[*Browser]bool{}, ids: map[*Browser]string{}, senior: map[*Browser]bool{}},
+		claims: claims{holders: map[string]*Browser{}, members: map[*Browser]bool{}, ids: map[*Browser]string{}, senior: map[*Browser]bool{}, since: map[*Browser]time.Time{}},
 		gens:   map[string]uint64{}, stopping: map[string]chan struct{}{}}
 	if cfg.Managed != nil {
 		p.reaper.Go(p.reapIdle)

@@ -51,7 +51,7 @@ func (b *Browser) connectTunnel(ctx context.Context, user string) (Conn, context
 	// same browser, or another user's tunnel to it, a conflict. An agent
 	// that reports none is only ever its own browser. (open returned after
 	// the dial: id and port are set.)
-	if id == "" {
+	if id = chromeIdentity(id); id == "" {
 		id = "tunnel:" + user
 	}
 	if port > 0 && b.tunnelPort.Swap(int32(port)) != int32(port) {
