@@ -14,6 +14,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/chromedp/cdproto/browser"
 	"github.com/chromedp/chromedp"
 
 	"github.com/mcp-browser-proxy/mcp-browser-proxy/auth"
@@ -379,7 +380,35 @@ func (b *Browser) connectManaged(ctx context.Context) (Conn, context.CancelFunc,
 	// first tab opened meanwhile would wait for the start-up within its
 	// call's timeout. The connection is handed out once the page is there.
 	waitFirstPage(ctx, c.Ctx, b.cfg.Managed.StartTimeout)
+	// A page may not write files on the proxy host: downloads are refused
+	// (headless Chromium saves them to $HOME/Downloads unasked, outside
+	// the profile, shared and unbounded).
+	dctx, dcancel := context.WithTimeout(c.Ctx, b.cfg.Managed.StartTimeout)
+	_, err = chromedp.CallBrowser(dctx, browser.SetDownloadBehavior, browser.SetDownloadBehaviorParams{Behavior: browser.SetDownloadBehaviorBehaviorDeny})
+	dcancel()
+	if err != nil {
+		cancel()
+		return Conn{}, nil, "", "", fmt.Errorf("managed browser: refusing downloads: %w", err)
+	}
 	return c, cancel, version, "managed:" + b.userID, nil
+}
+
+// managedEnv is the environment of a managed Chromium: its home and XDG
+// dirs inside its profile (nothing it writes lands in the proxy user's
+// home), and none of the proxy's own variables (MBP_JWT_SECRET...).
+func managedEnv(profile string) []string {
+	env := []string{
+		"HOME=" + profile,
+		"XDG_CONFIG_HOME=" + filepath.Join(profile, ".config"),
+		"XDG_CACHE_HOME=" + filepath.Join(profile, ".cache"),
+		"XDG_DATA_HOME=" + filepath.Join(profile, ".local", "share"),
+	}
+	for _, k := range []string{"PATH", "LANG", "LC_ALL", "TZ", "TMPDIR", "FONTCONFIG_PATH", "FONTCONFIG_FILE"} {
+		if v, ok := os.LookupEnv(k); ok {
+			env = append(env, k+"="+v)
+		}
+	}
+	return env
 }
 
 // waitFirstPage waits, up to d, until the browser of bctx lists a page
@@ -481,6 +510,7 @@ func (b *Browser) launch(ctx context.Context) (chromedp.Transport, error) {
 	tail := &tailWriter{}
 	cmd := exec.Command(mc.Chromium, managedArgs(m.profile, eg.URL())...)
 	cmd.ExtraFiles = []*os.File{cr, cw}
+	cmd.Env = managedEnv(m.profile)
 	cmd.Stdout, cmd.Stderr = nil, tail
 	cmd.SysProcAttr = managedProcAttr()
 	err = cmd.Start()

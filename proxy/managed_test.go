@@ -6,10 +6,13 @@ import (
 	"fmt"
 	"html"
 	"io"
+	"io/fs"
 	"net"
 	"net/http"
 	"net/netip"
 	"net/url"
+	"os"
+	"path/filepath"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -302,5 +305,55 @@ func TestManagedBrowserNetworkPolicy(t *testing.T) {
 	resp.Body.Close()
 	if denied.n.Load() != 1 {
 		t.Errorf("control: %d connections after a direct request", denied.n.Load())
+	}
+}
+
+// TestManagedBrowserWritesNoFiles: a page of a managed browser that starts
+// a download writes nothing: not in the proxy user's home (where headless
+// Chromium saves downloads unasked), not in the profile; and the browser's
+// environment carries none of the proxy's variables.
+func TestManagedBrowserWritesNoFiles(t *testing.T) {
+	dir := t.TempDir()
+	t.Setenv("MBP_TEST_SECRET_SHOULD_NOT_LEAK", "s3cret")
+	h := managedHarness(t, browserpool.ManagedConfig{Max: 1, Idle: time.Hour, Dir: dir, KeepProfile: true,
+		AllowCIDRs: []netip.Prefix{netip.MustParsePrefix("127.0.0.1/32")}})
+	pages := testPages(t)
+	c := h.connect(viaStreamable, h.token("alice"), "")
+	mustCall(t, c, "navigate_page", map[string]any{"url": pages + "/"})
+	name := fmt.Sprintf("mbp-download-%d.txt", time.Now().UnixNano())
+	mustCall(t, c, "evaluate_script", map[string]any{"function": `() => { const a = document.createElement('a');
+		a.href = URL.createObjectURL(new Blob(['x'])); a.download = '` + name + `'; document.body.append(a); a.click(); return 'clicked' }`})
+	home, _ := os.UserHomeDir()
+	found := func() string {
+		for _, d := range []string{filepath.Join(home, "Downloads"), home, dir} {
+			var hit string
+			_ = filepath.WalkDir(d, func(p string, e fs.DirEntry, err error) error {
+				if err == nil && strings.HasPrefix(e.Name(), name) {
+					hit = p
+				}
+				if e != nil && e.IsDir() && p != d && d == home {
+					return filepath.SkipDir // only $HOME itself and its Downloads
+				}
+				return nil
+			})
+			if hit != "" {
+				return hit
+			}
+		}
+		return ""
+	}
+	// A download lands within a second or two when it is allowed.
+	if eventually(3*time.Second, func() bool { return found() != "" }) {
+		p := found()
+		os.Remove(p)
+		t.Fatalf("the page's download was written to %s", p)
+	}
+	pid := h.pool.PID("alice")
+	env, err := os.ReadFile(fmt.Sprintf("/proc/%d/environ", pid))
+	if err != nil {
+		t.Skipf("no /proc environ for pid %d: %v", pid, err)
+	}
+	if strings.Contains(string(env), "MBP_TEST_SECRET") || !strings.Contains(string(env), "HOME="+filepath.Join(dir, "alice")) {
+		t.Errorf("managed Chromium's environment: %q", strings.ReplaceAll(string(env), "\x00", " "))
 	}
 }
