@@ -123,7 +123,9 @@ func pageOf(ctx context.Context, req mcp.CallToolRequest) (*Tab, error) {
 	return tab, nil
 }
 
-var pageIDOption = mcp.WithNumber("pageId", mcp.Description("Page to act on, from list_pages. Defaults to the selected page."))
+// pageIDOption is the pageId parameter, described once in the server
+// instructions (proxy/mcp.go).
+var pageIDOption = mcp.WithNumber("pageId")
 
 // timeoutArg reads the timeout argument of tool in milliseconds: def when
 // it is missing or not positive, an error when it is above the
