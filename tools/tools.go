@@ -112,8 +112,8 @@ func Toolsets() []string {
 }
 
 // ParseToolsets checks a list of toolset names, as serve --toolsets takes
-// them, and returns them in listing order without repeats; "all" (or an
-// empty list) selects every toolset and returns nil. An unknown name is an
+// them, and returns them in listing order without repeats; "all" selects
+// every toolset and returns nil. An unknown name, or no name at all, is an
 // error that lists the valid ones.
 func ParseToolsets(names []string) ([]string, error) {
 	want := map[string]bool{}
@@ -130,7 +130,7 @@ func ParseToolsets(names []string) ([]string, error) {
 		}
 	}
 	if len(want) == 0 {
-		return nil, nil
+		return nil, fmt.Errorf("no toolset given; name some of %s, or all", strings.Join(Toolsets(), ", "))
 	}
 	var out []string
 	for _, n := range Toolsets() {
