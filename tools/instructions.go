@@ -9,6 +9,7 @@ func Instructions(cfg Config) string {
 	cfg.fill()
 	return fmt.Sprintf(`You drive the user's own Chrome. Pages you open with new_page (or that the first page tool opens) belong to this session; list_pages shows them.
 Read a page with take_snapshot: every element has a uid, stable within a document, for click, fill, hover, drag, upload_file, take_screenshot, get_css_styles and evaluate_script args. Input tools wait for what they set off, then say what changed: a navigation (URL, title), a new page, a dialog, or nothing.
+Without an MCP session (the stateless protocol) all agents of a user share one workspace and its selected page: pass the pageId that new_page returned, a handle of your user's, in every call to keep to your own page.
 Shared parameters:
 - pageId: a page id from list_pages or new_page; default the selected page.
 - uid, from_uid, to_uid: an element uid from the latest take_snapshot.

@@ -68,6 +68,14 @@ type Workspace interface {
 	FilesDir() (string, error)
 }
 
+// SharedWorkspace is a Workspace that may tell it is shared by every agent
+// of its user (the stateless protocol's default workspace): its selected
+// page is theirs too, so an agent passes the pageId of its own pages, which
+// are handles bound to the user.
+type SharedWorkspace interface {
+	Shared() bool
+}
+
 type workspaceKey struct{}
 
 // WithWorkspace returns ctx carrying ws for the tool handlers.

@@ -127,6 +127,9 @@ func (t *toolset) newPage() Tool {
 				return mcp.NewToolResultError(err.Error()), nil
 			}
 			msg := fmt.Sprintf("Opened page %d and selected it.", tab.ID)
+			if sw, ok := ws.(SharedWorkspace); ok && sw.Shared() {
+				msg = fmt.Sprintf("Opened page %d; pass pageId %d in every call, as your other agents share the selected page.", tab.ID, tab.ID)
+			}
 			if target != "" {
 				res, err := t.navigate(ctx, tab, timeout, func(cctx context.Context) error {
 					return navigateURL(cctx, target)
@@ -137,11 +140,7 @@ func (t *toolset) newPage() Tool {
 				if res.IsError {
 					return res, nil
 				}
-				msg += " " + resultText(res)
-			}
-			tabs, err := ws.Tabs(ctx)
-			if err == nil {
-				msg += "\n" + formatTabs(tabs)
+				msg += "\n" + resultText(res)
 			}
 			return mcp.NewToolResultText(msg), nil
 		},
