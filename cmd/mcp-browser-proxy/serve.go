@@ -169,9 +169,11 @@ func serve(ctx context.Context, f serveFlags, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	toolsets, err := tools.ParseToolsets(f.toolsets)
-	if err != nil {
-		return fmt.Errorf("--toolsets: %w", err)
+	var toolsets []string // nil: all; so is a serveFlags without any (tests)
+	if len(f.toolsets) > 0 {
+		if toolsets, err = tools.ParseToolsets(f.toolsets); err != nil {
+			return fmt.Errorf("--toolsets: %w", err)
+		}
 	}
 	audit := log
 	if f.auditLog != "" {
