@@ -70,6 +70,12 @@ type Principal struct {
 	// from another and capped at its exp, which must not make credentials
 	// that outlive it (API keys).
 	Minted bool
+	// Toolsets are the tool groups the credential may use (a token's
+	// "toolsets" claim); nil, for a credential without the claim, means
+	// every toolset the server offers, and an empty non-nil list none. They
+	// narrow the server's toolsets and never widen them; a name the server
+	// does not know grants nothing.
+	Toolsets []string
 }
 
 // Has reports whether p holds perm. Membership is exact: PermAdmin does not

@@ -54,6 +54,6 @@ func (a *Authenticator) IssueDerived(parent Principal, perms []string, ttl time.
 	if exp.Sub(now) < time.Second {
 		return "", time.Time{}, fmt.Errorf("issue token: %w: the caller's own credential expires now", ErrExpiredToken)
 	}
-	tok, err := a.sign(parent.UserID, permsClaim{present: true, perms: perms}, now, exp, parent.KeyID, true)
+	tok, err := a.sign(parent.UserID, permsClaim{present: true, perms: perms}, parent.Toolsets, now, exp, parent.KeyID, true)
 	return tok, exp, err
 }

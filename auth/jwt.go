@@ -33,6 +33,61 @@ type claims struct {
 	// Session is the "session" claim: the token is a sessionToken, minted
 	// by IssueSession from another credential and capped at its exp.
 	Session bool `json:"session,omitempty"`
+	// Toolsets is the "toolsets" claim: the tool groups the holder may use
+	// (Principal.Toolsets); absent, every one the server offers.
+	Toolsets toolsetsClaim `json:"toolsets,omitzero"`
+}
+
+// toolsetsClaim is the "toolsets" claim: an array of toolset names, or one
+// string of comma-separated names. Like permsClaim it tells an absent claim
+// (all toolsets) from a present one, even [] or null (none).
+type toolsetsClaim struct {
+	present bool
+	sets    []string
+}
+
+// UnmarshalJSON is called only for a claim that is in the token.
+func (t *toolsetsClaim) UnmarshalJSON(b []byte) error {
+	t.present = true
+	var one string
+	if err := json.Unmarshal(b, &one); err == nil {
+		t.sets = strings.Split(one, ",")
+		return nil
+	}
+	return json.Unmarshal(b, &t.sets)
+}
+
+// MarshalJSON writes a present claim as an array.
+func (t toolsetsClaim) MarshalJSON() ([]byte, error) {
+	if t.sets == nil {
+		return []byte("[]"), nil
+	}
+	return json.Marshal(t.sets)
+}
+
+// IsZero makes omitzero leave an absent claim out.
+func (t toolsetsClaim) IsZero() bool { return !t.present }
+
+// granted returns Principal.Toolsets of the claim: nil when absent, else
+// the names lower-cased, trimmed and without repeats (never nil). A name
+// that is not a plain word is an error; the tools package, which knows the
+// toolsets, grants nothing for a word it does not know.
+func (t toolsetsClaim) granted() ([]string, error) {
+	if !t.present {
+		return nil, nil
+	}
+	out := []string{}
+	for _, s := range t.sets {
+		s = strings.ToLower(strings.TrimSpace(s))
+		if s == "" || slices.Contains(out, s) {
+			continue
+		}
+		if len(s) > 32 || strings.Trim(s, "abcdefghijklmnopqrstuvwxyz_-") != "" {
+			return nil, fmt.Errorf("toolset name %q is not a word of letters", s)
+		}
+		out = append(out, s)
+	}
+	return out, nil
 }
 
 // permsClaim is the "perms" claim, which tells an absent claim (the holder
@@ -148,6 +203,13 @@ func NewAuthenticatorWith(secret []byte, opts Options) (*Authenticator, error) {
 // when perms is non-empty, a "perms" claim; nil or empty perms means the
 // holder gets DefaultPerms. Every perm must be known.
 func (a *Authenticator) Issue(userID string, perms []string, ttl time.Duration) (string, error) {
+	return a.IssueWithToolsets(userID, perms, nil, ttl)
+}
+
+// IssueWithToolsets is Issue with a "toolsets" claim when toolsets is
+// non-nil: the holder may use only those tool groups (of the ones the
+// server offers). The caller checks the names (tools.ParseToolsets).
+func (a *Authenticator) IssueWithToolsets(userID string, perms, toolsets []string, ttl time.Duration) (string, error) {
 	if err := ValidateUserID(userID); err != nil {
 		return "", fmt.Errorf("issue token: %w", err)
 	}
@@ -158,8 +220,12 @@ func (a *Authenticator) Issue(userID string, perms []string, ttl time.Duration) 
 	if err != nil {
 		return "", fmt.Errorf("issue token: %w", err)
 	}
+	sets, err := toolsetsClaim{present: toolsets != nil, sets: toolsets}.granted()
+	if err != nil {
+		return "", fmt.Errorf("issue token: %w", err)
+	}
 	now := time.Now()
-	return a.sign(userID, permsClaim{present: perms != nil, perms: perms}, now, now.Add(ttl), "", false)
+	return a.sign(userID, permsClaim{present: perms != nil, perms: perms}, sets, now, now.Add(ttl), "", false)
 }
 
 // IssueSession returns the sessionToken that parent, a verified caller,
@@ -189,7 +255,9 @@ func (a *Authenticator) IssueSession(parent Principal, userID string, ttl time.D
 		return "", fmt.Errorf("issue session token: %w: the caller's own credential expires now", ErrExpiredToken)
 	}
 	perms := SessionPerms(parent, userID)
-	return a.sign(userID, permsClaim{present: true, perms: perms}, now, exp, parent.KeyID, true)
+	// The parent's toolsets pass on as they are: a sessionToken never
+	// offers more tools than its parent.
+	return a.sign(userID, permsClaim{present: true, perms: perms}, parent.Toolsets, now, exp, parent.KeyID, true)
 }
 
 // SessionPerms returns the permissions a sessionToken that parent mints for
@@ -213,8 +281,9 @@ func SessionPerms(parent Principal, userID string) []string {
 }
 
 // sign makes an HS256 token of the given claims, with a random jti and the
-// configured iss and aud; session marks a sessionToken.
-func (a *Authenticator) sign(userID string, perms permsClaim, iat, exp time.Time, keyID string, session bool) (string, error) {
+// configured iss and aud; session marks a sessionToken; toolsets nil leaves
+// the toolsets claim out.
+func (a *Authenticator) sign(userID string, perms permsClaim, toolsets []string, iat, exp time.Time, keyID string, session bool) (string, error) {
 	jti, err := newTokenID()
 	if err != nil {
 		return "", fmt.Errorf("issue token: %w", err)
@@ -227,9 +296,10 @@ func (a *Authenticator) sign(userID string, perms permsClaim, iat, exp time.Time
 			ID:        jti,
 			Issuer:    a.opts.Issuer,
 		},
-		Perms:   perms,
-		KeyID:   keyID,
-		Session: session,
+		Perms:    perms,
+		KeyID:    keyID,
+		Session:  session,
+		Toolsets: toolsetsClaim{present: toolsets != nil, sets: toolsets},
 	}
 	if a.opts.Audience != "" {
 		c.Audience = jwt.ClaimStrings{a.opts.Audience}
@@ -282,7 +352,11 @@ func (a *Authenticator) VerifyContext(ctx context.Context, token string) (Princi
 	if c.KeyID != "" && !ValidAPIKeyID(c.KeyID) {
 		return Principal{}, fmt.Errorf("verify token: %w: bad apikey_id claim", ErrInvalidToken)
 	}
-	return Principal{UserID: c.Subject, Perms: perms, Expires: c.ExpiresAt.Time, KeyID: c.KeyID, Minted: c.Session}, nil
+	sets, err := c.Toolsets.granted()
+	if err != nil {
+		return Principal{}, fmt.Errorf("verify token: %w: bad toolsets claim: %w", ErrInvalidToken, err)
+	}
+	return Principal{UserID: c.Subject, Perms: perms, Expires: c.ExpiresAt.Time, KeyID: c.KeyID, Minted: c.Session, Toolsets: sets}, nil
 }
 
 // key returns the verification key for t, whose alg the parser has already

@@ -6,6 +6,7 @@ import (
 	"encoding/base64"
 	"net/http"
 	"regexp"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -155,10 +156,16 @@ func drive(t *testing.T, c *client.Client, pages string) {
 	// A second page, selection, and closing.
 	mustCall(t, c, "new_page", map[string]any{"url": pages + "/two"})
 	list := mustCall(t, c, "list_pages", nil)
-	if !strings.Contains(list, `1: "Test page"`) || !strings.Contains(list, `2: "Two"`) || !strings.Contains(list, "/two [selected]") {
-		t.Errorf("list_pages: %q", list)
+	// Page ids count from 1 in a session; the stateless protocol's default
+	// workspace hands out random page handles instead.
+	first := regexp.MustCompile(`(?m)^(\d+): "Test page"`).FindStringSubmatch(list)
+	second := regexp.MustCompile(`(?m)^(\d+): "Two"`).FindStringSubmatch(list)
+	if first == nil || second == nil || !strings.Contains(list, "/two [selected]") {
+		t.Fatalf("list_pages: %q", list)
 	}
-	mustCall(t, c, "select_page", map[string]any{"pageId": 1})
+	p1, _ := strconv.Atoi(first[1])
+	p2, _ := strconv.Atoi(second[1])
+	mustCall(t, c, "select_page", map[string]any{"pageId": p1})
 	// Page 1 is now hidden behind page 2; input must still work at once.
 	snap3 := mustCall(t, c, "take_snapshot", nil)
 	if m3 := buttonUID.FindStringSubmatch(snap3); m3 == nil {
@@ -169,8 +176,8 @@ func drive(t *testing.T, c *client.Client, pages string) {
 	if out := mustCall(t, c, "evaluate_script", map[string]any{"function": "() => document.title"}); !strings.Contains(out, `"Test page"`) {
 		t.Errorf("selected page: %q", out)
 	}
-	mustCall(t, c, "close_page", map[string]any{"pageId": 2})
-	if text, res := call(t, c, "evaluate_script", map[string]any{"function": "() => 1", "pageId": 2}); !res.IsError || !strings.Contains(text, "list_pages") {
+	mustCall(t, c, "close_page", map[string]any{"pageId": p2})
+	if text, res := call(t, c, "evaluate_script", map[string]any{"function": "() => 1", "pageId": p2}); !res.IsError || !strings.Contains(text, "list_pages") {
 		t.Errorf("closed page still usable: %q", text)
 	}
 	if text, res := call(t, c, "evaluate_script", map[string]any{"function": "() => { throw new Error('boom') }"}); !res.IsError || !strings.Contains(text, "boom") {

@@ -18,12 +18,10 @@ import (
 	"github.com/mcp-browser-proxy/mcp-browser-proxy/tools"
 )
 
-const instructions = `You drive the user's own Chrome. Pages you open with new_page (or that the first page tool opens) belong to this session; list_pages shows them. Use take_snapshot to read a page and get element uids for click and fill.`
-
 // buildMCP creates the MCP server with the tools and both transports.
 func (s *Server) buildMCP() {
 	list := tools.All(s.cfg.Tools)
-	access := tools.NewAccess(list)
+	access := tools.NewAccess(list, s.cfg.Tools.Toolsets...)
 	hooks := &server.Hooks{}
 	mgr := s.cfg.Sessions
 	mgr.SetAccess(access) // one rule for tools/list and tools/call
@@ -57,7 +55,7 @@ func (s *Server) buildMCP() {
 		server.WithHooks(hooks),
 		server.WithToolHandlerMiddleware(mgr.Middleware),
 		server.WithToolHandlerMiddleware(s.recoverTools), // innermost: a panicking tool fails only its call (reliability.go)
-		server.WithInstructions(instructions),
+		server.WithInstructions(tools.Instructions(s.cfg.Tools)),
 	)
 	tools.Register(s.mcp, list)
 

@@ -3,6 +3,7 @@ package session
 import (
 	"context"
 	"fmt"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -131,6 +132,9 @@ func (m *Manager) refusePermission(ctx context.Context, p auth.Principal, req mc
 		sid = cs.SessionID()
 	}
 	detail := "the token lacks " + perm
+	if g, ok := strings.CutPrefix(perm, "toolset:"); ok {
+		detail = "the " + g + " toolset is outside the proxy's or the token's toolsets"
+	}
 	if arg != "" {
 		detail += " for " + arg
 	}

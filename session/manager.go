@@ -100,6 +100,7 @@ type Manager struct {
 	sessions map[string]*Session      // by MCP session ID
 	reserved map[string]reservation   // handed out but not registered yet
 	defaults map[string]*Session      // per-user default workspace (stateless protocol)
+	handles  handles                  // page ids of the default workspaces (handles.go)
 	life     map[*Session]*lifeRecord // when each open session began, how to end its transport
 }
 
@@ -278,6 +279,7 @@ func (m *Manager) resolve(ctx context.Context, p auth.Principal) (*Session, erro
 		s, ok := m.defaults[p.UserID]
 		if !ok {
 			s = m.newSession("default:"+p.UserID, p.UserID)
+			s.handled = true
 			m.defaults[p.UserID] = s
 		}
 		return s, nil

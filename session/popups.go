@@ -101,7 +101,7 @@ func (s *Session) adoptPopup(id, opener target.ID) {
 		s.addNotice(fmt.Sprintf("Note: page %d opened a popup, which was closed because the proxy could not attach to it: %v.", openerPage, err))
 		return
 	}
-	s.addNotice(fmt.Sprintf("Note: page %d opened a popup: page %d (select_page or pageId %d to drive it; list_pages lists it).", openerPage, t.ID, t.ID))
+	s.addNotice(fmt.Sprintf("Note: page %d opened a popup: page %d (pageId %d drives it).", openerPage, t.ID, t.ID))
 }
 
 // addNotice queues a note for the next tool result.

@@ -9,6 +9,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"sync"
 	"time"
 
@@ -51,6 +52,9 @@ type Session struct {
 	adopted    chan struct{} // closed when adopting drops to 0
 
 	toolState tools.WorkspaceState // what the tools keep between calls
+	// handled marks a default workspace, whose page ids are page handles
+	// (handles.go).
+	handled bool
 }
 
 type tab struct {
@@ -91,6 +95,7 @@ func (s *Session) conn(ctx context.Context) (browserpool.Conn, error) {
 			for _, t := range s.tabs {
 				t.cancel()
 			}
+			s.releaseHandles(s.order...)
 			clear(s.tabs)
 			s.order = nil
 			s.selected = 0
@@ -118,7 +123,7 @@ func (s *Session) Tab(ctx context.Context, pageID int) (*tools.Tab, error) {
 	t, ok := s.tabs[pageID]
 	s.mu.Unlock()
 	if !ok {
-		return nil, fmt.Errorf("page %d is not one of this session's pages; call list_pages to see them", pageID)
+		return nil, s.notFound(pageID)
 	}
 	if t.Ctx.Err() != nil {
 		if c.Ctx.Err() != nil {
@@ -298,7 +303,11 @@ func (s *Session) attachAs(cctx context.Context, c browserpool.Conn, id target.I
 		return nil, fmt.Errorf("the session was closed")
 	}
 	s.nextID++
-	t := &tab{Tab: tools.Tab{ID: s.nextID, TargetID: id, Ctx: tctx, State: state, Owned: owned}, cancel: release, opener: opener}
+	pid := s.nextID
+	if s.handled {
+		pid = s.mgr.handles.take(s.UserID)
+	}
+	t := &tab{Tab: tools.Tab{ID: pid, TargetID: id, Ctx: tctx, State: state, Owned: owned}, cancel: release, opener: opener}
 	s.tabs[t.ID] = t
 	s.order = append(s.order, t.ID)
 	if !popup || s.selected == 0 {
@@ -320,7 +329,7 @@ func (s *Session) SelectTab(ctx context.Context, pageID int) (*tools.Tab, error)
 	}
 	s.mu.Unlock()
 	if !ok {
-		return nil, fmt.Errorf("page %d is not one of this session's pages; call list_pages to see them", pageID)
+		return nil, s.notFound(pageID)
 	}
 	return &t.Tab, nil
 }
@@ -335,7 +344,7 @@ func (s *Session) CloseTab(ctx context.Context, pageID int) error {
 	t, ok := s.tabs[pageID]
 	s.mu.Unlock()
 	if !ok {
-		return fmt.Errorf("page %d is not one of this session's pages; call list_pages to see them", pageID)
+		return s.notFound(pageID)
 	}
 	s.drop(pageID)
 	if t.Owned {
@@ -349,6 +358,9 @@ func (s *Session) CloseTab(ctx context.Context, pageID int) error {
 func (s *Session) drop(pageID int) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	if _, ok := s.tabs[pageID]; ok {
+		s.releaseHandles(pageID)
+	}
 	delete(s.tabs, pageID)
 	s.order = slices.DeleteFunc(s.order, func(id int) bool { return id == pageID })
 	if s.selected == pageID {
@@ -495,6 +507,7 @@ func (s *Session) close(keep bool) {
 	for _, t := range s.tabs {
 		tabs = append(tabs, t)
 	}
+	s.releaseHandles(s.order...)
 	clear(s.tabs)
 	s.order = nil
 	gen := s.generation
@@ -543,3 +556,20 @@ func closeTarget(browserCtx context.Context, id target.ID) {
 }
 
 func ptr[T any](v T) *T { return &v }
+
+// notFound is the error for a pageId that is not one of s's pages. A page
+// handle of another user gets the same answer as an unknown one, so that
+// it tells nothing, and is audited.
+func (s *Session) notFound(pageID int) error {
+	if s.handled && s.mgr.handles.foreign(s.UserID, pageID) {
+		s.mgr.refuse(s.UserID, "", "", ReasonPageHandle, "page handle "+strconv.Itoa(pageID)+" of another user")
+	}
+	return fmt.Errorf("page %d is not one of this session's pages; call list_pages to see them", pageID)
+}
+
+// releaseHandles forgets the page handles ids of a default workspace.
+func (s *Session) releaseHandles(ids ...int) {
+	if s.handled {
+		s.mgr.handles.release(s.UserID, ids...)
+	}
+}

@@ -30,9 +30,9 @@ func (t *toolset) getCSSStyles() Tool {
 	return Tool{
 		Perm: auth.PermRead,
 		Tool: mcp.NewTool("get_css_styles",
-			mcp.WithDescription("Get the CSS of an element (uid from take_snapshot): the computed values of the given properties (default: layout and visibility ones) and the author rules that match it, with their selectors."),
-			mcp.WithString("uid", mcp.Required(), mcp.Description("uid of the element, from take_snapshot")),
-			mcp.WithArray("properties", mcp.Description("Computed properties to show, e.g. [\"display\", \"color\"]; [\"*\"] shows all"), mcp.WithStringItems()),
+			mcp.WithDescription("Get an element's computed styles (default layout and visibility) and matching author rules."),
+			mcp.WithString("uid", mcp.Required()),
+			mcp.WithArray("properties", mcp.Description(`["*"]: all`), mcp.WithStringItems()),
 			pageIDOption,
 			mcp.WithReadOnlyHintAnnotation(true),
 			mcp.WithDestructiveHintAnnotation(false),

@@ -167,10 +167,10 @@ func (t *toolset) handleDialog() Tool {
 	return Tool{
 		Perm: auth.PermWrite,
 		Tool: mcp.NewTool("handle_dialog",
-			mcp.WithDescription("Accept or dismiss the open JavaScript dialog (alert, confirm, prompt, beforeunload) of a page. Tool results list open dialogs while there are any."),
-			mcp.WithString("action", mcp.Required(), mcp.Enum("accept", "dismiss"), mcp.Description("Whether to accept or dismiss the dialog")),
-			mcp.WithString("promptText", mcp.Description("Text to answer a prompt dialog with, when accepting it")),
-			mcp.WithNumber("pageId", mcp.Description("Page whose dialog to handle, from list_pages. Defaults to the selected page, or to the only page with an open dialog.")),
+			mcp.WithDescription("Accept or dismiss a page's open alert, confirm, prompt or beforeunload."),
+			mcp.WithString("action", mcp.Required(), mcp.Enum("accept", "dismiss")),
+			mcp.WithString("promptText"),
+			mcp.WithNumber("pageId", mcp.Description("Default: the only page with a dialog")),
 			mcp.WithReadOnlyHintAnnotation(false),
 			// Accepting a confirm dialog can be what deletes something.
 			mcp.WithDestructiveHintAnnotation(true),

@@ -27,8 +27,12 @@ import (
 	"github.com/mcp-browser-proxy/mcp-browser-proxy/auth"
 )
 
-// emulationTools returns emulate and resize_page.
-func (t *toolset) emulationTools() []Tool { return []Tool{t.emulate(), t.resizePage()} }
+// emulationTools returns emulate, resize_page and get_css_styles: what the
+// page's rendering made of an element is what emulation changes, and most
+// tasks need neither.
+func (t *toolset) emulationTools() []Tool {
+	return []Tool{t.emulate(), t.resizePage(), t.getCSSStyles()}
+}
 
 // networkPreset is one throttling profile of the DevTools network panel
 // (the values of Puppeteer's PredefinedNetworkConditions).
@@ -453,40 +457,35 @@ func (t *toolset) emulate() Tool {
 	return Tool{
 		Perm: auth.PermWrite,
 		Tool: mcp.NewTool("emulate",
-			mcp.WithDescription("Emulate network conditions, CPU slowdown, geolocation, user agent, color scheme, viewport and extra HTTP headers on the page. "+
-				"Only the parts given change; the rest stay as they are. Every part is checked before any is applied. Answers with the page's full current emulation."),
-			mcp.WithString("networkConditions", mcp.Enum(networkPresetNames()...),
-				mcp.Description("Throttle the network, or take it offline. \"No emulation\" turns it off.")),
-			mcp.WithNumber("cpuThrottlingRate", mcp.Min(1), mcp.Max(maxCPUThrottle),
-				mcp.Description("CPU slowdown factor, 1-20. 1 turns throttling off.")),
+			mcp.WithDescription("Emulate network, CPU, geolocation, user agent, color scheme, viewport or headers; only given parts change. Returns all."),
+			mcp.WithString("networkConditions", mcp.Enum(networkPresetNames()...)),
+			mcp.WithNumber("cpuThrottlingRate", mcp.Min(1), mcp.Max(maxCPUThrottle)),
 			mcp.WithObject("geolocation",
-				mcp.Description("Position navigator.geolocation reports; also grants the page's origin the geolocation permission. null or \"\" clears it."),
+				mcp.Description("Grants the permission"),
 				mcp.Properties(map[string]any{
-					"latitude":  map[string]any{"type": "number", "minimum": -90, "maximum": 90, "description": "Latitude in degrees"},
-					"longitude": map[string]any{"type": "number", "minimum": -180, "maximum": 180, "description": "Longitude in degrees"},
-					"accuracy":  map[string]any{"type": "number", "minimum": 0, "description": "Accuracy in metres. Default 0."},
+					"latitude":  map[string]any{"type": "number", "minimum": -90, "maximum": 90},
+					"longitude": map[string]any{"type": "number", "minimum": -180, "maximum": 180},
+					"accuracy":  map[string]any{"type": "number", "minimum": 0},
 				}),
 				func(s map[string]any) { s["required"] = []string{"latitude", "longitude"} },
-				orString(`"<latitude>,<longitude>", as chrome-devtools-mcp takes it`, true)),
-			mcp.WithString("userAgent", mcp.Description("User agent string for navigator.userAgent and requests. \"\" restores the browser's own.")),
-			mcp.WithString("colorScheme", mcp.Enum("dark", "light", "auto"),
-				mcp.Description("prefers-color-scheme the page sees. \"auto\" follows the system again.")),
+				orString(`"lat,long"`, true)),
+			mcp.WithString("userAgent"),
+			mcp.WithString("colorScheme", mcp.Enum("dark", "light", "auto")),
 			mcp.WithObject("viewport",
-				mcp.Description("Viewport to emulate, in CSS pixels. null or \"\" resets it to the window's."),
+				mcp.Description("CSS px"),
 				mcp.Properties(map[string]any{
-					"width":             map[string]any{"type": "integer", "minimum": 1, "maximum": maxViewportSide, "description": "Width in CSS pixels"},
-					"height":            map[string]any{"type": "integer", "minimum": 1, "maximum": maxViewportSide, "description": "Height in CSS pixels"},
-					"deviceScaleFactor": map[string]any{"type": "number", "exclusiveMinimum": 0, "maximum": maxScaleFactor, "description": "devicePixelRatio. Default: the real one."},
-					"isMobile":          map[string]any{"type": "boolean", "description": "Emulate a mobile device (meta viewport, overlay scrollbars). Default false."},
-					"hasTouch":          map[string]any{"type": "boolean", "description": "Emulate a touch screen. Default false."},
-					"isLandscape":       map[string]any{"type": "boolean", "description": "Screen orientation landscape (true) or portrait (false). Default: the screen's own."},
+					"width":             map[string]any{"type": "integer", "minimum": 1, "maximum": maxViewportSide},
+					"height":            map[string]any{"type": "integer", "minimum": 1, "maximum": maxViewportSide},
+					"deviceScaleFactor": map[string]any{"type": "number", "exclusiveMinimum": 0, "maximum": maxScaleFactor},
+					"isMobile":          map[string]any{"type": "boolean"},
+					"hasTouch":          map[string]any{"type": "boolean"},
+					"isLandscape":       map[string]any{"type": "boolean"},
 				}),
 				func(s map[string]any) { s["required"] = []string{"width", "height"} },
-				orString(`"<width>x<height>[x<devicePixelRatio>][,mobile][,touch][,landscape]", as chrome-devtools-mcp takes it`, true)),
+				orString(`"WxH[xDPR][,mobile][,touch][,landscape]"`, true)),
 			mcp.WithObject("extraHttpHeaders",
-				mcp.Description("Headers added to every request of the page, name to value. {} or \"\" removes them."),
 				mcp.AdditionalProperties(map[string]any{"type": "string"}),
-				orString(`The headers as a JSON object in a string, as chrome-devtools-mcp takes them`, false)),
+				orString(`JSON object`, false)),
 			pageIDOption,
 			mcp.WithReadOnlyHintAnnotation(false),
 			mcp.WithDestructiveHintAnnotation(false),
@@ -810,9 +809,9 @@ func (t *toolset) resizePage() Tool {
 	return Tool{
 		Perm: auth.PermWrite,
 		Tool: mcp.NewTool("resize_page",
-			mcp.WithDescription("Resize the page's viewport to the given size in CSS pixels. Only this page changes: the browser window, which other pages share, keeps its size."),
-			mcp.WithNumber("width", mcp.Required(), mcp.Min(1), mcp.Max(maxViewportSide), mcp.Description("Page width in CSS pixels")),
-			mcp.WithNumber("height", mcp.Required(), mcp.Min(1), mcp.Max(maxViewportSide), mcp.Description("Page height in CSS pixels")),
+			mcp.WithDescription("Resize this page's viewport (CSS px), not the window."),
+			mcp.WithNumber("width", mcp.Required(), mcp.Min(1), mcp.Max(maxViewportSide)),
+			mcp.WithNumber("height", mcp.Required(), mcp.Min(1), mcp.Max(maxViewportSide)),
 			pageIDOption,
 			mcp.WithReadOnlyHintAnnotation(false),
 			mcp.WithDestructiveHintAnnotation(false),

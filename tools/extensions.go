@@ -44,13 +44,13 @@ func (t *toolset) extensionTools() []Tool {
 
 var extensionIDRE = regexp.MustCompile(`^[a-p]{32}$`)
 
-var extensionIDOption = mcp.WithString("extensionId", mcp.Required(), mcp.Description("Extension id (32 letters a-p), from list_extensions"))
+var extensionIDOption = mcp.WithString("extensionId", mcp.Required())
 
 func (t *toolset) listExtensions() Tool {
 	return Tool{
 		Perm: auth.PermRead,
 		Tool: mcp.NewTool("list_extensions",
-			mcp.WithDescription("List the extensions of your browser, to debug them: id, name, version, whether enabled, and their service worker or background page. Chrome describes unpacked extensions fully; other extensions appear only while they run a service worker or page."),
+			mcp.WithDescription("List your browser's extensions: id, name, version, enabled, worker (packed: while running)."),
 			mcp.WithReadOnlyHintAnnotation(true),
 			mcp.WithDestructiveHintAnnotation(false),
 		),
@@ -115,8 +115,8 @@ func (t *toolset) listExtensionServiceWorkers() Tool {
 	return Tool{
 		Perm: auth.PermRead,
 		Tool: mcp.NewTool("list_extension_service_workers",
-			mcp.WithDescription("List the running service workers of your browser's extensions: target id, extension id, URL, and whether a debugger is attached."),
-			mcp.WithString("extensionId", mcp.Description("Only the workers of this extension. Default all.")),
+			mcp.WithDescription("List running extension service workers: target and extension id, URL, debugger."),
+			mcp.WithString("extensionId"),
 			mcp.WithReadOnlyHintAnnotation(true),
 			mcp.WithDestructiveHintAnnotation(false),
 		),
@@ -167,7 +167,7 @@ func (t *toolset) reloadExtension() Tool {
 	return Tool{
 		Perm: auth.PermWrite,
 		Tool: mcp.NewTool("reload_extension",
-			mcp.WithDescription("Reload an extension of your browser, e.g. after editing its files: an unpacked extension is loaded again from its directory, any other through chrome.runtime.reload() in its service worker or background page. Its service worker restarts."),
+			mcp.WithDescription("Reload an extension (unpacked: from disk) and its service worker."),
 			extensionIDOption,
 			mcp.WithReadOnlyHintAnnotation(false),
 			mcp.WithDestructiveHintAnnotation(true),
@@ -297,10 +297,10 @@ func (t *toolset) listExtensionConsoleMessages() Tool {
 	return Tool{
 		Perm: auth.PermRead,
 		Tool: mcp.NewTool("list_extension_console_messages",
-			mcp.WithDescription("List the console messages and uncaught errors of an extension's service worker. The first call for an extension attaches to its worker and shows what the worker logged since it started; from then on this session collects its messages (the latest 1000), also across reloads, as long as the session's first page stays open."),
+			mcp.WithDescription("List an extension worker's console messages and errors since it started (latest 1000)."),
 			extensionIDOption,
-			mcp.WithNumber("pageSize", mcp.Description("Messages per page. Default 50.")),
-			mcp.WithNumber("pageIdx", mcp.Description("Page to return, from 0 (the oldest messages). Default 0.")),
+			mcp.WithNumber("pageSize"),
+			mcp.WithNumber("pageIdx"),
 			mcp.WithReadOnlyHintAnnotation(true),
 			mcp.WithDestructiveHintAnnotation(false),
 		),

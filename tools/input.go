@@ -24,9 +24,9 @@ func (t *toolset) click() Tool {
 	return Tool{
 		Perm: auth.PermWrite,
 		Tool: mcp.NewTool("click",
-			mcp.WithDescription("Click the element with the given uid from the latest take_snapshot. Waits while the page is busy with what the click set off, and reports a navigation or whether the page changed."),
-			mcp.WithString("uid", mcp.Required(), mcp.Description("uid of the element, from take_snapshot")),
-			mcp.WithBoolean("dblClick", mcp.Description("Double-click instead of a single click. Default false.")),
+			mcp.WithDescription("Click an element; says what changed."),
+			mcp.WithString("uid", mcp.Required()),
+			mcp.WithBoolean("dblClick"),
 			pageIDOption,
 			mcp.WithReadOnlyHintAnnotation(false),
 			mcp.WithDestructiveHintAnnotation(true),
@@ -51,9 +51,9 @@ func (t *toolset) fill() Tool {
 	return Tool{
 		Perm: auth.PermWrite,
 		Tool: mcp.NewTool("fill",
-			mcp.WithDescription("Type a value into an input or textarea, or choose an option of a select, or set a checkbox (value \"true\"/\"false\"). The element is the uid from the latest take_snapshot."),
-			mcp.WithString("uid", mcp.Required(), mcp.Description("uid of the element, from take_snapshot")),
-			mcp.WithString("value", mcp.Required(), mcp.Description("Value to fill in")),
+			mcp.WithDescription("Fill an input, textarea, select or checkbox (\"true\"/\"false\"); says what changed."),
+			mcp.WithString("uid", mcp.Required()),
+			mcp.WithString("value", mcp.Required()),
 			pageIDOption,
 			mcp.WithReadOnlyHintAnnotation(false),
 			mcp.WithDestructiveHintAnnotation(true),
@@ -160,15 +160,15 @@ func actionError(name string, cctx context.Context, tab *Tab, d time.Duration, t
 // inputTools returns the input tools beyond click and fill: hover, drag,
 // fill_form, press_key, type_text, upload_file, handle_dialog.
 func (t *toolset) inputTools() []Tool {
-	return []Tool{t.hover(), t.drag(), t.fillForm(), t.pressKey(), t.typeText(), t.uploadFile(), t.handleDialog()}
+	return []Tool{t.hover(), t.drag(), t.fillForm(), t.typeText(), t.uploadFile(), t.handleDialog()}
 }
 
 func (t *toolset) hover() Tool {
 	return Tool{
 		Perm: auth.PermWrite,
 		Tool: mcp.NewTool("hover",
-			mcp.WithDescription("Move the mouse over the element with the given uid from the latest take_snapshot."),
-			mcp.WithString("uid", mcp.Required(), mcp.Description("uid of the element, from take_snapshot")),
+			mcp.WithDescription("Hover an element; says what changed."),
+			mcp.WithString("uid", mcp.Required()),
 			pageIDOption,
 			mcp.WithReadOnlyHintAnnotation(false),
 			mcp.WithDestructiveHintAnnotation(false),
@@ -194,9 +194,9 @@ func (t *toolset) drag() Tool {
 	return Tool{
 		Perm: auth.PermWrite,
 		Tool: mcp.NewTool("drag",
-			mcp.WithDescription("Drag the element from_uid onto the element to_uid (uids from the latest take_snapshot), with a real mouse press, moves and release; HTML5 drag and drop works too."),
-			mcp.WithString("from_uid", mcp.Required(), mcp.Description("uid of the element to drag")),
-			mcp.WithString("to_uid", mcp.Required(), mcp.Description("uid of the element to drop on")),
+			mcp.WithDescription("Drag from_uid onto to_uid with real mouse events (HTML5 drag and drop too)."),
+			mcp.WithString("from_uid", mcp.Required()),
+			mcp.WithString("to_uid", mcp.Required()),
 			pageIDOption,
 			mcp.WithReadOnlyHintAnnotation(false),
 			mcp.WithDestructiveHintAnnotation(true),
@@ -256,14 +256,14 @@ func (t *toolset) fillForm() Tool {
 	return Tool{
 		Perm: auth.PermWrite,
 		Tool: mcp.NewTool("fill_form",
-			mcp.WithDescription("Fill several form elements at once, each like fill. Stops at the first element that fails and says which."),
-			mcp.WithArray("elements", mcp.Required(), mcp.Description("Elements from the latest take_snapshot and the values to fill in"),
+			mcp.WithDescription("Fill several elements like fill; stops at the first failure, named."),
+			mcp.WithArray("elements", mcp.Required(),
 				mcp.MinItems(1),
 				mcp.Items(map[string]any{
 					"type": "object",
 					"properties": map[string]any{
-						"uid":   map[string]any{"type": "string", "description": "uid of the element, from take_snapshot"},
-						"value": map[string]any{"type": "string", "description": "Value to fill in"},
+						"uid":   map[string]any{"type": "string"},
+						"value": map[string]any{"type": "string"},
 					},
 					"required": []string{"uid", "value"},
 				})),
@@ -322,8 +322,8 @@ func (t *toolset) pressKey() Tool {
 	return Tool{
 		Perm: auth.PermWrite,
 		Tool: mcp.NewTool("press_key",
-			mcp.WithDescription("Press a key or a key combination in the page, e.g. to submit with Enter, move focus with Tab, or select all with Control+A. The key goes to the focused element."),
-			mcp.WithString("key", mcp.Required(), mcp.Description(`A key or combination: "Enter", "Tab", "Escape", "ArrowDown", "a", "Control+A", "Shift+ArrowLeft", "Control+Shift+R". Modifiers: Control, Shift, Alt, Meta.`)),
+			mcp.WithDescription("Press a key or combination on the focused element; says what changed."),
+			mcp.WithString("key", mcp.Required(), mcp.Description(`e.g. "Enter", "Control+Shift+R"`)),
 			pageIDOption,
 			mcp.WithReadOnlyHintAnnotation(false),
 			mcp.WithDestructiveHintAnnotation(true),
@@ -348,9 +348,9 @@ func (t *toolset) typeText() Tool {
 	return Tool{
 		Perm: auth.PermWrite,
 		Tool: mcp.NewTool("type_text",
-			mcp.WithDescription("Type text into the focused element with key events, as a user would; then optionally press a key such as Enter. Focus an element first, e.g. with click."),
-			mcp.WithString("text", mcp.Required(), mcp.Description("Text to type")),
-			mcp.WithString("submitKey", mcp.Description(`Key to press after the text, e.g. "Enter" or "Tab"`)),
+			mcp.WithDescription("Type text into the focused element key by key, then submitKey if given."),
+			mcp.WithString("text", mcp.Required()),
+			mcp.WithString("submitKey", mcp.Description("e.g. Enter")),
 			pageIDOption,
 			mcp.WithReadOnlyHintAnnotation(false),
 			mcp.WithDestructiveHintAnnotation(true),
@@ -391,10 +391,9 @@ func (t *toolset) uploadFile() Tool {
 	return Tool{
 		Perm: auth.PermWrite,
 		Tool: mcp.NewTool("upload_file",
-			mcp.WithDescription("Choose files for a file input (or for the element, such as a button, that opens a file chooser), by uid from the latest take_snapshot. The files must be in this session's files directory."),
-			mcp.WithString("uid", mcp.Required(), mcp.Description("uid of the file input, or of the element that opens the file chooser")),
-			mcp.WithArray("filePaths", mcp.Required(), mcp.MinItems(1), mcp.WithStringItems(),
-				mcp.Description("Files to upload: names relative to the session's files directory, or absolute paths inside it")),
+			mcp.WithDescription("Set the files of a file input, or of the element opening a file chooser."),
+			mcp.WithString("uid", mcp.Required()),
+			mcp.WithArray("filePaths", mcp.Required(), mcp.MinItems(1), mcp.WithStringItems()),
 			pageIDOption,
 			mcp.WithReadOnlyHintAnnotation(false),
 			mcp.WithDestructiveHintAnnotation(true),

@@ -25,12 +25,12 @@ func (t *toolset) navigatePage() Tool {
 		// initScript runs JavaScript in the page, as evaluate_script does.
 		ArgPerms: map[string]string{"initScript": auth.PermScript},
 		Tool: mcp.NewTool("navigate_page",
-			mcp.WithDescription("Load a URL in the page, or go back, forward, or reload."),
-			mcp.WithString("type", mcp.Enum("url", "back", "forward", "reload"), mcp.Description("What to do. Default \"url\" (needs url).")),
-			mcp.WithString("url", mcp.Description("URL to load, for type \"url\"")),
-			mcp.WithBoolean("ignoreCache", mcp.Description("Bypass the cache on reload. Default false.")),
-			mcp.WithString("initScript", mcp.Description("JavaScript to run in the new document before any of its own scripts, for this navigation only. Needs the browser:script permission.")),
-			mcp.WithNumber("timeout", mcp.Description("Milliseconds to wait for the load. Default 30000.")),
+			mcp.WithDescription("Load url, or go back, forward or reload, and wait for the page. Returns URL and title."),
+			mcp.WithString("type", mcp.Enum("url", "back", "forward", "reload"), mcp.Description("Default url")),
+			mcp.WithString("url"),
+			mcp.WithBoolean("ignoreCache", mcp.Description("On reload")),
+			mcp.WithString("initScript", mcp.Description("JS run before the page's, this load only")),
+			mcp.WithNumber("timeout"),
 			pageIDOption,
 			mcp.WithReadOnlyHintAnnotation(false),
 			mcp.WithDestructiveHintAnnotation(true),
@@ -229,15 +229,15 @@ func (t *toolset) waitFor() Tool {
 	return Tool{
 		Perm: auth.PermRead,
 		Tool: mcp.NewTool("wait_for",
-			mcp.WithDescription("Wait until one of the given texts appears in the page's visible text. Returns which one appeared."),
-			mcp.WithAny("text", mcp.Required(), mcp.Description("A text, or an array of texts: waits for the first to appear"),
+			mcp.WithDescription("Wait until one of the texts is visible in the page. Returns which."),
+			mcp.WithAny("text", mcp.Required(),
 				func(s map[string]any) {
 					s["anyOf"] = []any{
 						map[string]any{"type": "string"},
 						map[string]any{"type": "array", "items": map[string]any{"type": "string"}, "minItems": 1},
 					}
 				}),
-			mcp.WithNumber("timeout", mcp.Description("Milliseconds to wait. Default 30000.")),
+			mcp.WithNumber("timeout"),
 			pageIDOption,
 			mcp.WithReadOnlyHintAnnotation(true),
 			mcp.WithDestructiveHintAnnotation(false),

@@ -83,6 +83,14 @@ type WorkspaceState struct {
 	extConsoles map[string]*extConsole
 }
 
+// SharedWorkspace is a Workspace that may tell it is shared by every agent
+// of its user (the stateless protocol's default workspace): its selected
+// page is theirs too, so an agent passes the pageId of its own pages, which
+// are handles bound to the user.
+type SharedWorkspace interface {
+	Shared() bool
+}
+
 type workspaceKey struct{}
 
 // WithWorkspace returns ctx carrying ws for the tool handlers.
@@ -138,7 +146,9 @@ func pageOf(ctx context.Context, req mcp.CallToolRequest) (*Tab, error) {
 	return tab, nil
 }
 
-var pageIDOption = mcp.WithNumber("pageId", mcp.Description("Page to act on, from list_pages. Defaults to the selected page."))
+// pageIDOption is the pageId parameter, described once in the server
+// instructions (proxy/mcp.go).
+var pageIDOption = mcp.WithNumber("pageId")
 
 // timeoutArg reads the timeout argument of tool in milliseconds: def when
 // it is missing or not positive, an error when it is above the

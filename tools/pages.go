@@ -18,8 +18,8 @@ func (t *toolset) listPages() Tool {
 	return Tool{
 		Perm: auth.PermRead,
 		Tool: mcp.NewTool("list_pages",
-			mcp.WithDescription("List the pages of this session: id, title, URL, and which one is selected. With all=true (needs browser:all-tabs) also list the other tabs of your browser, which select_page {targetId} can attach to."),
-			mcp.WithBoolean("all", mcp.Description("Also list the browser's other tabs. Needs the browser:all-tabs permission. Default false.")),
+			mcp.WithDescription("List this session's pages: id, title, URL, selected. all: your browser's other tabs too."),
+			mcp.WithBoolean("all"),
 			mcp.WithReadOnlyHintAnnotation(true),
 			mcp.WithDestructiveHintAnnotation(false),
 		),
@@ -100,10 +100,10 @@ func (t *toolset) newPage() Tool {
 	return Tool{
 		Perm: auth.PermWrite,
 		Tool: mcp.NewTool("new_page",
-			mcp.WithDescription("Open a new page (tab) in your browser, load a URL in it, and select it."),
-			mcp.WithString("url", mcp.Description("URL to load. Default about:blank.")),
-			mcp.WithBoolean("background", mcp.Description("Open the tab without bringing it to the front. Default false.")),
-			mcp.WithNumber("timeout", mcp.Description("Milliseconds to wait for the load. Default 30000.")),
+			mcp.WithDescription("Open a tab at url (default about:blank) and select it. Returns pageId, URL, title."),
+			mcp.WithString("url"),
+			mcp.WithBoolean("background", mcp.Description("Not to the front")),
+			mcp.WithNumber("timeout"),
 			mcp.WithReadOnlyHintAnnotation(false),
 			mcp.WithDestructiveHintAnnotation(false),
 		),
@@ -127,6 +127,9 @@ func (t *toolset) newPage() Tool {
 				return mcp.NewToolResultError(err.Error()), nil
 			}
 			msg := fmt.Sprintf("Opened page %d and selected it.", tab.ID)
+			if sw, ok := ws.(SharedWorkspace); ok && sw.Shared() {
+				msg = fmt.Sprintf("Opened page %d; pass pageId %d in every call, as your other agents share the selected page.", tab.ID, tab.ID)
+			}
 			if target != "" {
 				res, err := t.navigate(ctx, tab, timeout, func(cctx context.Context) error {
 					return navigateURL(cctx, target)
@@ -137,11 +140,7 @@ func (t *toolset) newPage() Tool {
 				if res.IsError {
 					return res, nil
 				}
-				msg += " " + resultText(res)
-			}
-			tabs, err := ws.Tabs(ctx)
-			if err == nil {
-				msg += "\n" + formatTabs(tabs)
+				msg += "\n" + resultText(res)
 			}
 			return mcp.NewToolResultText(msg), nil
 		},
@@ -152,10 +151,10 @@ func (t *toolset) selectPage() Tool {
 	return Tool{
 		Perm: auth.PermWrite,
 		Tool: mcp.NewTool("select_page",
-			mcp.WithDescription("Select the page that later calls act on by default. With targetId (needs browser:all-tabs), attach to one of your browser's other tabs from list_pages {all:true} and select it."),
-			mcp.WithNumber("pageId", mcp.Description("Page id from list_pages")),
-			mcp.WithString("targetId", mcp.Description("A tab of your browser from list_pages {all:true}, to attach to. Needs browser:all-tabs.")),
-			mcp.WithBoolean("bringToFront", mcp.Description("Also bring the tab to the front of the browser window. Default false.")),
+			mcp.WithDescription("Select the page calls default to; targetId attaches to a tab of list_pages all=true."),
+			mcp.WithNumber("pageId"),
+			mcp.WithString("targetId"),
+			mcp.WithBoolean("bringToFront"),
 			mcp.WithReadOnlyHintAnnotation(false),
 			mcp.WithDestructiveHintAnnotation(false),
 		),
@@ -201,8 +200,8 @@ func (t *toolset) closePage() Tool {
 	return Tool{
 		Perm: auth.PermWrite,
 		Tool: mcp.NewTool("close_page",
-			mcp.WithDescription("Close a page this session opened; for a tab of yours it attached to, detach and leave the tab open."),
-			mcp.WithNumber("pageId", mcp.Required(), mcp.Description("Page id from list_pages")),
+			mcp.WithDescription("Close a page this session opened (a tab it attached to is only detached)."),
+			mcp.WithNumber("pageId", mcp.Required()),
 			mcp.WithReadOnlyHintAnnotation(false),
 			mcp.WithDestructiveHintAnnotation(true),
 		),

@@ -60,16 +60,16 @@ func (t *toolset) performanceTools() []Tool {
 	return []Tool{t.performanceStartTrace(), t.performanceStopTrace(), t.takeHeapSnapshot()}
 }
 
-var traceFileOption = mcp.WithString("filePath", mcp.Description("Save the raw trace as JSON ({\"traceEvents\":[...]}) to this file, relative to the session's files directory, e.g. trace.json."))
+var traceFileOption = mcp.WithString("filePath", mcp.Description("For the raw trace JSON"))
 
 func (t *toolset) performanceStartTrace() Tool {
 	return Tool{
 		Perm: auth.PermWrite,
 		Tool: mcp.NewTool("performance_start_trace",
-			mcp.WithDescription("Start recording a performance trace of the page, by default reloading it and stopping by itself once it has loaded and gone quiet. The summary gives load timings (TTFB, DOMContentLoaded, load), LCP, CLS, long tasks and the heaviest requests. With autoStop false, call performance_stop_trace to end the recording."),
-			mcp.WithBoolean("reload", mcp.Description("Reload the page once tracing has started, to trace its load. Default true.")),
-			mcp.WithBoolean("autoStop", mcp.Description("Stop by itself after the load and a short quiet period (at most 5 s after the load), and return the summary. Default true.")),
-			mcp.WithString("filePath", mcp.Description("With autoStop, save the raw trace as JSON ({\"traceEvents\":[...]}) to this file, relative to the session's files directory, e.g. trace.json.")),
+			mcp.WithDescription("Trace the page's load (reload, stop when quiet). Returns TTFB, DCL, load, LCP, CLS, long tasks, heaviest requests."),
+			mcp.WithBoolean("reload", mcp.Description("Default true")),
+			mcp.WithBoolean("autoStop", mcp.Description("Default true; false: stop with performance_stop_trace")),
+			traceFileOption,
 			pageIDOption,
 			mcp.WithReadOnlyHintAnnotation(false),
 			mcp.WithDestructiveHintAnnotation(true),
@@ -116,7 +116,7 @@ func (t *toolset) performanceStopTrace() Tool {
 	return Tool{
 		Perm: auth.PermRead,
 		Tool: mcp.NewTool("performance_stop_trace",
-			mcp.WithDescription("Stop the performance trace that performance_start_trace started on the page, and summarise it: load timings (TTFB, DOMContentLoaded, load), LCP, CLS, long tasks and the heaviest requests."),
+			mcp.WithDescription("Stop the trace of performance_start_trace. Returns its summary."),
 			traceFileOption,
 			pageIDOption,
 			mcp.WithReadOnlyHintAnnotation(false),
@@ -285,8 +285,8 @@ func (t *toolset) takeHeapSnapshot() Tool {
 	return Tool{
 		Perm: auth.PermRead,
 		Tool: mcp.NewTool("take_heapsnapshot",
-			mcp.WithDescription("Take a heap snapshot of the page's JavaScript heap and save it as a .heapsnapshot file (open it in the DevTools Memory panel), to find what uses memory or leaks. The page pauses while V8 writes it."),
-			mcp.WithString("filePath", mcp.Description("File to save the snapshot to, relative to the session's files directory. Default heap-<pageId>.heapsnapshot.")),
+			mcp.WithDescription("Save the page's JS heap to a .heapsnapshot file (the page pauses). Returns its path."),
+			mcp.WithString("filePath", mcp.Description("Default heap-ID.heapsnapshot")),
 			pageIDOption,
 			mcp.WithReadOnlyHintAnnotation(false),
 			mcp.WithDestructiveHintAnnotation(false),

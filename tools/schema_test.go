@@ -8,6 +8,8 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/mark3labs/mcp-go/mcp"
+
 	"github.com/mcp-browser-proxy/mcp-browser-proxy/auth"
 )
 
@@ -69,14 +71,43 @@ func TestEveryToolIsDescribedAndGuarded(t *testing.T) {
 	}
 	for _, tl := range All(Config{}) {
 		a := tl.Tool.Annotations
-		if tl.Tool.Description == "" || a.ReadOnlyHint == nil || a.DestructiveHint == nil {
-			t.Errorf("%s lacks a description or its readOnlyHint/destructiveHint annotations", tl.Tool.Name)
+		if tl.Tool.Description == "" {
+			t.Errorf("%s lacks a description", tl.Tool.Name)
 		}
 		if !known[tl.Perm] || tl.Perm == auth.PermAdmin {
 			t.Errorf("%s needs permission %q, not a browser permission", tl.Tool.Name, tl.Perm)
 		}
 		if a.ReadOnlyHint != nil && *a.ReadOnlyHint && tl.Perm != auth.PermRead {
 			t.Errorf("%s is read-only but needs %s", tl.Tool.Name, tl.Perm)
+		}
+	}
+}
+
+// TestTerseAnnotationsKeepMeaning: leaving out the hints the MCP spec
+// assumes by default changes no hint's value as a client reads it.
+func TestTerseAnnotationsKeepMeaning(t *testing.T) {
+	// effective reads a hint as the spec does: absent is the default.
+	effective := func(h *bool, def bool) bool {
+		if h == nil {
+			return def
+		}
+		return *h
+	}
+	for _, ro := range []bool{false, true} {
+		for _, de := range []bool{false, true} {
+			for _, id := range []bool{false, true} {
+				for _, ow := range []bool{false, true} {
+					in := mcp.ToolAnnotation{ReadOnlyHint: &ro, DestructiveHint: &de, IdempotentHint: &id, OpenWorldHint: &ow}
+					out := terseAnnotations(in)
+					if effective(out.ReadOnlyHint, false) != ro || effective(out.IdempotentHint, false) != id || effective(out.OpenWorldHint, true) != ow {
+						t.Errorf("%+v became %+v", in, out)
+					}
+					// destructiveHint is meaningful only when readOnlyHint is false.
+					if !ro && effective(out.DestructiveHint, true) != de {
+						t.Errorf("destructive %v of a writing tool became %v", de, out.DestructiveHint)
+					}
+				}
+			}
 		}
 	}
 }

@@ -163,13 +163,13 @@ func (t *toolset) cookieScope(ctx context.Context, req mcp.CallToolRequest, tool
 	return &cookieSpan{tab: tab, ctx: cctx, cancel: cancel, url: u, names: names, cookies: filterCookies(all, names)}, nil
 }
 
-var namesOption = mcp.WithArray("names", mcp.WithStringItems(), mcp.Description("Only the cookies with these names. Default: all of the page's cookies."))
+var namesOption = mcp.WithArray("names", mcp.WithStringItems(), mcp.Description("Default all"))
 
 func (t *toolset) getCookies() Tool {
 	return Tool{
 		Perm: auth.PermRead,
 		Tool: mcp.NewTool("get_cookies",
-			mcp.WithDescription("List the cookies the browser sends to the page's current URL, one a line: name=value, domain, path, expires, httpOnly, secure, sameSite. Cookies of other sites are never listed."),
+			mcp.WithDescription("List the cookies sent to the page's URL: name=value, domain, path, expires, flags."),
 			namesOption,
 			pageIDOption,
 			mcp.WithReadOnlyHintAnnotation(true),
@@ -320,21 +320,20 @@ func (t *toolset) setCookies() Tool {
 	return Tool{
 		Perm: auth.PermWrite,
 		Tool: mcp.NewTool("set_cookies",
-			mcp.WithDescription("Set cookies for the page's current URL (its own site only). A cookie with the same name, domain and path is replaced."),
+			mcp.WithDescription("Set cookies for the page's own site; same name, domain and path replaces."),
 			mcp.WithArray("cookies", mcp.Required(), mcp.MinItems(1), mcp.MaxItems(maxSetCookies),
-				mcp.Description("Cookies to set"),
 				mcp.Items(map[string]any{
 					"type":     "object",
 					"required": []string{"name", "value"},
 					"properties": map[string]any{
 						"name":     map[string]any{"type": "string"},
 						"value":    map[string]any{"type": "string"},
-						"path":     map[string]any{"type": "string", "description": "Default /"},
-						"domain":   map[string]any{"type": "string", "description": "The page's host or a parent domain of it. Default: host-only cookie of the page's host."},
+						"path":     map[string]any{"type": "string"},
+						"domain":   map[string]any{"type": "string", "description": "Default host-only"},
 						"secure":   map[string]any{"type": "boolean"},
 						"httpOnly": map[string]any{"type": "boolean"},
 						"sameSite": map[string]any{"type": "string", "enum": []string{"Strict", "Lax", "None"}},
-						"expires":  map[string]any{"type": "number", "description": "Expiry in unix seconds. Default: a session cookie."},
+						"expires":  map[string]any{"type": "number", "description": "Unix seconds"},
 					},
 				})),
 			pageIDOption,
@@ -426,7 +425,7 @@ func (t *toolset) clearCookies() Tool {
 	return Tool{
 		Perm: auth.PermWrite,
 		Tool: mcp.NewTool("clear_cookies",
-			mcp.WithDescription("Delete the cookies the browser sends to the page's current URL (all of them, or those named). Cookies of other sites are never touched."),
+			mcp.WithDescription("Delete the cookies sent to the page's URL; other sites' stay."),
 			namesOption,
 			pageIDOption,
 			mcp.WithReadOnlyHintAnnotation(false),
@@ -470,10 +469,10 @@ func (t *toolset) pdfPage() Tool {
 	return Tool{
 		Perm: auth.PermRead,
 		Tool: mcp.NewTool("pdf_page",
-			mcp.WithDescription("Print the page to a PDF file in the session's files directory. Answers with the file's path and size."),
-			mcp.WithString("filePath", mcp.Description("File to write, relative to the session's files directory (or an absolute path inside it). Default page-<pageId>.pdf. An existing file is replaced.")),
-			mcp.WithBoolean("landscape", mcp.Description("Landscape paper orientation. Default false.")),
-			mcp.WithBoolean("printBackground", mcp.Description("Print background colors and images. Default false.")),
+			mcp.WithDescription("Print the page to a PDF file. Returns its path and size."),
+			mcp.WithString("filePath", mcp.Description("Default page-ID.pdf")),
+			mcp.WithBoolean("landscape"),
+			mcp.WithBoolean("printBackground"),
 			pageIDOption,
 			mcp.WithReadOnlyHintAnnotation(false),
 			mcp.WithDestructiveHintAnnotation(false),

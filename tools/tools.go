@@ -50,6 +50,9 @@ type Config struct {
 	NavigationTimeout time.Duration
 	// Navigation decides which URLs navigate_page and new_page may load.
 	Navigation NavPolicy
+	// Toolsets are the tool groups the server offers (ParseToolsets); nil
+	// offers them all. A tool outside them is neither listed nor callable.
+	Toolsets []string
 	// MaxCallTimeout is the ceiling of every timeout a caller gives (the
 	// timeout argument of navigate_page, new_page, wait_for): a larger one
 	// is refused, so that no call holds its session, tab and browser for
@@ -86,17 +89,60 @@ type Tool struct {
 	Handler  server.ToolHandlerFunc
 }
 
-// The tool groups, one constructor (and file set) each.
+// The tool groups, which are also the toolsets a server (serve --toolsets)
+// and a token (its toolsets claim) select.
 const (
-	GroupCore        = "core" // pages, navigation, snapshot, click, fill, screenshot, evaluate, styles
-	GroupInput       = "input"
-	GroupConsole     = "console"
-	GroupNetwork     = "network"
+	// GroupCore is what most tasks need: pages, navigation, snapshot,
+	// click, fill, press_key, screenshot, evaluate, wait_for.
+	GroupCore = "core"
+	// GroupInput is the rest of the input: hover, drag, fill_form,
+	// type_text, upload_file, handle_dialog.
+	GroupInput   = "input"
+	GroupConsole = "console"
+	GroupNetwork = "network"
+	// GroupEmulation changes how the page is rendered or what it sees:
+	// emulate, resize_page, and get_css_styles, which reads what that
+	// rendering made of an element.
 	GroupEmulation   = "emulation"
 	GroupStorage     = "storage"
 	GroupPerformance = "performance"
 	GroupExtensions  = "extensions"
 )
+
+// Toolsets returns the names of every toolset, in listing order.
+func Toolsets() []string {
+	return []string{GroupCore, GroupInput, GroupNetwork, GroupConsole, GroupEmulation, GroupPerformance, GroupStorage, GroupExtensions}
+}
+
+// ParseToolsets checks a list of toolset names, as serve --toolsets takes
+// them, and returns them in listing order without repeats; "all" selects
+// every toolset and returns nil. An unknown name, or no name at all, is an
+// error that lists the valid ones.
+func ParseToolsets(names []string) ([]string, error) {
+	want := map[string]bool{}
+	for _, n := range names {
+		n = strings.ToLower(strings.TrimSpace(n))
+		switch {
+		case n == "":
+		case n == "all":
+			return nil, nil
+		case !slices.Contains(Toolsets(), n):
+			return nil, fmt.Errorf("unknown toolset %q; valid toolsets: %s (or all)", n, strings.Join(Toolsets(), ", "))
+		default:
+			want[n] = true
+		}
+	}
+	if len(want) == 0 {
+		return nil, fmt.Errorf("no toolset given; name some of %s, or all", strings.Join(Toolsets(), ", "))
+	}
+	var out []string
+	for _, n := range Toolsets() {
+		if want[n] {
+			out = append(out, n)
+		}
+	}
+	return out, nil
+}
 
 // MissingPerm returns the permission p lacks to call tl with args, and the
 // argument that needs it ("" when the tool itself does); perm is "" when p
@@ -133,8 +179,8 @@ func All(cfg Config) []Tool {
 	}{
 		{GroupCore, []Tool{
 			t.listPages(), t.newPage(), t.selectPage(), t.closePage(), t.navigatePage(), t.waitFor(),
-			t.takeSnapshot(), t.click(), t.fill(),
-			t.takeScreenshot(), t.evaluateScript(), t.getCSSStyles(),
+			t.takeSnapshot(), t.click(), t.fill(), t.pressKey(),
+			t.takeScreenshot(), t.evaluateScript(),
 		}},
 		{GroupInput, t.inputTools()},
 		{GroupConsole, t.consoleTools()},
@@ -146,10 +192,33 @@ func All(cfg Config) []Tool {
 	} {
 		for _, tl := range g.tools {
 			tl.Group = g.name
+			tl.Tool.Annotations = terseAnnotations(tl.Tool.Annotations)
 			list = append(list, tl)
 		}
 	}
 	return list
+}
+
+// terseAnnotations leaves out the hints that say what the MCP spec assumes
+// anyway (readOnlyHint false, destructiveHint true, idempotentHint false,
+// openWorldHint true; destructiveHint means nothing for a read-only tool):
+// every tool repeats them, and they cost tools/list bytes without telling a
+// client anything.
+func terseAnnotations(a mcp.ToolAnnotation) mcp.ToolAnnotation {
+	drop := func(h **bool, def bool) {
+		if *h != nil && **h == def {
+			*h = nil
+		}
+	}
+	readOnly := a.ReadOnlyHint != nil && *a.ReadOnlyHint
+	drop(&a.ReadOnlyHint, false)
+	if readOnly {
+		a.DestructiveHint = nil
+	}
+	drop(&a.DestructiveHint, true)
+	drop(&a.IdempotentHint, false)
+	drop(&a.OpenWorldHint, true)
+	return a
 }
 
 // Register adds the tools to s. It checks no permission: Access does, for
@@ -165,25 +234,53 @@ func Register(s *server.MCPServer, list []Tool) {
 // Check allows it with its arguments.
 type Access struct {
 	byName map[string]Tool
+	// toolsets are the groups the server offers; nil: all.
+	toolsets []string
 }
 
-// NewAccess returns the permission rule of list.
-func NewAccess(list []Tool) *Access {
+// NewAccess returns the permission rule of list, offering only the tools of
+// toolsets (from ParseToolsets; none: every tool). A token's toolsets claim
+// narrows them further, never widens them.
+func NewAccess(list []Tool, toolsets ...string) *Access {
 	a := &Access{byName: make(map[string]Tool, len(list))}
+	if len(toolsets) > 0 {
+		a.toolsets = slices.Clone(toolsets)
+	}
 	for _, tl := range list {
 		a.byName[tl.Tool.Name] = tl
 	}
 	return a
 }
 
+// toolsetRefusal returns why p may not use tl's toolset, or "".
+func (a *Access) toolsetRefusal(p auth.Principal, tl Tool) string {
+	if a.toolsets != nil && !slices.Contains(a.toolsets, tl.Group) {
+		return fmt.Sprintf("%s is in the %s toolset, which this proxy does not offer (it offers %s); ask its admin to add %s to serve --toolsets",
+			tl.Tool.Name, tl.Group, strings.Join(a.toolsets, ","), tl.Group)
+	}
+	if p.Toolsets != nil && !slices.Contains(p.Toolsets, tl.Group) && !slices.Contains(p.Toolsets, "all") {
+		have := strings.Join(p.Toolsets, ",")
+		if have == "" {
+			have = "none"
+		}
+		return fmt.Sprintf("%s is in the %s toolset, which your token's toolsets claim (%s) leaves out; ask an admin for a token with --toolsets %s",
+			tl.Tool.Name, tl.Group, have, tl.Group)
+	}
+	return ""
+}
+
 // Check returns the permission p lacks to call tool with args, the argument
 // that needs it ("" when the tool itself does) and the refusal to answer
-// with; perm is "" when p may make the call. A tool not in the list is not
+// with; perm is "" when p may make the call. A tool outside the server's or
+// p's toolsets lacks "toolset:<group>". A tool not in the list is not
 // checked: mcp-go answers that it does not exist.
 func (a *Access) Check(p auth.Principal, tool string, args map[string]any) (perm, arg, refusal string) {
 	tl, ok := a.byName[tool]
 	if !ok {
 		return "", "", ""
+	}
+	if r := a.toolsetRefusal(p, tl); r != "" {
+		return "toolset:" + tl.Group, "", r
 	}
 	if perm, arg = tl.MissingPerm(p, args); perm == "" {
 		return "", "", ""
@@ -192,7 +289,7 @@ func (a *Access) Check(p auth.Principal, tool string, args map[string]any) (perm
 }
 
 // HideForbidden returns a tools/list hook that drops the tools the caller's
-// principal may not call. It is a hook rather than mcp-go's tool filter
+// principal may not call, those outside its toolsets included. It is a hook rather than mcp-go's tool filter
 // because that filter also answers calls, with "tool not found": a call of a
 // hidden tool must instead reach the session middleware, which audits it and
 // names the missing permission.

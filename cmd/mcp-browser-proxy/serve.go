@@ -63,6 +63,8 @@ type serveFlags struct {
 	oauth  oauthFlags // oauth.go
 	redis  redisFlags // store.go
 
+	toolsets []string // --toolsets, checked by tools.ParseToolsets
+
 	managed managedFlags
 }
 
@@ -135,6 +137,7 @@ func newServeCmd() (*cobra.Command, *serveFlags) {
 	fl.StringSliceVar(&f.allowedHosts, "allowed-hosts", nil, "Host names accepted on a loopback address besides localhost, 127.0.0.1 and [::1] (DNS rebinding guard)")
 	fl.StringSliceVar(&f.corsOrigins, "cors-origins", nil, "web origins that get CORS answers on /api/* (default: no CORS)")
 	fl.StringSliceVar(&f.denyHosts, "deny-hosts", nil, "host globs navigate_page and new_page may not load, e.g. example.com,*.internal")
+	fl.StringSliceVar(&f.toolsets, "toolsets", []string{"all"}, "tool groups to offer: all, or some of "+strings.Join(tools.Toolsets(), ",")+"; a token's toolsets claim narrows them")
 	fl.BoolVar(&f.allowFileURLs, "allow-file-urls", false, "let navigate_page and new_page load file: URLs")
 	fl.BoolVar(&f.allowChromeURLs, "allow-chrome-urls", false, "let navigate_page and new_page load chrome:, devtools:, chrome-extension: and view-source: URLs")
 	addLimitFlags(fl, &f.limits)
@@ -186,6 +189,12 @@ func serve(ctx context.Context, f serveFlags, stderr io.Writer) error {
 	log, err := newLogger(f.logLevel, f.logFormat, stderr)
 	if err != nil {
 		return err
+	}
+	var toolsets []string // nil: all; so is a serveFlags without any (tests)
+	if len(f.toolsets) > 0 {
+		if toolsets, err = tools.ParseToolsets(f.toolsets); err != nil {
+			return fmt.Errorf("--toolsets: %w", err)
+		}
 	}
 	audit := log
 	if f.auditLog != "" {
@@ -305,12 +314,13 @@ func serve(ctx context.Context, f serveFlags, stderr io.Writer) error {
 		Audit:              audit,
 	}, pool)
 	srv := proxy.New(proxy.Config{
-		Version:         version,
-		Auth:            authn,
-		Store:           store,
-		Pool:            pool,
-		Sessions:        mgr,
-		Tools:           tools.Config{CallTimeout: f.callTimeout, NavigationTimeout: f.navTimeout, Navigation: sec.nav, MaxCallTimeout: f.limits.maxCallTimeout},
+		Version:  version,
+		Auth:     authn,
+		Store:    store,
+		Pool:     pool,
+		Sessions: mgr,
+		Tools: tools.Config{CallTimeout: f.callTimeout, NavigationTimeout: f.navTimeout, Navigation: sec.nav, MaxCallTimeout: f.limits.maxCallTimeout,
+			Toolsets: toolsets},
 		SessionTokenTTL: f.sessionTokenTTL,
 		MaxBody:         f.maxBody,
 		KeepAlive:       f.keepAlive,

@@ -2,16 +2,18 @@ package main
 
 import (
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/spf13/cobra"
 
 	"github.com/mcp-browser-proxy/mcp-browser-proxy/auth"
+	"github.com/mcp-browser-proxy/mcp-browser-proxy/tools"
 )
 
 func newToken() *cobra.Command {
 	cmd := &cobra.Command{Use: "token", Short: "Manage bearer tokens"}
-	var user, perms, dataDir, secret, issuer, audience string
+	var user, perms, toolsets, dataDir, secret, issuer, audience string
 	var ttl time.Duration
 	issue := &cobra.Command{
 		Use:   "issue",
@@ -25,6 +27,12 @@ func newToken() *cobra.Command {
 			if err != nil {
 				return err
 			}
+			var sets []string // nil: no toolsets claim, every toolset the proxy offers
+			if cmd.Flags().Changed("toolsets") {
+				if sets, err = tools.ParseToolsets(strings.Split(toolsets, ",")); err != nil {
+					return fmt.Errorf("--toolsets: %w", err)
+				}
+			}
 			key, err := loadSecret(secret, dataDir, false)
 			if err != nil {
 				return err
@@ -33,7 +41,7 @@ func newToken() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			tok, err := a.Issue(user, ps, ttl)
+			tok, err := a.IssueWithToolsets(user, ps, sets, ttl)
 			if err != nil {
 				return err
 			}
@@ -44,6 +52,7 @@ func newToken() *cobra.Command {
 	fl := issue.Flags()
 	fl.StringVar(&user, "user", "", "user ID the token is for (its sub claim)")
 	fl.StringVar(&perms, "perms", "", permsUsage)
+	fl.StringVar(&toolsets, "toolsets", "all", "tool groups the token may use, comma-separated: all, or some of "+strings.Join(tools.Toolsets(), ",")+" (the proxy's --toolsets still bound them)")
 	fl.DurationVar(&ttl, "ttl", 24*time.Hour, "lifetime, e.g. 1h or 720h")
 	fl.StringVar(&dataDir, "data-dir", "./data", "data directory of the proxy, where its generated secret is")
 	fl.StringVar(&secret, "jwt-secret", "", "HS256 secret (default: the one in --data-dir)")
