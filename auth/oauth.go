@@ -50,6 +50,12 @@ type OAuthConfig struct {
 	// PermsClaim is the claim the permissions come from (default "scope").
 	// See OAuth.Verify for the formats accepted.
 	PermsClaim string
+	// PrivilegedClaim is the only claim admin and browser:all-tabs may
+	// come from (e.g. "roles" or "groups", same formats); "" means an OAuth
+	// token never carries them. A scope is what the client asked for, and
+	// many providers let any user ask for any scope the client has: it
+	// must not make an admin.
+	PrivilegedClaim string
 	// Timeout bounds one fetch of the discovery document or the key set
 	// (default 10s).
 	Timeout time.Duration
@@ -283,9 +289,27 @@ func (o *OAuth) Verify(ctx context.Context, token string) (Principal, error) {
 	if err != nil {
 		return Principal{}, fmt.Errorf("verify OAuth token: %w: %w", ErrInvalidToken, err)
 	}
+	perms = slices.DeleteFunc(perms, privileged)
+	if o.cfg.PrivilegedClaim != "" {
+		if _, ok := c[o.cfg.PrivilegedClaim]; ok {
+			extra, err := oauthPerms(c, o.cfg.PrivilegedClaim)
+			if err != nil {
+				return Principal{}, fmt.Errorf("verify OAuth token: %w: %w", ErrInvalidToken, err)
+			}
+			for _, p := range extra {
+				if privileged(p) && !slices.Contains(perms, p) {
+					perms = append(perms, p)
+				}
+			}
+		}
+	}
 	exp, _ := c.GetExpirationTime()
 	return Principal{UserID: user, Perms: perms, Expires: exp.Time}, nil
 }
+
+// privileged reports whether p is a permission an OAuth token may take only
+// from OAuthConfig.PrivilegedClaim.
+func privileged(p string) bool { return p == PermAdmin || p == PermAllTabs }
 
 // oauthPerms maps the perms claim name of c to permissions (see Verify).
 func oauthPerms(c jwt.MapClaims, name string) ([]string, error) {

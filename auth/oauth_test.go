@@ -70,6 +70,7 @@ func TestOAuthVerifyPermsClaim(t *testing.T) {
 	m := startIdP(t)
 	o := newTestOAuth(t, OAuthConfig{Issuer: m.Issuer()})
 	arr := newTestOAuth(t, OAuthConfig{Issuer: m.Issuer(), PermsClaim: "perms", UserClaim: "preferred_username"})
+	priv := newTestOAuth(t, OAuthConfig{Issuer: m.Issuer(), PrivilegedClaim: "roles"})
 	cases := []struct {
 		name  string
 		o     *OAuth
@@ -77,7 +78,9 @@ func TestOAuthVerifyPermsClaim(t *testing.T) {
 		want  []string
 	}{
 		{"scope string", o, jwt.MapClaims{"scope": "openid browser:read profile browser:write"}, []string{PermRead, PermWrite}},
-		{"scope with admin", o, jwt.MapClaims{"scope": "admin browser:read"}, []string{PermAdmin, PermRead}},
+		{"scope with admin: never from a scope", o, jwt.MapClaims{"scope": "admin browser:all-tabs browser:read"}, []string{PermRead}},
+		{"admin from the privileged claim", priv, jwt.MapClaims{"scope": "admin browser:read", "roles": []string{"admin", "browser:write"}}, []string{PermRead, PermAdmin}},
+		{"privileged claim absent", priv, jwt.MapClaims{"scope": "browser:read admin"}, []string{PermRead}},
 		{"no scope claim", o, nil, DefaultPerms()},
 		{"only other scopes", o, jwt.MapClaims{"scope": "openid email"}, []string{}},
 		{"empty scope", o, jwt.MapClaims{"scope": ""}, []string{}},

@@ -21,6 +21,7 @@ type oauthFlags struct {
 	audience          string
 	userClaim         string
 	permsClaim        string
+	privilegedClaim   string
 	dashboardClientID string
 }
 
@@ -29,7 +30,8 @@ func addOAuthFlags(fl *pflag.FlagSet, f *oauthFlags) {
 	fl.StringVar(&f.issuer, "oauth-issuer", "", "act as an OAuth 2.1 resource server for this authorization server (issuer URL, found by OIDC discovery): publish /.well-known/oauth-protected-resource and accept its access tokens (default: no OAuth, nothing advertised)")
 	fl.StringVar(&f.audience, "oauth-audience", "", "the aud an OAuth access token must carry (default: --public-url, or --public-url + /mcp or /sse)")
 	fl.StringVar(&f.userClaim, "oauth-user-claim", auth.DefaultOAuthUserClaim, "claim of an OAuth access token that is the user ID (it must be a valid user ID)")
-	fl.StringVar(&f.permsClaim, "oauth-perms-claim", auth.DefaultOAuthPermsClaim, "claim of an OAuth access token that grants permissions: a space-separated scope string or an array; browser:read, browser:write, browser:script, browser:all-tabs and admin are taken, others ignored; without the claim: read, write, script")
+	fl.StringVar(&f.permsClaim, "oauth-perms-claim", auth.DefaultOAuthPermsClaim, "claim of an OAuth access token that grants permissions: a space-separated scope string or an array; browser:read, browser:write and browser:script are taken, others ignored; without the claim: read, write, script")
+	fl.StringVar(&f.privilegedClaim, "oauth-privileged-claim", "", "the only claim of an OAuth access token that may grant admin and browser:all-tabs, e.g. roles or groups: a role your identity provider assigns, never a scope a client may ask for (default: none, OAuth tokens are never admin)")
 	fl.StringVar(&f.dashboardClientID, "oauth-dashboard-client-id", "", "OAuth client ID of the dashboard (a public client with PKCE, redirect URI = --public-url + /); enables \"Sign in with\" on the dashboard")
 }
 
@@ -72,8 +74,8 @@ func (f oauthFlags) build(ctx context.Context, scheme, addr, jwtIssuer string, l
 		Issuer:     f.issuer,
 		Audiences:  audiences,
 		UserClaim:  f.userClaim,
-		PermsClaim: f.permsClaim,
-		Log:        log,
+		PermsClaim: f.permsClaim, PrivilegedClaim: f.privilegedClaim,
+		Log: log,
 	})
 	if err != nil {
 		return proxy.OAuthConfig{}, none, fmt.Errorf("--oauth-issuer: %w", err)
