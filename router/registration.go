@@ -128,7 +128,8 @@ func ValidateBrowserURL(raw string) (string, error) {
 		return fail("fragments are not allowed")
 	}
 	host := strings.ToLower(u.Hostname())
-	if host == "" {
+	if strings.Trim(host, ".") == "" {
+		// "." is the empty name with its trailing dot: no host either.
 		return fail("host is empty")
 	}
 	if strings.Contains(host, ":") && net.ParseIP(host) == nil {
