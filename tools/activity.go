@@ -163,15 +163,19 @@ func (t *toolset) settleAfter(ctx context.Context, tab *Tab, nav navMark, reqs u
 	defer cancel()
 	// The read is also a round trip through the renderer: a navigation that
 	// the action started has been announced by the time it answers.
+	// One round: the counter, read after one turn of the page's task
+	// queue (updates that frameworks batch into microtasks or the next
+	// task have landed by then). Only an action that started requests
+	// waits longer.
 	w := changeWatch{tab: tab, changed: framesChanged}
-	if open := w.read(sctx); open {
+	if open := w.readAfterFrame(sctx); open {
 		return dialogResult(tab, nav, done)
 	}
 	if tab.State.mark() != nav {
 		return t.navResult(ctx, tab, nav, done)
 	}
-	if started, _, _ := tab.State.activity.since(reqs); !w.changed && started == 0 {
-		return textResult("%s. The page did not change.", done)
+	if started, _, _ := tab.State.activity.since(reqs); started == 0 && sctx.Err() == nil {
+		return textResult("%s. %s", done, changeSummary(w.changed, 0))
 	}
 	dialogOpened := tab.State.dialog.openedChan()
 	for {
@@ -229,9 +233,9 @@ func (w *changeWatch) read(ctx context.Context) (dialog bool) {
 	return w.update(ctx, func(c context.Context) (int, error) { return evalValue[int](c, changesJS) })
 }
 
-// readAfterFrame is read, after the page has run two more tasks.
+// readAfterFrame is read, after the page has run one more task.
 func (w *changeWatch) readAfterFrame(ctx context.Context) (dialog bool) {
-	return w.update(ctx, func(c context.Context) (int, error) { return evalPromise[int](c, changesAfterFrameJS) })
+	return w.update(ctx, func(c context.Context) (int, error) { return evalPromise[int](c, changesAfterTurnJS) })
 }
 
 func (w *changeWatch) update(ctx context.Context, count func(context.Context) (int, error)) (dialog bool) {
