@@ -22,7 +22,7 @@ type activity struct {
 	mu       sync.Mutex
 	seq      uint64
 	inflight map[network.RequestID]request
-	lastDone time.Time     // when a tracked request last finished
+	lastDone time.Time     // when a scripted request last finished
 	changed  chan struct{} // closed on every change; nil until needed
 }
 
@@ -34,6 +34,10 @@ type request struct {
 	// a response of type text/event-stream. The wait for a page to be
 	// ready does not wait for it.
 	stream bool
+	// scripted says the page's script asked for it (fetch, XHR, a script):
+	// its end may change the DOM, so the wait for a page to be ready
+	// waits for quiet after it. A document or an image does not.
+	scripted bool
 }
 
 // listen takes one tab event; it runs on the tab's read loop and must not block.
@@ -52,7 +56,8 @@ func (a *activity) listen(ev any) {
 			a.evictLocked()
 		}
 		a.seq++
-		a.inflight[e.RequestID] = request{seq: a.seq, start: time.Now(), stream: e.Type == network.ResourceTypeEventSource}
+		scripted := e.Type == network.ResourceTypeFetch || e.Type == network.ResourceTypeXHR || e.Type == network.ResourceTypeScript
+		a.inflight[e.RequestID] = request{seq: a.seq, start: time.Now(), stream: e.Type == network.ResourceTypeEventSource, scripted: scripted}
 		a.signalLocked()
 	case *network.EventResponseReceived:
 		if e.Response != nil && strings.HasPrefix(e.Response.MimeType, "text/event-stream") {
@@ -74,9 +79,11 @@ func (a *activity) listen(ev any) {
 func (a *activity) done(id network.RequestID) {
 	a.mu.Lock()
 	defer a.mu.Unlock()
-	if _, ok := a.inflight[id]; ok {
+	if r, ok := a.inflight[id]; ok {
 		delete(a.inflight, id)
-		a.lastDone = time.Now()
+		if r.scripted {
+			a.lastDone = time.Now()
+		}
 		a.signalLocked()
 	}
 }
@@ -129,7 +136,7 @@ func (a *activity) changedLocked() <-chan struct{} {
 // busy reports the requests started after m that a page being ready waits
 // for: in flight, not streams, and younger than longRequest at now (an
 // older one is taken for a long poll). It also says when the youngest of
-// them turns long, when a tracked request last finished, and gives a
+// them turns long, when a scripted request last finished, and gives a
 // channel closed at the next change.
 func (a *activity) busy(m uint64, now time.Time) (inflight int, turnsLong, lastDone time.Time, changed <-chan struct{}) {
 	a.mu.Lock()
@@ -163,12 +170,14 @@ func (t *toolset) settleAfter(ctx context.Context, tab *Tab, nav navMark, reqs u
 	defer cancel()
 	// The read is also a round trip through the renderer: a navigation that
 	// the action started has been announced by the time it answers.
-	// One round: the counter, read after one turn of the page's task
-	// queue (updates that frameworks batch into microtasks or the next
-	// task have landed by then). Only an action that started requests
-	// waits longer.
+	// One round: the counter; when the action has changed nothing yet,
+	// read after one turn of the page's task queue (updates that
+	// frameworks batch into microtasks or the next task have landed by
+	// then). A page that changed needs no turn to say so, and after input
+	// a turn waits for the next frame. Only an action that started
+	// requests waits longer.
 	w := changeWatch{tab: tab, changed: framesChanged}
-	if open := w.readAfterFrame(sctx); open {
+	if open := w.update(sctx, func(c context.Context) (int, error) { return evalPromise[int](c, changesOrAfterTurnJS) }); open {
 		return dialogResult(tab, nav, done)
 	}
 	if tab.State.mark() != nav {
@@ -526,6 +535,16 @@ func (t *toolset) waitReady(ctx context.Context, tab *Tab, reqs uint64) readines
 const changesAfterTurnJS = `new Promise(resolve => setTimeout(() => {
   const s = window[` + observeKey + `]; resolve(s ? s.n : -1);
 }, 0))`
+
+// changesOrAfterTurnJS answers the change count at once when the page
+// changed, else after one more turn of its task queue; -1 when the counter
+// is gone.
+const changesOrAfterTurnJS = `(() => {
+  const s = window[` + observeKey + `];
+  if (!s) return -1;
+  if (s.n > 0) return s.n;
+  return ` + changesAfterTurnJS + `;
+})()`
 
 // readyJS starts counting the changes of the document (observeJS) and
 // answers the count after one turn of its task queue.
