@@ -83,6 +83,12 @@ addEventListener('load', () => {
 });
 </script>`)
 	})
+	// No request: the app mounts on the task after the load.
+	mux.HandleFunc("/late", func(w http.ResponseWriter, r *http.Request) {
+		io.WriteString(w, `<!doctype html><title>Late</title><div id="app"></div><script>`+render+`
+addEventListener('load', () => setTimeout(() => render({title: 'Inbox of late', items: ['First mail', 'Second mail', 'Third mail']}), 0));
+</script>`)
+	})
 	mux.HandleFunc("/hang", func(w http.ResponseWriter, r *http.Request) {
 		io.WriteString(w, `<!doctype html><title>Hang</title><img src="/poll" alt="never">`)
 	})
@@ -127,6 +133,9 @@ func TestNavigationReturnsWhenThePageIsReady(t *testing.T) {
 		t.Errorf("navigate_page to the router does not say where it went: %s", out)
 	}
 	wantApp("navigate_page /router/", "inbox")
+
+	mustCall(t, c, "navigate_page", map[string]any{"url": pages + "/late"})
+	wantApp("navigate_page /late", "late")
 
 	out = mustCall(t, c, "new_page", map[string]any{"url": pages + "/app"})
 	if strings.Contains(out, "cap") {

@@ -532,9 +532,11 @@ func (t *toolset) waitReady(ctx context.Context, tab *Tab, reqs uint64) readines
 
 // changesAfterTurnJS answers the change count after one more turn of the
 // page's task queue, or -1 when the counter is gone (a new document).
-const changesAfterTurnJS = `new Promise(resolve => setTimeout(() => {
-  const s = window[` + observeKey + `]; resolve(s ? s.n : -1);
-}, 0))`
+const changesAfterTurnJS = `new Promise(resolve => {
+  const c = new MessageChannel();
+  c.port1.onmessage = () => { const s = window[` + observeKey + `]; resolve(s ? s.n : -1); };
+  c.port2.postMessage(0);
+})`
 
 // changesOrAfterTurnJS answers the change count at once when the page
 // changed, else after one more turn of its task queue; -1 when the counter
