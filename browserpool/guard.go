@@ -255,15 +255,14 @@ func (g *Guard) release(sid, parent cdptarget.SessionID) {
 }
 
 // enable turns the guard on in session sid (on a target of type typ), and
-// resumes the target when it waits.
+// resumes the target when it waits. Every command goes out in one row and
+// is waited for once: they reach the target in order, so its children
+// start paused and its requests are paused before it resumes.
 func (g *Guard) enable(sid cdptarget.SessionID, typ string, waiting bool) error {
 	switch typ {
 	case "page", "iframe", "worker", "shared_worker", "service_worker", "other", "webview":
 		// Its own children start paused and are guarded in turn.
-		_, err := g.call(sid, "", cdptarget.CommandSetAutoAttach, cdptarget.SetAutoAttachParams{AutoAttach: true, WaitForDebuggerOnStart: true, Flatten: ptr(true)})
-		if err != nil && typ == "page" {
-			return err
-		}
+		return g.sendRules(sid, typ == "page" || typ == "iframe", waiting, true, typ == "page")
 	}
 	return g.rulesThen(sid, typ == "page" || typ == "iframe", waiting)
 }
@@ -277,21 +276,19 @@ func (g *Guard) rules(sid cdptarget.SessionID, frame bool) error {
 // a paused target answers the Network domain only once it runs, so those
 // commands and the resume go out in a row, and are waited for together.
 func (g *Guard) rulesThen(sid cdptarget.SessionID, frame, resume bool) error {
+	return g.sendRules(sid, frame, resume, false, false)
+}
+
+// sendRules sends, in one row, the auto-attach of the target's children (when
+// autoAttach; its failure is fatal when mustAttach), the policy's Fetch
+// patterns (fatal for a frame: a worker has no Fetch domain, its requests
+// are paused on the page's session or its own network), the Network domain
+// and the websocket rule, and the resume when resume is set; then waits for
+// all the answers.
+func (g *Guard) sendRules(sid cdptarget.SessionID, frame, resume, autoAttach, mustAttach bool) error {
 	var pats []*fetch.RequestPattern
 	for _, p := range g.policy.FetchPatterns() {
 		pats = append(pats, &fetch.RequestPattern{URLPattern: p})
-	}
-	var err error
-	if len(pats) == 0 {
-		_, err = g.call(sid, "", fetch.CommandDisable, nil)
-	} else {
-		_, err = g.call(sid, "", fetch.CommandEnable, fetch.EnableParams{Patterns: pats})
-	}
-	// A worker has no Fetch domain: its requests are paused on the page's
-	// session (or, for a service worker, its own network), but its
-	// websockets need the rule below.
-	if err != nil && frame {
-		return fmt.Errorf("enable the request guard: %w", err)
 	}
 	conds := []*network.Conditions{}
 	for _, port := range g.policy.Ports() {
@@ -299,35 +296,58 @@ func (g *Guard) rulesThen(sid cdptarget.SessionID, frame, resume bool) error {
 			conds = append(conds, &network.Conditions{URLPattern: fmt.Sprintf("%s://*:%d/*", scheme, port), Offline: true, DownloadThroughput: -1, UploadThroughput: -1})
 		}
 	}
+	type cmd struct {
+		method string
+		params any
+		fatal  func(error) error
+	}
+	var cmds []cmd
+	if autoAttach {
+		cmds = append(cmds, cmd{cdptarget.CommandSetAutoAttach, cdptarget.SetAutoAttachParams{AutoAttach: true, WaitForDebuggerOnStart: true, Flatten: ptr(true)}, func(err error) error {
+			if mustAttach {
+				return err
+			}
+			return nil
+		}})
+	}
+	fetchFatal := func(err error) error {
+		if frame {
+			return fmt.Errorf("enable the request guard: %w", err)
+		}
+		return nil
+	}
+	if len(pats) == 0 {
+		cmds = append(cmds, cmd{fetch.CommandDisable, nil, fetchFatal})
+	} else {
+		cmds = append(cmds, cmd{fetch.CommandEnable, fetch.EnableParams{Patterns: pats}, fetchFatal})
+	}
 	// The rule applies once the Network domain is on in the target; the
 	// session's own chromedp context turns it on in pages, but not before
 	// a popup is adopted, nor ever in a worker.
+	wsFatal := func(err error) error { return fmt.Errorf("block websockets to protected ports: %w", err) }
+	cmds = append(cmds,
+		cmd{network.CommandEnable, network.EnableParams{MaxTotalBufferSize: ptr(int64(1 << 16)), MaxResourceBufferSize: ptr(int64(1 << 12))}, wsFatal},
+		cmd{network.CommandEmulateNetworkConditionsByRule, network.EmulateNetworkConditionsByRuleParams{MatchedNetworkConditions: conds}, wsFatal})
+	if resume {
+		cmds = append(cmds, cmd{"Runtime.runIfWaitingForDebugger", nil, func(error) error { return nil }})
+	}
 	ctx, cancel := context.WithTimeout(g.ctx, guardTimeout)
 	defer cancel()
-	var waits []func() ([]byte, error)
-	for _, c := range []struct {
-		method string
-		params any
-	}{
-		{network.CommandEnable, network.EnableParams{MaxTotalBufferSize: ptr(int64(1 << 16)), MaxResourceBufferSize: ptr(int64(1 << 12))}},
-		{network.CommandEmulateNetworkConditionsByRule, network.EmulateNetworkConditionsByRuleParams{MatchedNetworkConditions: conds}},
-		{"Runtime.runIfWaitingForDebugger", nil},
-	} {
-		if c.params == nil && !resume {
-			continue
-		}
+	waits := make([]func() ([]byte, error), 0, len(cmds))
+	for _, c := range cmds {
 		w, err := g.send(ctx, sid, c.method, c.params)
 		if err != nil {
-			return fmt.Errorf("block websockets to protected ports: %w", err)
+			return wsFatal(err)
 		}
 		waits = append(waits, w)
 	}
+	var first error
 	for i, w := range waits {
-		if _, err := w(); err != nil && i < 2 {
-			return fmt.Errorf("block websockets to protected ports: %w", err)
+		if _, err := w(); err != nil && first == nil {
+			first = cmds[i].fatal(err)
 		}
 	}
-	return nil
+	return first
 }
 
 // decide answers a paused request: failed when the policy refuses it.

@@ -268,10 +268,13 @@ func (s *Session) attach(cctx context.Context, c browserpool.Conn, id target.ID,
 // a popup was guarded by the connection's guard before it started. A popup
 // does not take the selection.
 func (s *Session) attachAs(cctx context.Context, c browserpool.Conn, id target.ID, owned bool, opener int, popup bool) (*tools.Tab, error) {
-	if !popup {
-		if err := c.Guard.Protect(cctx, id, s); err != nil {
-			return nil, err
-		}
+	// The guard's session and the session's own attach to the page side by
+	// side; the session gets the page only once both are done.
+	protected := make(chan error, 1)
+	if popup {
+		protected <- nil
+	} else {
+		go func() { protected <- c.Guard.Protect(cctx, id, s) }()
 	}
 	state := tools.NewTabState(id, tools.WithLogBudget(s.mgr.cfg.LogBudget))
 	state.OnListenerPanic(func(p tools.ListenerPanic) {
@@ -291,9 +294,15 @@ func (s *Session) attachAs(cctx context.Context, c browserpool.Conn, id target.I
 		wg.Go(func() { guard.Release(id) })
 		wg.Wait()
 	}
-	if err := tools.Attach(cctx, tctx); err != nil {
-		release()
+	attachErr := tools.Attach(cctx, tctx)
+	if err := <-protected; err != nil {
+		// Protect releases the guard's part itself when it fails.
+		tcancel()
 		return nil, err
+	}
+	if attachErr != nil {
+		release()
+		return nil, attachErr
 	}
 	state.Bind(tctx) // the tab's cross-site frames are attached to from now on
 	s.mu.Lock()

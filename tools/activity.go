@@ -21,8 +21,23 @@ const maxTracked = 256
 type activity struct {
 	mu       sync.Mutex
 	seq      uint64
-	inflight map[network.RequestID]uint64
+	inflight map[network.RequestID]request
+	lastDone time.Time     // when a scripted request last finished
 	changed  chan struct{} // closed on every change; nil until needed
+}
+
+// request is one request in flight.
+type request struct {
+	seq   uint64
+	start time.Time
+	// stream says the request may never end by design: an EventSource, or
+	// a response of type text/event-stream. The wait for a page to be
+	// ready does not wait for it.
+	stream bool
+	// scripted says the page's script asked for it (fetch, XHR, a script):
+	// its end may change the DOM, so the wait for a page to be ready
+	// waits for quiet after it. A document or an image does not.
+	scripted bool
 }
 
 // listen takes one tab event; it runs on the tab's read loop and must not block.
@@ -32,7 +47,7 @@ func (a *activity) listen(ev any) {
 		a.mu.Lock()
 		defer a.mu.Unlock()
 		if a.inflight == nil {
-			a.inflight = map[network.RequestID]uint64{}
+			a.inflight = map[network.RequestID]request{}
 		}
 		if _, ok := a.inflight[e.RequestID]; ok {
 			return // a redirect of a request already counted
@@ -41,8 +56,19 @@ func (a *activity) listen(ev any) {
 			a.evictLocked()
 		}
 		a.seq++
-		a.inflight[e.RequestID] = a.seq
+		scripted := e.Type == network.ResourceTypeFetch || e.Type == network.ResourceTypeXHR || e.Type == network.ResourceTypeScript
+		a.inflight[e.RequestID] = request{seq: a.seq, start: time.Now(), stream: e.Type == network.ResourceTypeEventSource, scripted: scripted}
 		a.signalLocked()
+	case *network.EventResponseReceived:
+		if e.Response != nil && strings.HasPrefix(e.Response.MimeType, "text/event-stream") {
+			a.mu.Lock()
+			defer a.mu.Unlock()
+			if r, ok := a.inflight[e.RequestID]; ok && !r.stream {
+				r.stream = true
+				a.inflight[e.RequestID] = r
+				a.signalLocked()
+			}
+		}
 	case *network.EventLoadingFinished:
 		a.done(e.RequestID)
 	case *network.EventLoadingFailed:
@@ -53,8 +79,11 @@ func (a *activity) listen(ev any) {
 func (a *activity) done(id network.RequestID) {
 	a.mu.Lock()
 	defer a.mu.Unlock()
-	if _, ok := a.inflight[id]; ok {
+	if r, ok := a.inflight[id]; ok {
 		delete(a.inflight, id)
+		if r.scripted {
+			a.lastDone = time.Now()
+		}
 		a.signalLocked()
 	}
 }
@@ -63,8 +92,8 @@ func (a *activity) done(id network.RequestID) {
 // ones least likely to belong to the action being waited for.
 func (a *activity) evictLocked() {
 	floor := a.seq - maxTracked/2
-	for id, s := range a.inflight {
-		if s <= floor {
+	for id, r := range a.inflight {
+		if r.seq <= floor {
 			delete(a.inflight, id)
 		}
 	}
@@ -89,15 +118,39 @@ func (a *activity) mark() uint64 {
 func (a *activity) since(m uint64) (started, inflight int, changed <-chan struct{}) {
 	a.mu.Lock()
 	defer a.mu.Unlock()
-	for _, s := range a.inflight {
-		if s > m {
+	for _, r := range a.inflight {
+		if r.seq > m {
 			inflight++
 		}
 	}
+	return int(a.seq - m), inflight, a.changedLocked()
+}
+
+func (a *activity) changedLocked() <-chan struct{} {
 	if a.changed == nil {
 		a.changed = make(chan struct{})
 	}
-	return int(a.seq - m), inflight, a.changed
+	return a.changed
+}
+
+// busy reports the requests started after m that a page being ready waits
+// for: in flight, not streams, and younger than longRequest at now (an
+// older one is taken for a long poll). It also says when the youngest of
+// them turns long, when a scripted request last finished, and gives a
+// channel closed at the next change.
+func (a *activity) busy(m uint64, now time.Time) (inflight int, turnsLong, lastDone time.Time, changed <-chan struct{}) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	for _, r := range a.inflight {
+		if r.seq <= m || r.stream || now.Sub(r.start) >= longRequest {
+			continue
+		}
+		inflight++
+		if l := r.start.Add(longRequest); l.After(turnsLong) {
+			turnsLong = l
+		}
+	}
+	return inflight, turnsLong, a.lastDone, a.changedLocked()
 }
 
 // The wait after an input action is only as long as the page stays busy.
@@ -117,15 +170,21 @@ func (t *toolset) settleAfter(ctx context.Context, tab *Tab, nav navMark, reqs u
 	defer cancel()
 	// The read is also a round trip through the renderer: a navigation that
 	// the action started has been announced by the time it answers.
+	// One round: the counter; when the action has changed nothing yet,
+	// read after one turn of the page's task queue (updates that
+	// frameworks batch into microtasks or the next task have landed by
+	// then). A page that changed needs no turn to say so, and after input
+	// a turn waits for the next frame. Only an action that started
+	// requests waits longer.
 	w := changeWatch{tab: tab, changed: framesChanged}
-	if open := w.read(sctx); open {
+	if open := w.update(sctx, func(c context.Context) (int, error) { return evalPromise[int](c, changesOrAfterTurnJS) }); open {
 		return dialogResult(tab, nav, done)
 	}
 	if tab.State.mark() != nav {
 		return t.navResult(ctx, tab, nav, done)
 	}
-	if started, _, _ := tab.State.activity.since(reqs); !w.changed && started == 0 {
-		return textResult("%s. The page did not change.", done)
+	if started, _, _ := tab.State.activity.since(reqs); started == 0 && sctx.Err() == nil {
+		return textResult("%s. %s", done, changeSummary(w.changed, 0))
 	}
 	dialogOpened := tab.State.dialog.openedChan()
 	for {
@@ -183,9 +242,9 @@ func (w *changeWatch) read(ctx context.Context) (dialog bool) {
 	return w.update(ctx, func(c context.Context) (int, error) { return evalValue[int](c, changesJS) })
 }
 
-// readAfterFrame is read, after the page has run two more tasks.
+// readAfterFrame is read, after the page has run one more task.
 func (w *changeWatch) readAfterFrame(ctx context.Context) (dialog bool) {
-	return w.update(ctx, func(c context.Context) (int, error) { return evalPromise[int](c, changesAfterFrameJS) })
+	return w.update(ctx, func(c context.Context) (int, error) { return evalPromise[int](c, changesAfterTurnJS) })
 }
 
 func (w *changeWatch) update(ctx context.Context, count func(context.Context) (int, error)) (dialog bool) {
@@ -352,3 +411,143 @@ const changesJS = `(() => { const s = window[` + observeKey + `]; return s ? s.n
 const changesAfterFrameJS = `new Promise(resolve => setTimeout(() => setTimeout(() => {
   const s = window[` + observeKey + `]; resolve(s ? s.n : -1);
 }, 0), 0))`
+
+// The wait for a page to be ready after a navigation.
+const (
+	// longRequest is how long a request may be in flight before the wait
+	// takes it for a long poll (or a stream) and stops waiting for it.
+	longRequest = time.Second
+	// readyQuiet is how long the DOM must stay still after the page last
+	// did something after its load (a request finished, the DOM changed):
+	// an app builds its view on a task after its data arrived. A page that
+	// did nothing after its load needs no quiet period.
+	readyQuiet = 50 * time.Millisecond
+)
+
+// readiness is how the wait for a page to be ready ended.
+type readiness struct {
+	capped   bool
+	inflight int // requests in flight at the cap
+}
+
+// note says, for a wait that the cap ended, what the page was still doing.
+func (r readiness) note(limit time.Duration) string {
+	if !r.capped {
+		return ""
+	}
+	busy := "its DOM kept changing"
+	if r.inflight > 0 {
+		busy = fmt.Sprintf("%d request(s) in flight", r.inflight)
+	}
+	return fmt.Sprintf(" The wait for the page to settle ended at its cap, %s after the load (%s), not because the page was done; take_snapshot shows it as it is now, wait_for waits for a text.", limit, busy)
+}
+
+// waitReady waits, after a navigation's load, until the page has settled
+// the way the wait after an input action judges it: no request that the
+// page started since reqs in flight (streams and long polls aside), and no
+// DOM change for readyQuiet after the page last did something after its
+// load, checked after a turn of its task queue. It gives up at
+// Config.ReadyCap, and at once when a dialog opens.
+func (t *toolset) waitReady(ctx context.Context, tab *Tab, reqs uint64) readiness {
+	limit := t.cfg.ReadyCap
+	if limit < 0 {
+		return readiness{}
+	}
+	rctx, cancel := callCtx(ctx, tab, limit)
+	defer cancel()
+	loaded := time.Now()
+	dialogOpened := tab.State.dialog.openedChan()
+	read := func(expr string) (int, bool, error) {
+		return untilDialog(rctx, tab, func(c context.Context) (int, error) { return evalPromise[int](c, expr) })
+	}
+	n, open, err := read(readyJS)
+	if open {
+		return readiness{}
+	}
+	count := n
+	var last time.Time // the page's last activity after its load
+	if err != nil || n != 0 {
+		last, count = time.Now(), max(n, -1)
+	}
+	nav := tab.State.mark()
+	for {
+		if rctx.Err() != nil {
+			inflight, _, _, _ := tab.State.activity.busy(reqs, time.Now())
+			return readiness{capped: ctx.Err() == nil, inflight: inflight}
+		}
+		if m := tab.State.mark(); m != nav {
+			// The page navigated again (a script or a redirect): wait for
+			// that load too, then for the new document.
+			tab.State.settle(rctx, nav, limit)
+			nav, last, count = m, time.Now(), -1
+			continue
+		}
+		now := time.Now()
+		inflight, turnsLong, lastDone, reqChange := tab.State.activity.busy(reqs, now)
+		if lastDone.After(loaded) && lastDone.After(last) {
+			last = lastDone
+		}
+		wait := time.Duration(0)
+		if inflight > 0 {
+			wait = turnsLong.Sub(now)
+		} else {
+			expr := changesAfterTurnJS
+			if count < 0 {
+				expr = readyJS
+			}
+			n, open, err := read(expr)
+			switch {
+			case open:
+				return readiness{}
+			case err != nil || n < 0:
+				// The document went away under the read, or has no
+				// counter: a new document, which gets one next round.
+				last, count = time.Now(), -1
+				wait = 10 * time.Millisecond
+			case (expr == readyJS && n > 0) || (expr != readyJS && n != count):
+				last, count = time.Now(), n
+			default:
+				count = n
+			}
+			if wait == 0 {
+				if last.IsZero() || time.Since(last) >= readyQuiet {
+					return readiness{}
+				}
+				wait = readyQuiet - time.Since(last)
+			}
+		}
+		timer := time.NewTimer(wait)
+		select {
+		case <-timer.C:
+		case <-reqChange:
+		case <-tab.State.navChanged():
+		case <-dialogOpened:
+			timer.Stop()
+			return readiness{}
+		case <-rctx.Done():
+		}
+		timer.Stop()
+	}
+}
+
+// changesAfterTurnJS answers the change count after one more turn of the
+// page's task queue, or -1 when the counter is gone (a new document).
+const changesAfterTurnJS = `new Promise(resolve => {
+  const c = new MessageChannel();
+  c.port1.onmessage = () => { const s = window[` + observeKey + `]; resolve(s ? s.n : -1); };
+  c.port2.postMessage(0);
+})`
+
+// changesOrAfterTurnJS answers the change count at once when the page
+// changed, else after one more turn of its task queue; -1 when the counter
+// is gone.
+const changesOrAfterTurnJS = `(() => {
+  const s = window[` + observeKey + `];
+  if (!s) return -1;
+  if (s.n > 0) return s.n;
+  return ` + changesAfterTurnJS + `;
+})()`
+
+// readyJS starts counting the changes of the document (observeJS) and
+// answers the count after one turn of its task queue.
+const readyJS = `(` + observeJS + `, ` + changesAfterTurnJS + `)`

@@ -68,6 +68,14 @@ func (t *toolset) getCSSStyles() Tool {
 // cssStyles renders the computed properties props of node and the author
 // rules that match it.
 func cssStyles(ctx context.Context, node cdp.BackendNodeID, props []string) (string, error) {
+	// Attach leaves both domains off; CSS needs DOM on. Turning on what is
+	// on already is a no-op.
+	if _, err := chromedp.Call(ctx, dom.Enable, dom.EnableParams{}); err != nil {
+		return "", err
+	}
+	if _, err := chromedp.Call(ctx, css.Enable, cdp.Empty{}); err != nil {
+		return "", err
+	}
 	// The CSS domain takes frontend node ids, which exist only once the
 	// document has been requested in this session.
 	if _, err := chromedp.Call(ctx, dom.GetDocument, dom.GetDocumentParams{Depth: ptr(int64(0))}); err != nil {

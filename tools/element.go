@@ -2,6 +2,7 @@ package tools
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"slices"
@@ -39,6 +40,96 @@ type element struct {
 	// src is the attachment to the node's frame target; nil for a node of
 	// the page target.
 	src *frameSource
+	// obj is the node as a remote object, once prepare resolved it; the
+	// action releases it.
+	obj runtime.RemoteObjectID
+	// center is where the node is on screen, once prepare scrolled it into
+	// view and measured it; nil when the CDP path must measure it.
+	center *[2]float64
+}
+
+// prepJS does, in one call on the node, what an action needs before its
+// input: it starts counting the document's changes (observeJS, whose
+// answer, document.visibilityState, it passes on) and, with geometry,
+// scrolls the node into view and measures the centre of its first box.
+// It measures only in the top document at scale 1, where the page's
+// viewport is the frame's: elsewhere it answers no box and the CDP path
+// measures. A node that left the document throws staleNodeMark.
+const prepJS = `function(geometry) {
+  const vis = ` + observeJS + `;
+  if (!geometry) return [vis, false, 0, 0];
+  if (!this.isConnected) throw new Error('` + staleNodeMark + `');
+  const doc = this.ownerDocument, vv = window.visualViewport;
+  if (doc !== document || window !== window.top || (vv && (vv.scale !== 1 || vv.offsetLeft !== 0 || vv.offsetTop !== 0))) return [vis, false, 0, 0];
+  const el = this.nodeType === 1 ? this : this.parentElement;
+  if (el) { if (el.scrollIntoViewIfNeeded) el.scrollIntoViewIfNeeded(true); else el.scrollIntoView({block: 'center', inline: 'center'}); }
+  let rects;
+  if (this.nodeType === 1) rects = this.getClientRects();
+  else { const r = doc.createRange(); r.selectNodeContents(this); rects = r.getClientRects(); }
+  for (const r of rects) if (r.width > 0 && r.height > 0) return [vis, true, r.left + r.width / 2, r.top + r.height / 2];
+  return [vis, false, 0, 0];
+}`
+
+// staleNodeMark is the error prepJS throws for a node that is no longer in
+// its document.
+const staleNodeMark = "mcp-browser-proxy: node detached"
+
+// errStaleNode is a node that left its document.
+var errStaleNode = errors.New("the node is detached from document")
+
+// prepare resolves the node, starts counting the changes of its document
+// and, with geometry, scrolls it into view and measures it, in two round
+// trips; it answers document.visibilityState. Without a box it leaves
+// center nil, for the CDP path.
+func (e *element) prepare(geometry bool) (string, error) {
+	obj, err := chromedp.Call(e.ctx, dom.ResolveNode, dom.ResolveNodeParams{BackendNodeID: e.ref.id})
+	if err != nil {
+		return "", err
+	}
+	e.obj = obj.Object.ObjectID
+	res, err := chromedp.Call(e.ctx, runtime.CallFunctionOn, runtime.CallFunctionOnParams{
+		FunctionDeclaration: prepJS,
+		ObjectID:            e.obj,
+		Arguments:           []*runtime.CallArgument{{Value: jsonValue(geometry)}},
+		ReturnByValue:       ptr(true),
+	})
+	if err != nil {
+		return "", err
+	}
+	if res.ExceptionDetails != nil {
+		if strings.Contains(exceptionText(res.ExceptionDetails), staleNodeMark) {
+			return "", errStaleNode
+		}
+		return "", errors.New(exceptionText(res.ExceptionDetails))
+	}
+	var out []any
+	if err := json.Unmarshal(res.Result.Value, &out); err != nil || len(out) != 4 {
+		return "", fmt.Errorf("unexpected answer %s", res.Result.Value)
+	}
+	vis, _ := out[0].(string)
+	if box, _ := out[1].(bool); box {
+		x, _ := out[2].(float64)
+		y, _ := out[3].(float64)
+		e.center = &[2]float64{x, y}
+	}
+	return vis, nil
+}
+
+// release lets go of the node's remote object, off the action's path.
+func (e *element) release(tab *Tab) {
+	if e.obj == "" {
+		return
+	}
+	obj, sess := e.obj, e.ctx
+	if e.src == nil {
+		sess = tab.Ctx
+	}
+	e.obj = ""
+	go func() {
+		c, cancel := context.WithTimeout(context.WithoutCancel(sess), 5*time.Second)
+		defer cancel()
+		_, _ = chromedp.Call(c, runtime.ReleaseObject, runtime.ReleaseObjectParams{ObjectID: obj})
+	}()
 }
 
 // elementOf resolves a uid argument for the call cctx on tab. A node of a
@@ -251,7 +342,7 @@ func requireUID(req mcp.CallToolRequest) (string, error) {
 // isStaleNode reports whether err says the node is no longer in the page,
 // or its cross-site frame went away.
 func isStaleNode(err error) bool {
-	if errors.Is(err, chromedp.ErrTargetDetached) {
+	if errors.Is(err, chromedp.ErrTargetDetached) || errors.Is(err, errStaleNode) {
 		return true
 	}
 	var cerr *cdproto.Error
@@ -287,6 +378,9 @@ func clickNode(ctx context.Context, e *element, clicks int64) error {
 
 // nodeCenter scrolls the element into view and returns its centre.
 func nodeCenter(e *element) (float64, float64, error) {
+	if e.center != nil {
+		return e.center[0], e.center[1], nil
+	}
 	if err := e.scrollIntoView(); err != nil {
 		return 0, 0, err
 	}
@@ -329,17 +423,21 @@ const fillJS = `function(v) {
 // goes to the focused element of the element's frame.
 func fillNode(e *element, value string) error {
 	ctx := e.ctx
-	obj, err := chromedp.Call(ctx, dom.ResolveNode, dom.ResolveNodeParams{BackendNodeID: e.ref.id})
-	if err != nil {
-		return err
+	id := e.obj
+	if id == "" {
+		obj, err := chromedp.Call(ctx, dom.ResolveNode, dom.ResolveNodeParams{BackendNodeID: e.ref.id})
+		if err != nil {
+			return err
+		}
+		id = obj.Object.ObjectID
+		defer func() {
+			_, _ = chromedp.Call(ctx, runtime.ReleaseObject, runtime.ReleaseObjectParams{ObjectID: id})
+		}()
 	}
-	defer func() {
-		_, _ = chromedp.Call(ctx, runtime.ReleaseObject, runtime.ReleaseObjectParams{ObjectID: obj.Object.ObjectID})
-	}()
 	arg := jsonValue(value)
 	res, err := chromedp.Call(ctx, runtime.CallFunctionOn, runtime.CallFunctionOnParams{
 		FunctionDeclaration: fillJS,
-		ObjectID:            obj.Object.ObjectID,
+		ObjectID:            id,
 		Arguments:           []*runtime.CallArgument{{Value: arg}},
 		ReturnByValue:       ptr(true),
 	})

@@ -105,10 +105,16 @@ func (t *toolset) act(ctx context.Context, req mcp.CallToolRequest, name string,
 	nav, reqs := tab.State.mark(), tab.State.activity.mark()
 
 	// One call watches the DOM from now on and tells whether the tab is
-	// hidden: a hidden tab gets no frames, so input would stall.
-	visibility, open, err := untilDialog(cctx, tab, func(c context.Context) (string, error) {
-		return evalValue[string](c, observeJS)
-	})
+	// hidden: a hidden tab gets no frames, so input would stall. For an
+	// action on one element of the page's own document, the same call on
+	// the element also scrolls it into view and measures it.
+	observe := func(c context.Context) (string, error) { return evalValue[string](c, observeJS) }
+	if geometry, ok := prepared[name]; ok && len(elems) == 1 && !elems[0].inFrame() {
+		e := elems[0]
+		defer e.release(tab)
+		observe = func(context.Context) (string, error) { return e.prepare(geometry) }
+	}
+	visibility, open, err := untilDialog(cctx, tab, observe)
 	if err == nil && !open && visibility != "visible" {
 		_, err = chromedp.Call(cctx, page.BringToFront, cdp.Empty{})
 	}
@@ -116,6 +122,9 @@ func (t *toolset) act(ctx context.Context, req mcp.CallToolRequest, name string,
 		return mcp.NewToolResultErrorf("%s: page %d cannot take input: %s; call handle_dialog first", name, tab.ID, lowerFirst(tab.State.dialog.current().describeOr("a dialog opened"))), nil
 	}
 	if err != nil {
+		if len(targets) == 1 && isStaleNode(err) {
+			return actionError(name, cctx, tab, t.cfg.CallTimeout, targets, err)
+		}
 		return nil, cdpError(name, cctx, tab, t.cfg.CallTimeout, err)
 	}
 	frames := watchFrames(elems)
@@ -129,6 +138,10 @@ func (t *toolset) act(ctx context.Context, req mcp.CallToolRequest, name string,
 	}
 	return t.settleAfter(ctx, tab, nav, reqs, frames.changed(), done), nil
 }
+
+// prepared are the actions whose element prepare readies in the call that
+// starts watching the page, and whether they need its geometry.
+var prepared = map[string]bool{"click": true, "hover": true, "fill": false}
 
 // actionError says why an action failed and what to do about it.
 func actionError(name string, cctx context.Context, tab *Tab, d time.Duration, targets []uidArg, err error) (*mcp.CallToolResult, error) {

@@ -90,7 +90,7 @@ func (t *toolset) navigate(ctx context.Context, tab *Tab, timeout time.Duration,
 			_, _ = chromedp.Call(rctx, page.RemoveScriptToEvaluateOnNewDocument, page.RemoveScriptToEvaluateOnNewDocumentParams(added))
 		}()
 	}
-	mark := tab.State.mark()
+	mark, reqs := tab.State.mark(), tab.State.activity.mark()
 	if err := do(cctx); err != nil {
 		var ue userError
 		if errors.As(err, &ue) {
@@ -99,7 +99,14 @@ func (t *toolset) navigate(ctx context.Context, tab *Tab, timeout time.Duration,
 		return nil, cdpError("navigate_page", cctx, tab, timeout, err)
 	}
 	_, finished := tab.State.settle(cctx, mark, timeout)
-	where, err := chromedp.Call(cctx, runtime.Evaluate, runtime.EvaluateParams{
+	var ready readiness
+	if finished {
+		ready = t.waitReady(ctx, tab, reqs)
+	}
+	// A call of its own: cctx has run out when the load did not finish.
+	lctx, lcancel := callCtx(ctx, tab, min(t.cfg.CallTimeout, locationTimeout))
+	defer lcancel()
+	where, err := chromedp.Call(lctx, runtime.Evaluate, runtime.EvaluateParams{
 		Expression: "JSON.stringify([location.href, document.title])", ReturnByValue: ptr(true),
 	})
 	var loc []string
@@ -115,8 +122,11 @@ func (t *toolset) navigate(ctx context.Context, tab *Tab, timeout time.Duration,
 	if !finished {
 		return textResult("Page %d is at %s but had not finished loading after %s.", tab.ID, loc[0], timeout), nil
 	}
-	return textResult("Page %d is at %s (title %s).", tab.ID, loc[0], quote(loc[1])), nil
+	return textResult("Page %d is at %s (title %s).%s", tab.ID, loc[0], quote(loc[1]), ready.note(t.cfg.ReadyCap)), nil
 }
+
+// locationTimeout bounds the question where the page is, after a load.
+const locationTimeout = 2 * time.Second
 
 // allowedSchemes are the URL schemes tools may always load.
 var allowedSchemes = map[string]bool{"http": true, "https": true, "about": true, "data": true}

@@ -10,6 +10,8 @@ import (
 	"time"
 
 	"github.com/chromedp/cdproto/cdp"
+	"github.com/chromedp/cdproto/css"
+	"github.com/chromedp/cdproto/dom"
 	"github.com/chromedp/cdproto/network"
 	"github.com/chromedp/cdproto/page"
 	"github.com/chromedp/cdproto/runtime"
@@ -370,15 +372,36 @@ func (s *TabState) watchFrame(f *frameTarget, detached <-chan struct{}, cancel c
 // itself, and call only bounds the wait: when call ends first, Attach
 // returns context.DeadlineExceeded and the attachment goes on until tctx is
 // cancelled.
+//
+// chromedp turns on the DOM and CSS domains; Attach turns them off again:
+// with DOM on, chromedp fetches the whole document (DOM.getDocument) on
+// every new document before it handles the tab's next event, and no tool
+// needs either but get_css_styles, which turns them on for itself.
 func Attach(call, tctx context.Context) error {
 	attached := make(chan error, 1)
-	go func() { attached <- chromedp.Do(tctx) }()
+	go func() {
+		err := chromedp.Do(tctx)
+		if err == nil {
+			err = offDomains(tctx)
+		}
+		attached <- err
+	}()
 	select {
 	case err := <-attached:
 		return err
 	case <-call.Done():
 		return context.DeadlineExceeded
 	}
+}
+
+// offDomains turns off the CSS and DOM domains of an attached target, both
+// commands in flight at once. A worker has neither: its refusals are fine.
+func offDomains(tctx context.Context) error {
+	var wg sync.WaitGroup
+	wg.Go(func() { _, _ = chromedp.Call(tctx, css.Disable, cdp.Empty{}) })
+	wg.Go(func() { _, _ = chromedp.Call(tctx, dom.Disable, cdp.Empty{}) })
+	wg.Wait()
+	return tctx.Err()
 }
 
 // frameSession returns a context for calls on the session that src stands

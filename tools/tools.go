@@ -58,6 +58,11 @@ type Config struct {
 	// is refused, so that no call holds its session, tab and browser for
 	// longer. Default 5m.
 	MaxCallTimeout time.Duration
+	// ReadyCap bounds how long navigate_page and new_page wait, after the
+	// load, for the page to settle (its requests done, its DOM still):
+	// apps that render after load are then whole in the first snapshot.
+	// Default 3s; negative: return at the load.
+	ReadyCap time.Duration
 }
 
 func (c *Config) fill() {
@@ -70,7 +75,13 @@ func (c *Config) fill() {
 	if c.MaxCallTimeout <= 0 {
 		c.MaxCallTimeout = DefaultMaxCallTimeout
 	}
+	if c.ReadyCap == 0 {
+		c.ReadyCap = DefaultReadyCap
+	}
 }
+
+// DefaultReadyCap is Config.ReadyCap when none is set.
+const DefaultReadyCap = 3 * time.Second
 
 // DefaultMaxCallTimeout is Config.MaxCallTimeout when none is set.
 const DefaultMaxCallTimeout = 5 * time.Minute

@@ -63,11 +63,22 @@ func main() {
 	only := flag.String("servers", "raw,proxy,chrome-devtools-mcp,playwright-mcp", "comma-separated servers to measure (raw: the CDP commands alone, the floor)")
 	dump := flag.String("dump", "", "directory to write each server's first answer of each operation to")
 	benchDir := flag.String("bench-dir", "", "directory with package.json and node_modules of the peers (default: bench/ of the repository)")
+	flag.BoolVar(&agent.on, "agent", true, "also time the agent calls (first page tool, navigate_page, fill, press_key, click, hover) beside their raw CDP floor, and the TodoMVC-style task on the proxy and chrome-devtools-mcp")
+	flag.BoolVar(&agent.classic, "classic", true, "time evaluate, click, snapshot and screenshot on every server (the first table)")
+	flag.IntVar(&agent.n, "agent-n", 100, "timed calls per agent call (navigate_page and the input tools)")
+	flag.IntVar(&agent.firstN, "first-n", 20, "timed first page tools (each one a new session and tab)")
+	flag.IntVar(&agent.reps, "task-reps", 5, "runs of the TodoMVC-style task per server")
 	flag.Parse()
 	if err := run(*n, *peerN, *warmup, *only, *dump, *benchDir); err != nil {
 		fmt.Fprintln(os.Stderr, "compare:", err)
 		os.Exit(1)
 	}
+}
+
+// agent holds the flags of the agent-call phase.
+var agent struct {
+	on, classic     bool
+	n, firstN, reps int
 }
 
 func run(n, peerN, warmup int, only, dump, benchDir string) error {
@@ -130,7 +141,7 @@ func run(n, peerN, warmup int, only, dump, benchDir string) error {
 		}},
 	}
 	var reports []*report
-	if want["raw"] {
+	if want["raw"] && agent.classic {
 		fmt.Fprintf(os.Stderr, "== raw CDP: %d warm-up + %d timed commands per operation\n", warmup, n)
 		r := measureRaw(ctx, c.URL, pageURL, n, warmup)
 		if r.err != nil {
@@ -139,7 +150,7 @@ func run(n, peerN, warmup int, only, dump, benchDir string) error {
 		reports = append(reports, r)
 	}
 	for _, st := range starters {
-		if !want[st.key] {
+		if !want[st.key] || !agent.classic {
 			continue
 		}
 		fmt.Fprintf(os.Stderr, "== %s: %d warm-up + %d timed calls per operation\n", st.key, warmup, st.n)
@@ -153,7 +164,44 @@ func run(n, peerN, warmup int, only, dump, benchDir string) error {
 			return ctx.Err()
 		}
 	}
-	printReport(os.Stdout, reports, chromeVersion, n, peerN, warmup)
+	var floor, proxyAgent *agentRun
+	var tasks []*taskRun
+	if agent.on {
+		fmt.Fprintf(os.Stderr, "== agent calls: raw CDP floor\n")
+		floor = measureAgentFloor(ctx, c.URL, pageURL, agent.n, agent.firstN, warmup)
+		if floor.err != nil {
+			fmt.Fprintf(os.Stderr, "   floor failed: %v\n", floor.err)
+		}
+		fmt.Fprintf(os.Stderr, "== agent calls and task: proxy\n")
+		if s, err := startProxy(ctx, c.URL, mkdir(tmp, "proxy-agent")); err != nil {
+			proxyAgent = &agentRun{err: err}
+		} else {
+			proxyAgent = measureAgentProxy(ctx, s, c.URL, pageURL, agent.n, agent.firstN, warmup)
+			tasks = append(tasks, runTask(ctx, s, pageURL, agent.reps))
+			s.stop()
+		}
+		closePages(c.URL, pageURL)
+		if want["chrome-devtools-mcp"] {
+			fmt.Fprintf(os.Stderr, "== task: chrome-devtools-mcp\n")
+			if s, err := startDevtools(ctx, benchDir, c.URL, mkdir(tmp, "devtools-agent")); err != nil {
+				tasks = append(tasks, &taskRun{name: nameDevtools, err: err})
+			} else {
+				if err := s.open(ctx, pageURL); err != nil {
+					tasks = append(tasks, &taskRun{name: nameDevtools, err: err})
+				} else {
+					tasks = append(tasks, runTask(ctx, s, pageURL, agent.reps))
+				}
+				s.stop()
+			}
+			closePages(c.URL, pageURL)
+		}
+	}
+	if agent.classic {
+		printReport(os.Stdout, reports, chromeVersion, n, peerN, warmup)
+	} else {
+		printMachine(os.Stdout, chromeVersion)
+	}
+	printAgent(os.Stdout, proxyAgent, floor, tasks)
 	return nil
 }
 
@@ -317,8 +365,8 @@ func pct(d []time.Duration, p float64) float64 {
 	return float64(d[min(len(d)-1, int(p*float64(len(d))))]) / float64(time.Millisecond)
 }
 
-// printReport writes the markdown tables.
-func printReport(w io.Writer, reports []*report, chromeVersion string, n, peerN, warmup int) {
+// printMachine says what the figures were measured on.
+func printMachine(w io.Writer, chromeVersion string) {
 	nodeVersion := "?"
 	if out, err := exec.Command("node", "--version").Output(); err == nil {
 		nodeVersion = strings.TrimSpace(string(out))
@@ -328,6 +376,11 @@ func printReport(w io.Writer, reports []*report, chromeVersion string, n, peerN,
 	if b, err := os.ReadFile("/proc/loadavg"); err == nil {
 		fmt.Fprintf(w, "Load average at the end (1, 5, 15 min): %s.\n", strings.Join(strings.Fields(string(b))[:3], ", "))
 	}
+}
+
+// printReport writes the markdown tables.
+func printReport(w io.Writer, reports []*report, chromeVersion string, n, peerN, warmup int) {
+	printMachine(w, chromeVersion)
 	fmt.Fprintf(w, "Calls per operation: %d for mcp-browser-proxy, %d for the peers, after %d untimed warm-up calls each.\n\n", n, peerN, warmup)
 
 	var base *report

@@ -58,6 +58,19 @@ const todoPage = `<!doctype html>
     clicks++;
     e.target.textContent = 'Clicked ' + clicks + ' times';
   });
+  // Enter in the input adds a todo, as TodoMVC does.
+  let added = 0;
+  document.querySelector('.new-todo').addEventListener('keydown', e => {
+    const v = e.target.value.trim();
+    if (e.key !== 'Enter' || !v) return;
+    added++;
+    const li = document.createElement('li');
+    li.innerHTML = '<input class="toggle" type="checkbox" id="n' + added + '"> <label for="n' + added + '"></label>';
+    li.querySelector('label').textContent = v;
+    document.querySelector('.todo-list').append(li);
+    e.target.value = '';
+    document.getElementById('left').textContent = document.querySelectorAll('.toggle:not(:checked)').length;
+  });
   document.querySelector('.todo-list').addEventListener('change', e => {
     e.target.closest('li').classList.toggle('completed', e.target.checked);
     document.getElementById('left').textContent =

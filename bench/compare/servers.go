@@ -72,6 +72,19 @@ type server struct {
 	// last one: Playwright renames the ref of an element whose name
 	// changed, and a click's answer links the new snapshot.
 	nextClick func(answer string) (call, error)
+	// pageID is the page open set up, for servers whose page tools need
+	// it (chrome-devtools-mcp); 0 otherwise.
+	pageID int
+	// dial connects one more client, a session of its own (the proxy).
+	dial func(ctx context.Context) (*client.Client, error)
+}
+
+// args returns a, with the pageId the server needs added.
+func (s *server) args(a map[string]any) map[string]any {
+	if s.pageID != 0 {
+		a["pageId"] = s.pageID
+	}
+	return a
 }
 
 // initialize sends the MCP handshake.
@@ -166,25 +179,34 @@ func startProxy(ctx context.Context, chromeURL, tmp string) (*server, error) {
 	if err := register(ctx, base, tok, user, chromeURL); err != nil {
 		return fail(err)
 	}
-	tr, err := transport.NewStreamableHTTP(base+"/mcp",
-		transport.WithHTTPHeaders(map[string]string{"Authorization": "Bearer " + tok}))
+	dial := func(ctx context.Context) (*client.Client, error) {
+		tr, err := transport.NewStreamableHTTP(base+"/mcp",
+			transport.WithHTTPHeaders(map[string]string{"Authorization": "Bearer " + tok}))
+		if err != nil {
+			return nil, err
+		}
+		// 2025-11-25: a real MCP session, what IDEs speak today.
+		cl := client.NewClient(tr, client.WithProtocolVersion(mcp.ProtocolVersion20251125))
+		if err := cl.Start(ctx); err != nil {
+			return nil, fmt.Errorf("start client: %w", err)
+		}
+		if err := initialize(ctx, cl); err != nil {
+			_ = cl.Close()
+			return nil, fmt.Errorf("initialize: %w", err)
+		}
+		return cl, nil
+	}
+	cl, err := dial(ctx)
 	if err != nil {
 		return fail(err)
 	}
-	// 2025-11-25: a real MCP session, what IDEs speak today.
-	cl := client.NewClient(tr, client.WithProtocolVersion(mcp.ProtocolVersion20251125))
-	if err := cl.Start(ctx); err != nil {
-		return fail(fmt.Errorf("start client: %w", err))
-	}
 	cleanups = append(cleanups, func() { _ = cl.Close() })
-	if err := initialize(ctx, cl); err != nil {
-		return fail(fmt.Errorf("initialize: %w", err))
-	}
 
 	s := &server{
 		name:        nameProxy,
 		cl:          cl,
 		stop:        stop,
+		dial:        dial,
 		evaluate:    call{"evaluate_script", map[string]any{"function": "() => 1+1"}},
 		snapshot:    call{"take_snapshot", map[string]any{}},
 		screenshot:  call{"take_screenshot", map[string]any{}},
@@ -359,6 +381,7 @@ func startDevtools(ctx context.Context, benchDir, chromeURL, tmp string) (*serve
 		if err != nil {
 			return err
 		}
+		s.pageID = id
 		s.evaluate = call{"evaluate_script", map[string]any{"pageId": id, "function": "() => 1+1"}}
 		s.snapshot = call{"take_snapshot", map[string]any{"pageId": id}}
 		s.screenshot = call{"take_screenshot", map[string]any{"pageId": id}}
