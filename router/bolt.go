@@ -126,19 +126,10 @@ func OpenBolt(path string, opts ...BoltOption) (*BoltStore, error) {
 // Path returns the file the store was opened from.
 func (s *BoltStore) Path() string { return s.path }
 
-// Put implements Store. The browser URL is validated and stored normalised
-// (see ValidateBrowserURL); an invalid URL yields a *URLError.
-func (s *BoltStore) Put(ctx context.Context, r Registration) (Registration, error) {
-	if err := ctx.Err(); err != nil {
-		return Registration{}, fmt.Errorf("register %s: %w", r.UserID, err)
-	}
-	if r.UserID == "" {
-		return Registration{}, errors.New("register: user ID is empty")
-	}
-	norm, err := validateStoredURL(r)
-	if err != nil {
-		return Registration{}, fmt.Errorf("register %s: %w", r.UserID, err)
-	}
+// newRecord is what a store keeps for r, registered now with its
+// normalised URL norm, before any earlier record of the user is taken
+// into account (see over).
+func newRecord(r Registration, norm string, now time.Time) Registration {
 	rec := Registration{
 		UserID:     r.UserID,
 		BrowserURL: norm,
@@ -152,11 +143,43 @@ func (s *BoltStore) Put(ctx context.Context, r Registration) (Registration, erro
 	if len(rec.Headers) == 0 {
 		rec.Headers = nil
 	}
-	now := s.now().Round(0).UTC()
+	now = now.Round(0).UTC()
 	rec.CreatedAt, rec.UpdatedAt, rec.BrowserSince = now, now, now
 	if !r.BrowserSince.IsZero() && r.BrowserSince.Before(now) {
 		rec.BrowserSince = r.BrowserSince.Round(0).UTC()
 	}
+	return rec
+}
+
+// over returns rec as it replaces the user's stored record old (Put of r):
+// CreatedAt is kept, and so is the seniority of the same URL. Seniority
+// over a browser is that of the URL that reaches it: an old registration
+// of another URL must not win a browser someone else registered before
+// this URL was.
+func (rec Registration) over(old, r Registration) Registration {
+	if !old.CreatedAt.IsZero() {
+		rec.CreatedAt = old.CreatedAt
+	}
+	if old.BrowserURL == rec.BrowserURL && r.BrowserSince.IsZero() && !old.Since().IsZero() {
+		rec.BrowserSince = old.Since()
+	}
+	return rec
+}
+
+// Put implements Store. The browser URL is validated and stored normalised
+// (see ValidateBrowserURL); an invalid URL yields a *URLError.
+func (s *BoltStore) Put(ctx context.Context, r Registration) (Registration, error) {
+	if err := ctx.Err(); err != nil {
+		return Registration{}, fmt.Errorf("register %s: %w", r.UserID, err)
+	}
+	if r.UserID == "" {
+		return Registration{}, errors.New("register: user ID is empty")
+	}
+	norm, err := validateStoredURL(r)
+	if err != nil {
+		return Registration{}, fmt.Errorf("register %s: %w", r.UserID, err)
+	}
+	rec := newRecord(r, norm, s.now())
 	key := []byte(r.UserID)
 	endpoints := EndpointKeys(norm, r.Addrs)
 
@@ -175,15 +198,7 @@ func (s *BoltStore) Put(ctx context.Context, r Registration) (Registration, erro
 			if err != nil {
 				return fmt.Errorf("decode existing record: %w", err)
 			}
-			if !old.CreatedAt.IsZero() {
-				rec.CreatedAt = old.CreatedAt
-			}
-			// Seniority over a browser is that of the URL that reaches it:
-			// an old registration of another URL must not win a browser
-			// someone else registered before this URL was.
-			if old.BrowserURL == norm && r.BrowserSince.IsZero() && !old.Since().IsZero() {
-				rec.BrowserSince = old.Since()
-			}
+			rec = rec.over(old, r)
 		}
 		if err := freeEndpoints(idx, key); err != nil {
 			return fmt.Errorf("free old browser URL: %w", err)

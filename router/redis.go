@@ -303,27 +303,9 @@ func (s *RedisStore) Put(ctx context.Context, r Registration) (Registration, err
 }
 
 // newRecord builds what Put stores for r from the stored record cur ("" for
-// none), as BoltStore.Put does: CreatedAt kept, BrowserSince kept for the
-// same URL unless r restores its own.
+// none), by the rules of every store (newRecord, Registration.over).
 func (s *RedisStore) newRecord(r Registration, norm, cur string) (Registration, error) {
-	rec := Registration{
-		UserID:     r.UserID,
-		BrowserURL: norm,
-		Metadata:   maps.Clone(r.Metadata),
-		Headers:    maps.Clone(r.Headers),
-		Addrs:      slices.Clone(r.Addrs),
-	}
-	if len(rec.Metadata) == 0 {
-		rec.Metadata = nil
-	}
-	if len(rec.Headers) == 0 {
-		rec.Headers = nil
-	}
-	now := s.now().Round(0).UTC()
-	rec.CreatedAt, rec.UpdatedAt, rec.BrowserSince = now, now, now
-	if !r.BrowserSince.IsZero() && r.BrowserSince.Before(now) {
-		rec.BrowserSince = r.BrowserSince.Round(0).UTC()
-	}
+	rec := newRecord(r, norm, s.now())
 	if cur == "" {
 		return rec, nil
 	}
@@ -331,13 +313,7 @@ func (s *RedisStore) newRecord(r Registration, norm, cur string) (Registration, 
 	if err != nil {
 		return Registration{}, fmt.Errorf("decode existing record: %w", err)
 	}
-	if !old.CreatedAt.IsZero() {
-		rec.CreatedAt = old.CreatedAt
-	}
-	if old.BrowserURL == norm && r.BrowserSince.IsZero() && !old.Since().IsZero() {
-		rec.BrowserSince = old.Since()
-	}
-	return rec, nil
+	return rec.over(old, r), nil
 }
 
 // Get implements Store.
