@@ -319,13 +319,8 @@ func (p *Pool) PID(userID string) int {
 	return 0
 }
 
-// stopManaged stops b's process, if any, and wipes its profile unless it
-// is kept: b's run loop calls it on its way out.
-func (b *Browser) stopManaged() {
-	m := b.managed
-	if m == nil {
-		return
-	}
+// stopProc takes the running process, if any, and stops it.
+func (m *managedState) stopProc() {
 	m.mu.Lock()
 	proc := m.proc
 	m.proc = nil
@@ -333,6 +328,16 @@ func (b *Browser) stopManaged() {
 	if proc != nil {
 		proc.stop()
 	}
+}
+
+// stopManaged stops b's process, if any, and wipes its profile unless it
+// is kept: b's run loop calls it on its way out.
+func (b *Browser) stopManaged() {
+	m := b.managed
+	if m == nil {
+		return
+	}
+	m.stopProc()
 	if !b.cfg.Managed.KeepProfile {
 		if err := os.RemoveAll(m.profile); err != nil {
 			b.log.Warn().Err(err).Msg("managed browser profile not wiped")
@@ -346,13 +351,7 @@ func (b *Browser) stopManaged() {
 // after a crash.
 func (b *Browser) connectManaged(ctx context.Context) (Conn, context.CancelFunc, string, string, error) {
 	m := b.managed
-	m.mu.Lock()
-	old := m.proc
-	m.proc = nil
-	m.mu.Unlock()
-	if old != nil {
-		old.stop()
-	}
+	m.stopProc()
 	alloc := &allocator{
 		dial:    b.launch,
 		timeout: b.cfg.Managed.StartTimeout, requests: b.cfg.Requests, guard: make(chan *Guard, 1),
@@ -367,13 +366,7 @@ func (b *Browser) connectManaged(ctx context.Context) (Conn, context.CancelFunc,
 		return fmt.Errorf("managed browser: %w", err)
 	})
 	if err != nil {
-		m.mu.Lock()
-		proc := m.proc
-		m.proc = nil
-		m.mu.Unlock()
-		if proc != nil {
-			proc.stop()
-		}
+		m.stopProc()
 		return c, cancel, version, "", err
 	}
 	// Chromium answers before its first page has a renderer; a session's

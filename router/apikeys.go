@@ -60,24 +60,34 @@ func IsLocked(err error) bool {
 	return errors.Is(err, berrors.ErrTimeout)
 }
 
-// CreateAPIKey implements APIKeyStore. The ID must be a valid API key ID and
-// the hash a SHA-256.
-func (s *BoltStore) CreateAPIKey(ctx context.Context, k auth.APIKey) error {
+// encodeNewAPIKey checks a key to create, for every store (the ID must be
+// a valid API key ID, the user valid, the hash a SHA-256), and returns the
+// record to store.
+func encodeNewAPIKey(ctx context.Context, k auth.APIKey) ([]byte, error) {
 	if err := ctx.Err(); err != nil {
-		return fmt.Errorf("create API key: %w", err)
+		return nil, fmt.Errorf("create API key: %w", err)
 	}
 	if !auth.ValidAPIKeyID(k.ID) {
-		return errors.New("create API key: malformed key ID")
+		return nil, errors.New("create API key: malformed key ID")
 	}
 	if err := auth.ValidateUserID(k.UserID); err != nil {
-		return fmt.Errorf("create API key: %w", err)
+		return nil, fmt.Errorf("create API key: %w", err)
 	}
 	if len(k.SecretHash) != sha256.Size {
-		return errors.New("create API key: secret hash is not a SHA-256")
+		return nil, errors.New("create API key: secret hash is not a SHA-256")
 	}
 	data, err := json.Marshal(apiKeyRecord(k))
 	if err != nil {
-		return fmt.Errorf("create API key: encode: %w", err)
+		return nil, fmt.Errorf("create API key: encode: %w", err)
+	}
+	return data, nil
+}
+
+// CreateAPIKey implements APIKeyStore (see encodeNewAPIKey).
+func (s *BoltStore) CreateAPIKey(ctx context.Context, k auth.APIKey) error {
+	data, err := encodeNewAPIKey(ctx, k)
+	if err != nil {
+		return err
 	}
 	err = s.db.Update(func(tx *bolt.Tx) error {
 		b, err := tx.CreateBucketIfNotExists([]byte(bucketAPIKeys))

@@ -2,7 +2,6 @@ package router
 
 import (
 	"context"
-	"crypto/sha256"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -447,21 +446,9 @@ func (s *RedisStore) CheckSealer(ctx context.Context) error {
 
 // CreateAPIKey implements APIKeyStore, as BoltStore.CreateAPIKey.
 func (s *RedisStore) CreateAPIKey(ctx context.Context, k auth.APIKey) error {
-	if err := ctx.Err(); err != nil {
-		return fmt.Errorf("create API key: %w", err)
-	}
-	if !auth.ValidAPIKeyID(k.ID) {
-		return errors.New("create API key: malformed key ID")
-	}
-	if err := auth.ValidateUserID(k.UserID); err != nil {
-		return fmt.Errorf("create API key: %w", err)
-	}
-	if len(k.SecretHash) != sha256.Size {
-		return errors.New("create API key: secret hash is not a SHA-256")
-	}
-	data, err := json.Marshal(apiKeyRecord(k))
+	data, err := encodeNewAPIKey(ctx, k)
 	if err != nil {
-		return fmt.Errorf("create API key: encode: %w", err)
+		return err
 	}
 	err = s.call(ctx, func(ctx context.Context) error {
 		ok, err := s.rdb.HSetNX(ctx, s.key(redisKeyAPIKeys), k.ID, data).Result()
