@@ -72,9 +72,17 @@ func (s *Server) routeDashboard(e *echo.Echo) {
 		if ctype == "" {
 			ctype = "application/octet-stream"
 		}
+		page := path.Ext(name) == ".html"
 		h := func(c echo.Context) error {
 			hd := c.Response().Header()
-			hd.Set("Content-Security-Policy", s.csp(c.Request().Context()))
+			// Only the page's own policy governs what its scripts may
+			// fetch: the issuer's origin (which may need discovery) is
+			// looked up for it alone, not for every script and style.
+			csp := fmt.Sprintf(dashboardCSP, "")
+			if page {
+				csp = s.csp(c.Request().Context())
+			}
+			hd.Set("Content-Security-Policy", csp)
 			hd.Set("X-Content-Type-Options", "nosniff")
 			hd.Set("X-Frame-Options", "DENY")
 			hd.Set("Referrer-Policy", "no-referrer")
