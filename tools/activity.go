@@ -235,14 +235,9 @@ type changeWatch struct {
 	moved   bool // the last read saw new changes
 }
 
-// read reads the counter, unless a dialog opens, which it reports. A
-// counter that is gone means a new document: that is a change, and the
-// counter starts again in it.
-func (w *changeWatch) read(ctx context.Context) (dialog bool) {
-	return w.update(ctx, func(c context.Context) (int, error) { return evalValue[int](c, changesJS) })
-}
-
-// readAfterFrame is read, after the page has run one more task.
+// readAfterFrame reads the counter after the page has run one more task,
+// unless a dialog opens, which it reports. A counter that is gone means a
+// new document: that is a change, and the counter starts again in it.
 func (w *changeWatch) readAfterFrame(ctx context.Context) (dialog bool) {
 	return w.update(ctx, func(c context.Context) (int, error) { return evalPromise[int](c, changesAfterTurnJS) })
 }
@@ -400,10 +395,6 @@ const observeJS = `(() => {
   Object.defineProperty(window, key, {value: s, configurable: true});
   return document.visibilityState;
 })()`
-
-// changesJS answers the change count, or -1 when the counter is gone (a new
-// document).
-const changesJS = `(() => { const s = window[` + observeKey + `]; return s ? s.n : -1; })()`
 
 // changesAfterFrameJS answers the change count after two more turns of the
 // page's task queue: updates that frameworks batch into microtasks or the
