@@ -9,6 +9,7 @@ import (
 	"net"
 	"net/netip"
 	"net/url"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -131,6 +132,12 @@ func ValidateBrowserURL(raw string) (string, error) {
 	if strings.Trim(host, ".") == "" {
 		// "." is the empty name with its trailing dot: no host either.
 		return fail("host is empty")
+	}
+	if name := strings.TrimSuffix(host, "."); !strings.Contains(host, ":") &&
+		slices.Contains(strings.Split(name, "."), "") {
+		// "a0.." or ".a" has an empty label: no DNS name, and no stable
+		// canonical form (normalising drops only one trailing dot).
+		return fail("host has an empty label (a leading dot or two dots in a row); write the name as DNS has it, e.g. http://browser.internal:9222")
 	}
 	if strings.Contains(host, ":") && net.ParseIP(host) == nil {
 		// An IPv6 address without brackets ("ws://::/...") does not survive
