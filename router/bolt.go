@@ -166,18 +166,29 @@ func (rec Registration) over(old, r Registration) Registration {
 	return rec
 }
 
-// Put implements Store. The browser URL is validated and stored normalised
-// (see ValidateBrowserURL); an invalid URL yields a *URLError.
-func (s *BoltStore) Put(ctx context.Context, r Registration) (Registration, error) {
+// checkPut refuses a Put both stores refuse before touching anything: an
+// ended context, an empty user, an invalid browser URL. It returns the URL
+// normalised.
+func checkPut(ctx context.Context, r Registration) (string, error) {
 	if err := ctx.Err(); err != nil {
-		return Registration{}, fmt.Errorf("register %s: %w", r.UserID, err)
+		return "", fmt.Errorf("register %s: %w", r.UserID, err)
 	}
 	if r.UserID == "" {
-		return Registration{}, errors.New("register: user ID is empty")
+		return "", errors.New("register: user ID is empty")
 	}
 	norm, err := validateStoredURL(r)
 	if err != nil {
-		return Registration{}, fmt.Errorf("register %s: %w", r.UserID, err)
+		return "", fmt.Errorf("register %s: %w", r.UserID, err)
+	}
+	return norm, nil
+}
+
+// Put implements Store. The browser URL is validated and stored normalised
+// (see ValidateBrowserURL); an invalid URL yields a *URLError.
+func (s *BoltStore) Put(ctx context.Context, r Registration) (Registration, error) {
+	norm, err := checkPut(ctx, r)
+	if err != nil {
+		return Registration{}, err
 	}
 	rec := newRecord(r, norm, s.now())
 	key := []byte(r.UserID)

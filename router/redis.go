@@ -252,15 +252,9 @@ return 1
 // built from the one it reads; if that record changes before the write
 // (another instance's Put of the same user), Put reads again.
 func (s *RedisStore) Put(ctx context.Context, r Registration) (Registration, error) {
-	if err := ctx.Err(); err != nil {
-		return Registration{}, fmt.Errorf("register %s: %w", r.UserID, err)
-	}
-	if r.UserID == "" {
-		return Registration{}, errors.New("register: user ID is empty")
-	}
-	norm, err := validateStoredURL(r)
+	norm, err := checkPut(ctx, r)
 	if err != nil {
-		return Registration{}, fmt.Errorf("register %s: %w", r.UserID, err)
+		return Registration{}, err
 	}
 	endpoints, err := json.Marshal(EndpointKeys(norm, r.Addrs))
 	if err != nil {
