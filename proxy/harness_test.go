@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"path/filepath"
@@ -37,6 +38,7 @@ type harness struct {
 	mgr   *session.Manager
 	srv   *Server
 	logs  *testlog.Buffer
+	hs    *httptest.Server
 }
 
 func newHarness(t testing.TB, dataDir string) *harness {
@@ -58,6 +60,7 @@ type harnessSetup struct {
 	session session.Config     // BrowserWait defaults to 1 s
 	metrics bool               // register every package's metrics (Config.Gatherer)
 	edit    func(*Config)      // last changes to the proxy's Config
+	ln      net.Listener       // serve on this listener (shared mode: its address is advertised); default a new one
 }
 
 // buildHarness starts a proxy on a loopback httptest server, with its own
@@ -126,9 +129,14 @@ func buildHarness(t testing.TB, su harnessSetup) *harness {
 	if err := srv.Restore(context.Background()); err != nil {
 		t.Fatal(err)
 	}
-	hs := httptest.NewServer(srv.Handler())
+	hs := httptest.NewUnstartedServer(srv.Handler())
+	if su.ln != nil {
+		hs.Listener.Close()
+		hs.Listener = su.ln
+	}
+	hs.Start()
 	page.SetListen(hs.Listener.Addr().String())
-	h := &harness{t: t, URL: hs.URL, authn: authn, store: store, pool: pool, mgr: mgr, srv: srv, logs: logs}
+	h := &harness{t: t, URL: hs.URL, authn: authn, store: store, pool: pool, mgr: mgr, srv: srv, logs: logs, hs: hs}
 	t.Cleanup(func() {
 		mgr.CloseAll()
 		hs.CloseClientConnections()

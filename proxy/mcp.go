@@ -37,6 +37,7 @@ func (s *Server) buildMCP() {
 	})
 	hooks.AddOnUnregisterSession(func(_ context.Context, cs server.ClientSession) {
 		mgr.Close(cs.SessionID())
+		s.cl.dropSession(cs.SessionID())
 	})
 	// Every MCP request of a client keeps its session from idling out; the
 	// keep-alive pings the proxy sends, and their answers, do not.
@@ -63,13 +64,15 @@ func (s *Server) buildMCP() {
 		server.WithKeepAliveInterval(s.cfg.KeepAlive),
 		server.WithSessionIDGenerator(func(_ context.Context, r *http.Request) (string, error) {
 			p, _ := auth.FromContext(r.Context())
-			return mgr.NewID(p.UserID), nil
+			id := mgr.NewID(p.UserID)
+			s.cl.holdSession(r.Context(), id)
+			return id, nil
 		}),
 		// guard (security.go) checks Host first, with --allowed-hosts.
 		server.WithSSEDisableLocalhostProtection(len(s.cfg.Security.AllowedHosts) > 0),
 	)
 	s.stream = server.NewStreamableHTTPServer(s.mcp,
-		server.WithSessionIdManagerResolver(idResolver{mgr}),
+		server.WithSessionIdManagerResolver(idResolver{mgr: mgr, cl: s.cl}),
 		// The manager expires sessions (idle or too old) and then ends their
 		// transport state (endStreamable); the transport's own sweep is a
 		// backstop for state the manager never saw.
@@ -82,7 +85,10 @@ func (s *Server) buildMCP() {
 
 // idResolver hands the streamable transport session IDs that the session
 // manager reserves for the calling user.
-type idResolver struct{ mgr *session.Manager }
+type idResolver struct {
+	mgr *session.Manager
+	cl  *cluster // shared mode: a handed-out ID gets its lease at once
+}
 
 func (r idResolver) ResolveSessionIdManager(req *http.Request) server.SessionIdManager {
 	owner := ""
@@ -91,15 +97,20 @@ func (r idResolver) ResolveSessionIdManager(req *http.Request) server.SessionIdM
 			owner = p.UserID
 		}
 	}
-	return idManager{mgr: r.mgr, owner: owner}
+	return idManager{mgr: r.mgr, cl: r.cl, owner: owner}
 }
 
 type idManager struct {
 	mgr   *session.Manager
+	cl    *cluster
 	owner string
 }
 
-func (m idManager) Generate() string { return m.mgr.NewID(m.owner) }
+func (m idManager) Generate() string {
+	id := m.mgr.NewID(m.owner)
+	m.cl.holdSession(context.Background(), id)
+	return id
+}
 
 func (m idManager) Validate(id string) (bool, error) {
 	if _, ok := m.mgr.Owner(id); !ok {
@@ -110,6 +121,7 @@ func (m idManager) Validate(id string) (bool, error) {
 
 func (m idManager) Terminate(id string) (bool, error) {
 	m.mgr.Close(id)
+	m.cl.dropSession(id)
 	return false, nil
 }
 

@@ -25,6 +25,7 @@ const (
 	denyBodyTooLarge   = "body_too_large"  // the request body exceeds --max-body
 	denyLimitExceeded  = "limit_exceeded"  // another 429
 	denyConnLimit      = "conn_limit"      // a connection (or forwarded request) over --max-conns-per-ip
+	denyForward        = "forward_header"  // a forged, replayed or misplaced inter-instance forwarding header
 )
 
 // Connection statuses, the values of the status label of
@@ -112,7 +113,7 @@ func NewMetrics(reg prometheus.Registerer) (*Metrics, error) {
 		m.authFailures.WithLabelValues(r)
 	}
 	for _, r := range []string{denyUnauthorized, denyForbidden, denyUserMismatch, denySessionOwner, denyUnknownSession,
-		denySessionLimit, denyStreamLimit, denyBodyTooLarge, denyLimitExceeded, denyConnLimit} {
+		denySessionLimit, denyStreamLimit, denyBodyTooLarge, denyLimitExceeded, denyConnLimit, denyForward} {
 		m.denials.WithLabelValues(r) // export zeros, so alerts see the series
 	}
 	for _, c := range []prometheus.Collector{m.requests, m.denials, m.connections, m.authFailures} {

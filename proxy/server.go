@@ -56,6 +56,8 @@ type Config struct {
 	TunnelCheckInterval time.Duration    // how often a tunnel's API key is checked for revocation; default 30 s
 
 	EventsInterval time.Duration // how often the dashboard's GET /api/events looks for changes; default 2 s
+
+	Cluster ClusterConfig // shared mode (cluster.go); zero: a single instance
 }
 
 func (c *Config) fill() {
@@ -98,6 +100,7 @@ type Server struct {
 	stream  *server.StreamableHTTPServer
 	started time.Time
 
+	cl           *cluster        // shared mode (cluster.go); nil: a single instance
 	connRefusals *refusalAudit   // refused connections and forwarded requests (connlimit.go)
 	streams      *streamLimiter  // open MCP and dashboard streams per user (limits.go)
 	eventsEnd    context.Context // done at shutdown: the dashboard's event streams end (dashboard.go)
@@ -113,6 +116,7 @@ func New(cfg Config) *Server {
 		cfg.Metrics.limits = cfg.Sessions.Metrics()
 	}
 	s.connRefusals = newRefusalAudit(cfg.Audit, cfg.Metrics, connRefusalAuditEvery)
+	s.cl = newCluster(s, cfg.Cluster)
 	s.buildMCP()
 
 	e := echo.New()
@@ -125,7 +129,9 @@ func New(cfg Config) *Server {
 	e.Use(s.limitForwarded())
 	e.Use(middleware.BodyLimit(cfg.MaxBody))
 	e.Use(s.guard)
+	e.Use(s.checkForwarded)
 	authn := s.authMiddleware()
+	home := s.forwardHome(true, principalUser)
 	streams := s.limitStreams()
 
 	s.routeDashboard(e)
@@ -135,12 +141,12 @@ func New(cfg Config) *Server {
 	s.routeOAuth(e) // before the /api group: /api/ui-config needs no credential
 
 	api := e.Group("/api", authn)
-	api.POST("/register", s.register)
-	api.GET("/users/:userId/status", s.userStatus)
-	api.DELETE("/users/:userId", s.deleteUser)
+	api.POST("/register", s.register, s.forwardHome(true, registerUser))
+	api.GET("/users/:userId/status", s.userStatus, s.forwardHome(true, paramUser))
+	api.DELETE("/users/:userId", s.deleteUser, s.forwardHome(false, paramUser))
 	api.GET("/apikeys", s.listAPIKeys)
 	api.DELETE("/apikeys/:id", s.revokeAPIKey)
-	api.GET("/tunnel", s.tunnelRoute)
+	api.GET("/tunnel", s.tunnelRoute, home)
 	api.POST("/apikeys", s.createAPIKey)
 	api.GET("/sessions", s.listSessions)
 	api.DELETE("/sessions/:id", s.closeSession)
@@ -150,11 +156,14 @@ func New(cfg Config) *Server {
 	api.POST("/tokens", s.issueToken)
 	e.GET("/health/detailed", s.healthDetailed, authn)
 
-	e.GET("/sse", echo.WrapHandler(s.endableSSE(s.sse.SSEHandler())), authn, s.mcpGuard, streams)
-	e.POST("/message", echo.WrapHandler(s.sse.MessageHandler()), authn, s.mcpGuard)
+	// In shared mode a request for another instance's session goes there
+	// before anything else (forwardSession), and a new session goes to its
+	// user's home (home), before the limits are counted.
+	e.GET("/sse", echo.WrapHandler(s.endableSSE(s.sse.SSEHandler())), authn, home, s.mcpGuard, streams)
+	e.POST("/message", echo.WrapHandler(s.sse.MessageHandler()), s.forwardSession, authn, s.mcpGuard)
 	mcpHandler := echo.WrapHandler(s.stream)
 	for _, m := range []string{http.MethodPost, http.MethodGet, http.MethodDelete} {
-		e.Add(m, "/mcp", mcpHandler, authn, s.mcpGuard, streams)
+		e.Add(m, "/mcp", mcpHandler, s.forwardSession, authn, home, s.mcpGuard, streams)
 	}
 	s.e = e
 	return s
@@ -164,7 +173,16 @@ func New(cfg Config) *Server {
 func (s *Server) Handler() http.Handler { return s.e }
 
 // Restore connects the pool to every stored registration, at start-up.
+//
+// In shared mode it connects none: a browser connects at its user's home
+// instance when that instance becomes the home (cluster.go), so that each
+// browser has one CDP connection cluster-wide.
 func (s *Server) Restore(ctx context.Context) error {
+	if s.cl != nil {
+		s.log.Info().Str("instance", s.cl.leases.ID()).Str("advertise_url", s.cl.leases.URL()).
+			Msg("shared mode: browsers connect on first need at their user's home instance")
+		return nil
+	}
 	regs, err := s.cfg.Store.List(ctx)
 	if err != nil {
 		return err
@@ -252,6 +270,7 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 		err = nil
 	}
 	s.cfg.Sessions.CloseAll()
+	s.LeaveCluster(context.Background())
 	s.log.Info().Msg("drained: every MCP session is closed")
 	return err
 }

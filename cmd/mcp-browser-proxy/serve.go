@@ -59,9 +59,10 @@ type serveFlags struct {
 	corsOrigins, denyHosts           []string
 	allowFileURLs, allowChromeURLs   bool
 
-	limits limitFlags // limits.go
-	oauth  oauthFlags // oauth.go
-	redis  redisFlags // store.go
+	limits limitFlags   // limits.go
+	oauth  oauthFlags   // oauth.go
+	redis  redisFlags   // store.go
+	clust  clusterFlags // cluster.go
 
 	toolsets []string // --toolsets, checked by tools.ParseToolsets
 
@@ -143,6 +144,7 @@ func newServeCmd() (*cobra.Command, *serveFlags) {
 	addLimitFlags(fl, &f.limits)
 	addOAuthFlags(fl, &f.oauth)
 	addRedisFlags(fl, &f.redis)
+	addClusterFlags(fl, &f.clust)
 	fl.BoolVar(&f.managed.on, "managed-browsers", false, "give a user with no registered browser a headless Chromium started by the proxy on their first page tool (over --remote-debugging-pipe, profile under --data-dir/managed/<user>)")
 	fl.StringVar(&f.managed.chromium, "managed-chromium", "", "Chromium executable of managed browsers (default: chromium, chromium-browser, google-chrome or google-chrome-stable on PATH)")
 	fl.DurationVar(&f.managed.idle, "managed-idle", 10*time.Minute, "stop a managed browser that no tool call used for this long")
@@ -242,6 +244,13 @@ func serve(ctx context.Context, f serveFlags, stderr io.Writer) error {
 		return err
 	}
 	defer closeOAuth()
+	if f.redis.shared() {
+		// Checked before anything opens: a shared instance the others
+		// cannot reach must not start.
+		if _, err := f.clust.advertise(f.addr, sec.scheme); err != nil {
+			return err
+		}
+	}
 	store, storeDesc, err := openServeStore(ctx, f, sec.sealer, log)
 	if err != nil {
 		return err
@@ -313,6 +322,15 @@ func serve(ctx context.Context, f serveFlags, stderr io.Writer) error {
 		Log:                log.With().Str("component", "session").Logger(),
 		Audit:              audit,
 	}, pool)
+	var clusterCfg proxy.ClusterConfig
+	if f.redis.shared() {
+		var advertised string
+		if clusterCfg, advertised, err = f.clust.config(store, f.addr, sec.scheme, secret, f.sessionLifetime); err != nil {
+			return err
+		}
+		log.Info().Str("instance", clusterCfg.Leases.ID()).Str("advertise_url", advertised).Dur("lease_ttl", f.clust.leaseTTL).
+			Msg("shared mode: requests for other instances' sessions and users are forwarded to them")
+	}
 	srv := proxy.New(proxy.Config{
 		Version:  version,
 		Auth:     authn,
@@ -335,6 +353,7 @@ func serve(ctx context.Context, f serveFlags, stderr io.Writer) error {
 		OAuth:           oauth,
 		Conns:           conns,
 		Tunnels:         tunnels,
+		Cluster:         clusterCfg,
 	})
 	stopRestore, err := restore(ctx, srv, log)
 	if err != nil {
@@ -357,6 +376,8 @@ func serve(ctx context.Context, f serveFlags, stderr io.Writer) error {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	go mgr.Run(ctx)
+	stopCluster := srv.StartCluster(ctx)
+	defer stopCluster()
 
 	tokenHint := "mcp-browser-proxy token issue --user <you> --data-dir " + f.dataDir
 	if f.jwtSecret != "" {

@@ -1,0 +1,514 @@
+package proxy
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log"
+	"net"
+	"net/http"
+	"net/http/httputil"
+	"net/url"
+	"sync"
+	"time"
+
+	"github.com/labstack/echo/v4"
+
+	"github.com/mcp-browser-proxy/mcp-browser-proxy/auth"
+	"github.com/mcp-browser-proxy/mcp-browser-proxy/browserpool"
+	"github.com/mcp-browser-proxy/mcp-browser-proxy/router"
+)
+
+// Shared mode: several instances on one Redis act as one proxy. Each
+// session lives on the instance that created it; each user has a home
+// instance that holds the user's browser connection (one CDP connection
+// per browser, a tunnel lands there) and creates that user's sessions, so
+// that the per-user limits hold cluster-wide. A request that reaches
+// another instance is forwarded over HTTP to the owner (tool calls travel,
+// not CDP: one MCP request is one forwarded request, where forwarded CDP
+// would cost a cross-instance round trip per CDP message, dozens per tool
+// call, and would put a second CDP client on the browser).
+
+// CodeInstanceUnavailable: the instance that holds the session or the
+// user's browser is alive by its lease but did not answer; retry.
+const CodeInstanceUnavailable = "INSTANCE_UNAVAILABLE"
+
+// instanceRetryAfter is the Retry-After, in seconds, of
+// INSTANCE_UNAVAILABLE and of a home that moved during a forward.
+const instanceRetryAfter = 2
+
+// forwardedKey is the echo context key set on a request another instance
+// forwarded (its verified instance ID): it is served here, never forwarded
+// again.
+const forwardedKey = "forwarded_by"
+
+// ClusterConfig turns on shared mode. The zero value is a single instance.
+type ClusterConfig struct {
+	// Leases are this instance's leases in Redis; nil: single instance.
+	Leases *router.Leases
+	// Signer signs the requests this instance forwards and checks those
+	// it receives.
+	Signer *auth.ForwardSigner
+	// Heartbeat is how often the instance lease is renewed; default a
+	// third of its TTL.
+	Heartbeat time.Duration
+	// Transport carries forwarded requests; default a transport with a
+	// 2 s dial timeout and no proxy.
+	Transport http.RoundTripper
+}
+
+// cluster is a Server's shared-mode state.
+type cluster struct {
+	s         *Server
+	leases    *router.Leases
+	signer    *auth.ForwardSigner
+	heartbeat time.Duration
+	transport http.RoundTripper
+
+	beating  sync.Mutex // held by a heartbeat and by LeaveCluster: none renews the lease after the leave
+	mu       sync.Mutex
+	sessions map[string]struct{} // session leases written (or to write) for this instance
+	homes    map[string]struct{} // users this instance is home for
+	dirty    bool                // a lease write failed: the next heartbeat writes them all
+	down     bool                // the last heartbeat failed (logged once per outage)
+	left     bool                // LeaveCluster ran: no heartbeat writes the lease again
+}
+
+func newCluster(s *Server, cfg ClusterConfig) *cluster {
+	if cfg.Leases == nil {
+		return nil
+	}
+	if cfg.Heartbeat <= 0 {
+		cfg.Heartbeat = max(cfg.Leases.TTL()/3, 50*time.Millisecond)
+	}
+	if cfg.Transport == nil {
+		cfg.Transport = &http.Transport{
+			DialContext:         (&net.Dialer{Timeout: 2 * time.Second, KeepAlive: 30 * time.Second}).DialContext,
+			MaxIdleConnsPerHost: 64,
+			IdleConnTimeout:     90 * time.Second,
+			TLSHandshakeTimeout: 5 * time.Second,
+		}
+	}
+	return &cluster{s: s, leases: cfg.Leases, signer: cfg.Signer, heartbeat: cfg.Heartbeat, transport: cfg.Transport,
+		sessions: map[string]struct{}{}, homes: map[string]struct{}{}}
+}
+
+// InstanceID returns this instance's ID in shared mode, "" otherwise.
+func (s *Server) InstanceID() string {
+	if s.cl == nil {
+		return ""
+	}
+	return s.cl.leases.ID()
+}
+
+// StartCluster writes this instance's lease and renews it until ctx ends
+// or stop is called; stop waits for the renewal to end. It does not
+// release the leases (LeaveCluster does, on a graceful shutdown). Without
+// shared mode it does nothing.
+func (s *Server) StartCluster(ctx context.Context) (stop func()) {
+	cl := s.cl
+	if cl == nil {
+		return func() {}
+	}
+	cl.beat(ctx)
+	ctx, cancel := context.WithCancel(ctx)
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		t := time.NewTicker(cl.heartbeat)
+		defer t.Stop()
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-t.C:
+				cl.beat(ctx)
+			}
+		}
+	}()
+	return func() { cancel(); <-done }
+}
+
+// LeaveCluster releases this instance's leases (sessions, homes, its own):
+// the other instances answer its sessions with 404 at once and its users'
+// next sessions land elsewhere. Errors are logged: the leases expire anyway.
+func (s *Server) LeaveCluster(ctx context.Context) {
+	cl := s.cl
+	if cl == nil {
+		return
+	}
+	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	cl.beating.Lock()
+	defer cl.beating.Unlock()
+	cl.mu.Lock()
+	cl.left = true
+	sessions, homes := keysOf(cl.sessions), keysOf(cl.homes)
+	clear(cl.sessions)
+	clear(cl.homes)
+	cl.mu.Unlock()
+	err := cl.leases.Leave(ctx)
+	if err == nil {
+		err = cl.leases.DropSessions(ctx, sessions...)
+	}
+	if err == nil {
+		err = cl.leases.DropHomes(ctx, homes...)
+	}
+	if err != nil {
+		s.log.Warn().Err(err).Msg("leaving the cluster: leases not released; they expire by themselves")
+		return
+	}
+	s.log.Info().Str("instance", cl.leases.ID()).Msg("left the cluster: leases released")
+}
+
+func keysOf(m map[string]struct{}) []string {
+	out := make([]string, 0, len(m))
+	for k := range m {
+		out = append(out, k)
+	}
+	return out
+}
+
+// beat renews the instance lease. When the lease had been lost (Redis
+// restarted, or was out of reach longer than the TTL), or a lease write
+// failed meanwhile, it writes every session lease again and claims the
+// homes back. It drops the leases of sessions that ended here.
+func (cl *cluster) beat(ctx context.Context) {
+	log := cl.s.log
+	cl.beating.Lock()
+	defer cl.beating.Unlock()
+	cl.mu.Lock()
+	left := cl.left
+	cl.mu.Unlock()
+	if left {
+		return
+	}
+	lost, err := cl.leases.Heartbeat(ctx)
+	cl.mu.Lock()
+	wasDown := cl.down
+	cl.down = err != nil
+	var ended, live []string
+	for id := range cl.sessions {
+		if _, ok := cl.s.cfg.Sessions.Owner(id); ok {
+			live = append(live, id)
+		} else {
+			ended = append(ended, id)
+			delete(cl.sessions, id)
+		}
+	}
+	rewrite := lost || cl.dirty
+	cl.dirty = false
+	homes := keysOf(cl.homes)
+	cl.mu.Unlock()
+	if err != nil {
+		if !wasDown {
+			log.Warn().Err(err).Msg("shared mode: the instance lease cannot be renewed; sessions on this instance keep working, new sessions are refused until Redis answers")
+		}
+		cl.markDirty()
+		return
+	}
+	if wasDown {
+		log.Info().Bool("lease_lost", lost).Msg("shared mode: Redis answers again")
+	}
+	if rewrite {
+		if err := cl.leases.PutSessions(ctx, live...); err != nil {
+			log.Warn().Err(err).Msg("shared mode: session leases not written again; retrying at the next heartbeat")
+			cl.markDirty()
+			return
+		}
+		for _, u := range homes {
+			o, err := cl.leases.ClaimHome(ctx, u)
+			if err != nil {
+				cl.markDirty()
+				return
+			}
+			if o.ID != cl.leases.ID() {
+				// Another instance took the home while this one was cut
+				// off: its sessions here keep their browser connection
+				// until they end; new ones go to the new home.
+				cl.mu.Lock()
+				delete(cl.homes, u)
+				cl.mu.Unlock()
+				log.Warn().Str("user", u).Str("home", o.ID).Msg("shared mode: another instance became this user's home meanwhile")
+			}
+		}
+		if lost {
+			log.Info().Int("sessions", len(live)).Int("homes", len(homes)).Msg("shared mode: instance lease written; session and home leases written again")
+		}
+	}
+	if err := cl.leases.DropSessions(ctx, ended...); err != nil {
+		cl.mu.Lock()
+		for _, id := range ended {
+			cl.sessions[id] = struct{}{} // dropped at the next heartbeat
+		}
+		cl.mu.Unlock()
+	}
+}
+
+func (cl *cluster) markDirty() {
+	cl.mu.Lock()
+	cl.dirty = true
+	cl.mu.Unlock()
+}
+
+// holdSession records the lease of a session ID this instance just handed
+// out, before its client learns it. A failed write is logged and retried
+// by the heartbeat: the session works here meanwhile.
+func (cl *cluster) holdSession(ctx context.Context, id string) {
+	if cl == nil {
+		return
+	}
+	cl.mu.Lock()
+	cl.sessions[id] = struct{}{}
+	cl.mu.Unlock()
+	if err := cl.leases.PutSessions(context.WithoutCancel(ctx), id); err != nil {
+		cl.s.log.Warn().Err(err).Msg("shared mode: session lease not written; retrying at the next heartbeat")
+		cl.markDirty()
+	}
+}
+
+// dropSession releases the lease of a session that ended here.
+func (cl *cluster) dropSession(id string) {
+	if cl == nil {
+		return
+	}
+	cl.mu.Lock()
+	_, held := cl.sessions[id]
+	delete(cl.sessions, id)
+	cl.mu.Unlock()
+	if !held {
+		return
+	}
+	go func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		if err := cl.leases.DropSessions(ctx, id); err != nil {
+			cl.mu.Lock()
+			cl.sessions[id] = struct{}{} // the heartbeat drops it later
+			cl.mu.Unlock()
+		}
+	}()
+}
+
+// checkForwarded verifies the forwarding header of a request another
+// instance sent: a request that carries one must be signed by an instance
+// of this deployment for this very request, within the skew window; it is
+// then served here and never forwarded again. The header only says where
+// to serve: the client's credential is checked here as for any request.
+func (s *Server) checkForwarded(next echo.HandlerFunc) echo.HandlerFunc {
+	return func(c echo.Context) error {
+		r := c.Request()
+		h := r.Header.Get(auth.ForwardHeader)
+		if h == "" {
+			return next(c)
+		}
+		r.Header.Del(auth.ForwardHeader)
+		if s.cl == nil || s.cl.signer == nil {
+			markDenied(c, denyForward)
+			s.deny(c, "", "inter-instance forwarding header on an instance not in shared mode")
+			return apiError(http.StatusForbidden, CodeForbidden, "this request carries the proxy's inter-instance forwarding header, which only instances of a shared deployment send; send the request without it")
+		}
+		from, err := s.cl.signer.Verify(h, r.Method, r.URL.RequestURI())
+		if err != nil {
+			markDenied(c, denyForward)
+			s.deny(c, "", "forged or stale inter-instance forwarding header: "+err.Error())
+			return apiError(http.StatusForbidden, CodeForbidden, "the inter-instance forwarding header is not valid (forged, replayed, or the instances' clocks or --cluster-secret differ); send the request without it; operators: give every instance the same secret and synchronised clocks")
+		}
+		c.Set(forwardedKey, from)
+		return next(c)
+	}
+}
+
+func isForwarded(c echo.Context) bool {
+	_, ok := c.Get(forwardedKey).(string)
+	return ok
+}
+
+// sessionIDOf returns the MCP session ID a request names, if any.
+func sessionIDOf(r *http.Request) string {
+	switch r.URL.Path {
+	case "/message":
+		return r.URL.Query().Get("sessionId")
+	case "/mcp":
+		return r.Header.Get("Mcp-Session-Id")
+	}
+	return ""
+}
+
+// forwardSession sends a request for a session another live instance
+// holds to that instance. The local lookup comes first, so that sessions
+// of this instance need no Redis. A session of a dead instance, or of none,
+// is left to the local checks, which answer 404 (the client re-initialises).
+func (s *Server) forwardSession(next echo.HandlerFunc) echo.HandlerFunc {
+	if s.cl == nil {
+		return next
+	}
+	return func(c echo.Context) error {
+		r := c.Request()
+		sid := sessionIDOf(r)
+		if sid == "" || isForwarded(c) {
+			return next(c)
+		}
+		if _, ok := s.cfg.Sessions.Owner(sid); ok {
+			return next(c)
+		}
+		o, err := s.cl.leases.Session(r.Context(), sid)
+		if errors.Is(err, router.ErrUnavailable) {
+			return &APIError{Status: http.StatusServiceUnavailable, Code: CodeStoreUnavailable, RetryAfter: storeRetryAfter,
+				Message: "this MCP session is not on this instance, and the shared store (Redis) that says which instance holds it is unreachable; retry in a few seconds"}
+		}
+		if err != nil {
+			return fmt.Errorf("look up session: %w", err)
+		}
+		if !o.Live() || o.ID == s.cl.leases.ID() {
+			return next(c)
+		}
+		return s.cl.forward(c, o)
+	}
+}
+
+// forwardHome sends a request that needs user's browser or opens a session
+// for user (userOf says who; "" for none) to the user's home instance,
+// making this instance the home when no live instance is. With claim
+// false it only looks the home up (deleting a user must not connect its
+// browser first).
+func (s *Server) forwardHome(claim bool, userOf func(echo.Context) string) echo.MiddlewareFunc {
+	return func(next echo.HandlerFunc) echo.HandlerFunc {
+		if s.cl == nil {
+			return next
+		}
+		return func(c echo.Context) error {
+			user := userOf(c)
+			if user == "" || auth.ValidateUserID(user) != nil {
+				return next(c) // the handler refuses it
+			}
+			if p, _ := principalOf(c); !p.CanActAs(user) {
+				return next(c) // the handler refuses it, here
+			}
+			ctx := c.Request().Context()
+			var o router.Owner
+			var err error
+			if claim {
+				o, err = s.cl.leases.ClaimHome(ctx, user)
+			} else {
+				o, err = s.cl.leases.Home(ctx, user)
+			}
+			if errors.Is(err, router.ErrUnavailable) {
+				return &APIError{Status: http.StatusServiceUnavailable, Code: CodeStoreUnavailable, RetryAfter: storeRetryAfter,
+					Message: "the shared store (Redis) is unreachable, so no new session can be opened and no browser registered (sessions already open keep working); retry in a few seconds; if this persists, the operator should check the Redis of --redis-url (GET /ready says 503 meanwhile)"}
+			}
+			if err != nil {
+				return fmt.Errorf("home of %s: %w", user, err)
+			}
+			switch {
+			case o.ID == s.cl.leases.ID():
+				s.cl.becameHome(ctx, user)
+				return next(c)
+			case !o.Live():
+				return next(c) // no home (lookup only): served here
+			case isForwarded(c):
+				// The home moved while the request travelled: never a
+				// second hop.
+				return &APIError{Status: http.StatusServiceUnavailable, Code: CodeInstanceUnavailable, RetryAfter: instanceRetryAfter,
+					Message: "the instance that holds " + user + "'s browser changed while this request was forwarded; retry"}
+			}
+			return s.cl.forward(c, o)
+		}
+	}
+}
+
+// becameHome records that this instance is user's home and connects the
+// user's registered browser here if it is not yet: in shared mode browsers
+// connect on first need at their home, not at start-up on every instance.
+func (cl *cluster) becameHome(ctx context.Context, user string) {
+	cl.mu.Lock()
+	cl.homes[user] = struct{}{}
+	cl.mu.Unlock()
+	s := cl.s
+	if _, ok := s.cfg.Pool.Get(user); ok {
+		return
+	}
+	r, err := s.cfg.Store.Get(ctx, user)
+	if err != nil {
+		return // not registered (or the store failed): the handler says so
+	}
+	s.ensureRegistered(ctx, r)
+}
+
+// ensureRegistered connects the pool to registration r.
+func (s *Server) ensureRegistered(ctx context.Context, r router.Registration) {
+	addrs := r.Addrs
+	if _, tunnel := router.TunnelUser(r.BrowserURL); !tunnel && len(addrs) == 0 {
+		addrs, _ = s.browserPolicy().ResolveURL(ctx, r.BrowserURL)
+	}
+	s.cfg.Pool.EnsureEndpoint(r.UserID, browserpool.Endpoint{URL: r.BrowserURL, Headers: r.Headers, Registered: r.Since(), Addrs: addrs})
+}
+
+// principalUser is the caller's own user: the home of its new sessions
+// and tunnels. A request naming a session is not one.
+func principalUser(c echo.Context) string {
+	if sessionIDOf(c.Request()) != "" {
+		return ""
+	}
+	p, _ := principalOf(c)
+	return p.UserID
+}
+
+// paramUser is the route's :userId.
+func paramUser(c echo.Context) string { return c.Param("userId") }
+
+// registerUser is the userId of a POST /api/register body, which it reads
+// and puts back for the handler.
+func registerUser(c echo.Context) string {
+	r := c.Request()
+	body, err := io.ReadAll(r.Body)
+	r.Body = io.NopCloser(bytes.NewReader(body))
+	if err != nil {
+		return ""
+	}
+	var req struct {
+		UserID string `json:"userId"`
+	}
+	_ = json.Unmarshal(body, &req)
+	return req.UserID
+}
+
+// discardLog swallows httputil.ReverseProxy's own log lines: failures are
+// answered (503) and logged by the proxy's request log.
+var discardLog = log.New(io.Discard, "", 0)
+
+// forward sends the request to instance o and copies its answer, streams
+// and upgrades (SSE, WebSocket tunnels) included, to the client unchanged.
+// The request keeps its Host, so the owner checks it, its origin and its
+// credential exactly as if the client had sent it there.
+func (cl *cluster) forward(c echo.Context, o router.Owner) error {
+	target, err := url.Parse(o.URL)
+	if err != nil || target.Scheme == "" || target.Host == "" {
+		return fmt.Errorf("forward: instance %s advertises a malformed URL", o.ID)
+	}
+	me := cl.leases.ID()
+	var failed error
+	rp := &httputil.ReverseProxy{
+		Rewrite: func(pr *httputil.ProxyRequest) {
+			pr.SetURL(target)
+			pr.Out.Host = pr.In.Host
+			pr.Out.Header.Set(auth.ForwardHeader, cl.signer.Sign(pr.Out.Method, pr.Out.URL.RequestURI(), me))
+		},
+		Transport:     cl.transport,
+		FlushInterval: -1,
+		ErrorLog:      discardLog,
+		ErrorHandler: func(http.ResponseWriter, *http.Request, error) {
+			failed = errors.New("unreachable")
+		},
+	}
+	rp.ServeHTTP(c.Response(), c.Request())
+	if failed != nil && !c.Response().Committed && c.Request().Context().Err() == nil {
+		cl.s.log.Warn().Str("instance", o.ID).Str("path", c.Request().URL.Path).Msg("shared mode: the instance holding the session or browser did not answer")
+		return &APIError{Status: http.StatusServiceUnavailable, Code: CodeInstanceUnavailable, RetryAfter: instanceRetryAfter,
+			Message: "the proxy instance that holds this MCP session or your browser connection did not answer; retry in a few seconds (if it died, its sessions end within seconds and you reconnect)"}
+	}
+	return nil
+}

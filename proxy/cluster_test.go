@@ -1,0 +1,413 @@
+package proxy
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"io"
+	"net"
+	"net/http"
+	"strconv"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/mark3labs/mcp-go/client"
+	"github.com/mark3labs/mcp-go/client/transport"
+	"github.com/mark3labs/mcp-go/mcp"
+	"github.com/rs/zerolog"
+
+	"github.com/mcp-browser-proxy/mcp-browser-proxy/auth"
+	"github.com/mcp-browser-proxy/mcp-browser-proxy/browserpool"
+	"github.com/mcp-browser-proxy/mcp-browser-proxy/internal/testchrome"
+	"github.com/mcp-browser-proxy/mcp-browser-proxy/internal/testredis"
+	"github.com/mcp-browser-proxy/mcp-browser-proxy/router"
+	"github.com/mcp-browser-proxy/mcp-browser-proxy/tunnel"
+)
+
+// clusterNode is one proxy instance of a shared-mode deployment: its own
+// pool, sessions and tunnels, the Redis store and leases it shares with
+// the other nodes.
+type clusterNode struct {
+	*harness
+	leases   *router.Leases
+	tunnels  *tunnel.Registry
+	stopBeat func()
+}
+
+// clusterTTL is the instance lease of the test nodes: short, so that a
+// killed node is seen dead soon.
+const clusterTTL = time.Second
+
+func newClusterNode(t *testing.T, rs *testredis.Server) *clusterNode {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	sealer, err := router.NewSealer([]byte(testSecret))
+	if err != nil {
+		t.Fatal(err)
+	}
+	store, err := router.OpenRedis(router.RedisOptions{URL: rs.URL, Prefix: "cl:", Timeout: 500 * time.Millisecond, Sealer: sealer})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { store.Close() }) // after the harness's cleanup (LIFO)
+	var b [8]byte
+	_, _ = rand.Read(b[:])
+	leases, err := router.NewLeases(store, router.LeaseOptions{ID: hex.EncodeToString(b[:]), URL: "http://" + ln.Addr().String(), TTL: clusterTTL})
+	if err != nil {
+		t.Fatal(err)
+	}
+	signer, err := auth.NewForwardSigner([]byte(testSecret), 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	reg := tunnel.NewRegistry(zerolog.Nop())
+	t.Cleanup(reg.Close)
+	h := buildHarness(t, harnessSetup{
+		ln: ln,
+		pool: browserpool.Config{HealthInterval: time.Second, DialTimeout: 5 * time.Second,
+			InitialBackoff: 50 * time.Millisecond, MaxBackoff: 300 * time.Millisecond, Tunnels: reg},
+		edit: func(c *Config) {
+			c.Store = store
+			c.Tunnels = reg
+			c.TunnelCheckInterval = 100 * time.Millisecond
+			c.Cluster = ClusterConfig{Leases: leases, Signer: signer}
+		},
+	})
+	n := &clusterNode{harness: h, leases: leases, tunnels: reg}
+	n.stopBeat = h.srv.StartCluster(context.Background())
+	t.Cleanup(n.stopBeat)
+	return n
+}
+
+// kill stops the node as a crash would: no lease is released, its
+// connections (streams, tunnels) drop, its port stops answering.
+func (n *clusterNode) kill() {
+	n.stopBeat()
+	n.tunnels.Close()
+	n.hs.CloseClientConnections()
+	n.hs.Close()
+}
+
+// hostHop sends each request that pick selects to the hosts in turn, and
+// the others unchanged: one MCP client then talks to several instances.
+type hostHop struct {
+	hosts []string
+	pick  func(*http.Request) bool
+	keep1 bool // the first request goes where the client sent it
+	n     atomic.Int64
+	sent  atomic.Bool
+}
+
+func (h *hostHop) RoundTrip(r *http.Request) (*http.Response, error) {
+	if first := !h.sent.Swap(true); first && h.keep1 {
+		return http.DefaultTransport.RoundTrip(r)
+	}
+	if h.pick == nil || h.pick(r) {
+		r = r.Clone(r.Context())
+		r.URL.Host = h.hosts[int(h.n.Add(1)-1)%len(h.hosts)]
+		r.Host = ""
+	}
+	return http.DefaultTransport.RoundTrip(r)
+}
+
+func hostOf(base string) string { return strings.TrimPrefix(base, "http://") }
+
+// dialHopping starts an initialized mcp-go client whose stream (SSE) or
+// first request (Streamable) goes to first, and whose requests then go to
+// the hosts of hop in turn.
+func dialHopping(t *testing.T, kind transportKind, first string, hop *hostHop, token string) *client.Client {
+	t.Helper()
+	headers := map[string]string{"Authorization": "Bearer " + token}
+	hc := &http.Client{Transport: hop}
+	var c *client.Client
+	if kind == viaSSE {
+		tr, err := transport.NewSSE(first+"/sse", transport.WithHeaders(headers), transport.WithHTTPClient(hc))
+		if err != nil {
+			t.Fatal(err)
+		}
+		c = client.NewClient(tr)
+	} else {
+		tr, err := transport.NewStreamableHTTP(first+"/mcp", transport.WithHTTPHeaders(headers), transport.WithHTTPBasicClient(hc))
+		if err != nil {
+			t.Fatal(err)
+		}
+		c = client.NewClient(tr, client.WithProtocolVersion(mcp.ProtocolVersion20251125))
+	}
+	if err := c.Start(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	var init mcp.InitializeRequest
+	init.Params.ClientInfo = mcp.Implementation{Name: "test", Version: "0"}
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	if _, err := c.Initialize(ctx, init); err != nil {
+		t.Fatalf("initialize %s via %s: %v", kind, first, err)
+	}
+	return c
+}
+
+const rawInit = `{"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":"2025-11-25","capabilities":{},"clientInfo":{"name":"raw","version":"0"}}}`
+
+const rawList = `{"jsonrpc":"2.0","id":2,"method":"tools/list"}`
+
+// rawMCP sends one request to base's /mcp (or another path) and returns
+// the answer with its body read.
+func rawMCP(t *testing.T, method, url, token, sid, body string, hdr map[string]string) (*http.Response, string) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, method, url, strings.NewReader(body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set("Accept", "application/json, text/event-stream")
+	if token != "" {
+		req.Header.Set("Authorization", "Bearer "+token)
+	}
+	if sid != "" {
+		req.Header.Set("Mcp-Session-Id", sid)
+		req.Header.Set("Mcp-Protocol-Version", "2025-11-25")
+	}
+	for k, v := range hdr {
+		req.Header.Set(k, v)
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatalf("%s %s: %v", method, url, err)
+	}
+	defer resp.Body.Close()
+	data, _ := io.ReadAll(resp.Body)
+	return resp, string(data)
+}
+
+func sessionsOf(n *clusterNode, user string) int { return len(n.mgr.List(user)) }
+
+// TestClusterSharedMode: two proxy instances on two loopback ports share
+// one real Redis. A registration made on A is seen from B, and B does not
+// connect the browser too; a tunnel that reaches A through B serves
+// sessions whichever instance the client talks to (an SSE session on A
+// whose messages go to B, a Streamable session driven through A and B in
+// turn, a session living on B driven through A); every cross-user check
+// holds across instances and the inter-instance header cannot be forged
+// or replayed; with Redis stopped, sessions on an instance keep working,
+// new ones are refused, and all recovers when Redis is back; a killed
+// instance's sessions answer 404 once its lease expires and its user's
+// next session, and tunnel, land on the other instance.
+func TestClusterSharedMode(t *testing.T) {
+	rs := testredis.Start(t)
+	a := newClusterNode(t, rs)
+	b := newClusterNode(t, rs)
+	chrome := testchrome.Start(t)
+	pages := testPages(t)
+	alice, bob, carol := a.token("alice"), a.token("bob"), a.token("carol")
+
+	// Register on A, status on B: B forwards to bob's home, A, and never
+	// connects bob's browser itself.
+	nothing, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	bobBrowser := "http://" + nothing.Addr().String()
+	nothing.Close()
+	a.register(bob, "bob", bobBrowser)
+	var st UserStatus
+	if resp := b.do(http.MethodGet, "/api/users/bob/status", bob, nil, &st); resp.StatusCode != http.StatusOK || st.UserID != "bob" {
+		t.Fatalf("status of bob on B: %d %+v", resp.StatusCode, st)
+	}
+	if _, ok := b.pool.Get("bob"); ok {
+		t.Error("B connected bob's browser too: one instance (the home) must hold it")
+	}
+	if _, ok := a.pool.Get("bob"); !ok {
+		t.Error("A, bob's home, does not hold bob's browser")
+	}
+
+	// alice's home is A (first need there); her agent connects through B:
+	// the WebSocket is forwarded, and the tunnel lands on A.
+	if resp := a.do(http.MethodGet, "/api/users/alice/status", alice, nil, nil); resp.StatusCode != http.StatusNotFound {
+		t.Fatalf("status of unregistered alice: %d", resp.StatusCode)
+	}
+	startAgent(t, b.URL, alice, chrome, tunnel.Policy{})
+	waitConnected(t, b.harness, alice, "alice")
+	if _, ok := a.tunnels.Get("alice"); !ok {
+		t.Fatal("alice's tunnel, opened through B, is not on A, her home")
+	}
+	if _, ok := b.tunnels.Get("alice"); ok {
+		t.Fatal("alice's tunnel is on B too")
+	}
+
+	// An SSE session opened on A whose messages are posted to B.
+	sse := dialHopping(t, viaSSE, a.URL, &hostHop{hosts: []string{hostOf(b.URL)}, pick: func(r *http.Request) bool { return r.Method == http.MethodPost }}, alice)
+	mustCall(t, sse, "navigate_page", map[string]any{"url": pages})
+	if snap := mustCall(t, sse, "take_snapshot", nil); !strings.Contains(snap, `button "Press me"`) {
+		t.Fatalf("snapshot of the SSE session through B: %s", snap)
+	}
+	if sessionsOf(a, "alice") != 1 || sessionsOf(b, "alice") != 0 {
+		t.Fatalf("alice's SSE session: %d on A, %d on B; want it on A only", sessionsOf(a, "alice"), sessionsOf(b, "alice"))
+	}
+	sseID := sse.GetTransport().(*transport.SSE).GetEndpoint().Query().Get("sessionId")
+	if sseID == "" {
+		t.Fatal("no session ID in the SSE endpoint")
+	}
+
+	// A Streamable session opened on B, driven through A and B in turn:
+	// it lives at alice's home (A) and uses the tunnel there.
+	hop := dialHopping(t, viaStreamable, b.URL, &hostHop{hosts: []string{hostOf(a.URL), hostOf(b.URL)}, keep1: true}, alice)
+	mustCall(t, hop, "navigate_page", map[string]any{"url": pages})
+	for i := range 4 {
+		if out := mustCall(t, hop, "evaluate_script", map[string]any{"function": "() => document.title + ':' + (6*7)"}); !strings.Contains(out, "Test page:42") {
+			t.Fatalf("call %d of the hopping session: %s", i, out)
+		}
+	}
+	hopID := hop.GetSessionId()
+
+	// carol's home is B: her session lives on B and is driven through A.
+	carolHop := dialHopping(t, viaStreamable, b.URL, &hostHop{hosts: []string{hostOf(a.URL)}, keep1: true}, carol)
+	if len(toolNames(t, carolHop)) == 0 || sessionsOf(b, "carol") != 1 || sessionsOf(a, "carol") != 0 {
+		t.Fatalf("carol's session: %d on B, %d on A; want it on B", sessionsOf(b, "carol"), sessionsOf(a, "carol"))
+	}
+
+	// Cross-user checks across instances: the owner checks the client's
+	// credential, whoever forwarded the request.
+	if resp, body := rawMCP(t, http.MethodPost, b.URL+"/message?sessionId="+sseID, bob, "", rawList, nil); resp.StatusCode != http.StatusForbidden {
+		t.Errorf("bob posting to alice's SSE session (on A) through B: %d %s, want 403", resp.StatusCode, body)
+	}
+	for _, m := range []string{http.MethodPost, http.MethodGet, http.MethodDelete} {
+		if resp, body := rawMCP(t, m, b.URL+"/mcp", bob, hopID, rawList, nil); resp.StatusCode != http.StatusForbidden {
+			t.Errorf("bob %s alice's Streamable session (on A) through B: %d %s, want 403", m, resp.StatusCode, body)
+		}
+	}
+	if resp := b.do(http.MethodGet, "/api/users/alice/status", bob, nil, nil); resp.StatusCode != http.StatusForbidden {
+		t.Errorf("bob reading alice's status on B: %d, want 403", resp.StatusCode)
+	}
+	if !strings.Contains(a.logs.String(), "session belongs to another user") {
+		t.Error("A did not audit bob's forwarded use of alice's session")
+	}
+
+	// The forwarding header: forged or stale ones are refused (bob cannot
+	// open a session away from his home, A, by posing as forwarded); a
+	// valid one only says "serve here", never who the caller is.
+	signer, err := auth.NewForwardSigner([]byte(testSecret), 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	other, err := auth.NewForwardSigner([]byte("another-secret-another-secret-another!"), 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for name, h := range map[string]string{
+		"forged":             "v1;" + a.leases.ID() + ";" + strconv.FormatInt(time.Now().Unix(), 10) + ";" + strings.Repeat("ab", 32),
+		"another secret":     other.Sign(http.MethodPost, "/mcp", a.leases.ID()),
+		"another request":    signer.Sign(http.MethodPost, "/sse", a.leases.ID()),
+		"replayed (too old)": signer.SignAt(http.MethodPost, "/mcp", a.leases.ID(), time.Now().Add(-time.Minute)),
+		"malformed":          "yes",
+	} {
+		resp, body := rawMCP(t, http.MethodPost, b.URL+"/mcp", bob, "", rawInit, map[string]string{auth.ForwardHeader: h})
+		if resp.StatusCode != http.StatusForbidden || !strings.Contains(body, "forwarding header") {
+			t.Errorf("%s forwarding header: %d %s, want 403", name, resp.StatusCode, body)
+		}
+	}
+	if sessionsOf(b, "bob") != 0 {
+		t.Fatal("a refused forwarding header opened a session on B")
+	}
+	if !strings.Contains(b.logs.String(), "forged or stale inter-instance forwarding header") {
+		t.Error("B did not audit the forged forwarding headers")
+	}
+	if resp := b.do(http.MethodGet, "/api/users/alice/status", bob, nil, nil); resp.StatusCode != http.StatusForbidden {
+		t.Errorf("bob's status of alice: %d", resp.StatusCode)
+	}
+	resp, body := rawMCP(t, http.MethodGet, b.URL+"/api/users/alice/status", bob, "", "",
+		map[string]string{auth.ForwardHeader: signer.Sign(http.MethodGet, "/api/users/alice/status", a.leases.ID())})
+	if resp.StatusCode != http.StatusForbidden {
+		t.Errorf("bob's status of alice with a valid forwarding header: %d %s; the header must not stand for identity", resp.StatusCode, body)
+	}
+	resp, body = rawMCP(t, http.MethodPost, b.URL+"/mcp", "", "", rawInit,
+		map[string]string{auth.ForwardHeader: signer.Sign(http.MethodPost, "/mcp", a.leases.ID())})
+	if resp.StatusCode != http.StatusUnauthorized {
+		t.Errorf("a forwarded request without a credential: %d %s, want 401", resp.StatusCode, body)
+	}
+
+	// Redis goes away (keeping its data).
+	local := dialHopping(t, viaStreamable, a.URL, &hostHop{hosts: []string{hostOf(a.URL)}}, alice) // lives on A, talks to A
+	rs.StopKeepingData()
+	for _, n := range []*clusterNode{a, b} {
+		var e APIError
+		if resp := n.do(http.MethodGet, "/ready", "", nil, &e); resp.StatusCode != http.StatusServiceUnavailable || e.Code != CodeStoreUnavailable {
+			t.Errorf("/ready with Redis down: %d %+v", resp.StatusCode, e)
+		}
+		resp, body := rawMCP(t, http.MethodPost, n.URL+"/mcp", alice, "", rawInit, nil)
+		if resp.StatusCode != http.StatusServiceUnavailable || !strings.Contains(body, CodeStoreUnavailable) || resp.Header.Get("Retry-After") == "" {
+			t.Errorf("a new session with Redis down: %d %s Retry-After=%q", resp.StatusCode, body, resp.Header.Get("Retry-After"))
+		}
+	}
+	if out := mustCall(t, local, "evaluate_script", map[string]any{"function": "() => 6*7"}); !strings.Contains(out, "42") {
+		t.Fatalf("a session on A with Redis down: %s", out)
+	}
+	rs.Start()
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		resp, _ := rawMCP(t, http.MethodPost, b.URL+"/mcp", alice, "", rawInit, nil)
+		if resp.StatusCode == http.StatusOK {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("new sessions still refused %v after Redis came back: %d", 20*time.Second, resp.StatusCode)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	if out := mustCall(t, sse, "evaluate_script", map[string]any{"function": "() => 6*7"}); !strings.Contains(out, "42") {
+		t.Fatalf("the SSE session (on A, posting to B) after Redis came back: %s", out)
+	}
+	mustCall(t, hop, "evaluate_script", map[string]any{"function": "() => 1"})
+	mustCall(t, local, "evaluate_script", map[string]any{"function": "() => 1"})
+
+	// A dies without a word. Its sessions, asked for through B, are
+	// unreachable (503, retry) until its lease expires, then ended (404:
+	// the client initializes again).
+	a.kill()
+	deadline = time.Now().Add(20 * time.Second)
+	for {
+		resp, body := rawMCP(t, http.MethodPost, b.URL+"/mcp", alice, hopID, rawList, nil)
+		if resp.StatusCode == http.StatusNotFound {
+			break
+		}
+		if resp.StatusCode != http.StatusServiceUnavailable || resp.Header.Get("Retry-After") == "" || !strings.Contains(body, CodeInstanceUnavailable) {
+			t.Fatalf("a session of the dead A through B: %d %s, want 503 with Retry-After, then 404", resp.StatusCode, body)
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the dead A's session never answered 404")
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	if resp, _ := rawMCP(t, http.MethodPost, b.URL+"/message?sessionId="+sseID, alice, "", rawList, nil); resp.StatusCode != http.StatusNotFound {
+		t.Errorf("the dead A's SSE session through B: %d, want 404", resp.StatusCode)
+	}
+	// The agent reconnects (through B) and its tunnel lands on B, alice's
+	// new home; her next session, on B, drives the browser.
+	waitConnected(t, b.harness, alice, "alice")
+	if _, ok := b.tunnels.Get("alice"); !ok {
+		t.Fatal("alice's tunnel did not move to B")
+	}
+	again := dialHopping(t, viaStreamable, b.URL, &hostHop{hosts: []string{hostOf(b.URL)}}, alice)
+	mustCall(t, again, "navigate_page", map[string]any{"url": pages + "/two"})
+	if out := mustCall(t, again, "evaluate_script", map[string]any{"function": "() => document.title"}); !strings.Contains(out, "Two") {
+		t.Fatalf("alice's new session on B: %s", out)
+	}
+	if sessionsOf(b, "alice") == 0 {
+		t.Error("alice's new session is not on B")
+	}
+	// bob's registration outlived his home: his next session lands on B.
+	dialHopping(t, viaStreamable, b.URL, &hostHop{hosts: []string{hostOf(b.URL)}}, bob)
+	if sessionsOf(b, "bob") != 1 {
+		t.Errorf("bob's new session: %d on B, want 1", sessionsOf(b, "bob"))
+	}
+	if _, ok := b.pool.Get("bob"); !ok {
+		t.Error("B, bob's new home, did not take bob's registered browser")
+	}
+}

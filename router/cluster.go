@@ -1,0 +1,240 @@
+package router
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+)
+
+// Key names of shared mode's leases, under the store's prefix.
+const (
+	// redisKeyInstance + ID: the advertised base URL of a live instance,
+	// with the lease TTL; an instance is alive exactly while it exists.
+	redisKeyInstance = "inst:"
+	// redisKeySession + session ID: the ID of the instance that holds the
+	// session. Its liveness is that of the instance's lease, so the key's
+	// own TTL (the longest session lifetime) only collects garbage.
+	redisKeySession = "sess:"
+	// redisKeyHome + user ID: the ID of the user's home instance, the one
+	// that holds the user's browser connection (CDP or tunnel). A home
+	// whose instance lease is gone is free to be claimed.
+	redisKeyHome = "home:"
+)
+
+// Owner is the instance that holds a session or is a user's home.
+type Owner struct {
+	ID  string // instance ID; "" when nobody holds it
+	URL string // the instance's advertised base URL, "" when its lease is gone
+}
+
+// Live reports whether an instance holds it and that instance's lease is
+// alive.
+func (o Owner) Live() bool { return o.ID != "" && o.URL != "" }
+
+// Leases are one instance's leases in the Redis of a RedisStore: its own
+// lease (instance ID -> advertised URL), the sessions it holds and the
+// users it is home for. Every lease points at the instance ID, and an
+// instance is alive while its own lease is: when an instance dies, its
+// sessions and homes end with its one lease, with no per-session renewal.
+type Leases struct {
+	s          *RedisStore
+	id, url    string
+	ttl        time.Duration // instance lease
+	sessionTTL time.Duration // garbage collection of session keys
+}
+
+// LeaseOptions configures NewLeases.
+type LeaseOptions struct {
+	ID         string        // this instance's ID (random per process)
+	URL        string        // this instance's advertised base URL
+	TTL        time.Duration // lifetime of the instance lease without a heartbeat
+	SessionTTL time.Duration // how long a session key may outlive its release (the longest session lifetime)
+}
+
+// NewLeases returns the leases of instance opts.ID in s's Redis.
+func NewLeases(s *RedisStore, opts LeaseOptions) (*Leases, error) {
+	switch {
+	case opts.ID == "" || opts.URL == "":
+		return nil, errors.New("leases: the instance needs an ID and an advertised URL")
+	case opts.TTL < 100*time.Millisecond:
+		return nil, fmt.Errorf("leases: TTL %s is too short; use at least 100ms", opts.TTL)
+	}
+	if opts.SessionTTL < opts.TTL {
+		opts.SessionTTL = 24 * time.Hour
+	}
+	return &Leases{s: s, id: opts.ID, url: opts.URL, ttl: opts.TTL, sessionTTL: opts.SessionTTL}, nil
+}
+
+// ID returns this instance's ID.
+func (l *Leases) ID() string { return l.id }
+
+// URL returns this instance's advertised base URL.
+func (l *Leases) URL() string { return l.url }
+
+// TTL returns the instance lease's lifetime.
+func (l *Leases) TTL() time.Duration { return l.ttl }
+
+// Heartbeat writes this instance's lease for another TTL. lost reports
+// that the lease was not there (first heartbeat, expired while Redis was
+// out of reach, or Redis restarted empty): the caller then writes its
+// session and home leases again.
+func (l *Leases) Heartbeat(ctx context.Context) (lost bool, err error) {
+	err = l.s.call(ctx, func(ctx context.Context) error {
+		_, err := l.s.rdb.SetArgs(ctx, l.s.key(redisKeyInstance+l.id), l.url, redis.SetArgs{TTL: l.ttl, Get: true}).Result()
+		if errors.Is(err, redis.Nil) {
+			lost = true
+			return nil
+		}
+		return redisErr(err)
+	})
+	if err != nil {
+		return false, fmt.Errorf("instance lease: %w", err)
+	}
+	return lost, nil
+}
+
+// PutSessions records that this instance holds the sessions ids, in one
+// pipeline.
+func (l *Leases) PutSessions(ctx context.Context, ids ...string) error {
+	if len(ids) == 0 {
+		return nil
+	}
+	err := l.s.call(ctx, func(ctx context.Context) error {
+		_, err := l.s.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
+			for _, id := range ids {
+				p.Set(ctx, l.s.key(redisKeySession+id), l.id, l.sessionTTL)
+			}
+			return nil
+		})
+		return redisErr(err)
+	})
+	if err != nil {
+		return fmt.Errorf("session leases: %w", err)
+	}
+	return nil
+}
+
+// releaseScript deletes each key of KEYS that still names instance
+// ARGV[1]: a lease another instance took over meanwhile stays.
+var releaseScript = redis.NewScript(`
+local n = 0
+for _, k in ipairs(KEYS) do
+  if redis.call('GET', k) == ARGV[1] then redis.call('DEL', k); n = n + 1 end
+end
+return n
+`)
+
+// DropSessions releases the session leases ids held by this instance.
+func (l *Leases) DropSessions(ctx context.Context, ids ...string) error {
+	return l.release(ctx, redisKeySession, ids)
+}
+
+func (l *Leases) release(ctx context.Context, kind string, ids []string) error {
+	if len(ids) == 0 {
+		return nil
+	}
+	keys := make([]string, len(ids))
+	for i, id := range ids {
+		keys[i] = l.s.key(kind + id)
+	}
+	err := l.s.call(ctx, func(ctx context.Context) error {
+		return redisErr(releaseScript.Run(ctx, l.s.rdb, keys, l.id).Err())
+	})
+	if err != nil {
+		return fmt.Errorf("release leases: %w", err)
+	}
+	return nil
+}
+
+// ownerScript reads the instance ID under KEYS[1] and that instance's
+// URL (ARGV[1] is the instance key prefix), in one round trip.
+var ownerScript = redis.NewScript(`
+local id = redis.call('GET', KEYS[1])
+if not id then return {'', ''} end
+return {id, redis.call('GET', ARGV[1] .. id) or ''}
+`)
+
+// Session returns the instance that holds session id: Owner{} when no
+// instance does, an Owner that is not Live when the holder is dead.
+func (l *Leases) Session(ctx context.Context, id string) (Owner, error) {
+	return l.owner(ctx, redisKeySession+id)
+}
+
+// Home returns the home instance of user, as Session does.
+func (l *Leases) Home(ctx context.Context, user string) (Owner, error) {
+	return l.owner(ctx, redisKeyHome+user)
+}
+
+func (l *Leases) owner(ctx context.Context, key string) (Owner, error) {
+	var o Owner
+	err := l.s.call(ctx, func(ctx context.Context) error {
+		res, err := ownerScript.Run(ctx, l.s.rdb, []string{l.s.key(key)}, l.s.key(redisKeyInstance)).StringSlice()
+		if err != nil {
+			return redisErr(err)
+		}
+		if len(res) == 2 {
+			o = Owner{ID: res[0], URL: res[1]}
+		}
+		return nil
+	})
+	if err != nil {
+		return Owner{}, fmt.Errorf("look up lease: %w", err)
+	}
+	return o, nil
+}
+
+// claimScript makes ARGV[1] the holder of KEYS[1] unless a live instance
+// other than it holds it (ARGV[2]: instance key prefix; ARGV[3]: TTL in
+// ms), and answers the holder and its URL.
+var claimScript = redis.NewScript(`
+local cur = redis.call('GET', KEYS[1])
+if cur and cur ~= ARGV[1] then
+  local url = redis.call('GET', ARGV[2] .. cur)
+  if url then return {cur, url} end
+end
+redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[3])
+return {ARGV[1], redis.call('GET', ARGV[2] .. ARGV[1]) or ''}
+`)
+
+// ClaimHome makes this instance user's home unless another live instance
+// is, and returns the home. The answer's URL is "" when the home is this
+// instance and its own lease is gone (Redis lost it; the next heartbeat
+// writes it again).
+func (l *Leases) ClaimHome(ctx context.Context, user string) (Owner, error) {
+	var o Owner
+	err := l.s.call(ctx, func(ctx context.Context) error {
+		res, err := claimScript.Run(ctx, l.s.rdb, []string{l.s.key(redisKeyHome + user)},
+			l.id, l.s.key(redisKeyInstance), l.sessionTTL.Milliseconds()).StringSlice()
+		if err != nil {
+			return redisErr(err)
+		}
+		if len(res) == 2 {
+			o = Owner{ID: res[0], URL: res[1]}
+		}
+		return nil
+	})
+	if err != nil {
+		return Owner{}, fmt.Errorf("claim home of %s: %w", user, err)
+	}
+	return o, nil
+}
+
+// DropHomes releases the homes of users held by this instance.
+func (l *Leases) DropHomes(ctx context.Context, users ...string) error {
+	return l.release(ctx, redisKeyHome, users)
+}
+
+// Leave deletes this instance's lease, for a graceful shutdown: its
+// remaining sessions and homes end at once for every other instance.
+func (l *Leases) Leave(ctx context.Context) error {
+	err := l.s.call(ctx, func(ctx context.Context) error {
+		return redisErr(l.s.rdb.Del(ctx, l.s.key(redisKeyInstance+l.id)).Err())
+	})
+	if err != nil {
+		return fmt.Errorf("leave the cluster: %w", err)
+	}
+	return nil
+}
