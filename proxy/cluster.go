@@ -12,6 +12,7 @@ import (
 	"net/http"
 	"net/http/httputil"
 	"net/url"
+	"strings"
 	"sync"
 	"time"
 
@@ -495,6 +496,15 @@ func (cl *cluster) forward(c echo.Context, o router.Owner) error {
 		Rewrite: func(pr *httputil.ProxyRequest) {
 			pr.SetURL(target)
 			pr.Out.Host = pr.In.Host
+			// The client's address, for --max-conns-per-ip at the owner
+			// when the instances are among its --trusted-proxies.
+			if ip, _, err := net.SplitHostPort(pr.In.RemoteAddr); err == nil {
+				xff := strings.Join(pr.In.Header.Values("X-Forwarded-For"), ", ")
+				if xff != "" {
+					xff += ", "
+				}
+				pr.Out.Header.Set("X-Forwarded-For", xff+ip)
+			}
 			pr.Out.Header.Set(auth.ForwardHeader, cl.signer.Sign(pr.Out.Method, pr.Out.URL.RequestURI(), me))
 		},
 		Transport:     cl.transport,

@@ -179,6 +179,9 @@ func (s *Server) Handler() http.Handler { return s.e }
 // browser has one CDP connection cluster-wide.
 func (s *Server) Restore(ctx context.Context) error {
 	if s.cl != nil {
+		if err := s.cfg.Store.Ping(ctx); err != nil {
+			return err // the caller retries while Redis is unreachable
+		}
 		s.log.Info().Str("instance", s.cl.leases.ID()).Str("advertise_url", s.cl.leases.URL()).
 			Msg("shared mode: browsers connect on first need at their user's home instance")
 		return nil

@@ -154,8 +154,9 @@ func TestServeWithRedis(t *testing.T) {
 			return st == http.StatusOK
 		})
 	}
-	// The second proxy restored alice's registration by itself: its pool
-	// tries her browser (not "disconnected", which means not in the pool).
+	// alice's status through the second proxy shows her browser tried (not
+	// "disconnected", which means in no pool): shared mode forwards it to
+	// alice's home, the first proxy, which holds her browser.
 	waitFor(t, "the registration restored once Redis is back", func() bool {
 		req, _ := http.NewRequest(http.MethodGet, s2.base+"/api/users/alice/status", nil)
 		req.Header.Set("Authorization", "Bearer "+tok)

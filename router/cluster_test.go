@@ -1,0 +1,140 @@
+package router
+
+import (
+	"context"
+	"errors"
+	"testing"
+	"time"
+
+	"github.com/mcp-browser-proxy/mcp-browser-proxy/internal/testredis"
+)
+
+func newTestLeases(t *testing.T, s *RedisStore, id string, ttl time.Duration) *Leases {
+	t.Helper()
+	l, err := NewLeases(s, LeaseOptions{ID: id, URL: "http://" + id + ".test:3000", TTL: ttl})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return l
+}
+
+// TestLeases: the leases of two instances on a real Redis. A session or
+// home is live exactly while its instance's lease is; a home is claimed
+// by the first instance and moves only when that instance is gone; an
+// instance releases only its own leases; a Redis restarted empty makes the
+// next heartbeat report the lease lost; calls with Redis down fail with
+// ErrUnavailable.
+func TestLeases(t *testing.T) {
+	srv := testredis.Start(t)
+	ctx := context.Background()
+	sa := openRedisTest(t, RedisOptions{URL: srv.URL, Timeout: 500 * time.Millisecond})
+	sb := openRedisTest(t, RedisOptions{URL: srv.URL, Timeout: 500 * time.Millisecond})
+	a := newTestLeases(t, sa, "a", time.Minute)
+	b := newTestLeases(t, sb, "b", 300*time.Millisecond)
+
+	if lost, err := a.Heartbeat(ctx); err != nil || !lost {
+		t.Fatalf("first heartbeat: lost=%v %v, want lost (no lease yet)", lost, err)
+	}
+	if lost, err := a.Heartbeat(ctx); err != nil || lost {
+		t.Fatalf("second heartbeat: lost=%v %v, want kept", lost, err)
+	}
+	if _, err := b.Heartbeat(ctx); err != nil {
+		t.Fatal(err)
+	}
+
+	// Sessions.
+	if err := a.PutSessions(ctx, "s1", "s2"); err != nil {
+		t.Fatal(err)
+	}
+	if o, err := b.Session(ctx, "s1"); err != nil || o != (Owner{ID: "a", URL: a.URL()}) || !o.Live() {
+		t.Fatalf("b's view of a's session: %+v %v", o, err)
+	}
+	if o, _ := b.Session(ctx, "nope"); o != (Owner{}) || o.Live() {
+		t.Fatalf("an unknown session: %+v", o)
+	}
+	if err := b.DropSessions(ctx, "s1"); err != nil {
+		t.Fatal(err)
+	}
+	if o, _ := a.Session(ctx, "s1"); o.ID != "a" {
+		t.Fatalf("b released a's session lease: %+v", o)
+	}
+	if err := a.DropSessions(ctx, "s1"); err != nil {
+		t.Fatal(err)
+	}
+	if o, _ := b.Session(ctx, "s1"); o != (Owner{}) {
+		t.Fatalf("a released session: %+v", o)
+	}
+
+	// Homes: first claim wins, a live home stays.
+	if o, err := a.ClaimHome(ctx, "alice"); err != nil || o.ID != "a" || !o.Live() {
+		t.Fatalf("a claims alice: %+v %v", o, err)
+	}
+	if o, err := b.ClaimHome(ctx, "alice"); err != nil || o.ID != "a" {
+		t.Fatalf("b claims alice's live home on a: %+v %v", o, err)
+	}
+	if o, err := a.ClaimHome(ctx, "bob"); err != nil || o.ID != "a" {
+		t.Fatal(o, err)
+	}
+	if o, _ := b.ClaimHome(ctx, "carol"); o.ID != "b" {
+		t.Fatalf("b claims carol: %+v", o)
+	}
+
+	// b dies without a word: once its lease expires its session and home
+	// are dead, and carol's home moves to the next claimant.
+	if err := b.PutSessions(ctx, "sb"); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		o, err := a.Session(ctx, "sb")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if o.ID == "b" && !o.Live() {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("b's session still live after its lease's TTL: %+v", o)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	if o, _ := a.Home(ctx, "carol"); o.Live() {
+		t.Fatalf("the dead b still carol's live home: %+v", o)
+	}
+	if o, _ := a.ClaimHome(ctx, "carol"); o.ID != "a" {
+		t.Fatalf("carol's home did not move to a: %+v", o)
+	}
+
+	// A graceful leave ends a's leases at once for everyone.
+	if err := a.Leave(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if o, _ := b.Home(ctx, "alice"); o.Live() {
+		t.Fatalf("alice's home is still live after a left: %+v", o)
+	}
+	if err := a.DropHomes(ctx, "alice", "bob", "carol"); err != nil {
+		t.Fatal(err)
+	}
+	if o, _ := b.Home(ctx, "alice"); o != (Owner{}) {
+		t.Fatalf("alice's home after DropHomes: %+v", o)
+	}
+
+	// Redis restarted empty: the next heartbeat says the lease was lost.
+	if _, err := a.Heartbeat(ctx); err != nil {
+		t.Fatal(err)
+	}
+	srv.Stop()
+	if _, err := a.Heartbeat(ctx); !errors.Is(err, ErrUnavailable) {
+		t.Errorf("heartbeat with Redis down: %v, want ErrUnavailable", err)
+	}
+	if _, err := a.ClaimHome(ctx, "alice"); !errors.Is(err, ErrUnavailable) {
+		t.Errorf("claim with Redis down: %v, want ErrUnavailable", err)
+	}
+	if _, err := a.Session(ctx, "s2"); !errors.Is(err, ErrUnavailable) {
+		t.Errorf("session lookup with Redis down: %v, want ErrUnavailable", err)
+	}
+	srv.Start()
+	if lost, err := a.Heartbeat(ctx); err != nil || !lost {
+		t.Errorf("heartbeat after Redis restarted empty: lost=%v %v, want lost", lost, err)
+	}
+}
