@@ -344,13 +344,25 @@ func sessionIDOf(r *http.Request) string {
 // of this instance need no Redis. A session of a dead instance, or of none,
 // is left to the local checks, which answer 404 (the client re-initialises).
 func (s *Server) forwardSession(next echo.HandlerFunc) echo.HandlerFunc {
-	if s.cl == nil {
-		return next
+	return s.forwardSessionOf(func(c echo.Context) string { return sessionIDOf(c.Request()) })(next)
+}
+
+// forwardSessionOf is forwardSession for the session that sid names (the
+// dashboard's /api/sessions/:id routes).
+func (s *Server) forwardSessionOf(sid func(echo.Context) string) echo.MiddlewareFunc {
+	return func(next echo.HandlerFunc) echo.HandlerFunc {
+		if s.cl == nil {
+			return next
+		}
+		return s.sessionForwarder(sid, next)
 	}
+}
+
+func (s *Server) sessionForwarder(sidOf func(echo.Context) string, next echo.HandlerFunc) echo.HandlerFunc {
 	return func(c echo.Context) error {
 		r := c.Request()
-		sid := sessionIDOf(r)
-		if sid == "" || isForwarded(c) {
+		sid := sidOf(c)
+		if sid == "" || len(sid) > maxSessionIDLen || isForwarded(c) {
 			return next(c)
 		}
 		if _, ok := s.cfg.Sessions.Owner(sid); ok {

@@ -23,6 +23,7 @@ import (
 	"github.com/mcp-browser-proxy/mcp-browser-proxy/internal/testchrome"
 	"github.com/mcp-browser-proxy/mcp-browser-proxy/internal/testredis"
 	"github.com/mcp-browser-proxy/mcp-browser-proxy/router"
+	"github.com/mcp-browser-proxy/mcp-browser-proxy/session"
 	"github.com/mcp-browser-proxy/mcp-browser-proxy/tunnel"
 )
 
@@ -41,6 +42,13 @@ type clusterNode struct {
 const clusterTTL = time.Second
 
 func newClusterNode(t *testing.T, rs *testredis.Server) *clusterNode {
+	t.Helper()
+	return newClusterNodeWith(t, rs, session.Config{})
+}
+
+// newClusterNodeWith is newClusterNode with session limits of the test's
+// choosing.
+func newClusterNodeWith(t *testing.T, rs *testredis.Server, scfg session.Config) *clusterNode {
 	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -68,7 +76,7 @@ func newClusterNode(t *testing.T, rs *testredis.Server) *clusterNode {
 	reg := tunnel.NewRegistry(zerolog.Nop())
 	t.Cleanup(reg.Close)
 	h := buildHarness(t, harnessSetup{
-		ln: ln,
+		ln: ln, session: scfg,
 		pool: browserpool.Config{HealthInterval: time.Second, DialTimeout: 5 * time.Second,
 			InitialBackoff: 50 * time.Millisecond, MaxBackoff: 300 * time.Millisecond, Tunnels: reg},
 		edit: func(c *Config) {
@@ -286,6 +294,15 @@ func TestClusterSharedMode(t *testing.T) {
 	if resp := b.do(http.MethodGet, "/api/users/alice/status", bob, nil, nil); resp.StatusCode != http.StatusForbidden {
 		t.Errorf("bob reading alice's status on B: %d, want 403", resp.StatusCode)
 	}
+	// The dashboard's close of a session on another instance is forwarded
+	// too, and checked there.
+	carolID := carolHop.GetSessionId()
+	if resp := a.do(http.MethodDelete, "/api/sessions/"+carolID, bob, nil, nil); resp.StatusCode != http.StatusNotFound {
+		t.Errorf("bob closing carol's session (on B) through A: %d, want 404", resp.StatusCode)
+	}
+	if resp := a.do(http.MethodDelete, "/api/sessions/"+carolID, carol, nil, nil); resp.StatusCode != http.StatusNoContent || sessionsOf(b, "carol") != 0 {
+		t.Errorf("carol closing her session (on B) through A: %d, %d left on B; want 204 and none", resp.StatusCode, sessionsOf(b, "carol"))
+	}
 	if !strings.Contains(a.logs.String(), "session belongs to another user") {
 		t.Error("A did not audit bob's forwarded use of alice's session")
 	}
@@ -326,6 +343,13 @@ func TestClusterSharedMode(t *testing.T) {
 		map[string]string{auth.ForwardHeader: signer.Sign(http.MethodGet, "/api/users/alice/status", a.leases.ID())})
 	if resp.StatusCode != http.StatusForbidden {
 		t.Errorf("bob's status of alice with a valid forwarding header: %d %s; the header must not stand for identity", resp.StatusCode, body)
+	}
+	// A forwarded request is served where it arrives, never forwarded
+	// again: B does not hold alice's session (A does), so it is unknown.
+	resp, body = rawMCP(t, http.MethodPost, b.URL+"/mcp", alice, hopID, rawList,
+		map[string]string{auth.ForwardHeader: signer.Sign(http.MethodPost, "/mcp", a.leases.ID())})
+	if resp.StatusCode != http.StatusNotFound {
+		t.Errorf("a forwarded request for a session of another instance: %d %s, want 404 (no second hop)", resp.StatusCode, body)
 	}
 	resp, body = rawMCP(t, http.MethodPost, b.URL+"/mcp", "", "", rawInit,
 		map[string]string{auth.ForwardHeader: signer.Sign(http.MethodPost, "/mcp", a.leases.ID())})
@@ -409,5 +433,27 @@ func TestClusterSharedMode(t *testing.T) {
 	}
 	if _, ok := b.pool.Get("bob"); !ok {
 		t.Error("B, bob's new home, did not take bob's registered browser")
+	}
+}
+
+// TestClusterLimitsAtHome: a user's new sessions are opened at the user's
+// home whichever instance the client asks, so the per-user session limit
+// holds across instances.
+func TestClusterLimitsAtHome(t *testing.T) {
+	rs := testredis.Start(t)
+	a := newClusterNodeWith(t, rs, session.Config{MaxSessionsPerUser: 1})
+	b := newClusterNodeWith(t, rs, session.Config{MaxSessionsPerUser: 1})
+	dave := a.token("dave")
+	// An SSE session with its stream open is in use: never evicted.
+	first := dialHopping(t, viaSSE, a.URL, &hostHop{hosts: []string{hostOf(a.URL)}}, dave)
+	if len(toolNames(t, first)) == 0 {
+		t.Fatal("no tools")
+	}
+	resp, body := rawMCP(t, http.MethodPost, b.URL+"/mcp", dave, "", rawInit, nil)
+	if resp.StatusCode != http.StatusTooManyRequests || !strings.Contains(body, CodeLimitExceeded) {
+		t.Fatalf("dave's second session, asked of B: %d %s; want 429 from his home, A", resp.StatusCode, body)
+	}
+	if sessionsOf(a, "dave") != 1 || sessionsOf(b, "dave") != 0 {
+		t.Errorf("dave's sessions: %d on A, %d on B", sessionsOf(a, "dave"), sessionsOf(b, "dave"))
 	}
 }

@@ -20,7 +20,8 @@ const (
 	redisKeySession = "sess:"
 	// redisKeyHome + user ID: the ID of the user's home instance, the one
 	// that holds the user's browser connection (CDP or tunnel). A home
-	// whose instance lease is gone is free to be claimed.
+	// whose instance lease is gone is free to be claimed; the key has no
+	// TTL (one per user).
 	redisKeyHome = "home:"
 )
 
@@ -187,15 +188,17 @@ func (l *Leases) owner(ctx context.Context, key string) (Owner, error) {
 }
 
 // claimScript makes ARGV[1] the holder of KEYS[1] unless a live instance
-// other than it holds it (ARGV[2]: instance key prefix; ARGV[3]: TTL in
-// ms), and answers the holder and its URL.
+// other than it holds it (ARGV[2]: instance key prefix), and answers the
+// holder and its URL. Home keys have no TTL: a home lives exactly as long
+// as its instance, however long the user goes without a new session, and
+// there is at most one key per user.
 var claimScript = redis.NewScript(`
 local cur = redis.call('GET', KEYS[1])
 if cur and cur ~= ARGV[1] then
   local url = redis.call('GET', ARGV[2] .. cur)
   if url then return {cur, url} end
 end
-redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[3])
+redis.call('SET', KEYS[1], ARGV[1])
 return {ARGV[1], redis.call('GET', ARGV[2] .. ARGV[1]) or ''}
 `)
 
@@ -207,7 +210,7 @@ func (l *Leases) ClaimHome(ctx context.Context, user string) (Owner, error) {
 	var o Owner
 	err := l.s.call(ctx, func(ctx context.Context) error {
 		res, err := claimScript.Run(ctx, l.s.rdb, []string{l.s.key(redisKeyHome + user)},
-			l.id, l.s.key(redisKeyInstance), l.sessionTTL.Milliseconds()).StringSlice()
+			l.id, l.s.key(redisKeyInstance)).StringSlice()
 		if err != nil {
 			return redisErr(err)
 		}
