@@ -457,3 +457,36 @@ func TestClusterLimitsAtHome(t *testing.T) {
 		t.Errorf("dave's sessions: %d on A, %d on B", sessionsOf(a, "dave"), sessionsOf(b, "dave"))
 	}
 }
+
+// TestClusterRedisRestartedEmpty: when Redis comes back without its data,
+// the instances write their leases again by themselves: a session on B is
+// reachable through A again, with no client doing anything.
+func TestClusterRedisRestartedEmpty(t *testing.T) {
+	rs := testredis.Start(t)
+	a := newClusterNode(t, rs)
+	b := newClusterNode(t, rs)
+	erin := a.token("erin")
+	c := dialHopping(t, viaStreamable, b.URL, &hostHop{hosts: []string{hostOf(a.URL)}, keep1: true}, erin)
+	if len(toolNames(t, c)) == 0 || sessionsOf(b, "erin") != 1 {
+		t.Fatalf("erin's session is not on B: %d", sessionsOf(b, "erin"))
+	}
+	sid := c.GetSessionId()
+	rs.Restart() // empty: no instance, session or home lease left
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		resp, body := rawMCP(t, http.MethodPost, a.URL+"/mcp", erin, sid, rawList, nil)
+		if resp.StatusCode == http.StatusOK {
+			break
+		}
+		if resp.StatusCode != http.StatusNotFound && resp.StatusCode != http.StatusServiceUnavailable {
+			t.Fatalf("erin's session through A after Redis restarted: %d %s", resp.StatusCode, body)
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("erin's session on B never reachable through A again: %d %s", resp.StatusCode, body)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	if len(toolNames(t, c)) == 0 {
+		t.Fatal("erin's client lost its session")
+	}
+}
