@@ -241,3 +241,32 @@ func (l *Leases) Leave(ctx context.Context) error {
 	}
 	return nil
 }
+
+// ErrClusterSecretMismatch is returned by CheckForwardKey when the
+// instances already using this Redis sign forwarded requests with another
+// secret: each would refuse the other's.
+var ErrClusterSecretMismatch = errors.New("the instances already using this Redis and prefix sign forwarded requests with another secret: give every instance the same --cluster-secret (or, without it, the same --jwt-secret)")
+
+// CheckForwardKey makes sure every instance signs forwarded requests with
+// the same key: the first records fingerprint (auth.ForwardSigner's), later
+// ones must present the same or get ErrClusterSecretMismatch.
+func (l *Leases) CheckForwardKey(ctx context.Context, fingerprint string) error {
+	err := l.s.call(ctx, func(ctx context.Context) error {
+		meta := l.s.key(redisKeyMeta)
+		if err := l.s.rdb.HSetNX(ctx, meta, "forward-check", fingerprint).Err(); err != nil {
+			return redisErr(err)
+		}
+		got, err := l.s.rdb.HGet(ctx, meta, "forward-check").Result()
+		if err != nil {
+			return redisErr(err)
+		}
+		if got != fingerprint {
+			return ErrClusterSecretMismatch
+		}
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("check the forwarding secret: %w", err)
+	}
+	return nil
+}

@@ -119,6 +119,17 @@ func TestLeases(t *testing.T) {
 		t.Fatalf("alice's home after DropHomes: %+v", o)
 	}
 
+	// The first instance's forwarding key fingerprint is the deployment's.
+	if err := a.CheckForwardKey(ctx, "fp1"); err != nil {
+		t.Fatal(err)
+	}
+	if err := b.CheckForwardKey(ctx, "fp1"); err != nil {
+		t.Errorf("same fingerprint: %v", err)
+	}
+	if err := b.CheckForwardKey(ctx, "fp2"); !errors.Is(err, ErrClusterSecretMismatch) {
+		t.Errorf("another fingerprint: %v, want ErrClusterSecretMismatch", err)
+	}
+
 	// Redis restarted empty: the next heartbeat says the lease was lost.
 	if _, err := a.Heartbeat(ctx); err != nil {
 		t.Fatal(err)

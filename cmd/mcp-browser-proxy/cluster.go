@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"crypto/rand"
 	"encoding/hex"
 	"errors"
@@ -9,6 +10,7 @@ import (
 	"net/url"
 	"time"
 
+	"github.com/rs/zerolog"
 	"github.com/spf13/pflag"
 
 	"github.com/mcp-browser-proxy/mcp-browser-proxy/auth"
@@ -61,7 +63,11 @@ func (f clusterFlags) advertise(addr, scheme string) (string, error) {
 
 // config builds shared mode's settings for store, which must be Redis; the
 // instance ID is random per process.
-func (f clusterFlags) config(store router.Store, addr, scheme string, jwtSecret []byte, sessionLifetime time.Duration) (proxy.ClusterConfig, string, error) {
+//
+// Instances that would not trust each other's forwarded requests (another
+// secret) are refused; an unreachable Redis is not (the check waits for
+// the next start).
+func (f clusterFlags) config(ctx context.Context, store router.Store, addr, scheme string, jwtSecret []byte, sessionLifetime time.Duration, log zerolog.Logger) (proxy.ClusterConfig, string, error) {
 	rs, ok := store.(*router.RedisStore)
 	if !ok {
 		return proxy.ClusterConfig{}, "", errors.New("shared mode needs --redis-url")
@@ -85,6 +91,14 @@ func (f clusterFlags) config(store router.Store, addr, scheme string, jwtSecret 
 	_, _ = rand.Read(b[:])
 	id := hex.EncodeToString(b[:])
 	leases, err := router.NewLeases(rs, router.LeaseOptions{ID: id, URL: base, TTL: f.leaseTTL, SessionTTL: sessionLifetime + time.Hour})
+	if err != nil {
+		return proxy.ClusterConfig{}, "", err
+	}
+	err = leases.CheckForwardKey(ctx, signer.Fingerprint())
+	if errors.Is(err, router.ErrUnavailable) {
+		log.Warn().Err(err).Msg("the forwarding secret could not be checked against the other instances")
+		err = nil
+	}
 	if err != nil {
 		return proxy.ClusterConfig{}, "", err
 	}

@@ -42,7 +42,7 @@ func TestAdvertiseURL(t *testing.T) {
 
 // TestServeClusterStart: shared mode on a wildcard --addr refuses to start
 // until --advertise-url (or MBP_ADVERTISE_URL) says how the others reach
-// it; two instances on one Redis act as one (a registration made on one
+// it, and with a forwarding secret other than the running instances'; two instances on one Redis act as one (a registration made on one
 // is answered for by the other, which forwards to the user's home); a
 // graceful stop releases the instance's leases at once, so the other
 // serves that user straight away, without waiting for the lease to expire.
@@ -59,6 +59,12 @@ func TestServeClusterStart(t *testing.T) {
 
 	args := []string{"--redis-url", rs.URL, "--jwt-secret", procSecret}
 	s1 := startServe(t, t.TempDir(), args...)
+	// An instance with another forwarding secret would refuse the others'
+	// forwarded requests, and they its: it does not start.
+	if _, _, err := run(t, "serve", "--addr", freeAddr(t), "--redis-url", rs.URL, "--data-dir", t.TempDir(), "--jwt-secret", procSecret,
+		"--cluster-secret", "another-cluster-secret-another-cluster!", "--advertise-url", "http://127.0.0.1:1"); err == nil || !strings.Contains(err.Error(), "--cluster-secret") {
+		t.Fatalf("an instance with another --cluster-secret: %v, want a refusal naming --cluster-secret", err)
+	}
 	s2 := startServe(t, t.TempDir(), args...)
 	out, _, err := run(t, "token", "issue", "--user", "bob", "--ttl", "1h", "--jwt-secret", procSecret)
 	if err != nil {

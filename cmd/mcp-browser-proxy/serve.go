@@ -325,7 +325,7 @@ func serve(ctx context.Context, f serveFlags, stderr io.Writer) error {
 	var clusterCfg proxy.ClusterConfig
 	if f.redis.shared() {
 		var advertised string
-		if clusterCfg, advertised, err = f.clust.config(store, f.addr, sec.scheme, secret, f.sessionLifetime); err != nil {
+		if clusterCfg, advertised, err = f.clust.config(ctx, store, f.addr, sec.scheme, secret, f.sessionLifetime, log); err != nil {
 			return err
 		}
 		log.Info().Str("instance", clusterCfg.Leases.ID()).Str("advertise_url", advertised).Dur("lease_ttl", f.clust.leaseTTL).
