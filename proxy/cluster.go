@@ -16,6 +16,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/gorilla/websocket"
 	"github.com/labstack/echo/v4"
 
 	"github.com/mcp-browser-proxy/mcp-browser-proxy/auth"
@@ -227,13 +228,10 @@ func (cl *cluster) beat(ctx context.Context) {
 				return
 			}
 			if o.ID != cl.leases.ID() {
-				// Another instance took the home while this one was cut
-				// off: its sessions here keep their browser connection
-				// until they end; new ones go to the new home.
 				cl.mu.Lock()
 				delete(cl.homes, u)
 				cl.mu.Unlock()
-				log.Warn().Str("user", u).Str("home", o.ID).Msg("shared mode: another instance became this user's home meanwhile")
+				cl.s.leaveHome(u, o.ID)
 			}
 		}
 		if lost {
@@ -449,6 +447,23 @@ func (cl *cluster) becameHome(ctx context.Context, user string) {
 		return // not registered (or the store failed): the handler says so
 	}
 	s.ensureRegistered(ctx, r)
+}
+
+// leaveHome lets go of user, whose home another instance became while this
+// one was cut off from Redis (and so looked dead): the other instances
+// already answer this one's sessions with 404, and one browser has one CDP
+// connection cluster-wide. The user's sessions here end (their clients
+// re-initialise, at the new home), the browser connection closes, and a
+// tunnel is told to reconnect, which lands it at the new home.
+func (s *Server) leaveHome(user, home string) {
+	closed := s.cfg.Sessions.CloseUser(user)
+	s.cfg.Pool.Remove(user)
+	tunnelClosed := false
+	if s.cfg.Tunnels != nil {
+		tunnelClosed = s.cfg.Tunnels.CloseUser(user, websocket.CloseTryAgainLater, "this user's browser moved to another proxy instance; connect reconnects by itself")
+	}
+	s.cfg.Audit.Info().Bool("audit", true).Str("event", "home_lost").Str("user", user).Str("home", home).
+		Int("sessions_closed", closed).Bool("tunnel_closed", tunnelClosed).Send()
 }
 
 // ensureRegistered connects the pool to registration r.

@@ -490,3 +490,48 @@ func TestClusterRedisRestartedEmpty(t *testing.T) {
 		t.Fatal("erin's client lost its session")
 	}
 }
+
+// TestClusterHomeTakenOver: an instance cut off from Redis longer than its
+// lease looks dead, and another becomes its users' home; when it is back,
+// it lets go of those users (their sessions there end, their browser
+// connection closes) instead of holding a second connection to the browser.
+func TestClusterHomeTakenOver(t *testing.T) {
+	rs := testredis.Start(t)
+	a := newClusterNode(t, rs)
+	b := newClusterNode(t, rs)
+	frank := a.token("frank")
+	dialHopping(t, viaSSE, a.URL, &hostHop{hosts: []string{hostOf(a.URL)}}, frank)
+	if sessionsOf(a, "frank") != 1 {
+		t.Fatal("frank's session is not on A")
+	}
+	a.stopBeat() // A is cut off: its lease expires
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		o, err := b.leases.Home(context.Background(), "frank")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !o.Live() {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("A's lease never expired")
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	dialHopping(t, viaStreamable, b.URL, &hostHop{hosts: []string{hostOf(b.URL)}}, frank)
+	if sessionsOf(b, "frank") != 1 {
+		t.Fatal("frank's new session is not on B, his new home")
+	}
+	stop := a.srv.StartCluster(context.Background()) // A is back; its first heartbeat runs now
+	t.Cleanup(stop)
+	if sessionsOf(a, "frank") != 0 {
+		t.Errorf("A kept frank's session after B became his home: %d", sessionsOf(a, "frank"))
+	}
+	if !strings.Contains(a.logs.String(), `"event":"home_lost"`) {
+		t.Error("A did not audit letting go of frank")
+	}
+	if sessionsOf(b, "frank") != 1 {
+		t.Errorf("frank's session on B: %d, want 1", sessionsOf(b, "frank"))
+	}
+}
