@@ -47,6 +47,10 @@ const instanceRetryAfter = 2
 // again.
 const forwardedKey = "forwarded_by"
 
+// forwardedToKey is the echo context key of the instance a request was
+// forwarded to, for the request log.
+const forwardedToKey = "forwarded_to"
+
 // ClusterConfig turns on shared mode. The zero value is a single instance.
 type ClusterConfig struct {
 	// Leases are this instance's leases in Redis; nil: single instance.
@@ -518,6 +522,7 @@ func (cl *cluster) forward(c echo.Context, o router.Owner) error {
 		return fmt.Errorf("forward: instance %s advertises a malformed URL", o.ID)
 	}
 	me := cl.leases.ID()
+	c.Set(forwardedToKey, o.ID)
 	var failed error
 	rp := &httputil.ReverseProxy{
 		Rewrite: func(pr *httputil.ProxyRequest) {

@@ -232,6 +232,9 @@ func TestClusterSharedMode(t *testing.T) {
 	if _, ok := b.pool.Get("bob"); ok {
 		t.Error("B connected bob's browser too: one instance (the home) must hold it")
 	}
+	if !strings.Contains(b.logs.String(), `"forwarded_to":"`+a.leases.ID()+`"`) || !strings.Contains(a.logs.String(), `"forwarded_by":"`+b.leases.ID()+`"`) {
+		t.Error("the request logs of B and A do not name the forwarding")
+	}
 	if _, ok := a.pool.Get("bob"); !ok {
 		t.Error("A, bob's home, does not hold bob's browser")
 	}

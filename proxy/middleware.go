@@ -46,6 +46,11 @@ func (s *Server) requestLog() echo.MiddlewareFunc {
 			if p, ok := principalOf(c); ok {
 				ev = ev.Str("user", p.UserID)
 			}
+			for _, k := range []string{forwardedKey, forwardedToKey} { // shared mode (cluster.go)
+				if id, ok := c.Get(k).(string); ok {
+					ev = ev.Str(k, id)
+				}
+			}
 			ev.Msg("http")
 			return nil
 		}
