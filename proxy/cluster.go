@@ -342,11 +342,42 @@ func sessionIDOf(r *http.Request) string {
 }
 
 // forwardSession sends a request for a session another live instance
-// holds to that instance. The local lookup comes first, so that sessions
-// of this instance need no Redis. A session of a dead instance, or of none,
+// holds to that instance. It runs after authentication, so that requests
+// without a valid credential cost no Redis round trip (the owner checks
+// the credential again, and the session's owner). The local lookup comes
+// first, so that sessions of this instance need no Redis. A session of a dead instance, or of none,
 // is left to the local checks, which answer 404 (the client re-initialises).
 func (s *Server) forwardSession(next echo.HandlerFunc) echo.HandlerFunc {
 	return s.forwardSessionOf(func(c echo.Context) string { return sessionIDOf(c.Request()) })(next)
+}
+
+// forwardUncredentialedDelete is forwardSession for a DELETE /mcp without
+// credentials (see deleteByKnowledge: the session ID is the secret), which
+// authentication would refuse before forwardSession runs.
+func (s *Server) forwardUncredentialedDelete(next echo.HandlerFunc) echo.HandlerFunc {
+	fwd := s.forwardSession(next)
+	return func(c echo.Context) error {
+		r := c.Request()
+		if r.Method == http.MethodDelete && r.Header.Get("Authorization") == "" {
+			return fwd(c)
+		}
+		return next(c)
+	}
+}
+
+// newIDShape reports whether id looks like an ID of session.Manager.NewID
+// (32 lower-case hex digits): only those are looked up in Redis, so that
+// junk costs no round trip.
+func newIDShape(id string) bool {
+	if len(id) != 32 {
+		return false
+	}
+	for _, c := range id {
+		if (c < '0' || c > '9') && (c < 'a' || c > 'f') {
+			return false
+		}
+	}
+	return true
 }
 
 // forwardSessionOf is forwardSession for the session that sid names (the
@@ -364,7 +395,7 @@ func (s *Server) sessionForwarder(sidOf func(echo.Context) string, next echo.Han
 	return func(c echo.Context) error {
 		r := c.Request()
 		sid := sidOf(c)
-		if sid == "" || len(sid) > maxSessionIDLen || isForwarded(c) {
+		if !newIDShape(sid) || isForwarded(c) {
 			return next(c)
 		}
 		if _, ok := s.cfg.Sessions.Owner(sid); ok {

@@ -39,7 +39,7 @@ type clusterNode struct {
 
 // clusterTTL is the instance lease of the test nodes: short, so that a
 // killed node is seen dead soon.
-const clusterTTL = time.Second
+const clusterTTL = 3 * time.Second
 
 func newClusterNode(t *testing.T, rs *testredis.Server) *clusterNode {
 	t.Helper()
@@ -58,7 +58,7 @@ func newClusterNodeWith(t *testing.T, rs *testredis.Server, scfg session.Config)
 	if err != nil {
 		t.Fatal(err)
 	}
-	store, err := router.OpenRedis(router.RedisOptions{URL: rs.URL, Prefix: "cl:", Timeout: 500 * time.Millisecond, Sealer: sealer})
+	store, err := router.OpenRedis(router.RedisOptions{URL: rs.URL, Prefix: "cl:", Timeout: 2 * time.Second, Sealer: sealer})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -305,6 +305,17 @@ func TestClusterSharedMode(t *testing.T) {
 	}
 	if resp := a.do(http.MethodDelete, "/api/sessions/"+carolID, carol, nil, nil); resp.StatusCode != http.StatusNoContent || sessionsOf(b, "carol") != 0 {
 		t.Errorf("carol closing her session (on B) through A: %d, %d left on B; want 204 and none", resp.StatusCode, sessionsOf(b, "carol"))
+	}
+	// The closing DELETE /mcp without credentials (mcp-go's) reaches the
+	// session's instance.
+	carol2 := dialHopping(t, viaStreamable, b.URL, &hostHop{hosts: []string{hostOf(b.URL)}}, carol)
+	if resp, body := rawMCP(t, http.MethodDelete, a.URL+"/mcp", "", carol2.GetSessionId(), "", nil); resp.StatusCode >= 300 || sessionsOf(b, "carol") != 0 {
+		t.Errorf("DELETE /mcp without credentials of carol's session on B, through A: %d %s, %d left on B", resp.StatusCode, body, sessionsOf(b, "carol"))
+	}
+	// Without a credential, a session on another instance is not even
+	// looked up, except for the closing DELETE that knowing the ID allows.
+	if resp, body := rawMCP(t, http.MethodPost, b.URL+"/mcp", "", hopID, rawList, nil); resp.StatusCode != http.StatusUnauthorized {
+		t.Errorf("no credential, alice's session through B: %d %s, want 401", resp.StatusCode, body)
 	}
 	if !strings.Contains(a.logs.String(), "session belongs to another user") {
 		t.Error("A did not audit bob's forwarded use of alice's session")

@@ -158,13 +158,13 @@ func New(cfg Config) *Server {
 	e.GET("/health/detailed", s.healthDetailed, authn)
 
 	// In shared mode a request for another instance's session goes there
-	// before anything else (forwardSession), and a new session goes to its
+	// once authenticated (forwardSession), and a new session goes to its
 	// user's home (home), before the limits are counted.
 	e.GET("/sse", echo.WrapHandler(s.endableSSE(s.sse.SSEHandler())), authn, home, s.mcpGuard, streams)
-	e.POST("/message", echo.WrapHandler(s.sse.MessageHandler()), s.forwardSession, authn, s.mcpGuard)
+	e.POST("/message", echo.WrapHandler(s.sse.MessageHandler()), authn, s.forwardSession, s.mcpGuard)
 	mcpHandler := echo.WrapHandler(s.stream)
 	for _, m := range []string{http.MethodPost, http.MethodGet, http.MethodDelete} {
-		e.Add(m, "/mcp", mcpHandler, s.forwardSession, authn, home, s.mcpGuard, streams)
+		e.Add(m, "/mcp", mcpHandler, s.forwardUncredentialedDelete, authn, s.forwardSession, home, s.mcpGuard, streams)
 	}
 	s.e = e
 	return s
