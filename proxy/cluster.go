@@ -209,11 +209,20 @@ func (cl *cluster) beat(ctx context.Context) {
 	cl.dirty = false
 	homes := keysOf(cl.homes)
 	cl.mu.Unlock()
+	// retry keeps the ended sessions for the next heartbeat to release.
+	retry := func() {
+		cl.mu.Lock()
+		cl.dirty = true
+		for _, id := range ended {
+			cl.sessions[id] = struct{}{}
+		}
+		cl.mu.Unlock()
+	}
 	if err != nil {
 		if !wasDown {
 			log.Warn().Err(err).Msg("shared mode: the instance lease cannot be renewed; sessions on this instance keep working, new sessions are refused until Redis answers")
 		}
-		cl.markDirty()
+		retry()
 		return
 	}
 	if wasDown {
@@ -222,13 +231,13 @@ func (cl *cluster) beat(ctx context.Context) {
 	if rewrite {
 		if err := cl.leases.PutSessions(ctx, live...); err != nil {
 			log.Warn().Err(err).Msg("shared mode: session leases not written again; retrying at the next heartbeat")
-			cl.markDirty()
+			retry()
 			return
 		}
 		for _, u := range homes {
 			o, err := cl.leases.ClaimHome(ctx, u)
 			if err != nil {
-				cl.markDirty()
+				retry()
 				return
 			}
 			if o.ID != cl.leases.ID() {
@@ -243,11 +252,7 @@ func (cl *cluster) beat(ctx context.Context) {
 		}
 	}
 	if err := cl.leases.DropSessions(ctx, ended...); err != nil {
-		cl.mu.Lock()
-		for _, id := range ended {
-			cl.sessions[id] = struct{}{} // dropped at the next heartbeat
-		}
-		cl.mu.Unlock()
+		retry()
 	}
 }
 
