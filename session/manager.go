@@ -329,6 +329,10 @@ func (m *Manager) Middleware(next server.ToolHandlerFunc) server.ToolHandlerFunc
 			return mcp.NewToolResultError("unauthenticated call; connect with a bearer token"), nil
 		}
 		tool := req.Params.Name
+		note := requestNote(ctx)
+		if note != nil {
+			note.called.Store(true) // from here the call writes its own line
+		}
 		if res := m.refusePermission(ctx, p, req); res != nil {
 			m.rates.record(p.UserID, true, time.Now())
 			return res, nil
@@ -384,8 +388,11 @@ func (m *Manager) Middleware(next server.ToolHandlerFunc) server.ToolHandlerFunc
 		}
 		m.cfg.Metrics.called(p.UserID, tool, outcome, true, dur)
 		m.rates.record(p.UserID, outcome != OutcomeOK, time.Now())
-		m.cfg.Audit.Info().Bool("audit", true).Str("event", "tool_call").Str("user", p.UserID).Str("session", s.ID).
-			Str("tool", tool).Dur("duration", dur).Str("outcome", outcome).Send()
+		ev := m.cfg.Audit.Info().Bool("audit", true).Str("event", "tool_call")
+		if note != nil {
+			ev = ev.Str("request_id", note.RequestID)
+		}
+		ev.Str("user", p.UserID).Str("session", s.ID).Str("tool", tool).Dur("duration", dur).Str("outcome", outcome).Send()
 		return res, err
 	}
 }
