@@ -42,8 +42,11 @@ func (s *Server) requestLog() echo.MiddlewareFunc {
 				head = &headBody{ReadCloser: r.Body}
 				r.Body = head
 			}
-			note := &session.RequestNote{RequestID: requestID(c)}
-			c.SetRequest(r.WithContext(session.WithRequestNote(r.Context(), note)))
+			var note *session.RequestNote // only MCP messages carry tool calls
+			if r.Method == http.MethodPost && (r.URL.Path == "/mcp" || r.URL.Path == "/message") {
+				note = &session.RequestNote{RequestID: requestID(c)}
+				c.SetRequest(r.WithContext(session.WithRequestNote(r.Context(), note)))
+			}
 			err := next(c)
 			if err != nil {
 				c.Error(err)

@@ -21,6 +21,7 @@ import (
 	"path/filepath"
 	"runtime"
 	"runtime/debug"
+	"runtime/pprof"
 	"slices"
 	"strconv"
 	"strings"
@@ -48,6 +49,12 @@ import (
 const (
 	scaleChildEnv = "MBP_SCALE_CHILD"
 	scaleBodyEnv  = "MBP_SCALE_BODY"
+	// scaleCPUProfileEnv names a file for the child's CPU profile, and
+	// scaleProfileDirEnv a directory where BenchmarkScaleIdleSSE leaves
+	// the heap and goroutine profiles of 5,000 sessions: to look, not
+	// measured.
+	scaleCPUProfileEnv = "MBP_SCALE_CPUPROFILE"
+	scaleProfileDirEnv = "MBP_SCALE_PROFILES"
 )
 
 // TestScaleChild is the server side of the scale benchmarks; it skips
@@ -79,9 +86,28 @@ func TestScaleChild(t *testing.T) {
 		defer stop()
 		go func() { served <- srv.Serve(ctx, ln) }()
 	}
+	if path := os.Getenv(scaleCPUProfileEnv); path != "" && mode == "proxy" {
+		f, err := os.Create(path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := pprof.StartCPUProfile(f); err != nil {
+			t.Fatal(err)
+		}
+		defer f.Close()
+		defer pprof.StopCPUProfile()
+	}
 	fmt.Printf("LISTEN %s\n", ln.Addr())
 	in := bufio.NewScanner(os.Stdin)
 	for in.Scan() {
+		if name, path, ok := strings.Cut(in.Text(), " "); ok && name != "gc" {
+			// "heap PATH", "goroutine PATH": write that profile.
+			if f, err := os.Create(path); err == nil {
+				_ = pprof.Lookup(name).WriteTo(f, 0)
+				f.Close()
+			}
+			fmt.Println("PROFILED")
+		}
 		if in.Text() == "gc" {
 			runtime.GC()
 			debug.FreeOSMemory()
@@ -381,6 +407,12 @@ func BenchmarkScaleIdleSSE(b *testing.B) {
 		b.ReportMetric(per(m.heap, base.heap), fmt.Sprintf("heap-KB/session@%d", n))
 		b.ReportMetric(per(m.stacks, base.stacks), fmt.Sprintf("stack-KB/session@%d", n))
 		b.ReportMetric(float64(m.goroutines-base.goroutines)/float64(n-100), fmt.Sprintf("goroutines/session@%d", n))
+	}
+	if dir := os.Getenv(scaleProfileDirEnv); dir != "" {
+		for _, name := range []string{"heap", "goroutine"} {
+			fmt.Fprintf(c.in, "%s %s\n", name, filepath.Join(dir, name+".pprof"))
+			c.expect(b, "PROFILED")
+		}
 	}
 	b.ReportMetric(0, "ns/op")
 }
