@@ -100,7 +100,16 @@ func TestScaleChild(t *testing.T) {
 	fmt.Printf("LISTEN %s\n", ln.Addr())
 	in := bufio.NewScanner(os.Stdin)
 	for in.Scan() {
-		if name, path, ok := strings.Cut(in.Text(), " "); ok && name != "gc" {
+		if name, path, ok := strings.Cut(in.Text(), " "); ok && name == "cpu" {
+			// "cpu PATH" starts a CPU profile, "cpu -" stops it.
+			if path == "-" {
+				pprof.StopCPUProfile()
+			} else if f, err := os.Create(path); err == nil {
+				_ = pprof.StartCPUProfile(f)
+				defer f.Close()
+			}
+			fmt.Println("PROFILED")
+		} else if ok && name != "gc" {
 			// "heap PATH", "goroutine PATH": write that profile.
 			if f, err := os.Create(path); err == nil {
 				_ = pprof.Lookup(name).WriteTo(f, 0)
@@ -524,9 +533,20 @@ func BenchmarkScaleStatus(b *testing.B) {
 		b.ReportMetric(float64(m.p99)/float64(time.Millisecond), "nethttp-p99-ms"+label)
 		b.ReportMetric(float64(p.p99)/float64(m.p99), "p99-ratio"+label)
 	}
+	dir := os.Getenv(scaleProfileDirEnv)
+	profile := func(arg string) {
+		if dir != "" {
+			fmt.Fprintf(px.in, "cpu %s\n", arg)
+			px.expect(b, "PROFILED")
+		}
+	}
+	profile(filepath.Join(dir, "status-0.cpu"))
 	run("")
+	profile("-")
 	openIdleSSE(b, px, toks, 5000)
+	profile(filepath.Join(dir, "status-5000.cpu"))
 	run("@5000sessions")
+	profile("-")
 	b.ReportMetric(0, "ns/op")
 }
 

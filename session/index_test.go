@@ -70,7 +70,7 @@ func TestUserIndexFollowsEveryWayIn(t *testing.T) {
 
 	// carol is at the limit: CheckOpen evicts her least recently used one.
 	m.mu.Lock()
-	m.sessions[ids["carol"][2]].lastUsed = time.Now().Add(-time.Hour)
+	m.sessions[ids["carol"][2]].setLastUsed(time.Now().Add(-time.Hour))
 	m.mu.Unlock()
 	if err := m.CheckOpen("carol"); err != nil {
 		t.Fatalf("carol at the limit with idle sessions: %v", err)

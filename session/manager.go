@@ -179,10 +179,10 @@ func (m *Manager) newSession(id, owner string) *Session {
 	ctx, cancel := context.WithCancel(context.Background())
 	s := &Session{
 		ID: id, UserID: owner, mgr: m, ctx: ctx, cancel: cancel,
-		log:      m.cfg.Log.With().Str("user", owner).Str("session", id).Logger(),
-		tabs:     map[int]*tab{},
-		lastUsed: now,
+		log:  m.cfg.Log.With().Str("user", owner).Str("session", id).Logger(),
+		tabs: map[int]*tab{},
 	}
+	s.setLastUsed(now)
 	m.life[s] = &lifeRecord{opened: now}
 	return s
 }
@@ -269,21 +269,20 @@ func (m *Manager) Count() int {
 // UserStats returns how many sessions owner has and when one last ran a tool.
 func (m *Manager) UserStats(owner string) (n int, last time.Time) {
 	m.mu.Lock()
-	mine := m.byUser[owner]
-	list := make([]*Session, 0, len(mine)+1)
-	for _, s := range mine {
-		list = append(list, s)
-	}
-	if d := m.defaults[owner]; d != nil {
-		list = append(list, d)
-	}
-	m.mu.Unlock()
-	for _, s := range list {
+	defer m.mu.Unlock()
+	for _, s := range m.byUser[owner] {
+		n++
 		if t := s.LastUsed(); t.After(last) {
 			last = t
 		}
 	}
-	return len(list), last
+	if d := m.defaults[owner]; d != nil {
+		n++
+		if t := d.LastUsed(); t.After(last) {
+			last = t
+		}
+	}
+	return n, last
 }
 
 // resolve finds the session of a tool call: the MCP session's own, or the
