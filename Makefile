@@ -2,7 +2,7 @@
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 GO ?= go
 
-.PHONY: run test deps deploy-tools lint bench build compare soak
+.PHONY: run test deps deploy-tools lint bench bench-scale build compare soak
 
 run:
 	$(GO) run ./cmd/mcp-browser-proxy serve
@@ -55,9 +55,18 @@ lint:
 soak: deps
 	$(GO) test -race -count=1 -tags soak -timeout 20m -v -run '^(TestSoakKillRestart|TestAbandonedSessionsDoNotLeak)$$' ./proxy/
 
-## bench: the latency benchmarks behind BENCHMARKS.md.
+## bench: the latency benchmarks behind BENCHMARKS.md, then the one-instance
+## scale figures (issue 12: idle SSE memory, status route against bare
+## net/http, evaluate_script CPU and throughput against raw CDP, SSE setup),
+## each run once for its own length with the proxy in a child process.
 bench: deps
-	$(GO) test -run '^$$' -bench . -benchtime 200x -count 3 ./proxy/
+	$(GO) test -run '^$$' -bench . -skip '^BenchmarkScale' -benchtime 200x -count 3 ./proxy/
+	$(MAKE) --no-print-directory bench-scale
+
+bench-scale: deps
+	@uptime
+	$(GO) test -run '^$$' -bench '^BenchmarkScale' -benchtime 1x -count 1 -timeout 20m ./proxy/
+	@uptime
 
 ## compare: side by side with chrome-devtools-mcp and @playwright/mcp from npm
 ## (bench/package.json), on one Chromium; markdown for BENCHMARKS.md.

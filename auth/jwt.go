@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto"
 	"crypto/rand"
+	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
@@ -140,6 +141,10 @@ type Options struct {
 	// JWKS, when set, verifies RS256 and ES256 tokens with the key their
 	// kid header names. It excludes PublicKey.
 	JWKS *JWKS
+	// TokenCacheSize bounds how many verified tokens are remembered until
+	// their exp (0: 10,000; negative: none are). Tokens verified with a
+	// JWKS key are not remembered: the provider may withdraw that key.
+	TokenCacheSize int
 }
 
 // Authenticator issues HS256 JWTs with one secret and verifies HS256 JWTs
@@ -149,6 +154,7 @@ type Authenticator struct {
 	secret []byte
 	opts   Options
 	parser *jwt.Parser
+	cache  *tokenCache
 }
 
 // NewAuthenticator returns an Authenticator using secret, which must be at
@@ -194,6 +200,7 @@ func NewAuthenticatorWith(secret []byte, opts Options) (*Authenticator, error) {
 		secret: append([]byte(nil), secret...),
 		opts:   opts,
 		parser: jwt.NewParser(popts...),
+		cache:  newTokenCache(opts.TokenCacheSize),
 	}, nil
 }
 
@@ -330,33 +337,54 @@ func (a *Authenticator) Verify(token string) (Principal, error) {
 // API key ID; the Principal carries it (KeyID) and exp (Expires), and the
 // caller must also check that key with CheckAPIKeyLive. A JWKS fetch for an
 // unknown kid is bounded by ctx. Failures wrap ErrExpiredToken or ErrInvalidToken; the token itself never
-// appears in the error text.
+// appears in the error text. A token verified once (except with a JWKS key)
+// is remembered, by its hash, until its exp: checking it again costs a hash
+// and a map lookup.
 func (a *Authenticator) VerifyContext(ctx context.Context, token string) (Principal, error) {
+	key := sha256.Sum256([]byte(token))
+	now := time.Now()
+	if p, ok := a.cache.get(key, now); ok {
+		return p, nil
+	}
+	p, cacheable, err := a.verify(ctx, token)
+	if err == nil && cacheable {
+		a.cache.put(key, p, now)
+	}
+	return p, err
+}
+
+// CachedTokens returns how many verified tokens a remembers.
+func (a *Authenticator) CachedTokens() int { return a.cache.len() }
+
+// verify is VerifyContext without the cache; cacheable reports a token
+// whose key cannot be withdrawn while a runs (its secret, the public key).
+func (a *Authenticator) verify(ctx context.Context, token string) (p Principal, cacheable bool, err error) {
 	var c claims
-	_, err := a.parser.ParseWithClaims(token, &c, func(t *jwt.Token) (any, error) {
+	_, err = a.parser.ParseWithClaims(token, &c, func(t *jwt.Token) (any, error) {
+		cacheable = t.Method.Alg() == jwt.SigningMethodHS256.Alg() || a.opts.JWKS == nil
 		return a.key(ctx, t)
 	})
 	if err != nil {
 		if errors.Is(err, jwt.ErrTokenExpired) {
-			return Principal{}, fmt.Errorf("verify token: %w", ErrExpiredToken)
+			return Principal{}, false, fmt.Errorf("verify token: %w", ErrExpiredToken)
 		}
-		return Principal{}, fmt.Errorf("verify token: %w: %w", ErrInvalidToken, err)
+		return Principal{}, false, fmt.Errorf("verify token: %w: %w", ErrInvalidToken, err)
 	}
 	if err := ValidateUserID(c.Subject); err != nil {
-		return Principal{}, fmt.Errorf("verify token: %w: bad subject: %w", ErrInvalidToken, err)
+		return Principal{}, false, fmt.Errorf("verify token: %w: bad subject: %w", ErrInvalidToken, err)
 	}
 	perms, err := c.Perms.granted()
 	if err != nil {
-		return Principal{}, fmt.Errorf("verify token: %w: bad perms claim: %w", ErrInvalidToken, err)
+		return Principal{}, false, fmt.Errorf("verify token: %w: bad perms claim: %w", ErrInvalidToken, err)
 	}
 	if c.KeyID != "" && !ValidAPIKeyID(c.KeyID) {
-		return Principal{}, fmt.Errorf("verify token: %w: bad apikey_id claim", ErrInvalidToken)
+		return Principal{}, false, fmt.Errorf("verify token: %w: bad apikey_id claim", ErrInvalidToken)
 	}
 	sets, err := c.Toolsets.granted()
 	if err != nil {
-		return Principal{}, fmt.Errorf("verify token: %w: bad toolsets claim: %w", ErrInvalidToken, err)
+		return Principal{}, false, fmt.Errorf("verify token: %w: bad toolsets claim: %w", ErrInvalidToken, err)
 	}
-	return Principal{UserID: c.Subject, Perms: perms, Expires: c.ExpiresAt.Time, KeyID: c.KeyID, Minted: c.Session, Toolsets: sets}, nil
+	return Principal{UserID: c.Subject, Perms: perms, Expires: c.ExpiresAt.Time, KeyID: c.KeyID, Minted: c.Session, Toolsets: sets}, cacheable, nil
 }
 
 // key returns the verification key for t, whose alg the parser has already

@@ -27,19 +27,38 @@ func principalOf(c echo.Context) (auth.Principal, bool) {
 }
 
 // requestLog logs one line per request, without query strings (they can hold
-// session IDs) and never any header.
+// session IDs) and never any header. A tool call is one line, the call's
+// own (session's tool_call, with the request ID): the line of its HTTP
+// request is left out (written at debug level) when a call of it was
+// logged (POST /mcp answers after the call) or, on POST /message, whose
+// 202 comes before the call runs, when the message is a tools/call.
 func (s *Server) requestLog() echo.MiddlewareFunc {
 	return func(next echo.HandlerFunc) echo.HandlerFunc {
 		return func(c echo.Context) error {
 			start := time.Now()
+			r := c.Request()
+			var head *headBody
+			if r.Method == http.MethodPost && r.URL.Path == "/message" {
+				head = &headBody{ReadCloser: r.Body}
+				r.Body = head
+			}
+			var note *session.RequestNote // only MCP messages carry tool calls
+			if r.Method == http.MethodPost && (r.URL.Path == "/mcp" || r.URL.Path == "/message") {
+				note = &session.RequestNote{RequestID: requestID(c)}
+				c.SetRequest(r.WithContext(session.WithRequestNote(r.Context(), note)))
+			}
 			err := next(c)
 			if err != nil {
 				c.Error(err)
 			}
-			ev := s.log.Info()
 			status := c.Response().Status
-			if status >= 500 {
+			ev := s.log.Info()
+			switch {
+			case status >= 500:
 				ev = s.log.Error()
+			case note.Called(),
+				head != nil && status == http.StatusAccepted && rpcMethod(head.buf) == "tools/call":
+				ev = s.log.Debug()
 			}
 			ev = ev.Str("request_id", requestID(c)).Str("method", c.Request().Method).
 				Str("path", c.Request().URL.Path).Int("status", status).Dur("latency", time.Since(start))
@@ -55,6 +74,55 @@ func (s *Server) requestLog() echo.MiddlewareFunc {
 			return nil
 		}
 	}
+}
+
+// headMax is how much of a POST /message body requestLog keeps to find its
+// JSON-RPC method; clients write the method before the params.
+const headMax = 256
+
+// headBody keeps the first headMax bytes the handler reads of a body.
+type headBody struct {
+	io.ReadCloser
+	buf []byte
+}
+
+func (h *headBody) Read(p []byte) (int, error) {
+	n, err := h.ReadCloser.Read(p)
+	if room := headMax - len(h.buf); room > 0 {
+		h.buf = append(h.buf, p[:min(n, room)]...)
+	}
+	return n, err
+}
+
+// rpcMethod returns the method of the JSON-RPC message that b starts, or ""
+// when b (the message, or its first bytes) does not name one before its
+// params. It decodes tokens only up to the method.
+func rpcMethod(b []byte) string {
+	dec := json.NewDecoder(bytes.NewReader(b))
+	if t, err := dec.Token(); err != nil || t != json.Delim('{') {
+		return ""
+	}
+	for dec.More() {
+		k, err := dec.Token()
+		if err != nil {
+			return ""
+		}
+		switch k {
+		case "method":
+			var m string
+			if dec.Decode(&m) != nil {
+				return ""
+			}
+			return m
+		case "params":
+			return ""
+		}
+		var skip json.RawMessage
+		if dec.Decode(&skip) != nil {
+			return ""
+		}
+	}
+	return ""
 }
 
 // authenticate verifies the bearer credential, a JWT of this proxy (or of

@@ -169,3 +169,30 @@ func postMCP(t *testing.T, h *harness, tok, body string) int {
 	resp.Body.Close()
 	return resp.StatusCode
 }
+
+// TestCachedTokenOfRevokedKeyRefused: the proxy remembers verified tokens,
+// and a remembered sessionToken of an API key is still refused on the very
+// next request after the key is revoked, store-side (as `apikey revoke`
+// does) rather than through the API.
+func TestCachedTokenOfRevokedKeyRefused(t *testing.T) {
+	h := newHarness(t, "")
+	key, rec := h.apiKey("carol", auth.PermRead, auth.PermWrite)
+	tok := h.register(key, "carol", deadURL(t)).SessionToken
+	for range 3 {
+		if code, _ := h.get("/api/users/carol/status", tok); code != http.StatusOK {
+			t.Fatalf("control: sessionToken gives %d", code)
+		}
+	}
+	if n := h.authn.CachedTokens(); n < 1 {
+		t.Fatalf("%d cached tokens after three requests with one: the test would not cover a cache hit", n)
+	}
+	if err := h.store.RevokeAPIKey(context.Background(), rec.ID); err != nil {
+		t.Fatal(err)
+	}
+	if code, _ := h.get("/api/users/carol/status", tok); code != http.StatusUnauthorized {
+		t.Errorf("remembered sessionToken of a revoked key: %d, want 401", code)
+	}
+	if code, _ := h.get("/api/users/carol/status", key); code != http.StatusUnauthorized {
+		t.Errorf("revoked key itself: %d, want 401", code)
+	}
+}

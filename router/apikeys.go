@@ -89,6 +89,7 @@ func (s *BoltStore) CreateAPIKey(ctx context.Context, k auth.APIKey) error {
 	if err != nil {
 		return err
 	}
+	defer s.keys.drop(k.ID)
 	err = s.db.Update(func(tx *bolt.Tx) error {
 		b, err := tx.CreateBucketIfNotExists([]byte(bucketAPIKeys))
 		if err != nil {
@@ -110,6 +111,10 @@ func (s *BoltStore) GetAPIKey(ctx context.Context, id string) (auth.APIKey, erro
 	if err := ctx.Err(); err != nil {
 		return auth.APIKey{}, fmt.Errorf("get API key: %w", err)
 	}
+	cached, ok, gen := s.keys.get(id)
+	if ok {
+		return cached, nil
+	}
 	var rec apiKeyRecord
 	err := s.db.View(func(tx *bolt.Tx) error {
 		b := tx.Bucket([]byte(bucketAPIKeys))
@@ -125,7 +130,9 @@ func (s *BoltStore) GetAPIKey(ctx context.Context, id string) (auth.APIKey, erro
 	if err != nil {
 		return auth.APIKey{}, fmt.Errorf("get API key %s: %w", redactID(id), err)
 	}
-	return rec.key(), nil
+	k := rec.key()
+	s.keys.fill(id, k, gen)
+	return k, nil
 }
 
 // TouchAPIKey implements auth.APIKeyStore.
@@ -134,6 +141,7 @@ func (s *BoltStore) TouchAPIKey(ctx context.Context, id string, at time.Time) er
 		return fmt.Errorf("touch API key: %w", err)
 	}
 	at = at.UTC().Round(0)
+	defer s.keys.drop(id)
 	err := s.db.Update(func(tx *bolt.Tx) error {
 		b := tx.Bucket([]byte(bucketAPIKeys))
 		if b == nil {
@@ -213,6 +221,7 @@ func (s *BoltStore) RevokeAPIKey(ctx context.Context, id string) error {
 	if err := ctx.Err(); err != nil {
 		return fmt.Errorf("revoke API key: %w", err)
 	}
+	defer s.keys.drop(id)
 	err := s.db.Update(func(tx *bolt.Tx) error {
 		b := tx.Bucket([]byte(bucketAPIKeys))
 		if b == nil || b.Get([]byte(id)) == nil {

@@ -14,6 +14,8 @@ import (
 
 	bolt "go.etcd.io/bbolt"
 	berrors "go.etcd.io/bbolt/errors"
+
+	"github.com/mcp-browser-proxy/mcp-browser-proxy/auth"
 )
 
 // Store keeps registrations. Implementations are safe for concurrent use.
@@ -66,7 +68,9 @@ type BoltStore struct {
 	db     *bolt.DB
 	path   string
 	now    func() time.Time
-	sealer *Sealer // seals browser URLs and headers; nil stores them in clear
+	sealer *Sealer                 // seals browser URLs and headers; nil stores them in clear
+	cache  readCache[Registration] // decoded records read already (boltcache.go)
+	keys   readCache[auth.APIKey]  // the same for API keys
 }
 
 // BoltOption configures OpenBolt.
@@ -106,7 +110,9 @@ func OpenBolt(path string, opts ...BoltOption) (*BoltStore, error) {
 		}
 		return nil
 	})
-	s := &BoltStore{db: db, path: path, now: time.Now}
+	s := &BoltStore{db: db, path: path, now: time.Now,
+		cache: readCache[Registration]{clone: Registration.clone},
+		keys:  readCache[auth.APIKey]{clone: cloneAPIKey}}
 	for _, o := range opts {
 		o(s)
 	}
@@ -194,6 +200,7 @@ func (s *BoltStore) Put(ctx context.Context, r Registration) (Registration, erro
 	key := []byte(r.UserID)
 	endpoints := EndpointKeys(norm, r.Addrs)
 
+	defer s.cache.drop(r.UserID)
 	err = s.db.Update(func(tx *bolt.Tx) error {
 		regs, idx, err := buckets(tx)
 		if err != nil {
@@ -318,7 +325,10 @@ func (s *BoltStore) Get(ctx context.Context, userID string) (Registration, error
 	if err := ctx.Err(); err != nil {
 		return Registration{}, fmt.Errorf("get registration %s: %w", userID, err)
 	}
-	var rec Registration
+	rec, ok, gen := s.cache.get(userID)
+	if ok {
+		return rec, nil
+	}
 	err := s.db.View(func(tx *bolt.Tx) error {
 		regs, _, err := buckets(tx)
 		if err != nil {
@@ -336,6 +346,7 @@ func (s *BoltStore) Get(ctx context.Context, userID string) (Registration, error
 	if err != nil {
 		return Registration{}, fmt.Errorf("get registration %s: %w", userID, err)
 	}
+	s.cache.fill(userID, rec, gen)
 	return rec, nil
 }
 
@@ -345,6 +356,7 @@ func (s *BoltStore) Delete(ctx context.Context, userID string) error {
 		return fmt.Errorf("delete registration %s: %w", userID, err)
 	}
 	key := []byte(userID)
+	defer s.cache.drop(userID)
 	err := s.db.Update(func(tx *bolt.Tx) error {
 		regs, idx, err := buckets(tx)
 		if err != nil {

@@ -24,7 +24,7 @@ func TestCallInFlightNeverEvicted(t *testing.T) {
 	busy, other := m.NewID("alice"), m.NewID("alice")
 	m.Open(busy, "alice")
 	m.Open(other, "alice")
-	m.sessions[busy].lastUsed = time.Now().Add(-time.Hour) // the LRU one
+	m.sessions[busy].setLastUsed(time.Now().Add(-time.Hour)) // the LRU one
 
 	started, release := make(chan struct{}), make(chan struct{})
 	done := make(chan *mcp.CallToolResult)
@@ -42,7 +42,7 @@ func TestCallInFlightNeverEvicted(t *testing.T) {
 		done <- res
 	}()
 	<-started
-	m.sessions[busy].lastUsed = time.Now().Add(-time.Hour) // the call touched it
+	m.sessions[busy].setLastUsed(time.Now().Add(-time.Hour)) // the call touched it
 
 	if err := m.CheckOpen("alice"); err != nil {
 		t.Fatalf("at the limit with one session idle: %v", err)
@@ -68,7 +68,7 @@ func TestCallInFlightNeverEvicted(t *testing.T) {
 		t.Errorf("the call in flight was cut: %+v", res)
 	}
 	releaseHold()
-	m.sessions[third].lastUsed = time.Now().Add(-time.Hour)
+	m.sessions[third].setLastUsed(time.Now().Add(-time.Hour))
 	if err := m.CheckOpen("alice"); err != nil {
 		t.Fatalf("after the stream ended: %v", err)
 	}

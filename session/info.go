@@ -116,7 +116,7 @@ func (m *Manager) End(id, reason string) bool {
 	m.mu.Lock()
 	var ended []ending
 	if s, ok := m.sessions[id]; ok {
-		delete(m.sessions, id)
+		m.dropLocked(id)
 		ended = append(ended, m.takeLocked(s, reason))
 	}
 	for user, s := range m.defaults {

@@ -72,7 +72,7 @@ func (m *Manager) OpenVia(id, owner, transport string, end func()) *Session {
 	s, ok := m.sessions[id]
 	if !ok {
 		s = m.newSession(id, owner)
-		m.sessions[id] = s
+		m.addLocked(s)
 	}
 	if rec := m.life[s]; rec != nil {
 		if rec.end == nil {
@@ -146,8 +146,8 @@ func (m *Manager) inUseLocked(s *Session) bool {
 func (m *Manager) evictableLocked(owner string) *Session {
 	var lru *Session
 	var lruAt time.Time
-	for _, s := range m.sessions {
-		if s.UserID != owner || m.inUseLocked(s) {
+	for _, s := range m.byUser[owner] {
+		if m.inUseLocked(s) {
 			continue
 		}
 		if at := s.LastUsed(); lru == nil || at.Before(lruAt) {
@@ -196,7 +196,7 @@ func (m *Manager) expire(now time.Time) {
 			r = CloseStale
 		}
 		if r != "" {
-			delete(m.sessions, id)
+			m.dropLocked(id)
 			ended = append(ended, m.takeLocked(s, r))
 		}
 	}

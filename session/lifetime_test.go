@@ -33,7 +33,7 @@ func auditedClose(logs, id, reason string) bool {
 // backdate makes s look unused since used and opened at opened (zero: keep).
 func backdate(m *Manager, s *Session, used, opened time.Time) {
 	s.mu.Lock()
-	s.lastUsed = used
+	s.setLastUsed(used)
 	s.mu.Unlock()
 	if !opened.IsZero() {
 		m.mu.Lock()

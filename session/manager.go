@@ -97,11 +97,12 @@ type Manager struct {
 	access atomic.Pointer[tools.Access]
 
 	mu       sync.Mutex
-	sessions map[string]*Session      // by MCP session ID
-	reserved map[string]reservation   // handed out but not registered yet
-	defaults map[string]*Session      // per-user default workspace (stateless protocol)
-	handles  handles                  // page ids of the default workspaces (handles.go)
-	life     map[*Session]*lifeRecord // when each open session began, how to end its transport
+	sessions map[string]*Session            // by MCP session ID
+	byUser   map[string]map[string]*Session // m.sessions by owner, then ID (addLocked, dropLocked)
+	reserved map[string]reservation         // handed out but not registered yet
+	defaults map[string]*Session            // per-user default workspace (stateless protocol)
+	handles  handles                        // page ids of the default workspaces (handles.go)
+	life     map[*Session]*lifeRecord       // when each open session began, how to end its transport
 }
 
 // NewManager returns a manager whose sessions drive browsers of pool.
@@ -110,6 +111,7 @@ func NewManager(cfg Config, pool *browserpool.Pool) *Manager {
 	m := &Manager{
 		cfg: cfg, pool: pool, lim: newLimits(cfg),
 		sessions: map[string]*Session{},
+		byUser:   map[string]map[string]*Session{},
 		reserved: map[string]reservation{},
 		defaults: map[string]*Session{},
 		life:     map[*Session]*lifeRecord{},
@@ -138,16 +140,11 @@ func (m *Manager) NewID(owner string) string {
 // Only when every session of owner is in use is the new one refused.
 func (m *Manager) CheckOpen(owner string) error {
 	m.mu.Lock()
-	total, mine := len(m.sessions)+len(m.defaults), 0
-	for _, s := range m.sessions {
-		if s.UserID == owner {
-			mine++
-		}
-	}
+	total, mine := len(m.sessions)+len(m.defaults), len(m.byUser[owner])
 	var evicted []ending
 	if mine >= m.cfg.MaxSessionsPerUser {
 		if s := m.evictableLocked(owner); s != nil {
-			delete(m.sessions, s.ID)
+			m.dropLocked(s.ID)
 			evicted = append(evicted, m.takeLocked(s, CloseEvicted))
 			mine--
 			total--
@@ -182,10 +179,10 @@ func (m *Manager) newSession(id, owner string) *Session {
 	ctx, cancel := context.WithCancel(context.Background())
 	s := &Session{
 		ID: id, UserID: owner, mgr: m, ctx: ctx, cancel: cancel,
-		log:      m.cfg.Log.With().Str("user", owner).Str("session", id).Logger(),
-		tabs:     map[int]*tab{},
-		lastUsed: now,
+		log:  m.cfg.Log.With().Str("user", owner).Str("session", id).Logger(),
+		tabs: map[int]*tab{},
 	}
+	s.setLastUsed(now)
 	m.life[s] = &lifeRecord{opened: now}
 	return s
 }
@@ -196,7 +193,7 @@ func (m *Manager) newSession(id, owner string) *Session {
 func (m *Manager) Close(id string) {
 	m.mu.Lock()
 	s, ok := m.sessions[id]
-	delete(m.sessions, id)
+	m.dropLocked(id)
 	delete(m.reserved, id)
 	if ok {
 		delete(m.life, s) // the transport is ending already
@@ -223,11 +220,9 @@ func (m *Manager) Owner(id string) (string, bool) {
 func (m *Manager) CloseUser(owner string) int {
 	m.mu.Lock()
 	var ended []ending
-	for id, s := range m.sessions {
-		if s.UserID == owner {
-			delete(m.sessions, id)
-			ended = append(ended, m.takeLocked(s, CloseUnregistered))
-		}
+	for id, s := range m.byUser[owner] {
+		m.dropLocked(id)
+		ended = append(ended, m.takeLocked(s, CloseUnregistered))
 	}
 	if def := m.defaults[owner]; def != nil {
 		delete(m.defaults, owner)
@@ -236,6 +231,32 @@ func (m *Manager) CloseUser(owner string) int {
 	m.mu.Unlock()
 	m.end(ended)
 	return len(ended)
+}
+
+// addLocked puts s among the open sessions; callers hold m.mu.
+func (m *Manager) addLocked(s *Session) {
+	m.sessions[s.ID] = s
+	mine := m.byUser[s.UserID]
+	if mine == nil {
+		mine = map[string]*Session{}
+		m.byUser[s.UserID] = mine
+	}
+	mine[s.ID] = s
+}
+
+// dropLocked takes session id out of the open sessions; callers hold m.mu.
+func (m *Manager) dropLocked(id string) {
+	s, ok := m.sessions[id]
+	if !ok {
+		return
+	}
+	delete(m.sessions, id)
+	if mine := m.byUser[s.UserID]; mine != nil {
+		delete(mine, id)
+		if len(mine) == 0 {
+			delete(m.byUser, s.UserID)
+		}
+	}
 }
 
 // Count returns the number of open sessions, default workspaces included.
@@ -248,22 +269,20 @@ func (m *Manager) Count() int {
 // UserStats returns how many sessions owner has and when one last ran a tool.
 func (m *Manager) UserStats(owner string) (n int, last time.Time) {
 	m.mu.Lock()
-	list := make([]*Session, 0)
-	for _, s := range m.sessions {
-		if s.UserID == owner {
-			list = append(list, s)
-		}
-	}
-	if d := m.defaults[owner]; d != nil {
-		list = append(list, d)
-	}
-	m.mu.Unlock()
-	for _, s := range list {
+	defer m.mu.Unlock()
+	for _, s := range m.byUser[owner] {
+		n++
 		if t := s.LastUsed(); t.After(last) {
 			last = t
 		}
 	}
-	return len(list), last
+	if d := m.defaults[owner]; d != nil {
+		n++
+		if t := d.LastUsed(); t.After(last) {
+			last = t
+		}
+	}
+	return n, last
 }
 
 // resolve finds the session of a tool call: the MCP session's own, or the
@@ -292,7 +311,7 @@ func (m *Manager) resolve(ctx context.Context, p auth.Principal) (*Session, erro
 		}
 		delete(m.reserved, id)
 		s = m.newSession(id, r.owner)
-		m.sessions[id] = s
+		m.addLocked(s)
 	}
 	if s.UserID != p.UserID {
 		return nil, fmt.Errorf("this MCP session belongs to another user")
@@ -309,6 +328,10 @@ func (m *Manager) Middleware(next server.ToolHandlerFunc) server.ToolHandlerFunc
 			return mcp.NewToolResultError("unauthenticated call; connect with a bearer token"), nil
 		}
 		tool := req.Params.Name
+		note := requestNote(ctx)
+		if note != nil {
+			note.called.Store(true) // from here the call writes its own line
+		}
 		if res := m.refusePermission(ctx, p, req); res != nil {
 			m.rates.record(p.UserID, true, time.Now())
 			return res, nil
@@ -364,8 +387,11 @@ func (m *Manager) Middleware(next server.ToolHandlerFunc) server.ToolHandlerFunc
 		}
 		m.cfg.Metrics.called(p.UserID, tool, outcome, true, dur)
 		m.rates.record(p.UserID, outcome != OutcomeOK, time.Now())
-		m.cfg.Audit.Info().Bool("audit", true).Str("event", "tool_call").Str("user", p.UserID).Str("session", s.ID).
-			Str("tool", tool).Dur("duration", dur).Str("outcome", outcome).Send()
+		ev := m.cfg.Audit.Info().Bool("audit", true).Str("event", "tool_call")
+		if note != nil {
+			ev = ev.Str("request_id", note.RequestID)
+		}
+		ev.Str("user", p.UserID).Str("session", s.ID).Str("tool", tool).Dur("duration", dur).Str("outcome", outcome).Send()
 		return res, err
 	}
 }
@@ -391,7 +417,7 @@ func (m *Manager) CloseAll() {
 	m.mu.Lock()
 	var ended []ending
 	for id, s := range m.sessions {
-		delete(m.sessions, id)
+		m.dropLocked(id)
 		ended = append(ended, m.takeLocked(s, CloseShutdown))
 	}
 	for user, s := range m.defaults {

@@ -11,6 +11,7 @@ import (
 	"slices"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/chromedp/cdproto/target"
@@ -37,6 +38,11 @@ type Session struct {
 	ctx    context.Context
 	cancel context.CancelFunc
 
+	// lastUsed is when the session last ran a tool or took a request
+	// (touch), as a monotonic offset from clockBase: atomic, so that
+	// UserStats reads it under the manager's lock without taking s.mu.
+	lastUsed atomic.Int64
+
 	mu         sync.Mutex
 	tabs       map[int]*tab
 	order      []int
@@ -44,7 +50,6 @@ type Session struct {
 	nextID     int
 	generation uint64 // browser connection the tabs belong to
 	notice     string // told once, with the next tool result
-	lastUsed   time.Time
 	closed     bool
 	filesDir   string        // made on first use
 	tempFiles  bool          // filesDir is this session's own temp dir
@@ -490,17 +495,17 @@ func (s *Session) takeNotice() string {
 	return n
 }
 
-func (s *Session) touch() {
-	s.mu.Lock()
-	s.lastUsed = time.Now()
-	s.mu.Unlock()
-}
+func (s *Session) touch() { s.setLastUsed(time.Now()) }
+
+// clockBase is the origin of Session.lastUsed; offsets from it keep the
+// monotonic clock reading that idle expiry compares with.
+var clockBase = time.Now()
+
+func (s *Session) setLastUsed(t time.Time) { s.lastUsed.Store(int64(t.Sub(clockBase))) }
 
 // LastUsed returns when the session last ran a tool or was opened.
 func (s *Session) LastUsed() time.Time {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.lastUsed
+	return clockBase.Add(time.Duration(s.lastUsed.Load()))
 }
 
 // close closes the tabs the session opened (unless keep) and detaches.

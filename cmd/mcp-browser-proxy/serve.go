@@ -66,6 +66,8 @@ type serveFlags struct {
 
 	toolsets []string // --toolsets, checked by tools.ParseToolsets
 
+	pprofAddr string // --pprof, pprof.go
+
 	managed managedFlags
 }
 
@@ -145,6 +147,7 @@ func newServeCmd() (*cobra.Command, *serveFlags) {
 	addOAuthFlags(fl, &f.oauth)
 	addRedisFlags(fl, &f.redis)
 	addClusterFlags(fl, &f.clust)
+	fl.StringVar(&f.pprofAddr, "pprof", "", "serve Go's profiles (/debug/pprof/) on this loopback address, e.g. 127.0.0.1:6060 (default: off)")
 	fl.BoolVar(&f.managed.on, "managed-browsers", false, "give a user with no registered browser a headless Chromium started by the proxy on their first page tool (over --remote-debugging-pipe, profile under --data-dir/managed/<user>)")
 	fl.StringVar(&f.managed.chromium, "managed-chromium", "", "Chromium executable of managed browsers (default: chromium, chromium-browser, google-chrome or google-chrome-stable on PATH)")
 	fl.DurationVar(&f.managed.idle, "managed-idle", 10*time.Minute, "stop a managed browser that no tool call used for this long")
@@ -364,6 +367,12 @@ func serve(ctx context.Context, f serveFlags, stderr io.Writer) error {
 	if err != nil {
 		return fmt.Errorf("listen on %s: %w", f.addr, err)
 	}
+	_, stopPprof, err := listenPprof(ctx, f.pprofAddr, log)
+	if err != nil {
+		ln.Close()
+		return err
+	}
+	defer stopPprof()
 	sec.nav.Page.SetListen(ln.Addr().String()) // no page may call the proxy
 	pool.Refresh()
 	// The first SIGINT or SIGTERM drains (srv.Serve returns when done, and
