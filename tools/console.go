@@ -346,12 +346,12 @@ func (t *toolset) listConsoleMessages() Tool {
 			mcp.WithReadOnlyHintAnnotation(true),
 			mcp.WithDestructiveHintAnnotation(false),
 		),
-		Handler: func(ctx context.Context, req mcp.CallToolRequest) (*mcp.CallToolResult, error) {
+		Handler: legacy(func(ctx context.Context, req mcp.CallToolRequest) (*mcp.CallToolResult, error) {
 			types, err := typeFilter(req, "types", consoleTypes)
 			if err != nil {
 				return nil, err
 			}
-			tab, err := pageOf(ctx, req)
+			tab, err := pageOfReq(ctx, req)
 			if err != nil {
 				return nil, err
 			}
@@ -367,7 +367,7 @@ func (t *toolset) listConsoleMessages() Tool {
 				func(e navEntry[*consoleMsg]) string { return consoleLine(e.id, e.v) }, labels, all, earlier, types != nil)
 			return mcp.NewToolResultText(text +
 				pagingFooter(from, to, len(msgs), req, "messages")), nil
-		},
+		}),
 	}
 }
 
@@ -419,12 +419,12 @@ func (t *toolset) getConsoleMessage() Tool {
 			mcp.WithReadOnlyHintAnnotation(true),
 			mcp.WithDestructiveHintAnnotation(false),
 		),
-		Handler: func(ctx context.Context, req mcp.CallToolRequest) (*mcp.CallToolResult, error) {
+		Handler: legacy(func(ctx context.Context, req mcp.CallToolRequest) (*mcp.CallToolResult, error) {
 			id, err := req.RequireInt("msgid")
 			if err != nil {
 				return mcp.NewToolResultError("get_console_message needs a msgid; call list_console_messages to get one"), nil
 			}
-			tab, err := pageOf(ctx, req)
+			tab, err := pageOfReq(ctx, req)
 			if err != nil {
 				return nil, err
 			}
@@ -436,7 +436,7 @@ func (t *toolset) getConsoleMessage() Tool {
 				return mcp.NewToolResultErrorf("get_console_message: page %d has no message msgid=%d; call list_console_messages and use a msgid from its lines", tab.ID, id), nil
 			}
 			return mcp.NewToolResultText(t.formatConsoleMessage(ctx, tab, id, m)), nil
-		},
+		}),
 	}
 }
 

@@ -37,13 +37,13 @@ func (t *toolset) getCSSStyles() Tool {
 			mcp.WithReadOnlyHintAnnotation(true),
 			mcp.WithDestructiveHintAnnotation(false),
 		),
-		Handler: func(ctx context.Context, req mcp.CallToolRequest) (*mcp.CallToolResult, error) {
+		Handler: legacy(func(ctx context.Context, req mcp.CallToolRequest) (*mcp.CallToolResult, error) {
 			uid, err := requireUID(req)
 			if err != nil {
 				return nil, err
 			}
 			props := req.GetStringSlice("properties", defaultStyleProperties)
-			tab, err := pageOf(ctx, req)
+			tab, err := pageOfReq(ctx, req)
 			if err != nil {
 				return nil, err
 			}
@@ -61,7 +61,7 @@ func (t *toolset) getCSSStyles() Tool {
 				return nil, cdpError("get_css_styles", cctx, tab, t.cfg.CallTimeout, err)
 			}
 			return mcp.NewToolResultText(text), nil
-		},
+		}),
 	}
 }
 

@@ -28,7 +28,7 @@ func (t *toolset) takeScreenshot() Tool {
 			mcp.WithReadOnlyHintAnnotation(true),
 			mcp.WithDestructiveHintAnnotation(false),
 		),
-		Handler: func(ctx context.Context, req mcp.CallToolRequest) (*mcp.CallToolResult, error) {
+		Handler: legacy(func(ctx context.Context, req mcp.CallToolRequest) (*mcp.CallToolResult, error) {
 			format := req.GetString("format", "png")
 			switch format {
 			case "png", "jpeg", "webp":
@@ -44,7 +44,7 @@ func (t *toolset) takeScreenshot() Tool {
 			if uid != "" && fullPage {
 				return mcp.NewToolResultError("take_screenshot: give uid or fullPage, not both"), nil
 			}
-			tab, err := pageOf(ctx, req)
+			tab, err := pageOfReq(ctx, req)
 			if err != nil {
 				return nil, err
 			}
@@ -90,7 +90,7 @@ func (t *toolset) takeScreenshot() Tool {
 			}
 			return mcp.NewToolResultImage(fmt.Sprintf("Screenshot of page %d (%s, %d bytes).", tab.ID, format, len(shot.Data)),
 				base64.StdEncoding.EncodeToString(shot.Data), "image/"+format), nil
-		},
+		}),
 	}
 }
 
@@ -106,7 +106,7 @@ func (t *toolset) evaluateScript() Tool {
 			mcp.WithReadOnlyHintAnnotation(false),
 			mcp.WithDestructiveHintAnnotation(true),
 		),
-		Handler: func(ctx context.Context, req mcp.CallToolRequest) (*mcp.CallToolResult, error) {
+		Handler: legacy(func(ctx context.Context, req mcp.CallToolRequest) (*mcp.CallToolResult, error) {
 			fn, err := req.RequireString("function")
 			if err != nil || fn == "" {
 				return mcp.NewToolResultError("evaluate_script needs a function, e.g. `() => document.title`"), nil
@@ -115,7 +115,7 @@ func (t *toolset) evaluateScript() Tool {
 			if err != nil {
 				return nil, err
 			}
-			tab, err := pageOf(ctx, req)
+			tab, err := pageOfReq(ctx, req)
 			if err != nil {
 				return nil, err
 			}
@@ -142,7 +142,7 @@ func (t *toolset) evaluateScript() Tool {
 				value = string(out.Result.UnserializableValue)
 			}
 			return textResult("Script ran on page %d and returned:\n```json\n%s\n```", tab.ID, value), nil
-		},
+		}),
 	}
 }
 

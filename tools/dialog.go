@@ -175,7 +175,7 @@ func (t *toolset) handleDialog() Tool {
 			// Accepting a confirm dialog can be what deletes something.
 			mcp.WithDestructiveHintAnnotation(true),
 		),
-		Handler: func(ctx context.Context, req mcp.CallToolRequest) (*mcp.CallToolResult, error) {
+		Handler: legacy(func(ctx context.Context, req mcp.CallToolRequest) (*mcp.CallToolResult, error) {
 			var accept bool
 			switch action := req.GetString("action", ""); action {
 			case "accept":
@@ -214,7 +214,7 @@ func (t *toolset) handleDialog() Tool {
 				msg += " Answered " + quote(params.PromptText) + "."
 			}
 			return mcp.NewToolResultText(msg), nil
-		},
+		}),
 	}
 }
 

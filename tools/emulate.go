@@ -490,12 +490,12 @@ func (t *toolset) emulate() Tool {
 			mcp.WithReadOnlyHintAnnotation(false),
 			mcp.WithDestructiveHintAnnotation(false),
 		),
-		Handler: func(ctx context.Context, req mcp.CallToolRequest) (*mcp.CallToolResult, error) {
+		Handler: legacy(func(ctx context.Context, req mcp.CallToolRequest) (*mcp.CallToolResult, error) {
 			change, err := parseEmulation(req.GetArguments())
 			if err != nil {
 				return mcp.NewToolResultError("emulate: " + err.Error() + "; nothing was changed"), nil
 			}
-			tab, err := pageOf(ctx, req)
+			tab, err := pageOfReq(ctx, req)
 			if err != nil {
 				return nil, err
 			}
@@ -519,7 +519,7 @@ func (t *toolset) emulate() Tool {
 				head += "\n" + strings.Join(notes, "\n")
 			}
 			return mcp.NewToolResultText(head + "\n" + formatEmulation(tab)), nil
-		},
+		}),
 	}
 }
 
@@ -816,7 +816,7 @@ func (t *toolset) resizePage() Tool {
 			mcp.WithReadOnlyHintAnnotation(false),
 			mcp.WithDestructiveHintAnnotation(false),
 		),
-		Handler: func(ctx context.Context, req mcp.CallToolRequest) (*mcp.CallToolResult, error) {
+		Handler: legacy(func(ctx context.Context, req mcp.CallToolRequest) (*mcp.CallToolResult, error) {
 			args := req.GetArguments()
 			w, okW := argInteger(args["width"])
 			h, okH := argInteger(args["height"])
@@ -824,7 +824,7 @@ func (t *toolset) resizePage() Tool {
 				return mcp.NewToolResultErrorf("resize_page needs width and height, whole numbers of CSS pixels from 1 to %d; got %v x %v",
 					maxViewportSide, jsonValue(args["width"]), jsonValue(args["height"])), nil
 			}
-			tab, err := pageOf(ctx, req)
+			tab, err := pageOfReq(ctx, req)
 			if err != nil {
 				return nil, err
 			}
@@ -848,6 +848,6 @@ func (t *toolset) resizePage() Tool {
 				msg += fmt.Sprintf(" The page now reports [innerWidth, innerHeight] = %s.", got.Result.Value)
 			}
 			return mcp.NewToolResultText(msg + " emulate with viewport null undoes it."), nil
-		},
+		}),
 	}
 }

@@ -54,7 +54,7 @@ func (t *toolset) listExtensions() Tool {
 			mcp.WithReadOnlyHintAnnotation(true),
 			mcp.WithDestructiveHintAnnotation(false),
 		),
-		Handler: func(ctx context.Context, req mcp.CallToolRequest) (*mcp.CallToolResult, error) {
+		Handler: legacy(func(ctx context.Context, req mcp.CallToolRequest) (*mcp.CallToolResult, error) {
 			tab, err := browserTab(ctx)
 			if err != nil {
 				return nil, err
@@ -67,7 +67,7 @@ func (t *toolset) listExtensions() Tool {
 			}
 			lookupNames(cctx, tab, exts)
 			return mcp.NewToolResultText(formatExtensions(exts, listed)), nil
-		},
+		}),
 	}
 }
 
@@ -120,7 +120,7 @@ func (t *toolset) listExtensionServiceWorkers() Tool {
 			mcp.WithReadOnlyHintAnnotation(true),
 			mcp.WithDestructiveHintAnnotation(false),
 		),
-		Handler: func(ctx context.Context, req mcp.CallToolRequest) (*mcp.CallToolResult, error) {
+		Handler: legacy(func(ctx context.Context, req mcp.CallToolRequest) (*mcp.CallToolResult, error) {
 			only := req.GetString("extensionId", "")
 			if only != "" && !extensionIDRE.MatchString(only) {
 				return mcp.NewToolResultErrorf("list_extension_service_workers: %q is not an extension id (32 letters a-p); call list_extensions", only), nil
@@ -159,7 +159,7 @@ func (t *toolset) listExtensionServiceWorkers() Tool {
 				b.WriteString("None runs now. An extension's service worker starts on its next event (opening its popup, a message, an alarm) and stops when idle.\n")
 			}
 			return mcp.NewToolResultText(b.String()), nil
-		},
+		}),
 	}
 }
 
@@ -172,7 +172,7 @@ func (t *toolset) reloadExtension() Tool {
 			mcp.WithReadOnlyHintAnnotation(false),
 			mcp.WithDestructiveHintAnnotation(true),
 		),
-		Handler: func(ctx context.Context, req mcp.CallToolRequest) (*mcp.CallToolResult, error) {
+		Handler: legacy(func(ctx context.Context, req mcp.CallToolRequest) (*mcp.CallToolResult, error) {
 			id, err := extensionArg(req)
 			if err != nil {
 				return nil, err
@@ -182,7 +182,7 @@ func (t *toolset) reloadExtension() Tool {
 				return nil, err
 			}
 			return t.reload(ctx, tab, id)
-		},
+		}),
 	}
 }
 
@@ -304,7 +304,7 @@ func (t *toolset) listExtensionConsoleMessages() Tool {
 			mcp.WithReadOnlyHintAnnotation(true),
 			mcp.WithDestructiveHintAnnotation(false),
 		),
-		Handler: func(ctx context.Context, req mcp.CallToolRequest) (*mcp.CallToolResult, error) {
+		Handler: legacy(func(ctx context.Context, req mcp.CallToolRequest) (*mcp.CallToolResult, error) {
 			id, err := extensionArg(req)
 			if err != nil {
 				return nil, err
@@ -348,7 +348,7 @@ func (t *toolset) listExtensionConsoleMessages() Tool {
 				note = "The worker does not run now; these messages are from before it stopped."
 			}
 			return mcp.NewToolResultText(col.format(id, note, size, idx)), nil
-		},
+		}),
 	}
 }
 

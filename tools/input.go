@@ -31,7 +31,7 @@ func (t *toolset) click() Tool {
 			mcp.WithReadOnlyHintAnnotation(false),
 			mcp.WithDestructiveHintAnnotation(true),
 		),
-		Handler: func(ctx context.Context, req mcp.CallToolRequest) (*mcp.CallToolResult, error) {
+		Handler: legacy(func(ctx context.Context, req mcp.CallToolRequest) (*mcp.CallToolResult, error) {
 			uid, err := requireUID(req)
 			if err != nil {
 				return nil, err
@@ -43,7 +43,7 @@ func (t *toolset) click() Tool {
 			return t.act(ctx, req, "click", []uidArg{{uid: uid}}, func(cctx context.Context, elems []*element) error {
 				return clickNode(cctx, elems[0], clicks)
 			}, "Clicked uid="+bareUID(uid))
-		},
+		}),
 	}
 }
 
@@ -58,7 +58,7 @@ func (t *toolset) fill() Tool {
 			mcp.WithReadOnlyHintAnnotation(false),
 			mcp.WithDestructiveHintAnnotation(true),
 		),
-		Handler: func(ctx context.Context, req mcp.CallToolRequest) (*mcp.CallToolResult, error) {
+		Handler: legacy(func(ctx context.Context, req mcp.CallToolRequest) (*mcp.CallToolResult, error) {
 			uid, err := requireUID(req)
 			if err != nil {
 				return nil, err
@@ -70,7 +70,7 @@ func (t *toolset) fill() Tool {
 			return t.act(ctx, req, "fill", []uidArg{{uid: uid}}, func(cctx context.Context, elems []*element) error {
 				return fillNode(elems[0], value)
 			}, "Filled uid="+bareUID(uid))
-		},
+		}),
 	}
 }
 
@@ -82,7 +82,7 @@ func (t *toolset) fill() Tool {
 // on its own session. Callers check their other arguments first: a bad
 // argument should not open a page.
 func (t *toolset) act(ctx context.Context, req mcp.CallToolRequest, name string, targets []uidArg, do func(context.Context, []*element) error, done string) (*mcp.CallToolResult, error) {
-	tab, err := pageOf(ctx, req)
+	tab, err := pageOfReq(ctx, req)
 	if err != nil {
 		return nil, err
 	}
@@ -186,7 +186,7 @@ func (t *toolset) hover() Tool {
 			mcp.WithReadOnlyHintAnnotation(false),
 			mcp.WithDestructiveHintAnnotation(false),
 		),
-		Handler: func(ctx context.Context, req mcp.CallToolRequest) (*mcp.CallToolResult, error) {
+		Handler: legacy(func(ctx context.Context, req mcp.CallToolRequest) (*mcp.CallToolResult, error) {
 			uid, err := requireUID(req)
 			if err != nil {
 				return nil, err
@@ -199,7 +199,7 @@ func (t *toolset) hover() Tool {
 				_, err = chromedp.Call(cctx, input.DispatchMouseEvent, input.DispatchMouseEventParams{Type: input.DispatchMouseEventTypeMouseMoved, X: x, Y: y})
 				return err
 			}, "Hovered over uid="+bareUID(uid))
-		},
+		}),
 	}
 }
 
@@ -214,7 +214,7 @@ func (t *toolset) drag() Tool {
 			mcp.WithReadOnlyHintAnnotation(false),
 			mcp.WithDestructiveHintAnnotation(true),
 		),
-		Handler: func(ctx context.Context, req mcp.CallToolRequest) (*mcp.CallToolResult, error) {
+		Handler: legacy(func(ctx context.Context, req mcp.CallToolRequest) (*mcp.CallToolResult, error) {
 			from, err1 := req.RequireString("from_uid")
 			to, err2 := req.RequireString("to_uid")
 			if err1 != nil || err2 != nil {
@@ -223,7 +223,7 @@ func (t *toolset) drag() Tool {
 			targets := []uidArg{{uid: from, label: "from_uid"}, {uid: to, label: "to_uid"}}
 			return t.act(ctx, req, "drag", targets, dragNodes(targets),
 				fmt.Sprintf("Dragged uid=%s onto uid=%s", bareUID(from), bareUID(to)))
-		},
+		}),
 	}
 }
 
@@ -284,7 +284,7 @@ func (t *toolset) fillForm() Tool {
 			mcp.WithReadOnlyHintAnnotation(false),
 			mcp.WithDestructiveHintAnnotation(true),
 		),
-		Handler: func(ctx context.Context, req mcp.CallToolRequest) (*mcp.CallToolResult, error) {
+		Handler: legacy(func(ctx context.Context, req mcp.CallToolRequest) (*mcp.CallToolResult, error) {
 			targets, values, err := formElements(req.GetArguments()["elements"])
 			if err != nil {
 				return mcp.NewToolResultError("fill_form: " + err.Error()), nil
@@ -297,7 +297,7 @@ func (t *toolset) fillForm() Tool {
 				}
 				return nil
 			}, fmt.Sprintf("Filled %d elements", len(targets)))
-		},
+		}),
 	}
 }
 
@@ -341,7 +341,7 @@ func (t *toolset) pressKey() Tool {
 			mcp.WithReadOnlyHintAnnotation(false),
 			mcp.WithDestructiveHintAnnotation(true),
 		),
-		Handler: func(ctx context.Context, req mcp.CallToolRequest) (*mcp.CallToolResult, error) {
+		Handler: legacy(func(ctx context.Context, req mcp.CallToolRequest) (*mcp.CallToolResult, error) {
 			spec, err := req.RequireString("key")
 			if err != nil {
 				return mcp.NewToolResultError(`press_key needs a key, e.g. "Enter" or "Control+A"`), nil
@@ -353,7 +353,7 @@ func (t *toolset) pressKey() Tool {
 			return t.act(ctx, req, "press_key", nil, func(cctx context.Context, _ []*element) error {
 				return dispatchKeys(cctx, combo.events())
 			}, "Pressed "+spec)
-		},
+		}),
 	}
 }
 
@@ -368,7 +368,7 @@ func (t *toolset) typeText() Tool {
 			mcp.WithReadOnlyHintAnnotation(false),
 			mcp.WithDestructiveHintAnnotation(true),
 		),
-		Handler: func(ctx context.Context, req mcp.CallToolRequest) (*mcp.CallToolResult, error) {
+		Handler: legacy(func(ctx context.Context, req mcp.CallToolRequest) (*mcp.CallToolResult, error) {
 			text, err := req.RequireString("text")
 			if err != nil {
 				return mcp.NewToolResultError("type_text needs a text (a string)"), nil
@@ -396,7 +396,7 @@ func (t *toolset) typeText() Tool {
 				}
 				return nil
 			}, done)
-		},
+		}),
 	}
 }
 
@@ -411,7 +411,7 @@ func (t *toolset) uploadFile() Tool {
 			mcp.WithReadOnlyHintAnnotation(false),
 			mcp.WithDestructiveHintAnnotation(true),
 		),
-		Handler: func(ctx context.Context, req mcp.CallToolRequest) (*mcp.CallToolResult, error) {
+		Handler: legacy(func(ctx context.Context, req mcp.CallToolRequest) (*mcp.CallToolResult, error) {
 			uid, err := requireUID(req)
 			if err != nil {
 				return nil, err
@@ -435,7 +435,7 @@ func (t *toolset) uploadFile() Tool {
 			return t.act(ctx, req, "upload_file", []uidArg{{uid: uid}}, func(cctx context.Context, elems []*element) error {
 				return uploadFiles(cctx, elems[0], files)
 			}, fmt.Sprintf("Chose %d file(s) for uid=%s", len(files), bareUID(uid)))
-		},
+		}),
 	}
 }
 

@@ -351,12 +351,12 @@ func (t *toolset) listNetworkRequests() Tool {
 			mcp.WithReadOnlyHintAnnotation(true),
 			mcp.WithDestructiveHintAnnotation(false),
 		),
-		Handler: func(ctx context.Context, req mcp.CallToolRequest) (*mcp.CallToolResult, error) {
+		Handler: legacy(func(ctx context.Context, req mcp.CallToolRequest) (*mcp.CallToolResult, error) {
 			types, err := typeFilter(req, "resourceTypes", resourceTypes)
 			if err != nil {
 				return nil, err
 			}
-			tab, err := pageOf(ctx, req)
+			tab, err := pageOfReq(ctx, req)
 			if err != nil {
 				return nil, err
 			}
@@ -371,7 +371,7 @@ func (t *toolset) listNetworkRequests() Tool {
 			text := formatList(networkWords, tab.ID, reqs[from:to], func(r netSnapshot) int { return r.nav }, networkLine, labels, all, earlier, types != nil)
 			return mcp.NewToolResultText(text +
 				pagingFooter(from, to, len(reqs), req, "requests")), nil
-		},
+		}),
 	}
 }
 
@@ -455,12 +455,12 @@ func (t *toolset) getNetworkRequest() Tool {
 			mcp.WithReadOnlyHintAnnotation(true),
 			mcp.WithDestructiveHintAnnotation(false),
 		),
-		Handler: func(ctx context.Context, req mcp.CallToolRequest) (*mcp.CallToolResult, error) {
+		Handler: legacy(func(ctx context.Context, req mcp.CallToolRequest) (*mcp.CallToolResult, error) {
 			id, err := req.RequireInt("reqid")
 			if err != nil {
 				return mcp.NewToolResultError("get_network_request needs a reqid; call list_network_requests to get one"), nil
 			}
-			tab, err := pageOf(ctx, req)
+			tab, err := pageOfReq(ctx, req)
 			if err != nil {
 				return nil, err
 			}
@@ -504,7 +504,7 @@ func (t *toolset) getNetworkRequest() Tool {
 				out.body.saved = p
 			}
 			return mcp.NewToolResultText(formatNetworkRequest(tab.ID, r, reqBody, respBody)), nil
-		},
+		}),
 	}
 }
 

@@ -74,7 +74,7 @@ func (t *toolset) performanceStartTrace() Tool {
 			mcp.WithReadOnlyHintAnnotation(false),
 			mcp.WithDestructiveHintAnnotation(true),
 		),
-		Handler: func(ctx context.Context, req mcp.CallToolRequest) (*mcp.CallToolResult, error) {
+		Handler: legacy(func(ctx context.Context, req mcp.CallToolRequest) (*mcp.CallToolResult, error) {
 			reload, autoStop := req.GetBool("reload", true), req.GetBool("autoStop", true)
 			filePath := req.GetString("filePath", "")
 			if filePath != "" {
@@ -82,7 +82,7 @@ func (t *toolset) performanceStartTrace() Tool {
 					return mcp.NewToolResultError("performance_start_trace: " + err.Error()), nil
 				}
 			}
-			tab, err := pageOf(ctx, req)
+			tab, err := pageOfReq(ctx, req)
 			if err != nil {
 				return nil, err
 			}
@@ -108,7 +108,7 @@ func (t *toolset) performanceStartTrace() Tool {
 			}
 			tab.State.trace.waitQuiet(ctx, traceQuiet, traceAfterLoad)
 			return t.stopTrace(ctx, tab, "performance_start_trace", filePath, note)
-		},
+		}),
 	}
 }
 
@@ -122,7 +122,7 @@ func (t *toolset) performanceStopTrace() Tool {
 			mcp.WithReadOnlyHintAnnotation(false),
 			mcp.WithDestructiveHintAnnotation(false),
 		),
-		Handler: func(ctx context.Context, req mcp.CallToolRequest) (*mcp.CallToolResult, error) {
+		Handler: legacy(func(ctx context.Context, req mcp.CallToolRequest) (*mcp.CallToolResult, error) {
 			filePath := req.GetString("filePath", "")
 			if filePath != "" {
 				// Refuse before stopping, so that the trace survives a bad path.
@@ -130,12 +130,12 @@ func (t *toolset) performanceStopTrace() Tool {
 					return mcp.NewToolResultError("performance_stop_trace: " + err.Error()), nil
 				}
 			}
-			tab, err := pageOf(ctx, req)
+			tab, err := pageOfReq(ctx, req)
 			if err != nil {
 				return nil, err
 			}
 			return t.stopTrace(ctx, tab, "performance_stop_trace", filePath, "")
-		},
+		}),
 	}
 }
 
@@ -291,8 +291,8 @@ func (t *toolset) takeHeapSnapshot() Tool {
 			mcp.WithReadOnlyHintAnnotation(false),
 			mcp.WithDestructiveHintAnnotation(false),
 		),
-		Handler: func(ctx context.Context, req mcp.CallToolRequest) (*mcp.CallToolResult, error) {
-			tab, err := pageOf(ctx, req)
+		Handler: legacy(func(ctx context.Context, req mcp.CallToolRequest) (*mcp.CallToolResult, error) {
+			tab, err := pageOfReq(ctx, req)
 			if err != nil {
 				return nil, err
 			}
@@ -313,7 +313,7 @@ func (t *toolset) takeHeapSnapshot() Tool {
 				nodes = ", " + n + " nodes"
 			}
 			return textResult("Heap snapshot of page %d saved to %s (%s%s).", tab.ID, p, tracesum.Size(int64(len(data))), nodes), nil
-		},
+		}),
 	}
 }
 

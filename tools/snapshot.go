@@ -37,8 +37,8 @@ func (t *toolset) takeSnapshot() Tool {
 			mcp.WithReadOnlyHintAnnotation(true),
 			mcp.WithDestructiveHintAnnotation(false),
 		),
-		Handler: func(ctx context.Context, req mcp.CallToolRequest) (*mcp.CallToolResult, error) {
-			tab, err := pageOf(ctx, req)
+		Handler: legacy(func(ctx context.Context, req mcp.CallToolRequest) (*mcp.CallToolResult, error) {
+			tab, err := pageOfReq(ctx, req)
 			if err != nil {
 				return nil, err
 			}
@@ -59,7 +59,7 @@ func (t *toolset) takeSnapshot() Tool {
 				text = text[:cut] + fmt.Sprintf("[snapshot truncated: %d of %d characters shown; pass a larger maxLength or a filePath]\n", cut, len(text))
 			}
 			return mcp.NewToolResultText(text), nil
-		},
+		}),
 	}
 }
 

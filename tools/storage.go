@@ -142,7 +142,7 @@ func (t *toolset) cookieScope(ctx context.Context, req mcp.CallToolRequest, tool
 	if err != nil {
 		return nil, argErrorf("%v", err)
 	}
-	tab, err := pageOf(ctx, req)
+	tab, err := pageOfReq(ctx, req)
 	if err != nil {
 		return nil, err
 	}
@@ -175,7 +175,7 @@ func (t *toolset) getCookies() Tool {
 			mcp.WithReadOnlyHintAnnotation(true),
 			mcp.WithDestructiveHintAnnotation(false),
 		),
-		Handler: func(ctx context.Context, req mcp.CallToolRequest) (*mcp.CallToolResult, error) {
+		Handler: legacy(func(ctx context.Context, req mcp.CallToolRequest) (*mcp.CallToolResult, error) {
 			sc, err := t.cookieScope(ctx, req, "get_cookies", "")
 			if err != nil {
 				return nil, err
@@ -197,7 +197,7 @@ func (t *toolset) getCookies() Tool {
 				fmt.Fprintf(&b, "Not set for this URL: %s\n", strings.Join(missing, ", "))
 			}
 			return mcp.NewToolResultText(b.String()), nil
-		},
+		}),
 	}
 }
 
@@ -340,12 +340,12 @@ func (t *toolset) setCookies() Tool {
 			mcp.WithReadOnlyHintAnnotation(false),
 			mcp.WithDestructiveHintAnnotation(true),
 		),
-		Handler: func(ctx context.Context, req mcp.CallToolRequest) (*mcp.CallToolResult, error) {
+		Handler: legacy(func(ctx context.Context, req mcp.CallToolRequest) (*mcp.CallToolResult, error) {
 			specs, err := parseCookies(req.GetArguments()["cookies"])
 			if err != nil {
 				return mcp.NewToolResultError("set_cookies: " + err.Error() + "; no cookie was set"), nil
 			}
-			tab, err := pageOf(ctx, req)
+			tab, err := pageOfReq(ctx, req)
 			if err != nil {
 				return nil, err
 			}
@@ -385,7 +385,7 @@ func (t *toolset) setCookies() Tool {
 				names[i] = c.name
 			}
 			return textResult("Set %d cookie(s) for %s: %s. get_cookies lists them.", len(specs), u, strings.Join(names, ", ")), nil
-		},
+		}),
 	}
 }
 
@@ -431,7 +431,7 @@ func (t *toolset) clearCookies() Tool {
 			mcp.WithReadOnlyHintAnnotation(false),
 			mcp.WithDestructiveHintAnnotation(true),
 		),
-		Handler: func(ctx context.Context, req mcp.CallToolRequest) (*mcp.CallToolResult, error) {
+		Handler: legacy(func(ctx context.Context, req mcp.CallToolRequest) (*mcp.CallToolResult, error) {
 			sc, err := t.cookieScope(ctx, req, "clear_cookies", " Nothing was deleted.")
 			if err != nil {
 				return nil, err
@@ -461,7 +461,7 @@ func (t *toolset) clearCookies() Tool {
 				return mcp.NewToolResultErrorf("clear_cookies: %s could not be deleted; get_cookies shows them", strings.Join(cookieNames(still), ", ")), nil
 			}
 			return textResult("Deleted %d cookie(s) of %s: %s.", len(cookies), u, strings.Join(cookieNames(cookies), ", ")), nil
-		},
+		}),
 	}
 }
 
@@ -477,8 +477,8 @@ func (t *toolset) pdfPage() Tool {
 			mcp.WithReadOnlyHintAnnotation(false),
 			mcp.WithDestructiveHintAnnotation(false),
 		),
-		Handler: func(ctx context.Context, req mcp.CallToolRequest) (*mcp.CallToolResult, error) {
-			tab, err := pageOf(ctx, req)
+		Handler: legacy(func(ctx context.Context, req mcp.CallToolRequest) (*mcp.CallToolResult, error) {
+			tab, err := pageOfReq(ctx, req)
 			if err != nil {
 				return nil, err
 			}
@@ -507,6 +507,6 @@ func (t *toolset) pdfPage() Tool {
 				return mcp.NewToolResultError("pdf_page: " + err.Error()), nil
 			}
 			return textResult("Saved page %d as PDF: %s (%d bytes).", tab.ID, p, len(pdf.Data)), nil
-		},
+		}),
 	}
 }
