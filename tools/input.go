@@ -32,7 +32,7 @@ func (t *toolset) click() Tool {
 			mcp.WithDestructiveHintAnnotation(true),
 		),
 		Handler: legacy(func(ctx context.Context, req mcp.CallToolRequest) (*mcp.CallToolResult, error) {
-			uid, err := requireUID(req)
+			uid, err := requireUIDReq(req)
 			if err != nil {
 				return nil, err
 			}
@@ -59,7 +59,7 @@ func (t *toolset) fill() Tool {
 			mcp.WithDestructiveHintAnnotation(true),
 		),
 		Handler: legacy(func(ctx context.Context, req mcp.CallToolRequest) (*mcp.CallToolResult, error) {
-			uid, err := requireUID(req)
+			uid, err := requireUIDReq(req)
 			if err != nil {
 				return nil, err
 			}
@@ -187,7 +187,7 @@ func (t *toolset) hover() Tool {
 			mcp.WithDestructiveHintAnnotation(false),
 		),
 		Handler: legacy(func(ctx context.Context, req mcp.CallToolRequest) (*mcp.CallToolResult, error) {
-			uid, err := requireUID(req)
+			uid, err := requireUIDReq(req)
 			if err != nil {
 				return nil, err
 			}
@@ -412,7 +412,7 @@ func (t *toolset) uploadFile() Tool {
 			mcp.WithDestructiveHintAnnotation(true),
 		),
 		Handler: legacy(func(ctx context.Context, req mcp.CallToolRequest) (*mcp.CallToolResult, error) {
-			uid, err := requireUID(req)
+			uid, err := requireUIDReq(req)
 			if err != nil {
 				return nil, err
 			}
