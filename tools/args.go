@@ -123,10 +123,14 @@ func bindArgs(req mcp.CallToolRequest, fields map[string]reflect.Type, target an
 	}
 	var te *json.UnmarshalTypeError
 	if errors.As(err, &te) {
-		name, _, _ := strings.Cut(te.Field, ".")
-		want := "of another type"
-		if ft, ok := fields[name]; ok {
-			want = describeType(ft)
+		// Field is the path of Go names of embedded structs, then json
+		// names: "elementArgs.pageArg.pageId".
+		name, want := te.Field, "of another type"
+		for _, part := range strings.Split(te.Field, ".") {
+			if ft, ok := fields[part]; ok {
+				name, want = part, describeType(ft)
+				break
+			}
 		}
 		return invalidArgf("%s must be %s, not %s; call again with %s as %s, as the input schema says",
 			name, want, describeJSON(te.Value), name, want)

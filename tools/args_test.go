@@ -114,6 +114,10 @@ func TestBadArgumentType(t *testing.T) {
 		{"close_page", map[string]any{"pageId": "2"}, "INVALID_ARGUMENT: close_page: pageId must be a whole number, not a string"},
 		{"close_page", map[string]any{"pageId": 2.5}, "INVALID_ARGUMENT: close_page: pageId must be a whole number, not 2.5"},
 		{"list_pages", map[string]any{"all": "yes"}, "INVALID_ARGUMENT: list_pages: all must be true or false, not a string"},
+		{"click", map[string]any{"uid": 3.0}, "INVALID_ARGUMENT: click: uid must be a string, not a number"},
+		{"upload_file", map[string]any{"uid": "1", "filePaths": []any{"a", 1.0}}, "INVALID_ARGUMENT: upload_file: filePaths must be an array of strings, not a number"},
+		{"fill", map[string]any{"uid": "1"}, "fill needs a value (a string)"},
+		{"fill", map[string]any{"uid": "1", "value": "", "pageId": true}, "INVALID_ARGUMENT: fill: pageId must be a whole number, not true or false"},
 		{"new_page", map[string]any{"timeout": true}, "INVALID_ARGUMENT: new_page: timeout must be a number, not true or false"},
 	} {
 		got, isError := callTool(t, nil, readWrite, tc.tool, tc.args)

@@ -23,8 +23,3 @@ func requiredPageReq(ctx context.Context, req mcp.CallToolRequest) (Workspace, i
 func (t *toolset) timeoutArgReq(req mcp.CallToolRequest, def time.Duration) (time.Duration, error) {
 	return t.timeoutArg(req.GetFloat("timeout", 0), def)
 }
-
-func requireUIDReq(req mcp.CallToolRequest) (string, error) {
-	uid, _ := req.GetArguments()["uid"].(string)
-	return requireUID(uid)
-}
