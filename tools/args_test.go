@@ -170,3 +170,15 @@ func TestJSONArgKeepsNull(t *testing.T) {
 		t.Errorf("bound %+v", got)
 	}
 }
+
+// pagingOf binds args as a list tool binds its paging arguments.
+func pagingOf(t *testing.T, args map[string]any) pagingArgs {
+	t.Helper()
+	var p pagingArgs
+	var req mcp.CallToolRequest
+	req.Params.Arguments = args
+	if err := bindArgs(req, argFields(reflect.TypeFor[pagingArgs]()), &p); err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
