@@ -33,7 +33,7 @@ type Handler struct {
 // needs a permission of its own (ArgPerms, checked on the exact name)
 // could slip in as "INITSCRIPT". An argument of the wrong type is an
 // INVALID_ARGUMENT error before fn runs, so it changes nothing.
-func bind[A any](fn func(ctx context.Context, req mcp.CallToolRequest, args A) (*mcp.CallToolResult, error)) Handler {
+func bind[A any](fn mcp.TypedToolHandlerFunc[A]) Handler {
 	typ := reflect.TypeFor[A]()
 	fields := argFields(typ)
 	return Handler{args: typ, call: func(ctx context.Context, req mcp.CallToolRequest) (*mcp.CallToolResult, error) {

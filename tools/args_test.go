@@ -19,9 +19,6 @@ func TestArgsMatchSchema(t *testing.T) {
 	for _, tl := range All(Config{}) {
 		name := tl.Tool.Name
 		if tl.Handler.args == nil {
-			if tl.Handler.call != nil {
-				continue // not bound yet (legacy)
-			}
 			t.Errorf("%s has no argument struct; make its Handler with bind", name)
 			continue
 		}

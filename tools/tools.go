@@ -5,6 +5,7 @@
 // Where things are:
 //
 //	tools.go       Tool, the tool list (All, Register) and the permission rule
+//	args.go        argument structs: bind, pageId and paging, INVALID_ARGUMENT
 //	page.go        Tab, Workspace, page lookup, per-call contexts and timeouts
 //	state.go       TabState, what the proxy remembers of one tab
 //	element.go     snapshot uids to DOM nodes: scroll, geometry, click, fill
