@@ -5,7 +5,9 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"math"
 	"reflect"
+	"strconv"
 	"strings"
 
 	"github.com/mark3labs/mcp-go/mcp"
@@ -111,8 +113,8 @@ func bindArgs(req mcp.CallToolRequest, fields map[string]reflect.Type, target an
 	}
 	kept := make(map[string]any, len(args))
 	for k, v := range args {
-		if _, ok := fields[k]; ok {
-			kept[k] = v
+		if ft, ok := fields[k]; ok {
+			kept[k] = loosen(v, ft)
 		}
 	}
 	var only mcp.CallToolRequest
@@ -136,6 +138,35 @@ func bindArgs(req mcp.CallToolRequest, fields map[string]reflect.Type, target an
 			name, want, describeJSON(te.Value), name, want)
 	}
 	return invalidArgf("the arguments do not fit the input schema (%v); call again with arguments as the input schema says", err)
+}
+
+// loosen converts v to the JSON type of a number or boolean field t where
+// req.GetInt, GetFloat and GetBool did: a number or a boolean given as a
+// string ("2", "true"), and a boolean given as a number. Clients, and
+// models, send ids they read from a tool's text as strings.
+func loosen(v any, t reflect.Type) any {
+	for t.Kind() == reflect.Pointer {
+		t = t.Elem()
+	}
+	s, isStr := v.(string)
+	switch t.Kind() {
+	case reflect.Int, reflect.Int64:
+		if i, err := strconv.Atoi(s); isStr && err == nil {
+			return i
+		}
+	case reflect.Float64:
+		if f, err := strconv.ParseFloat(s, 64); isStr && err == nil && !math.IsInf(f, 0) && !math.IsNaN(f) {
+			return f
+		}
+	case reflect.Bool:
+		if b, err := strconv.ParseBool(s); isStr && err == nil {
+			return b
+		}
+		if f, ok := v.(float64); ok {
+			return f != 0
+		}
+	}
+	return v
 }
 
 // describeType says what JSON a Go argument type takes.

@@ -109,7 +109,7 @@ func TestBadArgumentType(t *testing.T) {
 		want string
 	}{
 		{"navigate_page", map[string]any{"url": 5.0}, "INVALID_ARGUMENT: navigate_page: url must be a string, not a number; call again with url as a string"},
-		{"close_page", map[string]any{"pageId": "2"}, "INVALID_ARGUMENT: close_page: pageId must be a whole number, not a string"},
+		{"close_page", map[string]any{"pageId": "two"}, "INVALID_ARGUMENT: close_page: pageId must be a whole number, not a string"},
 		{"close_page", map[string]any{"pageId": 2.5}, "INVALID_ARGUMENT: close_page: pageId must be a whole number, not 2.5"},
 		{"list_pages", map[string]any{"all": "yes"}, "INVALID_ARGUMENT: list_pages: all must be true or false, not a string"},
 		{"click", map[string]any{"uid": 3.0}, "INVALID_ARGUMENT: click: uid must be a string, not a number"},
@@ -148,6 +148,28 @@ func TestArgumentsBindExactNames(t *testing.T) {
 	}
 	if want := (navigatePageArgs{Type: "reload"}); got != want {
 		t.Errorf("bound %+v, want %+v", got, want)
+	}
+}
+
+// TestArgumentsLooseNumbers: a number or a boolean given as a string, and
+// a boolean as a number, bind as req.GetInt, GetFloat and GetBool read
+// them: tests and clients pass ids they read from a tool's text.
+func TestArgumentsLooseNumbers(t *testing.T) {
+	type args struct {
+		pageArg
+		Timeout float64 `json:"timeout"`
+		All     bool    `json:"all"`
+		Size    *int    `json:"size"`
+		Verbose bool    `json:"verbose"`
+	}
+	var got args
+	var req mcp.CallToolRequest
+	req.Params.Arguments = map[string]any{"pageId": "7", "timeout": "1500.5", "all": "true", "size": "3", "verbose": 1.0}
+	if err := bindArgs(req, argFields(reflect.TypeFor[args]()), &got); err != nil {
+		t.Fatal(err)
+	}
+	if got.PageID != 7 || got.Timeout != 1500.5 || !got.All || got.Size == nil || *got.Size != 3 || !got.Verbose {
+		t.Errorf("bound %+v", got)
 	}
 }
 
