@@ -277,6 +277,11 @@ func (a *Access) toolsetRefusal(p auth.Principal, tl Tool) string {
 		if have == "" {
 			have = "none"
 		}
+		if p.KeyID != "" {
+			// The toolsets of an API key, or of a token minted with one.
+			return fmt.Sprintf("%s is in the %s toolset, which your API key's toolsets (%s) leave out; ask an admin for an API key with --toolsets %s",
+				tl.Tool.Name, tl.Group, have, tl.Group)
+		}
 		return fmt.Sprintf("%s is in the %s toolset, which your token's toolsets claim (%s) leaves out; ask an admin for a token with --toolsets %s",
 			tl.Tool.Name, tl.Group, have, tl.Group)
 	}
