@@ -2,7 +2,9 @@ package proxy
 
 import (
 	"context"
+	"io/fs"
 	"net/http"
+	"regexp"
 	"slices"
 	"strings"
 	"testing"
@@ -11,6 +13,7 @@ import (
 	"github.com/mark3labs/mcp-go/mcp"
 
 	"github.com/mcp-browser-proxy/mcp-browser-proxy/tools"
+	"github.com/mcp-browser-proxy/mcp-browser-proxy/web"
 )
 
 // TestToolsetsOverMCP: serve's toolsets and a token's toolsets claim select
@@ -195,5 +198,25 @@ func checkOnlyCore(t *testing.T, h *harness, key string) {
 	text, res := call(t, cl, "list_network_requests", nil)
 	if !res.IsError || !strings.Contains(text, "network toolset") || !strings.Contains(text, "--toolsets network") {
 		t.Errorf("a core key calling list_network_requests: %q; want a refusal naming the network toolset", text)
+	}
+}
+
+// TestDashboardKnowsTheToolsets: the dashboard's key form offers the
+// toolsets the tools package has, no more, no fewer.
+func TestDashboardKnowsTheToolsets(t *testing.T) {
+	js, err := fs.ReadFile(web.Static(), "app.js")
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := regexp.MustCompile(`const TOOLSETS = \[([^\]]*)\];`).FindSubmatch(js)
+	if m == nil {
+		t.Fatal("app.js has no TOOLSETS list")
+	}
+	var got []string
+	for _, q := range regexp.MustCompile(`"([a-z]+)"`).FindAllSubmatch(m[1], -1) {
+		got = append(got, string(q[1]))
+	}
+	if !slices.Equal(got, tools.Toolsets()) {
+		t.Errorf("app.js TOOLSETS %q, tools.Toolsets() %q", got, tools.Toolsets())
 	}
 }
