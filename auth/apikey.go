@@ -49,6 +49,9 @@ type APIKey struct {
 	Perms []string
 	// Name is an optional label, e.g. "ci".
 	Name string
+	// Toolsets are the tool groups the key may use, as a token's toolsets
+	// claim (Principal.Toolsets): nil, every toolset the server offers.
+	Toolsets []string
 	// SecretHash is the SHA-256 of the key's secret part.
 	SecretHash []byte
 	// CreatedAt is when the key was made.
@@ -73,10 +76,21 @@ type APIKeyStore interface {
 // It returns the key to hand out once, and the record to store, which holds
 // only the SHA-256 of the secret.
 func NewAPIKey(userID string, perms []string, name string) (string, APIKey, error) {
+	return NewAPIKeyWithToolsets(userID, perms, nil, name)
+}
+
+// NewAPIKeyWithToolsets is NewAPIKey for a key limited to toolsets when
+// that is non-nil, as a token with a toolsets claim is. The caller checks
+// the names (tools.ParseToolsets); here each must be a word.
+func NewAPIKeyWithToolsets(userID string, perms, toolsets []string, name string) (string, APIKey, error) {
 	if err := ValidateUserID(userID); err != nil {
 		return "", APIKey{}, fmt.Errorf("new API key: %w", err)
 	}
 	perms, err := grantedPerms(perms)
+	if err != nil {
+		return "", APIKey{}, fmt.Errorf("new API key: %w", err)
+	}
+	toolsets, err = toolsetsClaim{present: toolsets != nil, sets: toolsets}.granted()
 	if err != nil {
 		return "", APIKey{}, fmt.Errorf("new API key: %w", err)
 	}
@@ -95,6 +109,7 @@ func NewAPIKey(userID string, perms []string, name string) (string, APIKey, erro
 		UserID:     userID,
 		Perms:      perms,
 		Name:       name,
+		Toolsets:   toolsets,
 		SecretHash: sum[:],
 		CreatedAt:  time.Now().UTC().Round(0),
 	}
@@ -159,11 +174,15 @@ func VerifyAPIKey(ctx context.Context, store APIKeyStore, key string) (Principal
 	if err != nil {
 		return Principal{}, fmt.Errorf("verify API key: %w: stored perms: %w", ErrInvalidToken, err)
 	}
+	sets, err := toolsetsClaim{present: rec.Toolsets != nil, sets: rec.Toolsets}.granted()
+	if err != nil {
+		return Principal{}, fmt.Errorf("verify API key: %w: stored toolsets: %w", ErrInvalidToken, err)
+	}
 	if now := time.Now(); now.Sub(rec.LastUsed) >= lastUsedGranularity {
 		// LastUsed is informational; a failed write must not lock the key out.
 		_ = store.TouchAPIKey(ctx, id, now)
 	}
-	return Principal{UserID: rec.UserID, Perms: perms, KeyID: rec.ID}, nil
+	return Principal{UserID: rec.UserID, Perms: perms, KeyID: rec.ID, Toolsets: sets}, nil
 }
 
 // CheckAPIKeyLive checks that the API key id, which a token was minted with

@@ -71,7 +71,7 @@ type Principal struct {
 	// that outlive it (API keys).
 	Minted bool
 	// Toolsets are the tool groups the credential may use (a token's
-	// "toolsets" claim); nil, for a credential without the claim, means
+	// "toolsets" claim, an API key's Toolsets); nil, for a credential without the claim, means
 	// every toolset the server offers, and an empty non-nil list none. They
 	// narrow the server's toolsets and never widen them; a name the server
 	// does not know grants nothing.

@@ -14,10 +14,13 @@ import (
 // APIKeyInfo describes an API key in answers; it never carries the secret
 // or its hash.
 type APIKeyInfo struct {
-	ID        string    `json:"id"`
-	UserID    string    `json:"userId"`
-	Perms     []string  `json:"perms"`
-	Name      string    `json:"name,omitempty"`
+	ID     string   `json:"id"`
+	UserID string   `json:"userId"`
+	Perms  []string `json:"perms"`
+	Name   string   `json:"name,omitempty"`
+	// Toolsets are the tool groups the key may use; null: every one the
+	// proxy offers.
+	Toolsets  []string  `json:"toolsets"`
 	CreatedAt time.Time `json:"createdAt"`
 	LastUsed  time.Time `json:"lastUsed,omitzero"`
 }
@@ -36,9 +39,14 @@ func (s *Server) listAPIKeys(c echo.Context) error {
 	}
 	out := make([]APIKeyInfo, 0, len(keys))
 	for _, k := range keys {
-		out = append(out, APIKeyInfo{ID: k.ID, UserID: k.UserID, Perms: k.Perms, Name: k.Name, CreatedAt: k.CreatedAt, LastUsed: k.LastUsed})
+		out = append(out, keyInfo(k))
 	}
 	return c.JSON(http.StatusOK, out)
+}
+
+// keyInfo describes k in answers.
+func keyInfo(k auth.APIKey) APIKeyInfo {
+	return APIKeyInfo{ID: k.ID, UserID: k.UserID, Perms: k.Perms, Name: k.Name, Toolsets: k.Toolsets, CreatedAt: k.CreatedAt, LastUsed: k.LastUsed}
 }
 
 // revokeAPIKey answers DELETE /api/apikeys/:id: the key's user or an admin

@@ -15,6 +15,7 @@ import (
 	"github.com/mcp-browser-proxy/mcp-browser-proxy/browserpool"
 	"github.com/mcp-browser-proxy/mcp-browser-proxy/router"
 	"github.com/mcp-browser-proxy/mcp-browser-proxy/session"
+	"github.com/mcp-browser-proxy/mcp-browser-proxy/tools"
 )
 
 // SessionInfo is one open MCP session in GET /api/sessions.
@@ -109,6 +110,10 @@ type CreateAPIKeyRequest struct {
 	UserID string   `json:"user,omitempty"`  // default: the caller
 	Perms  []string `json:"perms,omitempty"` // default: read, write, script
 	Name   string   `json:"name,omitempty"`
+	// Toolsets limits the key to these tool groups (some of
+	// tools.Toolsets, or "all"); absent, the key gets the caller's own,
+	// every toolset for a caller without a limit.
+	Toolsets []string `json:"toolsets,omitempty"`
 }
 
 // CreatedAPIKey is the answer of POST /api/apikeys: the key, shown this
@@ -165,7 +170,11 @@ func (s *Server) createAPIKey(c echo.Context) error {
 			return apiError(http.StatusForbidden, CodeForbidden, fmt.Sprintf("you may not grant %s to a key for %s: a key holds at most the perms you may hand that user (%s); ask for fewer perms", perm, req.UserID, strings.Join(allowed, ", ")))
 		}
 	}
-	key, rec, err := auth.NewAPIKey(req.UserID, perms, req.Name)
+	toolsets, aerr := s.keyToolsets(c, p, req.Toolsets)
+	if aerr != nil {
+		return aerr
+	}
+	key, rec, err := auth.NewAPIKeyWithToolsets(req.UserID, perms, toolsets, req.Name)
 	if err != nil {
 		return apiError(http.StatusBadRequest, CodeInvalidRequest, err.Error())
 	}
@@ -176,10 +185,43 @@ func (s *Server) createAPIKey(c echo.Context) error {
 		return fmt.Errorf("create API key: %w", err)
 	}
 	s.cfg.Audit.Info().Bool("audit", true).Str("event", "apikey_create").Str("request_id", requestID(c)).
-		Str("by", p.UserID).Str("user", rec.UserID).Str("key", rec.ID).Strs("perms", rec.Perms).Send()
-	return c.JSON(http.StatusCreated, CreatedAPIKey{Key: key, APIKeyInfo: APIKeyInfo{
-		ID: rec.ID, UserID: rec.UserID, Perms: rec.Perms, Name: rec.Name, CreatedAt: rec.CreatedAt,
-	}})
+		Str("by", p.UserID).Str("user", rec.UserID).Str("key", rec.ID).Strs("perms", rec.Perms).Strs("toolsets", rec.Toolsets).Send()
+	return c.JSON(http.StatusCreated, CreatedAPIKey{Key: key, APIKeyInfo: keyInfo(rec)})
+}
+
+// keyToolsets returns the toolsets of a key that p asks for with names
+// (nil: every toolset): names checked against the known ones, and at most
+// p's own toolsets when p is limited to some; no names, p's own.
+func (s *Server) keyToolsets(c echo.Context, p auth.Principal, names []string) ([]string, *APIError) {
+	limited := p.Toolsets != nil && !slices.Contains(p.Toolsets, "all")
+	if names == nil {
+		if !limited {
+			return nil, nil
+		}
+		return slices.Clone(p.Toolsets), nil
+	}
+	sets, err := tools.ParseToolsets(names)
+	if err != nil {
+		return nil, apiError(http.StatusBadRequest, CodeInvalidRequest, "toolsets: "+err.Error())
+	}
+	if !limited {
+		return sets, nil
+	}
+	have := strings.Join(p.Toolsets, ",")
+	if have == "" {
+		have = "none"
+	}
+	if sets == nil {
+		s.deny(c, p.UserID, "API key toolsets beyond the caller's")
+		return nil, apiError(http.StatusForbidden, CodeForbidden, fmt.Sprintf("you may not create a key with every toolset: your credential is limited to the toolsets %s; name some of them, or leave toolsets out for yours", have))
+	}
+	for _, ts := range sets {
+		if !slices.Contains(p.Toolsets, ts) {
+			s.deny(c, p.UserID, "API key toolsets beyond the caller's")
+			return nil, apiError(http.StatusForbidden, CodeForbidden, fmt.Sprintf("you may not grant the %s toolset to a key: your credential is limited to the toolsets %s; name some of them, or leave toolsets out for yours", ts, have))
+		}
+	}
+	return sets, nil
 }
 
 // DetailedHealth is the answer of GET /health/detailed (admins only).

@@ -41,10 +41,12 @@ var _ APIKeyStore = (*BoltStore)(nil)
 
 // apiKeyRecord is the stored form of an auth.APIKey.
 type apiKeyRecord struct {
-	ID         string    `json:"id"`
-	UserID     string    `json:"userId"`
-	Perms      []string  `json:"perms"`
-	Name       string    `json:"name,omitempty"`
+	ID     string   `json:"id"`
+	UserID string   `json:"userId"`
+	Perms  []string `json:"perms"`
+	Name   string   `json:"name,omitempty"`
+	// Toolsets has no omitempty: [] (none) must not come back as nil (all).
+	Toolsets   []string  `json:"toolsets"`
 	SecretHash []byte    `json:"secretHash"`
 	CreatedAt  time.Time `json:"createdAt"`
 	LastUsed   time.Time `json:"lastUsed,omitzero"`

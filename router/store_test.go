@@ -155,6 +155,7 @@ var storeSuite = []struct {
 	{"KeepsRegistrationAddrs", testStoreKeepsRegistrationAddrs},
 	{"APIKeyRoundTrip", testAPIKeyRoundTrip},
 	{"CreateAPIKeyRejects", testCreateAPIKeyRejects},
+	{"APIKeyToolsets", testAPIKeyToolsets},
 }
 
 // TestStores runs the store suite for each backend: run one with e.g.
@@ -834,5 +835,47 @@ func testCreateAPIKeyRejects(t *testing.T, env storeEnv) {
 	}
 	if _, err := s.GetAPIKey(ctx, "not-an-id-"+strings.Repeat("x", 60)); err == nil || strings.Contains(err.Error(), "xxxx") {
 		t.Errorf("GetAPIKey error repeats a malformed ID: %v", err)
+	}
+}
+
+// testAPIKeyToolsets: a key's toolsets come back from Get, List and
+// VerifyAPIKey as they were made: nil (every toolset) stays nil, and an
+// empty list (none) does not become nil.
+func testAPIKeyToolsets(t *testing.T, env storeEnv) {
+	ctx := context.Background()
+	s := env.open(t, nil)
+	for _, tc := range []struct {
+		name string
+		sets []string
+	}{
+		{"core", []string{"core"}},
+		{"two", []string{"core", "input"}},
+		{"all", nil},
+		{"none", []string{}},
+	} {
+		key, rec, err := auth.NewAPIKeyWithToolsets("alice", nil, tc.sets, tc.name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := s.CreateAPIKey(ctx, rec); err != nil {
+			t.Fatal(err)
+		}
+		got, err := s.GetAPIKey(ctx, rec.ID)
+		if err != nil || !slices.Equal(got.Toolsets, tc.sets) || (got.Toolsets == nil) != (tc.sets == nil) {
+			t.Errorf("%s: GetAPIKey toolsets %#v, %v; want %#v", tc.name, got.Toolsets, err, tc.sets)
+		}
+		list, err := s.ListAPIKeys(ctx, "alice")
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, k := range list {
+			if k.ID == rec.ID && (!slices.Equal(k.Toolsets, tc.sets) || (k.Toolsets == nil) != (tc.sets == nil)) {
+				t.Errorf("%s: ListAPIKeys toolsets %#v; want %#v", tc.name, k.Toolsets, tc.sets)
+			}
+		}
+		p, err := auth.VerifyAPIKey(ctx, s, key)
+		if err != nil || !slices.Equal(p.Toolsets, tc.sets) || (p.Toolsets == nil) != (tc.sets == nil) {
+			t.Errorf("%s: VerifyAPIKey toolsets %#v, %v; want %#v", tc.name, p.Toolsets, err, tc.sets)
+		}
 	}
 }

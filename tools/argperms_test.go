@@ -91,3 +91,15 @@ func TestAccessOneRule(t *testing.T) {
 		t.Errorf("an unknown tool is refused with %q; mcp-go answers it", perm)
 	}
 }
+
+// TestAPIKeyToolsetRefusal: a call outside an API key's toolsets (or those
+// of a token minted with the key) says so, and how to get a key with them.
+func TestAPIKeyToolsetRefusal(t *testing.T) {
+	a := NewAccess(All(Config{}))
+	p := auth.Principal{UserID: "u", Perms: auth.AllPerms(), KeyID: "0123456789abcdef", Toolsets: []string{GroupCore}}
+	perm, _, refusal := a.Check(p, "list_network_requests", nil)
+	want := "list_network_requests is in the network toolset, which your API key's toolsets (core) leave out; ask an admin for an API key with --toolsets network"
+	if perm != "toolset:network" || refusal != want {
+		t.Errorf("Check = %q, %q; want toolset:network, %q", perm, refusal, want)
+	}
+}

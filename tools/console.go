@@ -332,6 +332,14 @@ func (t *toolset) consoleTools() []Tool {
 	return []Tool{t.listConsoleMessages(), t.getConsoleMessage()}
 }
 
+type listConsoleMessagesArgs struct {
+	pageArg
+	pagingArgs
+	// Types is checked by typeFilter, for its own message.
+	Types                    any  `json:"types"`
+	IncludePreservedMessages bool `json:"includePreservedMessages"`
+}
+
 func (t *toolset) listConsoleMessages() Tool {
 	return Tool{
 		Perm: auth.PermRead,
@@ -346,28 +354,28 @@ func (t *toolset) listConsoleMessages() Tool {
 			mcp.WithReadOnlyHintAnnotation(true),
 			mcp.WithDestructiveHintAnnotation(false),
 		),
-		Handler: func(ctx context.Context, req mcp.CallToolRequest) (*mcp.CallToolResult, error) {
-			types, err := typeFilter(req, "types", consoleTypes)
+		Handler: bind(func(ctx context.Context, _ mcp.CallToolRequest, a listConsoleMessagesArgs) (*mcp.CallToolResult, error) {
+			types, err := typeFilter(a.Types, "types", consoleTypes)
 			if err != nil {
 				return nil, err
 			}
-			tab, err := pageOf(ctx, req)
+			tab, err := pageOf(ctx, a.PageID)
 			if err != nil {
 				return nil, err
 			}
-			all := req.GetBool("includePreservedMessages", false)
+			all := a.IncludePreservedMessages
 			msgs, earlier, labels := tab.State.console.list(all, func(m *consoleMsg) bool {
 				return len(types) == 0 || types[m.typ] || (m.uncaught && types["exception"])
 			})
-			from, to, err := listPaging(req, len(msgs))
+			from, to, err := listPaging(a.pagingArgs, len(msgs))
 			if err != nil {
 				return nil, err
 			}
 			text := formatList(consoleWords, tab.ID, msgs[from:to], func(e navEntry[*consoleMsg]) int { return e.nav },
 				func(e navEntry[*consoleMsg]) string { return consoleLine(e.id, e.v) }, labels, all, earlier, types != nil)
 			return mcp.NewToolResultText(text +
-				pagingFooter(from, to, len(msgs), req, "messages")), nil
-		},
+				pagingFooter(from, to, len(msgs), a.pagingArgs, "messages")), nil
+		}),
 	}
 }
 
@@ -409,6 +417,11 @@ func frameLine(frame string) string {
 	return "Frame: " + cmp.Or(frame, "(URL not known)") + " (a cross-site iframe)\n"
 }
 
+type getConsoleMessageArgs struct {
+	pageArg
+	MsgID *int `json:"msgid"`
+}
+
 func (t *toolset) getConsoleMessage() Tool {
 	return Tool{
 		Perm: auth.PermRead,
@@ -419,12 +432,12 @@ func (t *toolset) getConsoleMessage() Tool {
 			mcp.WithReadOnlyHintAnnotation(true),
 			mcp.WithDestructiveHintAnnotation(false),
 		),
-		Handler: func(ctx context.Context, req mcp.CallToolRequest) (*mcp.CallToolResult, error) {
-			id, err := req.RequireInt("msgid")
-			if err != nil {
+		Handler: bind(func(ctx context.Context, _ mcp.CallToolRequest, a getConsoleMessageArgs) (*mcp.CallToolResult, error) {
+			if a.MsgID == nil {
 				return mcp.NewToolResultError("get_console_message needs a msgid; call list_console_messages to get one"), nil
 			}
-			tab, err := pageOf(ctx, req)
+			id := *a.MsgID
+			tab, err := pageOf(ctx, a.PageID)
 			if err != nil {
 				return nil, err
 			}
@@ -436,7 +449,7 @@ func (t *toolset) getConsoleMessage() Tool {
 				return mcp.NewToolResultErrorf("get_console_message: page %d has no message msgid=%d; call list_console_messages and use a msgid from its lines", tab.ID, id), nil
 			}
 			return mcp.NewToolResultText(t.formatConsoleMessage(ctx, tab, id, m)), nil
-		},
+		}),
 	}
 }
 

@@ -10,7 +10,6 @@ import (
 	"github.com/chromedp/cdproto/network"
 	"github.com/chromedp/cdproto/page"
 	"github.com/chromedp/cdproto/runtime"
-	"github.com/mark3labs/mcp-go/mcp"
 )
 
 func cnAll[T any](T) bool { return true }
@@ -268,11 +267,7 @@ func TestNetworkLogBounded(t *testing.T) {
 }
 
 func TestListPaging(t *testing.T) {
-	req := func(args map[string]any) mcp.CallToolRequest {
-		var r mcp.CallToolRequest
-		r.Params.Arguments = args
-		return r
-	}
+	req := func(args map[string]any) pagingArgs { return pagingOf(t, args) }
 	from, to, res := listPaging(req(map[string]any{"pageSize": 2.0, "pageIdx": 1.0}), 5)
 	if res != nil || from != 2 || to != 4 {
 		t.Errorf("page 1 of size 2: %d-%d %v", from, to, res)
@@ -291,10 +286,10 @@ func TestListPaging(t *testing.T) {
 	if from, to, res := listPaging(req(nil), 0); res != nil || from != 0 || to != 0 {
 		t.Errorf("an empty list: %d-%d %v", from, to, res)
 	}
-	if _, res := typeFilter(req(map[string]any{"types": []any{"log", "bogus"}}), "types", consoleTypes); res == nil {
+	if _, res := typeFilter([]any{"log", "bogus"}, "types", consoleTypes); res == nil {
 		t.Error("an unknown type accepted")
 	}
-	if set, res := typeFilter(req(map[string]any{"types": []any{}}), "types", consoleTypes); res != nil || set != nil {
+	if set, res := typeFilter([]any{}, "types", consoleTypes); res != nil || set != nil {
 		t.Error("an empty types array filters")
 	}
 }

@@ -26,6 +26,12 @@ var defaultStyleProperties = []string{
 
 const maxStyleRules = 30
 
+type getCSSStylesArgs struct {
+	pageArg
+	UID        string   `json:"uid"`
+	Properties []string `json:"properties"`
+}
+
 func (t *toolset) getCSSStyles() Tool {
 	return Tool{
 		Perm: auth.PermRead,
@@ -37,13 +43,16 @@ func (t *toolset) getCSSStyles() Tool {
 			mcp.WithReadOnlyHintAnnotation(true),
 			mcp.WithDestructiveHintAnnotation(false),
 		),
-		Handler: func(ctx context.Context, req mcp.CallToolRequest) (*mcp.CallToolResult, error) {
-			uid, err := requireUID(req)
+		Handler: bind(func(ctx context.Context, _ mcp.CallToolRequest, a getCSSStylesArgs) (*mcp.CallToolResult, error) {
+			uid, err := requireUID(a.UID)
 			if err != nil {
 				return nil, err
 			}
-			props := req.GetStringSlice("properties", defaultStyleProperties)
-			tab, err := pageOf(ctx, req)
+			props := a.Properties
+			if props == nil {
+				props = defaultStyleProperties
+			}
+			tab, err := pageOf(ctx, a.PageID)
 			if err != nil {
 				return nil, err
 			}
@@ -61,7 +70,7 @@ func (t *toolset) getCSSStyles() Tool {
 				return nil, cdpError("get_css_styles", cctx, tab, t.cfg.CallTimeout, err)
 			}
 			return mcp.NewToolResultText(text), nil
-		},
+		}),
 	}
 }
 

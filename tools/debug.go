@@ -14,6 +14,15 @@ import (
 	"github.com/mcp-browser-proxy/mcp-browser-proxy/auth"
 )
 
+type takeScreenshotArgs struct {
+	pageArg
+	Format   string `json:"format"`
+	Quality  *int   `json:"quality"`
+	FullPage bool   `json:"fullPage"`
+	UID      string `json:"uid"`
+	FilePath string `json:"filePath"`
+}
+
 func (t *toolset) takeScreenshot() Tool {
 	return Tool{
 		Perm: auth.PermRead,
@@ -28,8 +37,11 @@ func (t *toolset) takeScreenshot() Tool {
 			mcp.WithReadOnlyHintAnnotation(true),
 			mcp.WithDestructiveHintAnnotation(false),
 		),
-		Handler: func(ctx context.Context, req mcp.CallToolRequest) (*mcp.CallToolResult, error) {
-			format := req.GetString("format", "png")
+		Handler: bind(func(ctx context.Context, _ mcp.CallToolRequest, a takeScreenshotArgs) (*mcp.CallToolResult, error) {
+			format := a.Format
+			if format == "" {
+				format = "png"
+			}
 			switch format {
 			case "png", "jpeg", "webp":
 			default:
@@ -37,14 +49,14 @@ func (t *toolset) takeScreenshot() Tool {
 			}
 			// Encoding speed over size: a screenshot is read once, right away.
 			params := page.CaptureScreenshotParams{Format: page.CaptureScreenshotFormat(format), OptimizeForSpeed: ptr(true)}
-			if q := req.GetInt("quality", -1); q >= 0 && format != "png" {
-				params.Quality = ptr(int64(min(q, 100)))
+			if q := a.Quality; q != nil && *q >= 0 && format != "png" {
+				params.Quality = ptr(int64(min(*q, 100)))
 			}
-			uid, fullPage := req.GetString("uid", ""), req.GetBool("fullPage", false)
+			uid, fullPage := a.UID, a.FullPage
 			if uid != "" && fullPage {
 				return mcp.NewToolResultError("take_screenshot: give uid or fullPage, not both"), nil
 			}
-			tab, err := pageOf(ctx, req)
+			tab, err := pageOf(ctx, a.PageID)
 			if err != nil {
 				return nil, err
 			}
@@ -81,7 +93,7 @@ func (t *toolset) takeScreenshot() Tool {
 			if err != nil {
 				return nil, cdpError("take_screenshot", cctx, tab, t.cfg.CallTimeout, err)
 			}
-			if fp := req.GetString("filePath", ""); fp != "" {
+			if fp := a.FilePath; fp != "" {
 				p, err := writeOutput(ctx, fp, shot.Data)
 				if err != nil {
 					return mcp.NewToolResultError("take_screenshot: " + err.Error()), nil
@@ -90,8 +102,15 @@ func (t *toolset) takeScreenshot() Tool {
 			}
 			return mcp.NewToolResultImage(fmt.Sprintf("Screenshot of page %d (%s, %d bytes).", tab.ID, format, len(shot.Data)),
 				base64.StdEncoding.EncodeToString(shot.Data), "image/"+format), nil
-		},
+		}),
 	}
+}
+
+type evaluateScriptArgs struct {
+	pageArg
+	Function string `json:"function"`
+	// Args is [{uid}, ...], checked by uidArgs.
+	Args any `json:"args"`
 }
 
 func (t *toolset) evaluateScript() Tool {
@@ -106,16 +125,16 @@ func (t *toolset) evaluateScript() Tool {
 			mcp.WithReadOnlyHintAnnotation(false),
 			mcp.WithDestructiveHintAnnotation(true),
 		),
-		Handler: func(ctx context.Context, req mcp.CallToolRequest) (*mcp.CallToolResult, error) {
-			fn, err := req.RequireString("function")
-			if err != nil || fn == "" {
+		Handler: bind(func(ctx context.Context, _ mcp.CallToolRequest, a evaluateScriptArgs) (*mcp.CallToolResult, error) {
+			fn := a.Function
+			if fn == "" {
 				return mcp.NewToolResultError("evaluate_script needs a function, e.g. `() => document.title`"), nil
 			}
-			uids, err := uidArgs(req)
+			uids, err := uidArgs(a.Args)
 			if err != nil {
 				return nil, err
 			}
-			tab, err := pageOf(ctx, req)
+			tab, err := pageOf(ctx, a.PageID)
 			if err != nil {
 				return nil, err
 			}
@@ -142,14 +161,13 @@ func (t *toolset) evaluateScript() Tool {
 				value = string(out.Result.UnserializableValue)
 			}
 			return textResult("Script ran on page %d and returned:\n```json\n%s\n```", tab.ID, value), nil
-		},
+		}),
 	}
 }
 
 // uidArgs reads the args argument of evaluate_script: [{uid}, ...].
-func uidArgs(req mcp.CallToolRequest) ([]string, error) {
-	raw, ok := req.GetArguments()["args"]
-	if !ok || raw == nil {
+func uidArgs(raw any) ([]string, error) {
+	if raw == nil {
 		return nil, nil
 	}
 	list, ok := raw.([]any)

@@ -163,6 +163,12 @@ func withDialogNotice(ctx context.Context, res *mcp.CallToolResult) *mcp.CallToo
 	return res
 }
 
+type handleDialogArgs struct {
+	pageArg
+	Action     string `json:"action"`
+	PromptText string `json:"promptText"`
+}
+
 func (t *toolset) handleDialog() Tool {
 	return Tool{
 		Perm: auth.PermWrite,
@@ -175,16 +181,16 @@ func (t *toolset) handleDialog() Tool {
 			// Accepting a confirm dialog can be what deletes something.
 			mcp.WithDestructiveHintAnnotation(true),
 		),
-		Handler: func(ctx context.Context, req mcp.CallToolRequest) (*mcp.CallToolResult, error) {
+		Handler: bind(func(ctx context.Context, _ mcp.CallToolRequest, a handleDialogArgs) (*mcp.CallToolResult, error) {
 			var accept bool
-			switch action := req.GetString("action", ""); action {
+			switch action := a.Action; action {
 			case "accept":
 				accept = true
 			case "dismiss":
 			default:
 				return mcp.NewToolResultErrorf(`handle_dialog: action must be "accept" or "dismiss", not %q`, action), nil
 			}
-			tab, err := dialogTab(ctx, req.GetInt("pageId", 0))
+			tab, err := dialogTab(ctx, a.PageID)
 			if err != nil {
 				return nil, err
 			}
@@ -194,7 +200,7 @@ func (t *toolset) handleDialog() Tool {
 			}
 			params := page.HandleJavaScriptDialogParams{Accept: accept}
 			if accept && p.typ == page.DialogTypePrompt {
-				params.PromptText = req.GetString("promptText", "")
+				params.PromptText = a.PromptText
 			}
 			cctx, cancel := callCtx(ctx, tab, t.cfg.CallTimeout)
 			defer cancel()
@@ -214,7 +220,7 @@ func (t *toolset) handleDialog() Tool {
 				msg += " Answered " + quote(params.PromptText) + "."
 			}
 			return mcp.NewToolResultText(msg), nil
-		},
+		}),
 	}
 }
 

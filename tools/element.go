@@ -17,7 +17,6 @@ import (
 	"github.com/chromedp/cdproto/runtime"
 	"github.com/chromedp/cdproto/target"
 	"github.com/chromedp/chromedp"
-	"github.com/mark3labs/mcp-go/mcp"
 )
 
 // nodeRef names a node of a snapshot. Backend node ids are only unique
@@ -331,9 +330,8 @@ func bareUID(uid string) string { return strings.TrimPrefix(uid, "uid=") }
 
 // requireUID reads the uid argument of tool, which names an element of the
 // latest take_snapshot.
-func requireUID(req mcp.CallToolRequest) (string, error) {
-	uid, err := req.RequireString("uid")
-	if err != nil {
+func requireUID(uid string) (string, error) {
+	if uid == "" {
 		return "", needf("needs a uid; call take_snapshot to get one")
 	}
 	return uid, nil

@@ -186,25 +186,41 @@ func (c emulationChange) empty() bool {
 // httpHeaderName is an HTTP token (RFC 9110).
 var httpHeaderName = regexp.MustCompile("^[!#$%&'*+.^_`|~0-9A-Za-z-]+$")
 
+// emulateArgs are the arguments of emulate. Each is a jsonArg, checked by
+// parseEmulation: a part given as null resets it, one left out stays.
+type emulateArgs struct {
+	pageArg
+	NetworkConditions jsonArg `json:"networkConditions"`
+	CPUThrottlingRate jsonArg `json:"cpuThrottlingRate"`
+	Geolocation       jsonArg `json:"geolocation"`
+	UserAgent         jsonArg `json:"userAgent"`
+	ColorScheme       jsonArg `json:"colorScheme"`
+	Viewport          jsonArg `json:"viewport"`
+	ExtraHTTPHeaders  jsonArg `json:"extraHttpHeaders"`
+}
+
 // parseEmulation checks every part of an emulate call before any is applied,
 // so that a bad argument changes nothing.
-func parseEmulation(args map[string]any) (emulationChange, error) {
+func parseEmulation(a emulateArgs) (emulationChange, error) {
 	var c emulationChange
-	if v, ok := args["networkConditions"]; ok {
+	if a.NetworkConditions.Set {
+		v := a.NetworkConditions.Value
 		name, isStr := v.(string)
 		if _, known := lookupNetworkPreset(name); !isStr || !known {
 			return c, fmt.Errorf("networkConditions %v is not one of %s", jsonValue(v), jsonValue(networkPresetNames()))
 		}
 		c.network = &name
 	}
-	if v, ok := args["cpuThrottlingRate"]; ok {
+	if a.CPUThrottlingRate.Set {
+		v := a.CPUThrottlingRate.Value
 		r, isNum := argNumber(v)
 		if !isNum || r < 1 || r > maxCPUThrottle {
 			return c, fmt.Errorf("cpuThrottlingRate must be a number from 1 to %d (1 turns throttling off); got %v", maxCPUThrottle, jsonValue(v))
 		}
 		c.cpuRate = &r
 	}
-	if v, ok := args["geolocation"]; ok {
+	if a.Geolocation.Set {
+		v := a.Geolocation.Value
 		c.setGeo = true
 		if v != nil && v != "" {
 			g, err := parseGeolocation(v)
@@ -214,7 +230,8 @@ func parseEmulation(args map[string]any) (emulationChange, error) {
 			c.geo = g
 		}
 	}
-	if v, ok := args["userAgent"]; ok {
+	if a.UserAgent.Set {
+		v := a.UserAgent.Value
 		ua, isStr := v.(string)
 		if !isStr {
 			return c, fmt.Errorf(`userAgent must be a string ("" restores the browser's own); got %v`, jsonValue(v))
@@ -224,7 +241,8 @@ func parseEmulation(args map[string]any) (emulationChange, error) {
 		}
 		c.userAgent = &ua
 	}
-	if v, ok := args["colorScheme"]; ok {
+	if a.ColorScheme.Set {
+		v := a.ColorScheme.Value
 		s, _ := v.(string)
 		switch s {
 		case "dark", "light", "auto":
@@ -236,7 +254,8 @@ func parseEmulation(args map[string]any) (emulationChange, error) {
 		}
 		c.colorScheme = &s
 	}
-	if v, ok := args["viewport"]; ok {
+	if a.Viewport.Set {
+		v := a.Viewport.Value
 		c.setViewport = true
 		if v != nil && v != "" {
 			vp, err := parseViewport(v)
@@ -246,7 +265,8 @@ func parseEmulation(args map[string]any) (emulationChange, error) {
 			c.viewport = vp
 		}
 	}
-	if v, ok := args["extraHttpHeaders"]; ok {
+	if a.ExtraHTTPHeaders.Set {
+		v := a.ExtraHTTPHeaders.Value
 		h, err := parseHeaders(v)
 		if err != nil {
 			return c, err
@@ -490,12 +510,12 @@ func (t *toolset) emulate() Tool {
 			mcp.WithReadOnlyHintAnnotation(false),
 			mcp.WithDestructiveHintAnnotation(false),
 		),
-		Handler: func(ctx context.Context, req mcp.CallToolRequest) (*mcp.CallToolResult, error) {
-			change, err := parseEmulation(req.GetArguments())
+		Handler: bind(func(ctx context.Context, _ mcp.CallToolRequest, a emulateArgs) (*mcp.CallToolResult, error) {
+			change, err := parseEmulation(a)
 			if err != nil {
 				return mcp.NewToolResultError("emulate: " + err.Error() + "; nothing was changed"), nil
 			}
-			tab, err := pageOf(ctx, req)
+			tab, err := pageOf(ctx, a.PageID)
 			if err != nil {
 				return nil, err
 			}
@@ -519,7 +539,7 @@ func (t *toolset) emulate() Tool {
 				head += "\n" + strings.Join(notes, "\n")
 			}
 			return mcp.NewToolResultText(head + "\n" + formatEmulation(tab)), nil
-		},
+		}),
 	}
 }
 
@@ -805,6 +825,20 @@ func formatEmulation(tab *Tab) string {
 	return b.String()
 }
 
+type resizePageArgs struct {
+	pageArg
+	Width  *float64 `json:"width"`
+	Height *float64 `json:"height"`
+}
+
+// wholeArg reads a number argument that must be whole.
+func wholeArg(p *float64) (int64, bool) {
+	if p == nil {
+		return 0, false
+	}
+	return argInteger(*p)
+}
+
 func (t *toolset) resizePage() Tool {
 	return Tool{
 		Perm: auth.PermWrite,
@@ -816,15 +850,14 @@ func (t *toolset) resizePage() Tool {
 			mcp.WithReadOnlyHintAnnotation(false),
 			mcp.WithDestructiveHintAnnotation(false),
 		),
-		Handler: func(ctx context.Context, req mcp.CallToolRequest) (*mcp.CallToolResult, error) {
-			args := req.GetArguments()
-			w, okW := argInteger(args["width"])
-			h, okH := argInteger(args["height"])
+		Handler: bind(func(ctx context.Context, _ mcp.CallToolRequest, a resizePageArgs) (*mcp.CallToolResult, error) {
+			w, okW := wholeArg(a.Width)
+			h, okH := wholeArg(a.Height)
 			if !okW || w < 1 || w > maxViewportSide || !okH || h < 1 || h > maxViewportSide {
-				return mcp.NewToolResultErrorf("resize_page needs width and height, whole numbers of CSS pixels from 1 to %d; got %v x %v",
-					maxViewportSide, jsonValue(args["width"]), jsonValue(args["height"])), nil
+				return mcp.NewToolResultErrorf("resize_page needs width and height, whole numbers of CSS pixels from 1 to %d; got %s x %s",
+					maxViewportSide, jsonValue(a.Width), jsonValue(a.Height)), nil
 			}
-			tab, err := pageOf(ctx, req)
+			tab, err := pageOf(ctx, a.PageID)
 			if err != nil {
 				return nil, err
 			}
@@ -848,6 +881,6 @@ func (t *toolset) resizePage() Tool {
 				msg += fmt.Sprintf(" The page now reports [innerWidth, innerHeight] = %s.", got.Result.Value)
 			}
 			return mcp.NewToolResultText(msg + " emulate with viewport null undoes it."), nil
-		},
+		}),
 	}
 }

@@ -1,14 +1,17 @@
 package tools
 
 import (
+	"reflect"
 	"strings"
 	"testing"
+
+	"github.com/mark3labs/mcp-go/mcp"
 
 	"github.com/chromedp/cdproto/network"
 )
 
 func TestParseEmulation(t *testing.T) {
-	c, err := parseEmulation(map[string]any{
+	c, err := parseEmulationOf(t, map[string]any{
 		"networkConditions": "Slow 3G",
 		"cpuThrottlingRate": 4.0,
 		"geolocation":       map[string]any{"latitude": 1.5, "longitude": -2.0},
@@ -33,11 +36,11 @@ func TestParseEmulation(t *testing.T) {
 		t.Errorf("headers: %+v", c.headers)
 	}
 
-	c, err = parseEmulation(map[string]any{"geolocation": nil, "viewport": nil})
+	c, err = parseEmulationOf(t, map[string]any{"geolocation": nil, "viewport": nil})
 	if err != nil || !c.setGeo || c.geo != nil || !c.setViewport || c.viewport != nil || c.empty() {
 		t.Errorf("null clears: %+v %v", c, err)
 	}
-	if c, err := parseEmulation(map[string]any{}); err != nil || !c.empty() {
+	if c, err := parseEmulationOf(t, map[string]any{}); err != nil || !c.empty() {
 		t.Errorf("empty call: %+v %v", c, err)
 	}
 
@@ -66,15 +69,15 @@ func TestParseEmulation(t *testing.T) {
 		{"extraHttpHeaders": map[string]any{"X-A": "1\r\nX-B: 2"}},
 		{"extraHttpHeaders": []any{"X-A"}},
 	} {
-		if _, err := parseEmulation(bad); err == nil {
-			t.Errorf("parseEmulation(%v) accepted", bad)
+		if _, err := parseEmulationOf(t, bad); err == nil {
+			t.Errorf("parseEmulationOf(t, %v) accepted", bad)
 		}
 	}
 }
 
 // The string forms chrome-devtools-mcp takes mean the same as the objects.
 func TestParseEmulationUpstreamForms(t *testing.T) {
-	c, err := parseEmulation(map[string]any{
+	c, err := parseEmulationOf(t, map[string]any{
 		"geolocation":      "48.85, 2.35",
 		"viewport":         "390x844x3,mobile,touch",
 		"extraHttpHeaders": `{"X-A": "1"}`,
@@ -91,11 +94,11 @@ func TestParseEmulationUpstreamForms(t *testing.T) {
 	if c.headers["X-A"] != "1" || len(c.headers) != 1 {
 		t.Errorf("headers: %v", c.headers)
 	}
-	c, err = parseEmulation(map[string]any{"geolocation": "", "viewport": "", "extraHttpHeaders": ""})
+	c, err = parseEmulationOf(t, map[string]any{"geolocation": "", "viewport": "", "extraHttpHeaders": ""})
 	if err != nil || !c.setGeo || c.geo != nil || !c.setViewport || c.viewport != nil || !c.setHeaders || len(c.headers) != 0 {
 		t.Errorf("empty strings clear: %+v %v", c, err)
 	}
-	if c, err := parseEmulation(map[string]any{"viewport": "800x600,landscape"}); err != nil || c.viewport.orientation != "landscape" || c.viewport.scale != 0 {
+	if c, err := parseEmulationOf(t, map[string]any{"viewport": "800x600,landscape"}); err != nil || c.viewport.orientation != "landscape" || c.viewport.scale != 0 {
 		t.Errorf("800x600,landscape: %+v %v", c.viewport, err)
 	}
 	for _, bad := range []map[string]any{
@@ -110,8 +113,8 @@ func TestParseEmulationUpstreamForms(t *testing.T) {
 		{"extraHttpHeaders": `["X-A"]`},
 		{"extraHttpHeaders": "null"},
 	} {
-		if _, err := parseEmulation(bad); err == nil {
-			t.Errorf("parseEmulation(%v) accepted", bad)
+		if _, err := parseEmulationOf(t, bad); err == nil {
+			t.Errorf("parseEmulationOf(t, %v) accepted", bad)
 		}
 	}
 }
@@ -177,4 +180,16 @@ func TestFormatEmulationDefaults(t *testing.T) {
 			t.Errorf("formatEmulation lacks %q:\n%s", want, out)
 		}
 	}
+}
+
+// parseEmulationOf binds args as emulate does and parses them.
+func parseEmulationOf(t *testing.T, args map[string]any) (emulationChange, error) {
+	t.Helper()
+	var a emulateArgs
+	var req mcp.CallToolRequest
+	req.Params.Arguments = args
+	if err := bindArgs(req, argFields(reflect.TypeFor[emulateArgs]()), &a); err != nil {
+		t.Fatal(err)
+	}
+	return parseEmulation(a)
 }

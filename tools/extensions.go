@@ -54,7 +54,7 @@ func (t *toolset) listExtensions() Tool {
 			mcp.WithReadOnlyHintAnnotation(true),
 			mcp.WithDestructiveHintAnnotation(false),
 		),
-		Handler: func(ctx context.Context, req mcp.CallToolRequest) (*mcp.CallToolResult, error) {
+		Handler: bind(func(ctx context.Context, _ mcp.CallToolRequest, a noArgs) (*mcp.CallToolResult, error) {
 			tab, err := browserTab(ctx)
 			if err != nil {
 				return nil, err
@@ -67,7 +67,7 @@ func (t *toolset) listExtensions() Tool {
 			}
 			lookupNames(cctx, tab, exts)
 			return mcp.NewToolResultText(formatExtensions(exts, listed)), nil
-		},
+		}),
 	}
 }
 
@@ -111,6 +111,12 @@ func formatExtensions(exts []*extension, listed bool) string {
 	return b.String()
 }
 
+// extensionArgs are the arguments of a tool on one extension (or, for
+// list_extension_service_workers, on all of them without an id).
+type extensionArgs struct {
+	ExtensionID string `json:"extensionId"`
+}
+
 func (t *toolset) listExtensionServiceWorkers() Tool {
 	return Tool{
 		Perm: auth.PermRead,
@@ -120,8 +126,8 @@ func (t *toolset) listExtensionServiceWorkers() Tool {
 			mcp.WithReadOnlyHintAnnotation(true),
 			mcp.WithDestructiveHintAnnotation(false),
 		),
-		Handler: func(ctx context.Context, req mcp.CallToolRequest) (*mcp.CallToolResult, error) {
-			only := req.GetString("extensionId", "")
+		Handler: bind(func(ctx context.Context, _ mcp.CallToolRequest, a extensionArgs) (*mcp.CallToolResult, error) {
+			only := a.ExtensionID
 			if only != "" && !extensionIDRE.MatchString(only) {
 				return mcp.NewToolResultErrorf("list_extension_service_workers: %q is not an extension id (32 letters a-p); call list_extensions", only), nil
 			}
@@ -159,7 +165,7 @@ func (t *toolset) listExtensionServiceWorkers() Tool {
 				b.WriteString("None runs now. An extension's service worker starts on its next event (opening its popup, a message, an alarm) and stops when idle.\n")
 			}
 			return mcp.NewToolResultText(b.String()), nil
-		},
+		}),
 	}
 }
 
@@ -172,8 +178,8 @@ func (t *toolset) reloadExtension() Tool {
 			mcp.WithReadOnlyHintAnnotation(false),
 			mcp.WithDestructiveHintAnnotation(true),
 		),
-		Handler: func(ctx context.Context, req mcp.CallToolRequest) (*mcp.CallToolResult, error) {
-			id, err := extensionArg(req)
+		Handler: bind(func(ctx context.Context, _ mcp.CallToolRequest, a extensionArgs) (*mcp.CallToolResult, error) {
+			id, err := extensionArg(a.ExtensionID)
 			if err != nil {
 				return nil, err
 			}
@@ -182,7 +188,7 @@ func (t *toolset) reloadExtension() Tool {
 				return nil, err
 			}
 			return t.reload(ctx, tab, id)
-		},
+		}),
 	}
 }
 
@@ -293,6 +299,12 @@ func waitReloaded(ctx context.Context, tab *Tab, id string, before *target.Info)
 	}
 }
 
+type extensionConsoleArgs struct {
+	extensionArgs
+	PageSize int `json:"pageSize"`
+	PageIdx  int `json:"pageIdx"`
+}
+
 func (t *toolset) listExtensionConsoleMessages() Tool {
 	return Tool{
 		Perm: auth.PermRead,
@@ -304,17 +316,17 @@ func (t *toolset) listExtensionConsoleMessages() Tool {
 			mcp.WithReadOnlyHintAnnotation(true),
 			mcp.WithDestructiveHintAnnotation(false),
 		),
-		Handler: func(ctx context.Context, req mcp.CallToolRequest) (*mcp.CallToolResult, error) {
-			id, err := extensionArg(req)
+		Handler: bind(func(ctx context.Context, _ mcp.CallToolRequest, a extensionConsoleArgs) (*mcp.CallToolResult, error) {
+			id, err := extensionArg(a.ExtensionID)
 			if err != nil {
 				return nil, err
 			}
-			size := req.GetInt("pageSize", 50)
+			size := a.PageSize
 			if size <= 0 {
 				size = 50
 			}
 			size = min(size, extConsoleCap)
-			idx := max(req.GetInt("pageIdx", 0), 0)
+			idx := max(a.PageIdx, 0)
 			ws, err := workspaceFrom(ctx)
 			if err != nil {
 				return mcp.NewToolResultError(err.Error()), nil
@@ -348,13 +360,12 @@ func (t *toolset) listExtensionConsoleMessages() Tool {
 				note = "The worker does not run now; these messages are from before it stopped."
 			}
 			return mcp.NewToolResultText(col.format(id, note, size, idx)), nil
-		},
+		}),
 	}
 }
 
-func extensionArg(req mcp.CallToolRequest) (string, error) {
-	id, err := req.RequireString("extensionId")
-	if err != nil || id == "" {
+func extensionArg(id string) (string, error) {
+	if id == "" {
 		return "", needf("needs an extensionId; call list_extensions for the ids")
 	}
 	if !extensionIDRE.MatchString(id) {

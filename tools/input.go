@@ -20,6 +20,17 @@ import (
 	"github.com/mcp-browser-proxy/mcp-browser-proxy/auth"
 )
 
+// elementArgs are the arguments of a tool on one element.
+type elementArgs struct {
+	pageArg
+	UID string `json:"uid"`
+}
+
+type clickArgs struct {
+	elementArgs
+	DblClick bool `json:"dblClick"`
+}
+
 func (t *toolset) click() Tool {
 	return Tool{
 		Perm: auth.PermWrite,
@@ -31,20 +42,26 @@ func (t *toolset) click() Tool {
 			mcp.WithReadOnlyHintAnnotation(false),
 			mcp.WithDestructiveHintAnnotation(true),
 		),
-		Handler: func(ctx context.Context, req mcp.CallToolRequest) (*mcp.CallToolResult, error) {
-			uid, err := requireUID(req)
+		Handler: bind(func(ctx context.Context, _ mcp.CallToolRequest, a clickArgs) (*mcp.CallToolResult, error) {
+			uid, err := requireUID(a.UID)
 			if err != nil {
 				return nil, err
 			}
 			clicks := int64(1)
-			if req.GetBool("dblClick", false) {
+			if a.DblClick {
 				clicks = 2
 			}
-			return t.act(ctx, req, "click", []uidArg{{uid: uid}}, func(cctx context.Context, elems []*element) error {
+			return t.act(ctx, a.PageID, "click", []uidArg{{uid: uid}}, func(cctx context.Context, elems []*element) error {
 				return clickNode(cctx, elems[0], clicks)
 			}, "Clicked uid="+bareUID(uid))
-		},
+		}),
 	}
+}
+
+type fillArgs struct {
+	elementArgs
+	// Value is a pointer because "" is a value (it empties the input).
+	Value *string `json:"value"`
 }
 
 func (t *toolset) fill() Tool {
@@ -58,31 +75,31 @@ func (t *toolset) fill() Tool {
 			mcp.WithReadOnlyHintAnnotation(false),
 			mcp.WithDestructiveHintAnnotation(true),
 		),
-		Handler: func(ctx context.Context, req mcp.CallToolRequest) (*mcp.CallToolResult, error) {
-			uid, err := requireUID(req)
+		Handler: bind(func(ctx context.Context, _ mcp.CallToolRequest, a fillArgs) (*mcp.CallToolResult, error) {
+			uid, err := requireUID(a.UID)
 			if err != nil {
 				return nil, err
 			}
-			value, err := req.RequireString("value")
-			if err != nil {
+			if a.Value == nil {
 				return mcp.NewToolResultError("fill needs a value (a string)"), nil
 			}
-			return t.act(ctx, req, "fill", []uidArg{{uid: uid}}, func(cctx context.Context, elems []*element) error {
+			value := *a.Value
+			return t.act(ctx, a.PageID, "fill", []uidArg{{uid: uid}}, func(cctx context.Context, elems []*element) error {
 				return fillNode(elems[0], value)
 			}, "Filled uid="+bareUID(uid))
-		},
+		}),
 	}
 }
 
-// act runs an input action on the page of req's pageId argument, on the
+// act runs an input action on the page pageID, on the
 // elements of targets, then waits while the page is busy with what the
 // action set off, and says what happened. It never waits on a page frozen by
 // a JavaScript dialog. do gets the call context on the page's session, for
 // input events and page-wide commands, and the elements, each with a context
 // on its own session. Callers check their other arguments first: a bad
 // argument should not open a page.
-func (t *toolset) act(ctx context.Context, req mcp.CallToolRequest, name string, targets []uidArg, do func(context.Context, []*element) error, done string) (*mcp.CallToolResult, error) {
-	tab, err := pageOf(ctx, req)
+func (t *toolset) act(ctx context.Context, pageID int, name string, targets []uidArg, do func(context.Context, []*element) error, done string) (*mcp.CallToolResult, error) {
+	tab, err := pageOf(ctx, pageID)
 	if err != nil {
 		return nil, err
 	}
@@ -186,12 +203,12 @@ func (t *toolset) hover() Tool {
 			mcp.WithReadOnlyHintAnnotation(false),
 			mcp.WithDestructiveHintAnnotation(false),
 		),
-		Handler: func(ctx context.Context, req mcp.CallToolRequest) (*mcp.CallToolResult, error) {
-			uid, err := requireUID(req)
+		Handler: bind(func(ctx context.Context, _ mcp.CallToolRequest, a elementArgs) (*mcp.CallToolResult, error) {
+			uid, err := requireUID(a.UID)
 			if err != nil {
 				return nil, err
 			}
-			return t.act(ctx, req, "hover", []uidArg{{uid: uid}}, func(cctx context.Context, elems []*element) error {
+			return t.act(ctx, a.PageID, "hover", []uidArg{{uid: uid}}, func(cctx context.Context, elems []*element) error {
 				x, y, err := nodeCenter(elems[0])
 				if err != nil {
 					return err
@@ -199,8 +216,14 @@ func (t *toolset) hover() Tool {
 				_, err = chromedp.Call(cctx, input.DispatchMouseEvent, input.DispatchMouseEventParams{Type: input.DispatchMouseEventTypeMouseMoved, X: x, Y: y})
 				return err
 			}, "Hovered over uid="+bareUID(uid))
-		},
+		}),
 	}
+}
+
+type dragArgs struct {
+	pageArg
+	FromUID string `json:"from_uid"`
+	ToUID   string `json:"to_uid"`
 }
 
 func (t *toolset) drag() Tool {
@@ -214,16 +237,15 @@ func (t *toolset) drag() Tool {
 			mcp.WithReadOnlyHintAnnotation(false),
 			mcp.WithDestructiveHintAnnotation(true),
 		),
-		Handler: func(ctx context.Context, req mcp.CallToolRequest) (*mcp.CallToolResult, error) {
-			from, err1 := req.RequireString("from_uid")
-			to, err2 := req.RequireString("to_uid")
-			if err1 != nil || err2 != nil {
+		Handler: bind(func(ctx context.Context, _ mcp.CallToolRequest, a dragArgs) (*mcp.CallToolResult, error) {
+			from, to := a.FromUID, a.ToUID
+			if from == "" || to == "" {
 				return mcp.NewToolResultError("drag needs from_uid and to_uid; call take_snapshot to get them"), nil
 			}
 			targets := []uidArg{{uid: from, label: "from_uid"}, {uid: to, label: "to_uid"}}
-			return t.act(ctx, req, "drag", targets, dragNodes(targets),
+			return t.act(ctx, a.PageID, "drag", targets, dragNodes(targets),
 				fmt.Sprintf("Dragged uid=%s onto uid=%s", bareUID(from), bareUID(to)))
-		},
+		}),
 	}
 }
 
@@ -265,6 +287,12 @@ func dragNodes(targets []uidArg) func(context.Context, []*element) error {
 	}
 }
 
+type fillFormArgs struct {
+	pageArg
+	// Elements is [{uid, value}, ...], checked by formElements.
+	Elements any `json:"elements"`
+}
+
 func (t *toolset) fillForm() Tool {
 	return Tool{
 		Perm: auth.PermWrite,
@@ -284,12 +312,12 @@ func (t *toolset) fillForm() Tool {
 			mcp.WithReadOnlyHintAnnotation(false),
 			mcp.WithDestructiveHintAnnotation(true),
 		),
-		Handler: func(ctx context.Context, req mcp.CallToolRequest) (*mcp.CallToolResult, error) {
-			targets, values, err := formElements(req.GetArguments()["elements"])
+		Handler: bind(func(ctx context.Context, _ mcp.CallToolRequest, a fillFormArgs) (*mcp.CallToolResult, error) {
+			targets, values, err := formElements(a.Elements)
 			if err != nil {
 				return mcp.NewToolResultError("fill_form: " + err.Error()), nil
 			}
-			return t.act(ctx, req, "fill_form", targets, func(cctx context.Context, elems []*element) error {
+			return t.act(ctx, a.PageID, "fill_form", targets, func(cctx context.Context, elems []*element) error {
 				for i, e := range elems {
 					if err := fillNode(e, values[i]); err != nil {
 						return targets[i].wrap(err)
@@ -297,7 +325,7 @@ func (t *toolset) fillForm() Tool {
 				}
 				return nil
 			}, fmt.Sprintf("Filled %d elements", len(targets)))
-		},
+		}),
 	}
 }
 
@@ -331,6 +359,11 @@ func formElements(v any) ([]uidArg, []string, error) {
 	return targets, values, nil
 }
 
+type pressKeyArgs struct {
+	pageArg
+	Key string `json:"key"`
+}
+
 func (t *toolset) pressKey() Tool {
 	return Tool{
 		Perm: auth.PermWrite,
@@ -341,20 +374,27 @@ func (t *toolset) pressKey() Tool {
 			mcp.WithReadOnlyHintAnnotation(false),
 			mcp.WithDestructiveHintAnnotation(true),
 		),
-		Handler: func(ctx context.Context, req mcp.CallToolRequest) (*mcp.CallToolResult, error) {
-			spec, err := req.RequireString("key")
-			if err != nil {
+		Handler: bind(func(ctx context.Context, _ mcp.CallToolRequest, a pressKeyArgs) (*mcp.CallToolResult, error) {
+			spec := a.Key
+			if spec == "" {
 				return mcp.NewToolResultError(`press_key needs a key, e.g. "Enter" or "Control+A"`), nil
 			}
 			combo, err := parseKey(spec)
 			if err != nil {
 				return mcp.NewToolResultError("press_key: " + err.Error()), nil
 			}
-			return t.act(ctx, req, "press_key", nil, func(cctx context.Context, _ []*element) error {
+			return t.act(ctx, a.PageID, "press_key", nil, func(cctx context.Context, _ []*element) error {
 				return dispatchKeys(cctx, combo.events())
 			}, "Pressed "+spec)
-		},
+		}),
 	}
+}
+
+type typeTextArgs struct {
+	pageArg
+	// Text is a pointer because "" is a text (type nothing, then submitKey).
+	Text      *string `json:"text"`
+	SubmitKey string  `json:"submitKey"`
 }
 
 func (t *toolset) typeText() Tool {
@@ -368,18 +408,18 @@ func (t *toolset) typeText() Tool {
 			mcp.WithReadOnlyHintAnnotation(false),
 			mcp.WithDestructiveHintAnnotation(true),
 		),
-		Handler: func(ctx context.Context, req mcp.CallToolRequest) (*mcp.CallToolResult, error) {
-			text, err := req.RequireString("text")
-			if err != nil {
+		Handler: bind(func(ctx context.Context, _ mcp.CallToolRequest, a typeTextArgs) (*mcp.CallToolResult, error) {
+			if a.Text == nil {
 				return mcp.NewToolResultError("type_text needs a text (a string)"), nil
 			}
+			text := *a.Text
 			n := utf8.RuneCountInString(text)
 			if n > maxTypedRunes {
 				return mcp.NewToolResultErrorf("type_text: the text has %d characters, more than %d; use fill to set a long value at once", n, maxTypedRunes), nil
 			}
 			var submit *keyCombo
 			done := fmt.Sprintf("Typed %d characters", n)
-			if s := req.GetString("submitKey", ""); s != "" {
+			if s := a.SubmitKey; s != "" {
 				c, err := parseKey(s)
 				if err != nil {
 					return mcp.NewToolResultError("type_text: submitKey: " + err.Error()), nil
@@ -387,7 +427,7 @@ func (t *toolset) typeText() Tool {
 				submit = &c
 				done += " and pressed " + s
 			}
-			return t.act(ctx, req, "type_text", nil, func(cctx context.Context, _ []*element) error {
+			return t.act(ctx, a.PageID, "type_text", nil, func(cctx context.Context, _ []*element) error {
 				if err := typeRunes(cctx, text); err != nil {
 					return err
 				}
@@ -396,8 +436,13 @@ func (t *toolset) typeText() Tool {
 				}
 				return nil
 			}, done)
-		},
+		}),
 	}
+}
+
+type uploadFileArgs struct {
+	elementArgs
+	FilePaths []string `json:"filePaths"`
 }
 
 func (t *toolset) uploadFile() Tool {
@@ -411,31 +456,26 @@ func (t *toolset) uploadFile() Tool {
 			mcp.WithReadOnlyHintAnnotation(false),
 			mcp.WithDestructiveHintAnnotation(true),
 		),
-		Handler: func(ctx context.Context, req mcp.CallToolRequest) (*mcp.CallToolResult, error) {
-			uid, err := requireUID(req)
+		Handler: bind(func(ctx context.Context, _ mcp.CallToolRequest, a uploadFileArgs) (*mcp.CallToolResult, error) {
+			uid, err := requireUID(a.UID)
 			if err != nil {
 				return nil, err
 			}
-			raw, ok := req.GetArguments()["filePaths"].([]any)
-			if !ok || len(raw) == 0 {
+			if len(a.FilePaths) == 0 {
 				return mcp.NewToolResultError("upload_file needs filePaths, a non-empty array of file names"), nil
 			}
-			files := make([]string, 0, len(raw))
-			for _, r := range raw {
-				s, ok := r.(string)
-				if !ok {
-					return mcp.NewToolResultError("upload_file: filePaths must be strings"), nil
-				}
+			files := make([]string, 0, len(a.FilePaths))
+			for _, s := range a.FilePaths {
 				p, err := inputPath(ctx, s)
 				if err != nil {
 					return mcp.NewToolResultError("upload_file: " + err.Error()), nil
 				}
 				files = append(files, p)
 			}
-			return t.act(ctx, req, "upload_file", []uidArg{{uid: uid}}, func(cctx context.Context, elems []*element) error {
+			return t.act(ctx, a.PageID, "upload_file", []uidArg{{uid: uid}}, func(cctx context.Context, elems []*element) error {
 				return uploadFiles(cctx, elems[0], files)
 			}, fmt.Sprintf("Chose %d file(s) for uid=%s", len(files), bareUID(uid)))
-		},
+		}),
 	}
 }
 

@@ -5,8 +5,6 @@ import (
 	"slices"
 	"sort"
 	"strings"
-
-	"github.com/mark3labs/mcp-go/mcp"
 )
 
 // navRing is a bounded log of a tab's entries, each tagged with the
@@ -167,11 +165,21 @@ func singleLine(s string, n int) string {
 	return clipEnd(s, n)
 }
 
-// listPaging reads pageSize and pageIdx and returns the range of n items to
-// show, or an error result.
-func listPaging(req mcp.CallToolRequest, n int) (from, to int, err error) {
-	size := req.GetInt("pageSize", defaultListPageSize)
-	idx := req.GetInt("pageIdx", 0)
+// pagingArgs are the pageSize and pageIdx parameters of a list tool;
+// argument structs embed it.
+type pagingArgs struct {
+	// PageSize is a pointer because 0 is refused, not the default.
+	PageSize *int `json:"pageSize"`
+	PageIdx  int  `json:"pageIdx"`
+}
+
+// listPaging returns the range of the n items to show on page p, or an
+// error.
+func listPaging(p pagingArgs, n int) (from, to int, err error) {
+	size, idx := defaultListPageSize, p.PageIdx
+	if p.PageSize != nil {
+		size = *p.PageSize
+	}
 	if size <= 0 {
 		return 0, 0, argErrorf("pageSize must be a positive integer")
 	}
@@ -187,12 +195,12 @@ func listPaging(req mcp.CallToolRequest, n int) (from, to int, err error) {
 }
 
 // pagingFooter tells which items a list shows and how to get the others.
-func pagingFooter(from, to, n int, req mcp.CallToolRequest, noun string) string {
+func pagingFooter(from, to, n int, p pagingArgs, noun string) string {
 	if n == 0 {
 		return ""
 	}
 	s := fmt.Sprintf("Showing %d-%d of %d %s.", from+1, to, n, noun)
-	idx := req.GetInt("pageIdx", 0)
+	idx := p.PageIdx
 	if to < n {
 		s += fmt.Sprintf(" Next page: pageIdx=%d.", idx+1)
 	}
@@ -202,10 +210,10 @@ func pagingFooter(from, to, n int, req mcp.CallToolRequest, noun string) string 
 	return s
 }
 
-// typeFilter reads an array of names and checks each against valid.
-func typeFilter(req mcp.CallToolRequest, arg string, valid []string) (map[string]bool, error) {
-	raw, ok := req.GetArguments()[arg]
-	if !ok || raw == nil {
+// typeFilter reads raw, the argument arg, as an array of names and checks
+// each against valid.
+func typeFilter(raw any, arg string, valid []string) (map[string]bool, error) {
+	if raw == nil {
 		return nil, nil
 	}
 	list, ok := raw.([]any)

@@ -19,6 +19,15 @@ import (
 	"github.com/mcp-browser-proxy/mcp-browser-proxy/router"
 )
 
+type navigatePageArgs struct {
+	pageArg
+	Type        string  `json:"type"`
+	URL         string  `json:"url"`
+	IgnoreCache bool    `json:"ignoreCache"`
+	InitScript  string  `json:"initScript"`
+	Timeout     float64 `json:"timeout"`
+}
+
 func (t *toolset) navigatePage() Tool {
 	return Tool{
 		Perm: auth.PermWrite,
@@ -35,9 +44,11 @@ func (t *toolset) navigatePage() Tool {
 			mcp.WithReadOnlyHintAnnotation(false),
 			mcp.WithDestructiveHintAnnotation(true),
 		),
-		Handler: func(ctx context.Context, req mcp.CallToolRequest) (*mcp.CallToolResult, error) {
-			kind := req.GetString("type", "url")
-			target := req.GetString("url", "")
+		Handler: bind(func(ctx context.Context, _ mcp.CallToolRequest, a navigatePageArgs) (*mcp.CallToolResult, error) {
+			kind, target := a.Type, a.URL
+			if kind == "" {
+				kind = "url"
+			}
 			var do func(context.Context) error
 			switch kind {
 			case "url":
@@ -53,7 +64,7 @@ func (t *toolset) navigatePage() Tool {
 			case "forward":
 				do = func(cctx context.Context) error { return navigateHistory(cctx, +1) }
 			case "reload":
-				ignore := req.GetBool("ignoreCache", false)
+				ignore := a.IgnoreCache
 				do = func(cctx context.Context) error {
 					_, err := chromedp.Call(cctx, page.Reload, page.ReloadParams{IgnoreCache: &ignore})
 					return err
@@ -61,16 +72,16 @@ func (t *toolset) navigatePage() Tool {
 			default:
 				return mcp.NewToolResultErrorf(`navigate_page: unknown type %q; use "url", "back", "forward" or "reload"`, kind), nil
 			}
-			timeout, err := t.timeoutArg(req, t.cfg.NavigationTimeout)
+			timeout, err := t.timeoutArg(a.Timeout, t.cfg.NavigationTimeout)
 			if err != nil {
 				return nil, err
 			}
-			tab, err := pageOf(ctx, req)
+			tab, err := pageOf(ctx, a.PageID)
 			if err != nil {
 				return nil, err
 			}
-			return t.navigate(ctx, tab, timeout, do, req.GetString("initScript", ""))
-		},
+			return t.navigate(ctx, tab, timeout, do, a.InitScript)
+		}),
 	}
 }
 
@@ -235,6 +246,13 @@ func navigateHistory(ctx context.Context, delta int64) error {
 	return err
 }
 
+type waitForArgs struct {
+	pageArg
+	// Text is a string or an array of strings.
+	Text    any     `json:"text"`
+	Timeout float64 `json:"timeout"`
+}
+
 func (t *toolset) waitFor() Tool {
 	return Tool{
 		Perm: auth.PermRead,
@@ -252,21 +270,21 @@ func (t *toolset) waitFor() Tool {
 			mcp.WithReadOnlyHintAnnotation(true),
 			mcp.WithDestructiveHintAnnotation(false),
 		),
-		Handler: func(ctx context.Context, req mcp.CallToolRequest) (*mcp.CallToolResult, error) {
-			texts, err := stringOrList(req.GetArguments()["text"])
+		Handler: bind(func(ctx context.Context, _ mcp.CallToolRequest, a waitForArgs) (*mcp.CallToolResult, error) {
+			texts, err := stringOrList(a.Text)
 			if err != nil {
 				return mcp.NewToolResultError("wait_for: " + err.Error()), nil
 			}
-			timeout, err := t.timeoutArg(req, t.cfg.NavigationTimeout)
+			timeout, err := t.timeoutArg(a.Timeout, t.cfg.NavigationTimeout)
 			if err != nil {
 				return nil, err
 			}
-			tab, err := pageOf(ctx, req)
+			tab, err := pageOf(ctx, a.PageID)
 			if err != nil {
 				return nil, err
 			}
 			return t.waitText(ctx, tab, texts, timeout)
-		},
+		}),
 	}
 }
 

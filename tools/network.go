@@ -338,6 +338,14 @@ func (t *toolset) networkTools() []Tool {
 	return []Tool{t.listNetworkRequests(), t.getNetworkRequest()}
 }
 
+type listNetworkRequestsArgs struct {
+	pageArg
+	pagingArgs
+	// ResourceTypes is checked by typeFilter, for its own message.
+	ResourceTypes            any  `json:"resourceTypes"`
+	IncludePreservedRequests bool `json:"includePreservedRequests"`
+}
+
 func (t *toolset) listNetworkRequests() Tool {
 	return Tool{
 		Perm: auth.PermRead,
@@ -351,27 +359,27 @@ func (t *toolset) listNetworkRequests() Tool {
 			mcp.WithReadOnlyHintAnnotation(true),
 			mcp.WithDestructiveHintAnnotation(false),
 		),
-		Handler: func(ctx context.Context, req mcp.CallToolRequest) (*mcp.CallToolResult, error) {
-			types, err := typeFilter(req, "resourceTypes", resourceTypes)
+		Handler: bind(func(ctx context.Context, _ mcp.CallToolRequest, a listNetworkRequestsArgs) (*mcp.CallToolResult, error) {
+			types, err := typeFilter(a.ResourceTypes, "resourceTypes", resourceTypes)
 			if err != nil {
 				return nil, err
 			}
-			tab, err := pageOf(ctx, req)
+			tab, err := pageOf(ctx, a.PageID)
 			if err != nil {
 				return nil, err
 			}
-			all := req.GetBool("includePreservedRequests", false)
+			all := a.IncludePreservedRequests
 			reqs, earlier, labels := tab.State.network.list(all, func(r *netRequest) bool {
 				return len(types) == 0 || types[r.resType]
 			})
-			from, to, err := listPaging(req, len(reqs))
+			from, to, err := listPaging(a.pagingArgs, len(reqs))
 			if err != nil {
 				return nil, err
 			}
 			text := formatList(networkWords, tab.ID, reqs[from:to], func(r netSnapshot) int { return r.nav }, networkLine, labels, all, earlier, types != nil)
 			return mcp.NewToolResultText(text +
-				pagingFooter(from, to, len(reqs), req, "requests")), nil
-		},
+				pagingFooter(from, to, len(reqs), a.pagingArgs, "requests")), nil
+		}),
 	}
 }
 
@@ -443,6 +451,13 @@ func netDuration(end, start cdp.MonotonicTime) string {
 	return fmt.Sprintf("%.0f ms", max(ms, 0))
 }
 
+type getNetworkRequestArgs struct {
+	pageArg
+	ReqID            *int   `json:"reqid"`
+	RequestFilePath  string `json:"requestFilePath"`
+	ResponseFilePath string `json:"responseFilePath"`
+}
+
 func (t *toolset) getNetworkRequest() Tool {
 	return Tool{
 		Perm: auth.PermRead,
@@ -455,12 +470,12 @@ func (t *toolset) getNetworkRequest() Tool {
 			mcp.WithReadOnlyHintAnnotation(true),
 			mcp.WithDestructiveHintAnnotation(false),
 		),
-		Handler: func(ctx context.Context, req mcp.CallToolRequest) (*mcp.CallToolResult, error) {
-			id, err := req.RequireInt("reqid")
-			if err != nil {
+		Handler: bind(func(ctx context.Context, _ mcp.CallToolRequest, a getNetworkRequestArgs) (*mcp.CallToolResult, error) {
+			if a.ReqID == nil {
 				return mcp.NewToolResultError("get_network_request needs a reqid; call list_network_requests to get one"), nil
 			}
-			tab, err := pageOf(ctx, req)
+			id := *a.ReqID
+			tab, err := pageOf(ctx, a.PageID)
 			if err != nil {
 				return nil, err
 			}
@@ -486,10 +501,10 @@ func (t *toolset) getNetworkRequest() Tool {
 			reqBody := requestBody(bctx, r, t.cfg.CallTimeout, live)
 			respBody := responseBody(bctx, r, t.cfg.CallTimeout, live)
 			for _, out := range []struct {
-				arg  string
-				body *bodyResult
-			}{{"requestFilePath", &reqBody}, {"responseFilePath", &respBody}} {
-				fp := req.GetString(out.arg, "")
+				arg, fp string
+				body    *bodyResult
+			}{{"requestFilePath", a.RequestFilePath, &reqBody}, {"responseFilePath", a.ResponseFilePath, &respBody}} {
+				fp := out.fp
 				if fp == "" {
 					continue
 				}
@@ -504,7 +519,7 @@ func (t *toolset) getNetworkRequest() Tool {
 				out.body.saved = p
 			}
 			return mcp.NewToolResultText(formatNetworkRequest(tab.ID, r, reqBody, respBody)), nil
-		},
+		}),
 	}
 }
 

@@ -133,13 +133,14 @@ func cdpError(what string, cctx context.Context, tab *Tab, d time.Duration, err 
 	}
 }
 
-// pageOf resolves the pageId argument to a tab of the calling session.
-func pageOf(ctx context.Context, req mcp.CallToolRequest) (*Tab, error) {
+// pageOf resolves the pageId argument to a tab of the calling session: the
+// selected page when id is 0.
+func pageOf(ctx context.Context, id int) (*Tab, error) {
 	ws, err := workspaceFrom(ctx)
 	if err != nil {
 		return nil, err
 	}
-	tab, err := ws.Tab(ctx, req.GetInt("pageId", 0))
+	tab, err := ws.Tab(ctx, id)
 	if err != nil {
 		return nil, err
 	}
@@ -150,12 +151,11 @@ func pageOf(ctx context.Context, req mcp.CallToolRequest) (*Tab, error) {
 // instructions (proxy/mcp.go).
 var pageIDOption = mcp.WithNumber("pageId")
 
-// timeoutArg reads the timeout argument of tool in milliseconds: def when
-// it is missing or not positive, an error when it is above the
+// timeoutArg reads the timeout argument of a tool in milliseconds: def
+// when it is missing or not positive, an error when it is above the
 // ceiling (Config.MaxCallTimeout). The ceiling is compared in milliseconds,
 // before any conversion can overflow.
-func (t *toolset) timeoutArg(req mcp.CallToolRequest, def time.Duration) (time.Duration, error) {
-	ms := req.GetFloat("timeout", 0)
+func (t *toolset) timeoutArg(ms float64, def time.Duration) (time.Duration, error) {
 	if ms <= 0 {
 		return min(def, t.cfg.MaxCallTimeout), nil
 	}
@@ -168,12 +168,11 @@ func (t *toolset) timeoutArg(req mcp.CallToolRequest, def time.Duration) (time.D
 
 // requiredPage returns the workspace and the pageId argument of a tool that
 // must name a page.
-func requiredPage(ctx context.Context, req mcp.CallToolRequest) (Workspace, int, error) {
+func requiredPage(ctx context.Context, id int) (Workspace, int, error) {
 	ws, err := workspaceFrom(ctx)
 	if err != nil {
 		return nil, 0, err
 	}
-	id := req.GetInt("pageId", 0)
 	if id <= 0 {
 		return nil, 0, needf("needs a pageId from list_pages")
 	}

@@ -14,6 +14,10 @@ import (
 	"github.com/mcp-browser-proxy/mcp-browser-proxy/auth"
 )
 
+type listPagesArgs struct {
+	All bool `json:"all"`
+}
+
 func (t *toolset) listPages() Tool {
 	return Tool{
 		Perm: auth.PermRead,
@@ -23,12 +27,12 @@ func (t *toolset) listPages() Tool {
 			mcp.WithReadOnlyHintAnnotation(true),
 			mcp.WithDestructiveHintAnnotation(false),
 		),
-		Handler: func(ctx context.Context, req mcp.CallToolRequest) (*mcp.CallToolResult, error) {
+		Handler: bind(func(ctx context.Context, _ mcp.CallToolRequest, a listPagesArgs) (*mcp.CallToolResult, error) {
 			ws, err := workspaceFrom(ctx)
 			if err != nil {
 				return mcp.NewToolResultError(err.Error()), nil
 			}
-			all := req.GetBool("all", false)
+			all := a.All
 			if err := needAllTabs(ctx, all, "list_pages with all=true"); err != nil {
 				return nil, err
 			}
@@ -45,7 +49,7 @@ func (t *toolset) listPages() Tool {
 				text += formatBrowserTabs(others)
 			}
 			return mcp.NewToolResultText(text), nil
-		},
+		}),
 	}
 }
 
@@ -96,6 +100,12 @@ func formatTabs(tabs []TabInfo) string {
 	return b.String()
 }
 
+type newPageArgs struct {
+	URL        string  `json:"url"`
+	Background bool    `json:"background"`
+	Timeout    float64 `json:"timeout"`
+}
+
 func (t *toolset) newPage() Tool {
 	return Tool{
 		Perm: auth.PermWrite,
@@ -107,22 +117,22 @@ func (t *toolset) newPage() Tool {
 			mcp.WithReadOnlyHintAnnotation(false),
 			mcp.WithDestructiveHintAnnotation(false),
 		),
-		Handler: func(ctx context.Context, req mcp.CallToolRequest) (*mcp.CallToolResult, error) {
+		Handler: bind(func(ctx context.Context, _ mcp.CallToolRequest, a newPageArgs) (*mcp.CallToolResult, error) {
 			ws, err := workspaceFrom(ctx)
 			if err != nil {
 				return mcp.NewToolResultError(err.Error()), nil
 			}
-			target := req.GetString("url", "")
+			target := a.URL
 			if target != "" {
 				if err := t.cfg.Navigation.Check(target); err != nil {
 					return mcp.NewToolResultError("new_page: " + err.Error()), nil
 				}
 			}
-			timeout, err := t.timeoutArg(req, t.cfg.NavigationTimeout)
+			timeout, err := t.timeoutArg(a.Timeout, t.cfg.NavigationTimeout)
 			if err != nil {
 				return nil, err
 			}
-			tab, err := ws.NewTab(ctx, req.GetBool("background", false))
+			tab, err := ws.NewTab(ctx, a.Background)
 			if err != nil {
 				return mcp.NewToolResultError(err.Error()), nil
 			}
@@ -143,8 +153,14 @@ func (t *toolset) newPage() Tool {
 				msg += "\n" + resultText(res)
 			}
 			return mcp.NewToolResultText(msg), nil
-		},
+		}),
 	}
+}
+
+type selectPageArgs struct {
+	pageArg
+	TargetID     string `json:"targetId"`
+	BringToFront bool   `json:"bringToFront"`
 }
 
 func (t *toolset) selectPage() Tool {
@@ -158,12 +174,12 @@ func (t *toolset) selectPage() Tool {
 			mcp.WithReadOnlyHintAnnotation(false),
 			mcp.WithDestructiveHintAnnotation(false),
 		),
-		Handler: func(ctx context.Context, req mcp.CallToolRequest) (*mcp.CallToolResult, error) {
+		Handler: bind(func(ctx context.Context, _ mcp.CallToolRequest, a selectPageArgs) (*mcp.CallToolResult, error) {
 			ws, err := workspaceFrom(ctx)
 			if err != nil {
 				return mcp.NewToolResultError(err.Error()), nil
 			}
-			id, targetID := req.GetInt("pageId", 0), req.GetString("targetId", "")
+			id, targetID := a.PageID, a.TargetID
 			var tab *Tab
 			switch {
 			case targetID != "" && id > 0:
@@ -181,7 +197,7 @@ func (t *toolset) selectPage() Tool {
 			if err != nil {
 				return mcp.NewToolResultError(err.Error()), nil
 			}
-			if req.GetBool("bringToFront", false) {
+			if a.BringToFront {
 				cctx, cancel := callCtx(ctx, tab, t.cfg.CallTimeout)
 				defer cancel()
 				if _, err := chromedp.Call(cctx, page.BringToFront, cdp.Empty{}); err != nil {
@@ -192,7 +208,7 @@ func (t *toolset) selectPage() Tool {
 				return textResult("Attached to your tab as page %d and selected it. close_page %d detaches from it; the tab stays open.", tab.ID, tab.ID), nil
 			}
 			return textResult("Selected page %d.", tab.ID), nil
-		},
+		}),
 	}
 }
 
@@ -205,8 +221,8 @@ func (t *toolset) closePage() Tool {
 			mcp.WithReadOnlyHintAnnotation(false),
 			mcp.WithDestructiveHintAnnotation(true),
 		),
-		Handler: func(ctx context.Context, req mcp.CallToolRequest) (*mcp.CallToolResult, error) {
-			ws, id, err := requiredPage(ctx, req)
+		Handler: bind(func(ctx context.Context, _ mcp.CallToolRequest, a pageArg) (*mcp.CallToolResult, error) {
+			ws, id, err := requiredPage(ctx, a.PageID)
 			if err != nil {
 				return nil, err
 			}
@@ -221,6 +237,6 @@ func (t *toolset) closePage() Tool {
 			}
 			tabs, _ := ws.Tabs(ctx)
 			return textResult("%s page %d.\n%s", verb, id, formatTabs(tabs)), nil
-		},
+		}),
 	}
 }

@@ -62,6 +62,20 @@ func (t *toolset) performanceTools() []Tool {
 
 var traceFileOption = mcp.WithString("filePath", mcp.Description("For the raw trace JSON"))
 
+type startTraceArgs struct {
+	pageArg
+	// Reload and AutoStop are pointers because they default to true.
+	Reload   *bool  `json:"reload"`
+	AutoStop *bool  `json:"autoStop"`
+	FilePath string `json:"filePath"`
+}
+
+// filePathArgs are the arguments of a tool that writes one file of a page.
+type filePathArgs struct {
+	pageArg
+	FilePath string `json:"filePath"`
+}
+
 func (t *toolset) performanceStartTrace() Tool {
 	return Tool{
 		Perm: auth.PermWrite,
@@ -74,15 +88,15 @@ func (t *toolset) performanceStartTrace() Tool {
 			mcp.WithReadOnlyHintAnnotation(false),
 			mcp.WithDestructiveHintAnnotation(true),
 		),
-		Handler: func(ctx context.Context, req mcp.CallToolRequest) (*mcp.CallToolResult, error) {
-			reload, autoStop := req.GetBool("reload", true), req.GetBool("autoStop", true)
-			filePath := req.GetString("filePath", "")
+		Handler: bind(func(ctx context.Context, _ mcp.CallToolRequest, a startTraceArgs) (*mcp.CallToolResult, error) {
+			reload, autoStop := a.Reload == nil || *a.Reload, a.AutoStop == nil || *a.AutoStop
+			filePath := a.FilePath
 			if filePath != "" {
 				if _, err := outputPath(ctx, filePath); err != nil {
 					return mcp.NewToolResultError("performance_start_trace: " + err.Error()), nil
 				}
 			}
-			tab, err := pageOf(ctx, req)
+			tab, err := pageOf(ctx, a.PageID)
 			if err != nil {
 				return nil, err
 			}
@@ -108,7 +122,7 @@ func (t *toolset) performanceStartTrace() Tool {
 			}
 			tab.State.trace.waitQuiet(ctx, traceQuiet, traceAfterLoad)
 			return t.stopTrace(ctx, tab, "performance_start_trace", filePath, note)
-		},
+		}),
 	}
 }
 
@@ -122,20 +136,20 @@ func (t *toolset) performanceStopTrace() Tool {
 			mcp.WithReadOnlyHintAnnotation(false),
 			mcp.WithDestructiveHintAnnotation(false),
 		),
-		Handler: func(ctx context.Context, req mcp.CallToolRequest) (*mcp.CallToolResult, error) {
-			filePath := req.GetString("filePath", "")
+		Handler: bind(func(ctx context.Context, _ mcp.CallToolRequest, a filePathArgs) (*mcp.CallToolResult, error) {
+			filePath := a.FilePath
 			if filePath != "" {
 				// Refuse before stopping, so that the trace survives a bad path.
 				if _, err := outputPath(ctx, filePath); err != nil {
 					return mcp.NewToolResultError("performance_stop_trace: " + err.Error()), nil
 				}
 			}
-			tab, err := pageOf(ctx, req)
+			tab, err := pageOf(ctx, a.PageID)
 			if err != nil {
 				return nil, err
 			}
 			return t.stopTrace(ctx, tab, "performance_stop_trace", filePath, "")
-		},
+		}),
 	}
 }
 
@@ -291,12 +305,15 @@ func (t *toolset) takeHeapSnapshot() Tool {
 			mcp.WithReadOnlyHintAnnotation(false),
 			mcp.WithDestructiveHintAnnotation(false),
 		),
-		Handler: func(ctx context.Context, req mcp.CallToolRequest) (*mcp.CallToolResult, error) {
-			tab, err := pageOf(ctx, req)
+		Handler: bind(func(ctx context.Context, _ mcp.CallToolRequest, a filePathArgs) (*mcp.CallToolResult, error) {
+			tab, err := pageOf(ctx, a.PageID)
 			if err != nil {
 				return nil, err
 			}
-			filePath := req.GetString("filePath", fmt.Sprintf("heap-%d.heapsnapshot", tab.ID))
+			filePath := a.FilePath
+			if filePath == "" {
+				filePath = fmt.Sprintf("heap-%d.heapsnapshot", tab.ID)
+			}
 			if _, err := outputPath(ctx, filePath); err != nil {
 				return mcp.NewToolResultError("take_heapsnapshot: " + err.Error()), nil
 			}
@@ -313,7 +330,7 @@ func (t *toolset) takeHeapSnapshot() Tool {
 				nodes = ", " + n + " nodes"
 			}
 			return textResult("Heap snapshot of page %d saved to %s (%s%s).", tab.ID, p, tracesum.Size(int64(len(data))), nodes), nil
-		},
+		}),
 	}
 }
 

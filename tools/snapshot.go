@@ -25,6 +25,13 @@ const (
 	maxFrames = 20
 )
 
+type takeSnapshotArgs struct {
+	pageArg
+	Verbose   bool   `json:"verbose"`
+	FilePath  string `json:"filePath"`
+	MaxLength *int   `json:"maxLength"`
+}
+
 func (t *toolset) takeSnapshot() Tool {
 	return Tool{
 		Perm: auth.PermRead,
@@ -37,29 +44,32 @@ func (t *toolset) takeSnapshot() Tool {
 			mcp.WithReadOnlyHintAnnotation(true),
 			mcp.WithDestructiveHintAnnotation(false),
 		),
-		Handler: func(ctx context.Context, req mcp.CallToolRequest) (*mcp.CallToolResult, error) {
-			tab, err := pageOf(ctx, req)
+		Handler: bind(func(ctx context.Context, _ mcp.CallToolRequest, a takeSnapshotArgs) (*mcp.CallToolResult, error) {
+			tab, err := pageOf(ctx, a.PageID)
 			if err != nil {
 				return nil, err
 			}
-			text, err := t.snapshot(ctx, tab, req.GetBool("verbose", false))
+			text, err := t.snapshot(ctx, tab, a.Verbose)
 			if err != nil {
 				return nil, err
 			}
-			if fp := req.GetString("filePath", ""); fp != "" {
+			if fp := a.FilePath; fp != "" {
 				p, err := writeOutput(ctx, fp, []byte(text))
 				if err != nil {
 					return mcp.NewToolResultError("take_snapshot: " + err.Error()), nil
 				}
 				return textResult("Saved the snapshot of page %d (%d bytes, %d lines) to %s.", tab.ID, len(text), strings.Count(text, "\n"), p), nil
 			}
-			limit := req.GetInt("maxLength", defaultSnapshotLength)
+			limit := defaultSnapshotLength
+			if a.MaxLength != nil {
+				limit = *a.MaxLength
+			}
 			if limit > 0 && len(text) > limit {
 				cut := strings.LastIndexByte(text[:limit], '\n') + 1
 				text = text[:cut] + fmt.Sprintf("[snapshot truncated: %d of %d characters shown; pass a larger maxLength or a filePath]\n", cut, len(text))
 			}
 			return mcp.NewToolResultText(text), nil
-		},
+		}),
 	}
 }
 

@@ -102,10 +102,16 @@ func cookieNames(cookies []*network.Cookie) []string {
 	return out
 }
 
+// cookieNamesArgs are the arguments of get_cookies and clear_cookies.
+type cookieNamesArgs struct {
+	pageArg
+	// Names is checked by namesArg, for its own message.
+	Names any `json:"names"`
+}
+
 // namesArg reads the optional names filter.
-func namesArg(req mcp.CallToolRequest) ([]string, error) {
-	v, ok := req.GetArguments()["names"]
-	if !ok || v == nil {
+func namesArg(v any) ([]string, error) {
+	if v == nil {
 		return nil, nil
 	}
 	list, isList := v.([]any)
@@ -137,12 +143,12 @@ type cookieSpan struct {
 // cookieScope reads the names argument, the page's URL and its cookies. A
 // page without cookies (about:blank, data:) answers text + noneSuffix, in
 // the span's none.
-func (t *toolset) cookieScope(ctx context.Context, req mcp.CallToolRequest, tool, noneSuffix string) (*cookieSpan, error) {
-	names, err := namesArg(req)
+func (t *toolset) cookieScope(ctx context.Context, a cookieNamesArgs, tool, noneSuffix string) (*cookieSpan, error) {
+	names, err := namesArg(a.Names)
 	if err != nil {
 		return nil, argErrorf("%v", err)
 	}
-	tab, err := pageOf(ctx, req)
+	tab, err := pageOf(ctx, a.PageID)
 	if err != nil {
 		return nil, err
 	}
@@ -175,8 +181,8 @@ func (t *toolset) getCookies() Tool {
 			mcp.WithReadOnlyHintAnnotation(true),
 			mcp.WithDestructiveHintAnnotation(false),
 		),
-		Handler: func(ctx context.Context, req mcp.CallToolRequest) (*mcp.CallToolResult, error) {
-			sc, err := t.cookieScope(ctx, req, "get_cookies", "")
+		Handler: bind(func(ctx context.Context, _ mcp.CallToolRequest, a cookieNamesArgs) (*mcp.CallToolResult, error) {
+			sc, err := t.cookieScope(ctx, a, "get_cookies", "")
 			if err != nil {
 				return nil, err
 			}
@@ -197,7 +203,7 @@ func (t *toolset) getCookies() Tool {
 				fmt.Fprintf(&b, "Not set for this URL: %s\n", strings.Join(missing, ", "))
 			}
 			return mcp.NewToolResultText(b.String()), nil
-		},
+		}),
 	}
 }
 
@@ -316,6 +322,12 @@ func checkCookieDomain(domain, pageURL string) (string, error) {
 	return "", fmt.Errorf("domain %s is not the page's host %s or a parent domain of it; set_cookies only sets cookies of the page's own site", quote(domain), host)
 }
 
+type setCookiesArgs struct {
+	pageArg
+	// Cookies is checked by parseCookies, for its own messages.
+	Cookies any `json:"cookies"`
+}
+
 func (t *toolset) setCookies() Tool {
 	return Tool{
 		Perm: auth.PermWrite,
@@ -340,12 +352,12 @@ func (t *toolset) setCookies() Tool {
 			mcp.WithReadOnlyHintAnnotation(false),
 			mcp.WithDestructiveHintAnnotation(true),
 		),
-		Handler: func(ctx context.Context, req mcp.CallToolRequest) (*mcp.CallToolResult, error) {
-			specs, err := parseCookies(req.GetArguments()["cookies"])
+		Handler: bind(func(ctx context.Context, _ mcp.CallToolRequest, a setCookiesArgs) (*mcp.CallToolResult, error) {
+			specs, err := parseCookies(a.Cookies)
 			if err != nil {
 				return mcp.NewToolResultError("set_cookies: " + err.Error() + "; no cookie was set"), nil
 			}
-			tab, err := pageOf(ctx, req)
+			tab, err := pageOf(ctx, a.PageID)
 			if err != nil {
 				return nil, err
 			}
@@ -385,7 +397,7 @@ func (t *toolset) setCookies() Tool {
 				names[i] = c.name
 			}
 			return textResult("Set %d cookie(s) for %s: %s. get_cookies lists them.", len(specs), u, strings.Join(names, ", ")), nil
-		},
+		}),
 	}
 }
 
@@ -431,8 +443,8 @@ func (t *toolset) clearCookies() Tool {
 			mcp.WithReadOnlyHintAnnotation(false),
 			mcp.WithDestructiveHintAnnotation(true),
 		),
-		Handler: func(ctx context.Context, req mcp.CallToolRequest) (*mcp.CallToolResult, error) {
-			sc, err := t.cookieScope(ctx, req, "clear_cookies", " Nothing was deleted.")
+		Handler: bind(func(ctx context.Context, _ mcp.CallToolRequest, a cookieNamesArgs) (*mcp.CallToolResult, error) {
+			sc, err := t.cookieScope(ctx, a, "clear_cookies", " Nothing was deleted.")
 			if err != nil {
 				return nil, err
 			}
@@ -461,8 +473,15 @@ func (t *toolset) clearCookies() Tool {
 				return mcp.NewToolResultErrorf("clear_cookies: %s could not be deleted; get_cookies shows them", strings.Join(cookieNames(still), ", ")), nil
 			}
 			return textResult("Deleted %d cookie(s) of %s: %s.", len(cookies), u, strings.Join(cookieNames(cookies), ", ")), nil
-		},
+		}),
 	}
+}
+
+type pdfPageArgs struct {
+	pageArg
+	FilePath        string `json:"filePath"`
+	Landscape       bool   `json:"landscape"`
+	PrintBackground bool   `json:"printBackground"`
 }
 
 func (t *toolset) pdfPage() Tool {
@@ -477,12 +496,12 @@ func (t *toolset) pdfPage() Tool {
 			mcp.WithReadOnlyHintAnnotation(false),
 			mcp.WithDestructiveHintAnnotation(false),
 		),
-		Handler: func(ctx context.Context, req mcp.CallToolRequest) (*mcp.CallToolResult, error) {
-			tab, err := pageOf(ctx, req)
+		Handler: bind(func(ctx context.Context, _ mcp.CallToolRequest, a pdfPageArgs) (*mcp.CallToolResult, error) {
+			tab, err := pageOf(ctx, a.PageID)
 			if err != nil {
 				return nil, err
 			}
-			file := req.GetString("filePath", "")
+			file := a.FilePath
 			if file == "" {
 				file = fmt.Sprintf("page-%d.pdf", tab.ID)
 			}
@@ -493,8 +512,8 @@ func (t *toolset) pdfPage() Tool {
 			cctx, cancel := callCtx(ctx, tab, t.cfg.CallTimeout)
 			defer cancel()
 			pdf, err := chromedp.Call(cctx, page.PrintToPDF, page.PrintToPDFParams{
-				Landscape:       ptr(req.GetBool("landscape", false)),
-				PrintBackground: ptr(req.GetBool("printBackground", false)),
+				Landscape:       ptr(a.Landscape),
+				PrintBackground: ptr(a.PrintBackground),
 			})
 			if err != nil {
 				if strings.Contains(err.Error(), "not implemented") {
@@ -507,6 +526,6 @@ func (t *toolset) pdfPage() Tool {
 				return mcp.NewToolResultError("pdf_page: " + err.Error()), nil
 			}
 			return textResult("Saved page %d as PDF: %s (%d bytes).", tab.ID, p, len(pdf.Data)), nil
-		},
+		}),
 	}
 }

@@ -5,6 +5,7 @@
 // Where things are:
 //
 //	tools.go       Tool, the tool list (All, Register) and the permission rule
+//	args.go        argument structs: bind, pageId and paging, INVALID_ARGUMENT
 //	page.go        Tab, Workspace, page lookup, per-call contexts and timeouts
 //	state.go       TabState, what the proxy remembers of one tab
 //	element.go     snapshot uids to DOM nodes: scroll, geometry, click, fill
@@ -97,7 +98,9 @@ type Tool struct {
 	// given (any value but null or ""), e.g. navigate_page's initScript runs
 	// JavaScript and needs browser:script.
 	ArgPerms map[string]string
-	Handler  server.ToolHandlerFunc
+	// Handler answers a call, with the arguments decoded into the tool's
+	// argument struct (bind).
+	Handler Handler
 }
 
 // The tool groups, which are also the toolsets a server (serve --toolsets)
@@ -299,6 +302,11 @@ func (a *Access) toolsetRefusal(p auth.Principal, tl Tool) string {
 		if have == "" {
 			have = "none"
 		}
+		if p.KeyID != "" {
+			// The toolsets of an API key, or of a token minted with one.
+			return fmt.Sprintf("%s is in the %s toolset, which your API key's toolsets (%s) leave out; ask an admin for an API key with --toolsets %s",
+				tl.Tool.Name, tl.Group, have, tl.Group)
+		}
 		return fmt.Sprintf("%s is in the %s toolset, which your token's toolsets claim (%s) leaves out; ask an admin for a token with --toolsets %s",
 			tl.Tool.Name, tl.Group, have, tl.Group)
 	}
@@ -360,7 +368,7 @@ func ArgPermissionRefusal(tool, arg, perm string) string {
 // must learn why.
 func guard(tl Tool) server.ToolHandlerFunc {
 	return func(ctx context.Context, req mcp.CallToolRequest) (*mcp.CallToolResult, error) {
-		res, err := tl.Handler(ctx, req)
+		res, err := tl.Handler.call(ctx, req)
 		if err != nil {
 			res, err = errorResult(tl.Tool.Name, err), nil
 		}
@@ -369,17 +377,20 @@ func guard(tl Tool) server.ToolHandlerFunc {
 }
 
 // errorResult is the error result of tool for err: an argument error
-// (argErrorf, needf) is said with the tool's name in front, any other error
-// as it is.
+// (argErrorf, needf, invalidArgf) is said with the tool's name in front,
+// after its code if it has one, any other error as it is.
 func errorResult(tool string, err error) *mcp.CallToolResult {
 	if te, ok := err.(*toolError); ok {
+		if te.code != "" {
+			return mcp.NewToolResultError(te.code + ": " + tool + te.sep + te.msg)
+		}
 		return mcp.NewToolResultError(tool + te.sep + te.msg)
 	}
 	return mcp.NewToolResultError(err.Error())
 }
 
 // toolError is an error that errorResult says after the tool's name.
-type toolError struct{ sep, msg string }
+type toolError struct{ code, sep, msg string }
 
 func (e *toolError) Error() string { return e.msg }
 

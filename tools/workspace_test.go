@@ -332,8 +332,7 @@ func TestListPagingTable(t *testing.T) {
 		{n: 5, args: map[string]any{"pageSize": -3}, err: "pageSize must be a positive integer"},
 		{n: 5, args: map[string]any{"pageIdx": -1}, err: "pageIdx must be 0 or more (0 is the first page)"},
 	} {
-		var req mcp.CallToolRequest
-		req.Params.Arguments = tc.args
+		req := pagingOf(t, tc.args)
 		from, to, err := listPaging(req, tc.n)
 		if tc.err != "" {
 			if err == nil || err.Error() != tc.err {

@@ -17,6 +17,7 @@ import (
 	"github.com/mcp-browser-proxy/mcp-browser-proxy/auth"
 	"github.com/mcp-browser-proxy/mcp-browser-proxy/proxy"
 	"github.com/mcp-browser-proxy/mcp-browser-proxy/router"
+	"github.com/mcp-browser-proxy/mcp-browser-proxy/tools"
 )
 
 // storeFile is the bbolt file inside --data-dir, as serve opens it.
@@ -61,8 +62,19 @@ func newAPIKey() *cobra.Command {
 	return cmd
 }
 
+// toolsetsText shows a key's toolsets: all for nil, none for an empty list.
+func toolsetsText(sets []string) string {
+	switch {
+	case sets == nil:
+		return "all"
+	case len(sets) == 0:
+		return "none"
+	}
+	return strings.Join(sets, ",")
+}
+
 func newAPIKeyCreate() *cobra.Command {
-	var user, perms, name, dataDir string
+	var user, perms, name, toolsets, dataDir string
 	var rf remoteFlags
 	var redis redisFlags
 	cmd := &cobra.Command{
@@ -81,17 +93,27 @@ func newAPIKeyCreate() *cobra.Command {
 			if err != nil {
 				return err
 			}
+			// names: nil, the flag left out: locally every toolset; the
+			// running proxy gives the caller's own.
+			var names, sets []string
+			if cmd.Flags().Changed("toolsets") {
+				names = strings.Split(toolsets, ",")
+				if sets, err = tools.ParseToolsets(names); err != nil {
+					return fmt.Errorf("--toolsets: %w", err)
+				}
+			}
 			if remote {
 				var out proxy.CreatedAPIKey
-				if err := rf.call(cmd.Context(), http.MethodPost, "/api/apikeys", proxy.CreateAPIKeyRequest{UserID: user, Perms: ps, Name: name}, &out); err != nil {
+				req := proxy.CreateAPIKeyRequest{UserID: user, Perms: ps, Name: name, Toolsets: names}
+				if err := rf.call(cmd.Context(), http.MethodPost, "/api/apikeys", req, &out); err != nil {
 					return err
 				}
 				fmt.Fprintln(cmd.OutOrStdout(), out.Key)
-				fmt.Fprintf(cmd.ErrOrStderr(), "created API key %s for %s (%s); store it now, it cannot be shown again\n",
-					out.ID, out.UserID, strings.Join(out.Perms, ","))
+				fmt.Fprintf(cmd.ErrOrStderr(), "created API key %s for %s (%s; toolsets %s); store it now, it cannot be shown again\n",
+					out.ID, out.UserID, strings.Join(out.Perms, ","), toolsetsText(out.Toolsets))
 				return nil
 			}
-			key, rec, err := auth.NewAPIKey(user, ps, name)
+			key, rec, err := auth.NewAPIKeyWithToolsets(user, ps, sets, name)
 			if err != nil {
 				return err
 			}
@@ -102,8 +124,8 @@ func newAPIKeyCreate() *cobra.Command {
 				return err
 			}
 			fmt.Fprintln(cmd.OutOrStdout(), key)
-			fmt.Fprintf(cmd.ErrOrStderr(), "created API key %s for %s (%s); store it now, it cannot be shown again\n",
-				rec.ID, rec.UserID, strings.Join(rec.Perms, ","))
+			fmt.Fprintf(cmd.ErrOrStderr(), "created API key %s for %s (%s; toolsets %s); store it now, it cannot be shown again\n",
+				rec.ID, rec.UserID, strings.Join(rec.Perms, ","), toolsetsText(rec.Toolsets))
 			return nil
 		},
 	}
@@ -111,6 +133,8 @@ func newAPIKeyCreate() *cobra.Command {
 	fl.StringVar(&user, "user", "", "user ID the key acts as (with --server: default the token's user)")
 	fl.StringVar(&perms, "perms", "", permsUsage)
 	fl.StringVar(&name, "name", "", "label shown by `apikey list`, e.g. ci")
+	fl.StringVar(&toolsets, "toolsets", "all", "tool groups the key may use, comma-separated: all, or some of "+strings.Join(tools.Toolsets(), ",")+
+		" (the proxy's --toolsets still bound them; with --server, left out: the --token's own)")
 	fl.StringVar(&dataDir, "data-dir", "./data", dataDirUsage)
 	addRedisFlags(fl, &redis)
 	rf.add(cmd)
@@ -198,7 +222,7 @@ func newAPIKeyList() *cobra.Command {
 				}
 				for _, k := range infos {
 					if user == "" || k.UserID == user {
-						keys = append(keys, auth.APIKey{ID: k.ID, UserID: k.UserID, Perms: k.Perms, Name: k.Name, CreatedAt: k.CreatedAt, LastUsed: k.LastUsed})
+						keys = append(keys, auth.APIKey{ID: k.ID, UserID: k.UserID, Perms: k.Perms, Name: k.Name, Toolsets: k.Toolsets, CreatedAt: k.CreatedAt, LastUsed: k.LastUsed})
 					}
 				}
 			} else {
@@ -212,7 +236,7 @@ func newAPIKeyList() *cobra.Command {
 				return err
 			}
 			tw := tabwriter.NewWriter(cmd.OutOrStdout(), 0, 4, 2, ' ', 0)
-			fmt.Fprintln(tw, "ID\tUSER\tPERMS\tNAME\tCREATED\tLAST USED")
+			fmt.Fprintln(tw, "ID\tUSER\tPERMS\tTOOLSETS\tNAME\tCREATED\tLAST USED")
 			for _, k := range keys {
 				last := "never"
 				if !k.LastUsed.IsZero() {
@@ -222,7 +246,7 @@ func newAPIKeyList() *cobra.Command {
 				if name == "" {
 					name = "-"
 				}
-				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", k.ID, k.UserID, strings.Join(k.Perms, ","), name,
+				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", k.ID, k.UserID, strings.Join(k.Perms, ","), toolsetsText(k.Toolsets), name,
 					k.CreatedAt.UTC().Format(time.RFC3339), last)
 			}
 			return tw.Flush()

@@ -1,11 +1,14 @@
 package main
 
 import (
+	"context"
+	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
 
 	"github.com/mcp-browser-proxy/mcp-browser-proxy/auth"
+	"github.com/mcp-browser-proxy/mcp-browser-proxy/router"
 )
 
 // TestServeRefusesUnknownToolsets: serve stops at start on a toolset it
@@ -48,5 +51,70 @@ func TestTokenIssueToolsets(t *testing.T) {
 	}
 	if out, _, err := run(t, "token", "issue", "--jwt-secret", secret, "--user", "alice", "--toolsets", "core,bogus"); err == nil || !strings.Contains(err.Error(), "bogus") || out != "" {
 		t.Errorf("unknown toolset: %q, %v", out, err)
+	}
+}
+
+// TestAPIKeyCreateToolsets: apikey create --toolsets stores the toolsets
+// with the key, checked against the known names; without it the key has
+// every toolset; list shows them.
+func TestAPIKeyCreateToolsets(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "data")
+	coreKey, coreID := createKey(t, dir, "--user", "alice", "--toolsets", "network,core")
+	allKey, allID := createKey(t, dir, "--user", "bob")
+	if _, _, err := run(t, "apikey", "create", "--data-dir", dir, "--user", "carol", "--toolsets", "core,bogus"); err == nil ||
+		!strings.Contains(err.Error(), `unknown toolset "bogus"`) || !strings.Contains(err.Error(), "core, input") {
+		t.Errorf("unknown toolset: %v", err)
+	}
+	out, _, err := run(t, "apikey", "list", "--data-dir", dir)
+	if err != nil || !strings.Contains(out, "TOOLSETS") {
+		t.Fatalf("list: %v\n%s", err, out)
+	}
+	for _, line := range strings.Split(out, "\n") {
+		if strings.Contains(line, coreID) && !strings.Contains(line, " core,network ") ||
+			strings.Contains(line, allID) && !strings.Contains(line, " all ") {
+			t.Errorf("list line %q", line)
+		}
+	}
+	if strings.Count(out, "\n") != 3 {
+		t.Errorf("the refused key was stored:\n%s", out)
+	}
+	store, err := router.OpenBolt(filepath.Join(dir, "registrations.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer store.Close()
+	for key, want := range map[string][]string{coreKey: {"core", "network"}, allKey: nil} {
+		p, err := auth.VerifyAPIKey(context.Background(), store, key)
+		if err != nil || !slices.Equal(p.Toolsets, want) || (p.Toolsets == nil) != (want == nil) {
+			t.Errorf("key of %s: toolsets %#v, %v; want %#v", p.UserID, p.Toolsets, err, want)
+		}
+	}
+}
+
+// TestAPIKeyCreateToolsetsOnRunningProxy: apikey create --server sends
+// --toolsets, and the proxy bounds them by the --token's own.
+func TestAPIKeyCreateToolsetsOnRunningProxy(t *testing.T) {
+	dir := t.TempDir()
+	base := startServe(t, dir).base
+	out, _, err := run(t, "token", "issue", "--user", "alice", "--toolsets", "core,input", "--ttl", "1h", "--data-dir", dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	remote := []string{"--server", base, "--token", strings.TrimSpace(out)}
+	_, stderr, err := run(t, append([]string{"apikey", "create", "--toolsets", "core"}, remote...)...)
+	if err != nil || !strings.Contains(stderr, "toolsets core)") {
+		t.Errorf("remote create --toolsets core: %v %q", err, stderr)
+	}
+	_, stderr, err = run(t, append([]string{"apikey", "create"}, remote...)...)
+	if err != nil || !strings.Contains(stderr, "toolsets core,input)") {
+		t.Errorf("remote create without --toolsets: %v %q; want the token's core,input", err, stderr)
+	}
+	if _, _, err := run(t, append([]string{"apikey", "create", "--toolsets", "core,network"}, remote...)...); err == nil ||
+		!strings.Contains(err.Error(), "403") || !strings.Contains(err.Error(), "network toolset") {
+		t.Errorf("remote create beyond the token's toolsets: %v", err)
+	}
+	out, _, err = run(t, append([]string{"apikey", "list"}, remote...)...)
+	if err != nil || !strings.Contains(out, " core,input ") || !strings.Contains(out, " core ") {
+		t.Errorf("remote list: %v\n%s", err, out)
 	}
 }

@@ -6,6 +6,8 @@
 (() => {
   const TOKEN_KEY = "mbp.token";
   const PERMS = ["browser:read", "browser:write", "browser:script", "browser:all-tabs", "admin"];
+  // The tool groups of tools.Toolsets; a key without any gets its creator's.
+  const TOOLSETS = ["core", "input", "network", "console", "emulation", "performance", "storage", "extensions"];
   const $ = (id) => document.getElementById(id);
 
   const state = {
@@ -369,6 +371,12 @@
     }
   }
 
+  // toolsetsText shows a key's toolsets: null is every one the proxy offers.
+  function toolsetsText(sets) {
+    if (!sets) return "all";
+    return sets.length ? sets.join(", ") : "none";
+  }
+
   function checkedPerms(fieldset) {
     return Array.from(fieldset.querySelectorAll("input:checked"), (i) => i.value);
   }
@@ -377,6 +385,7 @@
     const own = PERMS.filter((p) => me.perms.includes(p));
     permBoxes($("key-perms"), own, (p) => ["browser:read", "browser:write", "browser:script"].includes(p));
     permBoxes($("token-perms"), own, () => true);
+    permBoxes($("key-toolsets"), TOOLSETS, () => false);
     $("key-user").hidden = $("key-user-label").hidden = !me.admin;
     for (const f of [$("key-form"), $("token-form")]) {
       for (const c of f.querySelectorAll("input, select, button")) c.disabled = me.derived;
@@ -402,7 +411,7 @@
     const keys = await api("GET", "/api/apikeys").catch((e) => { if (e.message !== "signed out") notice(e.message, true); return null; });
     if (!keys) return;
     const items = keys.map((k) => el("li", { "data-key": k.id },
-      el("span", { class: "grow" }, el("span", { class: "mono" }, k.id), " ", k.name || "", " · ", k.userId, " · ", k.perms.join(", "),
+      el("span", { class: "grow" }, el("span", { class: "mono" }, k.id), " ", k.name || "", " · ", k.userId, " · ", k.perms.join(", "), " · toolsets ", toolsetsText(k.toolsets),
         el("br"), el("span", { class: "muted" }, "created " + ago(k.createdAt) + (k.lastUsed ? ", used " + ago(k.lastUsed) : ", never used"))),
       confirmButton("key:" + k.id, "Revoke", "Really revoke?", async () => {
         await api("DELETE", "/api/apikeys/" + encodeURIComponent(k.id));
@@ -425,10 +434,13 @@
       const b = ev.submitter;
       act(b, async () => {
         const body = { name: $("key-name").value.trim(), perms: checkedPerms($("key-perms")) };
+        const sets = checkedPerms($("key-toolsets"));
+        if (sets.length) body.toolsets = sets;
         const user = $("key-user").value.trim();
         if (user) body.user = user;
         const k = await api("POST", "/api/apikeys", body);
-        showSecret($("key-secret"), "API key " + k.id, k.key, "for " + k.userId + ": " + k.perms.join(", "));
+        showSecret($("key-secret"), "API key " + k.id, k.key, "for " + k.userId + ": " + k.perms.join(", ") + "; toolsets " + toolsetsText(k.toolsets));
+        for (const i of $("key-toolsets").querySelectorAll("input")) i.checked = false;
         $("key-name").value = "";
         await loadKeys();
       });
