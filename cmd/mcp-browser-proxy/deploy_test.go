@@ -120,10 +120,10 @@ func newTokenIssueForLint() flagged {
 }
 
 // knownNonServeFlags are flags of other programs that deploy files name
-// (docker, kubectl, openssl, promtool, systemd-run, redis-server), so the flag lint skips them.
+// (docker, kubectl, openssl, promtool, systemd-run), so the flag lint skips them.
 var knownNonServeFlags = map[string]bool{
 	"build-arg": true, "target": true, "from-literal": true, "dry-run": true, "pipe": true,
-	"interval": true, "timeout": true, "start-period": true, "retries": true, "appendonly": true, "requirepass": true,
+	"interval": true, "timeout": true, "start-period": true, "retries": true, "appendonly": true,
 	"tags": true, "always": true, "dirty": true, "no-install-recommends": true, "system": true,
 	"uid": true, "home-dir": true, "shell": true, "from": true, "chown": true, "now": true,
 	"build": true, "help": true, "trimpath": true, "buildvcs": true, "ldflags": true, "mode": true, "user": true, "perms": true, "ttl": true,
@@ -316,7 +316,7 @@ func TestComposeFile(t *testing.T) {
 		t.Error("proxy has no healthcheck")
 	}
 	if dig(doc, "services", "redis") != nil {
-		t.Error("a redis service in the single-proxy file: shared mode is docker-compose.shared.yml")
+		t.Error("a redis service, but shared mode does not exist yet")
 	}
 	b, _ := os.ReadFile(filepath.Join(deployDir, "nginx", "mcp-browser-proxy.conf"))
 	if !strings.Contains(string(b), "server proxy:3000") || !strings.HasSuffix(env["MBP_ADDR"].(string), ":3000") {
@@ -419,14 +419,7 @@ func TestDockerfile(t *testing.T) {
 // the tunnel passes the WebSocket upgrade, the upstream gets HTTP/1.1 and
 // the forwarded headers; then nginx -t checks the whole file.
 func TestNginxConfig(t *testing.T) {
-	for _, file := range []string{"mcp-browser-proxy.conf", "mcp-browser-proxy.shared.conf"} {
-		t.Run(file, func(t *testing.T) { checkNginxConfig(t, file) })
-	}
-}
-
-// checkNginxConfig is TestNginxConfig for deploy/nginx/<file>.
-func checkNginxConfig(t *testing.T, file string) {
-	path := filepath.Join(deployDir, "nginx", file)
+	path := filepath.Join(deployDir, "nginx", "mcp-browser-proxy.conf")
 	b, err := os.ReadFile(path)
 	if err != nil {
 		t.Fatal(err)
@@ -466,8 +459,7 @@ func checkNginxConfig(t *testing.T, file string) {
 	// them at this machine and a throwaway pair.
 	dir := t.TempDir()
 	writeSelfSigned(t, dir)
-	n := 0
-	conf = upstreamServer.ReplaceAllStringFunc(conf, func(string) string { n++; return fmt.Sprintf("server 127.0.0.1:%d;", 3000+n) })
+	conf = strings.ReplaceAll(conf, "server proxy:3000;", "server 127.0.0.1:3000;")
 	conf = strings.ReplaceAll(conf, "/etc/nginx/certs/", dir+"/")
 	if err := os.WriteFile(filepath.Join(dir, "site.conf"), []byte(conf), 0o600); err != nil {
 		t.Fatal(err)
@@ -767,8 +759,56 @@ func TestNginxFrontsTheProxy(t *testing.T) {
 		t.Skip("nginx not on PATH (apt-get install nginx): skipped the end-to-end run")
 	}
 	s := startServe(t, t.TempDir(), "--auth", "none", "--trusted-proxies", "127.0.0.1", "--max-conns-per-ip", "1")
-	base, listen := startNginx(t, nginx, "mcp-browser-proxy.conf", "127.0.0.2", strings.TrimPrefix(s.base, "http://"))
+	b, err := os.ReadFile(filepath.Join(deployDir, "nginx", "mcp-browser-proxy.conf"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	writeSelfSigned(t, dir)
+	listen := freeAddr(t)
+	conf := string(b)
+	// Only the TLS server, on a free loopback port.
+	if i := strings.Index(conf, "server {\n    listen 80;"); i >= 0 {
+		j := strings.Index(conf[i:], "}\n")
+		conf = conf[:i] + conf[i+j+2:]
+	}
+	conf = strings.NewReplacer(
+		"server proxy:3000;", "server "+strings.TrimPrefix(s.base, "http://")+";",
+		"listen 443 ssl;", "listen "+listen+" ssl;",
+		"listen [::]:443 ssl;", "",
+		"/etc/nginx/certs/", dir+"/",
+	).Replace(conf)
+	os.WriteFile(filepath.Join(dir, "site.conf"), []byte(conf), 0o600)
+	main := fmt.Sprintf("daemon off;\nmaster_process off;\npid %[1]s/nginx.pid;\nerror_log %[1]s/error.log;\nevents {}\nhttp {\n  access_log off;\n"+
+		"  client_body_temp_path %[1]s/body;\n  proxy_temp_path %[1]s/proxy;\n  fastcgi_temp_path %[1]s/fcgi;\n  uwsgi_temp_path %[1]s/uwsgi;\n  scgi_temp_path %[1]s/scgi;\n  include %[1]s/site.conf;\n}\n", dir)
+	os.WriteFile(filepath.Join(dir, "nginx.conf"), []byte(main), 0o600)
+	cmd := exec.Command(nginx, "-p", dir, "-c", filepath.Join(dir, "nginx.conf"))
+	var out bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &out
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		cmd.Process.Kill()
+		cmd.Wait()
+	})
 	client := clientFrom(t, "127.0.0.2")
+	base := "https://" + listen
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		resp, err := client.Get(base + "/health")
+		if err == nil {
+			resp.Body.Close()
+			if resp.StatusCode == http.StatusOK {
+				break
+			}
+		}
+		if time.Now().After(deadline) {
+			b, _ := os.ReadFile(filepath.Join(dir, "error.log"))
+			t.Fatalf("nginx did not come up: %v\n%s\n%s", err, out.String(), b)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
 
 	// The endpoint event arrives while the stream stays open.
 	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
@@ -817,7 +857,7 @@ func TestNginxFrontsTheProxy(t *testing.T) {
 	// The WebSocket upgrade of /api/tunnel passes (the slot is free again).
 	d := websocket.Dialer{TLSClientConfig: insecureTLS(), HandshakeTimeout: 10 * time.Second}
 	var ws *websocket.Conn
-	deadline := time.Now().Add(10 * time.Second)
+	deadline = time.Now().Add(10 * time.Second)
 	for {
 		var wresp *http.Response
 		ws, wresp, err = d.Dial("wss://"+listen+"/api/tunnel", nil)
@@ -835,74 +875,6 @@ func TestNginxFrontsTheProxy(t *testing.T) {
 	}
 	ws.Close()
 }
-
-// startNginx runs nginx in the foreground with deploy/nginx/<file>'s TLS
-// server on a free loopback port and a throwaway certificate, its upstream
-// servers (proxy:3000, proxy-a:3000, ...) replaced in order by upstreams,
-// and waits until /health answers through it from the address from. It
-// returns https://listen and listen; nginx stops when the test ends.
-func startNginx(t *testing.T, nginx, file, from string, upstreams ...string) (base, listen string) {
-	t.Helper()
-	b, err := os.ReadFile(filepath.Join(deployDir, "nginx", file))
-	if err != nil {
-		t.Fatal(err)
-	}
-	dir := t.TempDir()
-	writeSelfSigned(t, dir)
-	listen = freeAddr(t)
-	conf := string(b)
-	// Only the TLS server, on a free loopback port.
-	if i := strings.Index(conf, "server {\n    listen 80;"); i >= 0 {
-		j := strings.Index(conf[i:], "}\n")
-		conf = conf[:i] + conf[i+j+2:]
-	}
-	servers := upstreamServer.FindAllString(conf, -1)
-	if len(servers) != len(upstreams) {
-		t.Fatalf("%s has upstream servers %q, the test gave %d", file, servers, len(upstreams))
-	}
-	for i, sv := range servers {
-		conf = strings.Replace(conf, sv, "server "+upstreams[i]+";", 1)
-	}
-	conf = strings.NewReplacer(
-		"listen 443 ssl;", "listen "+listen+" ssl;",
-		"listen [::]:443 ssl;", "",
-		"/etc/nginx/certs/", dir+"/",
-	).Replace(conf)
-	os.WriteFile(filepath.Join(dir, "site.conf"), []byte(conf), 0o600)
-	main := fmt.Sprintf("daemon off;\nmaster_process off;\npid %[1]s/nginx.pid;\nerror_log %[1]s/error.log;\nevents {}\nhttp {\n  access_log off;\n"+
-		"  client_body_temp_path %[1]s/body;\n  proxy_temp_path %[1]s/proxy;\n  fastcgi_temp_path %[1]s/fcgi;\n  uwsgi_temp_path %[1]s/uwsgi;\n  scgi_temp_path %[1]s/scgi;\n  include %[1]s/site.conf;\n}\n", dir)
-	os.WriteFile(filepath.Join(dir, "nginx.conf"), []byte(main), 0o600)
-	cmd := exec.Command(nginx, "-p", dir, "-c", filepath.Join(dir, "nginx.conf"))
-	var out bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &out, &out
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		cmd.Process.Kill()
-		cmd.Wait()
-	})
-	client := clientFrom(t, from)
-	base = "https://" + listen
-	deadline := time.Now().Add(10 * time.Second)
-	for {
-		resp, err := client.Get(base + "/health")
-		if err == nil {
-			resp.Body.Close()
-			if resp.StatusCode == http.StatusOK {
-				return base, listen
-			}
-		}
-		if time.Now().After(deadline) {
-			b, _ := os.ReadFile(filepath.Join(dir, "error.log"))
-			t.Fatalf("nginx did not come up: %v\n%s\n%s", err, out.String(), b)
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
-}
-
-// upstreamServer is a server line of an upstream block in deploy/nginx.
-var upstreamServer = regexp.MustCompile(`server proxy(-[a-z])?:3000;`)
 
 // clientFrom is an HTTPS client whose connections come from the loopback
 // address ip (Linux routes all of 127/8 to lo).
