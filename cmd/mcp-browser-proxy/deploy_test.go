@@ -20,6 +20,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"math/big"
 	"net"
 	"net/http"
@@ -1206,5 +1207,231 @@ func checkRedisScript(t *testing.T, script, health string) {
 		}
 	case <-time.After(15 * time.Second):
 		t.Errorf("Redis did not stop on SIGTERM (is it PID 1 of its script?)\n%s", out)
+	}
+}
+
+// k8sByKind indexes manifests by kind/name.
+func k8sByKind(docs []map[string]any) map[string]map[string]any {
+	m := map[string]map[string]any{}
+	for _, d := range docs {
+		m[fmt.Sprint(d["kind"])+"/"+fmt.Sprint(dig(d, "metadata", "name"))] = d
+	}
+	return m
+}
+
+// envNamed finds the env entry name of a container.
+func envNamed(c any, name string) any {
+	env, _ := dig(c, "env").([]any)
+	for _, e := range env {
+		if dig(e, "name") == name {
+			return e
+		}
+	}
+	return nil
+}
+
+// envIndex is the position of env entry name, -1 when absent.
+func envIndex(c any, name string) int {
+	env, _ := dig(c, "env").([]any)
+	return slices.IndexFunc(env, func(e any) bool { return dig(e, "name") == name })
+}
+
+// selects reports whether selector (matchLabels or a Service selector)
+// matches labels.
+func selects(selector, labels any) bool {
+	sel, _ := selector.(map[string]any)
+	l, _ := labels.(map[string]any)
+	for k, v := range sel {
+		if l[k] != v {
+			return false
+		}
+	}
+	return len(sel) > 0
+}
+
+// TestKubernetesSharedOverlay: deploy/kubernetes-shared is an overlay of
+// deploy/kubernetes listing all its files; the Deployment patch runs two
+// replicas that advertise http://$(POD_IP):<MBP_ADDR's port> from the
+// downward API and reach the Redis Service with the password of the Redis
+// Secret (the one Redis itself reads); the proxy's PVC is deleted and its
+// data volume is an emptyDir; the PDB keeps one pod; the ingress hashes on
+// the user; Redis is a StatefulSet on a PVC, not selected by the proxy's
+// Service, and its start script works (checkRedisScript). With kubectl on
+// PATH, kubectl kustomize renders the overlay and the result is checked too.
+func TestKubernetesSharedOverlay(t *testing.T) {
+	dir := filepath.Join(deployDir, "kubernetes-shared")
+	files, _ := filepath.Glob(filepath.Join(dir, "*.yaml"))
+	var all []map[string]any
+	for _, p := range files {
+		for _, doc := range yamlDocs(t, p) {
+			if doc["kind"] == nil || doc["apiVersion"] == nil {
+				t.Errorf("%s: a document without kind or apiVersion", p)
+			}
+			all = append(all, doc)
+		}
+	}
+	m := k8sByKind(all)
+	kust := m["Kustomization/<nil>"]
+	if kust == nil {
+		t.Fatal("no kustomization.yaml")
+	}
+	var listed []string
+	for _, r := range dig(kust, "resources").([]any) {
+		listed = append(listed, r.(string))
+	}
+	for _, p := range dig(kust, "patches").([]any) {
+		listed = append(listed, dig(p, "path").(string))
+	}
+	if !slices.Contains(listed, "../kubernetes") {
+		t.Errorf("the overlay's resources %v do not include the base ../kubernetes", listed)
+	}
+	for _, p := range files {
+		if b := filepath.Base(p); b != "kustomization.yaml" && !slices.Contains(listed, b) {
+			t.Errorf("kustomization.yaml does not list %s", b)
+		}
+	}
+	base := map[string]map[string]any{}
+	baseFiles, _ := filepath.Glob(filepath.Join(deployDir, "kubernetes", "*.yaml"))
+	for _, p := range baseFiles {
+		maps.Copy(base, k8sByKind(yamlDocs(t, p)))
+	}
+	dep := m["Deployment/mcp-browser-proxy"]
+	if dep == nil || base["Deployment/mcp-browser-proxy"] == nil {
+		t.Fatal("no Deployment patch of the base's mcp-browser-proxy")
+	}
+	if dig(dep, "spec", "replicas") != 2 {
+		t.Errorf("replicas %v, want 2", dig(dep, "spec", "replicas"))
+	}
+	if dig(dep, "spec", "strategy", "type") != "RollingUpdate" || dig(dep, "spec", "strategy", "rollingUpdate", "maxUnavailable") != 0 {
+		t.Errorf("strategy %v: want RollingUpdate with maxUnavailable 0 (one replica keeps serving)", dig(dep, "spec", "strategy"))
+	}
+	c := dig(dep, "spec", "template", "spec", "containers", 0)
+	if dig(c, "name") != dig(base["Deployment/mcp-browser-proxy"], "spec", "template", "spec", "containers", 0, "name") {
+		t.Fatalf("the patch's container %v is not the base's", dig(c, "name"))
+	}
+	_, port, _ := strings.Cut(dig(base["ConfigMap/mcp-browser-proxy"], "data", "MBP_ADDR").(string), ":")
+	if dig(envNamed(c, "POD_IP"), "valueFrom", "fieldRef", "fieldPath") != "status.podIP" {
+		t.Errorf("POD_IP is not the downward API's status.podIP: %v", envNamed(c, "POD_IP"))
+	}
+	if got, want := dig(envNamed(c, "MBP_ADVERTISE_URL"), "value"), "http://$(POD_IP):"+port; got != want || envIndex(c, "POD_IP") > envIndex(c, "MBP_ADVERTISE_URL") {
+		t.Errorf("MBP_ADVERTISE_URL %v, want %s after POD_IP (the kubelet expands only earlier entries)", got, want)
+	}
+	redisSvc, redisSts, redisSecret := m["Service/mcp-browser-proxy-redis"], m["StatefulSet/mcp-browser-proxy-redis"], m["Secret/mcp-browser-proxy-redis"]
+	if redisSvc == nil || redisSts == nil || redisSecret == nil {
+		t.Fatal("no Redis Service, StatefulSet and Secret named mcp-browser-proxy-redis")
+	}
+	u, err := url.Parse(strings.ReplaceAll(fmt.Sprint(dig(envNamed(c, "MBP_REDIS_URL"), "value")), "$(REDIS_PASSWORD)", "pw"))
+	if pw, _ := u.User.Password(); err != nil || u.Scheme != "redis" || u.Hostname() != "mcp-browser-proxy-redis" || u.Port() != fmt.Sprint(dig(redisSvc, "spec", "ports", 0, "port")) || pw != "pw" ||
+		envIndex(c, "REDIS_PASSWORD") > envIndex(c, "MBP_REDIS_URL") {
+		t.Errorf("MBP_REDIS_URL %v does not reach the Redis Service with $(REDIS_PASSWORD) defined before it (%v)", dig(envNamed(c, "MBP_REDIS_URL"), "value"), err)
+	}
+	rc := dig(redisSts, "spec", "template", "spec", "containers", 0)
+	ref := dig(envNamed(c, "REDIS_PASSWORD"), "valueFrom", "secretKeyRef")
+	if dig(ref, "name") != "mcp-browser-proxy-redis" || !hasKey(dig(redisSecret, "stringData"), fmt.Sprint(dig(ref, "key"))) ||
+		fmt.Sprint(ref) != fmt.Sprint(dig(envNamed(rc, "REDIS_PASSWORD"), "valueFrom", "secretKeyRef")) {
+		t.Errorf("the proxies' REDIS_PASSWORD %v is not Redis's %v from the Redis Secret", ref, dig(envNamed(rc, "REDIS_PASSWORD"), "valueFrom", "secretKeyRef"))
+	}
+	var data any
+	for _, v := range dig(dep, "spec", "template", "spec", "volumes").([]any) {
+		if dig(v, "name") == "data" {
+			data = v
+		}
+	}
+	if vm, _ := data.(map[string]any); vm == nil || !hasKey(vm, "persistentVolumeClaim") || vm["persistentVolumeClaim"] != nil || vm["emptyDir"] == nil {
+		t.Errorf("the data volume %v: want persistentVolumeClaim: null and an emptyDir", data)
+	}
+	pvc := m["PersistentVolumeClaim/mcp-browser-proxy-data"]
+	if pvc == nil || pvc["$patch"] != "delete" || base["PersistentVolumeClaim/mcp-browser-proxy-data"] == nil {
+		t.Error("the base's PVC mcp-browser-proxy-data is not deleted by a $patch: delete")
+	}
+	pdb := m["PodDisruptionBudget/mcp-browser-proxy"]
+	if dig(pdb, "spec", "minAvailable") != 1 || !hasKey(dig(pdb, "spec"), "maxUnavailable") || dig(pdb, "spec", "maxUnavailable") != nil {
+		t.Errorf("PDB %v: want minAvailable 1 and the base's maxUnavailable removed", dig(pdb, "spec"))
+	}
+	hash, _ := dig(m["Ingress/mcp-browser-proxy"], "metadata", "annotations", "nginx.ingress.kubernetes.io/upstream-hash-by").(string)
+	if !strings.HasPrefix(hash, "$http_x_user_id") {
+		t.Errorf("ingress upstream-hash-by %q does not hash on $http_x_user_id", hash)
+	}
+	// Redis: persistent, not one of the proxy's pods.
+	podLabels := dig(redisSts, "spec", "template", "metadata", "labels")
+	if selects(dig(base["Service/mcp-browser-proxy"], "spec", "selector"), podLabels) || selects(dig(base["PodDisruptionBudget/mcp-browser-proxy"], "spec", "selector", "matchLabels"), podLabels) {
+		t.Errorf("the proxy's Service or PDB selects the Redis pods (%v)", podLabels)
+	}
+	if !selects(dig(redisSts, "spec", "selector", "matchLabels"), podLabels) || !selects(dig(redisSvc, "spec", "selector"), podLabels) {
+		t.Error("the Redis StatefulSet or Service does not select its own pods")
+	}
+	np := m["NetworkPolicy/mcp-browser-proxy-redis"]
+	if !selects(dig(np, "spec", "podSelector", "matchLabels"), podLabels) ||
+		!selects(dig(np, "spec", "ingress", 0, "from", 0, "podSelector", "matchLabels"), dig(base["Deployment/mcp-browser-proxy"], "spec", "template", "metadata", "labels")) {
+		t.Error("the NetworkPolicy does not let the proxy pods, and only them, reach Redis")
+	}
+	if dig(redisSts, "spec", "volumeClaimTemplates", 0, "metadata", "name") != "data" || dig(rc, "volumeMounts", 0, "name") != "data" || dig(rc, "volumeMounts", 0, "mountPath") != "/data" {
+		t.Errorf("Redis's /data is not on its PVC: %v %v", dig(redisSts, "spec", "volumeClaimTemplates"), dig(rc, "volumeMounts"))
+	}
+	if dig(redisSts, "spec", "template", "spec", "securityContext", "runAsNonRoot") != true || dig(rc, "securityContext", "readOnlyRootFilesystem") != true {
+		t.Error("Redis runs as root or with a writable root")
+	}
+	if pw, _ := dig(redisSecret, "stringData", dig(ref, "key")).(string); len(pw) >= 32 {
+		t.Errorf("the Redis Secret placeholder %q is long enough for the start script to accept it", pw)
+	}
+	command, _ := dig(rc, "command").([]any)
+	if len(command) != 3 || command[0] != "sh" || command[1] != "-c" {
+		t.Fatalf("Redis command %v: want [sh -c script]", command)
+	}
+	probe, _ := dig(rc, "readinessProbe", "exec", "command").([]any)
+	if len(probe) != 3 || probe[0] != "sh" || !strings.Contains(fmt.Sprint(probe[2]), "redis-cli ping") {
+		t.Fatalf("Redis readinessProbe %v", probe)
+	}
+	checkRedisScript(t, command[2].(string), probe[2].(string))
+
+	kubectl, err := exec.LookPath("kubectl")
+	if err != nil {
+		t.Skip("kubectl not on PATH: skipped kubectl kustomize of the overlay; the file checks above passed")
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	out, err := exec.CommandContext(ctx, kubectl, "kustomize", dir).Output()
+	if err != nil {
+		t.Fatalf("kubectl kustomize %s: %v", dir, err)
+	}
+	var rendered []map[string]any
+	dec := yaml.NewDecoder(bytes.NewReader(out))
+	for {
+		var doc map[string]any
+		if err := dec.Decode(&doc); errors.Is(err, io.EOF) {
+			break
+		} else if err != nil {
+			t.Fatal(err)
+		}
+		rendered = append(rendered, doc)
+	}
+	r := k8sByKind(rendered)
+	for k := range r {
+		if strings.HasPrefix(k, "PersistentVolumeClaim/") {
+			t.Errorf("the rendered overlay has %s: the proxy needs no PVC in shared mode", k)
+		}
+	}
+	rdep := r["Deployment/mcp-browser-proxy"]
+	if dig(rdep, "spec", "replicas") != 2 || dig(rdep, "spec", "strategy", "rollingUpdate", "maxUnavailable") != 0 {
+		t.Errorf("rendered Deployment: replicas %v, strategy %v", dig(rdep, "spec", "replicas"), dig(rdep, "spec", "strategy"))
+	}
+	rc0 := dig(rdep, "spec", "template", "spec", "containers", 0)
+	if dig(rc0, "readinessProbe", "httpGet", "path") != "/ready" || dig(rc0, "envFrom") == nil || dig(envNamed(rc0, "MBP_ADVERTISE_URL"), "value") != "http://$(POD_IP):"+port {
+		t.Errorf("rendered proxy container lost the base's /ready probe or envFrom, or the advertise URL: %v", rc0)
+	}
+	for _, v := range dig(rdep, "spec", "template", "spec", "volumes").([]any) {
+		if dig(v, "persistentVolumeClaim") != nil {
+			t.Errorf("rendered volume %v is a PVC", v)
+		}
+	}
+	if spec := dig(r["PodDisruptionBudget/mcp-browser-proxy"], "spec"); dig(spec, "minAvailable") != 1 || hasKey(spec, "maxUnavailable") {
+		t.Errorf("rendered PDB %v", spec)
+	}
+	ann := dig(r["Ingress/mcp-browser-proxy"], "metadata", "annotations")
+	if dig(ann, "nginx.ingress.kubernetes.io/upstream-hash-by") != hash || dig(ann, "nginx.ingress.kubernetes.io/proxy-buffering") != "off" {
+		t.Errorf("rendered ingress annotations %v: want the hash and the base's SSE settings", ann)
+	}
+	if selects(dig(r["Service/mcp-browser-proxy"], "spec", "selector"), dig(r["StatefulSet/mcp-browser-proxy-redis"], "spec", "template", "metadata", "labels")) {
+		t.Error("rendered: the proxy's Service selects the Redis pods")
 	}
 }
