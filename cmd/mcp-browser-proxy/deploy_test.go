@@ -24,6 +24,7 @@ import (
 	"math/big"
 	"net"
 	"net/http"
+	"net/http/httptest"
 	"net/url"
 	"os"
 	"os/exec"
@@ -1433,5 +1434,95 @@ func TestKubernetesSharedOverlay(t *testing.T) {
 	}
 	if selects(dig(r["Service/mcp-browser-proxy"], "spec", "selector"), dig(r["StatefulSet/mcp-browser-proxy-redis"], "spec", "template", "metadata", "labels")) {
 		t.Error("rendered: the proxy's Service selects the Redis pods")
+	}
+}
+
+// TestNginxSharedConfigIsTheSingleOneWithTwoUpstreams: apart from its
+// header, the affinity map and the upstream block, the shared nginx config
+// is the single-instance one, so that a fix to one cannot miss the other.
+func TestNginxSharedConfigIsTheSingleOneWithTwoUpstreams(t *testing.T) {
+	rest := func(name string) string {
+		b, err := os.ReadFile(filepath.Join(deployDir, "nginx", name))
+		if err != nil {
+			t.Fatal(err)
+		}
+		s := string(b)
+		i := strings.Index(s, "upstream mcp_browser_proxy {")
+		if i < 0 {
+			t.Fatalf("%s has no upstream mcp_browser_proxy", name)
+		}
+		return s[i+strings.Index(s[i:], "}\n"):]
+	}
+	if single, shared := rest("mcp-browser-proxy.conf"), rest("mcp-browser-proxy.shared.conf"); single != shared {
+		t.Errorf("mcp-browser-proxy.shared.conf differs from mcp-browser-proxy.conf after the upstream block; keep them the same")
+	}
+}
+
+// TestNginxSharedHashesOnTheUser runs the shared nginx config for real in
+// front of two loopback backends that say which they are: requests with
+// one X-User-Id reach one backend whatever their token; without X-User-Id,
+// requests with one Authorization reach one backend; users and tokens
+// spread over both; requests with neither are shared round robin.
+func TestNginxSharedHashesOnTheUser(t *testing.T) {
+	nginx, err := exec.LookPath("nginx")
+	if err != nil {
+		t.Skip("nginx not on PATH (apt-get install nginx): skipped the end-to-end run")
+	}
+	var addrs []string
+	for _, name := range []string{"a", "b"} {
+		srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			w.Header().Set("X-Backend", name)
+		}))
+		t.Cleanup(srv.Close)
+		addrs = append(addrs, strings.TrimPrefix(srv.URL, "http://"))
+	}
+	base := startNginx(t, nginx, "mcp-browser-proxy.shared.conf", addrs...)
+	client := clientFrom(t, "127.0.0.1")
+	backend := func(user, authz string) string {
+		req, _ := http.NewRequest(http.MethodPost, base+"/mcp", strings.NewReader("{}"))
+		if user != "" {
+			req.Header.Set("X-User-Id", user)
+		}
+		if authz != "" {
+			req.Header.Set("Authorization", authz)
+		}
+		resp, err := client.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+		return resp.Header.Get("X-Backend")
+	}
+	// 32 keys all on one of two backends would be a broken hash, not chance
+	// (nginx's consistent hash puts 160 points per server on the ring).
+	const keys = 32
+	for _, c := range []struct {
+		what       string
+		user, auth func(key, req int) string
+	}{
+		{"X-User-Id with a token per request", func(k, _ int) string { return fmt.Sprintf("user%d", k) }, func(k, r int) string { return fmt.Sprintf("Bearer tok%d.%d", k, r) }},
+		{"Authorization only", func(int, int) string { return "" }, func(k, _ int) string { return fmt.Sprintf("Bearer tok%d", k) }},
+	} {
+		used := map[string]int{}
+		for k := range keys {
+			first := backend(c.user(k, 0), c.auth(k, 0))
+			for r := 1; r < 4; r++ {
+				if got := backend(c.user(k, r), c.auth(k, r)); got != first {
+					t.Fatalf("%s: key %d went to %q, then to %q", c.what, k, first, got)
+				}
+			}
+			used[first]++
+		}
+		if used["a"] == 0 || used["b"] == 0 || used["a"]+used["b"] != keys {
+			t.Errorf("%s: %d keys spread as %v, want both backends used", c.what, keys, used)
+		}
+	}
+	used := map[string]int{}
+	for range 8 {
+		used[backend("", "")]++
+	}
+	if used["a"] == 0 || used["b"] == 0 {
+		t.Errorf("requests without a key spread as %v, want round robin over both", used)
 	}
 }
