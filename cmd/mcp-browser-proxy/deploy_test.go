@@ -20,9 +20,12 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"math/big"
 	"net"
 	"net/http"
+	"net/http/httptest"
+	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -30,6 +33,7 @@ import (
 	"slices"
 	"sort"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -86,7 +90,7 @@ func TestDeployEnvAndFlagsAreServeFlags(t *testing.T) {
 		}
 		for _, name := range envRefs.FindAllString(string(b), -1) {
 			seen++
-			if _, ok := twins[name]; !ok && !other[name] {
+			if _, ok := twins[name]; !ok && !other[name] && !pendingServeEnv[name] {
 				t.Errorf("%s names %s, which is no serve flag's env twin (serve --help lists them)", p, name)
 			}
 		}
@@ -105,6 +109,12 @@ func TestDeployEnvAndFlagsAreServeFlags(t *testing.T) {
 		t.Fatalf("only %d MBP_ names found: is the deploy dir where the test looks (%s)?", seen, deployDir)
 	}
 }
+
+// pendingServeEnv are env twins of serve flags that deploy/ uses before
+// they exist on this branch: MBP_ADVERTISE_URL (--advertise-url, shared
+// mode's internal address of an instance) comes with shared mode in code.
+// Once the flag exists, the entry is redundant and can go.
+var pendingServeEnv = map[string]bool{"MBP_ADVERTISE_URL": true}
 
 // flagged is a command the lint reads flags from.
 type flagged interface{ Flags() *pflag.FlagSet }
@@ -315,8 +325,9 @@ func TestComposeFile(t *testing.T) {
 	if !strings.Contains(fmt.Sprint(dig(proxy, "healthcheck", "test")), "healthcheck") {
 		t.Error("proxy has no healthcheck")
 	}
-	if dig(doc, "services", "redis") != nil {
-		t.Error("a redis service, but shared mode does not exist yet")
+	// One proxy on its bbolt store; shared mode is docker-compose.shared.yml.
+	if dig(doc, "services", "redis") != nil || env["MBP_REDIS_URL"] != nil {
+		t.Error("the single-instance compose file has Redis; shared mode belongs in docker-compose.shared.yml")
 	}
 	b, _ := os.ReadFile(filepath.Join(deployDir, "nginx", "mcp-browser-proxy.conf"))
 	if !strings.Contains(string(b), "server proxy:3000") || !strings.HasSuffix(env["MBP_ADDR"].(string), ":3000") {
@@ -419,7 +430,12 @@ func TestDockerfile(t *testing.T) {
 // the tunnel passes the WebSocket upgrade, the upstream gets HTTP/1.1 and
 // the forwarded headers; then nginx -t checks the whole file.
 func TestNginxConfig(t *testing.T) {
-	path := filepath.Join(deployDir, "nginx", "mcp-browser-proxy.conf")
+	for _, name := range []string{"mcp-browser-proxy.conf", "mcp-browser-proxy.shared.conf"} {
+		t.Run(name, func(t *testing.T) { testNginxConfig(t, filepath.Join(deployDir, "nginx", name)) })
+	}
+}
+
+func testNginxConfig(t *testing.T, path string) {
 	b, err := os.ReadFile(path)
 	if err != nil {
 		t.Fatal(err)
@@ -459,7 +475,7 @@ func TestNginxConfig(t *testing.T) {
 	// them at this machine and a throwaway pair.
 	dir := t.TempDir()
 	writeSelfSigned(t, dir)
-	conf = strings.ReplaceAll(conf, "server proxy:3000;", "server 127.0.0.1:3000;")
+	conf = upstreamServer.ReplaceAllString(conf, "server 127.0.0.1:3000;")
 	conf = strings.ReplaceAll(conf, "/etc/nginx/certs/", dir+"/")
 	if err := os.WriteFile(filepath.Join(dir, "site.conf"), []byte(conf), 0o600); err != nil {
 		t.Fatal(err)
@@ -477,6 +493,9 @@ func TestNginxConfig(t *testing.T) {
 		t.Errorf("nginx -t said:\n%s", out)
 	}
 }
+
+// upstreamServer matches the compose service names nginx's upstreams name.
+var upstreamServer = regexp.MustCompile(`server proxy(?:-[a-z])?:3000;`)
 
 // locationBlock returns the body of "location = path { ... }".
 func locationBlock(conf, path string) string {
@@ -759,56 +778,9 @@ func TestNginxFrontsTheProxy(t *testing.T) {
 		t.Skip("nginx not on PATH (apt-get install nginx): skipped the end-to-end run")
 	}
 	s := startServe(t, t.TempDir(), "--auth", "none", "--trusted-proxies", "127.0.0.1", "--max-conns-per-ip", "1")
-	b, err := os.ReadFile(filepath.Join(deployDir, "nginx", "mcp-browser-proxy.conf"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	dir := t.TempDir()
-	writeSelfSigned(t, dir)
-	listen := freeAddr(t)
-	conf := string(b)
-	// Only the TLS server, on a free loopback port.
-	if i := strings.Index(conf, "server {\n    listen 80;"); i >= 0 {
-		j := strings.Index(conf[i:], "}\n")
-		conf = conf[:i] + conf[i+j+2:]
-	}
-	conf = strings.NewReplacer(
-		"server proxy:3000;", "server "+strings.TrimPrefix(s.base, "http://")+";",
-		"listen 443 ssl;", "listen "+listen+" ssl;",
-		"listen [::]:443 ssl;", "",
-		"/etc/nginx/certs/", dir+"/",
-	).Replace(conf)
-	os.WriteFile(filepath.Join(dir, "site.conf"), []byte(conf), 0o600)
-	main := fmt.Sprintf("daemon off;\nmaster_process off;\npid %[1]s/nginx.pid;\nerror_log %[1]s/error.log;\nevents {}\nhttp {\n  access_log off;\n"+
-		"  client_body_temp_path %[1]s/body;\n  proxy_temp_path %[1]s/proxy;\n  fastcgi_temp_path %[1]s/fcgi;\n  uwsgi_temp_path %[1]s/uwsgi;\n  scgi_temp_path %[1]s/scgi;\n  include %[1]s/site.conf;\n}\n", dir)
-	os.WriteFile(filepath.Join(dir, "nginx.conf"), []byte(main), 0o600)
-	cmd := exec.Command(nginx, "-p", dir, "-c", filepath.Join(dir, "nginx.conf"))
-	var out bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &out, &out
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		cmd.Process.Kill()
-		cmd.Wait()
-	})
+	base := startNginx(t, nginx, "mcp-browser-proxy.conf", strings.TrimPrefix(s.base, "http://"))
+	listen := strings.TrimPrefix(base, "https://")
 	client := clientFrom(t, "127.0.0.2")
-	base := "https://" + listen
-	deadline := time.Now().Add(10 * time.Second)
-	for {
-		resp, err := client.Get(base + "/health")
-		if err == nil {
-			resp.Body.Close()
-			if resp.StatusCode == http.StatusOK {
-				break
-			}
-		}
-		if time.Now().After(deadline) {
-			b, _ := os.ReadFile(filepath.Join(dir, "error.log"))
-			t.Fatalf("nginx did not come up: %v\n%s\n%s", err, out.String(), b)
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
 
 	// The endpoint event arrives while the stream stays open.
 	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
@@ -857,7 +829,7 @@ func TestNginxFrontsTheProxy(t *testing.T) {
 	// The WebSocket upgrade of /api/tunnel passes (the slot is free again).
 	d := websocket.Dialer{TLSClientConfig: insecureTLS(), HandshakeTimeout: 10 * time.Second}
 	var ws *websocket.Conn
-	deadline = time.Now().Add(10 * time.Second)
+	deadline := time.Now().Add(10 * time.Second)
 	for {
 		var wresp *http.Response
 		ws, wresp, err = d.Dial("wss://"+listen+"/api/tunnel", nil)
@@ -876,6 +848,75 @@ func TestNginxFrontsTheProxy(t *testing.T) {
 	ws.Close()
 }
 
+// startNginx runs deploy/nginx/<name> for real until the test ends: its
+// TLS server only, on a free loopback port, with a throwaway certificate
+// and its upstream servers replaced, in order, by upstreams. It returns
+// the https:// base URL once nginx answers GET /health with 200.
+func startNginx(t *testing.T, nginx, name string, upstreams ...string) string {
+	t.Helper()
+	b, err := os.ReadFile(filepath.Join(deployDir, "nginx", name))
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	writeSelfSigned(t, dir)
+	listen := freeAddr(t)
+	conf := string(b)
+	// Only the TLS server, on a free loopback port.
+	if i := strings.Index(conf, "server {\n    listen 80;"); i >= 0 {
+		j := strings.Index(conf[i:], "}\n")
+		conf = conf[:i] + conf[i+j+2:]
+	}
+	n := 0
+	conf = upstreamServer.ReplaceAllStringFunc(conf, func(string) string {
+		n++
+		if n > len(upstreams) {
+			return "server 127.0.0.1:1;"
+		}
+		return "server " + upstreams[n-1] + ";"
+	})
+	if n != len(upstreams) {
+		t.Fatalf("%s names %d upstream servers, the test gives %d", name, n, len(upstreams))
+	}
+	conf = strings.NewReplacer(
+		"listen 443 ssl;", "listen "+listen+" ssl;",
+		"listen [::]:443 ssl;", "",
+		"/etc/nginx/certs/", dir+"/",
+	).Replace(conf)
+	os.WriteFile(filepath.Join(dir, "site.conf"), []byte(conf), 0o600)
+	main := fmt.Sprintf("daemon off;\nmaster_process off;\npid %[1]s/nginx.pid;\nerror_log %[1]s/error.log;\nevents {}\nhttp {\n  access_log off;\n"+
+		"  client_body_temp_path %[1]s/body;\n  proxy_temp_path %[1]s/proxy;\n  fastcgi_temp_path %[1]s/fcgi;\n  uwsgi_temp_path %[1]s/uwsgi;\n  scgi_temp_path %[1]s/scgi;\n  include %[1]s/site.conf;\n}\n", dir)
+	os.WriteFile(filepath.Join(dir, "nginx.conf"), []byte(main), 0o600)
+	cmd := exec.Command(nginx, "-p", dir, "-c", filepath.Join(dir, "nginx.conf"))
+	var out bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &out
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		cmd.Process.Kill()
+		cmd.Wait()
+	})
+	client := clientFrom(t, "127.0.0.1")
+	base := "https://" + listen
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		resp, err := client.Get(base + "/health")
+		if err == nil {
+			resp.Body.Close()
+			if resp.StatusCode == http.StatusOK {
+				client.CloseIdleConnections()
+				return base
+			}
+		}
+		if time.Now().After(deadline) {
+			b, _ := os.ReadFile(filepath.Join(dir, "error.log"))
+			t.Fatalf("nginx did not come up: %v\n%s\n%s", err, out.String(), b)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
 // clientFrom is an HTTPS client whose connections come from the loopback
 // address ip (Linux routes all of 127/8 to lo).
 func clientFrom(t *testing.T, ip string) *http.Client {
@@ -885,3 +926,603 @@ func clientFrom(t *testing.T, ip string) *http.Client {
 }
 
 func insecureTLS() *tls.Config { return &tls.Config{InsecureSkipVerify: true} } // the test's own self-signed pair
+
+// composeVar matches compose's ${NAME}, ${NAME:?message} and kin.
+var composeVar = regexp.MustCompile(`\$\{([A-Za-z_][A-Za-z0-9_]*)[^}]*\}`)
+
+// interpolate does compose's ${VAR...} substitution with vars.
+func interpolate(s string, vars map[string]string) string {
+	return composeVar.ReplaceAllStringFunc(s, func(m string) string { return vars[composeVar.FindStringSubmatch(m)[1]] })
+}
+
+// sharedEnvExample reads deploy/shared.env.example: NAME= lines.
+func sharedEnvExample(t *testing.T) map[string]string {
+	t.Helper()
+	b, err := os.ReadFile(filepath.Join(deployDir, "shared.env.example"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	vars := map[string]string{}
+	for _, l := range strings.Split(string(b), "\n") {
+		if k, v, ok := strings.Cut(l, "="); ok && !strings.HasPrefix(l, "#") {
+			vars[k] = v
+		}
+	}
+	return vars
+}
+
+// TestComposeSharedFile: docker-compose.shared.yml parses; it has Redis
+// (persistent, password-protected, health-checked) and two proxies, each
+// advertising its own service name, with the same JWT secret and store key
+// from deploy/.env (required, not generated per container), a Redis URL
+// naming the redis service with the password Redis is given, waiting for
+// Redis to be healthy; nginx mounts the shared config, whose upstream is
+// exactly the two proxies, hashed. Then Redis's command runs for real
+// (when redis-server is installed): it refuses a short password, requires
+// AUTH, has the persistence it claims, and the healthcheck passes.
+func TestComposeSharedFile(t *testing.T) {
+	docs := yamlDocs(t, filepath.Join(deployDir, "docker-compose.shared.yml"))
+	if len(docs) != 1 {
+		t.Fatalf("%d documents", len(docs))
+	}
+	doc := docs[0]
+	services, _ := dig(doc, "services").(map[string]any)
+	redis, nginx := services["redis"], services["nginx"]
+	if redis == nil || nginx == nil {
+		t.Fatalf("services redis and nginx missing: %v", services)
+	}
+	example := sharedEnvExample(t)
+	for k, v := range example {
+		if v != "" {
+			t.Errorf("shared.env.example gives %s a value; leave it empty so that compose refuses to start until it is set", k)
+		}
+	}
+	// Every variable compose interpolates is required and in the example.
+	b, _ := os.ReadFile(filepath.Join(deployDir, "docker-compose.shared.yml"))
+	for _, m := range composeVar.FindAllStringSubmatch(string(b), -1) {
+		if _, ok := example[m[1]]; !ok || !strings.HasPrefix(m[0], "${"+m[1]+":?") {
+			t.Errorf("%s: not a required variable (${%s:?message}) listed in shared.env.example", m[0], m[1])
+		}
+	}
+	vars := map[string]string{"MBP_JWT_SECRET": "jwt-secret-of-the-test", "MBP_STORE_KEY": "store-key-of-the-test", "REDIS_PASSWORD": "0123456789abcdef0123456789abcdef"}
+
+	var proxies []string
+	for name, svc := range services {
+		if dig(svc, "environment", "MBP_REDIS_URL") != nil {
+			proxies = append(proxies, name)
+		}
+	}
+	sort.Strings(proxies)
+	if len(proxies) != 2 {
+		t.Fatalf("proxies (services with MBP_REDIS_URL): %v, want two", proxies)
+	}
+	subnet := dig(doc, "networks", "mbp", "ipam", "config", 0, "subnet")
+	advertised := map[string]string{}
+	shared := map[string]map[any]bool{"MBP_JWT_SECRET": {}, "MBP_STORE_KEY": {}}
+	for _, name := range proxies {
+		svc := services[name]
+		env := dig(svc, "environment").(map[string]any)
+		if dig(svc, "build", "target") != "runtime" || dig(svc, "read_only") != true || !strings.Contains(fmt.Sprint(dig(svc, "healthcheck", "test")), "healthcheck") {
+			t.Errorf("%s: build target %v, read_only %v, healthcheck %v", name, dig(svc, "build", "target"), dig(svc, "read_only"), dig(svc, "healthcheck", "test"))
+		}
+		if dig(svc, "depends_on", "redis", "condition") != "service_healthy" {
+			t.Errorf("%s does not wait for Redis to be healthy: %v", name, dig(svc, "depends_on"))
+		}
+		if env["MBP_TRUSTED_PROXIES"] != subnet {
+			t.Errorf("%s: MBP_TRUSTED_PROXIES %v is not nginx's network %v", name, env["MBP_TRUSTED_PROXIES"], subnet)
+		}
+		_, port, _ := strings.Cut(fmt.Sprint(env["MBP_ADDR"]), ":")
+		if want := "http://" + name + ":" + port; env["MBP_ADVERTISE_URL"] != want {
+			t.Errorf("%s advertises %v, want its own service name and MBP_ADDR's port: %s", name, env["MBP_ADVERTISE_URL"], want)
+		}
+		advertised[fmt.Sprint(env["MBP_ADVERTISE_URL"])] = name
+		for k := range shared {
+			shared[k][env[k]] = true
+			if s, _ := env[k].(string); !strings.HasPrefix(s, "${"+k+":?") {
+				t.Errorf("%s: %s is %q, not the required ${%s:?...} of deploy/.env (a per-container default would differ between the proxies)", name, k, s, k)
+			}
+		}
+		u, err := url.Parse(interpolate(env["MBP_REDIS_URL"].(string), vars))
+		if err != nil {
+			t.Fatalf("%s: MBP_REDIS_URL: %v", name, err)
+		}
+		pw, _ := u.User.Password()
+		if u.Scheme != "redis" || u.Hostname() != "redis" || u.Port() != "6379" || pw != vars["REDIS_PASSWORD"] {
+			t.Errorf("%s: MBP_REDIS_URL %s does not name the redis service on 6379 with REDIS_PASSWORD", name, u.Redacted())
+		}
+	}
+	if len(advertised) != 2 {
+		t.Errorf("the proxies advertise %v: not two distinct URLs", advertised)
+	}
+	for k, v := range shared {
+		if len(v) != 1 {
+			t.Errorf("the proxies' %s differ: %v", k, v)
+		}
+	}
+
+	// Redis: persistent, password from the same variable, health-checked.
+	if img, _ := dig(redis, "image").(string); !strings.HasPrefix(img, "redis:") {
+		t.Errorf("redis image %q", img)
+	}
+	if interpolate(fmt.Sprint(dig(redis, "environment", "REDIS_PASSWORD")), vars) != vars["REDIS_PASSWORD"] {
+		t.Errorf("Redis's REDIS_PASSWORD %v is not the one in the proxies' MBP_REDIS_URL", dig(redis, "environment", "REDIS_PASSWORD"))
+	}
+	vol := fmt.Sprint(dig(redis, "volumes", 0))
+	if name, _, _ := strings.Cut(vol, ":"); !strings.HasSuffix(vol, ":/data") || dig(doc, "volumes") == nil || !hasKey(dig(doc, "volumes"), name) {
+		t.Errorf("redis's /data is not a named volume: %v", vol)
+	}
+	command, _ := dig(redis, "command").([]any)
+	if len(command) != 3 || command[0] != "sh" || command[1] != "-c" {
+		t.Fatalf("redis command %v: want [sh -c script]", command)
+	}
+	script := strings.ReplaceAll(command[2].(string), "$$", "$") // compose's escape
+	health := dig(redis, "healthcheck", "test").([]any)
+	if len(health) != 2 || health[0] != "CMD-SHELL" || !strings.Contains(health[1].(string), "redis-cli ping") {
+		t.Fatalf("redis healthcheck %v", health)
+	}
+	checkRedisScript(t, script, strings.ReplaceAll(health[1].(string), "$$", "$"))
+
+	// nginx: the shared config, after both proxies, whose upstream they are.
+	if vols := fmt.Sprint(dig(nginx, "volumes")); !strings.Contains(vols, "./nginx/mcp-browser-proxy.shared.conf:/etc/nginx/conf.d/") {
+		t.Errorf("nginx does not mount deploy/nginx/mcp-browser-proxy.shared.conf: %s", vols)
+	}
+	conf, err := os.ReadFile(filepath.Join(deployDir, "nginx", "mcp-browser-proxy.shared.conf"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var servers []string
+	for _, m := range regexp.MustCompile(`(?m)^\s*server ([a-z0-9.-]+:\d+);`).FindAllStringSubmatch(string(conf), -1) {
+		servers = append(servers, m[1])
+	}
+	var want []string
+	for _, name := range proxies {
+		want = append(want, strings.TrimPrefix(dig(services[name], "environment", "MBP_ADVERTISE_URL").(string), "http://"))
+		if dig(nginx, "depends_on", name, "condition") != "service_healthy" {
+			t.Errorf("nginx does not wait for %s", name)
+		}
+	}
+	if !slices.Equal(servers, want) {
+		t.Errorf("the shared nginx upstream is %v, want the proxies %v", servers, want)
+	}
+	if !strings.Contains(string(conf), "hash $mbp_affinity consistent;") {
+		t.Error("the shared nginx upstream does not hash consistently on $mbp_affinity")
+	}
+}
+
+func hasKey(m any, k string) bool {
+	mm, ok := m.(map[string]any)
+	_, has := mm[k]
+	return ok && has
+}
+
+// checkRedisScript checks Redis's start script (the shell script of the
+// compose command or the StatefulSet, with $ unescaped): it hands Redis
+// requirepass, appendonly and noeviction, and, run with redis-server when
+// installed (on a free loopback port, in a temp dir), refuses a short or
+// URL-unsafe password, requires AUTH, and passes its healthcheck command.
+func checkRedisScript(t *testing.T, script, health string) {
+	t.Helper()
+	for _, want := range []string{"exec redis-server - <<EOF\n", "\nrequirepass $REDIS_PASSWORD\n", "\nappendonly yes\n", "\nmaxmemory-policy noeviction\n", "\nEOF\n"} {
+		if !strings.Contains(script, want) {
+			t.Errorf("redis start script lacks %q:\n%s", want, script)
+		}
+	}
+	if strings.Contains(script, "--requirepass") {
+		t.Error("the Redis password is on a command line")
+	}
+	if _, err := exec.LookPath("redis-server"); err != nil {
+		t.Log("redis-server not on PATH: the Redis start script was not run")
+		return
+	}
+	if _, err := exec.LookPath("redis-cli"); err != nil {
+		t.Log("redis-cli not on PATH: the Redis start script was not run")
+		return
+	}
+	// run starts the script; done yields its exit, then is closed.
+	run := func(password string) (cmd *exec.Cmd, port string, out *bytes.Buffer, done <-chan error) {
+		dir := t.TempDir()
+		_, port, _ = net.SplitHostPort(freeAddr(t))
+		// The test's own port and dir, last in the configuration so that they win.
+		i := strings.LastIndex(script, "\nEOF\n")
+		s := script[:i] + "\nbind 127.0.0.1\nport " + port + "\ndir " + dir + script[i:]
+		cmd = exec.Command("sh", "-c", s)
+		cmd.Dir = dir
+		cmd.Env = append(os.Environ(), "REDIS_PASSWORD="+password)
+		// Its own process group: a script that forks (no exec) leaves no
+		// redis-server behind.
+		cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+		out = &bytes.Buffer{}
+		cmd.Stdout, cmd.Stderr = out, out
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		exited := make(chan error, 1)
+		go func() { exited <- cmd.Wait(); close(exited) }()
+		t.Cleanup(func() {
+			syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
+			select {
+			case <-exited:
+			case <-time.After(10 * time.Second):
+				t.Error("redis-server did not exit after SIGKILL")
+			}
+		})
+		return cmd, port, out, exited
+	}
+	for _, bad := range []string{"CHANGE_ME", "short0123", "0123456789abcdef0123456789abcdef@x"} {
+		_, _, out, done := run(bad)
+		select {
+		case err := <-done:
+			if err == nil || !strings.Contains(out.String(), "REDIS_PASSWORD") || !strings.Contains(out.String(), "openssl rand -hex 32") {
+				t.Errorf("password %q: exit %v, output %q; want a refusal naming REDIS_PASSWORD and how to make one", bad, err, out)
+			}
+		case <-time.After(15 * time.Second):
+			t.Errorf("password %q: Redis started anyway", bad)
+		}
+	}
+	password := "f00dfeed" + strings.Repeat("0123456789abcdef", 2)
+	cmd, port, out, done := run(password)
+	cli := func(auth bool, args ...string) (string, error) {
+		c := exec.Command("redis-cli", append([]string{"-h", "127.0.0.1", "-p", port}, args...)...)
+		c.Env = os.Environ()
+		if auth {
+			c.Env = append(c.Env, "REDISCLI_AUTH="+password)
+		}
+		b, err := c.CombinedOutput()
+		return strings.TrimSpace(string(b)), err
+	}
+	deadline := time.Now().Add(15 * time.Second)
+	for {
+		got, _ := cli(true, "ping")
+		if got == "PONG" {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("Redis did not answer PING with the password: %q\n%s", got, out)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	if got, _ := cli(false, "ping"); !strings.Contains(got, "NOAUTH") {
+		t.Errorf("PING without the password: %q, want NOAUTH", got)
+	}
+	for k, want := range map[string]string{"appendonly": "yes", "maxmemory-policy": "noeviction"} {
+		if got, _ := cli(true, "config", "get", k); got != k+"\n"+want {
+			t.Errorf("CONFIG GET %s: %q, want %s", k, got, want)
+		}
+	}
+	hc := exec.Command("sh", "-c", strings.Replace(health, "redis-cli ", "redis-cli -h 127.0.0.1 -p "+port+" ", 1))
+	hc.Env = append(os.Environ(), "REDIS_PASSWORD="+password)
+	if b, err := hc.CombinedOutput(); err != nil {
+		t.Errorf("the healthcheck fails against a healthy Redis: %v %s", err, b)
+	}
+	hc = exec.Command("sh", "-c", strings.Replace(health, "redis-cli ", "redis-cli -h 127.0.0.1 -p "+port+" ", 1))
+	hc.Env = append(os.Environ(), "REDIS_PASSWORD=wrong")
+	if err := hc.Run(); err == nil {
+		t.Error("the healthcheck passes with a wrong password")
+	}
+	// SIGTERM reaches redis-server itself (exec), which saves and exits 0.
+	cmd.Process.Signal(syscall.SIGTERM)
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Errorf("Redis after SIGTERM: %v\n%s", err, out)
+		}
+	case <-time.After(15 * time.Second):
+		t.Errorf("Redis did not stop on SIGTERM (is it PID 1 of its script?)\n%s", out)
+	}
+}
+
+// k8sByKind indexes manifests by kind/name.
+func k8sByKind(docs []map[string]any) map[string]map[string]any {
+	m := map[string]map[string]any{}
+	for _, d := range docs {
+		m[fmt.Sprint(d["kind"])+"/"+fmt.Sprint(dig(d, "metadata", "name"))] = d
+	}
+	return m
+}
+
+// envNamed finds the env entry name of a container.
+func envNamed(c any, name string) any {
+	env, _ := dig(c, "env").([]any)
+	for _, e := range env {
+		if dig(e, "name") == name {
+			return e
+		}
+	}
+	return nil
+}
+
+// envIndex is the position of env entry name, -1 when absent.
+func envIndex(c any, name string) int {
+	env, _ := dig(c, "env").([]any)
+	return slices.IndexFunc(env, func(e any) bool { return dig(e, "name") == name })
+}
+
+// selects reports whether selector (matchLabels or a Service selector)
+// matches labels.
+func selects(selector, labels any) bool {
+	sel, _ := selector.(map[string]any)
+	l, _ := labels.(map[string]any)
+	for k, v := range sel {
+		if l[k] != v {
+			return false
+		}
+	}
+	return len(sel) > 0
+}
+
+// TestKubernetesSharedOverlay: deploy/kubernetes-shared is an overlay of
+// deploy/kubernetes listing all its files; the Deployment patch runs two
+// replicas that advertise http://$(POD_IP):<MBP_ADDR's port> from the
+// downward API and reach the Redis Service with the password of the Redis
+// Secret (the one Redis itself reads); the proxy's PVC is deleted and its
+// data volume is an emptyDir; the PDB keeps one pod; the ingress hashes on
+// the user; Redis is a StatefulSet on a PVC, not selected by the proxy's
+// Service, and its start script works (checkRedisScript). With kubectl on
+// PATH, kubectl kustomize renders the overlay and the result is checked too.
+func TestKubernetesSharedOverlay(t *testing.T) {
+	dir := filepath.Join(deployDir, "kubernetes-shared")
+	files, _ := filepath.Glob(filepath.Join(dir, "*.yaml"))
+	var all []map[string]any
+	for _, p := range files {
+		for _, doc := range yamlDocs(t, p) {
+			if doc["kind"] == nil || doc["apiVersion"] == nil {
+				t.Errorf("%s: a document without kind or apiVersion", p)
+			}
+			all = append(all, doc)
+		}
+	}
+	m := k8sByKind(all)
+	kust := m["Kustomization/<nil>"]
+	if kust == nil {
+		t.Fatal("no kustomization.yaml")
+	}
+	var listed []string
+	for _, r := range dig(kust, "resources").([]any) {
+		listed = append(listed, r.(string))
+	}
+	for _, p := range dig(kust, "patches").([]any) {
+		listed = append(listed, dig(p, "path").(string))
+	}
+	if !slices.Contains(listed, "../kubernetes") {
+		t.Errorf("the overlay's resources %v do not include the base ../kubernetes", listed)
+	}
+	for _, p := range files {
+		if b := filepath.Base(p); b != "kustomization.yaml" && !slices.Contains(listed, b) {
+			t.Errorf("kustomization.yaml does not list %s", b)
+		}
+	}
+	base := map[string]map[string]any{}
+	baseFiles, _ := filepath.Glob(filepath.Join(deployDir, "kubernetes", "*.yaml"))
+	for _, p := range baseFiles {
+		maps.Copy(base, k8sByKind(yamlDocs(t, p)))
+	}
+	dep := m["Deployment/mcp-browser-proxy"]
+	if dep == nil || base["Deployment/mcp-browser-proxy"] == nil {
+		t.Fatal("no Deployment patch of the base's mcp-browser-proxy")
+	}
+	if dig(dep, "spec", "replicas") != 2 {
+		t.Errorf("replicas %v, want 2", dig(dep, "spec", "replicas"))
+	}
+	if dig(dep, "spec", "strategy", "type") != "RollingUpdate" || dig(dep, "spec", "strategy", "rollingUpdate", "maxUnavailable") != 0 {
+		t.Errorf("strategy %v: want RollingUpdate with maxUnavailable 0 (one replica keeps serving)", dig(dep, "spec", "strategy"))
+	}
+	c := dig(dep, "spec", "template", "spec", "containers", 0)
+	if dig(c, "name") != dig(base["Deployment/mcp-browser-proxy"], "spec", "template", "spec", "containers", 0, "name") {
+		t.Fatalf("the patch's container %v is not the base's", dig(c, "name"))
+	}
+	_, port, _ := strings.Cut(dig(base["ConfigMap/mcp-browser-proxy"], "data", "MBP_ADDR").(string), ":")
+	if dig(envNamed(c, "POD_IP"), "valueFrom", "fieldRef", "fieldPath") != "status.podIP" {
+		t.Errorf("POD_IP is not the downward API's status.podIP: %v", envNamed(c, "POD_IP"))
+	}
+	if got, want := dig(envNamed(c, "MBP_ADVERTISE_URL"), "value"), "http://$(POD_IP):"+port; got != want || envIndex(c, "POD_IP") > envIndex(c, "MBP_ADVERTISE_URL") {
+		t.Errorf("MBP_ADVERTISE_URL %v, want %s after POD_IP (the kubelet expands only earlier entries)", got, want)
+	}
+	redisSvc, redisSts, redisSecret := m["Service/mcp-browser-proxy-redis"], m["StatefulSet/mcp-browser-proxy-redis"], m["Secret/mcp-browser-proxy-redis"]
+	if redisSvc == nil || redisSts == nil || redisSecret == nil {
+		t.Fatal("no Redis Service, StatefulSet and Secret named mcp-browser-proxy-redis")
+	}
+	u, err := url.Parse(strings.ReplaceAll(fmt.Sprint(dig(envNamed(c, "MBP_REDIS_URL"), "value")), "$(REDIS_PASSWORD)", "pw"))
+	if pw, _ := u.User.Password(); err != nil || u.Scheme != "redis" || u.Hostname() != "mcp-browser-proxy-redis" || u.Port() != fmt.Sprint(dig(redisSvc, "spec", "ports", 0, "port")) || pw != "pw" ||
+		envIndex(c, "REDIS_PASSWORD") > envIndex(c, "MBP_REDIS_URL") {
+		t.Errorf("MBP_REDIS_URL %v does not reach the Redis Service with $(REDIS_PASSWORD) defined before it (%v)", dig(envNamed(c, "MBP_REDIS_URL"), "value"), err)
+	}
+	rc := dig(redisSts, "spec", "template", "spec", "containers", 0)
+	ref := dig(envNamed(c, "REDIS_PASSWORD"), "valueFrom", "secretKeyRef")
+	if dig(ref, "name") != "mcp-browser-proxy-redis" || !hasKey(dig(redisSecret, "stringData"), fmt.Sprint(dig(ref, "key"))) ||
+		fmt.Sprint(ref) != fmt.Sprint(dig(envNamed(rc, "REDIS_PASSWORD"), "valueFrom", "secretKeyRef")) {
+		t.Errorf("the proxies' REDIS_PASSWORD %v is not Redis's %v from the Redis Secret", ref, dig(envNamed(rc, "REDIS_PASSWORD"), "valueFrom", "secretKeyRef"))
+	}
+	var data any
+	for _, v := range dig(dep, "spec", "template", "spec", "volumes").([]any) {
+		if dig(v, "name") == "data" {
+			data = v
+		}
+	}
+	if vm, _ := data.(map[string]any); vm == nil || !hasKey(vm, "persistentVolumeClaim") || vm["persistentVolumeClaim"] != nil || vm["emptyDir"] == nil {
+		t.Errorf("the data volume %v: want persistentVolumeClaim: null and an emptyDir", data)
+	}
+	pvc := m["PersistentVolumeClaim/mcp-browser-proxy-data"]
+	if pvc == nil || pvc["$patch"] != "delete" || base["PersistentVolumeClaim/mcp-browser-proxy-data"] == nil {
+		t.Error("the base's PVC mcp-browser-proxy-data is not deleted by a $patch: delete")
+	}
+	pdb := m["PodDisruptionBudget/mcp-browser-proxy"]
+	if dig(pdb, "spec", "minAvailable") != 1 || !hasKey(dig(pdb, "spec"), "maxUnavailable") || dig(pdb, "spec", "maxUnavailable") != nil {
+		t.Errorf("PDB %v: want minAvailable 1 and the base's maxUnavailable removed", dig(pdb, "spec"))
+	}
+	hash, _ := dig(m["Ingress/mcp-browser-proxy"], "metadata", "annotations", "nginx.ingress.kubernetes.io/upstream-hash-by").(string)
+	if !strings.HasPrefix(hash, "$http_x_user_id") {
+		t.Errorf("ingress upstream-hash-by %q does not hash on $http_x_user_id", hash)
+	}
+	// Redis: persistent, not one of the proxy's pods.
+	podLabels := dig(redisSts, "spec", "template", "metadata", "labels")
+	if selects(dig(base["Service/mcp-browser-proxy"], "spec", "selector"), podLabels) || selects(dig(base["PodDisruptionBudget/mcp-browser-proxy"], "spec", "selector", "matchLabels"), podLabels) {
+		t.Errorf("the proxy's Service or PDB selects the Redis pods (%v)", podLabels)
+	}
+	if !selects(dig(redisSts, "spec", "selector", "matchLabels"), podLabels) || !selects(dig(redisSvc, "spec", "selector"), podLabels) {
+		t.Error("the Redis StatefulSet or Service does not select its own pods")
+	}
+	np := m["NetworkPolicy/mcp-browser-proxy-redis"]
+	if !selects(dig(np, "spec", "podSelector", "matchLabels"), podLabels) ||
+		!selects(dig(np, "spec", "ingress", 0, "from", 0, "podSelector", "matchLabels"), dig(base["Deployment/mcp-browser-proxy"], "spec", "template", "metadata", "labels")) {
+		t.Error("the NetworkPolicy does not let the proxy pods, and only them, reach Redis")
+	}
+	if dig(redisSts, "spec", "volumeClaimTemplates", 0, "metadata", "name") != "data" || dig(rc, "volumeMounts", 0, "name") != "data" || dig(rc, "volumeMounts", 0, "mountPath") != "/data" {
+		t.Errorf("Redis's /data is not on its PVC: %v %v", dig(redisSts, "spec", "volumeClaimTemplates"), dig(rc, "volumeMounts"))
+	}
+	if dig(redisSts, "spec", "template", "spec", "securityContext", "runAsNonRoot") != true || dig(rc, "securityContext", "readOnlyRootFilesystem") != true {
+		t.Error("Redis runs as root or with a writable root")
+	}
+	if pw, _ := dig(redisSecret, "stringData", dig(ref, "key")).(string); len(pw) >= 32 {
+		t.Errorf("the Redis Secret placeholder %q is long enough for the start script to accept it", pw)
+	}
+	command, _ := dig(rc, "command").([]any)
+	if len(command) != 3 || command[0] != "sh" || command[1] != "-c" {
+		t.Fatalf("Redis command %v: want [sh -c script]", command)
+	}
+	probe, _ := dig(rc, "readinessProbe", "exec", "command").([]any)
+	if len(probe) != 3 || probe[0] != "sh" || !strings.Contains(fmt.Sprint(probe[2]), "redis-cli ping") {
+		t.Fatalf("Redis readinessProbe %v", probe)
+	}
+	checkRedisScript(t, command[2].(string), probe[2].(string))
+
+	kubectl, err := exec.LookPath("kubectl")
+	if err != nil {
+		t.Skip("kubectl not on PATH: skipped kubectl kustomize of the overlay; the file checks above passed")
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	out, err := exec.CommandContext(ctx, kubectl, "kustomize", dir).Output()
+	if err != nil {
+		t.Fatalf("kubectl kustomize %s: %v", dir, err)
+	}
+	var rendered []map[string]any
+	dec := yaml.NewDecoder(bytes.NewReader(out))
+	for {
+		var doc map[string]any
+		if err := dec.Decode(&doc); errors.Is(err, io.EOF) {
+			break
+		} else if err != nil {
+			t.Fatal(err)
+		}
+		rendered = append(rendered, doc)
+	}
+	r := k8sByKind(rendered)
+	for k := range r {
+		if strings.HasPrefix(k, "PersistentVolumeClaim/") {
+			t.Errorf("the rendered overlay has %s: the proxy needs no PVC in shared mode", k)
+		}
+	}
+	rdep := r["Deployment/mcp-browser-proxy"]
+	if dig(rdep, "spec", "replicas") != 2 || dig(rdep, "spec", "strategy", "rollingUpdate", "maxUnavailable") != 0 {
+		t.Errorf("rendered Deployment: replicas %v, strategy %v", dig(rdep, "spec", "replicas"), dig(rdep, "spec", "strategy"))
+	}
+	rc0 := dig(rdep, "spec", "template", "spec", "containers", 0)
+	if dig(rc0, "readinessProbe", "httpGet", "path") != "/ready" || dig(rc0, "envFrom") == nil || dig(envNamed(rc0, "MBP_ADVERTISE_URL"), "value") != "http://$(POD_IP):"+port {
+		t.Errorf("rendered proxy container lost the base's /ready probe or envFrom, or the advertise URL: %v", rc0)
+	}
+	for _, v := range dig(rdep, "spec", "template", "spec", "volumes").([]any) {
+		if dig(v, "persistentVolumeClaim") != nil {
+			t.Errorf("rendered volume %v is a PVC", v)
+		}
+	}
+	if spec := dig(r["PodDisruptionBudget/mcp-browser-proxy"], "spec"); dig(spec, "minAvailable") != 1 || hasKey(spec, "maxUnavailable") {
+		t.Errorf("rendered PDB %v", spec)
+	}
+	ann := dig(r["Ingress/mcp-browser-proxy"], "metadata", "annotations")
+	if dig(ann, "nginx.ingress.kubernetes.io/upstream-hash-by") != hash || dig(ann, "nginx.ingress.kubernetes.io/proxy-buffering") != "off" {
+		t.Errorf("rendered ingress annotations %v: want the hash and the base's SSE settings", ann)
+	}
+	if selects(dig(r["Service/mcp-browser-proxy"], "spec", "selector"), dig(r["StatefulSet/mcp-browser-proxy-redis"], "spec", "template", "metadata", "labels")) {
+		t.Error("rendered: the proxy's Service selects the Redis pods")
+	}
+}
+
+// TestNginxSharedConfigIsTheSingleOneWithTwoUpstreams: apart from its
+// header, the affinity map and the upstream block, the shared nginx config
+// is the single-instance one, so that a fix to one cannot miss the other.
+func TestNginxSharedConfigIsTheSingleOneWithTwoUpstreams(t *testing.T) {
+	rest := func(name string) string {
+		b, err := os.ReadFile(filepath.Join(deployDir, "nginx", name))
+		if err != nil {
+			t.Fatal(err)
+		}
+		s := string(b)
+		i := strings.Index(s, "upstream mcp_browser_proxy {")
+		if i < 0 {
+			t.Fatalf("%s has no upstream mcp_browser_proxy", name)
+		}
+		return s[i+strings.Index(s[i:], "}\n"):]
+	}
+	if single, shared := rest("mcp-browser-proxy.conf"), rest("mcp-browser-proxy.shared.conf"); single != shared {
+		t.Errorf("mcp-browser-proxy.shared.conf differs from mcp-browser-proxy.conf after the upstream block; keep them the same")
+	}
+}
+
+// TestNginxSharedHashesOnTheUser runs the shared nginx config for real in
+// front of two loopback backends that say which they are: requests with
+// one X-User-Id reach one backend whatever their token; without X-User-Id,
+// requests with one Authorization reach one backend; users and tokens
+// spread over both; requests with neither are shared round robin.
+func TestNginxSharedHashesOnTheUser(t *testing.T) {
+	nginx, err := exec.LookPath("nginx")
+	if err != nil {
+		t.Skip("nginx not on PATH (apt-get install nginx): skipped the end-to-end run")
+	}
+	var addrs []string
+	for _, name := range []string{"a", "b"} {
+		srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			w.Header().Set("X-Backend", name)
+		}))
+		t.Cleanup(srv.Close)
+		addrs = append(addrs, strings.TrimPrefix(srv.URL, "http://"))
+	}
+	base := startNginx(t, nginx, "mcp-browser-proxy.shared.conf", addrs...)
+	client := clientFrom(t, "127.0.0.1")
+	backend := func(user, authz string) string {
+		req, _ := http.NewRequest(http.MethodPost, base+"/mcp", strings.NewReader("{}"))
+		if user != "" {
+			req.Header.Set("X-User-Id", user)
+		}
+		if authz != "" {
+			req.Header.Set("Authorization", authz)
+		}
+		resp, err := client.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+		return resp.Header.Get("X-Backend")
+	}
+	// 32 keys all on one of two backends would be a broken hash, not chance
+	// (nginx's consistent hash puts 160 points per server on the ring).
+	const keys = 32
+	for _, c := range []struct {
+		what       string
+		user, auth func(key, req int) string
+	}{
+		{"X-User-Id with a token per request", func(k, _ int) string { return fmt.Sprintf("user%d", k) }, func(k, r int) string { return fmt.Sprintf("Bearer tok%d.%d", k, r) }},
+		{"Authorization only", func(int, int) string { return "" }, func(k, _ int) string { return fmt.Sprintf("Bearer tok%d", k) }},
+	} {
+		used := map[string]int{}
+		for k := range keys {
+			first := backend(c.user(k, 0), c.auth(k, 0))
+			for r := 1; r < 4; r++ {
+				if got := backend(c.user(k, r), c.auth(k, r)); got != first {
+					t.Fatalf("%s: key %d went to %q, then to %q", c.what, k, first, got)
+				}
+			}
+			used[first]++
+		}
+		if used["a"] == 0 || used["b"] == 0 || used["a"]+used["b"] != keys {
+			t.Errorf("%s: %d keys spread as %v, want both backends used", c.what, keys, used)
+		}
+	}
+	used := map[string]int{}
+	for range 8 {
+		used[backend("", "")]++
+	}
+	if used["a"] == 0 || used["b"] == 0 {
+		t.Errorf("requests without a key spread as %v, want round robin over both", used)
+	}
+}
