@@ -90,7 +90,7 @@ func TestDeployEnvAndFlagsAreServeFlags(t *testing.T) {
 		}
 		for _, name := range envRefs.FindAllString(string(b), -1) {
 			seen++
-			if _, ok := twins[name]; !ok && !other[name] && !pendingServeEnv[name] {
+			if _, ok := twins[name]; !ok && !other[name] {
 				t.Errorf("%s names %s, which is no serve flag's env twin (serve --help lists them)", p, name)
 			}
 		}
@@ -109,12 +109,6 @@ func TestDeployEnvAndFlagsAreServeFlags(t *testing.T) {
 		t.Fatalf("only %d MBP_ names found: is the deploy dir where the test looks (%s)?", seen, deployDir)
 	}
 }
-
-// pendingServeEnv are env twins of serve flags that deploy/ uses before
-// they exist on this branch: MBP_ADVERTISE_URL (--advertise-url, shared
-// mode's internal address of an instance) comes with shared mode in code.
-// Once the flag exists, the entry is redundant and can go.
-var pendingServeEnv = map[string]bool{"MBP_ADVERTISE_URL": true}
 
 // flagged is a command the lint reads flags from.
 type flagged interface{ Flags() *pflag.FlagSet }
