@@ -1,9 +1,11 @@
 package proxy
 
 import (
+	"context"
 	"fmt"
 	"net/http"
 	"sync"
+	"sync/atomic"
 
 	"github.com/labstack/echo/v4"
 )
@@ -77,8 +79,43 @@ func (s *Server) limitStreams() echo.MiddlewareFunc {
 						p.UserID, l.max, streamRetryAfter),
 				}
 			}
-			defer l.release(p.UserID)
+			slot := &streamSlot{release: func() { l.release(p.UserID) }}
+			r := c.Request()
+			c.SetRequest(r.WithContext(context.WithValue(r.Context(), streamSlotKey{}, slot)))
+			defer slot.done()
 			return next(c)
 		}
 	}
+}
+
+// streamSlotKey is the request context key of a GET stream's *streamSlot.
+type streamSlotKey struct{}
+
+// streamSlot is the stream slot a GET holds. The slot is freed when the
+// handler returns, unless the handler kept the stream past its return (the
+// SSE transport takes the connection from net/http) and took the slot
+// with it (takeStreamSlot).
+type streamSlot struct {
+	release func()
+	once    sync.Once
+	kept    atomic.Bool
+}
+
+func (s *streamSlot) free() { s.once.Do(s.release) }
+
+func (s *streamSlot) done() {
+	if !s.kept.Load() {
+		s.free()
+	}
+}
+
+// takeStreamSlot takes the stream slot of the request with ctx, if it holds
+// one: the caller frees it with the func returned, when its stream ends.
+func takeStreamSlot(ctx context.Context) func() {
+	s, ok := ctx.Value(streamSlotKey{}).(*streamSlot)
+	if !ok {
+		return nil
+	}
+	s.kept.Store(true)
+	return s.free
 }
