@@ -171,7 +171,7 @@ func (t *sseTransport) ServeSSE(w http.ResponseWriter, r *http.Request) {
 	h.Set("Content-Type", "text/event-stream")
 	h.Set("Cache-Control", "no-cache")
 	h.Set("Connection", "keep-alive")
-	h.Set("Access-Control-Allow-Origin", "*")
+	h.Set("Access-Control-Allow-Origin", "*") // as mcp-go; guard (security.go) narrows it
 	endpoint := []byte("event: endpoint\ndata: /message?sessionId=" + id + "\r\n\r\n")
 
 	c.mu.Lock() // a POST /message answer waits for the stream to be set up
@@ -182,7 +182,7 @@ func (t *sseTransport) ServeSSE(w http.ResponseWriter, r *http.Request) {
 		c.connA.Store(&conn)
 		c.mu.Unlock()
 		if c.stopped.Load() {
-			_ = conn.Close() // stop ran before it could see the connection
+			unblock(conn) // stop ran before it could see the connection
 		}
 		c.startTimers()
 		go c.forward()
@@ -209,46 +209,28 @@ func (t *sseTransport) ServeSSE(w http.ResponseWriter, r *http.Request) {
 	c.finish()
 }
 
-// hijack takes the connection of an HTTP/1.1 GET, writes the response head
-// (the header as set on w, chunked) and the endpoint event to it, and
-// returns it; nil when the connection cannot be taken (nothing was written
-// then).
+// hijack sends the response head as net/http writes it (the middlewares'
+// hooks run, the body is chunked), takes the connection of an HTTP/1.1 GET
+// and writes the endpoint event to it. It returns nil when the connection
+// cannot be taken; the head is sent then all the same.
 func (t *sseTransport) hijack(w http.ResponseWriter, r *http.Request, endpoint []byte) net.Conn {
-	if !r.ProtoAtLeast(1, 1) || r.ProtoMajor != 1 {
+	w.WriteHeader(http.StatusOK)
+	if r.ProtoMajor != 1 || !r.ProtoAtLeast(1, 1) {
 		return nil
 	}
-	conn, brw, err := http.NewResponseController(w).Hijack()
+	// Hijack flushes the head written above.
+	conn, _, err := http.NewResponseController(w).Hijack()
 	if err != nil {
 		return nil
 	}
-	// net/http's header read deadline may still be set.
-	_ = conn.SetDeadline(time.Time{})
-	head := w.Header().Clone()
-	head.Set("Transfer-Encoding", "chunked")
-	if head.Get("Date") == "" {
-		head.Set("Date", time.Now().UTC().Format(http.TimeFormat))
-	}
-	bw := brw.Writer
-	_, _ = bw.WriteString("HTTP/1.1 200 OK\r\n")
-	_ = head.Write(bw)
-	_, _ = bw.WriteString("\r\n")
-	writeChunk(bw, endpoint)
+	_ = conn.SetReadDeadline(time.Time{}) // net/http's header deadline
 	_ = conn.SetWriteDeadline(time.Now().Add(t.writeBound))
-	if err := bw.Flush(); err != nil {
+	hdr := strconv.FormatInt(int64(len(endpoint)), 16) + "\r\n"
+	bufs := net.Buffers{[]byte(hdr), endpoint, []byte("\r\n")}
+	if _, err := bufs.WriteTo(conn); err != nil {
 		_ = conn.Close() // the session ends at once: its reader fails
-		return conn
 	}
-	_ = conn.SetWriteDeadline(time.Time{})
 	return conn
-}
-
-func writeChunk(bw interface {
-	WriteString(string) (int, error)
-	Write([]byte) (int, error)
-}, p []byte) {
-	_, _ = bw.WriteString(strconv.FormatInt(int64(len(p)), 16) + "\r\n")
-	_, _ = bw.Write(p)
-	_, _ = bw.WriteString("\r\n")
 }
 
 // startTimers arms the keep-alive: a runtime timer, no goroutine while idle.
@@ -297,8 +279,9 @@ func (c *sseSession) forward() {
 }
 
 // readUntilClosed reads the hijacked connection until the client closes it
-// (or stop does), then ends the session. A client sends nothing on a stream;
-// whatever it sends is dropped.
+// or stop unblocks the read, then ends the body as net/http would (the last
+// chunk), closes the connection and unregisters the session. A client sends
+// nothing on a stream; whatever it sends is dropped.
 func (c *sseSession) readUntilClosed() {
 	var b [16]byte
 	for {
@@ -307,7 +290,20 @@ func (c *sseSession) readUntilClosed() {
 		}
 	}
 	c.stop()
+	c.mu.Lock()
+	c.closed = true
+	_ = c.conn.SetWriteDeadline(time.Now().Add(c.t.writeBound))
+	_, _ = c.conn.Write([]byte("0\r\n\r\n"))
+	_ = c.conn.Close()
+	c.mu.Unlock()
 	c.finish()
+}
+
+// unblock fails the read and any write in progress on conn at once.
+func unblock(conn net.Conn) {
+	now := time.Now()
+	_ = conn.SetWriteDeadline(now)
+	_ = conn.SetReadDeadline(now)
 }
 
 // sendMessage writes one JSON-RPC message as a message event.
@@ -363,9 +359,9 @@ func (c *sseSession) stop() {
 	if ka := c.kaA.Load(); ka != nil {
 		ka.Stop()
 	}
-	// Closing the connection fails a write in progress and the reader.
+	// The reader then ends the body and closes the connection.
 	if conn := c.connA.Load(); conn != nil {
-		_ = (*conn).Close()
+		unblock(*conn)
 	}
 }
 
