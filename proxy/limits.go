@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"net/http"
 	"sync"
-	"sync/atomic"
 
 	"github.com/labstack/echo/v4"
 )
@@ -79,43 +78,74 @@ func (s *Server) limitStreams() echo.MiddlewareFunc {
 						p.UserID, l.max, streamRetryAfter),
 				}
 			}
-			slot := &streamSlot{release: func() { l.release(p.UserID) }}
-			r := c.Request()
-			c.SetRequest(r.WithContext(context.WithValue(r.Context(), streamSlotKey{}, slot)))
-			defer slot.done()
+			defer holdForStream(c, func() { l.release(p.UserID) })()
 			return next(c)
 		}
 	}
 }
 
-// streamSlotKey is the request context key of a GET stream's *streamSlot.
-type streamSlotKey struct{}
+// streamHoldsKey is the request context key of a GET /sse's *streamHolds.
+type streamHoldsKey struct{}
 
-// streamSlot is the stream slot a GET holds. The slot is freed when the
-// handler returns, unless the handler kept the stream past its return (the
-// SSE transport takes the connection from net/http) and took the slot
-// with it (takeStreamSlot).
-type streamSlot struct {
-	release func()
-	once    sync.Once
-	kept    atomic.Bool
+// streamHolds are what middlewares hold for a GET /sse until its handler
+// returns (a stream slot, a forwarded client's request slot), or, when the
+// SSE transport keeps the stream past its handler (it takes the connection
+// from net/http), until the stream ends (takeStreamHolds).
+type streamHolds struct {
+	mu    sync.Mutex
+	kept  bool
+	holds []*streamHold
 }
 
-func (s *streamSlot) free() { s.once.Do(s.release) }
+type streamHold struct {
+	once    sync.Once
+	release func()
+}
 
-func (s *streamSlot) done() {
-	if !s.kept.Load() {
-		s.free()
+func (h *streamHold) free() { h.once.Do(h.release) }
+
+// holdForStream holds release for the request of c: the func returned, to
+// defer, runs it unless the stream was kept, which then runs it when it
+// ends. Only GET /sse can be kept; other requests run release on return.
+func holdForStream(c echo.Context, release func()) (done func()) {
+	r := c.Request()
+	if r.Method != http.MethodGet || r.URL.Path != "/sse" {
+		return release
+	}
+	hs, ok := r.Context().Value(streamHoldsKey{}).(*streamHolds)
+	if !ok {
+		hs = &streamHolds{}
+		c.SetRequest(r.WithContext(context.WithValue(r.Context(), streamHoldsKey{}, hs)))
+	}
+	h := &streamHold{release: release}
+	hs.mu.Lock()
+	hs.holds = append(hs.holds, h)
+	hs.mu.Unlock()
+	return func() {
+		hs.mu.Lock()
+		kept := hs.kept
+		hs.mu.Unlock()
+		if !kept {
+			h.free()
+		}
 	}
 }
 
-// takeStreamSlot takes the stream slot of the request with ctx, if it holds
-// one: the caller frees it with the func returned, when its stream ends.
-func takeStreamSlot(ctx context.Context) func() {
-	s, ok := ctx.Value(streamSlotKey{}).(*streamSlot)
+// takeStreamHolds keeps what the request with ctx holds past its handler:
+// the caller runs the func returned when its stream ends. It returns nil
+// when nothing is held.
+func takeStreamHolds(ctx context.Context) func() {
+	hs, ok := ctx.Value(streamHoldsKey{}).(*streamHolds)
 	if !ok {
 		return nil
 	}
-	s.kept.Store(true)
-	return s.free
+	hs.mu.Lock()
+	defer hs.mu.Unlock()
+	hs.kept = true
+	holds := hs.holds
+	return func() {
+		for _, h := range holds {
+			h.free()
+		}
+	}
 }

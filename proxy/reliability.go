@@ -1,11 +1,13 @@
 package proxy
 
 import (
+	"bufio"
 	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"runtime/debug"
 	"strings"
@@ -90,7 +92,7 @@ func (d *drainer) serveStream(next http.Handler, w http.ResponseWriter, r *http.
 	d.mu.Lock()
 	closing := d.closing
 	d.mu.Unlock()
-	if closing && sw.eventStream {
+	if closing && sw.eventStream && !sw.hijacked {
 		// After the last event: the client reconnects after this delay
 		// instead of at once, to a restarted or another instance.
 		_, _ = fmt.Fprintf(w, "retry: %d\n\n", shutdownRetry.Milliseconds())
@@ -232,6 +234,17 @@ type streamWriter struct {
 	http.ResponseWriter
 	status      int  // status written, 0 before
 	eventStream bool // the answer is a text/event-stream that started
+	hijacked    bool // the handler took the connection (the SSE transport)
+}
+
+// Hijack lets the handler take the connection, and notes it: what follows
+// on it is the handler's.
+func (w *streamWriter) Hijack() (net.Conn, *bufio.ReadWriter, error) {
+	conn, brw, err := http.NewResponseController(w.ResponseWriter).Hijack()
+	if err == nil {
+		w.hijacked = true
+	}
+	return conn, brw, err
 }
 
 func (w *streamWriter) WriteHeader(code int) {

@@ -67,7 +67,7 @@ type sseSession struct {
 	ctx    context.Context // the GET's values, never cancelled: hooks read the principal
 	notify chan mcp.JSONRPCNotification
 	done   chan struct{} // closed by stop
-	slot   func()        // frees the user's stream slot (limits.go), or nil
+	slot   func()        // frees what middlewares hold for the stream (limits.go), or nil
 
 	stopped     atomic.Bool
 	connA       atomic.Pointer[net.Conn]   // conn, for stop
@@ -177,7 +177,7 @@ func (t *sseTransport) ServeSSE(w http.ResponseWriter, r *http.Request) {
 	c.mu.Lock() // a POST /message answer waits for the stream to be set up
 	if conn := t.hijack(w, r, endpoint); conn != nil {
 		// The handler returns; what the stream holds from here on is in c.
-		c.slot = takeStreamSlot(r.Context())
+		c.slot = takeStreamHolds(r.Context())
 		c.conn, c.w = conn, nil
 		c.connA.Store(&conn)
 		c.mu.Unlock()
