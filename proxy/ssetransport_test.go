@@ -1,7 +1,11 @@
 package proxy
 
 import (
+	"bufio"
 	"bytes"
+	"context"
+	"crypto/tls"
+	"net"
 	"net/http"
 	"runtime"
 	"runtime/pprof"
@@ -201,4 +205,81 @@ func TestSSEMessageErrors(t *testing.T) {
 	if _, err := st.waitLine(10*time.Second, rpcResponse(3)); err != nil {
 		t.Fatalf("the ping's answer on the stream: %v", err)
 	}
+}
+
+// TestSSEOverHTTP2 checks the transport where the connection cannot be
+// hijacked (HTTP/2 over TLS): the handler keeps the stream, answers and the
+// session's end work as on HTTP/1.1.
+func TestSSEOverHTTP2(t *testing.T) {
+	certFile, keyFile, roots := selfSigned(t, t.TempDir())
+	tcfg, err := LoadTLS(certFile, keyFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	h := newSecHarness(t, func(c *Config) { c.Security.TLS = tcfg })
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, stop := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- h.srv.Serve(ctx, l) }()
+	defer func() {
+		stop()
+		select {
+		case <-done:
+		case <-time.After(15 * time.Second):
+			t.Error("Serve did not return")
+		}
+	}()
+	base := "https://" + l.Addr().String()
+	client := &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: roots}, ForceAttemptHTTP2: true}}
+	defer client.CloseIdleConnections()
+	tok := h.token("alice")
+
+	sctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	req, _ := http.NewRequestWithContext(sctx, http.MethodGet, base+"/sse", nil)
+	req.Header.Set("Authorization", "Bearer "+tok)
+	resp, err := client.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	if resp.ProtoMajor != 2 || resp.StatusCode != http.StatusOK {
+		t.Fatalf("GET /sse: %s %d, want HTTP/2 200", resp.Proto, resp.StatusCode)
+	}
+	body := bufio.NewReader(resp.Body)
+	var endpoint string
+	for endpoint == "" {
+		l, err := body.ReadString('\n')
+		if err != nil {
+			t.Fatalf("endpoint event: %v", err)
+		}
+		if strings.HasPrefix(l, "data:") {
+			endpoint = strings.TrimSpace(strings.TrimPrefix(l, "data:"))
+		}
+	}
+	preq, _ := http.NewRequestWithContext(sctx, http.MethodPost, base+endpoint, strings.NewReader(`{"jsonrpc":"2.0","id":5,"method":"ping"}`))
+	preq.Header.Set("Authorization", "Bearer "+tok)
+	preq.Header.Set("Content-Type", "application/json")
+	presp, err := client.Do(preq)
+	if err != nil {
+		t.Fatal(err)
+	}
+	presp.Body.Close()
+	if presp.StatusCode != http.StatusAccepted {
+		t.Fatalf("POST %s: %d", endpoint, presp.StatusCode)
+	}
+	for {
+		l, err := body.ReadString('\n')
+		if err != nil {
+			t.Fatalf("the ping's answer: %v", err)
+		}
+		if rpcResponse(5)(strings.TrimRight(l, "\r\n")) {
+			break
+		}
+	}
+	cancel() // the client goes
+	waitUntil(t, 10*time.Second, "the session closed", func() bool { return h.srv.sse.count() == 0 && h.mgr.Count() == 0 })
 }
