@@ -277,7 +277,7 @@ func (s *Server) limitForwarded() echo.MiddlewareFunc {
 					Message: fmt.Sprintf("your address already has %d requests open at this proxy, the limit; close some (idle MCP streams, stalled uploads) and retry", reqs.max),
 				}
 			}
-			defer reqs.release(a)
+			defer holdForStream(c, func() { reqs.release(a) })()
 			return next(c)
 		}
 	}

@@ -1,6 +1,7 @@
 package proxy
 
 import (
+	"context"
 	"fmt"
 	"net/http"
 	"sync"
@@ -77,8 +78,74 @@ func (s *Server) limitStreams() echo.MiddlewareFunc {
 						p.UserID, l.max, streamRetryAfter),
 				}
 			}
-			defer l.release(p.UserID)
+			defer holdForStream(c, func() { l.release(p.UserID) })()
 			return next(c)
+		}
+	}
+}
+
+// streamHoldsKey is the request context key of a GET /sse's *streamHolds.
+type streamHoldsKey struct{}
+
+// streamHolds are what middlewares hold for a GET /sse until its handler
+// returns (a stream slot, a forwarded client's request slot), or, when the
+// SSE transport keeps the stream past its handler (it takes the connection
+// from net/http), until the stream ends (takeStreamHolds).
+type streamHolds struct {
+	mu    sync.Mutex
+	kept  bool
+	holds []*streamHold
+}
+
+type streamHold struct {
+	once    sync.Once
+	release func()
+}
+
+func (h *streamHold) free() { h.once.Do(h.release) }
+
+// holdForStream holds release for the request of c: the func returned, to
+// defer, runs it unless the stream was kept, which then runs it when it
+// ends. Only GET /sse can be kept; other requests run release on return.
+func holdForStream(c echo.Context, release func()) (done func()) {
+	r := c.Request()
+	if r.Method != http.MethodGet || r.URL.Path != "/sse" {
+		return release
+	}
+	hs, ok := r.Context().Value(streamHoldsKey{}).(*streamHolds)
+	if !ok {
+		hs = &streamHolds{}
+		c.SetRequest(r.WithContext(context.WithValue(r.Context(), streamHoldsKey{}, hs)))
+	}
+	h := &streamHold{release: release}
+	hs.mu.Lock()
+	hs.holds = append(hs.holds, h)
+	hs.mu.Unlock()
+	return func() {
+		hs.mu.Lock()
+		kept := hs.kept
+		hs.mu.Unlock()
+		if !kept {
+			h.free()
+		}
+	}
+}
+
+// takeStreamHolds keeps what the request with ctx holds past its handler:
+// the caller runs the func returned when its stream ends. It returns nil
+// when nothing is held.
+func takeStreamHolds(ctx context.Context) func() {
+	hs, ok := ctx.Value(streamHoldsKey{}).(*streamHolds)
+	if !ok {
+		return nil
+	}
+	hs.mu.Lock()
+	defer hs.mu.Unlock()
+	hs.kept = true
+	holds := hs.holds
+	return func() {
+		for _, h := range holds {
+			h.free()
 		}
 	}
 }

@@ -27,11 +27,11 @@ func (s *Server) buildMCP() {
 	mgr.SetAccess(access) // one rule for tools/list and tools/call
 	hooks.AddOnRegisterSession(func(ctx context.Context, cs server.ClientSession) {
 		if p, ok := auth.FromContext(ctx); ok && cs.SessionID() != "" {
-			transport := session.TransportStreamable
-			if _, sse := ctx.Value(streamEndKey{}).(context.CancelFunc); sse {
-				transport = session.TransportSSE
+			transport, end := session.TransportStreamable, func() { s.endStreamable(cs.SessionID()) }
+			if sc, sse := cs.(*sseSession); sse {
+				transport, end = session.TransportSSE, sc.stop
 			}
-			mgr.OpenVia(cs.SessionID(), p.UserID, transport, s.transportEnd(ctx, cs.SessionID()))
+			mgr.OpenVia(cs.SessionID(), p.UserID, transport, end)
 			s.cfg.Metrics.connected()
 		}
 	})
@@ -60,17 +60,13 @@ func (s *Server) buildMCP() {
 	)
 	tools.Register(s.mcp, list)
 
-	s.sse = server.NewSSEServer(s.mcp,
-		server.WithKeepAliveInterval(s.cfg.KeepAlive),
-		server.WithSessionIDGenerator(func(_ context.Context, r *http.Request) (string, error) {
-			p, _ := auth.FromContext(r.Context())
-			id := mgr.NewID(p.UserID)
-			s.cl.holdSession(r.Context(), id)
-			return id, nil
-		}),
-		// guard (security.go) checks Host first, with --allowed-hosts.
-		server.WithSSEDisableLocalhostProtection(len(s.cfg.Security.AllowedHosts) > 0),
-	)
+	// guard (security.go) checks Host, with --allowed-hosts.
+	s.sse = newSSETransport(s.mcp, s.cfg.KeepAlive, func(r *http.Request) (string, error) {
+		p, _ := auth.FromContext(r.Context())
+		id := mgr.NewID(p.UserID)
+		s.cl.holdSession(r.Context(), id)
+		return id, nil
+	})
 	s.stream = server.NewStreamableHTTPServer(s.mcp,
 		server.WithSessionIdManagerResolver(idResolver{mgr: mgr, cl: s.cl}),
 		// The manager expires sessions (idle or too old) and then ends their
@@ -123,32 +119,6 @@ func (m idManager) Terminate(id string) (bool, error) {
 	m.mgr.Close(id)
 	m.cl.dropSession(id)
 	return false, nil
-}
-
-// streamEndKey is the request context key of the cancel func of a GET /sse
-// stream (see endableSSE).
-type streamEndKey struct{}
-
-// endableSSE makes each SSE stream endable by the session manager. mcp-go's
-// SSE server has no per-session close, but a stream whose request context
-// ends unregisters its session; so the stream gets a context of its own whose
-// cancel func the register hook hands to the manager (transportEnd).
-func (s *Server) endableSSE(h http.Handler) http.Handler {
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		ctx, cancel := context.WithCancel(r.Context())
-		defer cancel()
-		h.ServeHTTP(w, r.WithContext(context.WithValue(ctx, streamEndKey{}, cancel)))
-	})
-}
-
-// transportEnd returns how the manager ends session id's transport: cancel
-// its SSE stream when ctx is that of a GET /sse (endableSSE), else terminate
-// it on the streamable transport.
-func (s *Server) transportEnd(ctx context.Context, id string) func() {
-	if cancel, ok := ctx.Value(streamEndKey{}).(context.CancelFunc); ok {
-		return cancel
-	}
-	return func() { s.endStreamable(id) }
 }
 
 // endStreamable terminates streamable session id as a DELETE from its

@@ -1,13 +1,14 @@
 package proxy
 
 import (
+	"bufio"
 	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
-	"net/url"
 	"runtime/debug"
 	"strings"
 	"sync"
@@ -80,27 +81,41 @@ func (d *drainer) serveMessage(next http.Handler, w http.ResponseWriter, r *http
 	}
 }
 
-// serveStream serves an MCP stream (GET /sse or GET /mcp). On /sse it
-// learns the session ID from the endpoint event and counts each JSON-RPC
-// answer written; when shutdown ended the stream, it ends it with a retry
-// field.
+// serveStream serves an MCP stream (GET /sse or GET /mcp): when shutdown
+// ended the stream while its handler held it, it ends it with a retry field.
+// The SSE transport reports its sessions and their answers itself
+// (streamOpened, expect, streamClosed), and writes the retry field of a
+// stream it took from net/http.
 func (d *drainer) serveStream(next http.Handler, w http.ResponseWriter, r *http.Request) {
-	sw := &streamWriter{ResponseWriter: w, d: d, legacy: r.URL.Path == "/sse"}
+	sw := &streamWriter{ResponseWriter: w}
 	next.ServeHTTP(sw, r)
 	d.mu.Lock()
-	if sw.session != "" {
-		delete(d.streams, sw.session)
-		delete(d.pending, sw.session)
-		d.signalLocked()
-	}
 	closing := d.closing
 	d.mu.Unlock()
-	if closing && sw.eventStream {
+	if closing && sw.eventStream && !sw.hijacked {
 		// After the last event: the client reconnects after this delay
 		// instead of at once, to a restarted or another instance.
 		_, _ = fmt.Fprintf(w, "retry: %d\n\n", shutdownRetry.Milliseconds())
 		_ = http.NewResponseController(w).Flush()
 	}
+}
+
+// streamOpened counts the SSE session id as live: the answers of the
+// requests accepted for it are waited for.
+func (d *drainer) streamOpened(id string) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	d.streams[id] = struct{}{}
+}
+
+// streamClosed forgets the SSE session id: its answers can be written no
+// more.
+func (d *drainer) streamClosed(id string) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	delete(d.streams, id)
+	delete(d.pending, id)
+	d.signalLocked()
 }
 
 func (d *drainer) addInflight(n int) {
@@ -213,15 +228,23 @@ func (w *statusWriter) Write(p []byte) (int, error) {
 
 func (w *statusWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
 
-// streamWriter watches the events of an MCP stream. mcp-go writes each
-// event with a single Write, which is what it relies on.
+// streamWriter notes whether an MCP stream's answer started as an event
+// stream.
 type streamWriter struct {
 	http.ResponseWriter
-	d           *drainer
-	legacy      bool   // GET /sse: answers to POST /message come this way
-	status      int    // status written, 0 before
-	eventStream bool   // the answer is a text/event-stream that started
-	session     string // the legacy session ID, from the endpoint event
+	status      int  // status written, 0 before
+	eventStream bool // the answer is a text/event-stream that started
+	hijacked    bool // the handler took the connection (the SSE transport)
+}
+
+// Hijack lets the handler take the connection, and notes it: what follows
+// on it is the handler's.
+func (w *streamWriter) Hijack() (net.Conn, *bufio.ReadWriter, error) {
+	conn, brw, err := http.NewResponseController(w.ResponseWriter).Hijack()
+	if err == nil {
+		w.hijacked = true
+	}
+	return conn, brw, err
 }
 
 func (w *streamWriter) WriteHeader(code int) {
@@ -239,75 +262,12 @@ func (w *streamWriter) start(code int) {
 
 func (w *streamWriter) Write(p []byte) (int, error) {
 	w.start(http.StatusOK)
-	if w.legacy && w.eventStream {
-		w.observe(p)
-	}
 	return w.ResponseWriter.Write(p)
-}
-
-// observe reads one event: the endpoint event names the session, and each
-// JSON-RPC answer pays one request accepted on /message.
-func (w *streamWriter) observe(p []byte) {
-	data := sseData(p)
-	if data == nil {
-		return
-	}
-	if w.session == "" {
-		u, err := url.Parse(string(bytes.TrimSpace(data)))
-		if err != nil || u.Query().Get("sessionId") == "" {
-			return
-		}
-		w.session = u.Query().Get("sessionId")
-		w.d.mu.Lock()
-		w.d.streams[w.session] = struct{}{}
-		w.d.mu.Unlock()
-		return
-	}
-	if isAnswer(data) {
-		w.d.expect(w.session, -1)
-	}
 }
 
 func (w *streamWriter) Flush() { _ = http.NewResponseController(w.ResponseWriter).Flush() }
 
 func (w *streamWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
-
-// sseData returns the data field of the event in p (from "data:" to the
-// end), or nil.
-func sseData(p []byte) []byte {
-	i := bytes.Index(p, []byte("data:"))
-	if i < 0 || (i > 0 && p[i-1] != '\n') {
-		return nil
-	}
-	return bytes.TrimPrefix(p[i+len("data:"):], []byte(" "))
-}
-
-// isAnswer reports whether data, one JSON-RPC message, is an answer (it
-// has a result or an error) rather than a request or a notification (a
-// method). It reads only up to the first of those keys.
-func isAnswer(data []byte) bool {
-	dec := json.NewDecoder(bytes.NewReader(data))
-	if t, err := dec.Token(); err != nil || t != json.Delim('{') {
-		return false
-	}
-	for dec.More() {
-		t, err := dec.Token()
-		if err != nil {
-			return false
-		}
-		switch t {
-		case "result", "error":
-			return true
-		case "method":
-			return false
-		}
-		var skip json.RawMessage
-		if dec.Decode(&skip) != nil {
-			return false
-		}
-	}
-	return false
-}
 
 // recoverTools is the innermost tool middleware: a panic in a tool handler
 // is logged with its stack and becomes an error result of that call only;

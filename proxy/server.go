@@ -96,7 +96,7 @@ type Server struct {
 	log     zerolog.Logger
 	e       *echo.Echo
 	mcp     *server.MCPServer
-	sse     *server.SSEServer
+	sse     *sseTransport
 	stream  *server.StreamableHTTPServer
 	started time.Time
 
@@ -160,8 +160,8 @@ func New(cfg Config) *Server {
 	// In shared mode a request for another instance's session goes there
 	// once authenticated (forwardSession), and a new session goes to its
 	// user's home (home), before the limits are counted.
-	e.GET("/sse", echo.WrapHandler(s.endableSSE(s.sse.SSEHandler())), authn, home, s.mcpGuard, streams)
-	e.POST("/message", echo.WrapHandler(s.sse.MessageHandler()), authn, s.forwardSession, s.mcpGuard)
+	e.GET("/sse", echo.WrapHandler(http.HandlerFunc(s.sse.ServeSSE)), authn, home, s.mcpGuard, streams)
+	e.POST("/message", echo.WrapHandler(http.HandlerFunc(s.sse.ServeMessage)), authn, s.forwardSession, s.mcpGuard)
 	mcpHandler := echo.WrapHandler(s.stream)
 	for _, m := range []string{http.MethodPost, http.MethodGet, http.MethodDelete} {
 		e.Add(m, "/mcp", mcpHandler, s.forwardUncredentialedDelete, authn, s.forwardSession, home, s.mcpGuard, streams)
@@ -230,6 +230,7 @@ func (s *Server) Restore(ctx context.Context) error {
 // not an error.
 func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 	d := newDrainer()
+	s.sse.drain.Store(d)
 	srv := &http.Server{
 		Handler:           d.wrap(s.e),
 		ReadHeaderTimeout: s.cfg.Conns.ReadHeaderTimeout,

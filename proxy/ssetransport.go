@@ -1,0 +1,496 @@
+package proxy
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log"
+	"net"
+	"net/http"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/mark3labs/mcp-go/mcp"
+	"github.com/mark3labs/mcp-go/server"
+)
+
+// The legacy SSE transport (GET /sse, POST /message?sessionId=) over
+// mcp-go's MCPServer, which keeps the schema and the dispatch. It replaces
+// mcp-go's SSEServer because of what an idle session cost there: a handler
+// goroutine with a deep stack, three more goroutines, two 100-slot channels
+// and net/http's connection buffers (BENCHMARKS.md, issue 12).
+//
+// Here a stream on HTTP/1.1 is hijacked once its header is out: net/http
+// lets go of the connection, its buffers and its background read. An idle
+// session then holds one small reader goroutine (it notices the client
+// closing), one notification forwarder (mcp-go hands notifications over a
+// channel) and a runtime timer for its keep-alive. Every event is written
+// by its sender under the session's lock with a write deadline, so a
+// client that stops reading delays no one past sseWriteBound and is then
+// cut. Where the connection cannot be hijacked (HTTP/2), the handler keeps
+// the stream, written and flushed through the ResponseWriter.
+
+// sseWriteBound bounds one event's write to a client; a client that does not
+// take an event within it is cut.
+const sseWriteBound = 10 * time.Second
+
+// sseNotifyQueue is how many notifications a session queues for its stream;
+// mcp-go drops (and reports through the error hook) what does not fit.
+const sseNotifyQueue = 16
+
+// sseTransport serves the legacy SSE transport. It is safe for concurrent
+// use.
+type sseTransport struct {
+	mcp        *server.MCPServer
+	keepAlive  time.Duration                         // 0: no keep-alive pings
+	newID      func(r *http.Request) (string, error) // a new session's ID
+	writeBound time.Duration                         // sseWriteBound; shorter in tests
+
+	drain atomic.Pointer[drainer] // set by Serve: the stream answers it waits for
+
+	mu       sync.Mutex
+	sessions map[string]*sseSession
+}
+
+func newSSETransport(m *server.MCPServer, keepAlive time.Duration, newID func(*http.Request) (string, error)) *sseTransport {
+	return &sseTransport{mcp: m, keepAlive: keepAlive, newID: newID, writeBound: sseWriteBound, sessions: map[string]*sseSession{}}
+}
+
+// sseSession is one legacy SSE session: mcp-go's server.ClientSession, and
+// the stream its events go to.
+type sseSession struct {
+	t      *sseTransport
+	id     string
+	ctx    context.Context // the GET's values, never cancelled: hooks read the principal
+	notify chan mcp.JSONRPCNotification
+	done   chan struct{} // closed by stop
+	slot   func()        // frees what middlewares hold for the stream (limits.go), or nil
+
+	stopped     atomic.Bool
+	connA       atomic.Pointer[net.Conn]   // conn, for stop
+	kaA         atomic.Pointer[time.Timer] // keep-alive, or nil
+	initialized atomic.Bool
+	pingID      atomic.Int64
+	logLevel    atomic.Value // mcp.LoggingLevel
+
+	mu       sync.Mutex // serialises writes; guards what follows
+	closed   bool       // no more writes
+	conn     net.Conn   // the hijacked connection, or nil
+	w        http.ResponseWriter
+	rc       *http.ResponseController // w's, when not hijacked
+	info     mcp.Implementation
+	caps     mcp.ClientCapabilities
+	chunkHdr [18]byte // scratch for a chunk's size line
+}
+
+var (
+	_ server.ClientSession         = (*sseSession)(nil)
+	_ server.SessionWithLogging    = (*sseSession)(nil)
+	_ server.SessionWithClientInfo = (*sseSession)(nil)
+)
+
+// SessionID implements server.ClientSession.
+func (c *sseSession) SessionID() string { return c.id }
+
+// NotificationChannel implements server.ClientSession.
+func (c *sseSession) NotificationChannel() chan<- mcp.JSONRPCNotification { return c.notify }
+
+// Initialize implements server.ClientSession.
+func (c *sseSession) Initialize() {
+	c.logLevel.Store(mcp.LoggingLevelError)
+	c.initialized.Store(true)
+}
+
+// Initialized implements server.ClientSession.
+func (c *sseSession) Initialized() bool { return c.initialized.Load() }
+
+// SetLogLevel implements server.SessionWithLogging.
+func (c *sseSession) SetLogLevel(level mcp.LoggingLevel) { c.logLevel.Store(level) }
+
+// GetLogLevel implements server.SessionWithLogging.
+func (c *sseSession) GetLogLevel() mcp.LoggingLevel {
+	if l, ok := c.logLevel.Load().(mcp.LoggingLevel); ok {
+		return l
+	}
+	return mcp.LoggingLevelError
+}
+
+// GetClientInfo implements server.SessionWithClientInfo.
+func (c *sseSession) GetClientInfo() mcp.Implementation {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.info
+}
+
+// SetClientInfo implements server.SessionWithClientInfo.
+func (c *sseSession) SetClientInfo(info mcp.Implementation) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.info = info
+}
+
+// GetClientCapabilities implements server.SessionWithClientInfo.
+func (c *sseSession) GetClientCapabilities() mcp.ClientCapabilities {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.caps
+}
+
+// SetClientCapabilities implements server.SessionWithClientInfo.
+func (c *sseSession) SetClientCapabilities(caps mcp.ClientCapabilities) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.caps = caps
+}
+
+// ServeSSE answers GET /sse: it opens a session, sends its endpoint event
+// and keeps the stream until the client goes or the session is ended.
+func (t *sseTransport) ServeSSE(w http.ResponseWriter, r *http.Request) {
+	id, err := t.newID(r)
+	if err != nil || id == "" {
+		http.Error(w, "Failed to create session ID", http.StatusInternalServerError)
+		return
+	}
+	c := &sseSession{t: t, id: id, ctx: context.WithoutCancel(r.Context()),
+		notify: make(chan mcp.JSONRPCNotification, sseNotifyQueue), done: make(chan struct{}), w: w}
+	t.mu.Lock()
+	t.sessions[id] = c
+	t.mu.Unlock()
+	if err := t.mcp.RegisterSession(c.ctx, c); err != nil {
+		t.forget(c)
+		http.Error(w, fmt.Sprintf("Session registration failed: %v", err), http.StatusInternalServerError)
+		return
+	}
+	if d := t.drain.Load(); d != nil {
+		d.streamOpened(id)
+	}
+	h := w.Header()
+	h.Set("Content-Type", "text/event-stream")
+	h.Set("Cache-Control", "no-cache")
+	h.Set("Connection", "keep-alive")
+	h.Set("Access-Control-Allow-Origin", "*") // as mcp-go; guard (security.go) narrows it
+	endpoint := []byte("event: endpoint\ndata: /message?sessionId=" + id + "\r\n\r\n")
+
+	c.mu.Lock() // a POST /message answer waits for the stream to be set up
+	if conn := t.hijack(w, r, endpoint); conn != nil {
+		// The handler returns; what the stream holds from here on is in c.
+		c.slot = takeStreamHolds(r.Context())
+		c.conn, c.w = conn, nil
+		c.connA.Store(&conn)
+		c.mu.Unlock()
+		if c.stopped.Load() {
+			unblock(conn) // stop ran before it could see the connection
+		}
+		c.startTimers()
+		go c.forward()
+		go c.readUntilClosed()
+		return
+	}
+
+	// Not hijackable: the handler goroutine keeps the stream.
+	c.rc = http.NewResponseController(w)
+	werr := c.writeLocked(endpoint)
+	c.mu.Unlock()
+	if werr == nil {
+		c.startTimers()
+		go c.forward()
+		select {
+		case <-r.Context().Done():
+		case <-c.done:
+		}
+	}
+	c.stop()
+	c.mu.Lock() // waits out a write in progress: none may follow the handler
+	c.closed = true
+	c.mu.Unlock()
+	c.finish()
+}
+
+// hijack sends the response head as net/http writes it (the middlewares'
+// hooks run, the body is chunked), takes the connection of an HTTP/1.1 GET
+// and writes the endpoint event to it. It returns nil when the connection
+// cannot be taken; the head is sent then all the same.
+func (t *sseTransport) hijack(w http.ResponseWriter, r *http.Request, endpoint []byte) net.Conn {
+	w.WriteHeader(http.StatusOK)
+	if r.ProtoMajor != 1 || !r.ProtoAtLeast(1, 1) {
+		return nil
+	}
+	// Hijack flushes the head written above.
+	conn, _, err := http.NewResponseController(w).Hijack()
+	if err != nil {
+		return nil
+	}
+	_ = conn.SetReadDeadline(time.Time{}) // net/http's header deadline
+	_ = conn.SetWriteDeadline(time.Now().Add(t.writeBound))
+	hdr := strconv.FormatInt(int64(len(endpoint)), 16) + "\r\n"
+	bufs := net.Buffers{[]byte(hdr), endpoint, []byte("\r\n")}
+	if _, err := bufs.WriteTo(conn); err != nil {
+		_ = conn.Close() // the session ends at once: its reader fails
+	}
+	return conn
+}
+
+// startTimers arms the keep-alive: a runtime timer, no goroutine while idle.
+func (c *sseSession) startTimers() {
+	if c.t.keepAlive <= 0 {
+		return
+	}
+	ka := time.AfterFunc(c.t.keepAlive, c.ping)
+	c.kaA.Store(ka)
+	if c.stopped.Load() {
+		ka.Stop()
+	}
+}
+
+// ping sends a keep-alive: a JSON-RPC ping request, in the format mcp-go's
+// SSE server used (no space after "data:").
+func (c *sseSession) ping() {
+	msg, _ := json.Marshal(mcp.JSONRPCRequest{
+		JSONRPC: mcp.JSONRPC_VERSION,
+		ID:      mcp.NewRequestId(c.pingID.Add(1)),
+		Request: mcp.Request{Method: string(mcp.MethodPing)},
+	})
+	if c.send(append(append([]byte("event: message\ndata:"), msg...), "\n\n"...)) != nil {
+		return
+	}
+	if ka := c.kaA.Load(); ka != nil {
+		ka.Reset(c.t.keepAlive)
+		if c.stopped.Load() {
+			ka.Stop() // let the session go now, not at the next tick
+		}
+	}
+}
+
+// forward writes the notifications mcp-go queues for the session.
+func (c *sseSession) forward() {
+	for {
+		select {
+		case n := <-c.notify:
+			if data, err := json.Marshal(n); err == nil {
+				_ = c.sendMessage(data)
+			}
+		case <-c.done:
+			return
+		}
+	}
+}
+
+// readUntilClosed reads the hijacked connection until the client closes it
+// or stop unblocks the read, then ends the body as net/http would (the last
+// chunk), closes the connection and unregisters the session. A client sends
+// nothing on a stream; whatever it sends is dropped.
+func (c *sseSession) readUntilClosed() {
+	var b [16]byte
+	for {
+		if _, err := c.conn.Read(b[:]); err != nil {
+			break
+		}
+	}
+	c.stop()
+	c.mu.Lock()
+	c.closed = true
+	_ = c.conn.SetWriteDeadline(time.Now().Add(c.t.writeBound))
+	_, _ = c.conn.Write([]byte("0\r\n\r\n"))
+	_ = c.conn.Close()
+	c.mu.Unlock()
+	c.finish()
+}
+
+// unblock fails the read and any write in progress on conn at once.
+func unblock(conn net.Conn) {
+	now := time.Now()
+	_ = conn.SetWriteDeadline(now)
+	_ = conn.SetReadDeadline(now)
+}
+
+// sendMessage writes one JSON-RPC message as a message event.
+func (c *sseSession) sendMessage(data []byte) error {
+	ev := make([]byte, 0, len(data)+len("event: message\ndata: \n\n"))
+	ev = append(append(append(ev, "event: message\ndata: "...), data...), "\n\n"...)
+	return c.send(ev)
+}
+
+// errStreamClosed is what a write to an ended stream returns.
+var errStreamClosed = errors.New("the session's SSE stream is closed")
+
+// send writes one event, within the write bound; a failed write ends the
+// session.
+func (c *sseSession) send(ev []byte) error {
+	c.mu.Lock()
+	err := c.writeLocked(ev)
+	c.mu.Unlock()
+	if err != nil {
+		c.stop()
+	}
+	return err
+}
+
+// writeLocked writes ev to the stream. Callers hold c.mu.
+func (c *sseSession) writeLocked(ev []byte) error {
+	if c.closed || c.stopped.Load() {
+		return errStreamClosed
+	}
+	deadline := time.Now().Add(c.t.writeBound)
+	if c.conn != nil {
+		_ = c.conn.SetWriteDeadline(deadline)
+		n := copy(c.chunkHdr[:], strconv.FormatInt(int64(len(ev)), 16)+"\r\n")
+		bufs := net.Buffers{c.chunkHdr[:n], ev, []byte("\r\n")}
+		_, err := bufs.WriteTo(c.conn)
+		return err
+	}
+	_ = c.rc.SetWriteDeadline(deadline)
+	if _, err := c.w.Write(ev); err != nil {
+		return err
+	}
+	return c.rc.Flush()
+}
+
+// stop ends the stream. It never blocks, not even behind a stalled write, so
+// the session manager may call it under its own lock. The goroutine that owns
+// the stream (the reader, or the handler) then unregisters the session.
+func (c *sseSession) stop() {
+	if !c.stopped.CompareAndSwap(false, true) {
+		return
+	}
+	close(c.done)
+	if ka := c.kaA.Load(); ka != nil {
+		ka.Stop()
+	}
+	// The reader then ends the body and closes the connection.
+	if conn := c.connA.Load(); conn != nil {
+		unblock(*conn)
+	}
+}
+
+// stopWithRetry ends the stream after a retry field, so that its client
+// reconnects after shutdownRetry (to a restarted or another instance).
+func (c *sseSession) stopWithRetry() {
+	c.mu.Lock()
+	if c.conn != nil {
+		_ = c.writeLocked(fmt.Appendf(nil, "retry: %d\n\n", shutdownRetry.Milliseconds()))
+	}
+	c.mu.Unlock()
+	c.stop()
+}
+
+// finish unregisters the stopped session: the hooks close it in the
+// manager, and the drain stops waiting for its answers.
+func (c *sseSession) finish() {
+	c.t.forget(c)
+	c.t.mcp.UnregisterSession(c.ctx, c.id)
+	if d := c.t.drain.Load(); d != nil {
+		d.streamClosed(c.id)
+	}
+	if c.slot != nil {
+		c.slot()
+	}
+}
+
+func (t *sseTransport) forget(c *sseSession) {
+	t.mu.Lock()
+	if t.sessions[c.id] == c {
+		delete(t.sessions, c.id)
+	}
+	t.mu.Unlock()
+}
+
+func (t *sseTransport) session(id string) *sseSession {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return t.sessions[id]
+}
+
+// count returns the number of open sessions, for tests.
+func (t *sseTransport) count() int {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return len(t.sessions)
+}
+
+// CloseSessions ends every stream, each with a retry field, writing them
+// side by side; it returns once each was written or its bound passed.
+func (t *sseTransport) CloseSessions() {
+	t.mu.Lock()
+	all := make([]*sseSession, 0, len(t.sessions))
+	for _, c := range t.sessions {
+		all = append(all, c)
+	}
+	t.mu.Unlock()
+	var wg sync.WaitGroup
+	for _, c := range all {
+		wg.Go(c.stopWithRetry)
+	}
+	wg.Wait()
+}
+
+// ServeMessage answers POST /message?sessionId=: it accepts one JSON-RPC
+// message (202) and writes the answer, if any, on the session's stream.
+func (t *sseTransport) ServeMessage(w http.ResponseWriter, r *http.Request) {
+	id := r.URL.Query().Get("sessionId")
+	if id == "" {
+		writeRPCError(w, mcp.INVALID_PARAMS, "Missing sessionId")
+		return
+	}
+	c := t.session(id)
+	if c == nil {
+		writeRPCError(w, mcp.INVALID_PARAMS, "Invalid session ID")
+		return
+	}
+	var raw json.RawMessage
+	if err := json.NewDecoder(r.Body).Decode(&raw); err != nil {
+		writeRPCError(w, mcp.PARSE_ERROR, "Parse error")
+		return
+	}
+	// The call outlives the POST, which is answered at once.
+	ctx := t.mcp.WithContext(context.WithoutCancel(r.Context()), c)
+	w.WriteHeader(http.StatusAccepted)
+	go c.handle(ctx, raw)
+}
+
+// handle dispatches one message and writes its answer.
+func (c *sseSession) handle(ctx context.Context, raw json.RawMessage) {
+	defer func() {
+		v := recover()
+		if v == nil {
+			return
+		}
+		log.Printf("panic recovered in SSE message handler for session %s: %v", c.id, v)
+		var req struct {
+			ID any `json:"id"`
+		}
+		if json.Unmarshal(raw, &req) != nil || req.ID == nil {
+			return
+		}
+		c.answer(mcp.JSONRPCError{JSONRPC: mcp.JSONRPC_VERSION, ID: mcp.NewRequestId(req.ID),
+			Error: mcp.NewJSONRPCErrorDetails(mcp.INTERNAL_ERROR, fmt.Sprintf("internal panic: %v", v), nil)})
+	}()
+	if resp := c.t.mcp.HandleMessage(ctx, raw); resp != nil {
+		c.answer(resp)
+	}
+}
+
+// answer writes the answer to a request, and tells the drain it is written.
+func (c *sseSession) answer(resp any) {
+	data, err := json.Marshal(resp)
+	if err != nil {
+		log.Printf("failed to marshal response: %v", err)
+		data = []byte(`{"error": "internal error","jsonrpc": "2.0", "id": null}`)
+	}
+	if c.sendMessage(data) == nil {
+		if d := c.t.drain.Load(); d != nil {
+			d.expect(c.id, -1)
+		}
+	}
+}
+
+// writeRPCError answers a POST /message that carries no message the
+// transport can take, as mcp-go's SSE server did.
+func writeRPCError(w http.ResponseWriter, code int, message string) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(http.StatusBadRequest)
+	_ = json.NewEncoder(w).Encode(mcp.JSONRPCError{JSONRPC: mcp.JSONRPC_VERSION, ID: mcp.NewRequestId(nil),
+		Error: mcp.NewJSONRPCErrorDetails(code, message, nil)})
+}

@@ -1,0 +1,285 @@
+package proxy
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"crypto/tls"
+	"net"
+	"net/http"
+	"runtime"
+	"runtime/pprof"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/mcp-browser-proxy/mcp-browser-proxy/session"
+)
+
+// TestSSEStalledClientIsCut checks that a client that stops reading its
+// stream holds up no one past the write bound: the writer of an event to it
+// gets an error and the session ends, a notification to it does not block
+// its sender, and another session's notification arrives meanwhile.
+func TestSSEStalledClientIsCut(t *testing.T) {
+	h := newHarnessWith(t, "", session.Config{IdleTimeout: time.Hour})
+	h.srv.sse.writeBound = 300 * time.Millisecond
+	stalled, endpoint, err := dialSSE(h, h.token("alice"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer stalled.reset()
+	stalledID := sseSessionOf(endpoint)
+	healthy, endpoint, err := dialSSE(h, h.token("bob"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer healthy.reset()
+	healthyID := sseSessionOf(endpoint)
+
+	for _, st := range []struct{ tok, endpoint string }{{h.token("alice"), "/message?sessionId=" + stalledID}, {h.token("bob"), endpoint}} {
+		for _, msg := range []string{initializeMsg, initializedMsg} {
+			if resp, body, err := rpcPost(http.DefaultClient, h, st.endpoint, st.tok, "", msg); err != nil || resp.StatusCode != http.StatusAccepted {
+				t.Fatalf("%s: %v %v %s", msg, err, resp, body)
+			}
+		}
+	}
+	if _, err := healthy.waitLine(10*time.Second, rpcResponse(1)); err != nil {
+		t.Fatalf("initialize: %v", err)
+	}
+	c := h.srv.sse.session(stalledID)
+	if c == nil {
+		t.Fatal("the stalled client's session is not in the transport")
+	}
+	// Events of 1 MB until the socket buffers are full and one write
+	// misses its deadline; 64 MB is far beyond what loopback buffers take.
+	big := []byte(`"` + strings.Repeat("x", 1<<20) + `"`)
+	flood := make(chan error, 1)
+	go func() {
+		for range 64 {
+			if err := c.sendMessage(big); err != nil {
+				flood <- err
+				return
+			}
+		}
+		flood <- nil
+	}()
+
+	// Meanwhile: a notification to the stalled session returns to its
+	// sender, and one to another session reaches it.
+	sent := make(chan error, 1)
+	go func() {
+		sent <- h.srv.mcp.SendNotificationToSpecificClient(stalledID, "notifications/message", map[string]any{"level": "info", "data": "to-stalled"})
+	}()
+	select {
+	case <-sent: // queued or refused as full: either way it came back
+	case <-time.After(30 * time.Second):
+		t.Fatal("a notification to the stalled session blocked its sender")
+	}
+	if err := h.srv.mcp.SendNotificationToSpecificClient(healthyID, "notifications/message", map[string]any{"level": "info", "data": "to-healthy"}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := healthy.waitLine(10*time.Second, func(l string) bool { return strings.Contains(l, "to-healthy") }); err != nil {
+		t.Fatalf("the healthy session's notification: %v", err)
+	}
+
+	select {
+	case err := <-flood:
+		if err == nil {
+			t.Fatal("64 MB were written to a client that reads nothing")
+		}
+	case <-time.After(60 * time.Second):
+		t.Fatal("a write to the stalled client outlived its bound")
+	}
+	waitUntil(t, 10*time.Second, "the stalled session closed", func() bool {
+		_, open := h.mgr.Owner(stalledID)
+		return !open && h.srv.sse.session(stalledID) == nil
+	})
+	if _, open := h.mgr.Owner(healthyID); !open {
+		t.Fatal("the healthy session was closed too")
+	}
+	if err := h.srv.mcp.SendNotificationToSpecificClient(healthyID, "notifications/message", map[string]any{"level": "info", "data": "still-there"}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := healthy.waitLine(10*time.Second, func(l string) bool { return strings.Contains(l, "still-there") }); err != nil {
+		t.Fatalf("the healthy session after the cut: %v", err)
+	}
+}
+
+// TestSSEClientCloseFreesSession checks that what an SSE session holds (its
+// goroutines, its stream slot, its place in the transport and the manager)
+// is given back when its client goes, and that an idle session holds at
+// most two goroutines.
+func TestSSEClientCloseFreesSession(t *testing.T) {
+	h := newLifeHarness(t, session.Config{IdleTimeout: time.Hour}, func(c *Config) { c.KeepAlive = 20 * time.Millisecond })
+	settle := func() int {
+		runtime.GC()
+		return runtime.NumGoroutine()
+	}
+	tok := h.token("alice")
+	// A first stream and its close, so that the baseline has the pools and
+	// connections a stream leaves behind.
+	first, _, err := dialSSE(h, tok)
+	if err != nil {
+		t.Fatal(err)
+	}
+	first.reset()
+	waitUntil(t, 10*time.Second, "the first session closed", func() bool { return h.srv.sse.count() == 0 && h.mgr.Count() == 0 })
+	time.Sleep(100 * time.Millisecond)
+	base := settle()
+
+	const n = 8 // under the default per-user stream limit
+	streams := make([]*rawStream, 0, n)
+	for range n {
+		st, _, err := dialSSE(h, tok)
+		if err != nil {
+			t.Fatal(err)
+		}
+		streams = append(streams, st)
+	}
+	for _, st := range streams { // keep-alives flow
+		if _, err := st.waitLine(10*time.Second, isPingLine); err != nil {
+			t.Fatalf("keep-alive: %v", err)
+		}
+	}
+	if got := h.srv.sse.count(); got != n {
+		t.Fatalf("%d sessions in the transport, want %d", got, n)
+	}
+	if total, _ := h.srv.streams.usage(); total != n {
+		t.Fatalf("%d stream slots held, want %d", total, n)
+	}
+	var open int
+	waitUntil(t, 10*time.Second, "idle sessions at two goroutines each", func() bool {
+		open = settle()
+		return open-base <= 2*n
+	})
+	t.Logf("%d goroutines for %d idle sessions (baseline %d)", open-base, n, base)
+
+	for _, st := range streams {
+		st.reset()
+	}
+	var now int
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		total, _ := h.srv.streams.usage()
+		now = settle()
+		if h.srv.sse.count() == 0 && h.mgr.Count() == 0 && total == 0 && now <= base+1 {
+			break
+		}
+		if time.Now().After(deadline) {
+			var dump bytes.Buffer
+			_ = pprof.Lookup("goroutine").WriteTo(&dump, 1)
+			t.Fatalf("no return to baseline: %d in the transport, %d in the manager, %d slots, %d goroutines (baseline %d)\n%.20000s",
+				h.srv.sse.count(), h.mgr.Count(), total, now, base, dump.String())
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	if strings.Count(h.logs.String(), `"reason":"client"`) < n {
+		t.Errorf("the closes were not audited as the client's:\n%s", h.logs)
+	}
+}
+
+// TestSSEMessageErrors checks the answers of POST /message that the
+// transport itself refuses, as mcp-go's SSE server gave them.
+func TestSSEMessageErrors(t *testing.T) {
+	h := newHarness(t, "")
+	tok := h.token("alice")
+	st, endpoint, err := dialSSE(h, tok)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.reset()
+	resp, body, err := rpcPost(http.DefaultClient, h, endpoint, tok, "", `{"jsonrpc":`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if resp.StatusCode != 400 || !strings.Contains(body, `"code":-32700`) || !strings.Contains(body, "Parse error") {
+		t.Fatalf("bad JSON: %d %s", resp.StatusCode, body)
+	}
+	resp, body, err = rpcPost(http.DefaultClient, h, endpoint, tok, "", `{"jsonrpc":"2.0","id":3,"method":"ping"}`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if resp.StatusCode != 202 {
+		t.Fatalf("ping: %d %s", resp.StatusCode, body)
+	}
+	if _, err := st.waitLine(10*time.Second, rpcResponse(3)); err != nil {
+		t.Fatalf("the ping's answer on the stream: %v", err)
+	}
+}
+
+// TestSSEOverHTTP2 checks the transport where the connection cannot be
+// hijacked (HTTP/2 over TLS): the handler keeps the stream, answers and the
+// session's end work as on HTTP/1.1.
+func TestSSEOverHTTP2(t *testing.T) {
+	certFile, keyFile, roots := selfSigned(t, t.TempDir())
+	tcfg, err := LoadTLS(certFile, keyFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	h := newSecHarness(t, func(c *Config) { c.Security.TLS = tcfg })
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, stop := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- h.srv.Serve(ctx, l) }()
+	defer func() {
+		stop()
+		select {
+		case <-done:
+		case <-time.After(15 * time.Second):
+			t.Error("Serve did not return")
+		}
+	}()
+	base := "https://" + l.Addr().String()
+	client := &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: roots}, ForceAttemptHTTP2: true}}
+	defer client.CloseIdleConnections()
+	tok := h.token("alice")
+
+	sctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	req, _ := http.NewRequestWithContext(sctx, http.MethodGet, base+"/sse", nil)
+	req.Header.Set("Authorization", "Bearer "+tok)
+	resp, err := client.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	if resp.ProtoMajor != 2 || resp.StatusCode != http.StatusOK {
+		t.Fatalf("GET /sse: %s %d, want HTTP/2 200", resp.Proto, resp.StatusCode)
+	}
+	body := bufio.NewReader(resp.Body)
+	var endpoint string
+	for endpoint == "" {
+		l, err := body.ReadString('\n')
+		if err != nil {
+			t.Fatalf("endpoint event: %v", err)
+		}
+		if strings.HasPrefix(l, "data:") {
+			endpoint = strings.TrimSpace(strings.TrimPrefix(l, "data:"))
+		}
+	}
+	preq, _ := http.NewRequestWithContext(sctx, http.MethodPost, base+endpoint, strings.NewReader(`{"jsonrpc":"2.0","id":5,"method":"ping"}`))
+	preq.Header.Set("Authorization", "Bearer "+tok)
+	preq.Header.Set("Content-Type", "application/json")
+	presp, err := client.Do(preq)
+	if err != nil {
+		t.Fatal(err)
+	}
+	presp.Body.Close()
+	if presp.StatusCode != http.StatusAccepted {
+		t.Fatalf("POST %s: %d", endpoint, presp.StatusCode)
+	}
+	for {
+		l, err := body.ReadString('\n')
+		if err != nil {
+			t.Fatalf("the ping's answer: %v", err)
+		}
+		if rpcResponse(5)(strings.TrimRight(l, "\r\n")) {
+			break
+		}
+	}
+	cancel() // the client goes
+	waitUntil(t, 10*time.Second, "the session closed", func() bool { return h.srv.sse.count() == 0 && h.mgr.Count() == 0 })
+}
