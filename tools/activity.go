@@ -419,6 +419,16 @@ const (
 type readiness struct {
 	capped   bool
 	inflight int // requests in flight at the cap
+	// loc is the page's URL and title, read together with the change
+	// count that ended the wait; nil when something else ended it.
+	loc []string
+}
+
+// readAnswer is a read of the change counter with where the page is.
+type readAnswer struct {
+	N     int    `json:"n"`
+	Href  string `json:"href"`
+	Title string `json:"title"`
 }
 
 // note says, for a wait that the cap ended, what the page was still doing.
@@ -448,8 +458,17 @@ func (t *toolset) waitReady(ctx context.Context, tab *Tab, reqs uint64) readines
 	defer cancel()
 	loaded := time.Now()
 	dialogOpened := tab.State.dialog.openedChan()
+	// Each read also answers where the page is, so that a wait that ends
+	// after a read needs no round trip of its own for it.
+	var loc []string
 	read := func(expr string) (int, bool, error) {
-		return untilDialog(rctx, tab, func(c context.Context) (int, error) { return evalPromise[int](c, expr) })
+		a, open, err := untilDialog(rctx, tab, func(c context.Context) (readAnswer, error) {
+			return evalPromise[readAnswer](c, "("+expr+").then(n => ({n, href: location.href, title: document.title}))")
+		})
+		if err == nil && !open {
+			loc = []string{a.Href, a.Title}
+		}
+		return a.N, open, err
 	}
 	n, open, err := read(readyJS)
 	if open {
@@ -502,7 +521,7 @@ func (t *toolset) waitReady(ctx context.Context, tab *Tab, reqs uint64) readines
 			}
 			if wait == 0 {
 				if last.IsZero() || time.Since(last) >= readyQuiet {
-					return readiness{}
+					return readiness{loc: loc}
 				}
 				wait = readyQuiet - time.Since(last)
 			}

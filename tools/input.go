@@ -101,6 +101,7 @@ func (t *toolset) act(ctx context.Context, req mcp.CallToolRequest, name string,
 			return mcp.NewToolResultErrorf("%s: %v", name, err), nil
 		}
 		elems[i] = e
+		defer e.release(tab)
 	}
 	nav, reqs := tab.State.mark(), tab.State.activity.mark()
 
@@ -111,8 +112,12 @@ func (t *toolset) act(ctx context.Context, req mcp.CallToolRequest, name string,
 	observe := func(c context.Context) (string, error) { return evalValue[string](c, observeJS) }
 	if geometry, ok := prepared[name]; ok && len(elems) == 1 && !elems[0].inFrame() {
 		e := elems[0]
-		defer e.release(tab)
 		observe = func(context.Context) (string, error) { return e.prepare(geometry) }
+		if name == "fill" {
+			// fill's own call on the element starts the counter.
+			e.observe = true
+			observe = func(context.Context) (string, error) { return "visible", nil }
+		}
 	}
 	visibility, open, err := untilDialog(cctx, tab, observe)
 	if err == nil && !open && visibility != "visible" {

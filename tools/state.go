@@ -30,6 +30,8 @@ type TabState struct {
 
 	frames frameRegistry // cross-site iframes attached to (frames.go)
 
+	objs objectCache // remote objects of nodes that actions used (element.go)
+
 	panics listenerPanics // panics recovered in Listen
 
 	mu        sync.Mutex
@@ -192,6 +194,7 @@ func (s *TabState) listenNav(ev any) {
 			clear(s.byUID)
 			s.docRoot = 0
 			s.mu.Unlock()
+			s.objs.clear()
 			s.frames.stopAll()
 		}
 	case *page.EventFrameStoppedLoading:
