@@ -165,7 +165,10 @@ const (
 // started, else while requests it started are in flight or the DOM keeps
 // changing, up to busyCap. A page that did not change returns at once.
 // framesChanged says the action changed a cross-site frame (frameWatch).
-func (t *toolset) settleAfter(ctx context.Context, tab *Tab, nav navMark, reqs uint64, framesChanged bool, done string) *mcp.CallToolResult {
+//
+// keyed says the action is a press_key that started no counter of its own:
+// the reads count the changes since its key (keyedCountJS).
+func (t *toolset) settleAfter(ctx context.Context, tab *Tab, nav navMark, reqs uint64, framesChanged, keyed bool, done string) *mcp.CallToolResult {
 	sctx, cancel := callCtx(ctx, tab, busyCap)
 	defer cancel()
 	// The read is also a round trip through the renderer: a navigation that
@@ -176,8 +179,12 @@ func (t *toolset) settleAfter(ctx context.Context, tab *Tab, nav navMark, reqs u
 	// then). A page that changed needs no turn to say so, and after input
 	// a turn waits for the next frame. Only an action that started
 	// requests waits longer.
-	w := changeWatch{tab: tab, changed: framesChanged}
-	if open := w.update(sctx, func(c context.Context) (int, error) { return evalPromise[int](c, changesOrAfterTurnJS) }); open {
+	w := changeWatch{tab: tab, changed: framesChanged, keyed: keyed}
+	first := changesOrAfterTurnJS
+	if keyed {
+		first = keyedOrAfterTurnJS
+	}
+	if open := w.update(sctx, func(c context.Context) (int, error) { return evalPromise[int](c, first) }); open {
 		return dialogResult(tab, nav, done)
 	}
 	if tab.State.mark() != nav {
@@ -230,6 +237,7 @@ func (t *toolset) settleAfter(ctx context.Context, tab *Tab, nav navMark, reqs u
 // changeWatch follows the change counter that observeJS set up.
 type changeWatch struct {
 	tab     *Tab
+	keyed   bool // a press_key's reads (keyedCountJS)
 	last    int
 	changed bool // the page changed since the action
 	moved   bool // the last read saw new changes
@@ -239,7 +247,11 @@ type changeWatch struct {
 // unless a dialog opens, which it reports. A counter that is gone means a
 // new document: that is a change, and the counter starts again in it.
 func (w *changeWatch) readAfterFrame(ctx context.Context) (dialog bool) {
-	return w.update(ctx, func(c context.Context) (int, error) { return evalPromise[int](c, changesAfterTurnJS) })
+	expr := changesAfterTurnJS
+	if w.keyed {
+		expr = keyedAfterTurnJS
+	}
+	return w.update(ctx, func(c context.Context) (int, error) { return evalPromise[int](c, expr) })
 }
 
 func (w *changeWatch) update(ctx context.Context, count func(context.Context) (int, error)) (dialog bool) {
@@ -367,27 +379,40 @@ const observeKey = `Symbol.for('mcp-browser-proxy.changes')`
 // observeJS starts counting the changes of the document: DOM mutations
 // (except style attributes, which animations rewrite every frame) and input
 // or change events (a checkbox changes no attribute). It replaces the counter
-// of an earlier action, stops by itself after a while, and answers
-// document.visibilityState. A page that breaks the observer gets a counter
-// that stays at 0: the action must not fail for it.
+// of an earlier action, stops by itself 30 s after it was last used, and
+// answers document.visibilityState. A page that breaks the observer gets a
+// counter that stays at 0: the action must not fail for it.
+//
+// It also keeps when each batch of changes was seen, and when the first
+// trusted keydown after the last read was dispatched (its event timestamp,
+// on the page's clock), so that press_key can count the changes since its
+// key without a call of its own before it (keyedCountJS): the key event and
+// a Runtime call reach the renderer on different channels, in no set order.
 const observeJS = `(() => {
   const key = ` + observeKey + `;
   const old = window[key];
   if (old) old.stop();
-  const s = {n: 0, stop() {}};
+  const s = {n: 0, last: 0, log: [], keys: 0, claimed: 0, at: 0, base: null, stop() {}, touch() {}};
   try {
-    const bump = () => { s.n++; };
+    const note = k => { s.n += k; s.log.push(performance.now(), k); if (s.log.length > 256) s.log.splice(0, 2); };
+    const bump = () => note(1);
     const obs = new MutationObserver(records => {
-      for (const r of records) if (r.type !== 'attributes' || r.attributeName !== 'style') s.n++;
+      let k = 0;
+      for (const r of records) if (r.type !== 'attributes' || r.attributeName !== 'style') k++;
+      if (k) note(k);
     });
+    const onKey = e => { if (!e.isTrusted) return; if (s.keys === s.claimed) s.at = e.timeStamp; s.keys++; };
     obs.observe(document, {subtree: true, childList: true, attributes: true, characterData: true});
     document.addEventListener('input', bump, true);
     document.addEventListener('change', bump, true);
-    const timer = setTimeout(() => s.stop(), 15000);
+    window.addEventListener('keydown', onKey, true);
+    let timer = setTimeout(() => s.stop(), 30000);
+    s.touch = () => { clearTimeout(timer); timer = setTimeout(() => s.stop(), 30000); };
     s.stop = () => {
       obs.disconnect();
       document.removeEventListener('input', bump, true);
       document.removeEventListener('change', bump, true);
+      window.removeEventListener('keydown', onKey, true);
       clearTimeout(timer);
       if (window[key] === s) delete window[key];
     };
@@ -395,6 +420,51 @@ const observeJS = `(() => {
   Object.defineProperty(window, key, {value: s, configurable: true});
   return document.visibilityState;
 })()`
+
+// seenJS is the count of counter s, noted as read: the keys so far are
+// claimed, and a keyed read that finds no new key counts from here.
+const seenJS = `(s.last = s.n, s.claimed = s.keys, s.n)`
+
+// keyedCountJS is a function of first that answers the changes since the
+// key of the current press_key, or -1 when the counter is gone: the
+// changes seen at or after the first keydown since the last read, or, when
+// no key reached the page's window (a focused frame took it), every change
+// since the last read. The first read of an action claims the key; the
+// next reads of the same action count from the same point. It keeps the
+// counter alive.
+const keyedCountJS = `(first => {
+  const s = window[` + observeKey + `];
+  if (!s || !s.log) return -1;
+  s.touch();
+  if (first || !s.base) {
+    s.base = s.keys !== s.claimed ? {at: s.at} : {n: s.last};
+    s.claimed = s.keys;
+  }
+  let k = 0;
+  if (s.base.at !== undefined) { for (let i = 0; i < s.log.length; i += 2) if (s.log[i] >= s.base.at) k += s.log[i + 1]; }
+  else k = s.n - s.base.n;
+  s.last = s.n;
+  return k;
+})`
+
+// keyedOrAfterTurnJS is changesOrAfterTurnJS for press_key: the keyed
+// count at once when the page changed, else after one more turn.
+const keyedOrAfterTurnJS = `(() => {
+  const k = ` + keyedCountJS + `(true);
+  if (k !== 0) return k;
+  return new Promise(resolve => {
+    const c = new MessageChannel();
+    c.port1.onmessage = () => resolve(` + keyedCountJS + `(false));
+    c.port2.postMessage(0);
+  });
+})()`
+
+// keyedAfterTurnJS is changesAfterTurnJS for press_key.
+const keyedAfterTurnJS = `new Promise(resolve => {
+  const c = new MessageChannel();
+  c.port1.onmessage = () => resolve(` + keyedCountJS + `(false));
+  c.port2.postMessage(0);
+})`
 
 // changesAfterFrameJS answers the change count after two more turns of the
 // page's task queue: updates that frameworks batch into microtasks or the
@@ -470,9 +540,13 @@ func (t *toolset) waitReady(ctx context.Context, tab *Tab, reqs uint64) readines
 		}
 		return a.N, open, err
 	}
+	doc := tab.State.docMark()
 	n, open, err := read(readyJS)
 	if open {
 		return readiness{}
+	}
+	if err == nil {
+		tab.State.armObserver(doc)
 	}
 	count := n
 	var last time.Time // the page's last activity after its load
@@ -544,7 +618,7 @@ func (t *toolset) waitReady(ctx context.Context, tab *Tab, reqs uint64) readines
 // page's task queue, or -1 when the counter is gone (a new document).
 const changesAfterTurnJS = `new Promise(resolve => {
   const c = new MessageChannel();
-  c.port1.onmessage = () => { const s = window[` + observeKey + `]; resolve(s ? s.n : -1); };
+  c.port1.onmessage = () => { const s = window[` + observeKey + `]; resolve(s ? ` + seenJS + ` : -1); };
   c.port2.postMessage(0);
 })`
 
@@ -554,7 +628,7 @@ const changesAfterTurnJS = `new Promise(resolve => {
 const changesOrAfterTurnJS = `(() => {
   const s = window[` + observeKey + `];
   if (!s) return -1;
-  if (s.n > 0) return s.n;
+  if (s.n > 0) return ` + seenJS + `;
   return ` + changesAfterTurnJS + `;
 })()`
 

@@ -119,6 +119,15 @@ func (t *toolset) act(ctx context.Context, req mcp.CallToolRequest, name string,
 			observe = func(context.Context) (string, error) { return "visible", nil }
 		}
 	}
+	// A press_key on a document whose counter runs already needs no call
+	// before its key: the key events reach a hidden tab too (only mouse
+	// input waits for frames), and the settle round counts the changes
+	// since the key.
+	keyed := name == "press_key" && tab.State.observerArmed()
+	if keyed {
+		observe = func(context.Context) (string, error) { return "visible", nil }
+	}
+	doc := tab.State.docMark()
 	visibility, open, err := untilDialog(cctx, tab, observe)
 	if err == nil && !open && visibility != "visible" {
 		_, err = chromedp.Call(cctx, page.BringToFront, cdp.Empty{})
@@ -141,7 +150,14 @@ func (t *toolset) act(ctx context.Context, req mcp.CallToolRequest, name string,
 	if err != nil {
 		return actionError(name, cctx, tab, t.cfg.CallTimeout, targets, err)
 	}
-	return t.settleAfter(ctx, tab, nav, reqs, frames.changed(), done), nil
+	if !keyed {
+		tab.State.armObserver(doc)
+	}
+	res := t.settleAfter(ctx, tab, nav, reqs, frames.changed(), keyed, done)
+	if keyed {
+		tab.State.armObserver(doc) // the settle round kept it alive
+	}
+	return res, nil
 }
 
 // prepared are the actions whose element prepare readies in the call that
