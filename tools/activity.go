@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/chromedp/cdproto/network"
+	"github.com/chromedp/cdproto/page"
 	"github.com/mark3labs/mcp-go/mcp"
 )
 
@@ -38,6 +39,11 @@ type request struct {
 	// its end may change the DOM, so the wait for a page to be ready
 	// waits for quiet after it. A document or an image does not.
 	scripted bool
+	// doc says it is a document's own request (its request id is its
+	// loader's). The page's load ends it: the renderer reports its end,
+	// and a renderer that was still starting when the request went out
+	// (a tab's first navigation, sent while attaching) never does.
+	doc bool
 }
 
 // listen takes one tab event; it runs on the tab's read loop and must not block.
@@ -57,8 +63,21 @@ func (a *activity) listen(ev any) {
 		}
 		a.seq++
 		scripted := e.Type == network.ResourceTypeFetch || e.Type == network.ResourceTypeXHR || e.Type == network.ResourceTypeScript
-		a.inflight[e.RequestID] = request{seq: a.seq, start: time.Now(), stream: e.Type == network.ResourceTypeEventSource, scripted: scripted}
+		doc := e.Type == network.ResourceTypeDocument && string(e.RequestID) == string(e.LoaderID)
+		a.inflight[e.RequestID] = request{seq: a.seq, start: time.Now(), stream: e.Type == network.ResourceTypeEventSource, scripted: scripted, doc: doc}
 		a.signalLocked()
+	case *page.EventLoadEventFired:
+		a.mu.Lock()
+		defer a.mu.Unlock()
+		n := len(a.inflight)
+		for id, r := range a.inflight {
+			if r.doc {
+				delete(a.inflight, id)
+			}
+		}
+		if len(a.inflight) != n {
+			a.signalLocked()
+		}
 	case *network.EventResponseReceived:
 		if e.Response != nil && strings.HasPrefix(e.Response.MimeType, "text/event-stream") {
 			a.mu.Lock()

@@ -122,7 +122,11 @@ func (t *toolset) newPage() Tool {
 			if err != nil {
 				return nil, err
 			}
-			tab, err := ws.NewTab(ctx, req.GetBool("background", false))
+			octx := ctx
+			if target != "" {
+				octx = withOpenURL(ctx, target)
+			}
+			tab, err := ws.NewTab(octx, req.GetBool("background", false))
 			if err != nil {
 				return mcp.NewToolResultError(err.Error()), nil
 			}
