@@ -28,7 +28,7 @@ type Sessions struct {
 	watching atomic.Int32 // targets waited for: the hooks do nothing at 0
 	mu       sync.Mutex
 	pending  map[int64]chan *cdproto.Message
-	attaches map[int64]cdptarget.ID         // chromedp's attach commands to watched targets
+	attaches map[int64]cdptarget.ID                           // chromedp's attach commands to watched targets
 	attached map[cdptarget.SessionID]chan cdptarget.SessionID // sessions chromedp has not used yet
 	waits    map[cdptarget.ID]chan cdptarget.SessionID
 }
