@@ -560,13 +560,16 @@ func (t *toolset) waitReady(ctx context.Context, tab *Tab, reqs uint64) readines
 		return a.N, open, err
 	}
 	doc := tab.State.docMark()
-	n, open, err := read(readyJS)
+	n, open, err := read(readyTwoTurnsJS)
 	if open {
 		return readiness{}
 	}
 	if err == nil {
 		tab.State.armObserver(doc)
 	}
+	// A page still after two turns needs no second read when nothing it
+	// started is in flight or finished since its load.
+	quiet := err == nil && n == 0
 	count := n
 	var last time.Time // the page's last activity after its load
 	if err != nil || n != 0 {
@@ -582,7 +585,7 @@ func (t *toolset) waitReady(ctx context.Context, tab *Tab, reqs uint64) readines
 			// The page navigated again (a script or a redirect): wait for
 			// that load too, then for the new document.
 			tab.State.settle(rctx, nav, limit)
-			nav, last, count = m, time.Now(), -1
+			nav, last, count, quiet = m, time.Now(), -1, false
 			continue
 		}
 		now := time.Now()
@@ -591,6 +594,10 @@ func (t *toolset) waitReady(ctx context.Context, tab *Tab, reqs uint64) readines
 			last = lastDone
 		}
 		wait := time.Duration(0)
+		if quiet && inflight == 0 && last.IsZero() {
+			return readiness{loc: loc}
+		}
+		quiet = false
 		if inflight > 0 {
 			wait = turnsLong.Sub(now)
 		} else {
@@ -650,6 +657,10 @@ const changesOrAfterTurnJS = `(() => {
   if (s.n > 0) return ` + seenJS + `;
   return ` + changesAfterTurnJS + `;
 })()`
+
+// readyTwoTurnsJS is readyJS, with a second turn when the first saw no
+// change: the first read after a load, which a still page ends.
+const readyTwoTurnsJS = `(` + observeJS + `, ` + changesAfterTurnJS + `.then(n => n !== 0 ? n : ` + changesAfterTurnJS + `))`
 
 // readyJS starts counting the changes of the document (observeJS) and
 // answers the count after one turn of its task queue.

@@ -483,15 +483,13 @@ func clickNode(ctx context.Context, e *element, clicks int64) error {
 	// No separate mouseMoved: Blink aligns moves to animation frames, which
 	// costs a frame per click, and a press at a new position updates the
 	// hover state (mouseover, mouseenter) by itself.
+	var evs []input.DispatchMouseEventParams
 	for i := int64(1); i <= clicks; i++ {
 		for _, typ := range []input.DispatchMouseEventType{input.DispatchMouseEventTypeMousePressed, input.DispatchMouseEventTypeMouseReleased} {
-			p := input.DispatchMouseEventParams{Type: typ, X: x, Y: y, Button: input.MouseButtonLeft, ClickCount: i}
-			if _, err := chromedp.Call(ctx, input.DispatchMouseEvent, p); err != nil {
-				return err
-			}
+			evs = append(evs, input.DispatchMouseEventParams{Type: typ, X: x, Y: y, Button: input.MouseButtonLeft, ClickCount: i})
 		}
 	}
-	return nil
+	return inRow(ctx, input.DispatchMouseEvent, evs)
 }
 
 // nodeCenter scrolls the element into view and returns its centre.

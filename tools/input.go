@@ -91,6 +91,9 @@ func (t *toolset) act(ctx context.Context, req mcp.CallToolRequest, name string,
 	}
 	cctx, cancel := callCtx(ctx, tab, t.cfg.CallTimeout)
 	defer cancel()
+	if tab.Send != nil {
+		cctx = context.WithValue(cctx, rowKey{}, tab.Send)
+	}
 	elems := make([]*element, len(targets))
 	for i, tg := range targets {
 		e, err := elementOf(cctx, tab, tg.uid)
