@@ -157,7 +157,17 @@ func (s *Session) newTab(ctx context.Context, c browserpool.Conn, background boo
 	if err != nil {
 		return nil, s.browserError("open a new page", c, err)
 	}
-	t, err := s.attachAs(cctx, c, created.TargetID, true, 0, false, tools.OpenURL(ctx))
+	url, loadWait := tools.OpenURL(ctx)
+	if url != "" && loadWait > s.mgr.cfg.CallTimeout {
+		// The page loads while the tab is attached (attachAs): the attach
+		// is bounded like the load it waits beside.
+		acctx, acancel := context.WithTimeout(c.Ctx, loadWait)
+		defer acancel()
+		stop := context.AfterFunc(ctx, acancel)
+		defer stop()
+		cctx = acctx
+	}
+	t, err := s.attachAs(cctx, c, created.TargetID, true, 0, false, url)
 	if err != nil {
 		closeTarget(c.Ctx, created.TargetID)
 		return nil, s.browserError("open a new page", c, err)

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/chromedp/cdproto/cdp"
+	cdplog "github.com/chromedp/cdproto/log"
 	"github.com/chromedp/cdproto/network"
 	"github.com/chromedp/cdproto/page"
 	"github.com/chromedp/cdproto/runtime"
@@ -68,7 +69,7 @@ func (t *toolset) navigatePage() Tool {
 			}
 			initScript := req.GetString("initScript", "")
 			if kind == "url" && initScript == "" {
-				ctx = withOpenURL(ctx, target)
+				ctx = withOpenURL(ctx, target, timeout)
 			}
 			tab, err := pageOf(ctx, req)
 			if err != nil {
@@ -382,18 +383,27 @@ func resultText(r *mcp.CallToolResult) string {
 // openURLKey is the context key of OpenURL.
 type openURLKey struct{}
 
+// openURL is what OpenURL answers.
+type openURL struct {
+	url     string
+	timeout time.Duration
+}
+
 // withOpenURL says, for the Workspace, that the tool call will load url in
-// the tab it opens, if it opens one.
-func withOpenURL(ctx context.Context, url string) context.Context {
-	return context.WithValue(ctx, openURLKey{}, url)
+// the tab it opens, if it opens one, waiting up to timeout for the load.
+func withOpenURL(ctx context.Context, url string, timeout time.Duration) context.Context {
+	return context.WithValue(ctx, openURLKey{}, openURL{url, timeout})
 }
 
 // OpenURL returns the URL that the tool call of ctx loads in the tab it
-// opens, or "": a Workspace that opens a tab for such a call may start that
-// navigation early (TabState.NavigateEarly), once the page guard is on.
-func OpenURL(ctx context.Context) string {
-	u, _ := ctx.Value(openURLKey{}).(string)
-	return u
+// opens, and how long the call waits for that load, or "": a Workspace
+// that opens a tab for such a call may start that navigation early
+// (TabState.NavigateEarly), once the page guard is on. The page then loads
+// while the tab is being attached, so the attach may take as long as the
+// load.
+func OpenURL(ctx context.Context) (string, time.Duration) {
+	u, _ := ctx.Value(openURLKey{}).(openURL)
+	return u.url, u.timeout
 }
 
 // earlyNav is a tab's first navigation, sent while the tab was attached.
@@ -424,6 +434,9 @@ func (s *TabState) NavigateEarly(ctx context.Context, url string, send func(ctx 
 	}{
 		{page.CommandEnable, page.EnableParams{}},
 		{network.CommandEnable, network.EnableParams{}},
+		// chromedp enables Log later; on a page that logged a lot by then
+		// that replays every entry.
+		{cdplog.CommandEnable, nil},
 		{page.CommandNavigate, page.NavigateParams{URL: url}},
 	}
 	waits := make([]func() ([]byte, error), 0, len(cmds))

@@ -124,7 +124,7 @@ func (t *toolset) newPage() Tool {
 			}
 			octx := ctx
 			if target != "" {
-				octx = withOpenURL(ctx, target)
+				octx = withOpenURL(ctx, target, timeout)
 			}
 			tab, err := ws.NewTab(octx, req.GetBool("background", false))
 			if err != nil {
