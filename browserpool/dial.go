@@ -273,18 +273,6 @@ type tapped struct {
 	sessions *Sessions                   // sees messages before tap
 }
 
-// Write writes a command of chromedp (or of the guard), and shows it to
-// the connection's Sessions.
-func (t *tapped) Write(ctx context.Context, msg *cdproto.Message) error {
-	if err := t.Transport.Write(ctx, msg); err != nil {
-		return err
-	}
-	if t.sessions != nil {
-		t.sessions.wrote(msg)
-	}
-	return nil
-}
-
 // Read reads the next message that is not the guard's.
 func (t *tapped) Read(ctx context.Context, msg *cdproto.Message) error {
 	for {

@@ -157,17 +157,7 @@ func (s *Session) newTab(ctx context.Context, c browserpool.Conn, background boo
 	if err != nil {
 		return nil, s.browserError("open a new page", c, err)
 	}
-	url, loadWait := tools.OpenURL(ctx)
-	if url != "" && loadWait > s.mgr.cfg.CallTimeout {
-		// The page loads while the tab is attached (attachAs): the attach
-		// is bounded like the load it waits beside.
-		acctx, acancel := context.WithTimeout(c.Ctx, loadWait)
-		defer acancel()
-		stop := context.AfterFunc(ctx, acancel)
-		defer stop()
-		cctx = acctx
-	}
-	t, err := s.attachAs(cctx, c, created.TargetID, true, 0, false, url)
+	t, err := s.attach(cctx, c, created.TargetID, true)
 	if err != nil {
 		closeTarget(c.Ctx, created.TargetID)
 		return nil, s.browserError("open a new page", c, err)
@@ -270,18 +260,14 @@ func (s *Session) browserCall(ctx context.Context, c browserpool.Conn) (context.
 // attach attaches the session to page target id, adds it with the next page
 // ID and selects it. owned says whether the session opened it.
 func (s *Session) attach(cctx context.Context, c browserpool.Conn, id target.ID, owned bool) (*tools.Tab, error) {
-	return s.attachAs(cctx, c, id, owned, 0, false, "")
+	return s.attachAs(cctx, c, id, owned, 0, false)
 }
 
 // attachAs is attach, for a popup of page opener when popup is set. The
 // page policy is on in the browser before the session can drive the page;
 // a popup was guarded by the connection's guard before it started. A popup
 // does not take the selection.
-//
-// A new tab that the tool call will load url in starts that navigation as
-// soon as the guard is on and chromedp has its session, while chromedp
-// still enables its domains one after another (tools.TabState.NavigateEarly).
-func (s *Session) attachAs(cctx context.Context, c browserpool.Conn, id target.ID, owned bool, opener int, popup bool, url string) (*tools.Tab, error) {
+func (s *Session) attachAs(cctx context.Context, c browserpool.Conn, id target.ID, owned bool, opener int, popup bool) (*tools.Tab, error) {
 	// The guard's session and the session's own attach to the page side by
 	// side; the session gets the page only once both are done.
 	protected := make(chan error, 1)
@@ -290,12 +276,6 @@ func (s *Session) attachAs(cctx context.Context, c browserpool.Conn, id target.I
 	} else {
 		go func() { protected <- c.Guard.Protect(cctx, id, s) }()
 	}
-	var sessionOf <-chan target.SessionID
-	stopWait := func() {}
-	if url != "" && c.Sessions != nil {
-		sessionOf, stopWait = c.Sessions.Wait(id)
-	}
-	defer stopWait()
 	state := tools.NewTabState(id, tools.WithLogBudget(s.mgr.cfg.LogBudget))
 	state.OnListenerPanic(func(p tools.ListenerPanic) {
 		s.log.Error().Str("collector", p.Collector).Str("panic", p.Value).Str("stack", p.Stack).
@@ -314,38 +294,8 @@ func (s *Session) attachAs(cctx context.Context, c browserpool.Conn, id target.I
 		wg.Go(func() { guard.Release(id) })
 		wg.Wait()
 	}
-	// early decides about the early navigation, and ends once it was sent
-	// (or will not be); guarded is Protect's answer.
-	guarded := make(chan error, 1)
-	early := make(chan struct{})
-	attachDone := make(chan struct{})
-	go func() {
-		defer close(early)
-		err := <-protected
-		guarded <- err
-		if err != nil || sessionOf == nil {
-			return
-		}
-		select {
-		case sid := <-sessionOf:
-			// Bounded like any call; the tab's context ends it with the tab.
-			nctx, ncancel := context.WithTimeout(tctx, s.mgr.cfg.CallTimeout)
-			sent := make(chan struct{})
-			go func() {
-				defer ncancel()
-				state.NavigateEarly(nctx, url, func(ctx context.Context, method string, params any) (func() ([]byte, error), error) {
-					return c.Sessions.Send(ctx, sid, method, params)
-				}, sent)
-			}()
-			<-sent
-		case <-attachDone:
-		case <-cctx.Done():
-		}
-	}()
 	attachErr := tools.Attach(cctx, tctx)
-	close(attachDone)
-	<-early
-	if err := <-guarded; err != nil {
+	if err := <-protected; err != nil {
 		// Protect releases the guard's part itself when it fails.
 		tcancel()
 		return nil, err

@@ -11,8 +11,6 @@ import (
 	"time"
 
 	"github.com/chromedp/cdproto/cdp"
-	cdplog "github.com/chromedp/cdproto/log"
-	"github.com/chromedp/cdproto/network"
 	"github.com/chromedp/cdproto/page"
 	"github.com/chromedp/cdproto/runtime"
 	"github.com/chromedp/chromedp"
@@ -67,15 +65,11 @@ func (t *toolset) navigatePage() Tool {
 			if err != nil {
 				return nil, err
 			}
-			initScript := req.GetString("initScript", "")
-			if kind == "url" && initScript == "" {
-				ctx = withOpenURL(ctx, target, timeout)
-			}
 			tab, err := pageOf(ctx, req)
 			if err != nil {
 				return nil, err
 			}
-			return t.navigate(ctx, tab, timeout, do, initScript)
+			return t.navigate(ctx, tab, timeout, do, req.GetString("initScript", ""))
 		},
 	}
 }
@@ -97,20 +91,7 @@ func (t *toolset) navigate(ctx context.Context, tab *Tab, timeout time.Duration,
 		}()
 	}
 	mark, reqs := tab.State.mark(), tab.State.activity.mark()
-	run := do
-	if e := tab.State.takeEarly(); e != nil {
-		// The tab was opened for this call, and its navigation is under way.
-		mark, reqs = e.mark, e.reqs
-		run = func(cctx context.Context) error {
-			select {
-			case <-e.done:
-				return e.err
-			case <-cctx.Done():
-				return cctx.Err()
-			}
-		}
-	}
-	if err := run(cctx); err != nil {
+	if err := do(cctx); err != nil {
 		var ue userError
 		if errors.As(err, &ue) {
 			return mcp.NewToolResultError("navigate_page: " + ue.msg), nil
@@ -378,103 +359,4 @@ func resultText(r *mcp.CallToolResult) string {
 		}
 	}
 	return strings.Join(parts, "\n")
-}
-
-// openURLKey is the context key of OpenURL.
-type openURLKey struct{}
-
-// openURL is what OpenURL answers.
-type openURL struct {
-	url     string
-	timeout time.Duration
-}
-
-// withOpenURL says, for the Workspace, that the tool call will load url in
-// the tab it opens, if it opens one, waiting up to timeout for the load.
-func withOpenURL(ctx context.Context, url string, timeout time.Duration) context.Context {
-	return context.WithValue(ctx, openURLKey{}, openURL{url, timeout})
-}
-
-// OpenURL returns the URL that the tool call of ctx loads in the tab it
-// opens, and how long the call waits for that load, or "": a Workspace
-// that opens a tab for such a call may start that navigation early
-// (TabState.NavigateEarly), once the page guard is on. The page then loads
-// while the tab is being attached, so the attach may take as long as the
-// load.
-func OpenURL(ctx context.Context) (string, time.Duration) {
-	u, _ := ctx.Value(openURLKey{}).(openURL)
-	return u.url, u.timeout
-}
-
-// earlyNav is a tab's first navigation, sent while the tab was attached.
-type earlyNav struct {
-	mark navMark
-	reqs uint64
-	done chan struct{}
-	err  error // once done
-}
-
-// NavigateEarly sends the tab's first navigation, to url, with send, which
-// sends a command on the tab's session (commands sent in a row reach it in
-// order): the Page and Network domains first, so that the tab's collectors
-// see the navigation and its requests, then Page.navigate. The tool call
-// that opened the tab waits for this navigation instead of starting one.
-// It closes registered once the tool call can find the navigation, and
-// returns once the answers are in or ctx ends.
-func (s *TabState) NavigateEarly(ctx context.Context, url string, send func(ctx context.Context, method string, params any) (func() ([]byte, error), error), registered chan<- struct{}) {
-	e := &earlyNav{mark: s.mark(), reqs: s.activity.mark(), done: make(chan struct{})}
-	s.mu.Lock()
-	s.early = e
-	s.mu.Unlock()
-	close(registered)
-	defer close(e.done)
-	cmds := []struct {
-		method string
-		params any
-	}{
-		{page.CommandEnable, page.EnableParams{}},
-		{network.CommandEnable, network.EnableParams{}},
-		// chromedp enables Log later; on a page that logged a lot by then
-		// that replays every entry.
-		{cdplog.CommandEnable, nil},
-		{page.CommandNavigate, page.NavigateParams{URL: url}},
-	}
-	waits := make([]func() ([]byte, error), 0, len(cmds))
-	for _, c := range cmds {
-		w, err := send(ctx, c.method, c.params)
-		if err != nil {
-			e.err = err
-			return
-		}
-		waits = append(waits, w)
-	}
-	var res []byte
-	for i, w := range waits {
-		r, err := w()
-		if err != nil && e.err == nil {
-			e.err = err
-		}
-		if i == len(waits)-1 {
-			res = r
-		}
-	}
-	if e.err != nil {
-		return
-	}
-	var nav page.NavigateResult
-	if err := json.Unmarshal(res, &nav); err != nil {
-		e.err = err
-	} else if nav.ErrorText != "" {
-		e.err = userError{fmt.Sprintf("loading %s failed: %s", url, nav.ErrorText)}
-	}
-}
-
-// takeEarly returns the tab's early navigation, once: nil when there is
-// none.
-func (s *TabState) takeEarly() *earlyNav {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	e := s.early
-	s.early = nil
-	return e
 }

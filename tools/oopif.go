@@ -5,17 +5,13 @@ import (
 	"encoding/json"
 	"errors"
 	"slices"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
 
-	"github.com/chromedp/cdproto"
 	"github.com/chromedp/cdproto/cdp"
 	"github.com/chromedp/cdproto/css"
 	"github.com/chromedp/cdproto/dom"
-	"github.com/chromedp/cdproto/inspector"
-	cdplog "github.com/chromedp/cdproto/log"
 	"github.com/chromedp/cdproto/network"
 	"github.com/chromedp/cdproto/page"
 	"github.com/chromedp/cdproto/runtime"
@@ -385,15 +381,6 @@ func Attach(call, tctx context.Context) error {
 	attached := make(chan error, 1)
 	go func() {
 		err := chromedp.Do(tctx)
-		if err != nil && navigatedAway(err) {
-			if c := chromedp.FromContext(tctx); c != nil && c.Target != nil {
-				// The tab's first navigation (sent while attaching, see
-				// TabState.NavigateEarly) committed while one of chromedp's
-				// commands was in the old document: the session is there,
-				// the rest of chromedp's enables are done here, side by side.
-				err = finishAttach(tctx)
-			}
-		}
 		if err == nil {
 			err = offDomains(tctx)
 		}
@@ -405,50 +392,6 @@ func Attach(call, tctx context.Context) error {
 	case <-call.Done():
 		return context.DeadlineExceeded
 	}
-}
-
-// navigatedAway says that a command failed because the target's document
-// went away under it (a navigation committed).
-func navigatedAway(err error) bool {
-	var cerr *cdproto.Error
-	return errors.As(err, &cerr) && strings.Contains(cerr.Message, "Inspected target navigated or closed")
-}
-
-// finishAttach sends what chromedp's attach of a page sends after it has
-// the session, side by side, each retried once when a navigation took its
-// document away; DOM and CSS are left out (offDomains turns them off).
-func finishAttach(tctx context.Context) error {
-	steps := []func() error{
-		func() error { _, err := chromedp.Call(tctx, runtime.Enable, cdp.Empty{}); return err },
-		func() error { _, err := chromedp.Call(tctx, cdplog.Enable, cdp.Empty{}); return err },
-		func() error { _, err := chromedp.Call(tctx, network.Enable, network.EnableParams{}); return err },
-		func() error { _, err := chromedp.Call(tctx, inspector.Enable, cdp.Empty{}); return err },
-		func() error { _, err := chromedp.Call(tctx, page.Enable, page.EnableParams{}); return err },
-		func() error {
-			_, err := chromedp.Call(tctx, target.SetDiscoverTargets, target.SetDiscoverTargetsParams{Discover: true})
-			return err
-		},
-		func() error {
-			_, err := chromedp.Call(tctx, target.SetAutoAttach, target.SetAutoAttachParams{AutoAttach: true, Flatten: ptr(true)})
-			return err
-		},
-		func() error {
-			_, err := chromedp.Call(tctx, page.SetLifecycleEventsEnabled, page.SetLifecycleEventsEnabledParams{Enabled: true})
-			return err
-		},
-	}
-	errs := make([]error, len(steps))
-	var wg sync.WaitGroup
-	for i, step := range steps {
-		wg.Go(func() {
-			errs[i] = step()
-			if errs[i] != nil && navigatedAway(errs[i]) {
-				errs[i] = step()
-			}
-		})
-	}
-	wg.Wait()
-	return errors.Join(errs...)
 }
 
 // offDomains turns off the CSS and DOM domains of an attached target, both

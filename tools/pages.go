@@ -122,11 +122,7 @@ func (t *toolset) newPage() Tool {
 			if err != nil {
 				return nil, err
 			}
-			octx := ctx
-			if target != "" {
-				octx = withOpenURL(ctx, target, timeout)
-			}
-			tab, err := ws.NewTab(octx, req.GetBool("background", false))
+			tab, err := ws.NewTab(ctx, req.GetBool("background", false))
 			if err != nil {
 				return mcp.NewToolResultError(err.Error()), nil
 			}

@@ -49,7 +49,6 @@ type TabState struct {
 	// docGen counts the main frame's documents; observed is the document
 	// whose change counter (observeJS) was last started or used, at
 	// observedAt.
-	early      *earlyNav // the first navigation, sent while attaching
 	docGen     uint64
 	observed   uint64
 	observedAt time.Time
