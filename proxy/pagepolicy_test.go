@@ -320,10 +320,10 @@ func popupOf(t *testing.T, out string) int {
 	return id
 }
 
-// The first page tool of a session sends its navigation while the session
-// still attaches to the new tab (tools.TabState.NavigateEarly): the guard
-// is on before that navigation's first request, so a redirect from an
-// allowed page to DevTools is refused in the browser there too.
+// The first page tool of a session opens its tab and navigates it in one
+// call: the guard is on before that navigation's first request, so a
+// redirect from an allowed page to DevTools is refused in the browser
+// there too (guards any attempt to start that navigation earlier).
 func TestFirstNavigationOfASessionIsGuarded(t *testing.T) {
 	alice := testchrome.Start(t)
 	pages := attackPages(t)
