@@ -69,6 +69,9 @@ type Conn struct {
 	// Guard enforces the pool's RequestPolicy on the targets sessions
 	// protect; nil without one.
 	Guard *Guard
+	// Sessions sends on a tab's session while chromedp still attaches to
+	// it; nil methods are safe.
+	Sessions *Sessions
 }
 
 // UnavailableError is returned when a browser is not connected within the
@@ -693,7 +696,7 @@ func (b *Browser) open(ctx context.Context, alloc *allocator, fail func(error) e
 			cancel()
 			return Conn{}, nil, "", fail(r.err)
 		}
-		c := Conn{Ctx: bctx, Generation: b.Status().Generation + 1}
+		c := Conn{Ctx: bctx, Generation: b.Status().Generation + 1, Sessions: alloc.sessions.Load()}
 		if b.cfg.Requests != nil {
 			c.Guard = startGuard(bctx, alloc.guard, alloc.timeout)
 		}

@@ -155,6 +155,8 @@ type allocator struct {
 	// requests, when set, gets a Guard on the connection (guard.go).
 	requests RequestPolicy
 	guard    chan *Guard // the guard of the connection, once dialled
+	// sessions is the connection's Sessions, once dialled.
+	sessions atomic.Pointer[Sessions]
 	// remote is the address the websocket was dialled to (whatever name
 	// led there), once dialled: Pool.claim decides on it.
 	remote atomic.Pointer[netip.Addr]
@@ -209,6 +211,8 @@ func (a *allocator) Allocate(ctx context.Context, opts ...chromedp.BrowserOption
 		return nil, err
 	}
 	t := &tapped{Transport: conn}
+	t.sessions = newSessions(t)
+	a.sessions.Store(t.sessions)
 	if a.requests != nil {
 		g := newGuard(wctx, t, a.requests)
 		a.wg.Go(func() { <-wctx.Done(); g.wait() })
@@ -265,7 +269,8 @@ type wsConn struct {
 // keeps a message (the guard's own replies and sessions) from chromedp.
 type tapped struct {
 	chromedp.Transport
-	tap func(*cdproto.Message) bool // set by newGuard; nil: none
+	tap      func(*cdproto.Message) bool // set by newGuard; nil: none
+	sessions *Sessions                   // sees messages before tap
 }
 
 // Read reads the next message that is not the guard's.
@@ -276,6 +281,9 @@ func (t *tapped) Read(ctx context.Context, msg *cdproto.Message) error {
 		*msg = cdproto.Message{}
 		if err := t.Transport.Read(ctx, msg); err != nil {
 			return err
+		}
+		if t.sessions != nil && t.sessions.read(msg) {
+			continue
 		}
 		if t.tap == nil || !t.tap(msg) {
 			return nil

@@ -319,3 +319,28 @@ func popupOf(t *testing.T, out string) int {
 	id, _ := strconv.Atoi(m[1])
 	return id
 }
+
+// The first page tool of a session opens its tab and navigates it in one
+// call: the guard is on before that navigation's first request, so a
+// redirect from an allowed page to DevTools is refused in the browser
+// there too (guards any attempt to start that navigation earlier).
+func TestFirstNavigationOfASessionIsGuarded(t *testing.T) {
+	alice := testchrome.Start(t)
+	pages := attackPages(t)
+	h := newHarness(t, "")
+	ta := h.token("alice")
+	h.register(ta, "alice", alice.URL)
+	for _, tool := range []string{"navigate_page", "new_page"} {
+		marker := "first" + strings.TrimSuffix(tool, "_page")
+		c := h.connect(viaStreamable, ta, "")
+		to := fmt.Sprintf("http://127.0.0.1:%d/json/version?%s=1", alice.Port, marker)
+		out, _ := call(t, c, tool, map[string]any{"url": pages + "/redir?to=" + url.QueryEscape(to)})
+		if strings.Contains(out, "webSocketDebuggerUrl") || strings.Contains(out, "Browser") && !strings.Contains(out, "BLOCKED") {
+			t.Errorf("%s as a session's first call, redirected to DevTools: %q", tool, out)
+		}
+		refusedInBrowser(t, h, "json/version?"+marker+"=redacted")
+		if got := mustCall(t, c, "evaluate_script", map[string]any{"function": "() => document.body ? document.body.innerText : ''"}); strings.Contains(got, "webSocketDebuggerUrl") {
+			t.Errorf("%s: the page shows DevTools: %q", tool, got)
+		}
+	}
+}

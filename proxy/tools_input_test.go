@@ -78,6 +78,13 @@ knob.addEventListener('mousedown', e => {
 <a href="/landing">Go by link</a>
 <a href="/greet">Go to greeting</a>
 <button onclick="location.href = '/landing?by=script'">Go by script</button>`))
+	mux.HandleFunc("/keyed", page("Keys", `
+<ul id="items"></ul>
+<script>
+// Registered before the proxy's counter: it takes q from every later listener.
+window.addEventListener('keydown', e => { if (e.key === 'q') { e.stopImmediatePropagation(); document.getElementById('items').append(document.createElement('li')); } }, true);
+document.addEventListener('keydown', e => { if (e.key === 'Enter') document.getElementById('items').append(document.createElement('li')); });
+</script>`))
 	mux.HandleFunc("/landing", page("Landing", `<p>Landed</p>`))
 	mux.HandleFunc("/greet", page("Greeting", `<script>alert('Welcome')</script><p>Greeted</p>`))
 	mux.HandleFunc("/fetch", page("Fetch", `
@@ -405,6 +412,29 @@ func TestInputTools(t *testing.T) {
 			}
 		}
 	})
+}
+
+// press_key says what its own key changed, also when it sends no call
+// before the key (the page's change counter runs already): a change the
+// page made before the key is not the key's, and a key that a listener of
+// the page took before the counter's still shows its change.
+func TestPressKeyReportsItsOwnChanges(t *testing.T) {
+	cl := inputClient(t, "")
+	pages := inputPages(t)
+	for _, round := range []string{"first load", "after another navigation"} {
+		mustCall(t, cl, "navigate_page", map[string]any{"url": pages + "/keyed"})
+		inputWant(t, round+": Enter", mustCall(t, cl, "press_key", map[string]any{"key": "Enter"}), "The page changed")
+		inputWant(t, round+": Shift", mustCall(t, cl, "press_key", map[string]any{"key": "Shift"}), "The page did not change")
+		// The page changes between two calls; the key after it changes nothing.
+		mustCall(t, cl, "evaluate_script", map[string]any{"function": `() => new Promise(r => setTimeout(() => { document.getElementById('items').append(document.createElement('li')); r(1); }, 50))`})
+		inputWant(t, round+": Shift after a change of the page", mustCall(t, cl, "press_key", map[string]any{"key": "Shift"}), "The page did not change")
+		inputWant(t, round+": q", mustCall(t, cl, "press_key", map[string]any{"key": "q"}), "The page changed")
+		inputWant(t, round+": Shift after q", mustCall(t, cl, "press_key", map[string]any{"key": "Shift"}), "The page did not change")
+		inputWant(t, round+": Enter after q", mustCall(t, cl, "press_key", map[string]any{"key": "Enter"}), "The page changed")
+		if got := inputEval(t, cl, `() => document.querySelectorAll('#items li').length`); got != "4" {
+			t.Errorf("%s: %s items, want 4", round, got)
+		}
+	}
 }
 
 // TestInputTodoAgent plays an agent's task through the MCP client: add three

@@ -321,7 +321,7 @@ func (s *Session) attachAs(cctx context.Context, c browserpool.Conn, id target.I
 	if s.handled {
 		pid = s.mgr.handles.take(s.UserID)
 	}
-	t := &tab{Tab: tools.Tab{ID: pid, TargetID: id, Ctx: tctx, State: state, Owned: owned}, cancel: release, opener: opener}
+	t := &tab{Tab: tools.Tab{ID: pid, TargetID: id, Ctx: tctx, State: state, Owned: owned, Send: rowSender(c, tctx)}, cancel: release, opener: opener}
 	s.tabs[t.ID] = t
 	s.order = append(s.order, t.ID)
 	if !popup || s.selected == 0 {
@@ -329,6 +329,19 @@ func (s *Session) attachAs(cctx context.Context, c browserpool.Conn, id target.I
 	}
 	s.log.Debug().Int("page", t.ID).Bool("owned", owned).Msg("page attached")
 	return &t.Tab, nil
+}
+
+// rowSender returns the tools.Tab.Send of the attached tab tctx: commands
+// on its session through the connection's Sessions; nil without them.
+func rowSender(c browserpool.Conn, tctx context.Context) func(context.Context, string, any) (func() ([]byte, error), error) {
+	cc := chromedp.FromContext(tctx)
+	if c.Sessions == nil || cc == nil || cc.Target == nil {
+		return nil
+	}
+	sid, sessions := cc.Target.SessionID, c.Sessions
+	return func(ctx context.Context, method string, params any) (func() ([]byte, error), error) {
+		return sessions.Send(ctx, sid, method, params)
+	}
 }
 
 // SelectTab implements tools.Workspace.

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/chromedp/cdproto/network"
+	"github.com/chromedp/cdproto/page"
 	"github.com/mark3labs/mcp-go/mcp"
 )
 
@@ -38,6 +39,11 @@ type request struct {
 	// its end may change the DOM, so the wait for a page to be ready
 	// waits for quiet after it. A document or an image does not.
 	scripted bool
+	// doc says it is a document's own request (its request id is its
+	// loader's). The page's load ends it: the renderer reports its end,
+	// and a renderer that was still starting when the request went out
+	// (a tab's first navigation, sent while attaching) never does.
+	doc bool
 }
 
 // listen takes one tab event; it runs on the tab's read loop and must not block.
@@ -57,8 +63,21 @@ func (a *activity) listen(ev any) {
 		}
 		a.seq++
 		scripted := e.Type == network.ResourceTypeFetch || e.Type == network.ResourceTypeXHR || e.Type == network.ResourceTypeScript
-		a.inflight[e.RequestID] = request{seq: a.seq, start: time.Now(), stream: e.Type == network.ResourceTypeEventSource, scripted: scripted}
+		doc := e.Type == network.ResourceTypeDocument && string(e.RequestID) == string(e.LoaderID)
+		a.inflight[e.RequestID] = request{seq: a.seq, start: time.Now(), stream: e.Type == network.ResourceTypeEventSource, scripted: scripted, doc: doc}
 		a.signalLocked()
+	case *page.EventLoadEventFired:
+		a.mu.Lock()
+		defer a.mu.Unlock()
+		n := len(a.inflight)
+		for id, r := range a.inflight {
+			if r.doc {
+				delete(a.inflight, id)
+			}
+		}
+		if len(a.inflight) != n {
+			a.signalLocked()
+		}
 	case *network.EventResponseReceived:
 		if e.Response != nil && strings.HasPrefix(e.Response.MimeType, "text/event-stream") {
 			a.mu.Lock()
@@ -165,7 +184,10 @@ const (
 // started, else while requests it started are in flight or the DOM keeps
 // changing, up to busyCap. A page that did not change returns at once.
 // framesChanged says the action changed a cross-site frame (frameWatch).
-func (t *toolset) settleAfter(ctx context.Context, tab *Tab, nav navMark, reqs uint64, framesChanged bool, done string) *mcp.CallToolResult {
+//
+// keyed says the action is a press_key that started no counter of its own:
+// the reads count the changes since its key (keyedCountJS).
+func (t *toolset) settleAfter(ctx context.Context, tab *Tab, nav navMark, reqs uint64, framesChanged, keyed bool, done string) *mcp.CallToolResult {
 	sctx, cancel := callCtx(ctx, tab, busyCap)
 	defer cancel()
 	// The read is also a round trip through the renderer: a navigation that
@@ -176,8 +198,12 @@ func (t *toolset) settleAfter(ctx context.Context, tab *Tab, nav navMark, reqs u
 	// then). A page that changed needs no turn to say so, and after input
 	// a turn waits for the next frame. Only an action that started
 	// requests waits longer.
-	w := changeWatch{tab: tab, changed: framesChanged}
-	if open := w.update(sctx, func(c context.Context) (int, error) { return evalPromise[int](c, changesOrAfterTurnJS) }); open {
+	w := changeWatch{tab: tab, changed: framesChanged, keyed: keyed}
+	first := changesOrAfterTurnJS
+	if keyed {
+		first = keyedOrAfterTurnJS
+	}
+	if open := w.update(sctx, func(c context.Context) (int, error) { return evalPromise[int](c, first) }); open {
 		return dialogResult(tab, nav, done)
 	}
 	if tab.State.mark() != nav {
@@ -230,6 +256,7 @@ func (t *toolset) settleAfter(ctx context.Context, tab *Tab, nav navMark, reqs u
 // changeWatch follows the change counter that observeJS set up.
 type changeWatch struct {
 	tab     *Tab
+	keyed   bool // a press_key's reads (keyedCountJS)
 	last    int
 	changed bool // the page changed since the action
 	moved   bool // the last read saw new changes
@@ -239,7 +266,11 @@ type changeWatch struct {
 // unless a dialog opens, which it reports. A counter that is gone means a
 // new document: that is a change, and the counter starts again in it.
 func (w *changeWatch) readAfterFrame(ctx context.Context) (dialog bool) {
-	return w.update(ctx, func(c context.Context) (int, error) { return evalPromise[int](c, changesAfterTurnJS) })
+	expr := changesAfterTurnJS
+	if w.keyed {
+		expr = keyedAfterTurnJS
+	}
+	return w.update(ctx, func(c context.Context) (int, error) { return evalPromise[int](c, expr) })
 }
 
 func (w *changeWatch) update(ctx context.Context, count func(context.Context) (int, error)) (dialog bool) {
@@ -367,27 +398,40 @@ const observeKey = `Symbol.for('mcp-browser-proxy.changes')`
 // observeJS starts counting the changes of the document: DOM mutations
 // (except style attributes, which animations rewrite every frame) and input
 // or change events (a checkbox changes no attribute). It replaces the counter
-// of an earlier action, stops by itself after a while, and answers
-// document.visibilityState. A page that breaks the observer gets a counter
-// that stays at 0: the action must not fail for it.
+// of an earlier action, stops by itself 30 s after it was last used, and
+// answers document.visibilityState. A page that breaks the observer gets a
+// counter that stays at 0: the action must not fail for it.
+//
+// It also keeps when each batch of changes was seen, and when the first
+// trusted keydown after the last read was dispatched (its event timestamp,
+// on the page's clock), so that press_key can count the changes since its
+// key without a call of its own before it (keyedCountJS): the key event and
+// a Runtime call reach the renderer on different channels, in no set order.
 const observeJS = `(() => {
   const key = ` + observeKey + `;
   const old = window[key];
   if (old) old.stop();
-  const s = {n: 0, stop() {}};
+  const s = {n: 0, last: 0, log: [], keys: 0, claimed: 0, at: 0, base: null, stop() {}, touch() {}};
   try {
-    const bump = () => { s.n++; };
+    const note = k => { s.n += k; s.log.push(performance.now(), k); if (s.log.length > 256) s.log.splice(0, 2); };
+    const bump = () => note(1);
     const obs = new MutationObserver(records => {
-      for (const r of records) if (r.type !== 'attributes' || r.attributeName !== 'style') s.n++;
+      let k = 0;
+      for (const r of records) if (r.type !== 'attributes' || r.attributeName !== 'style') k++;
+      if (k) note(k);
     });
+    const onKey = e => { if (!e.isTrusted) return; if (s.keys === s.claimed) s.at = e.timeStamp; s.keys++; };
     obs.observe(document, {subtree: true, childList: true, attributes: true, characterData: true});
     document.addEventListener('input', bump, true);
     document.addEventListener('change', bump, true);
-    const timer = setTimeout(() => s.stop(), 15000);
+    window.addEventListener('keydown', onKey, true);
+    let timer = setTimeout(() => s.stop(), 30000);
+    s.touch = () => { clearTimeout(timer); timer = setTimeout(() => s.stop(), 30000); };
     s.stop = () => {
       obs.disconnect();
       document.removeEventListener('input', bump, true);
       document.removeEventListener('change', bump, true);
+      window.removeEventListener('keydown', onKey, true);
       clearTimeout(timer);
       if (window[key] === s) delete window[key];
     };
@@ -395,6 +439,51 @@ const observeJS = `(() => {
   Object.defineProperty(window, key, {value: s, configurable: true});
   return document.visibilityState;
 })()`
+
+// seenJS is the count of counter s, noted as read: the keys so far are
+// claimed, and a keyed read that finds no new key counts from here.
+const seenJS = `(s.last = s.n, s.claimed = s.keys, s.n)`
+
+// keyedCountJS is a function of first that answers the changes since the
+// key of the current press_key, or -1 when the counter is gone: the
+// changes seen at or after the first keydown since the last read, or, when
+// no key reached the page's window (a focused frame took it), every change
+// since the last read. The first read of an action claims the key; the
+// next reads of the same action count from the same point. It keeps the
+// counter alive.
+const keyedCountJS = `(first => {
+  const s = window[` + observeKey + `];
+  if (!s || !s.log) return -1;
+  s.touch();
+  if (first || !s.base) {
+    s.base = s.keys !== s.claimed ? {at: s.at} : {n: s.last};
+    s.claimed = s.keys;
+  }
+  let k = 0;
+  if (s.base.at !== undefined) { for (let i = 0; i < s.log.length; i += 2) if (s.log[i] >= s.base.at) k += s.log[i + 1]; }
+  else k = s.n - s.base.n;
+  s.last = s.n;
+  return k;
+})`
+
+// keyedOrAfterTurnJS is changesOrAfterTurnJS for press_key: the keyed
+// count at once when the page changed, else after one more turn.
+const keyedOrAfterTurnJS = `(() => {
+  const k = ` + keyedCountJS + `(true);
+  if (k !== 0) return k;
+  return new Promise(resolve => {
+    const c = new MessageChannel();
+    c.port1.onmessage = () => resolve(` + keyedCountJS + `(false));
+    c.port2.postMessage(0);
+  });
+})()`
+
+// keyedAfterTurnJS is changesAfterTurnJS for press_key.
+const keyedAfterTurnJS = `new Promise(resolve => {
+  const c = new MessageChannel();
+  c.port1.onmessage = () => resolve(` + keyedCountJS + `(false));
+  c.port2.postMessage(0);
+})`
 
 // changesAfterFrameJS answers the change count after two more turns of the
 // page's task queue: updates that frameworks batch into microtasks or the
@@ -419,6 +508,16 @@ const (
 type readiness struct {
 	capped   bool
 	inflight int // requests in flight at the cap
+	// loc is the page's URL and title, read together with the change
+	// count that ended the wait; nil when something else ended it.
+	loc []string
+}
+
+// readAnswer is a read of the change counter with where the page is.
+type readAnswer struct {
+	N     int    `json:"n"`
+	Href  string `json:"href"`
+	Title string `json:"title"`
 }
 
 // note says, for a wait that the cap ended, what the page was still doing.
@@ -448,13 +547,29 @@ func (t *toolset) waitReady(ctx context.Context, tab *Tab, reqs uint64) readines
 	defer cancel()
 	loaded := time.Now()
 	dialogOpened := tab.State.dialog.openedChan()
+	// Each read also answers where the page is, so that a wait that ends
+	// after a read needs no round trip of its own for it.
+	var loc []string
 	read := func(expr string) (int, bool, error) {
-		return untilDialog(rctx, tab, func(c context.Context) (int, error) { return evalPromise[int](c, expr) })
+		a, open, err := untilDialog(rctx, tab, func(c context.Context) (readAnswer, error) {
+			return evalPromise[readAnswer](c, "("+expr+").then(n => ({n, href: location.href, title: document.title}))")
+		})
+		if err == nil && !open {
+			loc = []string{a.Href, a.Title}
+		}
+		return a.N, open, err
 	}
-	n, open, err := read(readyJS)
+	doc := tab.State.docMark()
+	n, open, err := read(readyTwoTurnsJS)
 	if open {
 		return readiness{}
 	}
+	if err == nil {
+		tab.State.armObserver(doc)
+	}
+	// A page still after two turns needs no second read when nothing it
+	// started is in flight or finished since its load.
+	quiet := err == nil && n == 0
 	count := n
 	var last time.Time // the page's last activity after its load
 	if err != nil || n != 0 {
@@ -470,7 +585,7 @@ func (t *toolset) waitReady(ctx context.Context, tab *Tab, reqs uint64) readines
 			// The page navigated again (a script or a redirect): wait for
 			// that load too, then for the new document.
 			tab.State.settle(rctx, nav, limit)
-			nav, last, count = m, time.Now(), -1
+			nav, last, count, quiet = m, time.Now(), -1, false
 			continue
 		}
 		now := time.Now()
@@ -479,6 +594,10 @@ func (t *toolset) waitReady(ctx context.Context, tab *Tab, reqs uint64) readines
 			last = lastDone
 		}
 		wait := time.Duration(0)
+		if quiet && inflight == 0 && last.IsZero() {
+			return readiness{loc: loc}
+		}
+		quiet = false
 		if inflight > 0 {
 			wait = turnsLong.Sub(now)
 		} else {
@@ -502,7 +621,7 @@ func (t *toolset) waitReady(ctx context.Context, tab *Tab, reqs uint64) readines
 			}
 			if wait == 0 {
 				if last.IsZero() || time.Since(last) >= readyQuiet {
-					return readiness{}
+					return readiness{loc: loc}
 				}
 				wait = readyQuiet - time.Since(last)
 			}
@@ -525,7 +644,7 @@ func (t *toolset) waitReady(ctx context.Context, tab *Tab, reqs uint64) readines
 // page's task queue, or -1 when the counter is gone (a new document).
 const changesAfterTurnJS = `new Promise(resolve => {
   const c = new MessageChannel();
-  c.port1.onmessage = () => { const s = window[` + observeKey + `]; resolve(s ? s.n : -1); };
+  c.port1.onmessage = () => { const s = window[` + observeKey + `]; resolve(s ? ` + seenJS + ` : -1); };
   c.port2.postMessage(0);
 })`
 
@@ -535,9 +654,13 @@ const changesAfterTurnJS = `new Promise(resolve => {
 const changesOrAfterTurnJS = `(() => {
   const s = window[` + observeKey + `];
   if (!s) return -1;
-  if (s.n > 0) return s.n;
+  if (s.n > 0) return ` + seenJS + `;
   return ` + changesAfterTurnJS + `;
 })()`
+
+// readyTwoTurnsJS is readyJS, with a second turn when the first saw no
+// change: the first read after a load, which a still page ends.
+const readyTwoTurnsJS = `(` + observeJS + `, ` + changesAfterTurnJS + `.then(n => n !== 0 ? n : ` + changesAfterTurnJS + `))`
 
 // readyJS starts counting the changes of the document (observeJS) and
 // answers the count after one turn of its task queue.

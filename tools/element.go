@@ -6,7 +6,9 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/chromedp/cdproto"
@@ -45,6 +47,12 @@ type element struct {
 	// center is where the node is on screen, once prepare scrolled it into
 	// view and measured it; nil when the CDP path must measure it.
 	center *[2]float64
+	// objs keeps the remote objects of the tab's nodes between calls; nil
+	// for a node of a frame target.
+	objs *objectCache
+	// observe says the element's action call starts the change counter
+	// itself (fill), instead of a call of its own before it.
+	observe bool
 }
 
 // prepJS does, in one call on the node, what an action needs before its
@@ -77,21 +85,12 @@ const staleNodeMark = "mcp-browser-proxy: node detached"
 var errStaleNode = errors.New("the node is detached from document")
 
 // prepare resolves the node, starts counting the changes of its document
-// and, with geometry, scrolls it into view and measures it, in two round
-// trips; it answers document.visibilityState. Without a box it leaves
-// center nil, for the CDP path.
+// and, with geometry, scrolls it into view and measures it, in one round
+// trip when the node's remote object is kept from an earlier call, else
+// two; it answers document.visibilityState. Without a box it leaves center
+// nil, for the CDP path.
 func (e *element) prepare(geometry bool) (string, error) {
-	obj, err := chromedp.Call(e.ctx, dom.ResolveNode, dom.ResolveNodeParams{BackendNodeID: e.ref.id})
-	if err != nil {
-		return "", err
-	}
-	e.obj = obj.Object.ObjectID
-	res, err := chromedp.Call(e.ctx, runtime.CallFunctionOn, runtime.CallFunctionOnParams{
-		FunctionDeclaration: prepJS,
-		ObjectID:            e.obj,
-		Arguments:           []*runtime.CallArgument{{Value: jsonValue(geometry)}},
-		ReturnByValue:       ptr(true),
-	})
+	res, err := e.callOn(prepJS, jsonValue(geometry))
 	if err != nil {
 		return "", err
 	}
@@ -114,7 +113,47 @@ func (e *element) prepare(geometry bool) (string, error) {
 	return vis, nil
 }
 
-// release lets go of the node's remote object, off the action's path.
+// callOn calls fn on the node, by value. The node's remote object is
+// resolved once and kept for the next calls on it while its document
+// lives; a kept object that is gone (its document's context was
+// destroyed) is resolved again.
+func (e *element) callOn(fn string, args ...[]byte) (*runtime.CallFunctionOnResult, error) {
+	call := func() (*runtime.CallFunctionOnResult, error) {
+		p := runtime.CallFunctionOnParams{FunctionDeclaration: fn, ObjectID: e.obj, ReturnByValue: ptr(true)}
+		for _, a := range args {
+			p.Arguments = append(p.Arguments, &runtime.CallArgument{Value: a})
+		}
+		res, err := chromedp.Call(e.ctx, runtime.CallFunctionOn, p)
+		return &res, err
+	}
+	if e.obj == "" {
+		if id, ok := e.objs.get(e.ref); ok {
+			e.obj = id
+			res, err := call()
+			if err == nil || !isGoneObject(err) {
+				return res, err
+			}
+			e.objs.forget(e.ref, id)
+			e.obj = ""
+		}
+		obj, err := chromedp.Call(e.ctx, dom.ResolveNode, dom.ResolveNodeParams{BackendNodeID: e.ref.id})
+		if err != nil {
+			return nil, err
+		}
+		e.obj = obj.Object.ObjectID
+	}
+	return call()
+}
+
+// isGoneObject says that a remote object the call named no longer exists.
+func isGoneObject(err error) bool {
+	var cerr *cdproto.Error
+	return errors.As(err, &cerr) && (strings.Contains(cerr.Message, "Could not find object") ||
+		strings.Contains(cerr.Message, "Cannot find context") || strings.Contains(cerr.Message, "Invalid remote object id"))
+}
+
+// release lets go of the node's remote object, off the action's path, or
+// keeps it for the next call on the node.
 func (e *element) release(tab *Tab) {
 	if e.obj == "" {
 		return
@@ -124,11 +163,87 @@ func (e *element) release(tab *Tab) {
 		sess = tab.Ctx
 	}
 	e.obj = ""
+	drop := e.objs.put(e.ref, obj)
+	if len(drop) == 0 {
+		return
+	}
 	go func() {
 		c, cancel := context.WithTimeout(context.WithoutCancel(sess), 5*time.Second)
 		defer cancel()
-		_, _ = chromedp.Call(c, runtime.ReleaseObject, runtime.ReleaseObjectParams{ObjectID: obj})
+		for _, id := range drop {
+			_, _ = chromedp.Call(c, runtime.ReleaseObject, runtime.ReleaseObjectParams{ObjectID: id})
+		}
 	}()
+}
+
+// objectCache is the remote objects of a tab's nodes that actions
+// resolved, kept so that the next action on a node needs no DOM.resolveNode.
+// They die with their document, and are forgotten when the main frame
+// navigates; at most maxKeptObjects are kept (each keeps its node alive).
+type objectCache struct {
+	mu  sync.Mutex
+	ids map[nodeRef]runtime.RemoteObjectID
+}
+
+// maxKeptObjects bounds the remote objects a tab keeps between calls.
+const maxKeptObjects = 32
+
+func (c *objectCache) get(ref nodeRef) (runtime.RemoteObjectID, bool) {
+	if c == nil {
+		return "", false
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	id, ok := c.ids[ref]
+	return id, ok
+}
+
+// put keeps id for ref and returns the objects to release: id itself when
+// the cache does not keep it, or the ones it let go to make room.
+func (c *objectCache) put(ref nodeRef, id runtime.RemoteObjectID) []runtime.RemoteObjectID {
+	if c == nil {
+		return []runtime.RemoteObjectID{id}
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if old, ok := c.ids[ref]; ok {
+		if old == id {
+			return nil
+		}
+		c.ids[ref] = id
+		return []runtime.RemoteObjectID{old}
+	}
+	var drop []runtime.RemoteObjectID
+	if len(c.ids) >= maxKeptObjects {
+		for r, o := range c.ids {
+			drop = append(drop, o)
+			delete(c.ids, r)
+		}
+	}
+	if c.ids == nil {
+		c.ids = map[nodeRef]runtime.RemoteObjectID{}
+	}
+	c.ids[ref] = id
+	return drop
+}
+
+// forget drops ref's object id when it is still the one kept.
+func (c *objectCache) forget(ref nodeRef, id runtime.RemoteObjectID) {
+	if c == nil {
+		return
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.ids[ref] == id {
+		delete(c.ids, ref)
+	}
+}
+
+// clear forgets every object: their document is gone.
+func (c *objectCache) clear() {
+	c.mu.Lock()
+	clear(c.ids)
+	c.mu.Unlock()
 }
 
 // elementOf resolves a uid argument for the call cctx on tab. A node of a
@@ -140,6 +255,9 @@ func elementOf(cctx context.Context, tab *Tab, uid string) (*element, error) {
 		return nil, err
 	}
 	e := &element{ref: ref, ctx: cctx}
+	if ref.frame == "" {
+		e.objs = &tab.State.objs
+	}
 	for cur, hops := e, 0; cur.ref.frame != ""; hops++ {
 		f, owner := tab.State.frames.lookup(cur.ref.frame)
 		// A frame attached for the collectors has no owner until a snapshot
@@ -363,15 +481,13 @@ func clickNode(ctx context.Context, e *element, clicks int64) error {
 	// No separate mouseMoved: Blink aligns moves to animation frames, which
 	// costs a frame per click, and a press at a new position updates the
 	// hover state (mouseover, mouseenter) by itself.
+	var evs []input.DispatchMouseEventParams
 	for i := int64(1); i <= clicks; i++ {
 		for _, typ := range []input.DispatchMouseEventType{input.DispatchMouseEventTypeMousePressed, input.DispatchMouseEventTypeMouseReleased} {
-			p := input.DispatchMouseEventParams{Type: typ, X: x, Y: y, Button: input.MouseButtonLeft, ClickCount: i}
-			if _, err := chromedp.Call(ctx, input.DispatchMouseEvent, p); err != nil {
-				return err
-			}
+			evs = append(evs, input.DispatchMouseEventParams{Type: typ, X: x, Y: y, Button: input.MouseButtonLeft, ClickCount: i})
 		}
 	}
-	return nil
+	return inRow(ctx, input.DispatchMouseEvent, evs)
 }
 
 // nodeCenter scrolls the element into view and returns its centre.
@@ -417,38 +533,47 @@ const fillJS = `function(v) {
   return 'type';
 }`
 
+// fillObserveJS is fillJS after observeJS, for an element whose fill
+// starts the change counter: it answers [document.visibilityState, what
+// fillJS answered].
+const fillObserveJS = `function(v) {
+  const vis = ` + observeJS + `;
+  return [vis, (` + fillJS + `).call(this, v)];
+}`
+
 // fillNode fills the element, all on the element's own session: the text
-// goes to the focused element of the element's frame.
+// goes to the focused element of the element's frame. When e.observe is
+// set, the same call starts the change counter, and a hidden tab is
+// brought to the front before the text is typed.
 func fillNode(e *element, value string) error {
-	ctx := e.ctx
-	id := e.obj
-	if id == "" {
-		obj, err := chromedp.Call(ctx, dom.ResolveNode, dom.ResolveNodeParams{BackendNodeID: e.ref.id})
-		if err != nil {
-			return err
-		}
-		id = obj.Object.ObjectID
-		defer func() {
-			_, _ = chromedp.Call(ctx, runtime.ReleaseObject, runtime.ReleaseObjectParams{ObjectID: id})
-		}()
+	fn := fillJS
+	if e.observe {
+		fn = fillObserveJS
 	}
-	arg := jsonValue(value)
-	res, err := chromedp.Call(ctx, runtime.CallFunctionOn, runtime.CallFunctionOnParams{
-		FunctionDeclaration: fillJS,
-		ObjectID:            id,
-		Arguments:           []*runtime.CallArgument{{Value: arg}},
-		ReturnByValue:       ptr(true),
-	})
+	res, err := e.callOn(fn, jsonValue(value))
 	if err != nil {
 		return err
 	}
 	if res.ExceptionDetails != nil {
 		return userError{exceptionText(res.ExceptionDetails)}
 	}
-	if string(res.Result.Value) != `"type"` {
+	answer := res.Result.Value
+	if e.observe {
+		var out []string
+		if err := json.Unmarshal(answer, &out); err != nil || len(out) != 2 {
+			return fmt.Errorf("unexpected answer %s", answer)
+		}
+		if out[0] != "visible" {
+			if _, err := chromedp.Call(e.ctx, page.BringToFront, cdp.Empty{}); err != nil {
+				return err
+			}
+		}
+		answer = []byte(strconv.Quote(out[1]))
+	}
+	if string(answer) != `"type"` {
 		return nil
 	}
-	_, err = chromedp.Call(ctx, input.InsertText, input.InsertTextParams{Text: value})
+	_, err = chromedp.Call(e.ctx, input.InsertText, input.InsertTextParams{Text: value})
 	return err
 }
 

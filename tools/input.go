@@ -108,6 +108,9 @@ func (t *toolset) act(ctx context.Context, pageID int, name string, targets []ui
 	}
 	cctx, cancel := callCtx(ctx, tab, t.cfg.CallTimeout)
 	defer cancel()
+	if tab.Send != nil {
+		cctx = context.WithValue(cctx, rowKey{}, tab.Send)
+	}
 	elems := make([]*element, len(targets))
 	for i, tg := range targets {
 		e, err := elementOf(cctx, tab, tg.uid)
@@ -118,6 +121,7 @@ func (t *toolset) act(ctx context.Context, pageID int, name string, targets []ui
 			return mcp.NewToolResultErrorf("%s: %v", name, err), nil
 		}
 		elems[i] = e
+		defer e.release(tab)
 	}
 	nav, reqs := tab.State.mark(), tab.State.activity.mark()
 
@@ -128,9 +132,22 @@ func (t *toolset) act(ctx context.Context, pageID int, name string, targets []ui
 	observe := func(c context.Context) (string, error) { return evalValue[string](c, observeJS) }
 	if geometry, ok := prepared[name]; ok && len(elems) == 1 && !elems[0].inFrame() {
 		e := elems[0]
-		defer e.release(tab)
 		observe = func(context.Context) (string, error) { return e.prepare(geometry) }
+		if name == "fill" {
+			// fill's own call on the element starts the counter.
+			e.observe = true
+			observe = func(context.Context) (string, error) { return "visible", nil }
+		}
 	}
+	// A press_key on a document whose counter runs already needs no call
+	// before its key: the key events reach a hidden tab too (only mouse
+	// input waits for frames), and the settle round counts the changes
+	// since the key.
+	keyed := name == "press_key" && tab.State.observerArmed()
+	if keyed {
+		observe = func(context.Context) (string, error) { return "visible", nil }
+	}
+	doc := tab.State.docMark()
 	visibility, open, err := untilDialog(cctx, tab, observe)
 	if err == nil && !open && visibility != "visible" {
 		_, err = chromedp.Call(cctx, page.BringToFront, cdp.Empty{})
@@ -153,7 +170,14 @@ func (t *toolset) act(ctx context.Context, pageID int, name string, targets []ui
 	if err != nil {
 		return actionError(name, cctx, tab, t.cfg.CallTimeout, targets, err)
 	}
-	return t.settleAfter(ctx, tab, nav, reqs, frames.changed(), done), nil
+	if !keyed {
+		tab.State.armObserver(doc)
+	}
+	res := t.settleAfter(ctx, tab, nav, reqs, frames.changed(), keyed, done)
+	if keyed {
+		tab.State.armObserver(doc) // the settle round kept it alive
+	}
+	return res, nil
 }
 
 // prepared are the actions whose element prepare readies in the call that

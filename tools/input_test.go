@@ -83,3 +83,21 @@ func TestDialogState(t *testing.T) {
 	default:
 	}
 }
+
+// A document's own request ends with the page's load, also when its end
+// is never reported (a tab's first navigation sent while the renderer was
+// starting); other requests do not.
+func TestActivityLoadEndsDocumentRequests(t *testing.T) {
+	var a activity
+	m := a.mark()
+	a.listen(&network.EventRequestWillBeSent{RequestID: "L1", LoaderID: "L1", Type: network.ResourceTypeDocument})
+	a.listen(&network.EventRequestWillBeSent{RequestID: "f1", LoaderID: "L1", Type: network.ResourceTypeFetch})
+	a.listen(&network.EventRequestWillBeSent{RequestID: "d2", LoaderID: "L1", Type: network.ResourceTypeDocument}) // not the loader's own
+	if _, inflight, _ := a.since(m); inflight != 3 {
+		t.Fatalf("before the load: %d in flight, want 3", inflight)
+	}
+	a.listen(&page.EventLoadEventFired{})
+	if _, inflight, _ := a.since(m); inflight != 2 {
+		t.Errorf("after the load: %d in flight, want 2 (the fetch and the other document)", inflight)
+	}
+}

@@ -3,6 +3,7 @@ package tools
 import (
 	"context"
 
+	"github.com/chromedp/cdproto/cdp"
 	"github.com/chromedp/cdproto/input"
 	"github.com/chromedp/chromedp"
 
@@ -31,12 +32,41 @@ func typeRunes(ctx context.Context, text string) error {
 }
 
 func dispatchKeys(ctx context.Context, evs []input.DispatchKeyEventParams) error {
-	for _, ev := range evs {
-		if _, err := chromedp.Call(ctx, input.DispatchKeyEvent, ev); err != nil {
+	return inRow(ctx, input.DispatchKeyEvent, evs)
+}
+
+// rowKey is the context key of the tab's Send, set by act for its input.
+type rowKey struct{}
+
+// inRow sends cmd with each of params on the page's session: all in a row,
+// then waits for every answer, when act's context carries the tab's Send
+// (the browser queues the input events of a page in order); else one
+// after another through chromedp.
+func inRow[P any](ctx context.Context, cmd cdp.Command[P, cdp.Empty], params []P) error {
+	send, _ := ctx.Value(rowKey{}).(func(context.Context, string, any) (func() ([]byte, error), error))
+	if send == nil || len(params) < 2 {
+		for _, p := range params {
+			if _, err := chromedp.Call(ctx, cmd, p); err != nil {
+				return err
+			}
+		}
+		return nil
+	}
+	waits := make([]func() ([]byte, error), 0, len(params))
+	for _, p := range params {
+		w, err := send(ctx, cmd.Method, p)
+		if err != nil {
 			return err
 		}
+		waits = append(waits, w)
 	}
-	return nil
+	var first error
+	for _, w := range waits {
+		if _, err := w(); err != nil && first == nil {
+			first = err
+		}
+	}
+	return first
 }
 
 // keyCombo is a parsed press_key argument (keys.Combo).

@@ -114,7 +114,23 @@ func (t *toolset) navigate(ctx context.Context, tab *Tab, timeout time.Duration,
 	if finished {
 		ready = t.waitReady(ctx, tab, reqs)
 	}
-	// A call of its own: cctx has run out when the load did not finish.
+	loc := ready.loc
+	if loc == nil {
+		loc = t.location(ctx, tab)
+	}
+	if len(loc) != 2 {
+		loc = []string{"(unknown)", ""}
+	}
+	if !finished {
+		return textResult("Page %d is at %s but had not finished loading after %s.", tab.ID, loc[0], timeout), nil
+	}
+	return textResult("Page %d is at %s (title %s).%s", tab.ID, loc[0], quote(loc[1]), ready.note(t.cfg.ReadyCap)), nil
+}
+
+// location asks where the page is: its URL and title.
+func (t *toolset) location(ctx context.Context, tab *Tab) []string {
+	// A call of its own: the navigation's context has run out when the
+	// load did not finish.
 	lctx, lcancel := callCtx(ctx, tab, min(t.cfg.CallTimeout, locationTimeout))
 	defer lcancel()
 	where, err := chromedp.Call(lctx, runtime.Evaluate, runtime.EvaluateParams{
@@ -127,13 +143,7 @@ func (t *toolset) navigate(ctx context.Context, tab *Tab, timeout time.Duration,
 			_ = json.Unmarshal([]byte(s), &loc)
 		}
 	}
-	if len(loc) != 2 {
-		loc = []string{"(unknown)", ""}
-	}
-	if !finished {
-		return textResult("Page %d is at %s but had not finished loading after %s.", tab.ID, loc[0], timeout), nil
-	}
-	return textResult("Page %d is at %s (title %s).%s", tab.ID, loc[0], quote(loc[1]), ready.note(t.cfg.ReadyCap)), nil
+	return loc
 }
 
 // locationTimeout bounds the question where the page is, after a load.

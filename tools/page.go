@@ -23,6 +23,11 @@ type Tab struct {
 	// Owned says the session opened the tab. A tab it only attached to
 	// (browser:all-tabs) is never closed by the proxy, only detached.
 	Owned bool
+	// Send, when set, sends a command on the tab's session beside
+	// chromedp and returns the wait for its answer: commands sent one
+	// after another reach the tab in that order, so input events go out
+	// in a row instead of one round trip each.
+	Send func(ctx context.Context, method string, params any) (func() ([]byte, error), error)
 }
 
 // BrowserTab is a page of the user's browser outside the session.

@@ -30,6 +30,8 @@ type TabState struct {
 
 	frames frameRegistry // cross-site iframes attached to (frames.go)
 
+	objs objectCache // remote objects of nodes that actions used (element.go)
+
 	panics listenerPanics // panics recovered in Listen
 
 	mu        sync.Mutex
@@ -44,7 +46,13 @@ type TabState struct {
 	stopped uint64
 	lastURL string
 	docRoot cdp.BackendNodeID
-	changed chan struct{} // closed on every started/stopped change
+	// docGen counts the main frame's documents; observed is the document
+	// whose change counter (observeJS) was last started or used, at
+	// observedAt.
+	docGen     uint64
+	observed   uint64
+	observedAt time.Time
+	changed    chan struct{} // closed on every started/stopped change
 }
 
 // NewTabState returns the state of the tab whose target is id. In Chrome a
@@ -191,7 +199,9 @@ func (s *TabState) listenNav(ev any) {
 			clear(s.byNodeRef)
 			clear(s.byUID)
 			s.docRoot = 0
+			s.docGen++
 			s.mu.Unlock()
+			s.objs.clear()
 			s.frames.stopAll()
 		}
 	case *page.EventFrameStoppedLoading:
@@ -242,6 +252,38 @@ func (s *TabState) settle(ctx context.Context, m navMark, maxWait time.Duration)
 			return url, false
 		}
 	}
+}
+
+// observerTrust is how long after its last use a document's change
+// counter is taken to still run; it stops itself 30 s after (observeJS),
+// and page timers only ever fire late.
+const observerTrust = 20 * time.Second
+
+// docMark returns the main frame's document generation, to be taken before
+// a call that starts the change counter.
+func (s *TabState) docMark() uint64 {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.docGen
+}
+
+// armObserver notes that the change counter runs in document doc (a
+// docMark taken before the call that started or used it). When the
+// document changed since, nothing is noted.
+func (s *TabState) armObserver(doc uint64) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if doc == s.docGen {
+		s.observed, s.observedAt = doc+1, time.Now()
+	}
+}
+
+// observerArmed says whether the current document's change counter was
+// started or used recently enough to still run.
+func (s *TabState) observerArmed() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.observed == s.docGen+1 && time.Since(s.observedAt) < observerTrust
 }
 
 // uid returns the snapshot uid of a node, giving it one if it has none.
