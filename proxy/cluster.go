@@ -561,6 +561,14 @@ func (cl *cluster) forward(c echo.Context, o router.Owner) error {
 	}
 	me := cl.leases.ID()
 	c.Set(forwardedToKey, o.ID)
+	// A failure to read the client's body (over --max-body, a broken
+	// chunk) is the client's, not the owner's: it is told so, and the
+	// owner is not logged as unreachable.
+	var body *bodyReadErr
+	if r := c.Request(); r.Body != nil && r.Body != http.NoBody {
+		body = &bodyReadErr{ReadCloser: r.Body}
+		r.Body = body
+	}
 	var failed error
 	rp := &httputil.ReverseProxy{
 		Rewrite: func(pr *httputil.ProxyRequest) {
@@ -585,10 +593,46 @@ func (cl *cluster) forward(c echo.Context, o router.Owner) error {
 		},
 	}
 	rp.ServeHTTP(c.Response(), c.Request())
+	if berr := body.failure(); failed != nil && !c.Response().Committed && berr != nil {
+		if errors.Is(berr, echo.ErrStatusRequestEntityTooLarge) {
+			return echo.ErrStatusRequestEntityTooLarge
+		}
+		return apiError(http.StatusBadRequest, CodeInvalidRequest, "the request body could not be read ("+berr.Error()+"); send it again, complete")
+	}
 	if failed != nil && !c.Response().Committed && c.Request().Context().Err() == nil {
 		cl.s.log.Warn().Str("instance", o.ID).Str("path", c.Request().URL.Path).Msg("shared mode: the instance holding the session or browser did not answer")
 		return &APIError{Status: http.StatusServiceUnavailable, Code: CodeInstanceUnavailable, RetryAfter: instanceRetryAfter,
 			Message: "the proxy instance that holds this MCP session or your browser connection did not answer; retry in a few seconds (if it died, its sessions end within seconds and you reconnect)"}
 	}
 	return nil
+}
+
+// bodyReadErr remembers the first error of reading a request body other
+// than its end (or a read after the transport closed it). The transport
+// may still read it while the proxy looks: hence the lock.
+type bodyReadErr struct {
+	io.ReadCloser
+	mu  sync.Mutex
+	err error
+}
+
+func (b *bodyReadErr) Read(p []byte) (int, error) {
+	n, err := b.ReadCloser.Read(p)
+	if err != nil && err != io.EOF && !errors.Is(err, http.ErrBodyReadAfterClose) {
+		b.mu.Lock()
+		if b.err == nil {
+			b.err = err
+		}
+		b.mu.Unlock()
+	}
+	return n, err
+}
+
+func (b *bodyReadErr) failure() error {
+	if b == nil {
+		return nil
+	}
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.err
 }
