@@ -11,7 +11,10 @@ import (
 	"net"
 	"net/http"
 	"net/http/httputil"
+	"net/netip"
 	"net/url"
+	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -81,6 +84,13 @@ type cluster struct {
 	dirty    bool                // a lease write failed: the next heartbeat writes them all
 	down     bool                // the last heartbeat failed (logged once per outage)
 	left     bool                // LeaveCluster ran: no heartbeat writes the lease again
+
+	// protected are the endpoints no page may reach that this instance's
+	// pool does not know: every registered browser (its user's home may
+	// be another instance) and every instance's listen address. The
+	// heartbeat reads them again.
+	protMu    sync.Mutex
+	protected []router.ProtectedEndpoint
 }
 
 func newCluster(s *Server, cfg ClusterConfig) *cluster {
@@ -98,8 +108,82 @@ func newCluster(s *Server, cfg ClusterConfig) *cluster {
 			TLSHandshakeTimeout: 5 * time.Second,
 		}
 	}
-	return &cluster{s: s, leases: cfg.Leases, signer: cfg.Signer, heartbeat: cfg.Heartbeat, transport: cfg.Transport,
+	cl := &cluster{s: s, leases: cfg.Leases, signer: cfg.Signer, heartbeat: cfg.Heartbeat, transport: cfg.Transport,
 		sessions: map[string]struct{}{}, homes: map[string]struct{}{}}
+	if page := s.cfg.Tools.Navigation.Page; page != nil {
+		// Set before the server serves: no page is guarded yet.
+		local := page.Endpoints
+		page.Endpoints = func() []router.ProtectedEndpoint {
+			var out []router.ProtectedEndpoint
+			if local != nil {
+				out = local()
+			}
+			return append(out, cl.protectedEndpoints()...)
+		}
+	}
+	return cl
+}
+
+func (cl *cluster) protectedEndpoints() []router.ProtectedEndpoint {
+	cl.protMu.Lock()
+	defer cl.protMu.Unlock()
+	return slices.Clone(cl.protected)
+}
+
+// refreshProtected reads the cluster's protected endpoints again (see
+// cluster.protected) and, when they changed, re-sends the request policy
+// to the guarded pages. A failure keeps the last list.
+func (cl *cluster) refreshProtected(ctx context.Context) {
+	regs, err := cl.s.cfg.Store.List(ctx)
+	if err != nil {
+		return
+	}
+	urls, err := cl.leases.Instances(ctx)
+	if err != nil {
+		return
+	}
+	var out []router.ProtectedEndpoint
+	add := func(raw string, addrs []netip.Addr) {
+		u, err := url.Parse(raw)
+		if err != nil || u.Hostname() == "" {
+			return
+		}
+		port, _ := strconv.Atoi(u.Port())
+		if port == 0 {
+			port = map[string]int{"http": 80, "ws": 80, "https": 443, "wss": 443}[u.Scheme]
+		}
+		if port == 0 {
+			return
+		}
+		if a, err := netip.ParseAddr(strings.Trim(u.Hostname(), "[]")); err == nil {
+			addrs = append(addrs, a.Unmap().WithZone(""))
+		} else if len(addrs) == 0 {
+			lctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+			addrs, _ = net.DefaultResolver.LookupNetIP(lctx, "ip", u.Hostname())
+			cancel()
+			for i := range addrs {
+				addrs[i] = addrs[i].Unmap().WithZone("")
+			}
+		}
+		out = append(out, router.ProtectedEndpoint{Port: port, Addrs: slices.Clone(addrs)})
+	}
+	for _, r := range regs {
+		if _, tunnel := router.TunnelUser(r.BrowserURL); !tunnel {
+			add(r.BrowserURL, r.Addrs)
+		}
+	}
+	for _, u := range urls {
+		add(u, nil)
+	}
+	cl.protMu.Lock()
+	changed := !slices.EqualFunc(out, cl.protected, func(x, y router.ProtectedEndpoint) bool {
+		return x.Port == y.Port && slices.Equal(x.Addrs, y.Addrs)
+	})
+	cl.protected = out
+	cl.protMu.Unlock()
+	if changed {
+		cl.s.cfg.Pool.Refresh()
+	}
 }
 
 // InstanceID returns this instance's ID in shared mode, "" otherwise.
@@ -121,21 +205,26 @@ func (s *Server) StartCluster(ctx context.Context) (stop func()) {
 	}
 	cl.beat(ctx)
 	ctx, cancel := context.WithCancel(ctx)
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		t := time.NewTicker(cl.heartbeat)
-		defer t.Stop()
-		for {
-			select {
-			case <-ctx.Done():
-				return
-			case <-t.C:
-				cl.beat(ctx)
+	var wg sync.WaitGroup
+	every := func(f func(context.Context)) {
+		wg.Go(func() {
+			t := time.NewTicker(cl.heartbeat)
+			defer t.Stop()
+			for {
+				select {
+				case <-ctx.Done():
+					return
+				case <-t.C:
+					f(ctx)
+				}
 			}
-		}
-	}()
-	return func() { cancel(); <-done }
+		})
+	}
+	every(cl.beat)
+	// Apart from the heartbeat, which a slow look-up must not delay.
+	wg.Go(func() { cl.refreshProtected(ctx) })
+	every(cl.refreshProtected)
+	return func() { cancel(); wg.Wait() }
 }
 
 // LeaveCluster releases this instance's leases (sessions, homes, its own):

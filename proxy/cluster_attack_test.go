@@ -2,12 +2,15 @@ package proxy
 
 import (
 	"context"
+	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/mcp-browser-proxy/mcp-browser-proxy/internal/testchrome"
 	"github.com/mcp-browser-proxy/mcp-browser-proxy/internal/testredis"
 )
 
@@ -76,5 +79,53 @@ func TestClusterForwardBodyTooLarge(t *testing.T) {
 	}
 	if strings.Contains(b.logs.String(), "did not answer") {
 		t.Error("B logged the owner as unreachable for a body that was too large")
+	}
+}
+
+// TestClusterPagesCannotReachOtherHomes: in shared mode each instance's
+// pool holds only its home users' browsers, so the page policy must
+// protect the DevTools endpoints of every user's registration, whichever
+// instance is that user's home, and the listen addresses of every
+// instance (each one is the proxy, and forwards): a page of alice's
+// session on A reaches neither bob's browser, whose home is B, nor B.
+func TestClusterPagesCannotReachOtherHomes(t *testing.T) {
+	rs := testredis.Start(t)
+	a := newClusterNode(t, rs)
+	b := newClusterNode(t, rs)
+	chrome := testchrome.Start(t)
+	// bob's "DevTools endpoint": a page that must stay out of alice's reach.
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	bobSrv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		fmt.Fprint(w, `<html><head><title>Bob DevTools</title></head><body>bob's tabs</body></html>`)
+	})}
+	go func() { _ = bobSrv.Serve(ln) }()
+	t.Cleanup(func() { _ = bobSrv.Close() })
+	bobURL := "http://" + ln.Addr().String()
+	b.register(b.token("bob"), "bob", bobURL) // bob's home is B
+	if _, ok := a.pool.Get("bob"); ok {
+		t.Fatal("A holds bob's browser; the test needs it on B only")
+	}
+	alice := a.token("alice")
+	a.register(alice, "alice", chrome.URL) // alice's home is A
+	c := dialHopping(t, viaStreamable, a.URL, &hostHop{hosts: []string{hostOf(a.URL)}}, alice)
+	if sessionsOf(a, "alice") != 1 {
+		t.Fatal("alice's session is not on A")
+	}
+	// The cluster's endpoints are read at each heartbeat.
+	deadline := time.Now().Add(20 * time.Second)
+	for _, target := range []string{bobURL + "/json", b.URL + "/health"} {
+		for {
+			text, res := call(t, c, "navigate_page", map[string]any{"url": target})
+			if res.IsError && strings.Contains(text, "never reach") {
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("alice's page on A reached %s: %v %s", target, res.IsError, text)
+			}
+			time.Sleep(200 * time.Millisecond)
+		}
 	}
 }

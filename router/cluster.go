@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/redis/go-redis/v9"
@@ -228,6 +229,45 @@ func (l *Leases) ClaimHome(ctx context.Context, user string) (Owner, error) {
 // DropHomes releases the homes of users held by this instance.
 func (l *Leases) DropHomes(ctx context.Context, users ...string) error {
 	return l.release(ctx, redisKeyHome, users)
+}
+
+// Instances returns the advertised base URLs of the live instances, this
+// one's included.
+func (l *Leases) Instances(ctx context.Context) ([]string, error) {
+	var out []string
+	err := l.s.call(ctx, func(ctx context.Context) error {
+		out = out[:0]
+		var keys []string
+		iter := l.s.rdb.Scan(ctx, 0, globEscape(l.s.key(redisKeyInstance))+"*", 100).Iterator()
+		for iter.Next(ctx) {
+			keys = append(keys, iter.Val())
+		}
+		if err := iter.Err(); err != nil {
+			return redisErr(err)
+		}
+		if len(keys) == 0 {
+			return nil
+		}
+		vals, err := l.s.rdb.MGet(ctx, keys...).Result()
+		if err != nil {
+			return redisErr(err)
+		}
+		for _, v := range vals {
+			if u, ok := v.(string); ok && u != "" {
+				out = append(out, u)
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("list instances: %w", err)
+	}
+	return out, nil
+}
+
+// globEscape quotes the glob characters of a key prefix for SCAN MATCH.
+func globEscape(s string) string {
+	return strings.NewReplacer(`\`, `\\`, "*", `\*`, "?", `\?`, "[", `\[`, "]", `\]`).Replace(s)
 }
 
 // Leave deletes this instance's lease, for a graceful shutdown: its
