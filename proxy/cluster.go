@@ -91,6 +91,11 @@ type cluster struct {
 	// heartbeat reads them again.
 	protMu    sync.Mutex
 	protected []router.ProtectedEndpoint
+
+	// inflight are the cancels of the requests being forwarded, by owner
+	// instance: they end when the owner's lease does (watchForwards).
+	fwdMu    sync.Mutex
+	inflight map[string]map[*context.CancelFunc]struct{}
 }
 
 func newCluster(s *Server, cfg ClusterConfig) *cluster {
@@ -109,7 +114,7 @@ func newCluster(s *Server, cfg ClusterConfig) *cluster {
 		}
 	}
 	cl := &cluster{s: s, leases: cfg.Leases, signer: cfg.Signer, heartbeat: cfg.Heartbeat, transport: cfg.Transport,
-		sessions: map[string]struct{}{}, homes: map[string]struct{}{}}
+		sessions: map[string]struct{}{}, homes: map[string]struct{}{}, inflight: map[string]map[*context.CancelFunc]struct{}{}}
 	if page := s.cfg.Tools.Navigation.Page; page != nil {
 		// Set before the server serves: no page is guarded yet.
 		local := page.Endpoints
@@ -224,6 +229,7 @@ func (s *Server) StartCluster(ctx context.Context) (stop func()) {
 	// Apart from the heartbeat, which a slow look-up must not delay.
 	wg.Go(func() { cl.refreshProtected(ctx) })
 	every(cl.refreshProtected)
+	every(cl.watchForwards)
 	return func() { cancel(); wg.Wait() }
 }
 
@@ -342,6 +348,60 @@ func (cl *cluster) beat(ctx context.Context) {
 	}
 	if err := cl.leases.DropSessions(ctx, ended...); err != nil {
 		retry()
+	}
+}
+
+// track registers the cancel of a request forwarded to instance owner
+// until the returned func is called.
+func (cl *cluster) track(owner string, cancel context.CancelFunc) (untrack func()) {
+	key := &cancel
+	cl.fwdMu.Lock()
+	if cl.inflight[owner] == nil {
+		cl.inflight[owner] = map[*context.CancelFunc]struct{}{}
+	}
+	cl.inflight[owner][key] = struct{}{}
+	cl.fwdMu.Unlock()
+	return func() {
+		cl.fwdMu.Lock()
+		delete(cl.inflight[owner], key)
+		if len(cl.inflight[owner]) == 0 {
+			delete(cl.inflight, owner)
+		}
+		cl.fwdMu.Unlock()
+	}
+}
+
+// watchForwards ends the forwarded requests (streams, tunnels, calls)
+// whose owner's lease is gone: an owner that died silently, or whose host
+// vanished without a reset, would hold them for as long as their clients
+// wait. With Redis out of reach nothing is ended (nothing is known).
+func (cl *cluster) watchForwards(ctx context.Context) {
+	cl.fwdMu.Lock()
+	owners := make([]string, 0, len(cl.inflight))
+	for id := range cl.inflight {
+		owners = append(owners, id)
+	}
+	cl.fwdMu.Unlock()
+	if len(owners) == 0 {
+		return
+	}
+	alive, err := cl.leases.Alive(ctx, owners...)
+	if err != nil {
+		return
+	}
+	for _, id := range owners {
+		if alive[id] {
+			continue
+		}
+		cl.fwdMu.Lock()
+		for c := range cl.inflight[id] {
+			(*c)()
+		}
+		n := len(cl.inflight[id])
+		cl.fwdMu.Unlock()
+		if n > 0 {
+			cl.s.log.Warn().Str("instance", id).Int("requests", n).Msg("shared mode: the lease of an instance ended while requests were forwarded to it; they are ended")
+		}
 	}
 }
 
@@ -681,7 +741,10 @@ func (cl *cluster) forward(c echo.Context, o router.Owner) error {
 			failed = errors.New("unreachable")
 		},
 	}
-	rp.ServeHTTP(c.Response(), c.Request())
+	ctx, cancel := context.WithCancel(c.Request().Context())
+	defer cancel()
+	defer cl.track(o.ID, cancel)()
+	rp.ServeHTTP(c.Response(), c.Request().WithContext(ctx))
 	if berr := body.failure(); failed != nil && !c.Response().Committed && berr != nil {
 		if errors.Is(berr, echo.ErrStatusRequestEntityTooLarge) {
 			return echo.ErrStatusRequestEntityTooLarge

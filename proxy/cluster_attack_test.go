@@ -12,6 +12,7 @@ import (
 
 	"github.com/mcp-browser-proxy/mcp-browser-proxy/internal/testchrome"
 	"github.com/mcp-browser-proxy/mcp-browser-proxy/internal/testredis"
+	"github.com/mcp-browser-proxy/mcp-browser-proxy/router"
 )
 
 // TestClusterRegisterParsedAsHandler: a registration body the handler
@@ -127,5 +128,68 @@ func TestClusterPagesCannotReachOtherHomes(t *testing.T) {
 			}
 			time.Sleep(200 * time.Millisecond)
 		}
+	}
+}
+
+// TestClusterForwardEndsWithOwnerLease: a forwarded request waits for its
+// owner only while the owner's lease lives. An owner that accepted the
+// request and then fell silent (hung, or its host gone without a reset)
+// is answered 503 INSTANCE_UNAVAILABLE once its lease expires, not held
+// for as long as the client waits (or TCP gives up, minutes later).
+func TestClusterForwardEndsWithOwnerLease(t *testing.T) {
+	rs := testredis.Start(t)
+	a := newClusterNode(t, rs)
+	ivy := a.token("ivy")
+	// The silent owner: it reads requests and never answers.
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ln.Close() })
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			go func() { defer c.Close(); _, _ = io.Copy(io.Discard, c) }()
+		}
+	}()
+	store, err := router.OpenRedis(router.RedisOptions{URL: rs.URL, Prefix: "cl:", Timeout: 2 * time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { store.Close() })
+	silent, err := router.NewLeases(store, router.LeaseOptions{ID: "silent", URL: "http://" + ln.Addr().String(), TTL: time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	if _, err := silent.Heartbeat(ctx); err != nil {
+		t.Fatal(err)
+	}
+	sid := strings.Repeat("ab", 16)
+	if err := silent.PutSessions(ctx, sid); err != nil {
+		t.Fatal(err)
+	}
+	// No more heartbeats: the lease ends within a second.
+	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, a.URL+"/mcp", strings.NewReader(rawList))
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.Header.Set("Authorization", "Bearer "+ivy)
+	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set("Accept", "application/json, text/event-stream")
+	req.Header.Set("Mcp-Session-Id", sid)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatalf("a request for the silent owner's session: %v (the forward outlived the owner's lease)", err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusServiceUnavailable || !strings.Contains(string(body), CodeInstanceUnavailable) {
+		t.Errorf("a request for the silent owner's session: %d %s, want 503 %s", resp.StatusCode, body, CodeInstanceUnavailable)
 	}
 }

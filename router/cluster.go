@@ -265,6 +265,32 @@ func (l *Leases) Instances(ctx context.Context) ([]string, error) {
 	return out, nil
 }
 
+// Alive reports which of the instances ids hold a lease now.
+func (l *Leases) Alive(ctx context.Context, ids ...string) (map[string]bool, error) {
+	out := make(map[string]bool, len(ids))
+	if len(ids) == 0 {
+		return out, nil
+	}
+	keys := make([]string, len(ids))
+	for i, id := range ids {
+		keys[i] = l.s.key(redisKeyInstance + id)
+	}
+	err := l.s.call(ctx, func(ctx context.Context) error {
+		vals, err := l.s.rdb.MGet(ctx, keys...).Result()
+		if err != nil {
+			return redisErr(err)
+		}
+		for i, v := range vals {
+			out[ids[i]] = v != nil
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("check instance leases: %w", err)
+	}
+	return out, nil
+}
+
 // globEscape quotes the glob characters of a key prefix for SCAN MATCH.
 func globEscape(s string) string {
 	return strings.NewReplacer(`\`, `\\`, "*", `\*`, "?", `\?`, "[", `\[`, "]", `\]`).Replace(s)

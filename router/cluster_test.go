@@ -152,8 +152,8 @@ func TestLeases(t *testing.T) {
 }
 
 // TestLeasesInstances: Instances lists the URLs of the live instances
-// only, under this store's prefix (a prefix with glob characters matches
-// itself, not its neighbours).
+// only, and Alive tells them, under this store's prefix (a prefix with
+// glob characters matches itself, not its neighbours).
 func TestLeasesInstances(t *testing.T) {
 	srv := testredis.Start(t)
 	ctx := context.Background()
@@ -174,5 +174,9 @@ func TestLeasesInstances(t *testing.T) {
 	time.Sleep(400 * time.Millisecond) // b's lease expires
 	if got, err := a.Instances(ctx); err != nil || !slices.Equal(got, []string{a.URL()}) {
 		t.Fatalf("instances after b's lease expired: %v %v; want a's only", got, err)
+	}
+	alive, err := a.Alive(ctx, "a", "b", "x")
+	if err != nil || !alive["a"] || alive["b"] || alive["x"] {
+		t.Fatalf("alive: %v %v; want a only (b expired, x under another prefix)", alive, err)
 	}
 }
