@@ -87,8 +87,9 @@ type cluster struct {
 
 	// protected are the endpoints no page may reach that this instance's
 	// pool does not know: every registered browser (its user's home may
-	// be another instance) and every instance's listen address. The
-	// heartbeat reads them again.
+	// be another instance), what the other instances' pools protect
+	// (tunnelled browsers' ports) and every instance's listen address.
+	// They are read again every heartbeat interval.
 	protMu    sync.Mutex
 	protected []router.ProtectedEndpoint
 
@@ -139,6 +140,11 @@ func (cl *cluster) protectedEndpoints() []router.ProtectedEndpoint {
 // cluster.protected) and, when they changed, re-sends the request policy
 // to the guarded pages. A failure keeps the last list.
 func (cl *cluster) refreshProtected(ctx context.Context) {
+	// What this pool protects (tunnelled browsers' ports among them, known
+	// only here) is published for the others.
+	if mine, err := json.Marshal(cl.s.cfg.Pool.ProtectedEndpoints()); err == nil {
+		_ = cl.leases.PutProtected(ctx, string(mine))
+	}
 	regs, err := cl.s.cfg.Store.List(ctx)
 	if err != nil {
 		return
@@ -147,7 +153,17 @@ func (cl *cluster) refreshProtected(ctx context.Context) {
 	if err != nil {
 		return
 	}
+	published, err := cl.leases.Protected(ctx)
+	if err != nil {
+		return
+	}
 	var out []router.ProtectedEndpoint
+	for id, data := range published {
+		var eps []router.ProtectedEndpoint
+		if id != cl.leases.ID() && json.Unmarshal([]byte(data), &eps) == nil {
+			out = append(out, eps...)
+		}
+	}
 	add := func(raw string, addrs []netip.Addr) {
 		u, err := url.Parse(raw)
 		if err != nil || u.Hostname() == "" {
@@ -180,6 +196,16 @@ func (cl *cluster) refreshProtected(ctx context.Context) {
 	for _, u := range urls {
 		add(u, nil)
 	}
+	// In one order, so that the same endpoints compare equal.
+	for i := range out {
+		slices.SortFunc(out[i].Addrs, netip.Addr.Compare)
+	}
+	slices.SortFunc(out, func(x, y router.ProtectedEndpoint) int {
+		if x.Port != y.Port {
+			return x.Port - y.Port
+		}
+		return slices.CompareFunc(x.Addrs, y.Addrs, netip.Addr.Compare)
+	})
 	cl.protMu.Lock()
 	changed := !slices.EqualFunc(out, cl.protected, func(x, y router.ProtectedEndpoint) bool {
 		return x.Port == y.Port && slices.Equal(x.Addrs, y.Addrs)

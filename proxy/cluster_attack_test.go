@@ -13,6 +13,7 @@ import (
 	"github.com/mcp-browser-proxy/mcp-browser-proxy/internal/testchrome"
 	"github.com/mcp-browser-proxy/mcp-browser-proxy/internal/testredis"
 	"github.com/mcp-browser-proxy/mcp-browser-proxy/router"
+	"github.com/mcp-browser-proxy/mcp-browser-proxy/tunnel"
 )
 
 // TestClusterRegisterParsedAsHandler: a registration body the handler
@@ -191,5 +192,38 @@ func TestClusterForwardEndsWithOwnerLease(t *testing.T) {
 	resp.Body.Close()
 	if resp.StatusCode != http.StatusServiceUnavailable || !strings.Contains(string(body), CodeInstanceUnavailable) {
 		t.Errorf("a request for the silent owner's session: %d %s, want 503 %s", resp.StatusCode, body, CodeInstanceUnavailable)
+	}
+}
+
+// TestClusterPagesCannotReachOtherTunnels: the DevTools port of a browser
+// that another instance holds through a tunnel (reported by its agent,
+// known only there) is protected on every instance: a page of alice's
+// session on A does not reach bob's tunnelled browser, whose home is B.
+func TestClusterPagesCannotReachOtherTunnels(t *testing.T) {
+	rs := testredis.Start(t)
+	a := newClusterNode(t, rs)
+	b := newClusterNode(t, rs)
+	bobChrome := testchrome.Start(t)
+	bob := b.token("bob")
+	startAgent(t, b.URL, bob, bobChrome, tunnel.Policy{}) // bob's home is B
+	waitConnected(t, b.harness, bob, "bob")
+	if _, ok := a.tunnels.Get("bob"); ok {
+		t.Fatal("bob's tunnel is on A; the test needs it on B only")
+	}
+	aliceChrome := testchrome.Start(t)
+	alice := a.token("alice")
+	a.register(alice, "alice", aliceChrome.URL) // alice's home is A
+	c := dialHopping(t, viaStreamable, a.URL, &hostHop{hosts: []string{hostOf(a.URL)}}, alice)
+	target := bobChrome.URL + "/json/version"
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		text, res := call(t, c, "navigate_page", map[string]any{"url": target})
+		if res.IsError && strings.Contains(text, "never reach") {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("alice's page on A reached bob's tunnelled browser at %s: %v %s", target, res.IsError, text)
+		}
+		time.Sleep(200 * time.Millisecond)
 	}
 }

@@ -24,6 +24,9 @@ const (
 	// whose instance lease is gone is free to be claimed; the key has no
 	// TTL (one per user).
 	redisKeyHome = "home:"
+	// redisKeyProtected + instance ID: what that instance's pool keeps
+	// pages away from (opaque to the store), with the lease TTL.
+	redisKeyProtected = "prot:"
 )
 
 // Owner is the instance that holds a session or is a user's home.
@@ -287,6 +290,53 @@ func (l *Leases) Alive(ctx context.Context, ids ...string) (map[string]bool, err
 	})
 	if err != nil {
 		return nil, fmt.Errorf("check instance leases: %w", err)
+	}
+	return out, nil
+}
+
+// PutProtected publishes this instance's protected endpoints (opaque
+// data) for the lease TTL.
+func (l *Leases) PutProtected(ctx context.Context, data string) error {
+	err := l.s.call(ctx, func(ctx context.Context) error {
+		return redisErr(l.s.rdb.Set(ctx, l.s.key(redisKeyProtected+l.id), data, l.ttl).Err())
+	})
+	if err != nil {
+		return fmt.Errorf("publish protected endpoints: %w", err)
+	}
+	return nil
+}
+
+// Protected returns the data PutProtected published by the instances,
+// this one's included, by instance ID.
+func (l *Leases) Protected(ctx context.Context) (map[string]string, error) {
+	out := map[string]string{}
+	err := l.s.call(ctx, func(ctx context.Context) error {
+		clear(out)
+		prefix := l.s.key(redisKeyProtected)
+		var keys []string
+		iter := l.s.rdb.Scan(ctx, 0, globEscape(prefix)+"*", 100).Iterator()
+		for iter.Next(ctx) {
+			keys = append(keys, iter.Val())
+		}
+		if err := iter.Err(); err != nil {
+			return redisErr(err)
+		}
+		if len(keys) == 0 {
+			return nil
+		}
+		vals, err := l.s.rdb.MGet(ctx, keys...).Result()
+		if err != nil {
+			return redisErr(err)
+		}
+		for i, v := range vals {
+			if d, ok := v.(string); ok {
+				out[strings.TrimPrefix(keys[i], prefix)] = d
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("read protected endpoints: %w", err)
 	}
 	return out, nil
 }

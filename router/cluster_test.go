@@ -152,8 +152,9 @@ func TestLeases(t *testing.T) {
 }
 
 // TestLeasesInstances: Instances lists the URLs of the live instances
-// only, and Alive tells them, under this store's prefix (a prefix with
-// glob characters matches itself, not its neighbours).
+// only, Alive tells them, and Protected reads what they published, under
+// this store's prefix (a prefix with glob characters matches itself, not
+// its neighbours).
 func TestLeasesInstances(t *testing.T) {
 	srv := testredis.Start(t)
 	ctx := context.Background()
@@ -174,6 +175,15 @@ func TestLeasesInstances(t *testing.T) {
 	time.Sleep(400 * time.Millisecond) // b's lease expires
 	if got, err := a.Instances(ctx); err != nil || !slices.Equal(got, []string{a.URL()}) {
 		t.Fatalf("instances after b's lease expired: %v %v; want a's only", got, err)
+	}
+	if err := a.PutProtected(ctx, "data of a"); err != nil {
+		t.Fatal(err)
+	}
+	if err := x.PutProtected(ctx, "data of x"); err != nil {
+		t.Fatal(err)
+	}
+	if got, err := a.Protected(ctx); err != nil || len(got) != 1 || got["a"] != "data of a" {
+		t.Fatalf("protected: %v %v; want a's data only", got, err)
 	}
 	alive, err := a.Alive(ctx, "a", "b", "x")
 	if err != nil || !alive["a"] || alive["b"] || alive["x"] {
