@@ -11,7 +11,10 @@ import (
 	"net"
 	"net/http"
 	"net/http/httputil"
+	"net/netip"
 	"net/url"
+	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -81,6 +84,19 @@ type cluster struct {
 	dirty    bool                // a lease write failed: the next heartbeat writes them all
 	down     bool                // the last heartbeat failed (logged once per outage)
 	left     bool                // LeaveCluster ran: no heartbeat writes the lease again
+
+	// protected are the endpoints no page may reach that this instance's
+	// pool does not know: every registered browser (its user's home may
+	// be another instance), what the other instances' pools protect
+	// (tunnelled browsers' ports) and every instance's listen address.
+	// They are read again every heartbeat interval.
+	protMu    sync.Mutex
+	protected []router.ProtectedEndpoint
+
+	// inflight are the cancels of the requests being forwarded, by owner
+	// instance: they end when the owner's lease does (watchForwards).
+	fwdMu    sync.Mutex
+	inflight map[string]map[*context.CancelFunc]struct{}
 }
 
 func newCluster(s *Server, cfg ClusterConfig) *cluster {
@@ -98,8 +114,107 @@ func newCluster(s *Server, cfg ClusterConfig) *cluster {
 			TLSHandshakeTimeout: 5 * time.Second,
 		}
 	}
-	return &cluster{s: s, leases: cfg.Leases, signer: cfg.Signer, heartbeat: cfg.Heartbeat, transport: cfg.Transport,
-		sessions: map[string]struct{}{}, homes: map[string]struct{}{}}
+	cl := &cluster{s: s, leases: cfg.Leases, signer: cfg.Signer, heartbeat: cfg.Heartbeat, transport: cfg.Transport,
+		sessions: map[string]struct{}{}, homes: map[string]struct{}{}, inflight: map[string]map[*context.CancelFunc]struct{}{}}
+	if page := s.cfg.Tools.Navigation.Page; page != nil {
+		// Set before the server serves: no page is guarded yet.
+		local := page.Endpoints
+		page.Endpoints = func() []router.ProtectedEndpoint {
+			var out []router.ProtectedEndpoint
+			if local != nil {
+				out = local()
+			}
+			return append(out, cl.protectedEndpoints()...)
+		}
+	}
+	return cl
+}
+
+func (cl *cluster) protectedEndpoints() []router.ProtectedEndpoint {
+	cl.protMu.Lock()
+	defer cl.protMu.Unlock()
+	return slices.Clone(cl.protected)
+}
+
+// refreshProtected reads the cluster's protected endpoints again (see
+// cluster.protected) and, when they changed, re-sends the request policy
+// to the guarded pages. A failure keeps the last list.
+func (cl *cluster) refreshProtected(ctx context.Context) {
+	// What this pool protects (tunnelled browsers' ports among them, known
+	// only here) is published for the others.
+	if mine, err := json.Marshal(cl.s.cfg.Pool.ProtectedEndpoints()); err == nil {
+		_ = cl.leases.PutProtected(ctx, string(mine))
+	}
+	regs, err := cl.s.cfg.Store.List(ctx)
+	if err != nil {
+		return
+	}
+	urls, err := cl.leases.Instances(ctx)
+	if err != nil {
+		return
+	}
+	published, err := cl.leases.Protected(ctx)
+	if err != nil {
+		return
+	}
+	var out []router.ProtectedEndpoint
+	for id, data := range published {
+		var eps []router.ProtectedEndpoint
+		if id != cl.leases.ID() && json.Unmarshal([]byte(data), &eps) == nil {
+			out = append(out, eps...)
+		}
+	}
+	add := func(raw string, addrs []netip.Addr) {
+		u, err := url.Parse(raw)
+		if err != nil || u.Hostname() == "" {
+			return
+		}
+		port, _ := strconv.Atoi(u.Port())
+		if port == 0 {
+			port = map[string]int{"http": 80, "ws": 80, "https": 443, "wss": 443}[u.Scheme]
+		}
+		if port == 0 {
+			return
+		}
+		if a, err := netip.ParseAddr(strings.Trim(u.Hostname(), "[]")); err == nil {
+			addrs = append(addrs, a.Unmap().WithZone(""))
+		} else if len(addrs) == 0 {
+			lctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+			addrs, _ = net.DefaultResolver.LookupNetIP(lctx, "ip", u.Hostname())
+			cancel()
+			for i := range addrs {
+				addrs[i] = addrs[i].Unmap().WithZone("")
+			}
+		}
+		out = append(out, router.ProtectedEndpoint{Port: port, Addrs: slices.Clone(addrs)})
+	}
+	for _, r := range regs {
+		if _, tunnel := router.TunnelUser(r.BrowserURL); !tunnel {
+			add(r.BrowserURL, r.Addrs)
+		}
+	}
+	for _, u := range urls {
+		add(u, nil)
+	}
+	// In one order, so that the same endpoints compare equal.
+	for i := range out {
+		slices.SortFunc(out[i].Addrs, netip.Addr.Compare)
+	}
+	slices.SortFunc(out, func(x, y router.ProtectedEndpoint) int {
+		if x.Port != y.Port {
+			return x.Port - y.Port
+		}
+		return slices.CompareFunc(x.Addrs, y.Addrs, netip.Addr.Compare)
+	})
+	cl.protMu.Lock()
+	changed := !slices.EqualFunc(out, cl.protected, func(x, y router.ProtectedEndpoint) bool {
+		return x.Port == y.Port && slices.Equal(x.Addrs, y.Addrs)
+	})
+	cl.protected = out
+	cl.protMu.Unlock()
+	if changed {
+		cl.s.cfg.Pool.Refresh()
+	}
 }
 
 // InstanceID returns this instance's ID in shared mode, "" otherwise.
@@ -121,21 +236,27 @@ func (s *Server) StartCluster(ctx context.Context) (stop func()) {
 	}
 	cl.beat(ctx)
 	ctx, cancel := context.WithCancel(ctx)
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		t := time.NewTicker(cl.heartbeat)
-		defer t.Stop()
-		for {
-			select {
-			case <-ctx.Done():
-				return
-			case <-t.C:
-				cl.beat(ctx)
+	var wg sync.WaitGroup
+	every := func(f func(context.Context)) {
+		wg.Go(func() {
+			t := time.NewTicker(cl.heartbeat)
+			defer t.Stop()
+			for {
+				select {
+				case <-ctx.Done():
+					return
+				case <-t.C:
+					f(ctx)
+				}
 			}
-		}
-	}()
-	return func() { cancel(); <-done }
+		})
+	}
+	every(cl.beat)
+	// Apart from the heartbeat, which a slow look-up must not delay.
+	wg.Go(func() { cl.refreshProtected(ctx) })
+	every(cl.refreshProtected)
+	every(cl.watchForwards)
+	return func() { cancel(); wg.Wait() }
 }
 
 // LeaveCluster releases this instance's leases (sessions, homes, its own):
@@ -253,6 +374,60 @@ func (cl *cluster) beat(ctx context.Context) {
 	}
 	if err := cl.leases.DropSessions(ctx, ended...); err != nil {
 		retry()
+	}
+}
+
+// track registers the cancel of a request forwarded to instance owner
+// until the returned func is called.
+func (cl *cluster) track(owner string, cancel context.CancelFunc) (untrack func()) {
+	key := &cancel
+	cl.fwdMu.Lock()
+	if cl.inflight[owner] == nil {
+		cl.inflight[owner] = map[*context.CancelFunc]struct{}{}
+	}
+	cl.inflight[owner][key] = struct{}{}
+	cl.fwdMu.Unlock()
+	return func() {
+		cl.fwdMu.Lock()
+		delete(cl.inflight[owner], key)
+		if len(cl.inflight[owner]) == 0 {
+			delete(cl.inflight, owner)
+		}
+		cl.fwdMu.Unlock()
+	}
+}
+
+// watchForwards ends the forwarded requests (streams, tunnels, calls)
+// whose owner's lease is gone: an owner that died silently, or whose host
+// vanished without a reset, would hold them for as long as their clients
+// wait. With Redis out of reach nothing is ended (nothing is known).
+func (cl *cluster) watchForwards(ctx context.Context) {
+	cl.fwdMu.Lock()
+	owners := make([]string, 0, len(cl.inflight))
+	for id := range cl.inflight {
+		owners = append(owners, id)
+	}
+	cl.fwdMu.Unlock()
+	if len(owners) == 0 {
+		return
+	}
+	alive, err := cl.leases.Alive(ctx, owners...)
+	if err != nil {
+		return
+	}
+	for _, id := range owners {
+		if alive[id] {
+			continue
+		}
+		cl.fwdMu.Lock()
+		for c := range cl.inflight[id] {
+			(*c)()
+		}
+		n := len(cl.inflight[id])
+		cl.fwdMu.Unlock()
+		if n > 0 {
+			cl.s.log.Warn().Str("instance", id).Int("requests", n).Msg("shared mode: the lease of an instance ended while requests were forwarded to it; they are ended")
+		}
 	}
 }
 
@@ -529,7 +704,9 @@ func principalUser(c echo.Context) string {
 func paramUser(c echo.Context) string { return c.Param("userId") }
 
 // registerUser is the userId of a POST /api/register body, which it reads
-// and puts back for the handler.
+// and puts back for the handler. It decodes the body as the handler does
+// (the first JSON value, whatever follows): a body the handler accepts but
+// this read would not must not be served away from the user's home.
 func registerUser(c echo.Context) string {
 	r := c.Request()
 	body, err := io.ReadAll(r.Body)
@@ -540,7 +717,7 @@ func registerUser(c echo.Context) string {
 	var req struct {
 		UserID string `json:"userId"`
 	}
-	_ = json.Unmarshal(body, &req)
+	_ = json.NewDecoder(bytes.NewReader(body)).Decode(&req)
 	return req.UserID
 }
 
@@ -559,6 +736,14 @@ func (cl *cluster) forward(c echo.Context, o router.Owner) error {
 	}
 	me := cl.leases.ID()
 	c.Set(forwardedToKey, o.ID)
+	// A failure to read the client's body (over --max-body, a broken
+	// chunk) is the client's, not the owner's: it is told so, and the
+	// owner is not logged as unreachable.
+	var body *bodyReadErr
+	if r := c.Request(); r.Body != nil && r.Body != http.NoBody {
+		body = &bodyReadErr{ReadCloser: r.Body}
+		r.Body = body
+	}
 	var failed error
 	rp := &httputil.ReverseProxy{
 		Rewrite: func(pr *httputil.ProxyRequest) {
@@ -582,11 +767,50 @@ func (cl *cluster) forward(c echo.Context, o router.Owner) error {
 			failed = errors.New("unreachable")
 		},
 	}
-	rp.ServeHTTP(c.Response(), c.Request())
+	ctx, cancel := context.WithCancel(c.Request().Context())
+	defer cancel()
+	defer cl.track(o.ID, cancel)()
+	rp.ServeHTTP(c.Response(), c.Request().WithContext(ctx))
+	if berr := body.failure(); failed != nil && !c.Response().Committed && berr != nil {
+		if errors.Is(berr, echo.ErrStatusRequestEntityTooLarge) {
+			return echo.ErrStatusRequestEntityTooLarge
+		}
+		return apiError(http.StatusBadRequest, CodeInvalidRequest, "the request body could not be read ("+berr.Error()+"); send it again, complete")
+	}
 	if failed != nil && !c.Response().Committed && c.Request().Context().Err() == nil {
 		cl.s.log.Warn().Str("instance", o.ID).Str("path", c.Request().URL.Path).Msg("shared mode: the instance holding the session or browser did not answer")
 		return &APIError{Status: http.StatusServiceUnavailable, Code: CodeInstanceUnavailable, RetryAfter: instanceRetryAfter,
 			Message: "the proxy instance that holds this MCP session or your browser connection did not answer; retry in a few seconds (if it died, its sessions end within seconds and you reconnect)"}
 	}
 	return nil
+}
+
+// bodyReadErr remembers the first error of reading a request body other
+// than its end (or a read after the transport closed it). The transport
+// may still read it while the proxy looks: hence the lock.
+type bodyReadErr struct {
+	io.ReadCloser
+	mu  sync.Mutex
+	err error
+}
+
+func (b *bodyReadErr) Read(p []byte) (int, error) {
+	n, err := b.ReadCloser.Read(p)
+	if err != nil && err != io.EOF && !errors.Is(err, http.ErrBodyReadAfterClose) {
+		b.mu.Lock()
+		if b.err == nil {
+			b.err = err
+		}
+		b.mu.Unlock()
+	}
+	return n, err
+}
+
+func (b *bodyReadErr) failure() error {
+	if b == nil {
+		return nil
+	}
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.err
 }

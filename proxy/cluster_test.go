@@ -232,7 +232,15 @@ func TestClusterSharedMode(t *testing.T) {
 	if _, ok := b.pool.Get("bob"); ok {
 		t.Error("B connected bob's browser too: one instance (the home) must hold it")
 	}
-	if !strings.Contains(b.logs.String(), `"forwarded_to":"`+a.leases.ID()+`"`) || !strings.Contains(a.logs.String(), `"forwarded_by":"`+b.leases.ID()+`"`) {
+	// The request log line is written once the handler returns, which
+	// may be after the client read the whole answer: wait for it.
+	logged := func() bool {
+		return strings.Contains(b.logs.String(), `"forwarded_to":"`+a.leases.ID()+`"`) && strings.Contains(a.logs.String(), `"forwarded_by":"`+b.leases.ID()+`"`)
+	}
+	for deadline := time.Now().Add(5 * time.Second); !logged() && time.Now().Before(deadline); {
+		time.Sleep(20 * time.Millisecond)
+	}
+	if !logged() {
 		t.Error("the request logs of B and A do not name the forwarding")
 	}
 	if _, ok := a.pool.Get("bob"); !ok {

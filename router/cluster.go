@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/redis/go-redis/v9"
@@ -23,6 +24,9 @@ const (
 	// whose instance lease is gone is free to be claimed; the key has no
 	// TTL (one per user).
 	redisKeyHome = "home:"
+	// redisKeyProtected + instance ID: what that instance's pool keeps
+	// pages away from (opaque to the store), with the lease TTL.
+	redisKeyProtected = "prot:"
 )
 
 // Owner is the instance that holds a session or is a user's home.
@@ -228,6 +232,118 @@ func (l *Leases) ClaimHome(ctx context.Context, user string) (Owner, error) {
 // DropHomes releases the homes of users held by this instance.
 func (l *Leases) DropHomes(ctx context.Context, users ...string) error {
 	return l.release(ctx, redisKeyHome, users)
+}
+
+// Instances returns the advertised base URLs of the live instances, this
+// one's included.
+func (l *Leases) Instances(ctx context.Context) ([]string, error) {
+	var out []string
+	err := l.s.call(ctx, func(ctx context.Context) error {
+		out = out[:0]
+		var keys []string
+		iter := l.s.rdb.Scan(ctx, 0, globEscape(l.s.key(redisKeyInstance))+"*", 100).Iterator()
+		for iter.Next(ctx) {
+			keys = append(keys, iter.Val())
+		}
+		if err := iter.Err(); err != nil {
+			return redisErr(err)
+		}
+		if len(keys) == 0 {
+			return nil
+		}
+		vals, err := l.s.rdb.MGet(ctx, keys...).Result()
+		if err != nil {
+			return redisErr(err)
+		}
+		for _, v := range vals {
+			if u, ok := v.(string); ok && u != "" {
+				out = append(out, u)
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("list instances: %w", err)
+	}
+	return out, nil
+}
+
+// Alive reports which of the instances ids hold a lease now.
+func (l *Leases) Alive(ctx context.Context, ids ...string) (map[string]bool, error) {
+	out := make(map[string]bool, len(ids))
+	if len(ids) == 0 {
+		return out, nil
+	}
+	keys := make([]string, len(ids))
+	for i, id := range ids {
+		keys[i] = l.s.key(redisKeyInstance + id)
+	}
+	err := l.s.call(ctx, func(ctx context.Context) error {
+		vals, err := l.s.rdb.MGet(ctx, keys...).Result()
+		if err != nil {
+			return redisErr(err)
+		}
+		for i, v := range vals {
+			out[ids[i]] = v != nil
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("check instance leases: %w", err)
+	}
+	return out, nil
+}
+
+// PutProtected publishes this instance's protected endpoints (opaque
+// data) for the lease TTL.
+func (l *Leases) PutProtected(ctx context.Context, data string) error {
+	err := l.s.call(ctx, func(ctx context.Context) error {
+		return redisErr(l.s.rdb.Set(ctx, l.s.key(redisKeyProtected+l.id), data, l.ttl).Err())
+	})
+	if err != nil {
+		return fmt.Errorf("publish protected endpoints: %w", err)
+	}
+	return nil
+}
+
+// Protected returns the data PutProtected published by the instances,
+// this one's included, by instance ID.
+func (l *Leases) Protected(ctx context.Context) (map[string]string, error) {
+	out := map[string]string{}
+	err := l.s.call(ctx, func(ctx context.Context) error {
+		clear(out)
+		prefix := l.s.key(redisKeyProtected)
+		var keys []string
+		iter := l.s.rdb.Scan(ctx, 0, globEscape(prefix)+"*", 100).Iterator()
+		for iter.Next(ctx) {
+			keys = append(keys, iter.Val())
+		}
+		if err := iter.Err(); err != nil {
+			return redisErr(err)
+		}
+		if len(keys) == 0 {
+			return nil
+		}
+		vals, err := l.s.rdb.MGet(ctx, keys...).Result()
+		if err != nil {
+			return redisErr(err)
+		}
+		for i, v := range vals {
+			if d, ok := v.(string); ok {
+				out[strings.TrimPrefix(keys[i], prefix)] = d
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("read protected endpoints: %w", err)
+	}
+	return out, nil
+}
+
+// globEscape quotes the glob characters of a key prefix for SCAN MATCH.
+func globEscape(s string) string {
+	return strings.NewReplacer(`\`, `\\`, "*", `\*`, "?", `\?`, "[", `\[`, "]", `\]`).Replace(s)
 }
 
 // Leave deletes this instance's lease, for a graceful shutdown: its

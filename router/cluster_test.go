@@ -3,6 +3,7 @@ package router
 import (
 	"context"
 	"errors"
+	"slices"
 	"testing"
 	"time"
 
@@ -147,5 +148,45 @@ func TestLeases(t *testing.T) {
 	srv.Start()
 	if lost, err := a.Heartbeat(ctx); err != nil || !lost {
 		t.Errorf("heartbeat after Redis restarted empty: lost=%v %v, want lost", lost, err)
+	}
+}
+
+// TestLeasesInstances: Instances lists the URLs of the live instances
+// only, Alive tells them, and Protected reads what they published, under
+// this store's prefix (a prefix with glob characters matches itself, not
+// its neighbours).
+func TestLeasesInstances(t *testing.T) {
+	srv := testredis.Start(t)
+	ctx := context.Background()
+	s := openRedisTest(t, RedisOptions{URL: srv.URL, Prefix: "p*:", Timeout: time.Second})
+	other := openRedisTest(t, RedisOptions{URL: srv.URL, Prefix: "px:", Timeout: time.Second})
+	a := newTestLeases(t, s, "a", time.Minute)
+	b := newTestLeases(t, s, "b", 200*time.Millisecond)
+	x := newTestLeases(t, other, "x", time.Minute)
+	for _, l := range []*Leases{a, b, x} {
+		if _, err := l.Heartbeat(ctx); err != nil {
+			t.Fatal(err)
+		}
+	}
+	got, err := a.Instances(ctx)
+	if err != nil || len(got) != 2 || !slices.Contains(got, a.URL()) || !slices.Contains(got, b.URL()) {
+		t.Fatalf("instances: %v %v; want a's and b's", got, err)
+	}
+	time.Sleep(400 * time.Millisecond) // b's lease expires
+	if got, err := a.Instances(ctx); err != nil || !slices.Equal(got, []string{a.URL()}) {
+		t.Fatalf("instances after b's lease expired: %v %v; want a's only", got, err)
+	}
+	if err := a.PutProtected(ctx, "data of a"); err != nil {
+		t.Fatal(err)
+	}
+	if err := x.PutProtected(ctx, "data of x"); err != nil {
+		t.Fatal(err)
+	}
+	if got, err := a.Protected(ctx); err != nil || len(got) != 1 || got["a"] != "data of a" {
+		t.Fatalf("protected: %v %v; want a's data only", got, err)
+	}
+	alive, err := a.Alive(ctx, "a", "b", "x")
+	if err != nil || !alive["a"] || alive["b"] || alive["x"] {
+		t.Fatalf("alive: %v %v; want a only (b expired, x under another prefix)", alive, err)
 	}
 }
