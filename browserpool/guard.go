@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"sync"
-	"sync/atomic"
 	"time"
 
 	"github.com/chromedp/cdproto"
@@ -59,10 +58,9 @@ type Guard struct {
 	ctx    context.Context
 	wg     sync.WaitGroup
 
-	nextID atomic.Int64
+	calls *rawCalls // the guard's own commands (ids from rawIDBase)
 
-	mu      sync.Mutex
-	pending map[int64]chan *cdproto.Message
+	mu sync.Mutex
 	// sessions are the guard's own sessions: the target each is on and
 	// who owns it (nil: a worker of the browser, guarded for everyone).
 	sessions map[cdptarget.SessionID]*guarded
@@ -96,8 +94,7 @@ var errGuardClosed = errors.New("the connection to the browser is closed")
 
 func newGuard(ctx context.Context, c *tapped, p RequestPolicy) *Guard {
 	g := &Guard{conn: c, policy: p, ctx: ctx,
-		pending: map[int64]chan *cdproto.Message{}, sessions: map[cdptarget.SessionID]*guarded{}, owners: map[cdptarget.ID]Owner{}, tops: map[cdptarget.ID]cdptarget.ID{}}
-	g.nextID.Store(rawIDBase)
+		calls: newRawCalls(c, rawIDBase), sessions: map[cdptarget.SessionID]*guarded{}, owners: map[cdptarget.ID]Owner{}, tops: map[cdptarget.ID]cdptarget.ID{}}
 	c.tap = g.tap
 	return g
 }
@@ -123,14 +120,7 @@ func (g *Guard) wait() { g.wg.Wait() }
 // from chromedp. It never blocks.
 func (g *Guard) tap(msg *cdproto.Message) bool {
 	if msg.ID >= rawIDBase {
-		g.mu.Lock()
-		ch := g.pending[msg.ID]
-		delete(g.pending, msg.ID)
-		g.mu.Unlock()
-		if ch != nil {
-			m := *msg // Read reuses msg for the next message
-			ch <- &m
-		}
+		g.calls.deliver(msg)
 		return true
 	}
 	if msg.Method == "" {
@@ -469,42 +459,7 @@ func (g *Guard) callCtx(ctx context.Context, sid cdptarget.SessionID, method str
 // send sends one command on session sid and returns the wait for its
 // answer, bounded by ctx: commands sent in a row reach the target in order.
 func (g *Guard) send(ctx context.Context, sid cdptarget.SessionID, method string, params any) (func() ([]byte, error), error) {
-	var buf []byte
-	if params != nil {
-		var err error
-		if buf, err = jsonv2.Marshal(params, chromedp.DefaultMarshalOptions); err != nil {
-			return nil, err
-		}
-	}
-	id := g.nextID.Add(1)
-	ch := make(chan *cdproto.Message, 1)
-	g.mu.Lock()
-	g.pending[id] = ch
-	g.mu.Unlock()
-	forget := func() {
-		g.mu.Lock()
-		delete(g.pending, id)
-		g.mu.Unlock()
-	}
-	msg := &cdproto.Message{ID: id, SessionID: sid, Method: cdproto.MethodType(method), Params: buf}
-	if err := g.conn.Write(ctx, msg); err != nil {
-		forget()
-		return nil, err
-	}
-	return func() ([]byte, error) {
-		defer forget()
-		select {
-		case m := <-ch:
-			if m.Error != nil {
-				return nil, m.Error
-			}
-			return m.Result, nil
-		case <-ctx.Done():
-			return nil, ctx.Err()
-		case <-g.ctx.Done():
-			return nil, errGuardClosed
-		}
-	}, nil
+	return g.calls.send(ctx, g.ctx.Done(), errGuardClosed, sid, method, params)
 }
 
 func ptr[T any](v T) *T { return &v }

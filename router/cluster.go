@@ -237,11 +237,28 @@ func (l *Leases) DropHomes(ctx context.Context, users ...string) error {
 // Instances returns the advertised base URLs of the live instances, this
 // one's included.
 func (l *Leases) Instances(ctx context.Context) ([]string, error) {
+	vals, err := l.scan(ctx, redisKeyInstance)
+	if err != nil {
+		return nil, fmt.Errorf("list instances: %w", err)
+	}
 	var out []string
+	for _, u := range vals {
+		if u != "" {
+			out = append(out, u)
+		}
+	}
+	return out, nil
+}
+
+// scan returns the string values of every key under kind's prefix, by the
+// key's name after the prefix (SCAN, then one MGET).
+func (l *Leases) scan(ctx context.Context, kind string) (map[string]string, error) {
+	out := map[string]string{}
 	err := l.s.call(ctx, func(ctx context.Context) error {
-		out = out[:0]
+		clear(out)
+		prefix := l.s.key(kind)
 		var keys []string
-		iter := l.s.rdb.Scan(ctx, 0, globEscape(l.s.key(redisKeyInstance))+"*", 100).Iterator()
+		iter := l.s.rdb.Scan(ctx, 0, globEscape(prefix)+"*", 100).Iterator()
 		for iter.Next(ctx) {
 			keys = append(keys, iter.Val())
 		}
@@ -255,17 +272,14 @@ func (l *Leases) Instances(ctx context.Context) ([]string, error) {
 		if err != nil {
 			return redisErr(err)
 		}
-		for _, v := range vals {
-			if u, ok := v.(string); ok && u != "" {
-				out = append(out, u)
+		for i, v := range vals {
+			if d, ok := v.(string); ok {
+				out[strings.TrimPrefix(keys[i], prefix)] = d
 			}
 		}
 		return nil
 	})
-	if err != nil {
-		return nil, fmt.Errorf("list instances: %w", err)
-	}
-	return out, nil
+	return out, err
 }
 
 // Alive reports which of the instances ids hold a lease now.
@@ -309,32 +323,7 @@ func (l *Leases) PutProtected(ctx context.Context, data string) error {
 // Protected returns the data PutProtected published by the instances,
 // this one's included, by instance ID.
 func (l *Leases) Protected(ctx context.Context) (map[string]string, error) {
-	out := map[string]string{}
-	err := l.s.call(ctx, func(ctx context.Context) error {
-		clear(out)
-		prefix := l.s.key(redisKeyProtected)
-		var keys []string
-		iter := l.s.rdb.Scan(ctx, 0, globEscape(prefix)+"*", 100).Iterator()
-		for iter.Next(ctx) {
-			keys = append(keys, iter.Val())
-		}
-		if err := iter.Err(); err != nil {
-			return redisErr(err)
-		}
-		if len(keys) == 0 {
-			return nil
-		}
-		vals, err := l.s.rdb.MGet(ctx, keys...).Result()
-		if err != nil {
-			return redisErr(err)
-		}
-		for i, v := range vals {
-			if d, ok := v.(string); ok {
-				out[strings.TrimPrefix(keys[i], prefix)] = d
-			}
-		}
-		return nil
-	})
+	out, err := l.scan(ctx, redisKeyProtected)
 	if err != nil {
 		return nil, fmt.Errorf("read protected endpoints: %w", err)
 	}
