@@ -363,7 +363,10 @@ func (b *Browser) run(ctx context.Context) {
 			case <-b.evicted:
 			default:
 			}
-			if how := b.pool.claim(ctx, b, id, addr); how != "" {
+			if how := b.pool.claim(ctx, b, id, addr); how == outcomeUnavailable {
+				cancel()
+				cancel, err = nil, errSharedClaims
+			} else if how != "" {
 				cancel()
 				if ctx.Err() != nil {
 					return

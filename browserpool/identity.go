@@ -2,11 +2,14 @@ package browserpool
 
 import (
 	"context"
+	"errors"
 	"net/netip"
 	"net/url"
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/mcp-browser-proxy/mcp-browser-proxy/router"
 )
 
 // conflictError is the LastError of a browser in StateConflict. It never
@@ -20,9 +23,30 @@ const readdressedError = "this browser belongs to another user: your registratio
 
 // Outcomes of claim that refuse the browser, as audited.
 const (
-	outcomeRefused     = "refused"
-	outcomeReaddressed = "refused_readdressed"
+	outcomeRefused     = router.ClaimRefused
+	outcomeReaddressed = router.ClaimReaddressed
+	// outcomeUnavailable: the cluster's claims could not be read; the
+	// attempt fails and is retried like a connection that failed.
+	outcomeUnavailable = "unavailable"
 )
+
+// SharedClaims are the claims of every instance of a cluster on running
+// browsers (router.Leases in shared mode): a pool consults them before it
+// hands a connection out, and lets go of what another instance's
+// registration took.
+type SharedClaims interface {
+	// ClaimBrowser records c's hold on the running browser id unless
+	// another user's claim in force keeps it; it returns "" or the
+	// refusing outcome.
+	ClaimBrowser(ctx context.Context, id string, c router.BrowserClaim) (string, error)
+	// VerifyBrowsers renews the holds of this pool and returns the
+	// identities another instance's registration took since.
+	VerifyBrowsers(ctx context.Context, held map[string]router.BrowserClaim) (lost []string, err error)
+}
+
+// errSharedClaims is the LastError of an attempt whose browser could not be
+// checked against the cluster's claims.
+var errSharedClaims = errors.New("the shared store (Redis) did not answer whether another user holds this browser; retrying")
 
 // claims records which registered browser holds which running browser, so
 // that two users whose URLs reach one browser (an alias, a port forward, a
@@ -44,6 +68,9 @@ type claims struct {
 	// since is when each holder took its browser: a registration made
 	// after a junior holder took it does not evict it either.
 	since map[*Browser]time.Time
+	// shared are the holders' claims as the cluster knows them (shared
+	// mode), renewed by VerifyShared.
+	shared map[*Browser]router.BrowserClaim
 }
 
 // browserIdentity returns the identity of the browser behind a websocket
@@ -100,6 +127,7 @@ func (p *Pool) release(b *Browser) {
 	delete(c.members, b)
 	delete(c.senior, b)
 	delete(c.since, b)
+	delete(c.shared, b)
 	c.mu.Unlock()
 }
 
@@ -156,6 +184,29 @@ wait:
 		}
 	}
 
+	var shared *router.BrowserClaim
+	// Only a running Chrome's own id can be reached by two users; the
+	// names the pool makes itself ("managed:<user>", "tunnel:<user>") are
+	// one user's.
+	if sc := p.cfg.Shared; sc != nil && strings.HasPrefix(id, "cdp:") {
+		claim := router.BrowserClaim{User: b.userID, Since: b.since, Senior: senior, Pinned: pinned}
+		how, err := sc.ClaimBrowser(ctx, id, claim)
+		if err != nil {
+			// A browser this registration holds already (a reconnect) keeps
+			// working while Redis is away; a new one waits for it.
+			c.mu.Lock()
+			mine := c.holders[id] == b
+			c.mu.Unlock()
+			if !mine {
+				b.log.Warn().Err(err).Msg("shared mode: cannot check whether another user holds this browser")
+				return outcomeUnavailable
+			}
+		} else if how != "" {
+			return how
+		}
+		shared = &claim
+	}
+
 	c.mu.Lock()
 	h := c.holders[id]
 	if h != nil && h != b && c.senior[h] && h.before(b) {
@@ -179,6 +230,9 @@ wait:
 	c.holders[id] = b
 	c.ids[b] = id
 	c.senior[b] = senior
+	if shared != nil {
+		c.shared[b] = *shared
+	}
 	if h != b {
 		c.since[b] = time.Now()
 	}
@@ -186,6 +240,7 @@ wait:
 		delete(c.ids, h)
 		delete(c.senior, h)
 		delete(c.since, h)
+		delete(c.shared, h)
 	}
 	c.mu.Unlock()
 	if h != nil && h != b {
@@ -196,4 +251,52 @@ wait:
 		}
 	}
 	return ""
+}
+
+// ShareClaims makes the pool consult sc, the claims of a cluster's other
+// instances, before it hands out a connection. Call it before the pool
+// has its first browser.
+func (p *Pool) ShareClaims(sc SharedClaims) { p.cfg.Shared = sc }
+
+// VerifyShared renews the cluster's claims of the browsers this pool holds
+// and evicts the holders whose browser another instance's registration
+// took (shared mode: called every heartbeat). Without Shared it does
+// nothing.
+func (p *Pool) VerifyShared(ctx context.Context) error {
+	sc := p.cfg.Shared
+	if sc == nil {
+		return nil
+	}
+	c := &p.claims
+	c.mu.Lock()
+	held := make(map[string]router.BrowserClaim, len(c.shared))
+	for b, claim := range c.shared {
+		if id, ok := c.ids[b]; ok && c.holders[id] == b {
+			held[id] = claim
+		}
+	}
+	c.mu.Unlock()
+	lost, err := sc.VerifyBrowsers(ctx, held)
+	for _, id := range lost {
+		c.mu.Lock()
+		h := c.holders[id]
+		if h != nil && c.shared[h] == held[id] {
+			delete(c.holders, id)
+			delete(c.ids, h)
+			delete(c.senior, h)
+			delete(c.since, h)
+			delete(c.shared, h)
+		} else {
+			h = nil
+		}
+		c.mu.Unlock()
+		if h != nil {
+			h.log.Warn().Msg("a registration on another instance holds this browser; dropping the connection")
+			select {
+			case h.evicted <- struct{}{}:
+			default:
+			}
+		}
+	}
+	return err
 }

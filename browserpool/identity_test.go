@@ -7,6 +7,7 @@ import (
 	"net/netip"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -187,5 +188,93 @@ func TestJuniorHolderKeepsItFromLaterRegistrations(t *testing.T) {
 	}
 	if how := p.claim(ctx, bob, "cdp:X", moved); how != "" {
 		t.Errorf("bob, registered at that address before alice's hold: %q", how)
+	}
+}
+
+// fakeShared are a cluster's claims as a test sets them.
+type fakeShared struct {
+	mu      sync.Mutex
+	outcome string // what ClaimBrowser answers
+	err     error
+	lost    bool // VerifyBrowsers reports every hold lost
+	claims  []router.BrowserClaim
+}
+
+func (f *fakeShared) ClaimBrowser(_ context.Context, id string, c router.BrowserClaim) (string, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.claims = append(f.claims, c)
+	return f.outcome, f.err
+}
+
+func (f *fakeShared) VerifyBrowsers(_ context.Context, held map[string]router.BrowserClaim) ([]string, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	var lost []string
+	if f.lost {
+		for id := range held {
+			lost = append(lost, id)
+		}
+	}
+	return lost, f.err
+}
+
+func (f *fakeShared) set(fn func(*fakeShared)) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	fn(f)
+}
+
+// TestSharedClaims: in shared mode the pool asks the cluster before it
+// hands a connection out, and lets go of a browser another instance's
+// registration took. A Redis that does not answer keeps a new browser
+// unconnected, and a browser already held connected.
+func TestSharedClaims(t *testing.T) {
+	c := testchrome.Start(t)
+	f := &fakeShared{outcome: router.ClaimRefused}
+	cfg := testConfig()
+	p := New(cfg)
+	p.ShareClaims(f)
+	defer p.Close()
+	ctx := context.Background()
+
+	bob := p.EnsureEndpoint("bob", Endpoint{URL: c.URL, Registered: time.Now()})
+	if st := bob.WaitSettled(ctx, 10*time.Second); st.State != StateConflict {
+		t.Fatalf("a browser the cluster refused: %+v, want conflict", st)
+	}
+	p.Remove("bob")
+
+	f.set(func(f *fakeShared) { f.outcome, f.err = "", router.ErrUnavailable })
+	carol := p.EnsureEndpoint("carol", Endpoint{URL: c.URL, Registered: time.Now()})
+	if st := carol.WaitSettled(ctx, 10*time.Second); st.State == StateConnected || !strings.Contains(st.LastError, "shared store") {
+		t.Fatalf("a new browser while the cluster's claims do not answer: %+v", st)
+	}
+	f.set(func(f *fakeShared) { f.err = nil })
+	carol.Retry()
+	if _, err := carol.Conn(ctx, 10*time.Second); err != nil {
+		t.Fatalf("carol once the claims answer: %v", err)
+	}
+	f.mu.Lock()
+	last := f.claims[len(f.claims)-1]
+	f.mu.Unlock()
+	if last.User != "carol" || !last.Pinned || !last.Senior {
+		t.Errorf("carol's claim as sent: %+v; want carol's, pinned and senior (she reached her registered address)", last)
+	}
+
+	// Redis goes away: carol's hold is kept.
+	f.set(func(f *fakeShared) { f.err = router.ErrUnavailable })
+	if err := p.VerifyShared(ctx); err == nil {
+		t.Error("VerifyShared hid the store's error")
+	}
+	if st := carol.Status(); st.State != StateConnected {
+		t.Fatalf("carol's browser after a failed verification: %+v", st)
+	}
+	// Another instance's registration took it.
+	f.set(func(f *fakeShared) { f.err, f.lost, f.outcome = nil, true, router.ClaimRefused })
+	if err := p.VerifyShared(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if !waitFor(10*time.Second, func() bool { return carol.Status().State == StateConflict }) {
+		t.Fatalf("carol's browser after another instance took it: %+v, want conflict", carol.Status())
 	}
 }

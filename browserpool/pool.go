@@ -34,6 +34,9 @@ type Config struct {
 	// Managed, when set, gives users with no registered browser one the
 	// pool starts (managed.go); nil: none.
 	Managed *ManagedConfig
+	// Shared carries the pool's claims on running browsers to the other
+	// instances of a cluster (shared mode); nil: this pool's are all.
+	Shared SharedClaims
 }
 
 // DefaultConfig returns the production defaults.
@@ -115,7 +118,7 @@ func New(cfg Config) *Pool {
 	cfg.fill()
 	ctx, cancel := context.WithCancel(context.Background())
 	p := &Pool{cfg: cfg, ctx: ctx, cancel: cancel, browsers: map[string]*Browser{},
-		claims: claims{holders: map[string]*Browser{}, members: map[*Browser]bool{}, ids: map[*Browser]string{}, senior: map[*Browser]bool{}, since: map[*Browser]time.Time{}},
+		claims: claims{holders: map[string]*Browser{}, members: map[*Browser]bool{}, ids: map[*Browser]string{}, senior: map[*Browser]bool{}, since: map[*Browser]time.Time{}, shared: map[*Browser]router.BrowserClaim{}},
 		gens:   map[string]uint64{}, stopping: map[string]chan struct{}{}}
 	if cfg.Managed != nil {
 		p.reaper.Go(p.reapIdle)

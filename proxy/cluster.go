@@ -114,6 +114,8 @@ func newCluster(s *Server, cfg ClusterConfig) *cluster {
 			TLSHandshakeTimeout: 5 * time.Second,
 		}
 	}
+	// Before the server serves: the pool has no browser yet.
+	s.cfg.Pool.ShareClaims(cfg.Leases)
 	cl := &cluster{s: s, leases: cfg.Leases, signer: cfg.Signer, heartbeat: cfg.Heartbeat, transport: cfg.Transport,
 		sessions: map[string]struct{}{}, homes: map[string]struct{}{}, inflight: map[string]map[*context.CancelFunc]struct{}{}}
 	if page := s.cfg.Tools.Navigation.Page; page != nil {
@@ -374,6 +376,11 @@ func (cl *cluster) beat(ctx context.Context) {
 	}
 	if err := cl.leases.DropSessions(ctx, ended...); err != nil {
 		retry()
+	}
+	// A registration homed elsewhere may have taken a browser this
+	// instance holds (or Redis lost the claims): renew, write again, evict.
+	if err := cl.s.cfg.Pool.VerifyShared(ctx); err != nil {
+		log.Debug().Err(err).Msg("shared mode: browser claims not verified; retrying at the next heartbeat")
 	}
 }
 

@@ -6,11 +6,15 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"slices"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/mcp-browser-proxy/mcp-browser-proxy/browserpool"
 	"github.com/mcp-browser-proxy/mcp-browser-proxy/internal/testchrome"
+	"github.com/mcp-browser-proxy/mcp-browser-proxy/internal/testfwd"
 	"github.com/mcp-browser-proxy/mcp-browser-proxy/internal/testredis"
 	"github.com/mcp-browser-proxy/mcp-browser-proxy/router"
 	"github.com/mcp-browser-proxy/mcp-browser-proxy/tunnel"
@@ -225,5 +229,79 @@ func TestClusterPagesCannotReachOtherTunnels(t *testing.T) {
 			t.Fatalf("alice's page on A reached bob's tunnelled browser at %s: %v %s", target, res.IsError, text)
 		}
 		time.Sleep(200 * time.Millisecond)
+	}
+}
+
+// TestClusterSameBrowserAcrossInstances: alice's Chrome is held by A, her
+// home. bob, homed on B, registers a port forward to it: B's pool has
+// never seen alice's browser, so the identity check must hold across the
+// cluster, and bob is refused before any tool of his runs there. When A
+// dies, alice's registration still holds her browser: bob, retrying on B,
+// does not get it while alice has no instance connected to it; and when
+// alice's next session brings her browser up on B, she has it.
+func TestClusterSameBrowserAcrossInstances(t *testing.T) {
+	chrome := testchrome.Start(t)
+	pages := testPages(t)
+	rs := testredis.Start(t)
+	a := newClusterNode(t, rs)
+	b := newClusterNode(t, rs)
+	aliceTok := a.token("alice")
+	a.register(aliceTok, "alice", chrome.URL)
+	alice := a.connect(viaStreamable, aliceTok, "")
+	mustCall(t, alice, "navigate_page", map[string]any{"url": pages + "/"})
+	before := pageIDs(t, chrome)
+
+	fwd := testfwd.Start(t, "127.0.0.1:"+strconv.Itoa(chrome.Port))
+	bobTok := b.token("bob")
+	status, body := registerRaw(t, b.harness, bobTok, "bob", fwd.URL)
+	if fwd.Total() == 0 {
+		t.Fatal("B never went through the forward: the test proves nothing")
+	}
+	if status != http.StatusConflict || !strings.Contains(body, `"code":"CONFLICT"`) || !strings.Contains(body, "another user") {
+		t.Fatalf("bob on B registering alice's browser (held by A) through a forward: %d %s; want 409 CONFLICT", status, body)
+	}
+	if strings.Contains(body, "alice") {
+		t.Errorf("the 409 names the owner: %s", body)
+	}
+	if _, ok := b.pool.Get("bob"); ok {
+		t.Error("B holds a browser for bob")
+	}
+	if n := deniedFor(b.harness, "bob", "another user"); n != 1 {
+		t.Errorf("%d refusals of bob audited on B, want 1:\n%s", n, b.logs.String())
+	}
+	if after := pageIDs(t, chrome); !slices.Equal(before, after) {
+		t.Errorf("alice's tabs changed: %v -> %v", before, after)
+	}
+
+	// bob registers the forward while it is down (201), then A dies: his
+	// browser on B retries and reaches alice's Chrome, which her
+	// registration still holds.
+	fwd.SetEnabled(false)
+	if status, body := registerRaw(t, b.harness, bobTok, "bob", fwd.URL); status != http.StatusCreated {
+		t.Fatalf("bob registering a forward that is down: %d %s", status, body)
+	}
+	a.kill()
+	waitFor(t, "A's lease to end", func() bool {
+		urls, err := b.leases.Instances(context.Background())
+		return err == nil && len(urls) == 1
+	})
+	seen := fwd.Total()
+	fwd.SetEnabled(true)
+	waitFor(t, "B to reach alice's browser through the forward again", func() bool { return fwd.Total() > seen })
+	br, _ := b.pool.Get("bob")
+	waitFor(t, "bob's browser on B to be refused", func() bool { return br.Status().State == browserpool.StateConflict })
+	bob := b.connect(viaStreamable, bobTok, "")
+	if text, res := call(t, bob, "new_page", map[string]any{"url": pages + "/two"}); !res.IsError {
+		t.Errorf("bob's new_page ran on alice's browser: %q", text)
+	}
+	if after := pageIDs(t, chrome); len(after) > len(before) {
+		t.Errorf("a tab was opened in alice's browser: %v -> %v", before, after)
+	}
+	// alice's next session lands on B, which becomes her home and
+	// connects her browser.
+	alice2 := b.connect(viaStreamable, b.token("alice"), "")
+	mustCall(t, alice2, "navigate_page", map[string]any{"url": pages + "/"})
+	if ab, ok := b.pool.Get("alice"); !ok || ab.Status().State != browserpool.StateConnected {
+		t.Errorf("B, alice's home now, does not hold her browser connected")
 	}
 }

@@ -2,6 +2,7 @@ package router
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"strings"
@@ -27,6 +28,18 @@ const (
 	// redisKeyProtected + instance ID: what that instance's pool keeps
 	// pages away from (opaque to the store), with the lease TTL.
 	redisKeyProtected = "prot:"
+	// redisKeyClaim + browser identity: the BrowserClaim (JSON) of the
+	// registration that holds that running browser, whichever instance
+	// connects it. Renewed by its holder's heartbeats; it outlives them by
+	// the session TTL only to collect identities of browsers long gone.
+	redisKeyClaim = "claim:"
+)
+
+// Outcomes of ClaimBrowser that refuse the browser; they are the audited
+// outcomes of the pool's own claims.
+const (
+	ClaimRefused     = "refused"
+	ClaimReaddressed = "refused_readdressed"
 )
 
 // Owner is the instance that holds a session or is a user's home.
@@ -374,4 +387,177 @@ func (l *Leases) CheckForwardKey(ctx context.Context, fingerprint string) error 
 		return fmt.Errorf("check the forwarding secret: %w", err)
 	}
 	return nil
+}
+
+// BrowserClaim is a registration's hold on a running browser, shared by
+// every instance: two users homed on two instances whose URLs reach one
+// browser must not share it any more than on one instance (the pool's
+// claims). A claim is in force while the holder's registration is the one
+// it was made for (same Since), whatever became of the instance that made
+// it: registrations outlive instances, and an instance that dies leaves
+// its users' browsers to no one until their next session brings them up.
+type BrowserClaim struct {
+	User string `json:"u"`
+	// Since is the holder's Registration.Since: its seniority on its URL.
+	Since time.Time `json:"s"`
+	// Senior: the holder reached the browser at an address its host had
+	// when it registered, or through its tunnel, or started it.
+	Senior bool `json:"n"`
+	// At is when the holder took the browser.
+	At time.Time `json:"a"`
+	// Pinned: the claimant reaches the browser at a pinned address now
+	// (not stored).
+	Pinned bool `json:"-"`
+}
+
+// ClaimBrowser decides whether c may hold the running browser id across
+// the cluster, by the rules of the pool's own claims: a claim in force of
+// another user refuses c when it is senior and older, when c did not reach
+// the browser at a pinned address, or when it took the browser before c
+// was registered; otherwise c takes it (the holder's instance evicts it at
+// its next VerifyBrowsers). It returns "" when c holds the browser, else
+// ClaimRefused or ClaimReaddressed.
+func (l *Leases) ClaimBrowser(ctx context.Context, id string, c BrowserClaim) (string, error) {
+	key := l.s.key(redisKeyClaim + id)
+	var outcome string
+	err := l.s.call(ctx, func(ctx context.Context) error {
+		for range maxCASAttempts {
+			err := l.s.rdb.Watch(ctx, func(tx *redis.Tx) error {
+				outcome = ""
+				cur, err := tx.Get(ctx, key).Result()
+				if err != nil && !errors.Is(err, redis.Nil) {
+					return redisErr(err)
+				}
+				claim := c
+				claim.At = time.Now()
+				var h BrowserClaim
+				if cur != "" && json.Unmarshal([]byte(cur), &h) == nil && h.User != "" {
+					switch {
+					case h.User == c.User && h.Since.Equal(c.Since):
+						claim.At = h.At // held already: since when stays
+					case h.User != c.User:
+						in, err := l.claimInForce(ctx, h)
+						if err != nil {
+							return err
+						}
+						if in {
+							if outcome = claimOutcome(h, c); outcome != "" {
+								return nil
+							}
+							// Taking it from a holder in force needs a
+							// claimant in force: a registration gone or
+							// moved since takes nothing.
+							if mine, err := l.claimInForce(ctx, c); err != nil {
+								return err
+							} else if !mine {
+								outcome = ClaimRefused
+								return nil
+							}
+						}
+					}
+				}
+				data, err := json.Marshal(claim)
+				if err != nil {
+					return err
+				}
+				_, err = tx.TxPipelined(ctx, func(p redis.Pipeliner) error {
+					p.Set(ctx, key, data, l.sessionTTL)
+					return nil
+				})
+				return redisErr(err)
+			}, key)
+			if errors.Is(err, redis.TxFailedErr) {
+				continue
+			}
+			return err
+		}
+		return errRetry
+	})
+	if err != nil {
+		return "", fmt.Errorf("browser claim: %w", err)
+	}
+	return outcome, nil
+}
+
+// claimOutcome applies the pool's rules to c against h, another user's
+// claim in force.
+func claimOutcome(h, c BrowserClaim) string {
+	older := h.Since.Before(c.Since) || h.Since.Equal(c.Since) && h.User < c.User
+	switch {
+	case h.Senior && older:
+		return ClaimRefused
+	case !c.Pinned:
+		return ClaimReaddressed
+	case !h.Senior && !c.Since.Before(h.At):
+		return ClaimRefused
+	}
+	return ""
+}
+
+// claimInForce reports whether h's registration is still the one h was
+// made for.
+func (l *Leases) claimInForce(ctx context.Context, h BrowserClaim) (bool, error) {
+	r, err := l.s.Get(ctx, h.User)
+	switch {
+	case errors.Is(err, ErrNotFound):
+		return false, nil
+	case err != nil:
+		return false, err
+	}
+	return r.Since().Equal(h.Since), nil
+}
+
+// VerifyBrowsers checks, for each running browser this instance holds,
+// that its claim still stands: it renews the claims that do, writes again
+// those Redis lost, and returns the identities another user's claim took
+// (their holders must let go).
+func (l *Leases) VerifyBrowsers(ctx context.Context, held map[string]BrowserClaim) (lost []string, err error) {
+	if len(held) == 0 {
+		return nil, nil
+	}
+	ids := make([]string, 0, len(held))
+	keys := make([]string, 0, len(held))
+	for id := range held {
+		ids = append(ids, id)
+		keys = append(keys, l.s.key(redisKeyClaim+id))
+	}
+	var vals []any
+	err = l.s.call(ctx, func(ctx context.Context) error {
+		vals, err = l.s.rdb.MGet(ctx, keys...).Result()
+		return redisErr(err)
+	})
+	if err != nil {
+		return nil, fmt.Errorf("verify browser claims: %w", err)
+	}
+	var renew []string
+	for i, v := range vals {
+		c := held[ids[i]]
+		var h BrowserClaim
+		if s, ok := v.(string); ok && json.Unmarshal([]byte(s), &h) == nil && h.User == c.User && h.Since.Equal(c.Since) {
+			renew = append(renew, keys[i])
+			continue
+		}
+		how, err := l.ClaimBrowser(ctx, ids[i], c)
+		if err != nil {
+			return lost, err
+		}
+		if how != "" {
+			lost = append(lost, ids[i])
+		}
+	}
+	if len(renew) > 0 {
+		err = l.s.call(ctx, func(ctx context.Context) error {
+			_, err := l.s.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
+				for _, k := range renew {
+					p.Expire(ctx, k, l.sessionTTL)
+				}
+				return nil
+			})
+			return redisErr(err)
+		})
+		if err != nil {
+			return lost, fmt.Errorf("renew browser claims: %w", err)
+		}
+	}
+	return lost, nil
 }

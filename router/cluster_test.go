@@ -190,3 +190,84 @@ func TestLeasesInstances(t *testing.T) {
 		t.Fatalf("alive: %v %v; want a only (b expired, x under another prefix)", alive, err)
 	}
 }
+
+// TestBrowserClaims: the cluster-wide claims on a running browser follow
+// the pool's rules, and a claim stays in force exactly while its holder's
+// registration is the one it was made for.
+func TestBrowserClaims(t *testing.T) {
+	srv := testredis.Start(t)
+	ctx := context.Background()
+	s := openRedisTest(t, RedisOptions{URL: srv.URL, Timeout: time.Second})
+	a := newTestLeases(t, s, "a", time.Minute)
+	b := newTestLeases(t, s, "b", time.Minute)
+	ra, err := s.Put(ctx, Registration{UserID: "alice", BrowserURL: "http://127.0.0.1:9222"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	re, err := s.Put(ctx, Registration{UserID: "eve", BrowserURL: "http://127.0.0.1:9225"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	rb, err := s.Put(ctx, Registration{UserID: "bob", BrowserURL: "http://127.0.0.1:9223"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	alice := BrowserClaim{User: "alice", Since: ra.Since(), Senior: true, Pinned: true}
+	bob := BrowserClaim{User: "bob", Since: rb.Since(), Senior: true, Pinned: true}
+	claim := func(l *Leases, c BrowserClaim, want string) {
+		t.Helper()
+		if got, err := l.ClaimBrowser(ctx, "cdp:X", c); err != nil || got != want {
+			t.Fatalf("%s claims cdp:X through %s: %q %v, want %q", c.User, l.ID(), got, err, want)
+		}
+	}
+	claim(a, alice, "")
+	claim(a, alice, "") // held already
+	claim(b, bob, ClaimRefused)
+	unpinned := bob
+	unpinned.Pinned = false
+	claim(b, unpinned, ClaimRefused)
+	if lost, err := a.VerifyBrowsers(ctx, map[string]BrowserClaim{"cdp:X": alice}); err != nil || len(lost) != 0 {
+		t.Fatalf("alice's hold verified: lost %v %v", lost, err)
+	}
+
+	// Redis forgets everything but the registrations: the holder's next
+	// verification writes its claim again.
+	if err := s.rdb.Del(ctx, s.key(redisKeyClaim+"cdp:X")).Err(); err != nil {
+		t.Fatal(err)
+	}
+	if lost, err := a.VerifyBrowsers(ctx, map[string]BrowserClaim{"cdp:X": alice}); err != nil || len(lost) != 0 {
+		t.Fatalf("alice's lost claim written again: lost %v %v", lost, err)
+	}
+	claim(b, bob, ClaimRefused)
+
+	// alice unregisters: her claim is void, bob takes the browser, and
+	// alice's instance learns it lost it.
+	if err := s.Delete(ctx, "alice"); err != nil {
+		t.Fatal(err)
+	}
+	claim(b, bob, "")
+	if lost, err := a.VerifyBrowsers(ctx, map[string]BrowserClaim{"cdp:X": alice}); err != nil || !slices.Equal(lost, []string{"cdp:X"}) {
+		t.Fatalf("alice's void claim: lost %v %v, want cdp:X", lost, err)
+	}
+
+	// carol, registered after bob took it, cannot take it from him, pinned
+	// or not, senior hold or junior; eve, registered before bob took it,
+	// can when bob's hold is junior (he reached it at an address he was
+	// not pinned to), and bob's instance learns it lost it.
+	rc, err := s.Put(ctx, Registration{UserID: "carol", BrowserURL: "http://127.0.0.1:9224"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	carol := BrowserClaim{User: "carol", Since: rc.Since(), Senior: true, Pinned: true}
+	claim(a, carol, ClaimRefused)
+	junior := bob
+	junior.Senior = false
+	claim(b, junior, "")
+	claim(a, carol, ClaimRefused)
+	eve := BrowserClaim{User: "eve", Since: re.Since(), Senior: true, Pinned: true}
+	claim(a, eve, "")
+	if lost, err := b.VerifyBrowsers(ctx, map[string]BrowserClaim{"cdp:X": junior}); err != nil || !slices.Equal(lost, []string{"cdp:X"}) {
+		t.Fatalf("bob's junior hold after eve's: lost %v %v, want cdp:X", lost, err)
+	}
+	claim(b, junior, ClaimRefused)
+}
