@@ -821,3 +821,80 @@ func (b *bodyReadErr) failure() error {
 	defer b.mu.Unlock()
 	return b.err
 }
+
+// peerViewTimeout bounds how long an admin's dashboard view waits for the
+// other instances; an instance that does not answer in time is left out
+// of that view (and logged).
+const peerViewTimeout = 3 * time.Second
+
+// maxPeerView bounds one instance's answer to a gathered view.
+const maxPeerView = 16 << 20
+
+// gather asks every other live instance for path (GET, with the caller's
+// credential, signed as forwarded so that it is answered from that
+// instance alone) and returns the bodies of the 200 answers. An admin's
+// views of sessions and browsers are the deployment's: each instance
+// holds only its own.
+func (cl *cluster) gather(ctx context.Context, r *http.Request, path string) [][]byte {
+	urls, err := cl.leases.Instances(ctx)
+	if err != nil {
+		cl.s.log.Warn().Err(err).Msg("shared mode: the other instances are unknown; this view is this instance's alone")
+		return nil
+	}
+	ctx, cancel := context.WithTimeout(ctx, peerViewTimeout)
+	defer cancel()
+	hc := &http.Client{Transport: cl.transport, CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
+	var (
+		mu  sync.Mutex
+		out [][]byte
+		wg  sync.WaitGroup
+	)
+	for _, base := range urls {
+		if base == cl.leases.URL() {
+			continue
+		}
+		wg.Go(func() {
+			req, err := http.NewRequestWithContext(ctx, http.MethodGet, strings.TrimRight(base, "/")+path, nil)
+			if err != nil {
+				return
+			}
+			req.Header.Set("Authorization", r.Header.Get("Authorization"))
+			req.Header.Set(auth.ForwardHeader, cl.signer.Sign(http.MethodGet, req.URL.RequestURI(), cl.leases.ID()))
+			resp, err := hc.Do(req)
+			if err != nil {
+				cl.s.log.Warn().Str("instance_url", base).Str("path", path).Msg("shared mode: an instance did not answer; this view lacks its sessions")
+				return
+			}
+			defer resp.Body.Close()
+			body, err := io.ReadAll(io.LimitReader(resp.Body, maxPeerView))
+			if err != nil || resp.StatusCode != http.StatusOK {
+				cl.s.log.Warn().Str("instance_url", base).Str("path", path).Int("status", resp.StatusCode).Msg("shared mode: an instance refused a view; this view lacks its sessions")
+				return
+			}
+			mu.Lock()
+			out = append(out, body)
+			mu.Unlock()
+		})
+	}
+	wg.Wait()
+	return out
+}
+
+// selfUnlessAdmin is the user whose home serves a dashboard view: the
+// caller's own, except for an admin, whose view gathers every instance's.
+func selfUnlessAdmin(c echo.Context) string {
+	p, ok := principalOf(c)
+	if !ok || p.Has(auth.PermAdmin) {
+		return ""
+	}
+	return p.UserID
+}
+
+// sessionsViewUser is the user whose home serves GET /api/sessions: the
+// one ?user= names, else the caller unless an admin.
+func sessionsViewUser(c echo.Context) string {
+	if u := c.QueryParam("user"); u != "" {
+		return u
+	}
+	return selfUnlessAdmin(c)
+}

@@ -4,9 +4,12 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
+	"encoding/json"
+	"fmt"
 	"io"
 	"net"
 	"net/http"
+	"slices"
 	"strconv"
 	"strings"
 	"sync/atomic"
@@ -555,5 +558,67 @@ func TestClusterHomeTakenOver(t *testing.T) {
 	}
 	if sessionsOf(b, "frank") != 1 {
 		t.Errorf("frank's session on B: %d, want 1", sessionsOf(b, "frank"))
+	}
+}
+
+// TestClusterDashboardSeesEveryInstance: the dashboard's views are the
+// deployment's, whichever instance the load balancer picked: a user sees
+// their own sessions wherever they are (their home), and an admin sees
+// every instance's sessions and every browser's state.
+func TestClusterDashboardSeesEveryInstance(t *testing.T) {
+	rs := testredis.Start(t)
+	a := newClusterNode(t, rs)
+	b := newClusterNode(t, rs)
+	aliceTok, bobTok := a.token("alice"), b.token("bob")
+	a.register(aliceTok, "alice", deadURL(t)) // alice's home is A
+	b.register(bobTok, "bob", deadURL(t))     // bob's, B
+	a.connect(viaStreamable, aliceTok, "")
+	b.connect(viaStreamable, bobTok, "")
+	if sessionsOf(a, "alice") != 1 || sessionsOf(b, "bob") != 1 {
+		t.Fatalf("sessions: alice on A %d, bob on B %d", sessionsOf(a, "alice"), sessionsOf(b, "bob"))
+	}
+	ids := func(ov Overview) (users, sessions []string) {
+		for _, u := range ov.Users {
+			users = append(users, fmt.Sprintf("%s:%d", u.UserID, u.Sessions))
+		}
+		for _, s := range ov.Sessions {
+			sessions = append(sessions, s.UserID)
+		}
+		slices.Sort(sessions)
+		return users, sessions
+	}
+	root := a.token("root", auth.PermAdmin)
+	for _, n := range []*clusterNode{a, b} {
+		var ov Overview
+		if resp := n.do(http.MethodGet, "/api/overview", aliceTok, nil, &ov); resp.StatusCode != 200 {
+			t.Fatalf("alice's overview: %d", resp.StatusCode)
+		}
+		if users, sessions := ids(ov); !slices.Equal(users, []string{"alice:1"}) || !slices.Equal(sessions, []string{"alice"}) {
+			t.Errorf("alice's overview through %s: users %v, sessions %v; want her row with her session", n.URL, users, sessions)
+		}
+		ov = Overview{}
+		if resp := n.do(http.MethodGet, "/api/overview", root, nil, &ov); resp.StatusCode != 200 {
+			t.Fatalf("admin's overview: %d", resp.StatusCode)
+		}
+		if users, sessions := ids(ov); !slices.Equal(users, []string{"alice:1", "bob:1"}) || !slices.Equal(sessions, []string{"alice", "bob"}) {
+			t.Errorf("admin's overview through %s: users %v, sessions %v; want both users with a session each", n.URL, users, sessions)
+		}
+		var list []SessionInfo
+		if resp := n.do(http.MethodGet, "/api/sessions", root, nil, &list); resp.StatusCode != 200 || len(list) != 2 {
+			t.Errorf("admin's GET /api/sessions through %s: %d, %d sessions; want 2", n.URL, resp.StatusCode, len(list))
+		}
+		list = nil
+		if resp := n.do(http.MethodGet, "/api/sessions", bobTok, nil, &list); resp.StatusCode != 200 || len(list) != 1 || list[0].UserID != "bob" {
+			t.Errorf("bob's GET /api/sessions through %s: %d %+v; want his one session", n.URL, resp.StatusCode, list)
+		}
+		_, _, events, stop := eventStream(t, n.URL, root)
+		var evov Overview
+		if err := json.Unmarshal([]byte(nextEvent(t, events, "overview").data), &evov); err != nil {
+			t.Fatal(err)
+		}
+		stop()
+		if users, _ := ids(evov); !slices.Equal(users, []string{"alice:1", "bob:1"}) {
+			t.Errorf("admin's events through %s: users %v", n.URL, users)
+		}
 	}
 }

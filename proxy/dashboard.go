@@ -210,10 +210,78 @@ func (s *Server) overviewOf(ctx context.Context, p auth.Principal) (Overview, er
 	return out, nil
 }
 
+// clusterOverview is overviewOf, with an admin's view in shared mode
+// gathered from every instance (a non-admin's is served at their home).
+func (s *Server) clusterOverview(c echo.Context, p auth.Principal) (Overview, error) {
+	ctx := c.Request().Context()
+	ov, err := s.overviewOf(ctx, p)
+	if err != nil || s.cl == nil || !ov.Me.Admin || isForwarded(c) {
+		return ov, err
+	}
+	for _, body := range s.cl.gather(ctx, c.Request(), "/api/overview") {
+		var peer Overview
+		if json.Unmarshal(body, &peer) == nil {
+			mergeOverview(&ov, peer)
+		}
+	}
+	slices.SortFunc(ov.Sessions, func(a, b SessionInfo) int { return strings.Compare(a.ID, b.ID) })
+	return ov, nil
+}
+
+// stateRank orders browser states for mergeOverview: the instance that
+// holds a user's browser reports it; the others say disconnected.
+func stateRank(st string) int {
+	switch browserpool.State(st) {
+	case browserpool.StateConnected:
+		return 3
+	case browserpool.StateDisconnected, "unregistered":
+		return 0
+	case browserpool.StateConflict, browserpool.StateFailed:
+		return 2
+	}
+	return 1
+}
+
+// mergeOverview folds another instance's overview (its own sessions and
+// browsers, every registration) into ov.
+func mergeOverview(ov *Overview, peer Overview) {
+	ov.Sessions = append(ov.Sessions, peer.Sessions...)
+	at := make(map[string]int, len(ov.Users))
+	for i, u := range ov.Users {
+		at[u.UserID] = i
+	}
+	for _, pu := range peer.Users {
+		i, ok := at[pu.UserID]
+		if !ok {
+			at[pu.UserID] = len(ov.Users)
+			ov.Users = append(ov.Users, pu)
+			continue
+		}
+		u := &ov.Users[i]
+		u.Registered = u.Registered || pu.Registered
+		if u.BrowserURL == "" {
+			u.BrowserURL = pu.BrowserURL
+		}
+		if stateRank(pu.BrowserStatus) > stateRank(u.BrowserStatus) {
+			u.BrowserStatus, u.BrowserError = pu.BrowserStatus, pu.BrowserError
+		}
+		if pu.Tunnel != nil && (u.Tunnel == nil || pu.Tunnel.Connected && !u.Tunnel.Connected) {
+			u.Tunnel = pu.Tunnel
+		}
+		u.Sessions += pu.Sessions
+		if pu.LastActivity != nil && (u.LastActivity == nil || pu.LastActivity.After(*u.LastActivity)) {
+			u.LastActivity = pu.LastActivity
+		}
+		u.CallsPerMinute += pu.CallsPerMinute
+		u.ErrorsPerMinute += pu.ErrorsPerMinute
+	}
+	slices.SortFunc(ov.Users, func(a, b UserOverview) int { return strings.Compare(a.UserID, b.UserID) })
+}
+
 // overview answers GET /api/overview.
 func (s *Server) overview(c echo.Context) error {
 	p, _ := principalOf(c)
-	out, err := s.overviewOf(c.Request().Context(), p)
+	out, err := s.clusterOverview(c, p)
 	if err != nil {
 		return err
 	}
@@ -261,7 +329,7 @@ func (s *Server) events(c echo.Context) error {
 	defer keep.Stop()
 	var last []byte
 	push := func() bool {
-		ov, err := s.overviewOf(ctx, p)
+		ov, err := s.clusterOverview(c, p)
 		if err != nil {
 			s.log.Warn().Err(err).Str("request_id", requestID(c)).Msg("dashboard events: overview failed")
 			return true // the next tick tries again

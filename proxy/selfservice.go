@@ -2,6 +2,7 @@ package proxy
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"net/http"
@@ -72,6 +73,16 @@ func (s *Server) listSessions(c echo.Context) error {
 	out := make([]SessionInfo, 0, len(list))
 	for _, in := range list {
 		out = append(out, sessionInfo(in, now))
+	}
+	if user == "" && s.cl != nil && !isForwarded(c) {
+		// An admin's list: every instance holds its own sessions.
+		for _, body := range s.cl.gather(c.Request().Context(), c.Request(), "/api/sessions") {
+			var more []SessionInfo
+			if json.Unmarshal(body, &more) == nil {
+				out = append(out, more...)
+			}
+		}
+		slices.SortFunc(out, func(a, b SessionInfo) int { return strings.Compare(a.ID, b.ID) })
 	}
 	return c.JSON(http.StatusOK, out)
 }

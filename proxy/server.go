@@ -148,12 +148,14 @@ func New(cfg Config) *Server {
 	api.DELETE("/apikeys/:id", s.revokeAPIKey)
 	api.GET("/tunnel", s.tunnelRoute, home)
 	api.POST("/apikeys", s.createAPIKey)
-	api.GET("/sessions", s.listSessions)
+	// A user's sessions and browser are at their home; an admin's views
+	// gather every instance's (gather).
+	api.GET("/sessions", s.listSessions, s.forwardHome(false, sessionsViewUser))
 	sessionParam := s.forwardSessionOf(func(c echo.Context) string { return c.Param("id") })
 	api.DELETE("/sessions/:id", s.closeSession, sessionParam)
 	api.GET("/sessions/:id/tabs/:pageId/screenshot", s.tabScreenshot, sessionParam)
-	api.GET("/overview", s.overview)
-	api.GET("/events", s.events, streams)
+	api.GET("/overview", s.overview, s.forwardHome(false, selfUnlessAdmin))
+	api.GET("/events", s.events, s.forwardHome(false, selfUnlessAdmin), streams)
 	api.POST("/tokens", s.issueToken)
 	e.GET("/health/detailed", s.healthDetailed, authn)
 
