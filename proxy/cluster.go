@@ -65,8 +65,14 @@ type ClusterConfig struct {
 	// third of its TTL.
 	Heartbeat time.Duration
 	// Transport carries forwarded requests; default a transport with a
-	// 2 s dial timeout and no proxy.
+	// 2 s dial timeout, ForwardTimeout for the answer's headers, and no
+	// proxy.
 	Transport http.RoundTripper
+	// ForwardTimeout bounds the wait for the head of a forwarded answer
+	// from an owner whose lease lives (a hung instance); default the
+	// longest tool call (Tools.MaxCallTimeout, at least a minute) plus a minute. Streams are not
+	// cut: their head comes at once.
+	ForwardTimeout time.Duration
 }
 
 // cluster is a Server's shared-mode state.
@@ -106,12 +112,16 @@ func newCluster(s *Server, cfg ClusterConfig) *cluster {
 	if cfg.Heartbeat <= 0 {
 		cfg.Heartbeat = max(cfg.Leases.TTL()/3, 50*time.Millisecond)
 	}
+	if cfg.ForwardTimeout <= 0 {
+		cfg.ForwardTimeout = max(s.cfg.Tools.MaxCallTimeout, s.cfg.Tools.NavigationTimeout, time.Minute) + time.Minute
+	}
 	if cfg.Transport == nil {
 		cfg.Transport = &http.Transport{
-			DialContext:         (&net.Dialer{Timeout: 2 * time.Second, KeepAlive: 30 * time.Second}).DialContext,
-			MaxIdleConnsPerHost: 64,
-			IdleConnTimeout:     90 * time.Second,
-			TLSHandshakeTimeout: 5 * time.Second,
+			DialContext:           (&net.Dialer{Timeout: 2 * time.Second, KeepAlive: 30 * time.Second}).DialContext,
+			MaxIdleConnsPerHost:   64,
+			IdleConnTimeout:       90 * time.Second,
+			TLSHandshakeTimeout:   5 * time.Second,
+			ResponseHeaderTimeout: cfg.ForwardTimeout,
 		}
 	}
 	// Before the server serves: the pool has no browser yet.

@@ -17,6 +17,7 @@ import (
 	"github.com/mcp-browser-proxy/mcp-browser-proxy/internal/testfwd"
 	"github.com/mcp-browser-proxy/mcp-browser-proxy/internal/testredis"
 	"github.com/mcp-browser-proxy/mcp-browser-proxy/router"
+	"github.com/mcp-browser-proxy/mcp-browser-proxy/session"
 	"github.com/mcp-browser-proxy/mcp-browser-proxy/tunnel"
 )
 
@@ -303,5 +304,65 @@ func TestClusterSameBrowserAcrossInstances(t *testing.T) {
 	mustCall(t, alice2, "navigate_page", map[string]any{"url": pages + "/"})
 	if ab, ok := b.pool.Get("alice"); !ok || ab.Status().State != browserpool.StateConnected {
 		t.Errorf("B, alice's home now, does not hold her browser connected")
+	}
+}
+
+// TestClusterForwardToAHungOwnerIsBounded: an owner whose lease lives (its
+// heartbeat runs) but whose handlers never answer holds a forwarded
+// request no longer than ForwardTimeout: the client gets 503
+// INSTANCE_UNAVAILABLE, not a wait without end.
+func TestClusterForwardToAHungOwnerIsBounded(t *testing.T) {
+	rs := testredis.Start(t)
+	a := newClusterNodeConfig(t, rs, session.Config{}, ClusterConfig{ForwardTimeout: 500 * time.Millisecond})
+	ivy := a.token("ivy")
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ln.Close() })
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			go func() { defer c.Close(); _, _ = io.Copy(io.Discard, c) }()
+		}
+	}()
+	store, err := router.OpenRedis(router.RedisOptions{URL: rs.URL, Prefix: "cl:", Timeout: 2 * time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { store.Close() })
+	hung, err := router.NewLeases(store, router.LeaseOptions{ID: "hung", URL: "http://" + ln.Addr().String(), TTL: time.Minute})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	if _, err := hung.Heartbeat(ctx); err != nil {
+		t.Fatal(err)
+	}
+	sid := strings.Repeat("cd", 16)
+	if err := hung.PutSessions(ctx, sid); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, a.URL+"/mcp", strings.NewReader(rawList))
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.Header.Set("Authorization", "Bearer "+ivy)
+	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set("Accept", "application/json, text/event-stream")
+	req.Header.Set("Mcp-Session-Id", sid)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatalf("a request for the hung owner's session: %v (the forward was not bounded)", err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusServiceUnavailable || !strings.Contains(string(body), CodeInstanceUnavailable) {
+		t.Errorf("a request for the hung owner's session: %d %s, want 503 %s", resp.StatusCode, body, CodeInstanceUnavailable)
 	}
 }

@@ -53,6 +53,13 @@ func newClusterNode(t *testing.T, rs *testredis.Server) *clusterNode {
 // choosing.
 func newClusterNodeWith(t *testing.T, rs *testredis.Server, scfg session.Config) *clusterNode {
 	t.Helper()
+	return newClusterNodeConfig(t, rs, scfg, ClusterConfig{})
+}
+
+// newClusterNodeConfig is newClusterNodeWith with the cluster settings of
+// ccfg (its Leases and Signer are the node's own).
+func newClusterNodeConfig(t *testing.T, rs *testredis.Server, scfg session.Config, ccfg ClusterConfig) *clusterNode {
+	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -86,7 +93,8 @@ func newClusterNodeWith(t *testing.T, rs *testredis.Server, scfg session.Config)
 			c.Store = store
 			c.Tunnels = reg
 			c.TunnelCheckInterval = 100 * time.Millisecond
-			c.Cluster = ClusterConfig{Leases: leases, Signer: signer}
+			ccfg.Leases, ccfg.Signer = leases, signer
+			c.Cluster = ccfg
 		},
 	})
 	n := &clusterNode{harness: h, leases: leases, tunnels: reg}
