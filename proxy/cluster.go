@@ -518,6 +518,7 @@ func (s *Server) checkForwarded(next echo.HandlerFunc) echo.HandlerFunc {
 			return apiError(http.StatusForbidden, CodeForbidden, "the inter-instance forwarding header is not valid (forged, replayed, or the instances' clocks or --cluster-secret differ); send the request without it; operators: give every instance the same secret and synchronised clocks")
 		}
 		c.Set(forwardedKey, from)
+		uncount(r)
 		return next(c)
 	}
 }

@@ -313,7 +313,7 @@ func TestClusterSameBrowserAcrossInstances(t *testing.T) {
 // INSTANCE_UNAVAILABLE, not a wait without end.
 func TestClusterForwardToAHungOwnerIsBounded(t *testing.T) {
 	rs := testredis.Start(t)
-	a := newClusterNodeConfig(t, rs, session.Config{}, ClusterConfig{ForwardTimeout: 500 * time.Millisecond})
+	a := newClusterNodeConfig(t, rs, session.Config{}, func(c *Config) { c.Cluster.ForwardTimeout = 500 * time.Millisecond })
 	ivy := a.token("ivy")
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -364,5 +364,58 @@ func TestClusterForwardToAHungOwnerIsBounded(t *testing.T) {
 	resp.Body.Close()
 	if resp.StatusCode != http.StatusServiceUnavailable || !strings.Contains(string(body), CodeInstanceUnavailable) {
 		t.Errorf("a request for the hung owner's session: %d %s, want 503 %s", resp.StatusCode, body, CodeInstanceUnavailable)
+	}
+}
+
+// TestClusterForwardedStreamsAreNotOneClient: the streams that B forwards
+// to A arrive from B's address; counted against A's per-address cap as one
+// client, the users behind B would lose their sessions on A once a few of
+// them held streams. A connection that carries a request signed by an
+// instance is the cluster's own and is not counted; any other still is.
+func TestClusterForwardedStreamsAreNotOneClient(t *testing.T) {
+	rs := testredis.Start(t)
+	const perIP = 4
+	a := newClusterNodeConfig(t, rs, session.Config{}, func(c *Config) { c.Conns.MaxPerIP = perIP })
+	b := newClusterNode(t, rs)
+	const users = 3 * perIP
+	var stops []func()
+	for i := range users {
+		u := fmt.Sprintf("u%d", i)
+		tok := a.token(u)
+		if resp := a.do(http.MethodGet, "/api/users/"+u+"/status", tok, nil, nil); resp.StatusCode != http.StatusNotFound {
+			t.Fatalf("status of %s: %d", u, resp.StatusCode) // u's home is A now
+		}
+		status, body, events, stop := eventStream(t, b.URL, tok)
+		if status != http.StatusOK {
+			t.Fatalf("stream %d of users homed on A, through B: %d %s (A refused B's connections)", i+1, status, body)
+		}
+		nextEvent(t, events, "overview")
+		stops = append(stops, stop)
+	}
+	// A plain client is still capped at A.
+	var held []net.Conn
+	defer func() {
+		for _, c := range held {
+			c.Close()
+		}
+		for _, stop := range stops {
+			stop()
+		}
+	}()
+	refused := false
+	for range perIP + 1 {
+		c, err := net.Dial("tcp", strings.TrimPrefix(a.URL, "http://"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		held = append(held, c)
+		_ = c.SetReadDeadline(time.Now().Add(2 * time.Second))
+		if _, err := c.Read(make([]byte, 1)); err == io.EOF {
+			refused = true
+			break
+		}
+	}
+	if !refused {
+		t.Errorf("%d plain connections from one address all held at A (cap %d)", len(held), perIP)
 	}
 }

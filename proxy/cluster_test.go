@@ -53,12 +53,12 @@ func newClusterNode(t *testing.T, rs *testredis.Server) *clusterNode {
 // choosing.
 func newClusterNodeWith(t *testing.T, rs *testredis.Server, scfg session.Config) *clusterNode {
 	t.Helper()
-	return newClusterNodeConfig(t, rs, scfg, ClusterConfig{})
+	return newClusterNodeConfig(t, rs, scfg, nil)
 }
 
-// newClusterNodeConfig is newClusterNodeWith with the cluster settings of
-// ccfg (its Leases and Signer are the node's own).
-func newClusterNodeConfig(t *testing.T, rs *testredis.Server, scfg session.Config, ccfg ClusterConfig) *clusterNode {
+// newClusterNodeConfig is newClusterNodeWith with edit applied to the
+// node's Config last (nil: none).
+func newClusterNodeConfig(t *testing.T, rs *testredis.Server, scfg session.Config, edit func(*Config)) *clusterNode {
 	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -86,15 +86,17 @@ func newClusterNodeConfig(t *testing.T, rs *testredis.Server, scfg session.Confi
 	reg := tunnel.NewRegistry(zerolog.Nop())
 	t.Cleanup(reg.Close)
 	h := buildHarness(t, harnessSetup{
-		ln: ln, session: scfg,
+		ln: ln, session: scfg, capConns: true,
 		pool: browserpool.Config{HealthInterval: time.Second, DialTimeout: 5 * time.Second,
 			InitialBackoff: 50 * time.Millisecond, MaxBackoff: 300 * time.Millisecond, Tunnels: reg},
 		edit: func(c *Config) {
 			c.Store = store
 			c.Tunnels = reg
 			c.TunnelCheckInterval = 100 * time.Millisecond
-			ccfg.Leases, ccfg.Signer = leases, signer
-			c.Cluster = ccfg
+			c.Cluster = ClusterConfig{Leases: leases, Signer: signer}
+			if edit != nil {
+				edit(c)
+			}
 		},
 	})
 	n := &clusterNode{harness: h, leases: leases, tunnels: reg}

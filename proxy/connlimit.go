@@ -1,6 +1,7 @@
 package proxy
 
 import (
+	"context"
 	"fmt"
 	"net"
 	"net/http"
@@ -174,10 +175,38 @@ func (l *limitListener) Accept() (net.Conn, error) {
 	}
 }
 
-// countedConn gives its slot back when it closes.
+// countedConn gives its slot back when it closes, or when it turns out to
+// be another instance's (uncount).
 type countedConn struct {
 	net.Conn
 	release func()
+}
+
+// connKey is the context key of a request's countedConn (connContext).
+type connKey struct{}
+
+// connContext is the http.Server's ConnContext: it keeps the counted
+// connection under a request's context, so that checkForwarded can free
+// the slot of a connection that carries another instance's requests.
+func connContext(ctx context.Context, c net.Conn) context.Context {
+	if tc, ok := c.(interface{ NetConn() net.Conn }); ok { // TLS
+		c = tc.NetConn()
+	}
+	if cc, ok := c.(*countedConn); ok {
+		return context.WithValue(ctx, connKey{}, cc)
+	}
+	return ctx
+}
+
+// uncount frees the slot of the connection r came on: the connection
+// carries requests an instance of this deployment signed (shared mode),
+// for many clients, each of whom that instance counted at its listener.
+// Only the cluster's secret makes such a request, so no client frees its
+// own connections this way.
+func uncount(r *http.Request) {
+	if cc, ok := r.Context().Value(connKey{}).(*countedConn); ok {
+		cc.release()
+	}
 }
 
 func (c *countedConn) Close() error {

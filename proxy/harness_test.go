@@ -55,12 +55,13 @@ const testSecret = "test-secret-test-secret-test-secret!"
 
 // harnessSetup is what a test may change in the proxy it gets.
 type harnessSetup struct {
-	dataDir string             // default: a temp dir
-	pool    browserpool.Config // without HealthInterval and InitialBackoff: fast test settings
-	session session.Config     // BrowserWait defaults to 1 s
-	metrics bool               // register every package's metrics (Config.Gatherer)
-	edit    func(*Config)      // last changes to the proxy's Config
-	ln      net.Listener       // serve on this listener (shared mode: its address is advertised); default a new one
+	dataDir  string             // default: a temp dir
+	pool     browserpool.Config // without HealthInterval and InitialBackoff: fast test settings
+	session  session.Config     // BrowserWait defaults to 1 s
+	metrics  bool               // register every package's metrics (Config.Gatherer)
+	edit     func(*Config)      // last changes to the proxy's Config
+	ln       net.Listener       // serve on this listener (shared mode: its address is advertised); default a new one
+	capConns bool               // count connections per address as Serve does (Config.Conns)
 }
 
 // buildHarness starts a proxy on a loopback httptest server, with its own
@@ -133,6 +134,10 @@ func buildHarness(t testing.TB, su harnessSetup) *harness {
 	if su.ln != nil {
 		hs.Listener.Close()
 		hs.Listener = su.ln
+	}
+	if su.capConns {
+		hs.Listener = srv.limitConns(hs.Listener)
+		hs.Config.ConnContext = connContext
 	}
 	hs.Start()
 	page.SetListen(hs.Listener.Addr().String())

@@ -237,6 +237,7 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 		Handler:           d.wrap(s.e),
 		ReadHeaderTimeout: s.cfg.Conns.ReadHeaderTimeout,
 		IdleTimeout:       s.cfg.Conns.IdleTimeout,
+		ConnContext:       connContext,
 		// No WriteTimeout: it would cut SSE streams.
 	}
 	errc := make(chan error, 1)
