@@ -777,6 +777,21 @@ func (cl *cluster) forward(c echo.Context, o router.Owner) error {
 				pr.Out.Header.Set("X-Forwarded-For", xff+ip)
 			}
 			pr.Out.Header.Set(auth.ForwardHeader, cl.signer.Sign(pr.Out.Method, pr.Out.URL.RequestURI(), me))
+			// One request ID in both instances' logs.
+			if id := c.Response().Header().Get(echo.HeaderXRequestID); id != "" {
+				pr.Out.Header.Set(echo.HeaderXRequestID, id)
+			}
+		},
+		// The owner's answer reaches the client as it is, but for the
+		// headers this instance's middlewares set already (its request ID,
+		// Vary: Origin): written twice, they would be listed twice.
+		ModifyResponse: func(res *http.Response) error {
+			for k := range c.Response().Header() {
+				if k == echo.HeaderXRequestID || k == echo.HeaderVary {
+					res.Header.Del(k)
+				}
+			}
+			return nil
 		},
 		Transport:     cl.transport,
 		FlushInterval: -1,

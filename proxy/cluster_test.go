@@ -632,3 +632,34 @@ func TestClusterDashboardSeesEveryInstance(t *testing.T) {
 		}
 	}
 }
+
+// TestClusterForwardedAnswerHeaders: a forwarded answer carries each of
+// the headers both instances set once, and both instances log the request
+// under one request ID.
+func TestClusterForwardedAnswerHeaders(t *testing.T) {
+	rs := testredis.Start(t)
+	a := newClusterNode(t, rs)
+	b := newClusterNode(t, rs)
+	tok := a.token("jo")
+	a.register(tok, "jo", deadURL(t)) // jo's home is A
+	req, _ := http.NewRequest(http.MethodGet, b.URL+"/api/users/jo/status", nil)
+	req.Header.Set("Authorization", "Bearer "+tok)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		t.Fatalf("jo's status through B: %d", resp.StatusCode)
+	}
+	ids := resp.Header.Values("X-Request-Id")
+	if len(ids) != 1 {
+		t.Fatalf("X-Request-Id of a forwarded answer: %q, want one", ids)
+	}
+	if v := resp.Header.Values("Vary"); len(v) > 1 {
+		t.Errorf("Vary of a forwarded answer: %q, want it once", v)
+	}
+	if !strings.Contains(a.logs.String(), ids[0]) || !strings.Contains(b.logs.String(), ids[0]) {
+		t.Errorf("request ID %s not in both instances' logs", ids[0])
+	}
+}
