@@ -659,7 +659,8 @@ func TestClusterForwardedAnswerHeaders(t *testing.T) {
 	if v := resp.Header.Values("Vary"); len(v) > 1 {
 		t.Errorf("Vary of a forwarded answer: %q, want it once", v)
 	}
-	if !strings.Contains(a.logs.String(), ids[0]) || !strings.Contains(b.logs.String(), ids[0]) {
-		t.Errorf("request ID %s not in both instances' logs", ids[0])
-	}
+	// Each request line is written once its answer is out.
+	waitFor(t, "the request ID in both instances' logs", func() bool {
+		return strings.Contains(a.logs.String(), ids[0]) && strings.Contains(b.logs.String(), ids[0])
+	})
 }
