@@ -34,6 +34,7 @@ import (
 	"github.com/chromedp/chromedp"
 	"github.com/chromedp/chromedp/remote"
 	"github.com/mark3labs/mcp-go/mcp"
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/rs/zerolog"
 
 	"github.com/mcp-browser-proxy/mcp-browser-proxy/auth"
@@ -130,10 +131,24 @@ func TestScaleChild(t *testing.T) {
 }
 
 // scaleProxy is the proxy of the child: the harness's parts, as serve
-// wires them, with limits raised to 5,000 sessions over 100 users and the
-// log at info level to nowhere (production writes it to stderr).
-func scaleProxy(t *testing.T) (*Server, func()) {
+// wires them (Prometheus metrics included), with limits raised to 5,000
+// sessions over 100 users and the log at info level to nowhere (production
+// writes it to stderr).
+func scaleProxy(t testing.TB) (*Server, func()) {
 	log := zerolog.New(io.Discard).Level(zerolog.InfoLevel)
+	reg := prometheus.NewRegistry()
+	poolMetrics, err := browserpool.NewMetrics(reg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sessionMetrics, err := session.NewMetricsWith(reg, session.MetricsConfig{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	proxyMetrics, err := NewMetrics(reg)
+	if err != nil {
+		t.Fatal(err)
+	}
 	authn, err := auth.NewAuthenticator([]byte(testSecret))
 	if err != nil {
 		t.Fatal(err)
@@ -144,14 +159,15 @@ func scaleProxy(t *testing.T) (*Server, func()) {
 	}
 	page := &router.PagePolicy{}
 	pool := browserpool.New(browserpool.Config{HealthInterval: 5 * time.Second, DialTimeout: 5 * time.Second,
-		InitialBackoff: time.Second, MaxBackoff: 30 * time.Second, Logger: log, Audit: log, Requests: page})
+		InitialBackoff: time.Second, MaxBackoff: 30 * time.Second, Logger: log, Audit: log, Requests: page, Metrics: poolMetrics})
 	page.Endpoints = pool.ProtectedEndpoints
-	mgr := session.NewManager(session.Config{MaxSessionsPerUser: 60, MaxSessions: 20000, Log: log, Audit: log}, pool)
+	mgr := session.NewManager(session.Config{MaxSessionsPerUser: 60, MaxSessions: 20000, Log: log, Audit: log, Metrics: sessionMetrics}, pool)
 	cfg := Config{
 		Version: "bench", Auth: authn, Store: store, Pool: pool, Sessions: mgr,
 		Tools: tools.Config{CallTimeout: 10 * time.Second, NavigationTimeout: 10 * time.Second, Navigation: tools.NavPolicy{Page: page}},
 		Log:   log, Audit: log, RegisterWait: 5 * time.Second,
 		Conns: ConnLimits{MaxPerIP: 100000}, MaxStreams: 60,
+		Metrics: proxyMetrics, Gatherer: reg,
 	}
 	srv := New(cfg)
 	return srv, func() {
@@ -517,9 +533,17 @@ func BenchmarkScaleStatus(b *testing.B) {
 		loadGET(b, miniURL, "", conns, time.Second) // warm both
 		loadGET(b, statusURL, toks[0], conns, time.Second)
 		var m, p loadResult
+		var mCPU, pCPU time.Duration // each server's CPU time: less noisy than req/s
+		var mN, pN float64
 		for range 2 { // alternate, so that a neighbour's burst hits both
+			c0 := mini.cpu(b)
 			rm := loadGET(b, miniURL, "", conns, d/2)
+			mCPU += mini.cpu(b) - c0
+			c0 = px.cpu(b)
 			rp := loadGET(b, statusURL, toks[0], conns, d/2)
+			pCPU += px.cpu(b) - c0
+			mN += rm.rps * (d / 2).Seconds()
+			pN += rp.rps * (d / 2).Seconds()
 			m.rps += rm.rps / 2
 			p.rps += rp.rps / 2
 			m.p99 = max(m.p99, rm.p99)
@@ -532,19 +556,31 @@ func BenchmarkScaleStatus(b *testing.B) {
 		b.ReportMetric(float64(p.p99)/float64(time.Millisecond), "proxy-p99-ms"+label)
 		b.ReportMetric(float64(m.p99)/float64(time.Millisecond), "nethttp-p99-ms"+label)
 		b.ReportMetric(float64(p.p99)/float64(m.p99), "p99-ratio"+label)
+		b.ReportMetric(float64(pCPU.Microseconds())/pN, "proxy-cpu-µs/req"+label)
+		b.ReportMetric(float64(mCPU.Microseconds())/mN, "nethttp-cpu-µs/req"+label)
 	}
 	dir := os.Getenv(scaleProfileDirEnv)
-	profile := func(arg string) {
-		if dir != "" {
-			fmt.Fprintf(px.in, "cpu %s\n", arg)
-			px.expect(b, "PROFILED")
+	// Both servers are profiled, the bare one too: what the proxy spends
+	// beyond it is the difference of the two.
+	profile := func(name string) {
+		if dir == "" {
+			return
+		}
+		for c, arg := range map[*scaleChild]string{px: name + ".cpu", mini: name + "-nethttp.cpu"} {
+			if name != "-" {
+				arg = filepath.Join(dir, arg)
+			} else {
+				arg = "-"
+			}
+			fmt.Fprintf(c.in, "cpu %s\n", arg)
+			c.expect(b, "PROFILED")
 		}
 	}
-	profile(filepath.Join(dir, "status-0.cpu"))
+	profile("status-0")
 	run("")
 	profile("-")
 	openIdleSSE(b, px, toks, 5000)
-	profile(filepath.Join(dir, "status-5000.cpu"))
+	profile("status-5000")
 	run("@5000sessions")
 	profile("-")
 	b.ReportMetric(0, "ns/op")
