@@ -33,6 +33,8 @@ import (
 	cdpruntime "github.com/chromedp/cdproto/runtime"
 	"github.com/chromedp/chromedp"
 	"github.com/chromedp/chromedp/remote"
+	"github.com/mark3labs/mcp-go/client"
+	"github.com/mark3labs/mcp-go/client/transport"
 	"github.com/mark3labs/mcp-go/mcp"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/rs/zerolog"
@@ -690,33 +692,136 @@ func BenchmarkScaleEvaluate(b *testing.B) {
 
 // BenchmarkScaleSSEConnect: from dialling GET /sse to the answer of the
 // first tools/list (initialize in between), with mcp-go's client, 200 times
-// one after another (goal: p50 under 2 ms).
+// one after another (goal: p50 under 2 ms). Beside it, alternating, the
+// floor: a bare client (net/http, sseFloorConnect) sending the same four
+// requests, so that what is the proxy's and what is mcp-go's client's can
+// be told apart; and the phases of mcp-go's connect.
 func BenchmarkScaleSSEConnect(b *testing.B) {
 	px := startScaleChild(b, "proxy")
 	tok := scaleUsers(b, px, 1)[0]
 	headers := map[string]string{"Authorization": "Bearer " + tok}
-	once := func() time.Duration {
+	var phases [3][]time.Duration // Start (GET /sse to the endpoint), initialize, tools/list
+	once := func(record bool) time.Duration {
 		start := time.Now()
-		cl, err := dialMCP(px.url(), viaSSE, headers)
+		tr, err := transport.NewSSE(px.url()+"/sse", transport.WithHeaders(headers))
 		if err != nil {
 			b.Fatal(err)
 		}
+		cl := client.NewClient(tr)
 		ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+		defer cancel()
+		if err := cl.Start(context.Background()); err != nil {
+			b.Fatal(err)
+		}
+		defer cl.Close()
+		t1 := time.Now()
+		var init mcp.InitializeRequest
+		init.Params.ClientInfo = mcp.Implementation{Name: "bench", Version: "0"}
+		if _, err := cl.Initialize(ctx, init); err != nil {
+			b.Fatal(err)
+		}
+		t2 := time.Now()
 		list, err := cl.ListTools(ctx, mcp.ListToolsRequest{})
-		cancel()
 		d := time.Since(start)
-		cl.Close()
 		if err != nil || len(list.Tools) == 0 {
 			b.Fatalf("tools/list: %v", err)
 		}
+		if record {
+			phases[0] = append(phases[0], t1.Sub(start))
+			phases[1] = append(phases[1], t2.Sub(t1))
+			phases[2] = append(phases[2], d-t2.Sub(start))
+		}
 		return d
 	}
+	floor := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 4}}
+	defer floor.CloseIdleConnections()
 	for range 20 {
-		once()
+		once(false)
+		sseFloorConnect(b, floor, px.url(), tok)
 	}
 	durs := make([]time.Duration, 200)
+	raw := make([]time.Duration, 200)
+	dir := os.Getenv(scaleProfileDirEnv)
+	if dir != "" {
+		fmt.Fprintf(px.in, "cpu %s\n", filepath.Join(dir, "sseconnect.cpu"))
+		px.expect(b, "PROFILED")
+	}
+	cpu0 := px.cpu(b)
 	for i := range durs {
-		durs[i] = once()
+		durs[i] = once(true)
+		raw[i] = sseFloorConnect(b, floor, px.url(), tok)
+	}
+	b.ReportMetric(float64((px.cpu(b)-cpu0).Microseconds())/float64(2*len(durs)), "proxy-cpu-µs/connect")
+	if dir != "" {
+		fmt.Fprintln(px.in, "cpu -")
+		px.expect(b, "PROFILED")
+	}
+	p50 := func(d []time.Duration) float64 {
+		d = slices.Clone(d)
+		slices.Sort(d)
+		return float64(d[len(d)/2]) / float64(time.Millisecond)
+	}
+	b.ReportMetric(p50(raw), "floor-p50-ms")
+	for i, name := range []string{"start", "initialize", "list"} {
+		b.ReportMetric(p50(phases[i]), name+"-p50-ms")
 	}
 	reportPercentiles(b, durs)
+}
+
+// sseFloorConnect is an MCP SSE client's connect with nothing but net/http
+// and a line reader: GET /sse to the endpoint event, POST initialize and
+// read its answer from the stream, POST notifications/initialized, POST
+// tools/list and read its answer. It returns how long that took.
+func sseFloorConnect(b *testing.B, cl *http.Client, base, tok string) time.Duration {
+	b.Helper()
+	start := time.Now()
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, base+"/sse", nil)
+	req.Header.Set("Authorization", "Bearer "+tok)
+	req.Header.Set("Accept", "text/event-stream")
+	// The stream's own connection, as mcp-go's client (its POSTs reuse
+	// pooled ones).
+	stream, err := (&http.Client{Transport: &http.Transport{DisableKeepAlives: true}}).Do(req)
+	if err != nil || stream.StatusCode != http.StatusOK {
+		b.Fatalf("GET /sse: %v %v", err, stream)
+	}
+	defer stream.Body.Close()
+	rd := bufio.NewReader(stream.Body)
+	data := func() string { // the data of the next event
+		for {
+			line, err := rd.ReadString('\n')
+			if err != nil {
+				b.Fatalf("stream: %v", err)
+			}
+			if d, ok := strings.CutPrefix(line, "data:"); ok && !strings.Contains(d, `"method":"ping"`) {
+				return strings.TrimSpace(d)
+			}
+		}
+	}
+	endpoint := base + data()
+	post := func(body string) {
+		req, _ := http.NewRequestWithContext(ctx, http.MethodPost, endpoint, strings.NewReader(body))
+		req.Header.Set("Authorization", "Bearer "+tok)
+		req.Header.Set("Content-Type", "application/json")
+		resp, err := cl.Do(req)
+		if err != nil {
+			b.Fatalf("POST: %v", err)
+		}
+		_, _ = io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusAccepted {
+			b.Fatalf("POST %s: %d", body, resp.StatusCode)
+		}
+	}
+	post(`{"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":"2025-06-18","capabilities":{},"clientInfo":{"name":"floor","version":"0"}}}`)
+	if d := data(); !strings.Contains(d, `"id":1`) || !strings.Contains(d, `"result"`) {
+		b.Fatalf("initialize answered %s", d)
+	}
+	post(`{"jsonrpc":"2.0","method":"notifications/initialized"}`)
+	post(`{"jsonrpc":"2.0","id":2,"method":"tools/list"}`)
+	if d := data(); !strings.Contains(d, `"id":2`) || !strings.Contains(d, `"tools"`) {
+		b.Fatalf("tools/list answered %.200s", d)
+	}
+	return time.Since(start)
 }
