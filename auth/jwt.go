@@ -341,7 +341,7 @@ func (a *Authenticator) Verify(token string) (Principal, error) {
 // is remembered, by its hash, until its exp: checking it again costs a hash
 // and a map lookup.
 func (a *Authenticator) VerifyContext(ctx context.Context, token string) (Principal, error) {
-	key := sha256.Sum256([]byte(token))
+	key := tokenKey(token)
 	now := time.Now()
 	if p, ok := a.cache.get(key, now); ok {
 		return p, nil
@@ -351,6 +351,16 @@ func (a *Authenticator) VerifyContext(ctx context.Context, token string) (Princi
 		a.cache.put(key, p, now)
 	}
 	return p, err
+}
+
+// tokenKey is the SHA-256 of token. A token of usual size is copied to the
+// stack to be hashed: []byte(token) would be a heap allocation per request.
+func tokenKey(token string) [sha256.Size]byte {
+	var buf [1024]byte
+	if len(token) <= len(buf) {
+		return sha256.Sum256(append(buf[:0], token...))
+	}
+	return sha256.Sum256([]byte(token))
 }
 
 // CachedTokens returns how many verified tokens a remembers.

@@ -5,6 +5,7 @@ import (
 	"crypto/sha256"
 	"fmt"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -104,5 +105,16 @@ func TestTokenCacheExpiryAndBound(t *testing.T) {
 	last := sha256.Sum256([]byte("tok99"))
 	if _, ok := c.get(last, now); !ok {
 		t.Error("the newest entry was evicted")
+	}
+}
+
+// TestTokenKeyIsSHA256: the cache key is the token's SHA-256 whether the
+// token is hashed from the stack (up to 1 KB) or not.
+func TestTokenKeyIsSHA256(t *testing.T) {
+	for _, n := range []int{0, 1, 200, 1023, 1024, 1025, 5000} {
+		tok := strings.Repeat("t", n)
+		if tokenKey(tok) != sha256.Sum256([]byte(tok)) {
+			t.Errorf("tokenKey of %d bytes is not its SHA-256", n)
+		}
 	}
 }

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"net/http"
 	"strconv"
+	"sync"
 
 	"github.com/labstack/echo/v4"
 	"github.com/prometheus/client_golang/prometheus"
@@ -85,6 +86,27 @@ type Metrics struct {
 	// package's mcp_limit_rejections_total, one series with the session
 	// limits; New binds it.
 	limits *session.Metrics
+
+	// counters holds the series of requests met so far, by requestSeries:
+	// WithLabelValues hashes the labels and takes the vector's lock on
+	// every call. Routes, methods (methodLabel) and codes are bounded sets.
+	counters sync.Map
+}
+
+type requestSeries struct {
+	route, method string
+	code          int
+}
+
+// request returns the series of mbp_http_requests_total of one answer.
+func (m *Metrics) request(route, method string, code int) prometheus.Counter {
+	k := requestSeries{route, method, code}
+	if c, ok := m.counters.Load(k); ok {
+		return c.(prometheus.Counter)
+	}
+	c := m.requests.WithLabelValues(route, method, strconv.Itoa(code))
+	m.counters.Store(k, c)
+	return c
 }
 
 // NewMetrics creates the HTTP collectors and registers them on reg:
@@ -234,7 +256,7 @@ func (s *Server) observe(next echo.HandlerFunc) echo.HandlerFunc {
 			if route == "" {
 				route = "unmatched"
 			}
-			m.requests.WithLabelValues(route, methodLabel(c.Request().Method), strconv.Itoa(status)).Inc()
+			m.request(route, methodLabel(c.Request().Method), status).Inc()
 			if reason != "" {
 				m.denials.WithLabelValues(reason).Inc()
 			}

@@ -40,12 +40,12 @@ type drainer struct {
 	inflight int                 // requests being served, MCP streams excluded
 	streams  map[string]struct{} // live legacy SSE sessions, by session ID
 	pending  map[string]int      // SSE session ID -> requests accepted minus answers written
-	changed  chan struct{}       // closed and replaced whenever a count drops
+	changed  chan struct{}       // made by wait, closed and dropped whenever a count drops
 	closing  bool                // the streams that end now are ended by shutdown
 }
 
 func newDrainer() *drainer {
-	return &drainer{streams: map[string]struct{}{}, pending: map[string]int{}, changed: make(chan struct{})}
+	return &drainer{streams: map[string]struct{}{}, pending: map[string]int{}}
 }
 
 // wrap returns next with the tracking around it.
@@ -141,9 +141,13 @@ func (d *drainer) expect(session string, n int) {
 	}
 }
 
+// signalLocked wakes wait. The channel exists only while wait watches, so
+// that a request's end costs no allocation outside a shutdown.
 func (d *drainer) signalLocked() {
-	close(d.changed)
-	d.changed = make(chan struct{})
+	if d.changed != nil {
+		close(d.changed)
+		d.changed = nil
+	}
 }
 
 // wait blocks until no request is in flight and every request accepted on
@@ -159,6 +163,9 @@ func (d *drainer) wait(ctx context.Context) (requests, answers int) {
 			for _, n := range d.pending {
 				answers += max(n, 0)
 			}
+		}
+		if d.changed == nil {
+			d.changed = make(chan struct{})
 		}
 		ch := d.changed
 		d.mu.Unlock()

@@ -33,7 +33,10 @@ import (
 	cdpruntime "github.com/chromedp/cdproto/runtime"
 	"github.com/chromedp/chromedp"
 	"github.com/chromedp/chromedp/remote"
+	"github.com/mark3labs/mcp-go/client"
+	"github.com/mark3labs/mcp-go/client/transport"
 	"github.com/mark3labs/mcp-go/mcp"
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/rs/zerolog"
 
 	"github.com/mcp-browser-proxy/mcp-browser-proxy/auth"
@@ -130,10 +133,24 @@ func TestScaleChild(t *testing.T) {
 }
 
 // scaleProxy is the proxy of the child: the harness's parts, as serve
-// wires them, with limits raised to 5,000 sessions over 100 users and the
-// log at info level to nowhere (production writes it to stderr).
-func scaleProxy(t *testing.T) (*Server, func()) {
+// wires them (Prometheus metrics included), with limits raised to 5,000
+// sessions over 100 users and the log at info level to nowhere (production
+// writes it to stderr).
+func scaleProxy(t testing.TB) (*Server, func()) {
 	log := zerolog.New(io.Discard).Level(zerolog.InfoLevel)
+	reg := prometheus.NewRegistry()
+	poolMetrics, err := browserpool.NewMetrics(reg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sessionMetrics, err := session.NewMetricsWith(reg, session.MetricsConfig{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	proxyMetrics, err := NewMetrics(reg)
+	if err != nil {
+		t.Fatal(err)
+	}
 	authn, err := auth.NewAuthenticator([]byte(testSecret))
 	if err != nil {
 		t.Fatal(err)
@@ -144,14 +161,15 @@ func scaleProxy(t *testing.T) (*Server, func()) {
 	}
 	page := &router.PagePolicy{}
 	pool := browserpool.New(browserpool.Config{HealthInterval: 5 * time.Second, DialTimeout: 5 * time.Second,
-		InitialBackoff: time.Second, MaxBackoff: 30 * time.Second, Logger: log, Audit: log, Requests: page})
+		InitialBackoff: time.Second, MaxBackoff: 30 * time.Second, Logger: log, Audit: log, Requests: page, Metrics: poolMetrics})
 	page.Endpoints = pool.ProtectedEndpoints
-	mgr := session.NewManager(session.Config{MaxSessionsPerUser: 60, MaxSessions: 20000, Log: log, Audit: log}, pool)
+	mgr := session.NewManager(session.Config{MaxSessionsPerUser: 60, MaxSessions: 20000, Log: log, Audit: log, Metrics: sessionMetrics}, pool)
 	cfg := Config{
 		Version: "bench", Auth: authn, Store: store, Pool: pool, Sessions: mgr,
 		Tools: tools.Config{CallTimeout: 10 * time.Second, NavigationTimeout: 10 * time.Second, Navigation: tools.NavPolicy{Page: page}},
 		Log:   log, Audit: log, RegisterWait: 5 * time.Second,
 		Conns: ConnLimits{MaxPerIP: 100000}, MaxStreams: 60,
+		Metrics: proxyMetrics, Gatherer: reg,
 	}
 	srv := New(cfg)
 	return srv, func() {
@@ -517,9 +535,17 @@ func BenchmarkScaleStatus(b *testing.B) {
 		loadGET(b, miniURL, "", conns, time.Second) // warm both
 		loadGET(b, statusURL, toks[0], conns, time.Second)
 		var m, p loadResult
+		var mCPU, pCPU time.Duration // each server's CPU time: less noisy than req/s
+		var mN, pN float64
 		for range 2 { // alternate, so that a neighbour's burst hits both
+			c0 := mini.cpu(b)
 			rm := loadGET(b, miniURL, "", conns, d/2)
+			mCPU += mini.cpu(b) - c0
+			c0 = px.cpu(b)
 			rp := loadGET(b, statusURL, toks[0], conns, d/2)
+			pCPU += px.cpu(b) - c0
+			mN += rm.rps * (d / 2).Seconds()
+			pN += rp.rps * (d / 2).Seconds()
 			m.rps += rm.rps / 2
 			p.rps += rp.rps / 2
 			m.p99 = max(m.p99, rm.p99)
@@ -532,19 +558,31 @@ func BenchmarkScaleStatus(b *testing.B) {
 		b.ReportMetric(float64(p.p99)/float64(time.Millisecond), "proxy-p99-ms"+label)
 		b.ReportMetric(float64(m.p99)/float64(time.Millisecond), "nethttp-p99-ms"+label)
 		b.ReportMetric(float64(p.p99)/float64(m.p99), "p99-ratio"+label)
+		b.ReportMetric(float64(pCPU.Microseconds())/pN, "proxy-cpu-µs/req"+label)
+		b.ReportMetric(float64(mCPU.Microseconds())/mN, "nethttp-cpu-µs/req"+label)
 	}
 	dir := os.Getenv(scaleProfileDirEnv)
-	profile := func(arg string) {
-		if dir != "" {
-			fmt.Fprintf(px.in, "cpu %s\n", arg)
-			px.expect(b, "PROFILED")
+	// Both servers are profiled, the bare one too: what the proxy spends
+	// beyond it is the difference of the two.
+	profile := func(name string) {
+		if dir == "" {
+			return
+		}
+		for c, arg := range map[*scaleChild]string{px: name + ".cpu", mini: name + "-nethttp.cpu"} {
+			if name != "-" {
+				arg = filepath.Join(dir, arg)
+			} else {
+				arg = "-"
+			}
+			fmt.Fprintf(c.in, "cpu %s\n", arg)
+			c.expect(b, "PROFILED")
 		}
 	}
-	profile(filepath.Join(dir, "status-0.cpu"))
+	profile("status-0")
 	run("")
 	profile("-")
 	openIdleSSE(b, px, toks, 5000)
-	profile(filepath.Join(dir, "status-5000.cpu"))
+	profile("status-5000")
 	run("@5000sessions")
 	profile("-")
 	b.ReportMetric(0, "ns/op")
@@ -654,33 +692,136 @@ func BenchmarkScaleEvaluate(b *testing.B) {
 
 // BenchmarkScaleSSEConnect: from dialling GET /sse to the answer of the
 // first tools/list (initialize in between), with mcp-go's client, 200 times
-// one after another (goal: p50 under 2 ms).
+// one after another (goal: p50 under 2 ms). Beside it, alternating, the
+// floor: a bare client (net/http, sseFloorConnect) sending the same four
+// requests, so that what is the proxy's and what is mcp-go's client's can
+// be told apart; and the phases of mcp-go's connect.
 func BenchmarkScaleSSEConnect(b *testing.B) {
 	px := startScaleChild(b, "proxy")
 	tok := scaleUsers(b, px, 1)[0]
 	headers := map[string]string{"Authorization": "Bearer " + tok}
-	once := func() time.Duration {
+	var phases [3][]time.Duration // Start (GET /sse to the endpoint), initialize, tools/list
+	once := func(record bool) time.Duration {
 		start := time.Now()
-		cl, err := dialMCP(px.url(), viaSSE, headers)
+		tr, err := transport.NewSSE(px.url()+"/sse", transport.WithHeaders(headers))
 		if err != nil {
 			b.Fatal(err)
 		}
+		cl := client.NewClient(tr)
 		ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+		defer cancel()
+		if err := cl.Start(context.Background()); err != nil {
+			b.Fatal(err)
+		}
+		defer cl.Close()
+		t1 := time.Now()
+		var init mcp.InitializeRequest
+		init.Params.ClientInfo = mcp.Implementation{Name: "bench", Version: "0"}
+		if _, err := cl.Initialize(ctx, init); err != nil {
+			b.Fatal(err)
+		}
+		t2 := time.Now()
 		list, err := cl.ListTools(ctx, mcp.ListToolsRequest{})
-		cancel()
 		d := time.Since(start)
-		cl.Close()
 		if err != nil || len(list.Tools) == 0 {
 			b.Fatalf("tools/list: %v", err)
 		}
+		if record {
+			phases[0] = append(phases[0], t1.Sub(start))
+			phases[1] = append(phases[1], t2.Sub(t1))
+			phases[2] = append(phases[2], d-t2.Sub(start))
+		}
 		return d
 	}
+	floor := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 4}}
+	defer floor.CloseIdleConnections()
 	for range 20 {
-		once()
+		once(false)
+		sseFloorConnect(b, floor, px.url(), tok)
 	}
 	durs := make([]time.Duration, 200)
+	raw := make([]time.Duration, 200)
+	dir := os.Getenv(scaleProfileDirEnv)
+	if dir != "" {
+		fmt.Fprintf(px.in, "cpu %s\n", filepath.Join(dir, "sseconnect.cpu"))
+		px.expect(b, "PROFILED")
+	}
+	cpu0 := px.cpu(b)
 	for i := range durs {
-		durs[i] = once()
+		durs[i] = once(true)
+		raw[i] = sseFloorConnect(b, floor, px.url(), tok)
+	}
+	b.ReportMetric(float64((px.cpu(b)-cpu0).Microseconds())/float64(2*len(durs)), "proxy-cpu-µs/connect")
+	if dir != "" {
+		fmt.Fprintln(px.in, "cpu -")
+		px.expect(b, "PROFILED")
+	}
+	p50 := func(d []time.Duration) float64 {
+		d = slices.Clone(d)
+		slices.Sort(d)
+		return float64(d[len(d)/2]) / float64(time.Millisecond)
+	}
+	b.ReportMetric(p50(raw), "floor-p50-ms")
+	for i, name := range []string{"start", "initialize", "list"} {
+		b.ReportMetric(p50(phases[i]), name+"-p50-ms")
 	}
 	reportPercentiles(b, durs)
+}
+
+// sseFloorConnect is an MCP SSE client's connect with nothing but net/http
+// and a line reader: GET /sse to the endpoint event, POST initialize and
+// read its answer from the stream, POST notifications/initialized, POST
+// tools/list and read its answer. It returns how long that took.
+func sseFloorConnect(b *testing.B, cl *http.Client, base, tok string) time.Duration {
+	b.Helper()
+	start := time.Now()
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, base+"/sse", nil)
+	req.Header.Set("Authorization", "Bearer "+tok)
+	req.Header.Set("Accept", "text/event-stream")
+	// The stream's own connection, as mcp-go's client (its POSTs reuse
+	// pooled ones).
+	stream, err := (&http.Client{Transport: &http.Transport{DisableKeepAlives: true}}).Do(req)
+	if err != nil || stream.StatusCode != http.StatusOK {
+		b.Fatalf("GET /sse: %v %v", err, stream)
+	}
+	defer stream.Body.Close()
+	rd := bufio.NewReader(stream.Body)
+	data := func() string { // the data of the next event
+		for {
+			line, err := rd.ReadString('\n')
+			if err != nil {
+				b.Fatalf("stream: %v", err)
+			}
+			if d, ok := strings.CutPrefix(line, "data:"); ok && !strings.Contains(d, `"method":"ping"`) {
+				return strings.TrimSpace(d)
+			}
+		}
+	}
+	endpoint := base + data()
+	post := func(body string) {
+		req, _ := http.NewRequestWithContext(ctx, http.MethodPost, endpoint, strings.NewReader(body))
+		req.Header.Set("Authorization", "Bearer "+tok)
+		req.Header.Set("Content-Type", "application/json")
+		resp, err := cl.Do(req)
+		if err != nil {
+			b.Fatalf("POST: %v", err)
+		}
+		_, _ = io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusAccepted {
+			b.Fatalf("POST %s: %d", body, resp.StatusCode)
+		}
+	}
+	post(`{"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":"2025-06-18","capabilities":{},"clientInfo":{"name":"floor","version":"0"}}}`)
+	if d := data(); !strings.Contains(d, `"id":1`) || !strings.Contains(d, `"result"`) {
+		b.Fatalf("initialize answered %s", d)
+	}
+	post(`{"jsonrpc":"2.0","method":"notifications/initialized"}`)
+	post(`{"jsonrpc":"2.0","id":2,"method":"tools/list"}`)
+	if d := data(); !strings.Contains(d, `"id":2`) || !strings.Contains(d, `"tools"`) {
+		b.Fatalf("tools/list answered %.200s", d)
+	}
+	return time.Since(start)
 }

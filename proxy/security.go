@@ -279,7 +279,7 @@ func (s *Server) guard(next echo.HandlerFunc) echo.HandlerFunc {
 // loopback IP or one of AllowedHosts.
 func (s *Server) hostAllowed(r *http.Request) bool {
 	local, ok := r.Context().Value(http.LocalAddrContextKey).(net.Addr)
-	if !ok || !IsLoopbackAddr(local.String()) {
+	if !ok || !isLoopbackLocal(local) {
 		return true
 	}
 	host := strings.ToLower(r.Host)
@@ -291,6 +291,16 @@ func (s *Server) hostAllowed(r *http.Request) bool {
 		return true
 	}
 	return slices.Contains(s.cfg.Security.AllowedHosts, host) || slices.Contains(s.cfg.Security.AllowedHosts, strings.Trim(name, "[]"))
+}
+
+// isLoopbackLocal is IsLoopbackAddr(local.String()) without formatting and
+// parsing the address of a TCP connection on every request.
+func isLoopbackLocal(local net.Addr) bool {
+	if ta, ok := local.(*net.TCPAddr); ok {
+		a, ok := netip.AddrFromSlice(ta.IP)
+		return ok && a.Unmap().IsLoopback()
+	}
+	return IsLoopbackAddr(local.String())
 }
 
 // sameOrigin reports whether the normalised origin is the proxy itself as

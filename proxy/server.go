@@ -9,6 +9,7 @@ import (
 	"net"
 	"net/http"
 	"net/netip"
+	"slices"
 	"sync"
 	"time"
 
@@ -122,14 +123,16 @@ func New(cfg Config) *Server {
 	e := echo.New()
 	e.HideBanner, e.HidePort = true, true
 	e.HTTPErrorHandler = s.errorHandler
-	e.Use(middleware.RequestID())
-	e.Use(s.observe)
-	e.Use(s.requestLog())
-	e.Use(middleware.Recover())
-	e.Use(s.limitForwarded())
-	e.Use(middleware.BodyLimit(cfg.MaxBody))
-	e.Use(s.guard)
-	e.Use(s.checkForwarded)
+	e.Use(composeOnce(
+		middleware.RequestIDWithConfig(middleware.RequestIDConfig{Generator: newRequestID}),
+		s.observe,
+		s.requestLog(),
+		middleware.Recover(),
+		s.limitForwarded(),
+		middleware.BodyLimit(cfg.MaxBody),
+		s.guard,
+		s.checkForwarded,
+	))
 	authn := s.authMiddleware()
 	home := s.forwardHome(true, principalUser)
 	streams := s.limitStreams()
@@ -140,36 +143,83 @@ func New(cfg Config) *Server {
 	s.routeMetrics(e, authn)
 	s.routeOAuth(e) // before the /api group: /api/ui-config needs no credential
 
-	api := e.Group("/api", authn)
-	api.POST("/register", s.register, s.forwardHome(true, registerUser))
-	api.GET("/users/:userId/status", s.userStatus, s.forwardHome(true, paramUser))
-	api.DELETE("/users/:userId", s.deleteUser, s.forwardHome(false, paramUser))
-	api.GET("/apikeys", s.listAPIKeys)
-	api.DELETE("/apikeys/:id", s.revokeAPIKey)
-	api.GET("/tunnel", s.tunnelRoute, home)
-	api.POST("/apikeys", s.createAPIKey)
+	api := routeGroup{e: e, prefix: "/api", mws: []echo.MiddlewareFunc{authn}}
+	api.add(http.MethodPost, "/register", s.register, s.forwardHome(true, registerUser))
+	api.add(http.MethodGet, "/users/:userId/status", s.userStatus, s.forwardHome(true, paramUser))
+	api.add(http.MethodDelete, "/users/:userId", s.deleteUser, s.forwardHome(false, paramUser))
+	api.add(http.MethodGet, "/apikeys", s.listAPIKeys)
+	api.add(http.MethodDelete, "/apikeys/:id", s.revokeAPIKey)
+	api.add(http.MethodGet, "/tunnel", s.tunnelRoute, home)
+	api.add(http.MethodPost, "/apikeys", s.createAPIKey)
 	// A user's sessions and browser are at their home; an admin's views
 	// gather every instance's (gather).
-	api.GET("/sessions", s.listSessions, s.forwardHome(false, sessionsViewUser))
+	api.add(http.MethodGet, "/sessions", s.listSessions, s.forwardHome(false, sessionsViewUser))
 	sessionParam := s.forwardSessionOf(func(c echo.Context) string { return c.Param("id") })
-	api.DELETE("/sessions/:id", s.closeSession, sessionParam)
-	api.GET("/sessions/:id/tabs/:pageId/screenshot", s.tabScreenshot, sessionParam)
-	api.GET("/overview", s.overview, s.forwardHome(false, selfUnlessAdmin))
-	api.GET("/events", s.events, s.forwardHome(false, selfUnlessAdmin), streams)
-	api.POST("/tokens", s.issueToken)
-	e.GET("/health/detailed", s.healthDetailed, authn)
+	api.add(http.MethodDelete, "/sessions/:id", s.closeSession, sessionParam)
+	api.add(http.MethodGet, "/sessions/:id/tabs/:pageId/screenshot", s.tabScreenshot, sessionParam)
+	api.add(http.MethodGet, "/overview", s.overview, s.forwardHome(false, selfUnlessAdmin))
+	api.add(http.MethodGet, "/events", s.events, s.forwardHome(false, selfUnlessAdmin), streams)
+	api.add(http.MethodPost, "/tokens", s.issueToken)
+	api.notFound()
+	top := routeGroup{e: e}
+	top.add(http.MethodGet, "/health/detailed", s.healthDetailed, authn)
 
 	// In shared mode a request for another instance's session goes there
 	// once authenticated (forwardSession), and a new session goes to its
 	// user's home (home), before the limits are counted.
-	e.GET("/sse", echo.WrapHandler(http.HandlerFunc(s.sse.ServeSSE)), authn, home, s.mcpGuard, streams)
-	e.POST("/message", echo.WrapHandler(http.HandlerFunc(s.sse.ServeMessage)), authn, s.forwardSession, s.mcpGuard)
+	top.add(http.MethodGet, "/sse", echo.WrapHandler(http.HandlerFunc(s.sse.ServeSSE)), authn, home, s.mcpGuard, streams)
+	top.add(http.MethodPost, "/message", echo.WrapHandler(http.HandlerFunc(s.sse.ServeMessage)), authn, s.forwardSession, s.mcpGuard)
 	mcpHandler := echo.WrapHandler(s.stream)
 	for _, m := range []string{http.MethodPost, http.MethodGet, http.MethodDelete} {
-		e.Add(m, "/mcp", mcpHandler, s.forwardUncredentialedDelete, authn, s.forwardSession, home, s.mcpGuard, streams)
+		top.add(m, "/mcp", mcpHandler, s.forwardUncredentialedDelete, authn, s.forwardSession, home, s.mcpGuard, streams)
 	}
 	s.e = e
 	return s
+}
+
+// Echo v4 composes the middlewares of e.Use, of a group and of a route
+// around the handler again on every request: a closure per middleware per
+// request. composeOnce and routeGroup compose them once, at start-up, into
+// the same order (the first middleware outermost); none of the proxy's
+// middlewares keeps state per composition.
+
+// composeOnce composes mws, for e.Use, around a handler that runs the
+// route's handler: c.Handler(), what echo passes the middlewares of e.Use
+// as their next, found by the router before they run.
+func composeOnce(mws ...echo.MiddlewareFunc) echo.MiddlewareFunc {
+	h := compose(func(c echo.Context) error { return c.Handler()(c) }, mws...)
+	return func(echo.HandlerFunc) echo.HandlerFunc { return h }
+}
+
+// compose returns h with mws around it, mws[0] outermost, as echo does.
+func compose(h echo.HandlerFunc, mws ...echo.MiddlewareFunc) echo.HandlerFunc {
+	for i := len(mws) - 1; i >= 0; i-- {
+		h = mws[i](h)
+	}
+	return h
+}
+
+// routeGroup is echo's Group with its middlewares composed into each
+// route's handler once.
+type routeGroup struct {
+	e      *echo.Echo
+	prefix string
+	mws    []echo.MiddlewareFunc // around every route of the group, outermost first
+}
+
+// add routes method prefix+path to h with the group's middlewares, then
+// mws, around it.
+func (g routeGroup) add(method, path string, h echo.HandlerFunc, mws ...echo.MiddlewareFunc) {
+	g.e.Add(method, g.prefix+path, compose(h, slices.Concat(g.mws, mws)...))
+}
+
+// notFound answers the group's unknown paths 404 after the group's
+// middlewares, as echo's Group.Use arranges: an unknown /api path without
+// credentials is a 401, as any /api path is.
+func (g routeGroup) notFound() {
+	h := compose(echo.NotFoundHandler, g.mws...)
+	g.e.RouteNotFound(g.prefix, h)
+	g.e.RouteNotFound(g.prefix+"/*", h)
 }
 
 // Handler returns the HTTP handler, for tests and custom servers.

@@ -50,6 +50,7 @@ type sseTransport struct {
 	writeBound time.Duration                         // sseWriteBound; shorter in tests
 
 	drain atomic.Pointer[drainer] // set by Serve: the stream answers it waits for
+	lists listAnswers             // tools/list results encoded already (toolsanswer.go)
 
 	mu       sync.Mutex
 	sessions map[string]*sseSession
@@ -474,7 +475,7 @@ func (c *sseSession) handle(ctx context.Context, raw json.RawMessage) {
 
 // answer writes the answer to a request, and tells the drain it is written.
 func (c *sseSession) answer(resp any) {
-	data, err := json.Marshal(resp)
+	data, err := c.t.lists.encode(resp)
 	if err != nil {
 		log.Printf("failed to marshal response: %v", err)
 		data = []byte(`{"error": "internal error","jsonrpc": "2.0", "id": null}`)

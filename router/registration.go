@@ -12,6 +12,8 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -201,6 +203,33 @@ func ValidateBrowserURL(raw string) (string, error) {
 // password may itself be a token and is redacted too. A URL that cannot be
 // parsed is replaced entirely by "redacted".
 func Redact(raw string) string {
+	if _, ok := unredacted.Load(raw); ok {
+		return raw
+	}
+	out := redact(raw)
+	if out == raw {
+		if unredactedN.Add(1) > maxUnredacted {
+			unredacted.Clear() // a bound, not an eviction policy
+			unredactedN.Store(1)
+		}
+		unredacted.Store(raw, struct{}{})
+	}
+	return out
+}
+
+// unredacted holds URLs Redact leaves as they are (nothing to redact):
+// GET /api/users/:id/status redacts the same browser URL on every request,
+// and parsing it again was most of the route's own cost. Only such URLs are
+// kept, so it holds nothing that Redact's answers do not show; at most
+// maxUnredacted of them (MaxURLLength each).
+var (
+	unredacted  sync.Map // string -> struct{}
+	unredactedN atomic.Int64
+)
+
+const maxUnredacted = 4096
+
+func redact(raw string) string {
 	u, err := url.Parse(raw)
 	if err != nil {
 		return "redacted"

@@ -194,3 +194,21 @@ func TestRedact(t *testing.T) {
 		}
 	}
 }
+
+// TestRedactRemembersOnlyWhatItLeaves: Redact answers alike the first time
+// and later ones, and keeps in memory only URLs it leaves unchanged, never
+// one it had to redact.
+func TestRedactRemembersOnlyWhatItLeaves(t *testing.T) {
+	for _, raw := range []string{
+		"http://127.0.0.1:9222", "http://u:secret@h:1/x", "http://h:1/?token=secret", "ws://h/devtools/browser/ab?k",
+		"javascript:secret", "http://[::1", "HTTP://Host:1/a%2Fb",
+	} {
+		first, again := Redact(raw), Redact(raw)
+		if first != again || first != redact(raw) {
+			t.Errorf("Redact(%q) = %q, then %q; redact says %q", raw, first, again, redact(raw))
+		}
+		if _, kept := unredacted.Load(raw); kept != (first == raw) {
+			t.Errorf("Redact(%q) = %q: remembered %v", raw, first, kept)
+		}
+	}
+}

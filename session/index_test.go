@@ -2,6 +2,7 @@ package session
 
 import (
 	"fmt"
+	"sync"
 	"testing"
 	"time"
 )
@@ -27,18 +28,35 @@ func checkIndex(t *testing.T, m *Manager, users ...string) {
 		t.Errorf("index holds %d sessions, the manager %d", indexed, len(m.sessions))
 	}
 	want := map[string]int{}
+	wantLast := map[string]time.Time{}
 	for _, s := range m.sessions {
 		want[s.UserID]++
+		wantLast[s.UserID] = latestOf(wantLast[s.UserID], s.LastUsed())
 	}
-	for user := range m.defaults {
+	for user, s := range m.defaults {
 		want[user]++
+		wantLast[user] = latestOf(wantLast[user], s.LastUsed())
+	}
+	if len(m.lastOf) != len(m.byUser) {
+		t.Errorf("latest activity kept for %d users, %d have sessions", len(m.lastOf), len(m.byUser))
 	}
 	m.mu.Unlock()
 	for _, u := range users {
-		if n, _ := m.UserStats(u); n != want[u] {
+		n, last := m.UserStats(u)
+		if n != want[u] {
 			t.Errorf("UserStats(%s) = %d, a scan finds %d", u, n, want[u])
 		}
+		if !last.Equal(wantLast[u]) {
+			t.Errorf("UserStats(%s) last activity %v, a scan finds %v", u, last, wantLast[u])
+		}
 	}
+}
+
+func latestOf(a, b time.Time) time.Time {
+	if b.After(a) {
+		return b
+	}
+	return a
 }
 
 // TestUserIndexFollowsEveryWayIn: the per-user index behind UserStats and
@@ -104,4 +122,54 @@ func TestUserIndexFollowsEveryWayIn(t *testing.T) {
 	}
 	m.CloseAll()
 	checkIndex(t, m, "u0", "u4")
+}
+
+// TestUserStatsLatestFollowsTouchesAndCloses: the latest activity UserStats
+// reports without scanning the user's sessions is the latest of its open
+// sessions: raised by a touch, lowered again when the session that held it
+// closes, and right after touches and closes that race each other.
+func TestUserStatsLatestFollowsTouchesAndCloses(t *testing.T) {
+	m := newTestManager(t, Config{MaxSessionsPerUser: 100, MaxSessions: 1000})
+	base := time.Now()
+	var ss []*Session
+	for i := range 3 {
+		s := m.Open(m.NewID("dana"), "dana")
+		s.setLastUsed(base.Add(time.Duration(i) * time.Minute))
+		ss = append(ss, s)
+	}
+	if _, last := m.UserStats("dana"); !last.Equal(base.Add(2 * time.Minute)) {
+		t.Fatalf("last activity %v, want the third session's %v", last, base.Add(2*time.Minute))
+	}
+	ss[0].setLastUsed(base.Add(5 * time.Minute))
+	if _, last := m.UserStats("dana"); !last.Equal(base.Add(5 * time.Minute)) {
+		t.Fatalf("after a touch: last activity %v, want %v", last, base.Add(5*time.Minute))
+	}
+	m.Close(ss[0].ID)
+	if n, last := m.UserStats("dana"); n != 2 || !last.Equal(base.Add(2*time.Minute)) {
+		t.Fatalf("after closing the latest: %d sessions, last activity %v; want 2, %v", n, last, base.Add(2*time.Minute))
+	}
+	m.Close(ss[1].ID)
+	m.Close(ss[2].ID)
+	if n, last := m.UserStats("dana"); n != 0 || !last.IsZero() {
+		t.Fatalf("with no session: %d sessions, last activity %v", n, last)
+	}
+
+	// Touches racing opens and closes: afterwards the value is a scan's.
+	var wg sync.WaitGroup
+	for g := range 4 {
+		wg.Go(func() {
+			var mine []*Session
+			for i := range 200 {
+				s := m.Open(m.NewID("erin"), "erin")
+				mine = append(mine, s)
+				mine[i%len(mine)].touch()
+				if i%3 == g%3 && len(mine) > 1 {
+					m.Close(mine[0].ID)
+					mine = mine[1:]
+				}
+			}
+		})
+	}
+	wg.Wait()
+	checkIndex(t, m, "erin")
 }

@@ -6,6 +6,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"math"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -99,6 +100,7 @@ type Manager struct {
 	mu       sync.Mutex
 	sessions map[string]*Session            // by MCP session ID
 	byUser   map[string]map[string]*Session // m.sessions by owner, then ID (addLocked, dropLocked)
+	lastOf   map[string]*latest             // by owner, as byUser: the latest lastUsed of its sessions
 	reserved map[string]reservation         // handed out but not registered yet
 	defaults map[string]*Session            // per-user default workspace (stateless protocol)
 	handles  handles                        // page ids of the default workspaces (handles.go)
@@ -112,6 +114,7 @@ func NewManager(cfg Config, pool *browserpool.Pool) *Manager {
 		cfg: cfg, pool: pool, lim: newLimits(cfg),
 		sessions: map[string]*Session{},
 		byUser:   map[string]map[string]*Session{},
+		lastOf:   map[string]*latest{},
 		reserved: map[string]reservation{},
 		defaults: map[string]*Session{},
 		life:     map[*Session]*lifeRecord{},
@@ -240,8 +243,12 @@ func (m *Manager) addLocked(s *Session) {
 	if mine == nil {
 		mine = map[string]*Session{}
 		m.byUser[s.UserID] = mine
+		m.lastOf[s.UserID] = newLatest()
 	}
 	mine[s.ID] = s
+	l := m.lastOf[s.UserID]
+	s.userLast.Store(l)
+	l.raise(s.lastUsed.Load())
 }
 
 // dropLocked takes session id out of the open sessions; callers hold m.mu.
@@ -251,10 +258,51 @@ func (m *Manager) dropLocked(id string) {
 		return
 	}
 	delete(m.sessions, id)
+	s.userLast.Store(nil)
 	if mine := m.byUser[s.UserID]; mine != nil {
 		delete(mine, id)
 		if len(mine) == 0 {
 			delete(m.byUser, s.UserID)
+			delete(m.lastOf, s.UserID)
+		} else {
+			m.lastOf[s.UserID].recompute(mine)
+		}
+	}
+}
+
+// latest is the latest lastUsed of one user's open sessions, raised by
+// every touch (Session.setLastUsed) and recomputed when a session goes, so
+// that UserStats reads one value rather than every session of the user.
+type latest struct{ v atomic.Int64 }
+
+func newLatest() *latest {
+	l := &latest{}
+	l.v.Store(math.MinInt64)
+	return l
+}
+
+func (l *latest) raise(v int64) {
+	for {
+		old := l.v.Load()
+		if v <= old || l.v.CompareAndSwap(old, v) {
+			return
+		}
+	}
+}
+
+// recompute sets l to the latest lastUsed of mine; callers hold m.mu, so
+// that recomputes do not race each other. A touch that raises l during the
+// scan fails the swap and the scan runs again: every touch either stored
+// its time before the scan read it or raises l after the swap.
+func (l *latest) recompute(mine map[string]*Session) {
+	for {
+		old := l.v.Load()
+		v := int64(math.MinInt64)
+		for _, s := range mine {
+			v = max(v, s.lastUsed.Load())
+		}
+		if l.v.CompareAndSwap(old, v) {
+			return
 		}
 	}
 }
@@ -270,11 +318,8 @@ func (m *Manager) Count() int {
 func (m *Manager) UserStats(owner string) (n int, last time.Time) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	for _, s := range m.byUser[owner] {
-		n++
-		if t := s.LastUsed(); t.After(last) {
-			last = t
-		}
+	if n = len(m.byUser[owner]); n > 0 {
+		last = clockBase.Add(time.Duration(m.lastOf[owner].v.Load()))
 	}
 	if d := m.defaults[owner]; d != nil {
 		n++

@@ -42,6 +42,9 @@ type Session struct {
 	// (touch), as a monotonic offset from clockBase: atomic, so that
 	// UserStats reads it under the manager's lock without taking s.mu.
 	lastUsed atomic.Int64
+	// userLast is the latest lastUsed of the owner's open sessions, set
+	// while the session is among them (Manager.addLocked, dropLocked).
+	userLast atomic.Pointer[latest]
 
 	mu         sync.Mutex
 	tabs       map[int]*tab
@@ -514,7 +517,13 @@ func (s *Session) touch() { s.setLastUsed(time.Now()) }
 // monotonic clock reading that idle expiry compares with.
 var clockBase = time.Now()
 
-func (s *Session) setLastUsed(t time.Time) { s.lastUsed.Store(int64(t.Sub(clockBase))) }
+func (s *Session) setLastUsed(t time.Time) {
+	v := int64(t.Sub(clockBase))
+	s.lastUsed.Store(v)
+	if l := s.userLast.Load(); l != nil {
+		l.raise(v)
+	}
+}
 
 // LastUsed returns when the session last ran a tool or was opened.
 func (s *Session) LastUsed() time.Time {
