@@ -31,6 +31,10 @@ import (
 // answers. The renderer thus works through the row while chromedp still
 // waits for its first answer, instead of one round trip per command.
 //
+// CSS.enable is answered without being sent: the tools turn CSS off again
+// right after the attach (get_css_styles turns it on for itself), and
+// turning it on makes the renderer collect the style sheets of the page.
+//
 // Only a byte-identical command, in chromedp's order, is answered this
 // way: a command that differs (another chromedp version, a worker, which
 // skips the page domains) ends the row and goes out as usual; the row's
@@ -74,6 +78,7 @@ type aheadCmd struct {
 	row     *aheadRow
 	method  string
 	params  []byte
+	local   bool             // answered here, never sent
 	answer  *cdproto.Message // once read, while chromedp has not asked
 	waiting int64            // chromedp's id for it, once it asked
 }
@@ -97,7 +102,7 @@ func attachRow() []*aheadCmd {
 		{inspector.Enable.Method, cdp.Empty{}},
 		{page.Enable.Method, page.EnableParams{}},
 		{dom.Enable.Method, dom.EnableParams{}},
-		{css.Enable.Method, cdp.Empty{}},
+		{css.Enable.Method, cdp.Empty{}}, // local
 		{cdptarget.SetDiscoverTargets.Method, cdptarget.SetDiscoverTargetsParams{Discover: true}},
 		{cdptarget.SetAutoAttach.Method, cdptarget.SetAutoAttachParams{AutoAttach: true, Flatten: ptr(true)}},
 		{page.SetLifecycleEventsEnabled.Method, page.SetLifecycleEventsEnabledParams{Enabled: true}},
@@ -110,7 +115,7 @@ func attachRow() []*aheadCmd {
 		if err != nil {
 			return nil
 		}
-		out = append(out, &aheadCmd{method: s.method, params: buf})
+		out = append(out, &aheadCmd{method: s.method, params: buf, local: s.method == css.Enable.Method})
 	}
 	return out
 }
@@ -229,13 +234,17 @@ func (a *ahead) sendRow(sid cdptarget.SessionID) {
 		return
 	}
 	r := &aheadRow{sid: sid, cmds: cmds, hold: true}
-	for _, c := range cmds {
+	for i, c := range cmds {
 		c.row = r
+		if c.local {
+			c.answer = &cdproto.Message{SessionID: sid, Result: []byte("{}")}
+			continue
+		}
 		id := a.next.Add(1)
 		msg := &cdproto.Message{ID: id, SessionID: sid, Method: cdproto.MethodType(c.method), Params: c.params}
 		if err := a.tr.Write(context.Background(), msg); err != nil {
 			// What went out is answered and dropped; chromedp sends the rest.
-			r.cmds = r.cmds[:len(r.cmds)-1]
+			r.cmds = r.cmds[:i]
 			break
 		}
 		a.byID[id] = c
