@@ -58,7 +58,7 @@ func TestAttachAhead(t *testing.T) {
 			}
 		}))
 		defer func() {
-			_, _ = chromedp.CallBrowser(context.WithoutCancel(ctx), cdptarget.CloseTarget, cdptarget.CloseTargetParams{TargetID: created.TargetID})
+			_, _ = chromedp.CallBrowser(context.WithoutCancel(ctx), cdptarget.CloseTarget, cdptarget.CloseTargetParams(created))
 			tcancel()
 		}()
 		_, err = chromedp.Run(tctx, chromedp.Navigate("data:text/html,<title>Row</title>"))
