@@ -210,7 +210,7 @@ func (a *allocator) Allocate(ctx context.Context, opts ...chromedp.BrowserOption
 	if err != nil {
 		return nil, err
 	}
-	t := &tapped{Transport: conn}
+	t := &tapped{Transport: conn, ahead: newAhead(conn)}
 	t.sessions = newSessions(t)
 	a.sessions.Store(t.sessions)
 	if a.requests != nil {
@@ -271,6 +271,7 @@ type tapped struct {
 	chromedp.Transport
 	tap      func(*cdproto.Message) bool // set by newGuard; nil: none
 	sessions *Sessions                   // sees messages before tap
+	ahead    *ahead                      // reads, and chromedp's attach rows; nil: none
 }
 
 // Read reads the next message that is not the guard's.
@@ -279,7 +280,13 @@ func (t *tapped) Read(ctx context.Context, msg *cdproto.Message) error {
 		// A transport may decode into msg without clearing it (the tunnel
 		// does): a kept message must not leave its fields on the next.
 		*msg = cdproto.Message{}
-		if err := t.Transport.Read(ctx, msg); err != nil {
+		if t.ahead != nil {
+			m, err := t.ahead.read(ctx)
+			if err != nil {
+				return err
+			}
+			*msg = *m
+		} else if err := t.Transport.Read(ctx, msg); err != nil {
 			return err
 		}
 		if t.sessions != nil && t.sessions.read(msg) {
@@ -289,6 +296,23 @@ func (t *tapped) Read(ctx context.Context, msg *cdproto.Message) error {
 			return nil
 		}
 	}
+}
+
+// Write sends msg, unless it is one of chromedp's attach commands that an
+// attach row answers (ahead.go).
+func (t *tapped) Write(ctx context.Context, msg *cdproto.Message) error {
+	if t.ahead != nil && msg.ID < rawIDBase && t.ahead.write(msg) {
+		return nil
+	}
+	return t.Transport.Write(ctx, msg)
+}
+
+// Close ends the reads and closes the connection.
+func (t *tapped) Close() error {
+	if t.ahead != nil {
+		t.ahead.close()
+	}
+	return t.Transport.Close()
 }
 
 // Read reads the next CDP message; gorilla answers pings itself.

@@ -165,7 +165,10 @@ func (s *Session) newTab(ctx context.Context, c browserpool.Conn, background boo
 	if err != nil {
 		return nil, s.browserError("open a new page", c, err)
 	}
+	// chromedp's attach commands go out in one row (browserpool.ahead).
+	done := c.Sessions.AttachAhead(created.TargetID)
 	t, err := s.attach(cctx, c, created.TargetID, true)
+	done()
 	if err != nil {
 		closeTarget(c.Ctx, created.TargetID)
 		return nil, s.browserError("open a new page", c, err)

@@ -168,7 +168,8 @@ func run(n, peerN, warmup int, only, dump, benchDir string) error {
 	var tasks []*taskRun
 	if agent.on {
 		fmt.Fprintf(os.Stderr, "== agent calls: raw CDP floor\n")
-		floor = measureAgentFloor(ctx, c.URL, pageURL, agent.n, agent.firstN, warmup)
+		// The first page tool is timed in turns with the proxy below.
+		floor = measureAgentFloor(ctx, c.URL, pageURL, agent.n, 0, warmup)
 		if floor.err != nil {
 			fmt.Fprintf(os.Stderr, "   floor failed: %v\n", floor.err)
 		}
@@ -176,7 +177,18 @@ func run(n, peerN, warmup int, only, dump, benchDir string) error {
 		if s, err := startProxy(ctx, c.URL, mkdir(tmp, "proxy-agent")); err != nil {
 			proxyAgent = &agentRun{err: err}
 		} else {
-			proxyAgent = measureAgentProxy(ctx, s, c.URL, pageURL, agent.n, agent.firstN, warmup)
+			proxyAgent = newAgentRun()
+			if floor.err == nil {
+				fmt.Fprintf(os.Stderr, "== first page tool: floor and proxy in turns\n")
+				measureFirstInTurns(ctx, s, c.URL, pageURL, agent.firstN, warmup, floor, proxyAgent)
+			}
+			if proxyAgent.err == nil {
+				rest := measureAgentProxy(ctx, s, c.URL, pageURL, agent.n, 0, warmup)
+				for op, d := range rest.durs {
+					proxyAgent.durs[op] = append(proxyAgent.durs[op], d...)
+				}
+				proxyAgent.err = rest.err
+			}
 			tasks = append(tasks, runTask(ctx, s, pageURL, agent.reps))
 			s.stop()
 		}

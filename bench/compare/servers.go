@@ -134,12 +134,17 @@ func startProxy(ctx context.Context, chromeURL, tmp string) (*server, error) {
 		return fail(err)
 	}
 	cleanups = append(cleanups, func() { _ = store.Close() })
+	// The page policy as serve builds it: the guard is on every tab, and
+	// no page may reach the proxy or a browser's DevTools port.
+	nav := tools.NavPolicy{Page: &router.PagePolicy{}}
 	pool := browserpool.New(browserpool.Config{
 		HealthInterval: 30 * time.Second,
 		MaxAttempts:    20,
 		Logger:         log.With().Str("component", "browserpool").Logger(),
+		Requests:       nav.Page,
 	})
 	cleanups = append(cleanups, pool.Close)
+	nav.Page.Endpoints = pool.ProtectedEndpoints
 	callTimeout := 10 * time.Second
 	mgr := session.NewManager(session.Config{
 		MaxSessionsPerUser: 10,
@@ -157,7 +162,7 @@ func startProxy(ctx context.Context, chromeURL, tmp string) (*server, error) {
 		Store:    store,
 		Pool:     pool,
 		Sessions: mgr,
-		Tools:    tools.Config{CallTimeout: callTimeout, NavigationTimeout: 30 * time.Second},
+		Tools:    tools.Config{CallTimeout: callTimeout, NavigationTimeout: 30 * time.Second, Navigation: nav},
 		Log:      log,
 		Audit:    log,
 	})
@@ -165,6 +170,8 @@ func startProxy(ctx context.Context, chromeURL, tmp string) (*server, error) {
 	if err != nil {
 		return fail(err)
 	}
+	nav.Page.SetListen(ln.Addr().String())
+	pool.Refresh()
 	go mgr.Run(ctx)
 	served := make(chan struct{})
 	go func() { _ = srv.Serve(ctx, ln); close(served) }()
