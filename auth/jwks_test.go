@@ -416,8 +416,11 @@ func TestJWKSBackgroundRefreshStopsOnClose(t *testing.T) {
 		t.Errorf("keys lost after a failed refresh: %v", err)
 	}
 	j.Close()
+	// A fetch Close cancelled in flight may still reach the server after
+	// Close returned: count from when it has landed.
+	time.Sleep(100 * time.Millisecond)
 	n := p.fetches.Load()
-	time.Sleep(50 * time.Millisecond)
+	time.Sleep(100 * time.Millisecond)
 	if m := p.fetches.Load(); m != n {
 		t.Errorf("%d fetches after Close", m-n)
 	}
