@@ -784,12 +784,12 @@ func (cl *cluster) forward(c echo.Context, o router.Owner) error {
 		},
 		// The owner's answer reaches the client as it is, but for the
 		// headers this instance's middlewares set already (its request ID,
-		// Vary: Origin): written twice, they would be listed twice.
+		// CORS's Access-Control-Allow-Origin and Vary: Origin), which the
+		// owner's set alike: written twice, they would be listed twice, and
+		// a browser fails a CORS answer that lists its origin twice.
 		ModifyResponse: func(res *http.Response) error {
 			for k := range c.Response().Header() {
-				if k == echo.HeaderXRequestID || k == echo.HeaderVary {
-					res.Header.Del(k)
-				}
+				res.Header.Del(k)
 			}
 			return nil
 		},
