@@ -14,6 +14,7 @@ import (
 	"github.com/mcp-browser-proxy/mcp-browser-proxy/internal/testchrome"
 	"github.com/mcp-browser-proxy/mcp-browser-proxy/internal/testredis"
 	"github.com/mcp-browser-proxy/mcp-browser-proxy/session"
+	"github.com/mcp-browser-proxy/mcp-browser-proxy/tools"
 )
 
 // TestClusterForwardedCORSAnswer: a dashboard on another origin (listed in
@@ -101,4 +102,21 @@ func TestClusterForwardedCORSAnswer(t *testing.T) {
 func jsString(s string) string {
 	b, _ := json.Marshal(s)
 	return string(b)
+}
+
+// TestClusterForwardBoundOutlastsTheLongestCall: the bound on a forwarded
+// answer's head must outlast the longest tool call the tools accept. With
+// no MaxCallTimeout configured the tools take their default ceiling
+// (tools.DefaultMaxCallTimeout), so a wait_for that long, driven through
+// another instance, must not be answered INSTANCE_UNAVAILABLE first.
+func TestClusterForwardBoundOutlastsTheLongestCall(t *testing.T) {
+	rs := testredis.Start(t)
+	a := newClusterNode(t, rs) // its Tools config leaves MaxCallTimeout unset
+	tr, ok := a.srv.cl.transport.(*http.Transport)
+	if !ok {
+		t.Fatalf("the default forward transport is a %T", a.srv.cl.transport)
+	}
+	if tr.ResponseHeaderTimeout <= tools.DefaultMaxCallTimeout {
+		t.Errorf("a forwarded answer's head is awaited %s; a tool call may take %s (the tools' default ceiling)", tr.ResponseHeaderTimeout, tools.DefaultMaxCallTimeout)
+	}
 }
