@@ -25,6 +25,7 @@ import (
 	"github.com/mcp-browser-proxy/mcp-browser-proxy/auth"
 	"github.com/mcp-browser-proxy/mcp-browser-proxy/browserpool"
 	"github.com/mcp-browser-proxy/mcp-browser-proxy/router"
+	"github.com/mcp-browser-proxy/mcp-browser-proxy/tools"
 )
 
 // Shared mode: several instances on one Redis act as one proxy. Each
@@ -70,7 +71,7 @@ type ClusterConfig struct {
 	Transport http.RoundTripper
 	// ForwardTimeout bounds the wait for the head of a forwarded answer
 	// from an owner whose lease lives (a hung instance); default the
-	// longest tool call (Tools.MaxCallTimeout, at least a minute) plus a minute. Streams are not
+	// longest tool call (Tools.MaxCallTimeout or the tools' default, at least a minute) plus a minute. Streams are not
 	// cut: their head comes at once.
 	ForwardTimeout time.Duration
 }
@@ -113,7 +114,11 @@ func newCluster(s *Server, cfg ClusterConfig) *cluster {
 		cfg.Heartbeat = max(cfg.Leases.TTL()/3, 50*time.Millisecond)
 	}
 	if cfg.ForwardTimeout <= 0 {
-		cfg.ForwardTimeout = max(s.cfg.Tools.MaxCallTimeout, s.cfg.Tools.NavigationTimeout, time.Minute) + time.Minute
+		longest := s.cfg.Tools.MaxCallTimeout
+		if longest <= 0 {
+			longest = tools.DefaultMaxCallTimeout // what the tools take when none is set
+		}
+		cfg.ForwardTimeout = max(longest, s.cfg.Tools.NavigationTimeout, time.Minute) + time.Minute
 	}
 	if cfg.Transport == nil {
 		cfg.Transport = &http.Transport{
@@ -784,12 +789,12 @@ func (cl *cluster) forward(c echo.Context, o router.Owner) error {
 		},
 		// The owner's answer reaches the client as it is, but for the
 		// headers this instance's middlewares set already (its request ID,
-		// Vary: Origin): written twice, they would be listed twice.
+		// CORS's Access-Control-Allow-Origin and Vary: Origin), which the
+		// owner's set alike: written twice, they would be listed twice, and
+		// a browser fails a CORS answer that lists its origin twice.
 		ModifyResponse: func(res *http.Response) error {
 			for k := range c.Response().Header() {
-				if k == echo.HeaderXRequestID || k == echo.HeaderVary {
-					res.Header.Del(k)
-				}
+				res.Header.Del(k)
 			}
 			return nil
 		},

@@ -247,7 +247,10 @@ func (s *Server) guard(next echo.HandlerFunc) echo.HandlerFunc {
 					return
 				}
 				h.Set("Access-Control-Allow-Origin", origin)
-				h.Add("Vary", "Origin")
+				// A forwarded answer has the owner's already.
+				if !slices.Contains(h.Values("Vary"), "Origin") {
+					h.Add("Vary", "Origin")
+				}
 			})
 		}
 		if origin == "" || (!api && !mcp) {
