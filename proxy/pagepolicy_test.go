@@ -274,11 +274,11 @@ func TestBlockedNavigationsLeaveTheTabUsable(t *testing.T) {
 		}},
 		{"link to a new tab", dev + "?blank=1", func(u string) int {
 			navigate(pages + "/link?blank=1&href=" + url.QueryEscape(u))
-			return popupOf(t, clickFirst(t, c, linkUID))
+			return popupOf(t, c, clickFirst(t, c, linkUID))
 		}},
 		{"window.open", denied + "/denied-open", func(u string) int {
 			navigate(pages + "/open?url=" + url.QueryEscape(u))
-			return popupOf(t, clickFirst(t, c, openUID))
+			return popupOf(t, c, clickFirst(t, c, openUID))
 		}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
@@ -310,15 +310,32 @@ func TestBlockedNavigationsLeaveTheTabUsable(t *testing.T) {
 }
 
 // popupOf returns the page id of the popup a click result tells of.
-func popupOf(t *testing.T, out string) int {
+func popupOf(t *testing.T, c *client.Client, out string) int {
 	t.Helper()
-	m := popupID.FindStringSubmatch(out)
-	if m == nil {
-		t.Fatalf("the click opened no popup: %q", out)
+	if m := popupID.FindStringSubmatch(out); m != nil {
+		id, _ := strconv.Atoi(m[1])
+		return id
 	}
-	id, _ := strconv.Atoi(m[1])
+	// On a loaded machine the popup's target can appear after the click's
+	// settle ended: the session still adopts it.
+	id := 0
+	deadline := time.Now().Add(10 * time.Second)
+	for id == 0 && time.Now().Before(deadline) {
+		for _, m := range listedPopup.FindAllStringSubmatch(mustCall(t, c, "list_pages", nil), -1) {
+			id, _ = strconv.Atoi(m[1])
+		}
+		if id == 0 {
+			time.Sleep(100 * time.Millisecond)
+		}
+	}
+	if id == 0 {
+		t.Fatalf("the click opened no popup: %q, and list_pages shows none", out)
+	}
 	return id
 }
+
+// listedPopup is a popup's line in list_pages.
+var listedPopup = regexp.MustCompile(`(?m)^\D*(\d+): .*\[popup of \d+\]`)
 
 // The first page tool of a session opens its tab and navigates it in one
 // call: the guard is on before that navigation's first request, so a
