@@ -98,6 +98,7 @@ type Server struct {
 	mcp     *server.MCPServer
 	sse     *sseTransport
 	stream  *server.StreamableHTTPServer
+	post    *streamPost // POST /mcp, in front of stream
 	started time.Time
 
 	cl           *cluster        // shared mode (cluster.go); nil: a single instance
@@ -164,7 +165,11 @@ func New(cfg Config) *Server {
 	e.POST("/message", echo.WrapHandler(http.HandlerFunc(s.sse.ServeMessage)), authn, s.forwardSession, s.mcpGuard)
 	mcpHandler := echo.WrapHandler(s.stream)
 	for _, m := range []string{http.MethodPost, http.MethodGet, http.MethodDelete} {
-		e.Add(m, "/mcp", mcpHandler, s.forwardUncredentialedDelete, authn, s.forwardSession, home, s.mcpGuard, streams)
+		h := mcpHandler
+		if m == http.MethodPost {
+			h = echo.WrapHandler(s.post)
+		}
+		e.Add(m, "/mcp", h, s.forwardUncredentialedDelete, authn, s.forwardSession, home, s.mcpGuard, streams)
 	}
 	s.e = e
 	return s
