@@ -65,6 +65,7 @@ type streamPost struct {
 	touchEvery time.Duration
 
 	taken atomic.Int64 // requests answered here, for tests
+	off   atomic.Bool  // tests: every request goes to mcp-go, for its answer
 
 	mu       sync.RWMutex
 	sessions map[string]*streamState // mcp-go's sessions of the streamable transport, by ID
@@ -168,7 +169,7 @@ func (t *streamPost) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 // nil when what mcp-go does with it must decide: every check before the
 // body's is mcp-go's, in its order.
 func (t *streamPost) eligible(w http.ResponseWriter, r *http.Request, sid string) *streamState {
-	if r.Method != http.MethodPost || sid == "" {
+	if r.Method != http.MethodPost || sid == "" || t.off.Load() {
 		return nil
 	}
 	if _, ok := w.(http.Flusher); !ok {
