@@ -208,16 +208,18 @@ func (t *streamPost) fallBack(w http.ResponseWriter, r *http.Request, sid string
 	t.next.ServeHTTP(w, r)
 }
 
-// readBody reads the whole body, as mcp-go does, into a buffer of its
-// announced size.
+// readBody reads the whole body, as mcp-go does. A body of announced size
+// is read into a buffer of that size (bytes.Buffer and io.ReadAll would
+// reserve 512 bytes more): net/http ends such a body there, and the body
+// limit middleware refused a larger one already.
 func readBody(r *http.Request) ([]byte, error) {
 	if r.Body == nil {
 		return nil, nil
 	}
 	if n := r.ContentLength; n > 0 && n <= 1<<20 {
-		buf := bytes.NewBuffer(make([]byte, 0, n+1))
-		_, err := buf.ReadFrom(r.Body)
-		return buf.Bytes(), err
+		buf := make([]byte, n)
+		k, err := io.ReadFull(r.Body, buf)
+		return buf[:k], err
 	}
 	return io.ReadAll(r.Body)
 }

@@ -238,9 +238,39 @@ func TestStreamPostAnswersAsMCPGo(t *testing.T) {
 		}
 	}
 
+	// A body that breaks the body limit while it is read (chunked, so that
+	// its size is not known before).
+	big := `{"jsonrpc":"2.0","id":21,"method":"ping","params":{"pad":"` + strings.Repeat("x", 2<<20) + `"}}`
+	chunked := func() rawAnswer {
+		ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+		defer cancel()
+		req, _ := http.NewRequestWithContext(ctx, http.MethodPost, h.URL+"/mcp", io.MultiReader(strings.NewReader(big)))
+		req.Header.Set("Authorization", "Bearer "+c.tok)
+		req.Header.Set("Content-Type", "application/json")
+		req.Header.Set(server.HeaderKeySessionID, sid)
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		data, _ := io.ReadAll(resp.Body)
+		hd := resp.Header.Clone()
+		hd.Del("Date")
+		hd.Del("X-Request-Id")
+		return rawAnswer{status: resp.StatusCode, header: hd, body: string(data)}
+	}
+	before := h.srv.post.taken.Load()
+	fastBig := chunked()
+	h.srv.post.off.Store(true)
+	slowBig := chunked()
+	h.srv.post.off.Store(false)
+	if h.srv.post.taken.Load() != before || fastBig.String() != slowBig.String() || fastBig.status == http.StatusOK {
+		t.Errorf("body over the limit:\nfirst:  %v\nsecond: %v", fastBig, slowBig)
+	}
+
 	// An mcp-go client's session goes through the proxy's path.
 	cl := h.connect(viaStreamable, c.tok, "")
-	before := h.srv.post.taken.Load()
+	before = h.srv.post.taken.Load()
 	if got := mustCall(t, cl, "test_echo", map[string]any{"say": "client"}); got != "echo: client" {
 		t.Errorf("test_echo: %q", got)
 	}
