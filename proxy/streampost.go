@@ -131,12 +131,11 @@ func (t *streamPost) state(id string) *streamState {
 
 // rpcHead is the part of a JSON-RPC message that decides who answers it.
 type rpcHead struct {
-	JSONRPC string          `json:"jsonrpc"`
-	ID      json.RawMessage `json:"id"`
-	Method  string          `json:"method"`
-	Result  json.RawMessage `json:"result"`
-	Error   json.RawMessage `json:"error"`
-	Params  struct {
+	ID     json.RawMessage `json:"id"`
+	Method string          `json:"method"`
+	Result json.RawMessage `json:"result"`
+	Error  json.RawMessage `json:"error"`
+	Params struct {
 		Meta json.RawMessage `json:"_meta"`
 	} `json:"params"`
 }
@@ -166,8 +165,9 @@ func (t *streamPost) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 }
 
 // eligible returns the session of a request that may be answered here, or
-// nil when what mcp-go does with it must decide: every check before the
-// body's is mcp-go's, in its order.
+// nil when mcp-go must answer it: the checks mcp-go makes before it reads
+// the body (DNS rebinding, content type, protocol version header, session
+// ID) all pass, the answer may be JSON, and the session answers in JSON.
 func (t *streamPost) eligible(w http.ResponseWriter, r *http.Request, sid string) *streamState {
 	if r.Method != http.MethodPost || sid == "" || t.off.Load() {
 		return nil
