@@ -34,8 +34,12 @@ func (s *Server) buildMCP() {
 			mgr.OpenVia(cs.SessionID(), p.UserID, transport, end)
 			s.cfg.Metrics.connected()
 		}
+		if _, sse := cs.(*sseSession); !sse {
+			s.post.track(cs)
+		}
 	})
 	hooks.AddOnUnregisterSession(func(_ context.Context, cs server.ClientSession) {
+		s.post.forget(cs.SessionID())
 		mgr.Close(cs.SessionID())
 		s.cl.dropSession(cs.SessionID())
 	})
@@ -67,16 +71,25 @@ func (s *Server) buildMCP() {
 		s.cl.holdSession(r.Context(), id)
 		return id, nil
 	})
+	events := newEventStore(eventsPerStream, eventBytes)
+	idleTTL := 2 * mgr.IdleTimeout()
+	rebind := len(s.cfg.Security.AllowedHosts) == 0
 	s.stream = server.NewStreamableHTTPServer(s.mcp,
 		server.WithSessionIdManagerResolver(idResolver{mgr: mgr, cl: s.cl}),
 		// The manager expires sessions (idle or too old) and then ends their
 		// transport state (endStreamable); the transport's own sweep is a
 		// backstop for state the manager never saw.
-		server.WithSessionIdleTTL(2*mgr.IdleTimeout()),
+		server.WithSessionIdleTTL(idleTTL),
 		server.WithHeartbeatInterval(s.cfg.KeepAlive),
-		server.WithEventStore(newEventStore(eventsPerStream, eventBytes)),
-		server.WithDisableLocalhostProtection(len(s.cfg.Security.AllowedHosts) > 0),
+		server.WithEventStore(events),
+		server.WithDisableLocalhostProtection(!rebind),
 	)
+	// POST /mcp: the common request is answered by streampost.go, the rest
+	// by s.stream.
+	// The check is the one mcp-go makes of a request's session ID.
+	ids := idManager{mgr: mgr, cl: s.cl}
+	live := func(id string) bool { terminated, err := ids.Validate(id); return err == nil && !terminated }
+	s.post = newStreamPost(s.mcp, s.stream, events, live, rebind, idleTTL)
 }
 
 // idResolver hands the streamable transport session IDs that the session

@@ -27,6 +27,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
@@ -675,15 +676,45 @@ func BenchmarkScaleEvaluate(b *testing.B) {
 	}
 	drive(proxyCalls, time.Second) // warm
 	drive(rawCalls, time.Second)
+	// Where the machine's CPU goes on each path: the proxy (child), this
+	// process (the MCP clients, or chromedp for raw CDP) and the browsers.
+	selfCPU := func() time.Duration {
+		var ru syscall.Rusage
+		if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+			b.Fatal(err)
+		}
+		return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+	}
+	chromeCPU := func() time.Duration {
+		var sum time.Duration
+		for _, c := range chromes {
+			d, err := c.CPU()
+			if err != nil {
+				b.Fatal(err)
+			}
+			sum += d
+		}
+		return sum
+	}
 	var proxyN, rawN int64
-	var proxyCPU time.Duration
+	var proxyCPU, clientCPU, rawClientCPU, browserCPU, rawBrowserCPU time.Duration
 	for range 2 { // alternate, so that a neighbour's burst hits both
-		cpu0 := px.cpu(b)
+		cpu0, self0, ch0 := px.cpu(b), selfCPU(), chromeCPU()
 		proxyN += drive(proxyCalls, d/2)
 		proxyCPU += px.cpu(b) - cpu0
+		clientCPU += selfCPU() - self0
+		browserCPU += chromeCPU() - ch0
+		self0, ch0 = selfCPU(), chromeCPU()
 		rawN += drive(rawCalls, d/2)
+		rawClientCPU += selfCPU() - self0
+		rawBrowserCPU += chromeCPU() - ch0
 	}
-	b.ReportMetric(float64(proxyCPU.Microseconds())/float64(proxyN), "proxy-cpu-µs/call")
+	perCall := func(cpu time.Duration, n int64) float64 { return float64(cpu.Microseconds()) / float64(n) }
+	b.ReportMetric(perCall(proxyCPU, proxyN), "proxy-cpu-µs/call")
+	b.ReportMetric(perCall(clientCPU, proxyN), "client-cpu-µs/call")
+	b.ReportMetric(perCall(browserCPU, proxyN), "browser-cpu-µs/call")
+	b.ReportMetric(perCall(rawClientCPU, rawN), "raw-client-cpu-µs/call")
+	b.ReportMetric(perCall(rawBrowserCPU, rawN), "raw-browser-cpu-µs/call")
 	b.ReportMetric(float64(proxyN)/d.Seconds(), "proxy-calls/s")
 	b.ReportMetric(float64(rawN)/d.Seconds(), "raw-calls/s")
 	b.ReportMetric(float64(proxyN)/float64(rawN), "throughput-ratio")

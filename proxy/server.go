@@ -99,6 +99,7 @@ type Server struct {
 	mcp     *server.MCPServer
 	sse     *sseTransport
 	stream  *server.StreamableHTTPServer
+	post    *streamPost // POST /mcp, in front of stream
 	started time.Time
 
 	cl           *cluster        // shared mode (cluster.go); nil: a single instance
@@ -171,7 +172,11 @@ func New(cfg Config) *Server {
 	top.add(http.MethodPost, "/message", echo.WrapHandler(http.HandlerFunc(s.sse.ServeMessage)), authn, s.forwardSession, s.mcpGuard)
 	mcpHandler := echo.WrapHandler(s.stream)
 	for _, m := range []string{http.MethodPost, http.MethodGet, http.MethodDelete} {
-		top.add(m, "/mcp", mcpHandler, s.forwardUncredentialedDelete, authn, s.forwardSession, home, s.mcpGuard, streams)
+		h := mcpHandler
+		if m == http.MethodPost {
+			h = echo.WrapHandler(s.post)
+		}
+		top.add(m, "/mcp", h, s.forwardUncredentialedDelete, authn, s.forwardSession, home, s.mcpGuard, streams)
 	}
 	s.e = e
 	return s

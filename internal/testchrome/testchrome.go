@@ -263,3 +263,41 @@ func (c *Chrome) Pages(t testing.TB) []Target {
 	}
 	return pages
 }
+
+// CPU returns the CPU time (user and system) that the browser's processes
+// still running have used: Chromium and the renderer, GPU and utility
+// processes it started, all in its process group. Linux only (/proc).
+func (c *Chrome) CPU() (time.Duration, error) {
+	c.mu.Lock()
+	cmd := c.cmd
+	c.mu.Unlock()
+	if cmd == nil || cmd.Process == nil {
+		return 0, fmt.Errorf("chrome is not running")
+	}
+	pgrp := strconv.Itoa(cmd.Process.Pid) // Setpgid: the group is Chromium's PID
+	entries, err := os.ReadDir("/proc")
+	if err != nil {
+		return 0, err
+	}
+	var ticks int64
+	for _, e := range entries {
+		if e.Name()[0] < '0' || e.Name()[0] > '9' {
+			continue
+		}
+		stat, err := os.ReadFile(filepath.Join("/proc", e.Name(), "stat"))
+		if err != nil {
+			continue // gone meanwhile
+		}
+		// After the command name, in parentheses: state, ppid, pgrp, ...;
+		// utime and stime are the 12th and 13th fields from there.
+		i := strings.LastIndexByte(string(stat), ')')
+		f := strings.Fields(string(stat[i+1:]))
+		if len(f) < 13 || f[2] != pgrp {
+			continue
+		}
+		ut, _ := strconv.ParseInt(f[11], 10, 64)
+		st, _ := strconv.ParseInt(f[12], 10, 64)
+		ticks += ut + st
+	}
+	return time.Duration(ticks) * 10 * time.Millisecond, nil // USER_HZ is 100 on Linux
+}
