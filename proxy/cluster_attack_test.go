@@ -2,6 +2,7 @@ package proxy
 
 import (
 	"context"
+	"encoding/hex"
 	"fmt"
 	"io"
 	"net"
@@ -146,7 +147,22 @@ func TestClusterForwardEndsWithOwnerLease(t *testing.T) {
 	rs := testredis.Start(t)
 	a := newClusterNode(t, rs)
 	ivy := a.token("ivy")
-	// The silent owner: it reads requests and never answers.
+	// No more heartbeats: the lease ends within a second.
+	sid := silentOwner(t, rs, "silent", time.Second)
+	resp, body, err := postForSession(a.URL, ivy, sid)
+	if err != nil {
+		t.Fatalf("a request for the silent owner's session: %v (the forward outlived the owner's lease)", err)
+	}
+	if resp.StatusCode != http.StatusServiceUnavailable || !strings.Contains(body, CodeInstanceUnavailable) {
+		t.Errorf("a request for the silent owner's session: %d %s, want 503 %s", resp.StatusCode, body, CodeInstanceUnavailable)
+	}
+}
+
+// silentOwner starts an instance that reads requests and never answers,
+// gives it a lease of ttl in rs (renewed by no heartbeat) and a session,
+// and returns the session's ID.
+func silentOwner(t *testing.T, rs *testredis.Server, id string, ttl time.Duration) string {
+	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -166,38 +182,41 @@ func TestClusterForwardEndsWithOwnerLease(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { store.Close() })
-	silent, err := router.NewLeases(store, router.LeaseOptions{ID: "silent", URL: "http://" + ln.Addr().String(), TTL: time.Second})
+	owner, err := router.NewLeases(store, router.LeaseOptions{ID: id, URL: "http://" + ln.Addr().String(), TTL: ttl})
 	if err != nil {
 		t.Fatal(err)
 	}
 	ctx := context.Background()
-	if _, err := silent.Heartbeat(ctx); err != nil {
+	if _, err := owner.Heartbeat(ctx); err != nil {
 		t.Fatal(err)
 	}
-	sid := strings.Repeat("ab", 16)
-	if err := silent.PutSessions(ctx, sid); err != nil {
+	sid := hex.EncodeToString([]byte(id + strings.Repeat("-", 16))[:16])
+	if err := owner.PutSessions(ctx, sid); err != nil {
 		t.Fatal(err)
 	}
-	// No more heartbeats: the lease ends within a second.
-	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	return sid
+}
+
+// postForSession posts a tools/list on session sid to base, bounded by
+// 30 s, and returns the answer and its body.
+func postForSession(base, token, sid string) (*http.Response, string, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, a.URL+"/mcp", strings.NewReader(rawList))
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, base+"/mcp", strings.NewReader(rawList))
 	if err != nil {
-		t.Fatal(err)
+		return nil, "", err
 	}
-	req.Header.Set("Authorization", "Bearer "+ivy)
+	req.Header.Set("Authorization", "Bearer "+token)
 	req.Header.Set("Content-Type", "application/json")
 	req.Header.Set("Accept", "application/json, text/event-stream")
 	req.Header.Set("Mcp-Session-Id", sid)
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
-		t.Fatalf("a request for the silent owner's session: %v (the forward outlived the owner's lease)", err)
+		return nil, "", err
 	}
 	body, _ := io.ReadAll(resp.Body)
 	resp.Body.Close()
-	if resp.StatusCode != http.StatusServiceUnavailable || !strings.Contains(string(body), CodeInstanceUnavailable) {
-		t.Errorf("a request for the silent owner's session: %d %s, want 503 %s", resp.StatusCode, body, CodeInstanceUnavailable)
-	}
+	return resp, string(body), nil
 }
 
 // TestClusterPagesCannotReachOtherTunnels: the DevTools port of a browser
@@ -315,54 +334,12 @@ func TestClusterForwardToAHungOwnerIsBounded(t *testing.T) {
 	rs := testredis.Start(t)
 	a := newClusterNodeConfig(t, rs, session.Config{}, func(c *Config) { c.Cluster.ForwardTimeout = 500 * time.Millisecond })
 	ivy := a.token("ivy")
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { ln.Close() })
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			go func() { defer c.Close(); _, _ = io.Copy(io.Discard, c) }()
-		}
-	}()
-	store, err := router.OpenRedis(router.RedisOptions{URL: rs.URL, Prefix: "cl:", Timeout: 2 * time.Second})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { store.Close() })
-	hung, err := router.NewLeases(store, router.LeaseOptions{ID: "hung", URL: "http://" + ln.Addr().String(), TTL: time.Minute})
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx := context.Background()
-	if _, err := hung.Heartbeat(ctx); err != nil {
-		t.Fatal(err)
-	}
-	sid := strings.Repeat("cd", 16)
-	if err := hung.PutSessions(ctx, sid); err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
-	defer cancel()
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, a.URL+"/mcp", strings.NewReader(rawList))
-	if err != nil {
-		t.Fatal(err)
-	}
-	req.Header.Set("Authorization", "Bearer "+ivy)
-	req.Header.Set("Content-Type", "application/json")
-	req.Header.Set("Accept", "application/json, text/event-stream")
-	req.Header.Set("Mcp-Session-Id", sid)
-	resp, err := http.DefaultClient.Do(req)
+	sid := silentOwner(t, rs, "hung", time.Minute) // its lease outlives the test
+	resp, body, err := postForSession(a.URL, ivy, sid)
 	if err != nil {
 		t.Fatalf("a request for the hung owner's session: %v (the forward was not bounded)", err)
 	}
-	body, _ := io.ReadAll(resp.Body)
-	resp.Body.Close()
-	if resp.StatusCode != http.StatusServiceUnavailable || !strings.Contains(string(body), CodeInstanceUnavailable) {
+	if resp.StatusCode != http.StatusServiceUnavailable || !strings.Contains(body, CodeInstanceUnavailable) {
 		t.Errorf("a request for the hung owner's session: %d %s, want 503 %s", resp.StatusCode, body, CodeInstanceUnavailable)
 	}
 }
