@@ -40,11 +40,19 @@ type TabState struct {
 	nextUID   int
 	started   uint64 // main-frame cross-document navigations started
 	// stopped is started as it was when the main frame last stopped
-	// loading: not a count, because Chrome stops a frame's loading once
+	// loading, or fired the load event of the latest navigation's
+	// document: not a count, because Chrome stops a frame's loading once
 	// for navigations that overlap (a refused navigation commits its error
 	// page after the next navigation started, and only the last stops).
 	stopped uint64
 	lastURL string
+	// navLoader is the loader of the latest cross-document navigation of
+	// the main frame, and navCommitted says its document committed: the
+	// load event after that commit ends the navigation (frameStoppedLoading
+	// comes 5-15 ms later, and a load event of an older document, such as
+	// a refused navigation's error page, must not end a newer one).
+	navLoader    cdp.LoaderID
+	navCommitted bool
 	docRoot cdp.BackendNodeID
 	// docGen counts the main frame's documents; observed is the document
 	// whose change counter (observeJS) was last started or used, at
@@ -190,12 +198,15 @@ func (s *TabState) listenNav(ev any) {
 		case page.FrameStartedNavigatingNavigationTypeSameDocument, page.FrameStartedNavigatingNavigationTypeHistorySameDocument:
 			return
 		}
-		s.bump(func() { s.started++; s.lastURL = e.URL })
+		s.bump(func() { s.started++; s.lastURL = e.URL; s.navLoader, s.navCommitted = e.LoaderID, false })
 	case *page.EventFrameNavigated:
 		// A new document: every uid of the old one is stale. The counter
 		// goes on, so an old uid can never name a node of the new page.
 		if e.Frame != nil && e.Frame.ID == s.mainFrame {
 			s.mu.Lock()
+			if e.Frame.LoaderID != "" && e.Frame.LoaderID == s.navLoader {
+				s.navCommitted = true
+			}
 			clear(s.byNodeRef)
 			clear(s.byUID)
 			s.docRoot = 0
@@ -203,6 +214,17 @@ func (s *TabState) listenNav(ev any) {
 			s.mu.Unlock()
 			s.objs.clear()
 			s.frames.stopAll()
+		}
+	case *page.EventLoadEventFired:
+		s.mu.Lock()
+		done := s.navCommitted && s.stopped != s.started
+		s.mu.Unlock()
+		if done {
+			s.bump(func() {
+				if s.navCommitted {
+					s.stopped = s.started
+				}
+			})
 		}
 	case *page.EventFrameStoppedLoading:
 		if e.FrameID == s.mainFrame {

@@ -60,3 +60,56 @@ func TestSettleAfterOverlappingNavigations(t *testing.T) {
 		t.Error("settled at a subframe's stop")
 	}
 }
+
+// TestSettleAtTheLoadEvent: a navigation ends at the load event of the
+// document it committed, without waiting for frameStoppedLoading; a load
+// event of an older document (a refused navigation's error page committing
+// after the next navigation started) ends nothing.
+func TestSettleAtTheLoadEvent(t *testing.T) {
+	s := NewTabState("MAIN")
+	main := cdp.FrameID("MAIN")
+	start := func(url string, loader cdp.LoaderID) {
+		s.Listen(&page.EventFrameStartedNavigating{FrameID: main, URL: url, LoaderID: loader, NavigationType: page.FrameStartedNavigatingNavigationTypeDifferentDocument})
+	}
+	commit := func(loader cdp.LoaderID) {
+		s.Listen(&page.EventFrameNavigated{Frame: &cdp.Frame{ID: main, LoaderID: loader}})
+	}
+	load := func() { s.Listen(&page.EventLoadEventFired{}) }
+	ctx := context.Background()
+	const bound = 5 * time.Second
+
+	m := s.mark()
+	start("http://a.test/", "L1")
+	load() // the old document's load, before the commit
+	if _, done := s.settle(ctx, m, 50*time.Millisecond); done {
+		t.Fatal("settled at a load event before the navigation committed")
+	}
+	commit("L1")
+	load()
+	if url, done := s.settle(ctx, m, bound); !done || url != "http://a.test/" {
+		t.Fatalf("settle after the committed document's load = %q, %v; want it finished", url, done)
+	}
+
+	m = s.mark()
+	start("http://a.test/refused", "L2")
+	start("http://a.test/next", "L3")
+	commit("L2") // the error page of the refused one
+	load()
+	if _, done := s.settle(ctx, m, 50*time.Millisecond); done {
+		t.Fatal("settled at the load of an older navigation's error page")
+	}
+	commit("L3")
+	load()
+	if url, done := s.settle(ctx, m, bound); !done || url != "http://a.test/next" {
+		t.Errorf("settle after the latest document's load = %q, %v; want it finished", url, done)
+	}
+
+	// A subframe's commit is not the page's.
+	m = s.mark()
+	start("http://a.test/sub", "L4")
+	s.Listen(&page.EventFrameNavigated{Frame: &cdp.Frame{ID: "CHILD", LoaderID: "L4"}})
+	load()
+	if _, done := s.settle(ctx, m, 50*time.Millisecond); done {
+		t.Error("settled after a subframe's commit")
+	}
+}
