@@ -53,7 +53,7 @@ type TabState struct {
 	// a refused navigation's error page, must not end a newer one).
 	navLoader    cdp.LoaderID
 	navCommitted bool
-	docRoot cdp.BackendNodeID
+	docRoot      cdp.BackendNodeID
 	// docGen counts the main frame's documents; observed is the document
 	// whose change counter (observeJS) was last started or used, at
 	// observedAt.

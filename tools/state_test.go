@@ -78,38 +78,41 @@ func TestSettleAtTheLoadEvent(t *testing.T) {
 	ctx := context.Background()
 	const bound = 5 * time.Second
 
+	pending := func(m navMark, why string) {
+		t.Helper()
+		if _, done := s.settle(ctx, m, 50*time.Millisecond); done {
+			t.Fatal("settled " + why)
+		}
+	}
+	finished := func(m navMark, want string) {
+		t.Helper()
+		if url, done := s.settle(ctx, m, bound); !done || url != want {
+			t.Fatalf("settle after the load of %s = %q, %v; want it finished", want, url, done)
+		}
+	}
+
 	m := s.mark()
 	start("http://a.test/", "L1")
 	load() // the old document's load, before the commit
-	if _, done := s.settle(ctx, m, 50*time.Millisecond); done {
-		t.Fatal("settled at a load event before the navigation committed")
-	}
+	pending(m, "at a load event before the navigation committed")
 	commit("L1")
 	load()
-	if url, done := s.settle(ctx, m, bound); !done || url != "http://a.test/" {
-		t.Fatalf("settle after the committed document's load = %q, %v; want it finished", url, done)
-	}
+	finished(m, "http://a.test/")
 
 	m = s.mark()
 	start("http://a.test/refused", "L2")
 	start("http://a.test/next", "L3")
 	commit("L2") // the error page of the refused one
 	load()
-	if _, done := s.settle(ctx, m, 50*time.Millisecond); done {
-		t.Fatal("settled at the load of an older navigation's error page")
-	}
+	pending(m, "at the load of an older navigation's error page")
 	commit("L3")
 	load()
-	if url, done := s.settle(ctx, m, bound); !done || url != "http://a.test/next" {
-		t.Errorf("settle after the latest document's load = %q, %v; want it finished", url, done)
-	}
+	finished(m, "http://a.test/next")
 
 	// A subframe's commit is not the page's.
 	m = s.mark()
 	start("http://a.test/sub", "L4")
 	s.Listen(&page.EventFrameNavigated{Frame: &cdp.Frame{ID: "CHILD", LoaderID: "L4"}})
 	load()
-	if _, done := s.settle(ctx, m, 50*time.Millisecond); done {
-		t.Error("settled after a subframe's commit")
-	}
+	pending(m, "after a subframe's commit")
 }
