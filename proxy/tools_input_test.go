@@ -87,6 +87,17 @@ document.addEventListener('keydown', e => { if (e.key === 'Enter') document.getE
 </script>`))
 	mux.HandleFunc("/landing", page("Landing", `<p>Landed</p>`))
 	mux.HandleFunc("/greet", page("Greeting", `<script>alert('Welcome')</script><p>Greeted</p>`))
+	// React 18 style: the handlers change the page on a later task.
+	mux.HandleFunc("/later", page("Later", `
+<button id="h">Hover me</button> <button id="c">Click me</button> <p id="out">idle</p>
+<script>
+const ch = new MessageChannel();
+let next = '';
+ch.port1.onmessage = () => { document.getElementById('out').textContent = next; };
+const later = text => { next = text; ch.port2.postMessage(0); };
+document.getElementById('h').addEventListener('mouseover', () => later('hovered later'));
+document.getElementById('c').addEventListener('click', () => later('clicked later'));
+</script>`))
 	mux.HandleFunc("/fetch", page("Fetch", `
 <button onclick="fetch('/slow').then(r => r.text()).then(t => { document.getElementById('out').textContent = t; })">Load</button>
 <button>Nothing</button>
@@ -338,6 +349,21 @@ func TestInputTools(t *testing.T) {
 		out := mustCall(t, cl, "hover", map[string]any{"uid": inputUID(t, snap, `button "Hover me"`)})
 		inputWant(t, "hover", out, "Hovered", "The page changed")
 		inputWant(t, "snapshot after hover", mustCall(t, cl, "take_snapshot", nil), `button "Hovered"`)
+	})
+
+	// React 18 renders the updates of hover and other continuous events on
+	// a later task (its scheduler posts a MessageChannel message), so the
+	// handler itself changes nothing. The tool's result must still say that
+	// the page changed, and the next snapshot must show the change.
+	t.Run("next task", func(t *testing.T) {
+		mustCall(t, cl, "navigate_page", map[string]any{"url": pages + "/later"})
+		snap := mustCall(t, cl, "take_snapshot", nil)
+		inputWant(t, "hover", mustCall(t, cl, "hover", map[string]any{"uid": inputUID(t, snap, `button "Hover me"`)}), "The page changed")
+		inputWant(t, "snapshot after hover", mustCall(t, cl, "take_snapshot", nil), "hovered later")
+		inputWant(t, "click", mustCall(t, cl, "click", map[string]any{"uid": inputUID(t, snap, `button "Click me"`)}), "The page changed")
+		inputWant(t, "snapshot after click", mustCall(t, cl, "take_snapshot", nil), "clicked later")
+		// A hover that sets nothing off says so.
+		inputWant(t, "hover that changes nothing", mustCall(t, cl, "hover", map[string]any{"uid": inputUID(t, snap, `button "Click me"`)}), "The page did not change.")
 	})
 
 	t.Run("navigation", func(t *testing.T) {
