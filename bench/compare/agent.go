@@ -80,6 +80,7 @@ func measureAgentFloor(ctx context.Context, chromeURL, pageURL string, n, firstN
 	}()
 	op = agentOps[1].name
 	for i := range warmup + n {
+		time.Sleep(callGap)
 		t0 := time.Now()
 		if err := c.navigate(ctx, sid, pageURL); err != nil {
 			r.err = fmt.Errorf("%s: %w", op, err)
@@ -179,6 +180,7 @@ func measureAgentFloor(ctx context.Context, chromeURL, pageURL string, n, firstN
 	}
 	for i := range warmup + n {
 		for j, step := range steps {
+			time.Sleep(callGap)
 			t0 := time.Now()
 			if err := step(i); err != nil {
 				r.err = fmt.Errorf("%s: %w", agentOps[2+j].name, err)
@@ -235,6 +237,7 @@ func measureAgentProxy(ctx context.Context, s *server, chromeURL, pageURL string
 	}
 	op = agentOps[1].name
 	for i := range warmup + n {
+		time.Sleep(callGap)
 		t0 := time.Now()
 		_, err := callText(ctx, cl, call{"navigate_page", map[string]any{"url": pageURL}})
 		if err != nil {
@@ -275,6 +278,7 @@ func measureAgentProxy(ctx context.Context, s *server, chromeURL, pageURL string
 	}
 	for i := range warmup + n {
 		for j, c := range calls(i) {
+			time.Sleep(callGap)
 			t0 := time.Now()
 			if _, err := callText(ctx, cl, c); err != nil {
 				r.err = fmt.Errorf("%s: %w", agentOps[2+j].name, err)
@@ -333,6 +337,15 @@ func measureFirstInTurns(ctx context.Context, s *server, chromeURL, pageURL stri
 		}
 	}
 }
+
+// callGap comes before each navigate_page and input call, on both sides:
+// an agent's calls are seconds apart (the model thinks between them), so a
+// call starts on a page that has drawn its last frame. Back to back, a call
+// that returns before the frame its input caused (the floor stops at the
+// input's answer) hands that pending frame to the next call, whose mouse
+// move then rides it, while one that waited for the frame (the proxy's
+// settle read) leaves the next move to wait for the following vsync.
+var callGap = 30 * time.Millisecond
 
 // settlePause comes before each timed first page tool of
 // measureFirstInTurns: Chromium tears the last tab's renderer down and

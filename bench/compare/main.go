@@ -66,6 +66,7 @@ func main() {
 	flag.BoolVar(&agent.on, "agent", true, "also time the agent calls (first page tool, navigate_page, fill, press_key, click, hover) beside their raw CDP floor, and the TodoMVC-style task on the proxy and chrome-devtools-mcp")
 	flag.BoolVar(&agent.classic, "classic", true, "time evaluate, click, snapshot and screenshot on every server (the first table)")
 	flag.IntVar(&agent.n, "agent-n", 100, "timed calls per agent call (navigate_page and the input tools)")
+	flag.DurationVar(&callGap, "gap", callGap, "pause before each timed navigate_page and input call, on both sides (an agent's calls are never back to back)")
 	flag.IntVar(&agent.firstN, "first-n", 20, "timed first page tools (each one a new session and tab)")
 	flag.IntVar(&agent.reps, "task-reps", 5, "runs of the TodoMVC-style task per server")
 	flag.Parse()
