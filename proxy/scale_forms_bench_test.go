@@ -21,8 +21,9 @@ import (
 // calls (the proxy path makes fewer calls per second). It reports
 // Chromium's CPU per call for each, on one browser, four tabs calling
 // back to back or with a pause of 2 ms before each call, in alternating
-// rounds after one to warm up. No proxy request is made: the proxy's tabs are opened through its
-// session manager and called with chromedp, as the tool calls them.
+// rounds after one to warm up. No proxy request is made: the proxy's tabs
+// are opened through its session manager and called with chromedp, as the
+// tool calls them.
 func BenchmarkScaleEvaluateForms(b *testing.B) {
 	chrome := testchrome.Start(b)
 	h := newHarness(b, "")
