@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/labstack/echo/v4"
+	"github.com/rs/zerolog"
 
 	"github.com/mcp-browser-proxy/mcp-browser-proxy/auth"
 	"github.com/mcp-browser-proxy/mcp-browser-proxy/session"
@@ -66,14 +67,17 @@ func (s *Server) requestLog() echo.MiddlewareFunc {
 				c.Error(err)
 			}
 			status := c.Response().Status
-			ev := s.log.Info()
+			// The level is chosen before the event is taken: an event taken
+			// and not sent never goes back to zerolog's pool.
+			level := zerolog.InfoLevel
 			switch {
 			case status >= 500:
-				ev = s.log.Error()
+				level = zerolog.ErrorLevel
 			case note.Called(),
 				head != nil && status == http.StatusAccepted && rpcMethod(head.buf) == "tools/call":
-				ev = s.log.Debug()
+				level = zerolog.DebugLevel
 			}
+			ev := s.log.WithLevel(level)
 			ev = ev.Str("request_id", requestID(c)).Str("method", c.Request().Method).
 				Str("path", c.Request().URL.Path).Int("status", status).Dur("latency", time.Since(start))
 			if p, ok := principalOf(c); ok {

@@ -17,6 +17,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/go-json-experiment/json/jsontext"
 	"github.com/mark3labs/mcp-go/mcp"
 	"github.com/mark3labs/mcp-go/server"
 )
@@ -129,17 +130,6 @@ func (t *streamPost) state(id string) *streamState {
 	return t.sessions[id]
 }
 
-// rpcHead is the part of a JSON-RPC message that decides who answers it.
-type rpcHead struct {
-	ID     json.RawMessage `json:"id"`
-	Method string          `json:"method"`
-	Result json.RawMessage `json:"result"`
-	Error  json.RawMessage `json:"error"`
-	Params struct {
-		Meta json.RawMessage `json:"_meta"`
-	} `json:"params"`
-}
-
 // ServeHTTP answers POST /mcp.
 func (t *streamPost) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	sid := r.Header.Get(server.HeaderKeySessionID)
@@ -154,8 +144,7 @@ func (t *streamPost) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		t.fallBack(w, r, sid, st)
 		return
 	}
-	var head rpcHead
-	if !plainRequest(body, &head) {
+	if !plainRequest(body) {
 		r.Body = io.NopCloser(bytes.NewReader(body))
 		t.fallBack(w, r, sid, st)
 		return
@@ -228,28 +217,80 @@ type errReader struct{ err error }
 
 func (e errReader) Read([]byte) (int, error) { return 0, e.err }
 
-// plainRequest decodes body, once, into head and reports whether it is one
-// JSON-RPC request of the session protocol that mcp-go would dispatch
-// straight away: it has a method other than initialize and an ID, it is no
-// response, and its _meta names no stateless protocol version.
-func plainRequest(body []byte, head *rpcHead) bool {
-	if i := bytes.IndexAny(body, "{["); i < 0 || body[i] != '{' {
+// plainRequest reports whether body is one JSON-RPC request of the session
+// protocol that mcp-go would dispatch straight away: an object with a
+// method other than initialize and an ID, no result or error, and no _meta
+// naming a stateless protocol version. It reads the body's tokens once,
+// without decoding it into values: only _meta, when there is one, is
+// decoded. Whatever it cannot tell the way mcp-go's encoding/json would
+// (a key that only matches a member's name in another case, a duplicate
+// key, invalid UTF-8, anything after the object) goes to mcp-go: false is
+// always safe.
+func plainRequest(body []byte) bool {
+	h := headDecoders.Get().(*headDecoder)
+	defer h.put()
+	h.buf.Write(body)
+	d := h.d
+	d.Reset(&h.buf)
+	if tok, err := d.ReadToken(); err != nil || tok.Kind() != '{' {
 		return false // a batch, or not JSON-RPC
 	}
-	if json.Unmarshal(body, head) != nil {
-		return false
-	}
-	if head.Method == "" || head.Method == string(mcp.MethodInitialize) ||
-		len(head.ID) == 0 || string(head.ID) == "null" || head.Result != nil || head.Error != nil {
-		return false
-	}
-	if m := head.Params.Meta; len(m) > 0 && string(m) != "null" {
-		// mcp-go reads the version from _meta with exact keys; so does this.
-		var meta map[string]json.RawMessage
-		if json.Unmarshal(m, &meta) != nil {
+	var method string
+	var hasID bool
+	var meta jsontext.Value
+	for d.PeekKind() != '}' {
+		tok, err := d.ReadToken()
+		if err != nil {
 			return false
 		}
-		if v, ok := meta[mcp.MetaKeyProtocolVersion]; ok {
+		switch name := tok.String(); name {
+		case "method":
+			if d.PeekKind() != '"' {
+				return false
+			}
+			v, err := d.ReadToken()
+			if err != nil {
+				return false
+			}
+			method = v.String()
+		case "id":
+			if d.PeekKind() == 'n' {
+				return false
+			}
+			if err := d.SkipValue(); err != nil {
+				return false
+			}
+			hasID = true
+		case "params":
+			var ok bool
+			if meta, ok = paramsMeta(d); !ok {
+				return false
+			}
+		default:
+			if foldsTo(name, "method", "id", "params", "result", "error") {
+				return false // a response, or a member mcp-go reads in any case
+			}
+			if err := d.SkipValue(); err != nil {
+				return false
+			}
+		}
+	}
+	if _, err := d.ReadToken(); err != nil {
+		return false
+	}
+	if _, err := d.ReadToken(); err != io.EOF {
+		return false // more after the object
+	}
+	if method == "" || method == string(mcp.MethodInitialize) || !hasID {
+		return false
+	}
+	if len(meta) > 0 && string(meta) != "null" {
+		// mcp-go reads the version from _meta with exact keys; so does this.
+		var m map[string]json.RawMessage
+		if json.Unmarshal(meta, &m) != nil {
+			return false
+		}
+		if v, ok := m[mcp.MetaKeyProtocolVersion]; ok {
 			var version string
 			if json.Unmarshal(v, &version) != nil || mcp.IsModernProtocol(version) {
 				return false
@@ -257,6 +298,77 @@ func plainRequest(body []byte, head *rpcHead) bool {
 		}
 	}
 	return true
+}
+
+// headDecoder is plainRequest's decoder, with its own copy of the body:
+// the decoder parses a bytes.Buffer in place.
+type headDecoder struct {
+	buf bytes.Buffer
+	d   *jsontext.Decoder
+}
+
+// headDecoders keeps plainRequest's decoders between requests.
+var headDecoders = sync.Pool{New: func() any {
+	h := &headDecoder{}
+	h.d = jsontext.NewDecoder(&h.buf)
+	return h
+}}
+
+// put returns h to the pool, unless a large body grew its buffer.
+func (h *headDecoder) put() {
+	h.buf.Reset()
+	if h.buf.Cap() <= 64<<10 {
+		headDecoders.Put(h)
+	}
+}
+
+// paramsMeta reads the params member's value from d: null, or an object
+// whose _meta it returns (nil when it has none). ok is false when params
+// is neither, or when a key only matches _meta in another case.
+func paramsMeta(d *jsontext.Decoder) (meta jsontext.Value, ok bool) {
+	switch d.PeekKind() {
+	case 'n':
+		return nil, d.SkipValue() == nil
+	case '{':
+	default:
+		return nil, false
+	}
+	if _, err := d.ReadToken(); err != nil {
+		return nil, false
+	}
+	for d.PeekKind() != '}' {
+		tok, err := d.ReadToken()
+		if err != nil {
+			return nil, false
+		}
+		switch name := tok.String(); {
+		case name == "_meta":
+			v, err := d.ReadValue()
+			if err != nil {
+				return nil, false
+			}
+			meta = bytes.Clone(v)
+		case foldsTo(name, "_meta"):
+			return nil, false
+		default:
+			if err := d.SkipValue(); err != nil {
+				return nil, false
+			}
+		}
+	}
+	_, err := d.ReadToken()
+	return meta, err == nil
+}
+
+// foldsTo reports whether name matches one of names as encoding/json
+// matches a key to a struct member's name (case folded).
+func foldsTo(name string, names ...string) bool {
+	for _, n := range names {
+		if strings.EqualFold(name, n) {
+			return true
+		}
+	}
+	return false
 }
 
 // acceptsJSON reports whether the Accept header values allow an

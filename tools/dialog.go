@@ -132,19 +132,28 @@ func articled(word string) string {
 }
 
 // dialogNotice lists the pending dialogs of the calling session's open tabs,
-// one line each, or "" when there is none; a dialog that already says
-// is left out. It makes no browser call.
-func dialogNotice(ctx context.Context, already string) string {
+// one line each, or "" when there is none; a dialog that the text of res
+// already tells of is left out (that text is gathered only once a dialog
+// is open). It makes no browser call.
+func dialogNotice(ctx context.Context, res *mcp.CallToolResult) string {
 	ws, ok := WorkspaceFrom(ctx)
 	if !ok {
 		return ""
 	}
 	var lines []string
+	var already *string // the result's text, once a dialog is open
 	for _, tab := range ws.OpenTabs() {
 		if tab == nil || tab.State == nil || tab.Ctx.Err() != nil {
 			continue
 		}
-		if p := tab.State.dialog.current(); p != nil && !strings.Contains(already, p.describe()) {
+		p := tab.State.dialog.current()
+		if p == nil {
+			continue
+		}
+		if already == nil {
+			already = ptr(resultText(res))
+		}
+		if !strings.Contains(*already, p.describe()) {
 			lines = append(lines, fmt.Sprintf("Page %d: %s; call handle_dialog (pageId %d) to accept or dismiss it. The page is frozen until then.", tab.ID, p.describe(), tab.ID))
 		}
 	}
@@ -157,7 +166,7 @@ func withDialogNotice(ctx context.Context, res *mcp.CallToolResult) *mcp.CallToo
 	if res == nil {
 		return res
 	}
-	if n := dialogNotice(ctx, resultText(res)); n != "" {
+	if n := dialogNotice(ctx, res); n != "" {
 		res.Content = append(res.Content, mcp.NewTextContent(n))
 	}
 	return res
