@@ -26,8 +26,12 @@ import (
 // Here a stream on HTTP/1.1 is hijacked once its header is out: net/http
 // lets go of the connection, its buffers and its background read. An idle
 // session then holds one small reader goroutine (it notices the client
-// closing), one notification forwarder (mcp-go hands notifications over a
-// channel) and a runtime timer for its keep-alive. Every event is written
+// closing) and a runtime timer for its keep-alive: each parked goroutine
+// is a stack the garbage collector scans at every cycle, so with thousands
+// of sessions open they cost every request CPU. mcp-go hands notifications
+// over a channel, made on the first one, and announces each one just
+// before it sends it (UpgradeToSSEWhenReceiveNotification): the forwarder
+// runs only while notifications are on their way. Every event is written
 // by its sender under the session's lock with a write deadline, so a
 // client that stops reading delays no one past sseWriteBound and is then
 // cut. Where the connection cannot be hijacked (HTTP/2), the handler keeps
@@ -63,12 +67,14 @@ func newSSETransport(m *server.MCPServer, keepAlive time.Duration, newID func(*h
 // sseSession is one legacy SSE session: mcp-go's server.ClientSession, and
 // the stream its events go to.
 type sseSession struct {
-	t      *sseTransport
-	id     string
-	ctx    context.Context // the GET's values, never cancelled: hooks read the principal
-	notify chan mcp.JSONRPCNotification
-	done   chan struct{} // closed by stop
-	slot   func()        // frees what middlewares hold for the stream (limits.go), or nil
+	t    *sseTransport
+	id   string
+	ctx  context.Context // the GET's values, never cancelled: hooks read the principal
+	done chan struct{}   // closed by stop
+	slot func()          // frees what middlewares hold for the stream (limits.go), or nil
+
+	notify  atomic.Pointer[chan mcp.JSONRPCNotification] // made on the first notification
+	pending atomic.Int64                                 // notifications announced, not yet taken by the forwarder
 
 	stopped     atomic.Bool
 	connA       atomic.Pointer[net.Conn]   // conn, for stop
@@ -91,13 +97,41 @@ var (
 	_ server.ClientSession         = (*sseSession)(nil)
 	_ server.SessionWithLogging    = (*sseSession)(nil)
 	_ server.SessionWithClientInfo = (*sseSession)(nil)
+	// Only for its hook: mcp-go calls it before every notification.
+	_ server.SessionWithStreamableHTTPConfig = (*sseSession)(nil)
 )
 
 // SessionID implements server.ClientSession.
 func (c *sseSession) SessionID() string { return c.id }
 
 // NotificationChannel implements server.ClientSession.
-func (c *sseSession) NotificationChannel() chan<- mcp.JSONRPCNotification { return c.notify }
+func (c *sseSession) NotificationChannel() chan<- mcp.JSONRPCNotification { return c.notifications() }
+
+// notifications returns the session's notification queue, made on first
+// use: an idle session holds none.
+func (c *sseSession) notifications() chan mcp.JSONRPCNotification {
+	if ch := c.notify.Load(); ch != nil {
+		return *ch
+	}
+	ch := make(chan mcp.JSONRPCNotification, sseNotifyQueue)
+	if c.notify.CompareAndSwap(nil, &ch) {
+		return ch
+	}
+	return *c.notify.Load()
+}
+
+// UpgradeToSSEWhenReceiveNotification implements
+// server.SessionWithStreamableHTTPConfig: mcp-go calls it before it puts a
+// notification on the queue (every path of its session.go does), so the
+// first of a burst starts the forwarder, which ends once it has written as
+// many as were announced. A notification mcp-go then drops (queue full)
+// was announced all the same: the forwarder waits for one more, as an
+// always-running forwarder would, until the next one or the session's end.
+func (c *sseSession) UpgradeToSSEWhenReceiveNotification() {
+	if c.pending.Add(1) == 1 {
+		go c.forward()
+	}
+}
 
 // Initialize implements server.ClientSession.
 func (c *sseSession) Initialize() {
@@ -156,11 +190,16 @@ func (t *sseTransport) ServeSSE(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	c := &sseSession{t: t, id: id, ctx: context.WithoutCancel(r.Context()),
-		notify: make(chan mcp.JSONRPCNotification, sseNotifyQueue), done: make(chan struct{}), w: w}
+		done: make(chan struct{}), w: w}
+	// Held until the stream is set up: an answer or a notification written
+	// before waits for it.
+	c.mu.Lock()
 	t.mu.Lock()
 	t.sessions[id] = c
 	t.mu.Unlock()
 	if err := t.mcp.RegisterSession(c.ctx, c); err != nil {
+		c.closed = true
+		c.mu.Unlock()
 		t.forget(c)
 		http.Error(w, fmt.Sprintf("Session registration failed: %v", err), http.StatusInternalServerError)
 		return
@@ -175,7 +214,6 @@ func (t *sseTransport) ServeSSE(w http.ResponseWriter, r *http.Request) {
 	h.Set("Access-Control-Allow-Origin", "*") // as mcp-go; guard (security.go) narrows it
 	endpoint := []byte("event: endpoint\ndata: /message?sessionId=" + id + "\r\n\r\n")
 
-	c.mu.Lock() // a POST /message answer waits for the stream to be set up
 	if conn := t.hijack(w, r, endpoint); conn != nil {
 		// The handler returns; what the stream holds from here on is in c.
 		c.slot = takeStreamHolds(r.Context())
@@ -186,7 +224,6 @@ func (t *sseTransport) ServeSSE(w http.ResponseWriter, r *http.Request) {
 			unblock(conn) // stop ran before it could see the connection
 		}
 		c.startTimers()
-		go c.forward()
 		go c.readUntilClosed()
 		return
 	}
@@ -197,7 +234,6 @@ func (t *sseTransport) ServeSSE(w http.ResponseWriter, r *http.Request) {
 	c.mu.Unlock()
 	if werr == nil {
 		c.startTimers()
-		go c.forward()
 		select {
 		case <-r.Context().Done():
 		case <-c.done:
@@ -265,13 +301,21 @@ func (c *sseSession) ping() {
 	}
 }
 
-// forward writes the notifications mcp-go queues for the session.
+// forward writes the notifications mcp-go queues for the session, until
+// it has taken as many as were announced or the session ends. One runs at a
+// time: the next starts only once this one has taken its last, so the
+// order is the queue's. Before the stream is set up, the first write waits
+// for it (c.mu).
 func (c *sseSession) forward() {
+	ch := c.notifications()
 	for {
 		select {
-		case n := <-c.notify:
+		case n := <-ch:
 			if data, err := json.Marshal(n); err == nil {
 				_ = c.sendMessage(data)
+			}
+			if c.pending.Add(-1) == 0 {
+				return
 			}
 		case <-c.done:
 			return
