@@ -290,7 +290,7 @@ func (c *sseSession) ping() {
 		ID:      mcp.NewRequestId(c.pingID.Add(1)),
 		Request: mcp.Request{Method: string(mcp.MethodPing)},
 	})
-	if c.send(append(append([]byte("event: message\ndata:"), msg...), "\n\n"...)) != nil {
+	if c.send(pingPrefix, msg, eventEnd) != nil {
 		return
 	}
 	if ka := c.kaA.Load(); ka != nil {
@@ -351,21 +351,30 @@ func unblock(conn net.Conn) {
 	_ = conn.SetReadDeadline(now)
 }
 
-// sendMessage writes one JSON-RPC message as a message event.
-func (c *sseSession) sendMessage(data []byte) error {
-	ev := make([]byte, 0, len(data)+len("event: message\ndata: \n\n"))
-	ev = append(append(append(ev, "event: message\ndata: "...), data...), "\n\n"...)
-	return c.send(ev)
+// sendMessage writes one JSON-RPC message, the concatenation of data, as a
+// message event. The pieces are written as they are, not copied into one
+// (a tools/list answer is 14 KB, most of it remembered: toolsanswer.go).
+func (c *sseSession) sendMessage(data ...[]byte) error {
+	ev := make([][]byte, 0, len(data)+2)
+	ev = append(append(append(ev, messagePrefix), data...), eventEnd)
+	return c.send(ev...)
 }
+
+var (
+	messagePrefix = []byte("event: message\ndata: ")
+	pingPrefix    = []byte("event: message\ndata:") // no space, as mcp-go's pings
+	eventEnd      = []byte("\n\n")
+	chunkEnd      = []byte("\r\n")
+)
 
 // errStreamClosed is what a write to an ended stream returns.
 var errStreamClosed = errors.New("the session's SSE stream is closed")
 
-// send writes one event, within the write bound; a failed write ends the
-// session.
-func (c *sseSession) send(ev []byte) error {
+// send writes one event, the concatenation of ev, within the write bound;
+// a failed write ends the session.
+func (c *sseSession) send(ev ...[]byte) error {
 	c.mu.Lock()
-	err := c.writeLocked(ev)
+	err := c.writeLocked(ev...)
 	c.mu.Unlock()
 	if err != nil {
 		c.stop()
@@ -373,22 +382,30 @@ func (c *sseSession) send(ev []byte) error {
 	return err
 }
 
-// writeLocked writes ev to the stream. Callers hold c.mu.
-func (c *sseSession) writeLocked(ev []byte) error {
+// writeLocked writes the concatenation of ev to the stream, as one chunk.
+// Callers hold c.mu.
+func (c *sseSession) writeLocked(ev ...[]byte) error {
 	if c.closed || c.stopped.Load() {
 		return errStreamClosed
 	}
 	deadline := time.Now().Add(c.t.writeBound)
 	if c.conn != nil {
 		_ = c.conn.SetWriteDeadline(deadline)
-		n := copy(c.chunkHdr[:], strconv.FormatInt(int64(len(ev)), 16)+"\r\n")
-		bufs := net.Buffers{c.chunkHdr[:n], ev, []byte("\r\n")}
-		_, err := bufs.WriteTo(c.conn)
+		size := 0
+		for _, p := range ev {
+			size += len(p)
+		}
+		hdr := strconv.AppendInt(c.chunkHdr[:0], int64(size), 16)
+		bufs := make(net.Buffers, 0, len(ev)+2)
+		bufs = append(append(append(bufs, append(hdr, "\r\n"...)), ev...), chunkEnd)
+		_, err := bufs.WriteTo(c.conn) // consumes bufs, not the bytes of ev
 		return err
 	}
 	_ = c.rc.SetWriteDeadline(deadline)
-	if _, err := c.w.Write(ev); err != nil {
-		return err
+	for _, p := range ev {
+		if _, err := c.w.Write(p); err != nil {
+			return err
+		}
 	}
 	return c.rc.Flush()
 }
@@ -489,14 +506,22 @@ func (t *sseTransport) ServeMessage(w http.ResponseWriter, r *http.Request) {
 		writeRPCError(w, mcp.PARSE_ERROR, "Parse error")
 		return
 	}
-	// The call outlives the POST, which is answered at once.
+	// The call outlives the POST, which is answered at once; a shutdown
+	// waits for it (counted before the POST ends).
 	ctx := t.mcp.WithContext(context.WithoutCancel(r.Context()), c)
+	if d := t.drain.Load(); d != nil {
+		d.expect(id, 1)
+	}
 	w.WriteHeader(http.StatusAccepted)
 	go c.handle(ctx, raw)
 }
 
-// handle dispatches one message and writes its answer.
+// handle dispatches one message and writes its answer, then tells the
+// drain it is done.
 func (c *sseSession) handle(ctx context.Context, raw json.RawMessage) {
+	if d := c.t.drain.Load(); d != nil {
+		defer d.expect(c.id, -1)
+	}
 	defer func() {
 		v := recover()
 		if v == nil {
@@ -517,18 +542,14 @@ func (c *sseSession) handle(ctx context.Context, raw json.RawMessage) {
 	}
 }
 
-// answer writes the answer to a request, and tells the drain it is written.
+// answer writes the answer to a request.
 func (c *sseSession) answer(resp any) {
-	data, err := c.t.lists.encode(resp)
+	data, err := c.t.lists.encodeParts(resp)
 	if err != nil {
 		log.Printf("failed to marshal response: %v", err)
-		data = []byte(`{"error": "internal error","jsonrpc": "2.0", "id": null}`)
+		data = [][]byte{[]byte(`{"error": "internal error","jsonrpc": "2.0", "id": null}`)}
 	}
-	if c.sendMessage(data) == nil {
-		if d := c.t.drain.Load(); d != nil {
-			d.expect(c.id, -1)
-		}
-	}
+	_ = c.sendMessage(data...)
 }
 
 // writeRPCError answers a POST /message that carries no message the
