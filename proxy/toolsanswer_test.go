@@ -112,7 +112,7 @@ func BenchmarkToolListAnswer(b *testing.B) {
 		var l listAnswers
 		b.ReportAllocs()
 		for b.Loop() {
-			_, _ = l.encode(resp)
+			_, _ = l.encodeParts(resp)
 		}
 	})
 }
