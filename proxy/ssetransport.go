@@ -214,7 +214,8 @@ func (t *sseTransport) ServeSSE(w http.ResponseWriter, r *http.Request) {
 	h.Set("Access-Control-Allow-Origin", "*") // as mcp-go; guard (security.go) narrows it
 	endpoint := []byte("event: endpoint\ndata: /message?sessionId=" + id + "\r\n\r\n")
 
-	if conn := t.hijack(w, r, endpoint); conn != nil {
+	conn, werr := t.hijack(w, r, endpoint)
+	if conn != nil {
 		// The handler returns; what the stream holds from here on is in c.
 		c.slot = takeStreamHolds(r.Context())
 		c.conn, c.w = conn, nil
@@ -230,7 +231,6 @@ func (t *sseTransport) ServeSSE(w http.ResponseWriter, r *http.Request) {
 
 	// Not hijackable: the handler goroutine keeps the stream.
 	c.rc = http.NewResponseController(w)
-	werr := c.writeLocked(endpoint)
 	c.mu.Unlock()
 	if werr == nil {
 		c.startTimers()
@@ -246,28 +246,31 @@ func (t *sseTransport) ServeSSE(w http.ResponseWriter, r *http.Request) {
 	c.finish()
 }
 
-// hijack sends the response head as net/http writes it (the middlewares'
-// hooks run, the body is chunked), takes the connection of an HTTP/1.1 GET
-// and writes the endpoint event to it. It returns nil when the connection
-// cannot be taken; the head is sent then all the same.
-func (t *sseTransport) hijack(w http.ResponseWriter, r *http.Request, endpoint []byte) net.Conn {
+// hijack sends the response head and the endpoint event as net/http
+// writes them (the middlewares' hooks run, the body is chunked), in one
+// write, then takes the connection of an HTTP/1.1 GET. It returns a nil
+// connection when it cannot take it, and the error of the write.
+func (t *sseTransport) hijack(w http.ResponseWriter, r *http.Request, endpoint []byte) (net.Conn, error) {
 	w.WriteHeader(http.StatusOK)
+	rc := http.NewResponseController(w)
+	_ = rc.SetWriteDeadline(time.Now().Add(t.writeBound))
+	if _, err := w.Write(endpoint); err != nil {
+		return nil, err
+	}
+	if err := rc.Flush(); err != nil {
+		return nil, err
+	}
 	if r.ProtoMajor != 1 || !r.ProtoAtLeast(1, 1) {
-		return nil
+		return nil, nil
 	}
-	// Hijack flushes the head written above.
-	conn, _, err := http.NewResponseController(w).Hijack()
+	// Nothing is left to flush: Hijack writes nothing more.
+	conn, _, err := rc.Hijack()
 	if err != nil {
-		return nil
+		return nil, nil
 	}
-	_ = conn.SetReadDeadline(time.Time{}) // net/http's header deadline
-	_ = conn.SetWriteDeadline(time.Now().Add(t.writeBound))
-	hdr := strconv.FormatInt(int64(len(endpoint)), 16) + "\r\n"
-	bufs := net.Buffers{[]byte(hdr), endpoint, []byte("\r\n")}
-	if _, err := bufs.WriteTo(conn); err != nil {
-		_ = conn.Close() // the session ends at once: its reader fails
-	}
-	return conn
+	// net/http's header deadline, and the write deadline above, cleared.
+	_ = conn.SetDeadline(time.Time{})
+	return conn, nil
 }
 
 // startTimers arms the keep-alive: a runtime timer, no goroutine while idle.
