@@ -3,6 +3,7 @@ package proxy
 import (
 	"strconv"
 	"sync"
+	"unicode/utf8"
 
 	"github.com/labstack/echo/v4"
 )
@@ -35,20 +36,17 @@ func writeStatus(c echo.Context, code int, u *UserStatus) error {
 
 // appendJSON appends u as json.Encoder.Encode writes it (HTML-escaped,
 // with its newline). It returns false, with b unusable, for an answer it
-// leaves to encoding/json: one with a tunnel, a string that needs
-// escaping, or a time MarshalJSON refuses.
+// leaves to encoding/json: one with a tunnel, a string that is not ASCII,
+// or a time MarshalJSON refuses.
 func (u *UserStatus) appendJSON(b []byte) ([]byte, bool) {
 	if u.Tunnel != nil {
 		return b, false
 	}
 	ok := true
 	str := func(key, v string) {
-		b = append(b, key...)
-		if !plainJSON(v) {
-			ok = false
-			return
-		}
-		b = append(append(append(b, '"'), v...), '"')
+		var fine bool
+		b, fine = appendJSONString(append(b, key...), v)
+		ok = ok && fine
 	}
 	str(`{"userId":`, u.UserID)
 	str(`,"browserURL":`, u.BrowserURL)
@@ -74,15 +72,39 @@ func (u *UserStatus) appendJSON(b []byte) ([]byte, bool) {
 	return append(b, "}\n"...), ok
 }
 
-// plainJSON reports whether encoding/json writes s as it is between quotes:
-// printable ASCII without the characters it escapes (quote, backslash, and
-// <, >, & under HTML escaping).
-func plainJSON(s string) bool {
+// appendJSONString appends s quoted as encoding/json writes an ASCII
+// string with HTML escaping (its appendString); it returns false, with b
+// unusable, for a string that is not ASCII.
+func appendJSONString(b []byte, s string) ([]byte, bool) {
+	const hex = "0123456789abcdef"
+	b = append(b, '"')
+	start := 0
 	for i := 0; i < len(s); i++ {
-		switch c := s[i]; {
-		case c < 0x20 || c >= 0x7f, c == '"', c == '\\', c == '<', c == '>', c == '&':
-			return false
+		c := s[i]
+		if c >= utf8.RuneSelf {
+			return b, false
 		}
+		if c >= 0x20 && c != '"' && c != '\\' && c != '<' && c != '>' && c != '&' {
+			continue
+		}
+		b = append(b, s[start:i]...)
+		switch c {
+		case '\\', '"':
+			b = append(b, '\\', c)
+		case '\b':
+			b = append(b, '\\', 'b')
+		case '\f':
+			b = append(b, '\\', 'f')
+		case '\n':
+			b = append(b, '\\', 'n')
+		case '\r':
+			b = append(b, '\\', 'r')
+		case '\t':
+			b = append(b, '\\', 't')
+		default: // other control characters, and <, >, & (HTML)
+			b = append(b, '\\', 'u', '0', '0', hex[c>>4], hex[c&0xF])
+		}
+		start = i + 1
 	}
-	return true
+	return append(append(b, s[start:]...), '"'), true
 }

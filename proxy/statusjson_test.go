@@ -1,6 +1,7 @@
 package proxy
 
 import (
+	"encoding/json"
 	"net/http"
 	"net/http/httptest"
 	"reflect"
@@ -12,7 +13,9 @@ import (
 
 // TestUserStatusJSONAsEncoded: the status answer written by appendJSON has
 // the bytes and the headers of echo's c.JSON (encoding/json), for answers
-// it writes itself and for those it leaves to encoding/json.
+// it writes itself (escaped strings among them: a browser's error quotes
+// its URL) and for those it leaves to encoding/json (a tunnel, strings
+// that are not ASCII, a year past 9999).
 func TestUserStatusJSONAsEncoded(t *testing.T) {
 	at := func(s string) *time.Time {
 		v, err := time.Parse(time.RFC3339Nano, s)
@@ -36,6 +39,8 @@ func TestUserStatusJSONAsEncoded(t *testing.T) {
 		{UserID: `q"uote`, BrowserURL: `back\slash`, BrowserStatus: "x"},
 		{UserID: "u", BrowserURL: "http://h/?a=1&b=<2>", BrowserStatus: "x"},
 		{UserID: "u", BrowserURL: "http://h", BrowserStatus: "x", BrowserError: "line\nbreak\ttab\x01"},
+		{UserID: "u", BrowserURL: "http://h", BrowserStatus: "failed", BrowserError: `Get "http://127.0.0.1:9/json/version": dial tcp 127.0.0.1:9: connect: connection refused`},
+		{UserID: "u", BrowserURL: "http://h", BrowserStatus: "x", BrowserError: "\b\f\r\x1f\x7f\x00 end\\"},
 		{UserID: "ünï", BrowserURL: "http://h/\u2028", BrowserStatus: "x", BrowserError: "bad \xff utf-8"},
 		{UserID: "u", BrowserURL: "http://h", BrowserStatus: "x", LastActivity: &farFuture},
 	}
@@ -59,7 +64,15 @@ func TestUserStatusJSONAsEncoded(t *testing.T) {
 			fast++
 		}
 	}
-	if fast < 6 {
+	// Every ASCII byte, escaped as encoding/json escapes it.
+	for c := range 128 {
+		v := "a" + string(rune(c)) + "b"
+		want, _ := json.Marshal(v)
+		if got, ok := appendJSONString(nil, v); !ok || string(got) != string(want) {
+			t.Errorf("%q: %s, want %s", v, got, want)
+		}
+	}
+	if fast < len(cases)-4 {
 		t.Errorf("only %d of %d answers written by appendJSON", fast, len(cases))
 	}
 }
