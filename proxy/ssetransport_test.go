@@ -287,7 +287,8 @@ func TestSSEOverHTTP2(t *testing.T) {
 
 // TestSSENotificationsToIdleSession checks the forwarder that runs only
 // while notifications are on their way: notifications sent to an idle
-// session, to it alone and to every session, reach its stream in the order
+// session, to it alone, from a call's context and to every session, reach
+// its stream in the order
 // sent, bursts larger than the queue included (as many as mcp-go accepted
 // arrive), and once they are written the session is idle again: nothing
 // announced is pending, so no forwarder is left running.
@@ -332,6 +333,15 @@ func TestSSENotificationsToIdleSession(t *testing.T) {
 		t.Fatalf("a notification to the idle session: %v", err)
 	}
 	idle("the forwarder done after one notification")
+
+	// The path of a tool's progress and log notifications.
+	if err := h.srv.mcp.SendNotificationToClient(h.srv.mcp.WithContext(context.Background(), c), "notifications/message", note("from-a-tool")); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := st.waitLine(10*time.Second, has("from-a-tool")); err != nil {
+		t.Fatalf("a notification sent with the session's context: %v", err)
+	}
+	idle("the forwarder done after a tool's notification")
 
 	h.srv.mcp.SendNotificationToAllClients("notifications/message", note("all"))
 	if _, err := st.waitLine(10*time.Second, has("all")); err != nil {
