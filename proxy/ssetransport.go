@@ -23,9 +23,9 @@ import (
 // goroutine with a deep stack, three more goroutines, two 100-slot channels
 // and net/http's connection buffers (BENCHMARKS.md, issue 12).
 //
-// Here a stream on HTTP/1.1 is hijacked once its header is out: net/http
-// lets go of the connection, its buffers and its background read. An idle
-// session then holds one small reader goroutine (it notices the client
+// Here a stream on HTTP/1.1 is hijacked once its head and endpoint event
+// are out (in one write): net/http lets go of the connection, its buffers
+// and its background read. An idle session then holds one small reader goroutine (it notices the client
 // closing) and a runtime timer for its keep-alive: each parked goroutine
 // is a stack the garbage collector scans at every cycle, so with thousands
 // of sessions open they cost every request CPU. mcp-go hands notifications
