@@ -25,17 +25,18 @@ import (
 //
 // Here a stream on HTTP/1.1 is hijacked once its head and endpoint event
 // are out (in one write): net/http lets go of the connection, its buffers
-// and its background read. An idle session then holds one small reader goroutine (it notices the client
-// closing) and a runtime timer for its keep-alive: each parked goroutine
-// is a stack the garbage collector scans at every cycle, so with thousands
-// of sessions open they cost every request CPU. mcp-go hands notifications
-// over a channel, made on the first one, and announces each one just
-// before it sends it (UpgradeToSSEWhenReceiveNotification): the forwarder
-// runs only while notifications are on their way. Every event is written
-// by its sender under the session's lock with a write deadline, so a
-// client that stops reading delays no one past sseWriteBound and is then
-// cut. Where the connection cannot be hijacked (HTTP/2), the handler keeps
-// the stream, written and flushed through the ResponseWriter.
+// and its background read. An idle session then holds one small reader
+// goroutine (it notices the client closing) and a runtime timer for its
+// keep-alive: each parked goroutine is a stack the garbage collector scans
+// at every cycle, so with thousands of sessions open they cost every
+// request CPU. mcp-go hands notifications over a channel, made on the
+// first one, and announces each one just before it sends it
+// (UpgradeToSSEWhenReceiveNotification): the forwarder runs only while
+// notifications are on their way. Every event is written by its sender
+// under the session's lock with a write deadline, so a client that stops
+// reading delays no one past sseWriteBound and is then cut. Where the
+// connection cannot be hijacked (HTTP/2), the handler keeps the stream,
+// written and flushed through the ResponseWriter.
 
 // sseWriteBound bounds one event's write to a client; a client that does not
 // take an event within it is cut.
