@@ -227,7 +227,7 @@ func (s *Server) userStatus(c echo.Context) error {
 	if !last.IsZero() {
 		out.LastActivity = &last
 	}
-	return c.JSON(http.StatusOK, out)
+	return writeStatus(c, http.StatusOK, &out)
 }
 
 // managedStatus is the status of a user with no registration when the

@@ -2,11 +2,8 @@ package proxy
 
 import (
 	"bufio"
-	"bytes"
 	"context"
-	"encoding/json"
 	"fmt"
-	"io"
 	"net"
 	"net/http"
 	"runtime/debug"
@@ -31,15 +28,15 @@ const streamEndBound = 5 * time.Second
 
 // drainer tracks what a graceful shutdown waits for: the requests in
 // flight (every request but the long-lived MCP streams), and the JSON-RPC
-// requests accepted on the legacy SSE transport's POST /message, whose
-// answers travel on the session's stream after the POST has returned 202.
+// messages accepted on the legacy SSE transport's POST /message, handled
+// (and answered on the session's stream) after the POST has returned 202.
 // Once closing, it ends each MCP stream with a retry hint. Serve owns one;
 // it wraps the whole handler, outside echo.
 type drainer struct {
 	mu       sync.Mutex
 	inflight int                 // requests being served, MCP streams excluded
 	streams  map[string]struct{} // live legacy SSE sessions, by session ID
-	pending  map[string]int      // SSE session ID -> requests accepted minus answers written
+	pending  map[string]int      // SSE session ID -> messages accepted minus messages handled
 	changed  chan struct{}       // made by wait, closed and dropped whenever a count drops
 	closing  bool                // the streams that end now are ended by shutdown
 }
@@ -59,26 +56,12 @@ func (d *drainer) wrap(next http.Handler) http.Handler {
 			next.ServeHTTP(w, r) // lives as long as the tunnel: Serve closes tunnels itself
 			return
 		}
+		// A POST /message's handler counts the message it accepts for its
+		// stream itself (expect), before this count drops.
 		d.addInflight(1)
 		defer d.addInflight(-1)
-		if r.Method == http.MethodPost && r.URL.Path == "/message" {
-			d.serveMessage(next, w, r)
-			return
-		}
 		next.ServeHTTP(w, r)
 	})
-}
-
-// serveMessage serves a POST /message and, when mcp-go accepted a JSON-RPC
-// request (202), counts the answer its session's stream owes.
-func (d *drainer) serveMessage(next http.Handler, w http.ResponseWriter, r *http.Request) {
-	body := &teeBody{ReadCloser: r.Body}
-	r.Body = body // echo's body limit wraps it: at most MaxBody is kept
-	sw := &statusWriter{ResponseWriter: w}
-	next.ServeHTTP(sw, r)
-	if sw.status == http.StatusAccepted && expectsAnswer(body.buf.Bytes()) {
-		d.expect(r.URL.Query().Get("sessionId"), 1)
-	}
 }
 
 // serveStream serves an MCP stream (GET /sse or GET /mcp): when shutdown
@@ -127,8 +110,9 @@ func (d *drainer) addInflight(n int) {
 	}
 }
 
-// expect adds n to the answers the stream of session owes; an answer
-// written (n = -1) may come before the 202 of its request was counted.
+// expect adds n to the messages of session being handled: +1 when its
+// POST /message accepts one, -1 once it is handled (answered, if it is a
+// request).
 func (d *drainer) expect(session string, n int) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
@@ -187,53 +171,6 @@ func (d *drainer) close() {
 	d.closing = true
 	d.mu.Unlock()
 }
-
-// teeBody keeps a copy of what the handler reads of a request body.
-type teeBody struct {
-	io.ReadCloser
-	buf bytes.Buffer
-}
-
-func (t *teeBody) Read(p []byte) (int, error) {
-	n, err := t.ReadCloser.Read(p)
-	t.buf.Write(p[:n])
-	return n, err
-}
-
-// expectsAnswer reports whether body is one JSON-RPC request with an ID: a
-// message the server answers.
-func expectsAnswer(body []byte) bool {
-	var msg struct {
-		ID     json.RawMessage `json:"id"`
-		Method string          `json:"method"`
-	}
-	if json.Unmarshal(body, &msg) != nil {
-		return false
-	}
-	return msg.Method != "" && len(msg.ID) > 0 && string(msg.ID) != "null"
-}
-
-// statusWriter records the status of a response.
-type statusWriter struct {
-	http.ResponseWriter
-	status int
-}
-
-func (w *statusWriter) WriteHeader(code int) {
-	if w.status == 0 {
-		w.status = code
-	}
-	w.ResponseWriter.WriteHeader(code)
-}
-
-func (w *statusWriter) Write(p []byte) (int, error) {
-	if w.status == 0 {
-		w.status = http.StatusOK
-	}
-	return w.ResponseWriter.Write(p)
-}
-
-func (w *statusWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
 
 // streamWriter notes whether an MCP stream's answer started as an event
 // stream.

@@ -726,7 +726,9 @@ func BenchmarkScaleEvaluate(b *testing.B) {
 // one after another (goal: p50 under 2 ms). Beside it, alternating, the
 // floor: a bare client (net/http, sseFloorConnect) sending the same four
 // requests, so that what is the proxy's and what is mcp-go's client's can
-// be told apart; and the phases of mcp-go's connect.
+// be told apart; the phases of mcp-go's connect; and the CPU time of each
+// client per connect (this process's, measured around each connect, Close
+// included).
 func BenchmarkScaleSSEConnect(b *testing.B) {
 	px := startScaleChild(b, "proxy")
 	tok := scaleUsers(b, px, 1)[0]
@@ -778,11 +780,18 @@ func BenchmarkScaleSSEConnect(b *testing.B) {
 		px.expect(b, "PROFILED")
 	}
 	cpu0 := px.cpu(b)
+	var mcpCPU, floorCPU time.Duration // this process's: the clients'
 	for i := range durs {
+		u0 := selfCPU(b)
 		durs[i] = once(true)
+		u1 := selfCPU(b)
 		raw[i] = sseFloorConnect(b, floor, px.url(), tok)
+		mcpCPU += u1 - u0
+		floorCPU += selfCPU(b) - u1
 	}
 	b.ReportMetric(float64((px.cpu(b)-cpu0).Microseconds())/float64(2*len(durs)), "proxy-cpu-µs/connect")
+	b.ReportMetric(float64(mcpCPU.Microseconds())/float64(len(durs)), "client-cpu-µs/connect")
+	b.ReportMetric(float64(floorCPU.Microseconds())/float64(len(durs)), "floor-client-cpu-µs/connect")
 	if dir != "" {
 		fmt.Fprintln(px.in, "cpu -")
 		px.expect(b, "PROFILED")
@@ -797,6 +806,15 @@ func BenchmarkScaleSSEConnect(b *testing.B) {
 		b.ReportMetric(p50(phases[i]), name+"-p50-ms")
 	}
 	reportPercentiles(b, durs)
+}
+
+// selfCPU returns this process's user+system CPU time.
+func selfCPU(b *testing.B) time.Duration {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		b.Fatal(err)
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }
 
 // sseFloorConnect is an MCP SSE client's connect with nothing but net/http

@@ -23,15 +23,20 @@ import (
 // goroutine with a deep stack, three more goroutines, two 100-slot channels
 // and net/http's connection buffers (BENCHMARKS.md, issue 12).
 //
-// Here a stream on HTTP/1.1 is hijacked once its header is out: net/http
-// lets go of the connection, its buffers and its background read. An idle
-// session then holds one small reader goroutine (it notices the client
-// closing), one notification forwarder (mcp-go hands notifications over a
-// channel) and a runtime timer for its keep-alive. Every event is written
-// by its sender under the session's lock with a write deadline, so a
-// client that stops reading delays no one past sseWriteBound and is then
-// cut. Where the connection cannot be hijacked (HTTP/2), the handler keeps
-// the stream, written and flushed through the ResponseWriter.
+// Here a stream on HTTP/1.1 is hijacked once its head and endpoint event
+// are out (in one write): net/http lets go of the connection, its buffers
+// and its background read. An idle session then holds one small reader
+// goroutine (it notices the client closing) and a runtime timer for its
+// keep-alive: each parked goroutine is a stack the garbage collector scans
+// at every cycle, so with thousands of sessions open they cost every
+// request CPU. mcp-go hands notifications over a channel, made on the
+// first one, and announces each one just before it sends it
+// (UpgradeToSSEWhenReceiveNotification): the forwarder runs only while
+// notifications are on their way. Every event is written by its sender
+// under the session's lock with a write deadline, so a client that stops
+// reading delays no one past sseWriteBound and is then cut. Where the
+// connection cannot be hijacked (HTTP/2), the handler keeps the stream,
+// written and flushed through the ResponseWriter.
 
 // sseWriteBound bounds one event's write to a client; a client that does not
 // take an event within it is cut.
@@ -63,12 +68,14 @@ func newSSETransport(m *server.MCPServer, keepAlive time.Duration, newID func(*h
 // sseSession is one legacy SSE session: mcp-go's server.ClientSession, and
 // the stream its events go to.
 type sseSession struct {
-	t      *sseTransport
-	id     string
-	ctx    context.Context // the GET's values, never cancelled: hooks read the principal
-	notify chan mcp.JSONRPCNotification
-	done   chan struct{} // closed by stop
-	slot   func()        // frees what middlewares hold for the stream (limits.go), or nil
+	t    *sseTransport
+	id   string
+	ctx  context.Context // the GET's values, never cancelled: hooks read the principal
+	done chan struct{}   // closed by stop
+	slot func()          // frees what middlewares hold for the stream (limits.go), or nil
+
+	notify  atomic.Pointer[chan mcp.JSONRPCNotification] // made on the first notification
+	pending atomic.Int64                                 // notifications announced, not yet taken by the forwarder
 
 	stopped     atomic.Bool
 	connA       atomic.Pointer[net.Conn]   // conn, for stop
@@ -91,13 +98,41 @@ var (
 	_ server.ClientSession         = (*sseSession)(nil)
 	_ server.SessionWithLogging    = (*sseSession)(nil)
 	_ server.SessionWithClientInfo = (*sseSession)(nil)
+	// Only for its hook: mcp-go calls it before every notification.
+	_ server.SessionWithStreamableHTTPConfig = (*sseSession)(nil)
 )
 
 // SessionID implements server.ClientSession.
 func (c *sseSession) SessionID() string { return c.id }
 
 // NotificationChannel implements server.ClientSession.
-func (c *sseSession) NotificationChannel() chan<- mcp.JSONRPCNotification { return c.notify }
+func (c *sseSession) NotificationChannel() chan<- mcp.JSONRPCNotification { return c.notifications() }
+
+// notifications returns the session's notification queue, made on first
+// use: an idle session holds none.
+func (c *sseSession) notifications() chan mcp.JSONRPCNotification {
+	if ch := c.notify.Load(); ch != nil {
+		return *ch
+	}
+	ch := make(chan mcp.JSONRPCNotification, sseNotifyQueue)
+	if c.notify.CompareAndSwap(nil, &ch) {
+		return ch
+	}
+	return *c.notify.Load()
+}
+
+// UpgradeToSSEWhenReceiveNotification implements
+// server.SessionWithStreamableHTTPConfig: mcp-go calls it before it puts a
+// notification on the queue (every path of its session.go does), so the
+// first of a burst starts the forwarder, which ends once it has written as
+// many as were announced. A notification mcp-go then drops (queue full)
+// was announced all the same: the forwarder waits for one more, as an
+// always-running forwarder would, until the next one or the session's end.
+func (c *sseSession) UpgradeToSSEWhenReceiveNotification() {
+	if c.pending.Add(1) == 1 {
+		go c.forward()
+	}
+}
 
 // Initialize implements server.ClientSession.
 func (c *sseSession) Initialize() {
@@ -156,11 +191,16 @@ func (t *sseTransport) ServeSSE(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	c := &sseSession{t: t, id: id, ctx: context.WithoutCancel(r.Context()),
-		notify: make(chan mcp.JSONRPCNotification, sseNotifyQueue), done: make(chan struct{}), w: w}
+		done: make(chan struct{}), w: w}
+	// Held until the stream is set up: an answer or a notification written
+	// before waits for it.
+	c.mu.Lock()
 	t.mu.Lock()
 	t.sessions[id] = c
 	t.mu.Unlock()
 	if err := t.mcp.RegisterSession(c.ctx, c); err != nil {
+		c.closed = true
+		c.mu.Unlock()
 		t.forget(c)
 		http.Error(w, fmt.Sprintf("Session registration failed: %v", err), http.StatusInternalServerError)
 		return
@@ -175,8 +215,8 @@ func (t *sseTransport) ServeSSE(w http.ResponseWriter, r *http.Request) {
 	h.Set("Access-Control-Allow-Origin", "*") // as mcp-go; guard (security.go) narrows it
 	endpoint := []byte("event: endpoint\ndata: /message?sessionId=" + id + "\r\n\r\n")
 
-	c.mu.Lock() // a POST /message answer waits for the stream to be set up
-	if conn := t.hijack(w, r, endpoint); conn != nil {
+	conn, werr := t.hijack(w, r, endpoint)
+	if conn != nil {
 		// The handler returns; what the stream holds from here on is in c.
 		c.slot = takeStreamHolds(r.Context())
 		c.conn, c.w = conn, nil
@@ -186,18 +226,15 @@ func (t *sseTransport) ServeSSE(w http.ResponseWriter, r *http.Request) {
 			unblock(conn) // stop ran before it could see the connection
 		}
 		c.startTimers()
-		go c.forward()
 		go c.readUntilClosed()
 		return
 	}
 
 	// Not hijackable: the handler goroutine keeps the stream.
 	c.rc = http.NewResponseController(w)
-	werr := c.writeLocked(endpoint)
 	c.mu.Unlock()
 	if werr == nil {
 		c.startTimers()
-		go c.forward()
 		select {
 		case <-r.Context().Done():
 		case <-c.done:
@@ -210,28 +247,31 @@ func (t *sseTransport) ServeSSE(w http.ResponseWriter, r *http.Request) {
 	c.finish()
 }
 
-// hijack sends the response head as net/http writes it (the middlewares'
-// hooks run, the body is chunked), takes the connection of an HTTP/1.1 GET
-// and writes the endpoint event to it. It returns nil when the connection
-// cannot be taken; the head is sent then all the same.
-func (t *sseTransport) hijack(w http.ResponseWriter, r *http.Request, endpoint []byte) net.Conn {
+// hijack sends the response head and the endpoint event as net/http
+// writes them (the middlewares' hooks run, the body is chunked), in one
+// write, then takes the connection of an HTTP/1.1 GET. It returns a nil
+// connection when it cannot take it, and the error of the write.
+func (t *sseTransport) hijack(w http.ResponseWriter, r *http.Request, endpoint []byte) (net.Conn, error) {
 	w.WriteHeader(http.StatusOK)
+	rc := http.NewResponseController(w)
+	_ = rc.SetWriteDeadline(time.Now().Add(t.writeBound))
+	if _, err := w.Write(endpoint); err != nil {
+		return nil, err
+	}
+	if err := rc.Flush(); err != nil {
+		return nil, err
+	}
 	if r.ProtoMajor != 1 || !r.ProtoAtLeast(1, 1) {
-		return nil
+		return nil, nil
 	}
-	// Hijack flushes the head written above.
-	conn, _, err := http.NewResponseController(w).Hijack()
+	// Nothing is left to flush: Hijack writes nothing more.
+	conn, _, err := rc.Hijack()
 	if err != nil {
-		return nil
+		return nil, nil
 	}
-	_ = conn.SetReadDeadline(time.Time{}) // net/http's header deadline
-	_ = conn.SetWriteDeadline(time.Now().Add(t.writeBound))
-	hdr := strconv.FormatInt(int64(len(endpoint)), 16) + "\r\n"
-	bufs := net.Buffers{[]byte(hdr), endpoint, []byte("\r\n")}
-	if _, err := bufs.WriteTo(conn); err != nil {
-		_ = conn.Close() // the session ends at once: its reader fails
-	}
-	return conn
+	// net/http's header deadline, and the write deadline above, cleared.
+	_ = conn.SetDeadline(time.Time{})
+	return conn, nil
 }
 
 // startTimers arms the keep-alive: a runtime timer, no goroutine while idle.
@@ -254,7 +294,7 @@ func (c *sseSession) ping() {
 		ID:      mcp.NewRequestId(c.pingID.Add(1)),
 		Request: mcp.Request{Method: string(mcp.MethodPing)},
 	})
-	if c.send(append(append([]byte("event: message\ndata:"), msg...), "\n\n"...)) != nil {
+	if c.send(pingPrefix, msg, eventEnd) != nil {
 		return
 	}
 	if ka := c.kaA.Load(); ka != nil {
@@ -265,13 +305,21 @@ func (c *sseSession) ping() {
 	}
 }
 
-// forward writes the notifications mcp-go queues for the session.
+// forward writes the notifications mcp-go queues for the session, until
+// it has taken as many as were announced or the session ends. One runs at a
+// time: the next starts only once this one has taken its last, so the
+// order is the queue's. Before the stream is set up, the first write waits
+// for it (c.mu).
 func (c *sseSession) forward() {
+	ch := c.notifications()
 	for {
 		select {
-		case n := <-c.notify:
+		case n := <-ch:
 			if data, err := json.Marshal(n); err == nil {
 				_ = c.sendMessage(data)
+			}
+			if c.pending.Add(-1) == 0 {
+				return
 			}
 		case <-c.done:
 			return
@@ -307,21 +355,30 @@ func unblock(conn net.Conn) {
 	_ = conn.SetReadDeadline(now)
 }
 
-// sendMessage writes one JSON-RPC message as a message event.
-func (c *sseSession) sendMessage(data []byte) error {
-	ev := make([]byte, 0, len(data)+len("event: message\ndata: \n\n"))
-	ev = append(append(append(ev, "event: message\ndata: "...), data...), "\n\n"...)
-	return c.send(ev)
+// sendMessage writes one JSON-RPC message, the concatenation of data, as a
+// message event. The pieces are written as they are, not copied into one
+// (a tools/list answer is 14 KB, most of it remembered: toolsanswer.go).
+func (c *sseSession) sendMessage(data ...[]byte) error {
+	ev := make([][]byte, 0, len(data)+2)
+	ev = append(append(append(ev, messagePrefix), data...), eventEnd)
+	return c.send(ev...)
 }
+
+var (
+	messagePrefix = []byte("event: message\ndata: ")
+	pingPrefix    = []byte("event: message\ndata:") // no space, as mcp-go's pings
+	eventEnd      = []byte("\n\n")
+	chunkEnd      = []byte("\r\n")
+)
 
 // errStreamClosed is what a write to an ended stream returns.
 var errStreamClosed = errors.New("the session's SSE stream is closed")
 
-// send writes one event, within the write bound; a failed write ends the
-// session.
-func (c *sseSession) send(ev []byte) error {
+// send writes one event, the concatenation of ev, within the write bound;
+// a failed write ends the session.
+func (c *sseSession) send(ev ...[]byte) error {
 	c.mu.Lock()
-	err := c.writeLocked(ev)
+	err := c.writeLocked(ev...)
 	c.mu.Unlock()
 	if err != nil {
 		c.stop()
@@ -329,22 +386,30 @@ func (c *sseSession) send(ev []byte) error {
 	return err
 }
 
-// writeLocked writes ev to the stream. Callers hold c.mu.
-func (c *sseSession) writeLocked(ev []byte) error {
+// writeLocked writes the concatenation of ev to the stream, as one chunk.
+// Callers hold c.mu.
+func (c *sseSession) writeLocked(ev ...[]byte) error {
 	if c.closed || c.stopped.Load() {
 		return errStreamClosed
 	}
 	deadline := time.Now().Add(c.t.writeBound)
 	if c.conn != nil {
 		_ = c.conn.SetWriteDeadline(deadline)
-		n := copy(c.chunkHdr[:], strconv.FormatInt(int64(len(ev)), 16)+"\r\n")
-		bufs := net.Buffers{c.chunkHdr[:n], ev, []byte("\r\n")}
-		_, err := bufs.WriteTo(c.conn)
+		size := 0
+		for _, p := range ev {
+			size += len(p)
+		}
+		hdr := strconv.AppendInt(c.chunkHdr[:0], int64(size), 16)
+		bufs := make(net.Buffers, 0, len(ev)+2)
+		bufs = append(append(append(bufs, append(hdr, "\r\n"...)), ev...), chunkEnd)
+		_, err := bufs.WriteTo(c.conn) // consumes bufs, not the bytes of ev
 		return err
 	}
 	_ = c.rc.SetWriteDeadline(deadline)
-	if _, err := c.w.Write(ev); err != nil {
-		return err
+	for _, p := range ev {
+		if _, err := c.w.Write(p); err != nil {
+			return err
+		}
 	}
 	return c.rc.Flush()
 }
@@ -445,14 +510,22 @@ func (t *sseTransport) ServeMessage(w http.ResponseWriter, r *http.Request) {
 		writeRPCError(w, mcp.PARSE_ERROR, "Parse error")
 		return
 	}
-	// The call outlives the POST, which is answered at once.
+	// The call outlives the POST, which is answered at once; a shutdown
+	// waits for it (counted before the POST ends).
 	ctx := t.mcp.WithContext(context.WithoutCancel(r.Context()), c)
+	if d := t.drain.Load(); d != nil {
+		d.expect(id, 1)
+	}
 	w.WriteHeader(http.StatusAccepted)
 	go c.handle(ctx, raw)
 }
 
-// handle dispatches one message and writes its answer.
+// handle dispatches one message and writes its answer, then tells the
+// drain it is done.
 func (c *sseSession) handle(ctx context.Context, raw json.RawMessage) {
+	if d := c.t.drain.Load(); d != nil {
+		defer d.expect(c.id, -1)
+	}
 	defer func() {
 		v := recover()
 		if v == nil {
@@ -473,18 +546,14 @@ func (c *sseSession) handle(ctx context.Context, raw json.RawMessage) {
 	}
 }
 
-// answer writes the answer to a request, and tells the drain it is written.
+// answer writes the answer to a request.
 func (c *sseSession) answer(resp any) {
-	data, err := c.t.lists.encode(resp)
+	data, err := c.t.lists.encodeParts(resp)
 	if err != nil {
 		log.Printf("failed to marshal response: %v", err)
-		data = []byte(`{"error": "internal error","jsonrpc": "2.0", "id": null}`)
+		data = [][]byte{[]byte(`{"error": "internal error","jsonrpc": "2.0", "id": null}`)}
 	}
-	if c.sendMessage(data) == nil {
-		if d := c.t.drain.Load(); d != nil {
-			d.expect(c.id, -1)
-		}
-	}
+	_ = c.sendMessage(data...)
 }
 
 // writeRPCError answers a POST /message that carries no message the

@@ -5,6 +5,7 @@ import (
 	"bytes"
 	"context"
 	"crypto/tls"
+	"fmt"
 	"net"
 	"net/http"
 	"runtime"
@@ -107,8 +108,8 @@ func TestSSEStalledClientIsCut(t *testing.T) {
 
 // TestSSEClientCloseFreesSession checks that what an SSE session holds (its
 // goroutines, its stream slot, its place in the transport and the manager)
-// is given back when its client goes, and that an idle session holds at
-// most two goroutines.
+// is given back when its client goes, and that an idle session holds one
+// goroutine (its reader; no notification forwarder while none is sent).
 func TestSSEClientCloseFreesSession(t *testing.T) {
 	h := newLifeHarness(t, session.Config{IdleTimeout: time.Hour}, func(c *Config) { c.KeepAlive = 20 * time.Millisecond })
 	settle := func() int {
@@ -148,9 +149,9 @@ func TestSSEClientCloseFreesSession(t *testing.T) {
 		t.Fatalf("%d stream slots held, want %d", total, n)
 	}
 	var open int
-	waitUntil(t, 10*time.Second, "idle sessions at two goroutines each", func() bool {
+	waitUntil(t, 10*time.Second, "idle sessions at one goroutine each", func() bool {
 		open = settle()
-		return open-base <= 2*n
+		return open-base <= n
 	})
 	t.Logf("%d goroutines for %d idle sessions (baseline %d)", open-base, n, base)
 
@@ -282,4 +283,110 @@ func TestSSEOverHTTP2(t *testing.T) {
 	}
 	cancel() // the client goes
 	waitUntil(t, 10*time.Second, "the session closed", func() bool { return h.srv.sse.count() == 0 && h.mgr.Count() == 0 })
+}
+
+// TestSSENotificationsToIdleSession checks the forwarder that runs only
+// while notifications are on their way: notifications sent to an idle
+// session, to it alone, from a call's context and to every session, reach
+// its stream in the order
+// sent, bursts larger than the queue included (as many as mcp-go accepted
+// arrive), and once they are written the session is idle again: nothing
+// announced is pending, so no forwarder is left running.
+func TestSSENotificationsToIdleSession(t *testing.T) {
+	h := newHarnessWith(t, "", session.Config{IdleTimeout: time.Hour})
+	tok := h.token("alice")
+	st, endpoint, err := dialSSE(h, tok)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.reset()
+	id := sseSessionOf(endpoint)
+	for _, msg := range []string{initializeMsg, initializedMsg} {
+		if resp, body, err := rpcPost(http.DefaultClient, h, endpoint, tok, "", msg); err != nil || resp.StatusCode != http.StatusAccepted {
+			t.Fatalf("%s: %v %v %s", msg, err, resp, body)
+		}
+	}
+	if _, err := st.waitLine(10*time.Second, rpcResponse(1)); err != nil {
+		t.Fatalf("initialize: %v", err)
+	}
+	c := h.srv.sse.session(id)
+	if c == nil {
+		t.Fatal("no session in the transport")
+	}
+	idle := func(what string) {
+		t.Helper()
+		waitUntil(t, 10*time.Second, what, func() bool { return c.pending.Load() == 0 })
+	}
+	idle("no notification pending after initialize")
+	if c.notify.Load() != nil {
+		t.Error("an idle session that was sent no notification has a notification queue")
+	}
+
+	note := func(data string) map[string]any { return map[string]any{"level": "info", "data": data} }
+	has := func(data string) func(string) bool {
+		return func(l string) bool { return strings.HasPrefix(l, "data:") && strings.Contains(l, `"data":"`+data+`"`) }
+	}
+	if err := h.srv.mcp.SendNotificationToSpecificClient(id, "notifications/message", note("one")); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := st.waitLine(10*time.Second, has("one")); err != nil {
+		t.Fatalf("a notification to the idle session: %v", err)
+	}
+	idle("the forwarder done after one notification")
+
+	// The path of a tool's progress and log notifications.
+	if err := h.srv.mcp.SendNotificationToClient(h.srv.mcp.WithContext(context.Background(), c), "notifications/message", note("from-a-tool")); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := st.waitLine(10*time.Second, has("from-a-tool")); err != nil {
+		t.Fatalf("a notification sent with the session's context: %v", err)
+	}
+	idle("the forwarder done after a tool's notification")
+
+	h.srv.mcp.SendNotificationToAllClients("notifications/message", note("all"))
+	if _, err := st.waitLine(10*time.Second, has("all")); err != nil {
+		t.Fatalf("a notification to every session: %v", err)
+	}
+	idle("the forwarder done after a broadcast")
+
+	// A burst of twice the queue, sent back to back: those mcp-go took
+	// arrive, in the order sent.
+	const burst = 2 * sseNotifyQueue
+	accepted := make(chan int, burst)
+	for i := range burst {
+		if h.srv.mcp.SendNotificationToSpecificClient(id, "notifications/message", note(fmt.Sprintf("b%02d", i))) == nil {
+			accepted <- i
+		}
+	}
+	close(accepted)
+	var want []string
+	for i := range accepted {
+		want = append(want, fmt.Sprintf("b%02d", i))
+	}
+	if len(want) < sseNotifyQueue {
+		t.Fatalf("only %d of %d notifications accepted", len(want), burst)
+	}
+	for _, w := range want {
+		if _, err := st.waitLine(10*time.Second, func(l string) bool {
+			if !strings.HasPrefix(l, "data:") || !strings.Contains(l, `"data":"b`) {
+				return false
+			}
+			if !strings.Contains(l, `"data":"`+w+`"`) {
+				t.Fatalf("waiting for %s, got %s", w, l)
+			}
+			return true
+		}); err != nil {
+			t.Fatalf("notification %s: %v", w, err)
+		}
+	}
+	if len(want) == burst {
+		idle("the forwarder done after the burst")
+	}
+	// Still a working session.
+	if resp, body, err := rpcPost(http.DefaultClient, h, endpoint, tok, "", `{"jsonrpc":"2.0","id":7,"method":"ping"}`); err != nil || resp.StatusCode != http.StatusAccepted {
+		t.Fatalf("ping: %v %v %s", err, resp, body)
+	}
+	if _, err := st.waitLine(10*time.Second, rpcResponse(7)); err != nil {
+		t.Fatalf("the ping's answer: %v", err)
+	}
 }

@@ -71,6 +71,23 @@ func TestToolListAnswerAsMarshalled(t *testing.T) {
 	if got, _ := l.encode(changed); !bytes.Equal(got, want) {
 		t.Fatalf("a changed list encoded as %.300s", got)
 	}
+	// Two lists mcp-go made for the same caller are the same values, byte
+	// for byte (sameResult's quick path); a list deeply equal but not made
+	// of the same values (a schema copied) is still found equal.
+	a := toolListAnswer(t, h.srv, full, 8).(mcp.JSONRPCResponse).Result.(mcp.ListToolsResult)
+	b := toolListAnswer(t, h.srv, full, 9).(mcp.JSONRPCResponse).Result.(mcp.ListToolsResult)
+	if !sameToolValues(a.Tools, b.Tools) {
+		t.Error("two tools/list results for one caller are not the same values: the quick comparison never applies")
+	}
+	b.Tools = append([]mcp.Tool(nil), b.Tools...)
+	b.Tools[0].RawInputSchema = append(json.RawMessage(nil), b.Tools[0].RawInputSchema...)
+	b.Tools[0].Name = string(append([]byte(nil), b.Tools[0].Name...))
+	if sameToolValues(a.Tools, b.Tools) && len(b.Tools[0].RawInputSchema) > 0 {
+		t.Error("a list with a copied schema taken for the same values")
+	}
+	if !sameResult(a, b) || sameResult(a, res) {
+		t.Error("sameResult disagrees with reflect.DeepEqual")
+	}
 	other := mcp.JSONRPCResponse{JSONRPC: mcp.JSONRPC_VERSION, ID: mcp.NewRequestId(3), Result: map[string]any{"x": "<y>"}}
 	want, _ = json.Marshal(other)
 	if got, _ := l.encode(other); !bytes.Equal(got, want) {
@@ -95,7 +112,7 @@ func BenchmarkToolListAnswer(b *testing.B) {
 		var l listAnswers
 		b.ReportAllocs()
 		for b.Loop() {
-			_, _ = l.encode(resp)
+			_, _ = l.encodeParts(resp)
 		}
 	})
 }
