@@ -82,6 +82,10 @@ func TestManagedSpareTab(t *testing.T) {
 			spare = conn.Spare.Ready()
 		}
 		mustCall(t, c, "navigate_page", map[string]any{"url": pages + "/attack"})
+		// In front, as a tab the session opened itself.
+		if v := mustCall(t, c, "evaluate_script", map[string]any{"function": "() => document.visibilityState"}); !strings.Contains(v, "visible") {
+			t.Errorf("round %d: the session's first tab is %q, want visible", round, v)
+		}
 		if round > 0 {
 			infos, err := chromedp.Targets(conn.Ctx)
 			if err != nil {
@@ -93,6 +97,10 @@ func TestManagedSpareTab(t *testing.T) {
 			}
 			if !eventually(10*time.Second, func() bool { r := conn.Spare.Ready(); return r != "" && r != spare }) {
 				t.Error("no new spare tab after the last was taken")
+			}
+			// Made in the background: the session's tab stays in front.
+			if v := mustCall(t, c, "evaluate_script", map[string]any{"function": "() => document.visibilityState"}); !strings.Contains(v, "visible") {
+				t.Errorf("the session's tab after the next spare was made: %q, want visible", v)
 			}
 			blanks := 0
 			for _, in := range infos {
