@@ -70,14 +70,14 @@ func (s *Spare) make(done chan struct{}) {
 		s.finish("", nil)
 		return
 	}
-	o := &spareOwner{}
-	if err := s.guard.Protect(ctx, created.TargetID, o); err != nil {
+	id, o := created.TargetID, &spareOwner{}
+	if err := s.guard.Protect(ctx, id, o); err != nil {
 		// Protect let go of its part; the tab is closed unused.
-		_, _ = chromedp.CallBrowser(ctx, cdptarget.CloseTarget, cdptarget.CloseTargetParams{TargetID: created.TargetID})
+		_, _ = chromedp.CallBrowser(ctx, cdptarget.CloseTarget, cdptarget.CloseTargetParams{TargetID: id})
 		s.finish("", nil)
 		return
 	}
-	s.finish(created.TargetID, o)
+	s.finish(id, o)
 }
 
 func (s *Spare) finish(id cdptarget.ID, o *spareOwner) {
