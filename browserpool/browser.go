@@ -72,6 +72,9 @@ type Conn struct {
 	// Sessions sends on a tab's session while chromedp still attaches to
 	// it; nil methods are safe.
 	Sessions *Sessions
+	// Spare is a blank tab guarded ahead for the next session (managed
+	// browsers only); nil methods are safe.
+	Spare *Spare
 }
 
 // UnavailableError is returned when a browser is not connected within the

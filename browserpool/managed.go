@@ -48,6 +48,11 @@ type ManagedConfig struct {
 	StartTimeout time.Duration
 	// Resolver looks up the hosts pages ask for; nil: the system's.
 	Resolver router.Resolver
+	// NoSpareTab turns off the blank tab each managed browser keeps
+	// opened and guarded ahead for the next session's first page tool
+	// (Spare): one renderer less, and that tool waits for a new tab's
+	// start-up again.
+	NoSpareTab bool
 }
 
 // managedScheme is the URL of a managed browser, managed://<user>: it is
@@ -382,6 +387,9 @@ func (b *Browser) connectManaged(ctx context.Context) (Conn, context.CancelFunc,
 	if err != nil {
 		cancel()
 		return Conn{}, nil, "", "", fmt.Errorf("managed browser: refusing downloads: %w", err)
+	}
+	if !b.cfg.Managed.NoSpareTab {
+		c.Spare = newSpare(c.Ctx, c.Guard)
 	}
 	return c, cancel, version, "managed:" + b.userID, nil
 }

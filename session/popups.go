@@ -94,7 +94,7 @@ func (s *Session) adoptPopup(id, opener target.ID) {
 	}
 	cctx, cancel := context.WithTimeout(c.Ctx, s.mgr.cfg.CallTimeout)
 	defer cancel()
-	t, err := s.attachAs(cctx, c, id, true, openerPage, true)
+	t, err := s.attachAs(cctx, c, id, true, openerPage, true, false)
 	if err != nil {
 		c.Guard.Release(id)
 		closeTarget(c.Ctx, id)

@@ -159,6 +159,20 @@ func (s *Session) newTab(ctx context.Context, c browserpool.Conn, background boo
 	}
 	cctx, cancel := s.browserCall(ctx, c)
 	defer cancel()
+	if !background {
+		// A managed browser's tab opened and guarded ahead.
+		if id, adopt, ok := c.Spare.Take(cctx); ok {
+			adopt(s)
+			done := c.Sessions.AttachAhead(id)
+			t, err := s.attachAs(cctx, c, id, true, 0, false, true)
+			done()
+			if err != nil {
+				closeTarget(c.Ctx, id)
+				return nil, s.browserError("open a new page", c, err)
+			}
+			return t, nil
+		}
+	}
 	created, err := chromedp.CallBrowser(cctx, target.CreateTarget, target.CreateTargetParams{
 		URL: "about:blank", NewWindow: ptr(false), Background: ptr(background),
 	})
@@ -203,7 +217,7 @@ func (s *Session) AttachTab(ctx context.Context, id target.ID) (*tools.Tab, erro
 	if err != nil {
 		return nil, s.browserError("list tabs", c, err)
 	}
-	if !slices.ContainsFunc(res.TargetInfos, func(ti *target.Info) bool { return ti.TargetID == id && ti.Type == "page" }) {
+	if c.Spare.Is(id) || !slices.ContainsFunc(res.TargetInfos, func(ti *target.Info) bool { return ti.TargetID == id && ti.Type == "page" }) {
 		return nil, fmt.Errorf("no tab %q in your browser; call list_pages with all=true to see them", id)
 	}
 	return s.attach(cctx, c, id, false)
@@ -230,7 +244,7 @@ func (s *Session) BrowserTabs(ctx context.Context) ([]tools.BrowserTab, error) {
 	s.mu.Unlock()
 	var out []tools.BrowserTab
 	for _, ti := range res.TargetInfos {
-		if ti.Type == "page" && !mine[ti.TargetID] {
+		if ti.Type == "page" && !mine[ti.TargetID] && !c.Spare.Is(ti.TargetID) {
 			out = append(out, tools.BrowserTab{TargetID: ti.TargetID, Title: ti.Title, URL: ti.URL})
 		}
 	}
@@ -271,18 +285,19 @@ func (s *Session) browserCall(ctx context.Context, c browserpool.Conn) (context.
 // attach attaches the session to page target id, adds it with the next page
 // ID and selects it. owned says whether the session opened it.
 func (s *Session) attach(cctx context.Context, c browserpool.Conn, id target.ID, owned bool) (*tools.Tab, error) {
-	return s.attachAs(cctx, c, id, owned, 0, false)
+	return s.attachAs(cctx, c, id, owned, 0, false, false)
 }
 
 // attachAs is attach, for a popup of page opener when popup is set. The
 // page policy is on in the browser before the session can drive the page;
-// a popup was guarded by the connection's guard before it started. A popup
-// does not take the selection.
-func (s *Session) attachAs(cctx context.Context, c browserpool.Conn, id target.ID, owned bool, opener int, popup bool) (*tools.Tab, error) {
+// a popup was guarded by the connection's guard before it started, and so
+// was a spare tab (guarded set) before it was taken. A popup does not take
+// the selection.
+func (s *Session) attachAs(cctx context.Context, c browserpool.Conn, id target.ID, owned bool, opener int, popup, guarded bool) (*tools.Tab, error) {
 	// The guard's session and the session's own attach to the page side by
 	// side; the session gets the page only once both are done.
 	protected := make(chan error, 1)
-	if popup {
+	if popup || guarded {
 		protected <- nil
 	} else {
 		go func() { protected <- c.Guard.Protect(cctx, id, s) }()

@@ -74,6 +74,7 @@ type serveFlags struct {
 // managedFlags are the --managed-* flags.
 type managedFlags struct {
 	on, keepProfile bool
+	spareTab        bool
 	chromium        string
 	idle            time.Duration
 	max             int
@@ -153,6 +154,7 @@ func newServeCmd() (*cobra.Command, *serveFlags) {
 	fl.DurationVar(&f.managed.idle, "managed-idle", 10*time.Minute, "stop a managed browser that no tool call used for this long")
 	fl.IntVar(&f.managed.max, "managed-max", 4, "managed browsers running at once; beyond it a page tool gets LIMIT_EXCEEDED with a retry time")
 	fl.BoolVar(&f.managed.keepProfile, "managed-keep-profile", false, "keep a managed browser's profile (cookies, storage) when it stops; otherwise it is wiped")
+	fl.BoolVar(&f.managed.spareTab, "managed-spare-tab", true, "keep one blank tab opened and guarded ahead in each managed browser, so that the next session's first page tool does not wait for a new tab's renderer (one renderer process more per managed browser)")
 	fl.StringSliceVar(&f.managed.allowCIDRs, "managed-allow-cidrs", nil, "loopback, private or link-local ranges that managed browsers' pages may reach all the same (default: none), e.g. 10.1.2.0/24")
 	return withEnv(cmd), &f
 }
@@ -555,5 +557,5 @@ func (m managedFlags) config(dataDir string) (*browserpool.ManagedConfig, error)
 	if err != nil {
 		return nil, fmt.Errorf("--data-dir: %w", err)
 	}
-	return &browserpool.ManagedConfig{Chromium: bin, Dir: dir, Idle: m.idle, Max: m.max, KeepProfile: m.keepProfile, AllowCIDRs: allow}, nil
+	return &browserpool.ManagedConfig{Chromium: bin, Dir: dir, Idle: m.idle, Max: m.max, KeepProfile: m.keepProfile, AllowCIDRs: allow, NoSpareTab: !m.spareTab}, nil
 }
