@@ -26,10 +26,13 @@ type Spare struct {
 	ctx   context.Context // the connection's chromedp browser context
 	guard *Guard
 
-	mu     sync.Mutex
-	id     cdptarget.ID // the ready tab; "" when none
-	owner  *spareOwner
-	making chan struct{} // closed when the tab being made is ready or failed; nil when none is
+	mu    sync.Mutex
+	id    cdptarget.ID // the ready tab; "" when none
+	owner *spareOwner
+	// pending is the tab being made, from its creation until it is ready
+	// or closed: no session may attach to it meanwhile either.
+	pending cdptarget.ID
+	making  chan struct{} // closed when the tab being made is ready or failed; nil when none is
 }
 
 // spareTimeout bounds the making of a spare tab.
@@ -71,6 +74,9 @@ func (s *Spare) make(done chan struct{}) {
 		return
 	}
 	id, o := created.TargetID, &spareOwner{}
+	s.mu.Lock()
+	s.pending = id
+	s.mu.Unlock()
 	if err := s.guard.Protect(ctx, id, o); err != nil {
 		// Protect let go of its part; the tab is closed unused.
 		_, _ = chromedp.CallBrowser(ctx, cdptarget.CloseTarget, cdptarget.CloseTargetParams{TargetID: id})
@@ -83,7 +89,7 @@ func (s *Spare) make(done chan struct{}) {
 func (s *Spare) finish(id cdptarget.ID, o *spareOwner) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	s.making = nil
+	s.making, s.pending = nil, ""
 	s.id, s.owner = id, o
 }
 
@@ -126,14 +132,15 @@ func (s *Spare) Take(ctx context.Context) (id cdptarget.ID, adopt func(owner Own
 	return id, o.adopt, true
 }
 
-// Is reports whether id is the spare tab, which no session may attach to.
+// Is reports whether id is the spare tab, ready or being made, which no
+// session may attach to.
 func (s *Spare) Is(id cdptarget.ID) bool {
 	if s == nil {
 		return false
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	return id != "" && id == s.id
+	return id != "" && (id == s.id || id == s.pending)
 }
 
 // spareOwner stands for the session a spare tab will be given to: the
