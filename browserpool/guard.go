@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 	"sync"
 	"time"
 
@@ -64,9 +65,14 @@ type Guard struct {
 	// sessions are the guard's own sessions: the target each is on and
 	// who owns it (nil: a worker of the browser, guarded for everyone).
 	sessions map[cdptarget.SessionID]*guarded
-	owners   map[cdptarget.ID]Owner        // targets guarded for an owner
-	tops     map[cdptarget.ID]cdptarget.ID // the page of each guarded frame, for popups opened by frames
-	initial  bool                          // setAutoAttach on the browser is in flight
+	owners   map[cdptarget.ID]Owner // targets guarded for an owner
+	// holders are, for each page, every owner that Protect guarded it for
+	// (or whose popup it is) and that has not released it: the page stays
+	// guarded until the last one lets go, so a session that attached to a
+	// page another session holds cannot take the guard off it.
+	holders map[cdptarget.ID][]Owner
+	tops    map[cdptarget.ID]cdptarget.ID // the page of each guarded frame, for popups opened by frames
+	initial bool                          // setAutoAttach on the browser is in flight
 
 	// broken says why the guard could not be turned on; set before the
 	// guard is handed out, then only read.
@@ -94,7 +100,7 @@ var errGuardClosed = errors.New("the connection to the browser is closed")
 
 func newGuard(ctx context.Context, c *tapped, p RequestPolicy) *Guard {
 	g := &Guard{conn: c, policy: p, ctx: ctx,
-		calls: newRawCalls(c, rawIDBase), sessions: map[cdptarget.SessionID]*guarded{}, owners: map[cdptarget.ID]Owner{}, tops: map[cdptarget.ID]cdptarget.ID{}}
+		calls: newRawCalls(c, rawIDBase), sessions: map[cdptarget.SessionID]*guarded{}, owners: map[cdptarget.ID]Owner{}, tops: map[cdptarget.ID]cdptarget.ID{}, holders: map[cdptarget.ID][]Owner{}}
 	c.tap = g.tap
 	return g
 }
@@ -189,7 +195,9 @@ func (g *Guard) attached(ev *cdptarget.EventAttachedToTarget, parent cdptarget.S
 	switch {
 	case parent != "":
 		// A child of a guarded target (frame, worker, prerender): its owner's.
+		g.mu.Lock()
 		owner, guard, top = parentSess.owner, true, parentSess.top
+		g.mu.Unlock()
 	case info.Type == "service_worker" || info.Type == "shared_worker":
 		// Workers of an origin, not of a page: guarded for everyone.
 		guard = true
@@ -210,6 +218,7 @@ func (g *Guard) attached(ev *cdptarget.EventAttachedToTarget, parent cdptarget.S
 	popup := parent == "" && info.Type == "page" && owner != nil
 	if popup {
 		g.owners[info.TargetID] = owner
+		g.holders[info.TargetID] = append(g.holders[info.TargetID], owner)
 	}
 	if parent != "" && owner != nil && info.Type == "iframe" {
 		g.owners[info.TargetID], g.tops[info.TargetID] = owner, top
@@ -223,6 +232,7 @@ func (g *Guard) attached(ev *cdptarget.EventAttachedToTarget, parent cdptarget.S
 			// Never leave a session's popup running unguarded.
 			g.mu.Lock()
 			delete(g.owners, info.TargetID)
+			delete(g.holders, info.TargetID)
 			g.mu.Unlock()
 			ctx, cancel := context.WithTimeout(g.ctx, guardTimeout)
 			defer cancel()
@@ -353,8 +363,14 @@ func (g *Guard) decide(sid cdptarget.SessionID, sess *guarded, ev *fetch.EventRe
 	defer cancel()
 	if err := g.policy.Check(ctx, url); err != nil {
 		_, _ = g.callCtx(ctx, sid, fetch.CommandFailRequest, fetch.FailRequestParams{RequestID: ev.RequestID, ErrorReason: network.ErrorReasonBlockedByClient})
-		if sess != nil && sess.owner != nil {
-			sess.owner.Refused(sess.target, url, err.Error())
+		var owner Owner
+		if sess != nil {
+			g.mu.Lock()
+			owner = sess.owner
+			g.mu.Unlock()
+		}
+		if owner != nil {
+			owner.Refused(sess.target, url, err.Error())
 		}
 		return
 	}
@@ -382,20 +398,39 @@ func (g *Guard) Protect(ctx context.Context, id cdptarget.ID, owner Owner) error
 	g.mu.Lock()
 	g.sessions[r.SessionID] = &guarded{target: id, top: id, owner: owner}
 	g.owners[id] = owner
+	g.holders[id] = append(g.holders[id], owner)
 	g.mu.Unlock()
 	if err := g.enable(r.SessionID, "page", false); err != nil {
-		g.Release(id)
+		g.Release(id, owner)
 		return fmt.Errorf("guard the page: %w", err)
 	}
 	return nil
 }
 
-// Release stops guarding target id and the targets guarded under it.
-func (g *Guard) Release(id cdptarget.ID) {
+// Release lets go of target id for owner. Once no owner holds it, the
+// guard stops guarding it and the targets guarded under it; while another
+// does, what was owner's (its popups, refusals) becomes that one's. A
+// release by an owner that does not hold id changes nothing: the page stays
+// guarded rather than lose its guard to a mismatch.
+func (g *Guard) Release(id cdptarget.ID, owner Owner) {
 	if g == nil || g.broken != nil {
 		return
 	}
 	g.mu.Lock()
+	hs := g.holders[id]
+	i := slices.IndexFunc(hs, func(o Owner) bool { return o == owner })
+	if i >= 0 {
+		hs = slices.Delete(slices.Clone(hs), i, i+1)
+	}
+	if len(hs) > 0 {
+		g.holders[id] = hs
+		if i >= 0 {
+			g.handLocked(id, owner, hs[len(hs)-1])
+		}
+		g.mu.Unlock()
+		return
+	}
+	delete(g.holders, id)
 	delete(g.owners, id)
 	for f, t := range g.tops {
 		if t == id {
@@ -416,6 +451,40 @@ func (g *Guard) Release(id cdptarget.ID) {
 	for _, sid := range top {
 		// Detaching ends the session's children and its rules.
 		_, _ = g.call("", "", cdptarget.CommandDetachFromTarget, cdptarget.DetachFromTargetParams{SessionID: sid})
+	}
+}
+
+// Hand makes to the holder of target id in place of from: a spare tab,
+// guarded for a stand-in owner, handed to the session that took it.
+func (g *Guard) Hand(id cdptarget.ID, from, to Owner) {
+	if g == nil {
+		return
+	}
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	for i, o := range g.holders[id] {
+		if o == from {
+			g.holders[id][i] = to
+		}
+	}
+	g.handLocked(id, from, to)
+}
+
+// handLocked gives what target id guards for from to to: the page's and
+// its frames' popups, and its sessions' refusals.
+func (g *Guard) handLocked(id cdptarget.ID, from, to Owner) {
+	if g.owners[id] == from {
+		g.owners[id] = to
+	}
+	for f, t := range g.tops {
+		if t == id && g.owners[f] == from {
+			g.owners[f] = to
+		}
+	}
+	for _, s := range g.sessions {
+		if s.top == id && s.owner == from {
+			s.owner = to
+		}
 	}
 }
 

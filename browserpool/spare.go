@@ -123,13 +123,16 @@ func (s *Spare) Take(ctx context.Context) (id cdptarget.ID, adopt func(owner Own
 	}
 	time.AfterFunc(spareRefillDelay, s.refill)
 	if _, err := chromedp.CallBrowser(ctx, cdptarget.ActivateTarget, cdptarget.ActivateTargetParams{TargetID: id}); err != nil {
-		s.guard.Release(id)
+		s.guard.Release(id, o)
 		cctx, cancel := context.WithTimeout(s.ctx, spareTimeout)
 		defer cancel()
 		_, _ = chromedp.CallBrowser(cctx, cdptarget.CloseTarget, cdptarget.CloseTargetParams{TargetID: id})
 		return "", nil, false
 	}
-	return id, o.adopt, true
+	return id, func(owner Owner) {
+		o.adopt(owner)
+		s.guard.Hand(id, o, owner)
+	}, true
 }
 
 // Is reports whether id is the spare tab, ready or being made, which no

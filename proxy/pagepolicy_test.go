@@ -14,6 +14,7 @@ import (
 
 	"github.com/mark3labs/mcp-go/client"
 
+	"github.com/mcp-browser-proxy/mcp-browser-proxy/auth"
 	"github.com/mcp-browser-proxy/mcp-browser-proxy/internal/testchrome"
 	"github.com/mcp-browser-proxy/mcp-browser-proxy/session"
 	"github.com/mcp-browser-proxy/mcp-browser-proxy/tools"
@@ -360,4 +361,41 @@ func TestFirstNavigationOfASessionIsGuarded(t *testing.T) {
 			t.Errorf("%s: the page shows DevTools: %q", tool, got)
 		}
 	}
+}
+
+// TestSiblingDetachKeepsTheGuard: a session that attaches to a tab another
+// session of the same user opened (select_page targetId, with all-tabs)
+// and then detaches from it (close_page) must not take the page guard off
+// that tab: the guard was released for the target as a whole, so the
+// other session's page could then reach a DevTools port.
+func TestSiblingDetachKeepsTheGuard(t *testing.T) {
+	alice := testchrome.Start(t)
+	pages := testPages(t)
+	h := newHarness(t, "")
+	ta := h.token("alice")
+	h.register(ta, "alice", alice.URL)
+	a := h.connect(viaStreamable, ta, "")
+	mustCall(t, a, "navigate_page", map[string]any{"url": pages + "/?sibling=1"})
+	var opened string
+	for _, p := range alice.Pages(t) {
+		if strings.Contains(p.URL, "sibling=1") {
+			opened = p.ID
+		}
+	}
+	if opened == "" {
+		t.Fatal("session a's tab is not in the browser")
+	}
+	b := h.connect(viaStreamable, h.token("alice", auth.PermRead, auth.PermWrite, auth.PermAllTabs), "")
+	out := mustCall(t, b, "select_page", map[string]any{"targetId": opened})
+	if !strings.Contains(out, "Attached") {
+		t.Fatalf("select_page of session a's tab: %q", out)
+	}
+	if out := mustCall(t, b, "close_page", map[string]any{"pageId": 1}); !strings.Contains(out, "Detached") {
+		t.Fatalf("close_page of the attached tab: %q", out)
+	}
+	reach := fmt.Sprintf(`() => fetch("http://127.0.0.1:%d/json/version?sibling=1", {mode: "no-cors"}).then(() => "reached", () => "blocked")`, alice.Port)
+	if got := mustCall(t, a, "evaluate_script", map[string]any{"function": reach}); !strings.Contains(got, "blocked") {
+		t.Errorf("after a sibling session detached, session a's page reached DevTools: %q", got)
+	}
+	refusedInBrowser(t, h, "json/version?sibling=redacted")
 }

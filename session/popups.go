@@ -86,7 +86,7 @@ func (s *Session) adoptPopup(id, opener target.ID) {
 	}
 	openerPage := s.pageOf(opener)
 	if err := s.roomForTab(); err != nil {
-		c.Guard.Release(id)
+		c.Guard.Release(id, s)
 		closeTarget(c.Ctx, id)
 		s.mgr.refuse(s.UserID, s.ID, "", ReasonPopupLimit, "a popup beyond the page limit was closed")
 		s.addNotice(fmt.Sprintf("Note: page %d opened a popup, which was closed: %s.", openerPage, err))
@@ -96,7 +96,7 @@ func (s *Session) adoptPopup(id, opener target.ID) {
 	defer cancel()
 	t, err := s.attachAs(cctx, c, id, true, openerPage, true, false)
 	if err != nil {
-		c.Guard.Release(id)
+		c.Guard.Release(id, s)
 		closeTarget(c.Ctx, id)
 		s.addNotice(fmt.Sprintf("Note: page %d opened a popup, which was closed because the proxy could not attach to it: %v.", openerPage, err))
 		return

@@ -317,7 +317,7 @@ func (s *Session) attachAs(cctx context.Context, c browserpool.Conn, id target.I
 		// side by side, not one after the other.
 		var wg sync.WaitGroup
 		wg.Go(tcancel)
-		wg.Go(func() { guard.Release(id) })
+		wg.Go(func() { guard.Release(id, s) })
 		wg.Wait()
 	}
 	attachErr := tools.Attach(cctx, tctx)
