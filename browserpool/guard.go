@@ -409,7 +409,7 @@ func (g *Guard) Protect(ctx context.Context, id cdptarget.ID, owner Owner) error
 
 // Release lets go of target id for owner. Once no owner holds it, the
 // guard stops guarding it and the targets guarded under it; while another
-// does, what was owner's (its popups, refusals) becomes that one's. A
+// does, what was owner's (its popups, refusals) becomes that one's, and a
 // release by an owner that does not hold id changes nothing: the page stays
 // guarded rather than lose its guard to a mismatch.
 func (g *Guard) Release(id cdptarget.ID, owner Owner) {
@@ -454,7 +454,7 @@ func (g *Guard) Release(id cdptarget.ID, owner Owner) {
 	}
 }
 
-// Hand makes to the holder of target id in place of from: a spare tab,
+// Hand makes to a holder of target id in place of from: a spare tab,
 // guarded for a stand-in owner, handed to the session that took it.
 func (g *Guard) Hand(id cdptarget.ID, from, to Owner) {
 	if g == nil {
