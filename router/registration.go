@@ -141,6 +141,11 @@ func ValidateBrowserURL(raw string) (string, error) {
 		// canonical form (normalising drops only one trailing dot).
 		return fail("host has an empty label (a leading dot or two dots in a row); write the name as DNS has it, e.g. http://browser.internal:9222")
 	}
+	if strings.ContainsAny(host, "[]") {
+		// Hostname drops the brackets of an IPv6 literal; any left are
+		// no host's ("0]."), and a stray one is dropped by normalising.
+		return fail("host is not valid: a bracket belongs only around an IPv6 address, e.g. http://[::1]:9222")
+	}
 	if strings.Contains(host, ":") && net.ParseIP(host) == nil {
 		// An IPv6 address without brackets ("ws://::/...") does not survive
 		// normalising.

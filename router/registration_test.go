@@ -48,6 +48,7 @@ func TestValidateBrowserURL(t *testing.T) {
 		{"empty label", "http://a0..:9222", "empty label"},
 		{"empty inner label", "http://a..b:9222", "empty label"},
 		{"leading dot", "http://.a:9222", "empty label"},
+		{"stray bracket", "http://0].:1", "a bracket belongs only around an IPv6 address"},
 		{"userinfo without user", "http://:pw@127.0.0.1:9222", "empty user name"},
 		{"http with query", "http://127.0.0.1:9222?x=1", "query is not allowed"},
 		{"http empty query", "http://127.0.0.1:9222/?", "query is not allowed"},
