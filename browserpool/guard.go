@@ -420,7 +420,7 @@ func (g *Guard) Release(id cdptarget.ID, owner Owner) {
 	hs := g.holders[id]
 	i := slices.IndexFunc(hs, func(o Owner) bool { return o == owner })
 	if i >= 0 {
-		hs = slices.Delete(slices.Clone(hs), i, i+1)
+		hs = slices.Delete(hs, i, i+1)
 	}
 	if len(hs) > 0 {
 		g.holders[id] = hs

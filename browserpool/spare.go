@@ -38,6 +38,9 @@ type Spare struct {
 // spareTimeout bounds the making of a spare tab.
 const spareTimeout = 10 * time.Second
 
+// spareWait bounds how long Take waits for a tab still being made.
+const spareWait = 2 * time.Second
+
 // spareRefillDelay is how long after a spare is taken the next is made:
 // making a tab starts a renderer, which would compete for the CPU with the
 // first navigation of the session that took the last one.
@@ -107,8 +110,15 @@ func (s *Spare) Take(ctx context.Context) (id cdptarget.ID, adopt func(owner Own
 	making := s.making
 	s.mu.Unlock()
 	if making != nil {
+		// A tab being made is ready in a few hundred milliseconds; one
+		// that takes longer is not waited for past spareWait, so the
+		// caller still has its call's time to open a tab of its own.
+		wait := time.NewTimer(spareWait)
+		defer wait.Stop()
 		select {
 		case <-making:
+		case <-wait.C:
+			return "", nil, false
 		case <-ctx.Done():
 			return "", nil, false
 		}
