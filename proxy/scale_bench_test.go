@@ -121,6 +121,11 @@ func TestScaleChild(t *testing.T) {
 			}
 			fmt.Println("PROFILED")
 		}
+		if in.Text() == "allocs" {
+			var ms runtime.MemStats
+			runtime.ReadMemStats(&ms)
+			fmt.Printf("ALLOCS %d %d\n", ms.Mallocs, ms.TotalAlloc)
+		}
 		if in.Text() == "gc" {
 			runtime.GC()
 			debug.FreeOSMemory()
@@ -242,6 +247,14 @@ func (c *scaleChild) expect(b *testing.B, prefix string) string {
 
 func (c *scaleChild) url() string { return "http://" + c.addr }
 
+// ask sends the child command cmd and returns the fields of its answer,
+// the line that starts with prefix.
+func (c *scaleChild) ask(b *testing.B, cmd, prefix string) []string {
+	b.Helper()
+	fmt.Fprintln(c.in, cmd)
+	return strings.Fields(c.expect(b, prefix))
+}
+
 // childMem is the child's memory after a collection.
 type childMem struct {
 	rss, heap, stacks uint64 // bytes
@@ -250,23 +263,63 @@ type childMem struct {
 
 func (c *scaleChild) mem(b *testing.B) childMem {
 	b.Helper()
-	fmt.Fprintln(c.in, "gc")
-	f := strings.Fields(c.expect(b, "MEM "))
+	f := c.ask(b, "gc", "MEM ")
 	var m childMem
 	m.heap, _ = strconv.ParseUint(f[1], 10, 64)
 	m.stacks, _ = strconv.ParseUint(f[2], 10, 64)
 	m.goroutines, _ = strconv.Atoi(f[3])
-	status, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", c.cmd.Process.Pid))
+	status, err := procStatus(fmt.Sprintf("/proc/%d/status", c.cmd.Process.Pid))
 	if err != nil {
 		b.Fatal(err)
 	}
-	for _, l := range strings.Split(string(status), "\n") {
-		if v, ok := strings.CutPrefix(l, "VmRSS:"); ok {
-			kb, _ := strconv.ParseUint(strings.TrimSuffix(strings.TrimSpace(v), " kB"), 10, 64)
-			m.rss = kb << 10
+	kb, _ := strconv.ParseUint(strings.TrimSuffix(status["VmRSS"], " kB"), 10, 64)
+	m.rss = kb << 10
+	return m
+}
+
+// procStatus reads a /proc status file: its values by key, trimmed.
+func procStatus(path string) (map[string]string, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil, err
+	}
+	out := map[string]string{}
+	for _, l := range strings.Split(string(b), "\n") {
+		if k, v, ok := strings.Cut(l, ":"); ok {
+			out[k] = strings.TrimSpace(v)
 		}
 	}
-	return m
+	return out, nil
+}
+
+// childWork is what the child has done so far: its heap allocations
+// (count and bytes) and its threads' context switches (voluntary and not),
+// which count the hand-offs between goroutines that put a thread to sleep.
+type childWork struct {
+	mallocs, bytes, switches uint64
+}
+
+func (c *scaleChild) work(b *testing.B) childWork {
+	b.Helper()
+	f := c.ask(b, "allocs", "ALLOCS ")
+	var w childWork
+	w.mallocs, _ = strconv.ParseUint(f[1], 10, 64)
+	w.bytes, _ = strconv.ParseUint(f[2], 10, 64)
+	tasks, err := os.ReadDir(fmt.Sprintf("/proc/%d/task", c.cmd.Process.Pid))
+	if err != nil {
+		b.Fatal(err)
+	}
+	for _, t := range tasks {
+		status, err := procStatus(fmt.Sprintf("/proc/%d/task/%s/status", c.cmd.Process.Pid, t.Name()))
+		if err != nil {
+			continue // the thread ended
+		}
+		for _, k := range []string{"voluntary_ctxt_switches", "nonvoluntary_ctxt_switches"} {
+			n, _ := strconv.ParseUint(status[k], 10, 64)
+			w.switches += n
+		}
+	}
+	return w
 }
 
 // cpu returns the child's user+system CPU time (clock ticks of 10 ms).
@@ -698,10 +751,16 @@ func BenchmarkScaleEvaluate(b *testing.B) {
 	}
 	var proxyN, rawN int64
 	var proxyCPU, clientCPU, rawClientCPU, browserCPU, rawBrowserCPU time.Duration
+	var proxyWork childWork
 	for range 2 { // alternate, so that a neighbour's burst hits both
+		w0 := px.work(b)
 		cpu0, self0, ch0 := px.cpu(b), selfCPU(), chromeCPU()
 		proxyN += drive(proxyCalls, d/2)
 		proxyCPU += px.cpu(b) - cpu0
+		w1 := px.work(b)
+		proxyWork.mallocs += w1.mallocs - w0.mallocs
+		proxyWork.bytes += w1.bytes - w0.bytes
+		proxyWork.switches += w1.switches - w0.switches
 		clientCPU += selfCPU() - self0
 		browserCPU += chromeCPU() - ch0
 		self0, ch0 = selfCPU(), chromeCPU()
@@ -711,6 +770,14 @@ func BenchmarkScaleEvaluate(b *testing.B) {
 	}
 	perCall := func(cpu time.Duration, n int64) float64 { return float64(cpu.Microseconds()) / float64(n) }
 	b.ReportMetric(perCall(proxyCPU, proxyN), "proxy-cpu-µs/call")
+	if dir := os.Getenv(scaleProfileDirEnv); dir != "" {
+		// Where the calls' allocations come from (alloc_space, since start).
+		fmt.Fprintf(px.in, "heap %s\n", filepath.Join(dir, "evaluate-heap.pprof"))
+		px.expect(b, "PROFILED")
+	}
+	b.ReportMetric(float64(proxyWork.mallocs)/float64(proxyN), "proxy-allocs/call")
+	b.ReportMetric(float64(proxyWork.bytes)/float64(proxyN), "proxy-B/call")
+	b.ReportMetric(float64(proxyWork.switches)/float64(proxyN), "proxy-switches/call")
 	b.ReportMetric(perCall(clientCPU, proxyN), "client-cpu-µs/call")
 	b.ReportMetric(perCall(browserCPU, proxyN), "browser-cpu-µs/call")
 	b.ReportMetric(perCall(rawClientCPU, rawN), "raw-client-cpu-µs/call")

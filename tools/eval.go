@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"strings"
 
+	"github.com/chromedp/cdproto/cdp/jsonv2"
 	"github.com/chromedp/cdproto/dom"
 	"github.com/chromedp/cdproto/runtime"
 	"github.com/chromedp/chromedp"
@@ -55,9 +56,11 @@ func exceptionText(d *runtime.ExceptionDetails) string {
 // arguments, awaiting a promise and returning the value as JSON.
 func evaluateFunction(ctx context.Context, tab *Tab, fn string, uids []string) (*runtime.EvaluateResult, error) {
 	if len(uids) == 0 {
-		res, err := chromedp.Call(ctx, runtime.Evaluate, runtime.EvaluateParams{
-			Expression: "(" + fn + "\n)()", AwaitPromise: ptr(true), ReturnByValue: ptr(true),
-		})
+		p := runtime.EvaluateParams{Expression: "(" + fn + "\n)()", AwaitPromise: ptr(true), ReturnByValue: ptr(true)}
+		if tab.Send != nil {
+			return sendEvaluate(ctx, tab, p)
+		}
+		res, err := chromedp.Call(ctx, runtime.Evaluate, p)
 		return &res, err
 	}
 	elems := make([]*element, 0, len(uids))
@@ -93,4 +96,23 @@ func evaluateFunction(ctx context.Context, tab *Tab, fn string, uids []string) (
 		return nil, err
 	}
 	return &runtime.EvaluateResult{Result: res.Result, ExceptionDetails: res.ExceptionDetails}, nil
+}
+
+// sendEvaluate is Runtime.evaluate on the tab's session beside chromedp
+// (Tab.Send): one write and one read of the connection, without chromedp's
+// per-command goroutine hand-offs.
+func sendEvaluate(ctx context.Context, tab *Tab, p runtime.EvaluateParams) (*runtime.EvaluateResult, error) {
+	wait, err := tab.Send(ctx, runtime.CommandEvaluate, p)
+	if err != nil {
+		return nil, err
+	}
+	raw, err := wait()
+	if err != nil {
+		return nil, err
+	}
+	var res runtime.EvaluateResult
+	if err := jsonv2.Unmarshal(raw, &res, chromedp.DefaultUnmarshalOptions); err != nil {
+		return nil, err
+	}
+	return &res, nil
 }
