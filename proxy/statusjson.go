@@ -24,7 +24,11 @@ func writeStatus(c echo.Context, code int, u *UserStatus) error {
 	b, ok := u.appendJSON((*bp)[:0])
 	if !ok {
 		statusBufs.Put(bp)
-		return c.JSON(code, u)
+		// A copy goes to encoding/json: handing it u would move the
+		// caller's UserStatus to the heap on every answer, the common
+		// ones too.
+		v := *u
+		return c.JSON(code, &v)
 	}
 	err := c.JSONBlob(code, b)
 	if cap(b) <= 4096 {
