@@ -125,7 +125,7 @@ func New(cfg Config) *Server {
 	e.HideBanner, e.HidePort = true, true
 	e.HTTPErrorHandler = s.errorHandler
 	e.Use(composeOnce(
-		middleware.RequestIDWithConfig(middleware.RequestIDConfig{Generator: newRequestID}),
+		assignRequestID,
 		s.observe,
 		s.requestLog(),
 		middleware.Recover(),
