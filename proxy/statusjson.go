@@ -30,7 +30,14 @@ func writeStatus(c echo.Context, code int, u *UserStatus) error {
 		v := *u
 		return c.JSON(code, &v)
 	}
-	err := c.JSONBlob(code, b)
+	// c.JSONBlob(code, b), with the header's canonical name indexed
+	// directly rather than checked and canonicalised by Get and Set.
+	res := c.Response()
+	if h := res.Header(); len(h[echo.HeaderContentType]) == 0 || h[echo.HeaderContentType][0] == "" {
+		h[echo.HeaderContentType] = []string{echo.MIMEApplicationJSON}
+	}
+	res.WriteHeader(code)
+	_, err := res.Write(b)
 	if cap(b) <= 4096 {
 		*bp = b
 		statusBufs.Put(bp)
