@@ -200,14 +200,43 @@ var (
 // principalKey is the context key for a Principal.
 type principalKey struct{}
 
+// principalCtx is the context of WithPrincipal: context.WithValue's, in
+// one allocation instead of two (its node, and p boxed in an interface);
+// the proxy makes one for every authenticated request.
+type principalCtx struct {
+	context.Context
+	p Principal
+}
+
+// Value answers principalKey with a pointer to the context's own copy
+// (a pointer needs no allocation to become an interface); other keys go
+// to the parent, as with context.WithValue.
+func (c *principalCtx) Value(key any) any {
+	if key == (principalKey{}) {
+		return &c.p
+	}
+	return c.Context.Value(key)
+}
+
+// String names the context, as context.WithValue's String does, without
+// the principal.
+func (c *principalCtx) String() string {
+	return fmt.Sprint(c.Context) + ".WithPrincipal"
+}
+
 // WithPrincipal returns a copy of ctx carrying p.
 func WithPrincipal(ctx context.Context, p Principal) context.Context {
-	return context.WithValue(ctx, principalKey{}, p)
+	if ctx == nil {
+		panic("auth: WithPrincipal of a nil context") // as context.WithValue
+	}
+	return &principalCtx{Context: ctx, p: p}
 }
 
 // FromContext returns the Principal stored in ctx by WithPrincipal, and
 // whether one was present.
 func FromContext(ctx context.Context) (Principal, bool) {
-	p, ok := ctx.Value(principalKey{}).(Principal)
-	return p, ok
+	if p, ok := ctx.Value(principalKey{}).(*Principal); ok {
+		return *p, true
+	}
+	return Principal{}, false
 }

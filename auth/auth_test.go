@@ -2,9 +2,11 @@ package auth
 
 import (
 	"context"
+	"fmt"
 	"slices"
 	"strings"
 	"testing"
+	"time"
 )
 
 func TestValidateUserID(t *testing.T) {
@@ -141,3 +143,42 @@ func TestContext(t *testing.T) {
 		t.Errorf("FromContext = %+v, %v; want %+v, true", got, ok, want)
 	}
 }
+
+// TestContextAsWithValue: WithPrincipal's context behaves as
+// context.WithValue's: other values and the parent's cancellation pass
+// through it, a later WithPrincipal wins, contexts derived from it keep
+// the principal, and it allocates once.
+func TestContextAsWithValue(t *testing.T) {
+	type otherKey struct{}
+	parent, cancel := context.WithCancel(context.WithValue(context.Background(), otherKey{}, "v"))
+	ctx := WithPrincipal(parent, Principal{UserID: "alice"})
+	if got := ctx.Value(otherKey{}); got != "v" {
+		t.Errorf("parent's value through WithPrincipal: %v", got)
+	}
+	child, stop := context.WithTimeout(WithPrincipal(ctx, Principal{UserID: "bob"}), time.Hour)
+	defer stop()
+	if p, ok := FromContext(child); !ok || p.UserID != "bob" {
+		t.Errorf("derived context: %+v, %v; want bob", p, ok)
+	}
+	if p, _ := FromContext(ctx); p.UserID != "alice" {
+		t.Errorf("outer principal changed to %q", p.UserID)
+	}
+	cancel()
+	select {
+	case <-child.Done():
+	case <-time.After(time.Second):
+		t.Fatal("the parent's cancellation did not reach a context derived through WithPrincipal")
+	}
+	if s := fmt.Sprint(ctx); strings.Contains(s, "alice") || !strings.HasSuffix(s, ".WithPrincipal") {
+		t.Errorf("String() = %q", s)
+	}
+	bg := context.Background()
+	p := Principal{UserID: "alice", Perms: []string{PermRead}}
+	if n := testing.AllocsPerRun(100, func() { contextSink = WithPrincipal(bg, p) }); n != 1 {
+		t.Errorf("WithPrincipal: %v allocations, want 1", n)
+	}
+}
+
+// contextSink makes TestContextAsWithValue's contexts escape, as a
+// request's do.
+var contextSink context.Context

@@ -289,10 +289,14 @@ func forwardedClient(r *http.Request, trusted []netip.Prefix) (netip.Addr, bool)
 
 // limitForwarded holds each forwarded client address (requests through a
 // trusted reverse proxy) to MaxConnsPerIP concurrent requests. Other
-// requests pass: the listener has counted their connections.
+// requests pass: the listener has counted their connections. Without
+// trusted proxies every request is another, and the middleware is none.
 func (s *Server) limitForwarded() echo.MiddlewareFunc {
 	reqs := newAddrCounter(s.cfg.Conns.MaxPerIP)
 	return func(next echo.HandlerFunc) echo.HandlerFunc {
+		if len(s.cfg.Conns.TrustedProxies) == 0 {
+			return next
+		}
 		return func(c echo.Context) error {
 			a, ok := forwardedClient(c.Request(), s.cfg.Conns.TrustedProxies)
 			if !ok {

@@ -38,8 +38,30 @@ func newRequestID() string {
 	return string(b[:])
 }
 
+// assignRequestID gives every answer its X-Request-Id: the client's own,
+// or a new one (newRequestID), as echo's RequestID middleware does. The
+// header's name is canonical already: the maps are indexed directly, not
+// through Get and Set, which check and canonicalise it on every request.
+func assignRequestID(next echo.HandlerFunc) echo.HandlerFunc {
+	return func(c echo.Context) error {
+		var rid string
+		if v := c.Request().Header[echo.HeaderXRequestID]; len(v) > 0 {
+			rid = v[0]
+		}
+		if rid == "" {
+			rid = newRequestID()
+		}
+		c.Response().Header()[echo.HeaderXRequestID] = []string{rid}
+		return next(c)
+	}
+}
+
+// requestID is the request's X-Request-Id (assignRequestID).
 func requestID(c echo.Context) string {
-	return c.Response().Header().Get(echo.HeaderXRequestID)
+	if v := c.Response().Header()[echo.HeaderXRequestID]; len(v) > 0 {
+		return v[0]
+	}
+	return ""
 }
 
 // principalOf returns the caller that authenticate (or authNone) found. It

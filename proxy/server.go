@@ -125,12 +125,12 @@ func New(cfg Config) *Server {
 	e.HideBanner, e.HidePort = true, true
 	e.HTTPErrorHandler = s.errorHandler
 	e.Use(composeOnce(
-		middleware.RequestIDWithConfig(middleware.RequestIDConfig{Generator: newRequestID}),
+		assignRequestID,
 		s.observe,
 		s.requestLog(),
 		middleware.Recover(),
 		s.limitForwarded(),
-		middleware.BodyLimit(cfg.MaxBody),
+		bodyLimit(cfg.MaxBody),
 		s.guard,
 		s.checkForwarded,
 	))
@@ -180,6 +180,17 @@ func New(cfg Config) *Server {
 	}
 	s.e = e
 	return s
+}
+
+// bodyLimit is echo's BodyLimit for the requests that have a body. One
+// without has http.NoBody (net/http's, for no Content-Length or a zero one
+// and no chunked encoding), which reads nothing, so the limiting reader
+// echo would take from its pool and wrap around it is left out.
+func bodyLimit(limit string) echo.MiddlewareFunc {
+	return middleware.BodyLimitWithConfig(middleware.BodyLimitConfig{
+		Limit:   limit,
+		Skipper: func(c echo.Context) bool { return c.Request().Body == http.NoBody },
+	})
 }
 
 // Echo v4 composes the middlewares of e.Use, of a group and of a route

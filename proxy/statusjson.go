@@ -24,9 +24,20 @@ func writeStatus(c echo.Context, code int, u *UserStatus) error {
 	b, ok := u.appendJSON((*bp)[:0])
 	if !ok {
 		statusBufs.Put(bp)
-		return c.JSON(code, u)
+		// A copy goes to encoding/json: handing it u would move the
+		// caller's UserStatus to the heap on every answer, the common
+		// ones too.
+		v := *u
+		return c.JSON(code, &v)
 	}
-	err := c.JSONBlob(code, b)
+	// c.JSONBlob(code, b), with the header's canonical name indexed
+	// directly rather than checked and canonicalised by Get and Set.
+	res := c.Response()
+	if h := res.Header(); len(h[echo.HeaderContentType]) == 0 || h[echo.HeaderContentType][0] == "" {
+		h[echo.HeaderContentType] = []string{echo.MIMEApplicationJSON}
+	}
+	res.WriteHeader(code)
+	_, err := res.Write(b)
 	if cap(b) <= 4096 {
 		*bp = b
 		statusBufs.Put(bp)
