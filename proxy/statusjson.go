@@ -20,6 +20,12 @@ var statusBufs = sync.Pool{New: func() any { b := make([]byte, 0, 512); return &
 
 // writeStatus answers u as c.JSON(code, u) does, byte for byte.
 func writeStatus(c echo.Context, code int, u *UserStatus) error {
+	if c.Request().URL.RawQuery != "" || c.Echo().Debug {
+		// c.JSON indents for ?pretty (and in debug mode): any query goes
+		// to it, so that the answer is c.JSON's whatever the query says.
+		v := *u
+		return c.JSON(code, &v)
+	}
 	bp := statusBufs.Get().(*[]byte)
 	b, ok := u.appendJSON((*bp)[:0])
 	if !ok {

@@ -5,6 +5,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"reflect"
+	"strings"
 	"testing"
 	"time"
 
@@ -45,9 +46,9 @@ func TestUserStatusJSONAsEncoded(t *testing.T) {
 		{UserID: "u", BrowserURL: "http://h", BrowserStatus: "x", LastActivity: &farFuture},
 	}
 	e := echo.New()
-	serve := func(h func(c echo.Context) error) *httptest.ResponseRecorder {
+	serve := func(target string, h func(c echo.Context) error) *httptest.ResponseRecorder {
 		w := httptest.NewRecorder()
-		c := e.NewContext(httptest.NewRequest(http.MethodGet, "/", nil), w)
+		c := e.NewContext(httptest.NewRequest(http.MethodGet, target, nil), w)
 		if err := h(c); err != nil {
 			e.DefaultHTTPErrorHandler(err, c)
 		}
@@ -55,10 +56,15 @@ func TestUserStatusJSONAsEncoded(t *testing.T) {
 	}
 	var fast int
 	for i, u := range cases {
-		want := serve(func(c echo.Context) error { return c.JSON(http.StatusOK, u) })
-		got := serve(func(c echo.Context) error { return writeStatus(c, http.StatusOK, &u) })
-		if got.Code != want.Code || got.Body.String() != want.Body.String() || !reflect.DeepEqual(got.Header(), want.Header()) {
-			t.Errorf("case %d:\n got %d %v %q\nwant %d %v %q", i, got.Code, got.Header(), got.Body, want.Code, want.Header(), want.Body)
+		for _, target := range []string{"/", "/?pretty"} {
+			want := serve(target, func(c echo.Context) error { return c.JSON(http.StatusOK, u) })
+			got := serve(target, func(c echo.Context) error { return writeStatus(c, http.StatusOK, &u) })
+			if got.Code != want.Code || got.Body.String() != want.Body.String() || !reflect.DeepEqual(got.Header(), want.Header()) {
+				t.Errorf("case %d %s:\n got %d %v %q\nwant %d %v %q", i, target, got.Code, got.Header(), got.Body, want.Code, want.Header(), want.Body)
+			}
+			if target != "/" && want.Code == http.StatusOK && !strings.Contains(got.Body.String(), "\n  \"userId\"") {
+				t.Errorf("case %d %s: not indented: %q", i, target, got.Body)
+			}
 		}
 		if _, ok := u.appendJSON(nil); ok {
 			fast++
