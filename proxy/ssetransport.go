@@ -87,6 +87,7 @@ type sseSession struct {
 	mu       sync.Mutex // serialises writes; guards what follows
 	closed   bool       // no more writes
 	conn     net.Conn   // the hijacked connection, or nil
+	vec      net.Conn   // conn, or what it wraps, when it writes net.Buffers in one writev; else nil
 	w        http.ResponseWriter
 	rc       *http.ResponseController // w's, when not hijacked
 	info     mcp.Implementation
@@ -219,7 +220,7 @@ func (t *sseTransport) ServeSSE(w http.ResponseWriter, r *http.Request) {
 	if conn != nil {
 		// The handler returns; what the stream holds from here on is in c.
 		c.slot = takeStreamHolds(r.Context())
-		c.conn, c.w = conn, nil
+		c.conn, c.vec, c.w = conn, vectored(conn), nil
 		c.connA.Store(&conn)
 		c.mu.Unlock()
 		if c.stopped.Load() {
@@ -348,6 +349,22 @@ func (c *sseSession) readUntilClosed() {
 	c.finish()
 }
 
+// vectored returns the connection under conn that writes a net.Buffers
+// in one system call (writev): conn itself, or the TCP connection the
+// listener's countedConn wraps (net.Buffers cannot see through a wrapper,
+// and would write each piece as a packet of its own). It returns nil for
+// other connections (TLS).
+func vectored(conn net.Conn) net.Conn {
+	if cc, ok := conn.(*countedConn); ok {
+		conn = cc.Conn
+	}
+	switch conn.(type) {
+	case *net.TCPConn, *net.UnixConn:
+		return conn
+	}
+	return nil
+}
+
 // unblock fails the read and any write in progress on conn at once.
 func unblock(conn net.Conn) {
 	now := time.Now()
@@ -399,10 +416,21 @@ func (c *sseSession) writeLocked(ev ...[]byte) error {
 		for _, p := range ev {
 			size += len(p)
 		}
-		hdr := strconv.AppendInt(c.chunkHdr[:0], int64(size), 16)
-		bufs := make(net.Buffers, 0, len(ev)+2)
-		bufs = append(append(append(bufs, append(hdr, "\r\n"...)), ev...), chunkEnd)
-		_, err := bufs.WriteTo(c.conn) // consumes bufs, not the bytes of ev
+		hdr := append(strconv.AppendInt(c.chunkHdr[:0], int64(size), 16), "\r\n"...)
+		if c.vec != nil {
+			bufs := make(net.Buffers, 0, len(ev)+2)
+			bufs = append(append(append(bufs, hdr), ev...), chunkEnd)
+			_, err := bufs.WriteTo(c.vec) // one writev; consumes bufs, not the bytes of ev
+			return err
+		}
+		// One write, so one TLS record: net.Buffers would write (and
+		// send) each piece on its own.
+		buf := make([]byte, 0, len(hdr)+size+len(chunkEnd))
+		buf = append(buf, hdr...)
+		for _, p := range ev {
+			buf = append(buf, p...)
+		}
+		_, err := c.conn.Write(append(buf, chunkEnd...))
 		return err
 	}
 	_ = c.rc.SetWriteDeadline(deadline)
