@@ -538,14 +538,42 @@ func (t *sseTransport) ServeMessage(w http.ResponseWriter, r *http.Request) {
 		writeRPCError(w, mcp.PARSE_ERROR, "Parse error")
 		return
 	}
-	// The call outlives the POST, which is answered at once; a shutdown
-	// waits for it (counted before the POST ends).
+	// The message is answered on the stream after the POST's 202; a
+	// shutdown waits for that answer (counted before the POST ends).
 	ctx := t.mcp.WithContext(context.WithoutCancel(r.Context()), c)
 	if d := t.drain.Load(); d != nil {
 		d.expect(id, 1)
 	}
+	if !quickMethods[rpcMethod(raw)] {
+		// A tool call may take long: it outlives the POST.
+		w.WriteHeader(http.StatusAccepted)
+		go c.handle(ctx, raw)
+		return
+	}
+	// The 202 goes out whole first (its length said, so nothing follows
+	// it), then this goroutine, whose stack has grown already, answers: no
+	// goroutine to start, grow and hand to another thread.
+	w.Header().Set("Content-Length", "0")
 	w.WriteHeader(http.StatusAccepted)
-	go c.handle(ctx, raw)
+	_ = http.NewResponseController(w).Flush()
+	c.handle(ctx, raw)
+}
+
+// quickMethods are the messages whose POST /message handles them itself,
+// once its 202 is sent: the setup of a session and the methods mcp-go
+// answers from memory. Anything else (tools/call, a method named after its
+// params, a batch) is handled on a goroutine of its own.
+var quickMethods = map[string]bool{
+	string(mcp.MethodInitialize):             true,
+	"notifications/initialized":              true,
+	string(mcp.MethodPing):                   true,
+	string(mcp.MethodToolsList):              true,
+	string(mcp.MethodSetLogLevel):            true,
+	"notifications/cancelled":                true,
+	"notifications/roots/list_changed":       true,
+	string(mcp.MethodResourcesList):          true,
+	string(mcp.MethodResourcesTemplatesList): true,
+	string(mcp.MethodPromptsList):            true,
 }
 
 // handle dispatches one message and writes its answer, then tells the
