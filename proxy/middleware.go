@@ -12,6 +12,7 @@ import (
 
 	"github.com/go-json-experiment/json/jsontext"
 	"github.com/labstack/echo/v4"
+	"github.com/mark3labs/mcp-go/mcp"
 	"github.com/rs/zerolog"
 
 	"github.com/mcp-browser-proxy/mcp-browser-proxy/auth"
@@ -125,7 +126,9 @@ func (h *headBody) Read(p []byte) (int, error) {
 // when b (the message, or its first bytes) does not name one before its
 // params. It reads tokens only up to the method, with plainRequest's
 // pooled decoders: encoding/json's Decoder allocated some 25 times per
-// message here (an error value at the end of every value it skips).
+// message here (an error value at the end of every value it skips). A
+// name or method that is not valid UTF-8 reads as "" (encoding/json would
+// have replaced the bytes).
 func rpcMethod(b []byte) string {
 	h := headDecoders.Get().(*headDecoder)
 	defer h.put()
@@ -145,11 +148,20 @@ func rpcMethod(b []byte) string {
 			if d.PeekKind() != '"' {
 				return ""
 			}
-			v, err := d.ReadToken()
+			v, err := d.ReadValue()
 			if err != nil {
 				return ""
 			}
-			return v.String()
+			m := v[1 : len(v)-1]
+			if bytes.IndexByte(v, '\\') >= 0 {
+				if m, err = jsontext.AppendUnquote(nil, v); err != nil {
+					return ""
+				}
+			}
+			if name, ok := methodNames[string(m)]; ok {
+				return name // no copy of the common ones
+			}
+			return string(m)
 		case isName(k, "params"):
 			return ""
 		}
@@ -159,6 +171,19 @@ func rpcMethod(b []byte) string {
 	}
 	return ""
 }
+
+// methodNames are the methods rpcMethod returns without a copy.
+var methodNames = func() map[string]string {
+	m := map[string]string{}
+	for _, name := range []mcp.MCPMethod{mcp.MethodInitialize, mcp.MethodPing, mcp.MethodToolsList,
+		mcp.MethodToolsCall, mcp.MethodSetLogLevel, mcp.MethodResourcesList, mcp.MethodPromptsList} {
+		m[string(name)] = string(name)
+	}
+	for _, name := range []string{"notifications/initialized", "notifications/cancelled"} {
+		m[name] = name
+	}
+	return m
+}()
 
 // isName reports whether quoted, a JSON string as written, is name once
 // unquoted.
