@@ -287,7 +287,7 @@ func (s *Server) mcpGuard(next echo.HandlerFunc) echo.HandlerFunc {
 		var sid string
 		switch r.URL.Path {
 		case "/message":
-			sid = r.URL.Query().Get("sessionId")
+			sid = sessionIDParam(r)
 			if sid == "" {
 				return apiError(http.StatusBadRequest, CodeInvalidRequest, "missing sessionId query parameter; use the endpoint URL from the SSE stream's endpoint event")
 			}

@@ -3,6 +3,8 @@ package proxy
 import (
 	"bytes"
 	"encoding/json"
+	"net/url"
+	"strings"
 	"testing"
 )
 
@@ -78,6 +80,31 @@ func BenchmarkRPCMethod(b *testing.B) {
 	for b.Loop() {
 		if rpcMethod(msg) != "tools/list" {
 			b.Fatal("no method")
+		}
+	}
+}
+
+// TestQueryGetAsParsed checks queryGet against url.ParseQuery and
+// Values.Get on queries built from pieces that trip the parser.
+func TestQueryGetAsParsed(t *testing.T) {
+	pieces := []string{"sessionId=abc", "sessionId=", "sessionId", "sessionId=a%20b", "sessionId=a+b",
+		"session%49d=x", "sessionId=%zz", "%zz=1", "a=1", "", "sessionId=x;y", "a;b=1", "sessionid=no",
+		"sessionId=1=2", "session+Id=sp", "=v", "sessionId=%E2%82%AC"}
+	var queries []string
+	for _, a := range pieces {
+		queries = append(queries, a)
+		for _, b := range pieces {
+			queries = append(queries, a+"&"+b)
+			for _, c := range pieces[:6] {
+				queries = append(queries, a+"&"+b+"&"+c)
+			}
+		}
+	}
+	queries = append(queries, strings.Repeat("&", maxQueryParams-1)+"sessionId=1", strings.Repeat("&", maxQueryParams)+"sessionId=1")
+	for _, q := range queries {
+		vals, _ := url.ParseQuery(q)
+		if got, want := queryGet(q, "sessionId"), vals.Get("sessionId"); got != want {
+			t.Errorf("queryGet(%.80q) = %q, url.ParseQuery reads %q", q, got, want)
 		}
 	}
 }

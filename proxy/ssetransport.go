@@ -8,7 +8,9 @@ import (
 	"log"
 	"net"
 	"net/http"
+	"net/url"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -523,7 +525,7 @@ func (t *sseTransport) CloseSessions() {
 // ServeMessage answers POST /message?sessionId=: it accepts one JSON-RPC
 // message (202) and writes the answer, if any, on the session's stream.
 func (t *sseTransport) ServeMessage(w http.ResponseWriter, r *http.Request) {
-	id := r.URL.Query().Get("sessionId")
+	id := sessionIDParam(r)
 	if id == "" {
 		writeRPCError(w, mcp.INVALID_PARAMS, "Missing sessionId")
 		return
@@ -620,3 +622,47 @@ func writeRPCError(w http.ResponseWriter, code int, message string) {
 	_ = json.NewEncoder(w).Encode(mcp.JSONRPCError{JSONRPC: mcp.JSONRPC_VERSION, ID: mcp.NewRequestId(nil),
 		Error: mcp.NewJSONRPCErrorDetails(code, message, nil)})
 }
+
+// sessionIDParam returns r's sessionId query parameter, as
+// r.URL.Query().Get("sessionId") does (its first value), without building
+// the map of every parameter: POST /message reads it three times.
+func sessionIDParam(r *http.Request) string {
+	return queryGet(r.URL.RawQuery, "sessionId")
+}
+
+// queryGet returns the first value of key in the raw query q, as
+// url.ParseQuery then Values.Get would: pairs are split on '&', a pair
+// with a ';' or a key or value that does not unescape is skipped, and a
+// query of more than maxQueryParams pairs has none.
+func queryGet(q, key string) string {
+	if strings.Count(q, "&") >= maxQueryParams {
+		return ""
+	}
+	for q != "" {
+		var pair string
+		pair, q, _ = strings.Cut(q, "&")
+		if pair == "" || strings.Contains(pair, ";") {
+			continue
+		}
+		k, v, _ := strings.Cut(pair, "=")
+		if k != key {
+			if !strings.ContainsAny(k, "%+") {
+				continue
+			}
+			if u, err := url.QueryUnescape(k); err != nil || u != key {
+				continue
+			}
+		}
+		if !strings.ContainsAny(v, "%+") {
+			return v
+		}
+		if u, err := url.QueryUnescape(v); err == nil {
+			return u
+		}
+	}
+	return ""
+}
+
+// maxQueryParams is net/url's default bound on a query's parameters
+// (GODEBUG urlmaxqueryparams).
+const maxQueryParams = 10000
