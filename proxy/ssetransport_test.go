@@ -428,7 +428,7 @@ func TestSSEEventIsOneWrite(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer server.Close()
-	counted := &countedConn{Conn: server, release: func() {}}
+	counted := &countedConn{Conn: server}
 	if got := vectored(counted); got != server {
 		t.Errorf("vectored(the counted TCP connection) = %v, want the TCP connection", got)
 	}
