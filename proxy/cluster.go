@@ -537,7 +537,7 @@ func isForwarded(c echo.Context) bool {
 func sessionIDOf(r *http.Request) string {
 	switch r.URL.Path {
 	case "/message":
-		return r.URL.Query().Get("sessionId")
+		return sessionIDParam(r)
 	case "/mcp":
 		return r.Header.Get("Mcp-Session-Id")
 	}

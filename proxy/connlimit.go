@@ -8,6 +8,7 @@ import (
 	"net/netip"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/labstack/echo/v4"
@@ -171,7 +172,7 @@ func (l *limitListener) Accept() (net.Conn, error) {
 			l.refuse.refused(a, "connection", l.conns.max)
 			continue
 		}
-		return &countedConn{Conn: c, release: sync.OnceFunc(func() { l.conns.release(a) })}, nil
+		return &countedConn{Conn: c, conns: l.conns, addr: a}, nil
 	}
 }
 
@@ -179,7 +180,16 @@ func (l *limitListener) Accept() (net.Conn, error) {
 // be another instance's (uncount).
 type countedConn struct {
 	net.Conn
-	release func()
+	conns    *addrCounter // nil: counted nowhere (tests)
+	addr     netip.Addr
+	released atomic.Bool
+}
+
+// release gives the connection's slot back, once.
+func (c *countedConn) release() {
+	if c.released.CompareAndSwap(false, true) && c.conns != nil {
+		c.conns.release(c.addr)
+	}
 }
 
 // connKey is the context key of a request's countedConn (connContext).

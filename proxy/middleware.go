@@ -10,7 +10,9 @@ import (
 	"net/http"
 	"time"
 
+	"github.com/go-json-experiment/json/jsontext"
 	"github.com/labstack/echo/v4"
+	"github.com/mark3labs/mcp-go/mcp"
 	"github.com/rs/zerolog"
 
 	"github.com/mcp-browser-proxy/mcp-browser-proxy/auth"
@@ -144,33 +146,75 @@ func (h *headBody) Read(p []byte) (int, error) {
 
 // rpcMethod returns the method of the JSON-RPC message that b starts, or ""
 // when b (the message, or its first bytes) does not name one before its
-// params. It decodes tokens only up to the method.
+// params. It reads tokens only up to the method, with plainRequest's
+// pooled decoders: encoding/json's Decoder allocated some 25 times per
+// message here (an error value at the end of every value it skips). A
+// name or method that is not valid UTF-8 reads as "" (encoding/json would
+// have replaced the bytes).
 func rpcMethod(b []byte) string {
-	dec := json.NewDecoder(bytes.NewReader(b))
-	if t, err := dec.Token(); err != nil || t != json.Delim('{') {
+	h := headDecoders.Get().(*headDecoder)
+	defer h.put()
+	h.buf.Write(b)
+	d := h.d
+	d.Reset(&h.buf)
+	if tok, err := d.ReadToken(); err != nil || tok.Kind() != '{' {
 		return ""
 	}
-	for dec.More() {
-		k, err := dec.Token()
+	for d.PeekKind() == '"' {
+		k, err := d.ReadValue() // the quoted name, valid until the next read
 		if err != nil {
 			return ""
 		}
-		switch k {
-		case "method":
-			var m string
-			if dec.Decode(&m) != nil {
+		switch {
+		case isName(k, "method"):
+			if d.PeekKind() != '"' {
 				return ""
 			}
-			return m
-		case "params":
+			v, err := d.ReadValue()
+			if err != nil {
+				return ""
+			}
+			m := v[1 : len(v)-1]
+			if bytes.IndexByte(v, '\\') >= 0 {
+				if m, err = jsontext.AppendUnquote(nil, v); err != nil {
+					return ""
+				}
+			}
+			if name, ok := methodNames[string(m)]; ok {
+				return name // no copy of the common ones
+			}
+			return string(m)
+		case isName(k, "params"):
 			return ""
 		}
-		var skip json.RawMessage
-		if dec.Decode(&skip) != nil {
+		if d.SkipValue() != nil {
 			return ""
 		}
 	}
 	return ""
+}
+
+// methodNames are the methods rpcMethod returns without a copy.
+var methodNames = func() map[string]string {
+	m := map[string]string{}
+	for _, name := range []mcp.MCPMethod{mcp.MethodInitialize, mcp.MethodPing, mcp.MethodToolsList,
+		mcp.MethodToolsCall, mcp.MethodSetLogLevel, mcp.MethodResourcesList, mcp.MethodPromptsList} {
+		m[string(name)] = string(name)
+	}
+	for _, name := range []string{"notifications/initialized", "notifications/cancelled"} {
+		m[name] = name
+	}
+	return m
+}()
+
+// isName reports whether quoted, a JSON string as written, is name once
+// unquoted.
+func isName(quoted jsontext.Value, name string) bool {
+	if bytes.IndexByte(quoted, '\\') < 0 {
+		return len(quoted) == len(name)+2 && string(quoted[1:len(quoted)-1]) == name
+	}
+	u, err := jsontext.AppendUnquote(nil, quoted)
+	return err == nil && string(u) == name
 }
 
 // authenticate verifies the bearer credential, a JWT of this proxy (or of
@@ -265,7 +309,7 @@ func (s *Server) mcpGuard(next echo.HandlerFunc) echo.HandlerFunc {
 		var sid string
 		switch r.URL.Path {
 		case "/message":
-			sid = r.URL.Query().Get("sessionId")
+			sid = sessionIDParam(r)
 			if sid == "" {
 				return apiError(http.StatusBadRequest, CodeInvalidRequest, "missing sessionId query parameter; use the endpoint URL from the SSE stream's endpoint event")
 			}

@@ -8,7 +8,9 @@ import (
 	"log"
 	"net"
 	"net/http"
+	"net/url"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -87,6 +89,7 @@ type sseSession struct {
 	mu       sync.Mutex // serialises writes; guards what follows
 	closed   bool       // no more writes
 	conn     net.Conn   // the hijacked connection, or nil
+	vec      net.Conn   // conn, or what it wraps, when it writes net.Buffers in one writev; else nil
 	w        http.ResponseWriter
 	rc       *http.ResponseController // w's, when not hijacked
 	info     mcp.Implementation
@@ -219,7 +222,7 @@ func (t *sseTransport) ServeSSE(w http.ResponseWriter, r *http.Request) {
 	if conn != nil {
 		// The handler returns; what the stream holds from here on is in c.
 		c.slot = takeStreamHolds(r.Context())
-		c.conn, c.w = conn, nil
+		c.conn, c.vec, c.w = conn, vectored(conn), nil
 		c.connA.Store(&conn)
 		c.mu.Unlock()
 		if c.stopped.Load() {
@@ -348,6 +351,22 @@ func (c *sseSession) readUntilClosed() {
 	c.finish()
 }
 
+// vectored returns the connection under conn that writes a net.Buffers
+// in one system call (writev): conn itself, or the TCP connection the
+// listener's countedConn wraps (net.Buffers cannot see through a wrapper,
+// and would write each piece as a packet of its own). It returns nil for
+// other connections (TLS).
+func vectored(conn net.Conn) net.Conn {
+	if cc, ok := conn.(*countedConn); ok {
+		conn = cc.Conn
+	}
+	switch conn.(type) {
+	case *net.TCPConn, *net.UnixConn:
+		return conn
+	}
+	return nil
+}
+
 // unblock fails the read and any write in progress on conn at once.
 func unblock(conn net.Conn) {
 	now := time.Now()
@@ -399,10 +418,21 @@ func (c *sseSession) writeLocked(ev ...[]byte) error {
 		for _, p := range ev {
 			size += len(p)
 		}
-		hdr := strconv.AppendInt(c.chunkHdr[:0], int64(size), 16)
-		bufs := make(net.Buffers, 0, len(ev)+2)
-		bufs = append(append(append(bufs, append(hdr, "\r\n"...)), ev...), chunkEnd)
-		_, err := bufs.WriteTo(c.conn) // consumes bufs, not the bytes of ev
+		hdr := append(strconv.AppendInt(c.chunkHdr[:0], int64(size), 16), "\r\n"...)
+		if c.vec != nil {
+			bufs := make(net.Buffers, 0, len(ev)+2)
+			bufs = append(append(append(bufs, hdr), ev...), chunkEnd)
+			_, err := bufs.WriteTo(c.vec) // one writev; consumes bufs, not the bytes of ev
+			return err
+		}
+		// One write, so one TLS record: net.Buffers would write (and
+		// send) each piece on its own.
+		buf := make([]byte, 0, len(hdr)+size+len(chunkEnd))
+		buf = append(buf, hdr...)
+		for _, p := range ev {
+			buf = append(buf, p...)
+		}
+		_, err := c.conn.Write(append(buf, chunkEnd...))
 		return err
 	}
 	_ = c.rc.SetWriteDeadline(deadline)
@@ -495,7 +525,7 @@ func (t *sseTransport) CloseSessions() {
 // ServeMessage answers POST /message?sessionId=: it accepts one JSON-RPC
 // message (202) and writes the answer, if any, on the session's stream.
 func (t *sseTransport) ServeMessage(w http.ResponseWriter, r *http.Request) {
-	id := r.URL.Query().Get("sessionId")
+	id := sessionIDParam(r)
 	if id == "" {
 		writeRPCError(w, mcp.INVALID_PARAMS, "Missing sessionId")
 		return
@@ -510,14 +540,42 @@ func (t *sseTransport) ServeMessage(w http.ResponseWriter, r *http.Request) {
 		writeRPCError(w, mcp.PARSE_ERROR, "Parse error")
 		return
 	}
-	// The call outlives the POST, which is answered at once; a shutdown
-	// waits for it (counted before the POST ends).
+	// The message is answered on the stream after the POST's 202; a
+	// shutdown waits for that answer (counted before the POST ends).
 	ctx := t.mcp.WithContext(context.WithoutCancel(r.Context()), c)
 	if d := t.drain.Load(); d != nil {
 		d.expect(id, 1)
 	}
+	if !quickMethods[rpcMethod(raw)] {
+		// A tool call may take long: it outlives the POST.
+		w.WriteHeader(http.StatusAccepted)
+		go c.handle(ctx, raw)
+		return
+	}
+	// The 202 goes out whole first (its length said, so nothing follows
+	// it), then this goroutine, whose stack has grown already, answers: no
+	// goroutine to start, grow and hand to another thread.
+	w.Header().Set("Content-Length", "0")
 	w.WriteHeader(http.StatusAccepted)
-	go c.handle(ctx, raw)
+	_ = http.NewResponseController(w).Flush()
+	c.handle(ctx, raw)
+}
+
+// quickMethods are the messages whose POST /message handles them itself,
+// once its 202 is sent: the setup of a session and the methods mcp-go
+// answers from memory. Anything else (tools/call, a method named after its
+// params, a batch) is handled on a goroutine of its own.
+var quickMethods = map[string]bool{
+	string(mcp.MethodInitialize):             true,
+	"notifications/initialized":              true,
+	string(mcp.MethodPing):                   true,
+	string(mcp.MethodToolsList):              true,
+	string(mcp.MethodSetLogLevel):            true,
+	"notifications/cancelled":                true,
+	"notifications/roots/list_changed":       true,
+	string(mcp.MethodResourcesList):          true,
+	string(mcp.MethodResourcesTemplatesList): true,
+	string(mcp.MethodPromptsList):            true,
 }
 
 // handle dispatches one message and writes its answer, then tells the
@@ -564,3 +622,47 @@ func writeRPCError(w http.ResponseWriter, code int, message string) {
 	_ = json.NewEncoder(w).Encode(mcp.JSONRPCError{JSONRPC: mcp.JSONRPC_VERSION, ID: mcp.NewRequestId(nil),
 		Error: mcp.NewJSONRPCErrorDetails(code, message, nil)})
 }
+
+// sessionIDParam returns r's sessionId query parameter, as
+// r.URL.Query().Get("sessionId") does (its first value), without building
+// the map of every parameter: POST /message reads it three times.
+func sessionIDParam(r *http.Request) string {
+	return queryGet(r.URL.RawQuery, "sessionId")
+}
+
+// queryGet returns the first value of key in the raw query q, as
+// url.ParseQuery then Values.Get would: pairs are split on '&', a pair
+// with a ';' or a key or value that does not unescape is skipped, and a
+// query of more than maxQueryParams pairs has none.
+func queryGet(q, key string) string {
+	if strings.Count(q, "&") >= maxQueryParams {
+		return ""
+	}
+	for q != "" {
+		var pair string
+		pair, q, _ = strings.Cut(q, "&")
+		if pair == "" || strings.Contains(pair, ";") {
+			continue
+		}
+		k, v, _ := strings.Cut(pair, "=")
+		if k != key {
+			if !strings.ContainsAny(k, "%+") {
+				continue
+			}
+			if u, err := url.QueryUnescape(k); err != nil || u != key {
+				continue
+			}
+		}
+		if !strings.ContainsAny(v, "%+") {
+			return v
+		}
+		if u, err := url.QueryUnescape(v); err == nil {
+			return u
+		}
+	}
+	return ""
+}
+
+// maxQueryParams is net/url's default bound on a query's parameters
+// (GODEBUG urlmaxqueryparams).
+const maxQueryParams = 10000

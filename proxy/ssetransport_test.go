@@ -6,6 +6,7 @@ import (
 	"context"
 	"crypto/tls"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
 	"runtime"
@@ -388,5 +389,73 @@ func TestSSENotificationsToIdleSession(t *testing.T) {
 	}
 	if _, err := st.waitLine(10*time.Second, rpcResponse(7)); err != nil {
 		t.Fatalf("the ping's answer: %v", err)
+	}
+}
+
+// writeCounter is a connection that counts its writes and keeps what they
+// wrote.
+type writeCounter struct {
+	net.Conn
+	writes int
+	got    bytes.Buffer
+}
+
+func (w *writeCounter) Write(p []byte) (int, error) {
+	w.writes++
+	return w.got.Write(p)
+}
+
+func (w *writeCounter) SetWriteDeadline(time.Time) error { return nil }
+
+// TestSSEEventIsOneWrite checks that an event goes out in one write, as one
+// chunk: a writev on a TCP connection, the listener's counted one included
+// (net.Buffers cannot see through a wrapper and would send each piece as a
+// packet of its own, five or six per answer), and a single copied write on
+// any other connection (TLS: one record).
+func TestSSEEventIsOneWrite(t *testing.T) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	client, err := net.Dial("tcp", l.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer client.Close()
+	server, err := l.Accept()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer server.Close()
+	counted := &countedConn{Conn: server}
+	if got := vectored(counted); got != server {
+		t.Errorf("vectored(the counted TCP connection) = %v, want the TCP connection", got)
+	}
+	if got := vectored(server); got != server {
+		t.Errorf("vectored(a TCP connection) = %v, want itself", got)
+	}
+	if got := vectored(tls.Server(server, &tls.Config{})); got != nil {
+		t.Errorf("vectored(a TLS connection) = %v, want nil", got)
+	}
+
+	const want = "2f\r\nevent: message\ndata: {\"jsonrpc\":\"2.0\",\"id\":1}\n\n\r\n"
+	wc := &writeCounter{}
+	c := &sseSession{t: &sseTransport{writeBound: time.Second}, conn: wc, vec: vectored(wc)}
+	if err := c.sendMessage([]byte(`{"jsonrpc":"2.0",`), []byte(`"id":1}`)); err != nil {
+		t.Fatal(err)
+	}
+	if wc.writes != 1 || wc.got.String() != want {
+		t.Errorf("the event went out in %d writes as %q, want 1 write of %q", wc.writes, wc.got.String(), want)
+	}
+
+	c = &sseSession{t: &sseTransport{writeBound: time.Second}, conn: counted, vec: vectored(counted)}
+	if err := c.sendMessage([]byte(`{"jsonrpc":"2.0",`), []byte(`"id":1}`)); err != nil {
+		t.Fatal(err)
+	}
+	_ = client.SetReadDeadline(time.Now().Add(10 * time.Second))
+	buf := make([]byte, len(want))
+	if _, err := io.ReadFull(client, buf); err != nil || string(buf) != want {
+		t.Errorf("the TCP peer read %q (%v), want %q", buf, err, want)
 	}
 }

@@ -87,7 +87,7 @@ func (m *Manager) OpenVia(id, owner, transport string, end func()) *Session {
 	}
 	m.mu.Unlock()
 	if !ok {
-		s.log.Info().Msg("session opened")
+		s.logged(m.cfg.Log.Info()).Msg("session opened")
 		m.cfg.Audit.Info().Bool("audit", true).Str("event", "session_open").Str("user", owner).Str("session", id).Send()
 	}
 	return s
@@ -254,7 +254,7 @@ func (m *Manager) end(ended []ending) {
 // (unless KeepTabs), and logs, audits and counts the close.
 func (m *Manager) finish(s *Session, reason string) {
 	s.close(m.cfg.KeepTabs)
-	s.log.Info().Str("reason", reason).Msg("session closed")
+	s.logged(m.cfg.Log.Info()).Str("reason", reason).Msg("session closed")
 	m.cfg.Audit.Info().Bool("audit", true).Str("event", "session_close").Str("user", s.UserID).Str("session", s.ID).
 		Str("reason", reason).Send()
 	if reason == CloseIdle || reason == CloseLifetime || reason == CloseStale || reason == CloseEvicted {

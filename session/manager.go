@@ -182,7 +182,6 @@ func (m *Manager) newSession(id, owner string) *Session {
 	ctx, cancel := context.WithCancel(context.Background())
 	s := &Session{
 		ID: id, UserID: owner, mgr: m, ctx: ctx, cancel: cancel,
-		log:  m.cfg.Log.With().Str("user", owner).Str("session", id).Logger(),
 		tabs: map[int]*tab{},
 	}
 	s.setLastUsed(now)

@@ -23,6 +23,14 @@ import (
 	"github.com/mcp-browser-proxy/mcp-browser-proxy/tools"
 )
 
+// logged adds the session's user and ID to e, an event of the manager's
+// log, where a logger of the session's own (zerolog's With) would have put
+// them: the same line, without the 500-byte context such a logger
+// reserves and keeps for the session's life.
+func (s *Session) logged(e *zerolog.Event) *zerolog.Event {
+	return e.Str("user", s.UserID).Str("session", s.ID)
+}
+
 // Session is one MCP session (or a user's default workspace): its owner and
 // the tabs it opened. It implements tools.Workspace.
 type Session struct {
@@ -30,7 +38,6 @@ type Session struct {
 	UserID string
 
 	mgr *Manager
-	log zerolog.Logger
 
 	calls sync.Mutex // tool calls of one session run in order
 	// ctx ends when the session closes, and with it the call in flight:
@@ -304,7 +311,7 @@ func (s *Session) attachAs(cctx context.Context, c browserpool.Conn, id target.I
 	}
 	state := tools.NewTabState(id, tools.WithLogBudget(s.mgr.cfg.LogBudget))
 	state.OnListenerPanic(func(p tools.ListenerPanic) {
-		s.log.Error().Str("collector", p.Collector).Str("panic", p.Value).Str("stack", p.Stack).
+		s.logged(s.mgr.cfg.Log.Error()).Str("collector", p.Collector).Str("panic", p.Value).Str("stack", p.Stack).
 			Msg("recovered a panic in a tab's event listener; the tab goes on")
 	})
 	// Detach, never close, when the context ends: closing is done on purpose
@@ -348,7 +355,7 @@ func (s *Session) attachAs(cctx context.Context, c browserpool.Conn, id target.I
 	if !popup || s.selected == 0 {
 		s.selected = t.ID
 	}
-	s.log.Debug().Int("page", t.ID).Bool("owned", owned).Msg("page attached")
+	s.logged(s.mgr.cfg.Log.Debug()).Int("page", t.ID).Bool("owned", owned).Msg("page attached")
 	return &t.Tab, nil
 }
 

@@ -165,6 +165,9 @@ func (tl Tool) MissingPerm(p auth.Principal, args map[string]any) (perm, arg str
 	if !p.Has(tl.Perm) {
 		return tl.Perm, ""
 	}
+	if len(args) == 0 || len(tl.ArgPerms) == 0 {
+		return "", "" // no argument to check (tools/list asks with none)
+	}
 	for _, name := range slices.Sorted(maps.Keys(tl.ArgPerms)) {
 		if v, ok := args[name]; ok && v != nil && v != "" && !p.Has(tl.ArgPerms[name]) {
 			return tl.ArgPerms[name], name
