@@ -65,7 +65,7 @@ bench: deps
 
 bench-scale: deps
 	@uptime
-	$(GO) test -run '^$$' -bench '^BenchmarkScale' -benchtime 1x -count 1 -timeout 20m ./proxy/
+	$(GO) test -run '^$$' -bench '^BenchmarkScale' -skip 'Profile$$' -benchtime 1x -count 1 -timeout 20m ./proxy/
 	@uptime
 
 ## compare: side by side with chrome-devtools-mcp and @playwright/mcp from npm

@@ -20,7 +20,8 @@ func init() {
 // BenchmarkScaleSSEConnectProfile: b.N bare-client SSE connects against the
 // child, with its CPU time and allocations per connect; MBP_SCALE_PROFILES
 // gets its CPU and heap profiles (sseconnect-proxy.cpu, heap before and
-// after).
+// after). make bench-scale skips it: it needs -benchtime 3000x or so
+// (the child's CPU time counts in 10 ms ticks).
 func BenchmarkScaleSSEConnectProfile(b *testing.B) {
 	px := startScaleChild(b, "proxy")
 	tok := scaleUsers(b, px, 1)[0]
