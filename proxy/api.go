@@ -110,6 +110,9 @@ func (s *Server) register(c echo.Context) error {
 	dec := json.NewDecoder(c.Request().Body)
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(&req); err != nil {
+		if tooLarge(err) {
+			return err
+		}
 		return apiError(http.StatusBadRequest, CodeInvalidRequest, "the body must be JSON like {\"userId\":\"alice\",\"browserURL\":\"http://127.0.0.1:9222\"}: "+jsonProblem(err))
 	}
 	req, aerr := ValidateRegister(req)

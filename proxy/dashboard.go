@@ -464,6 +464,9 @@ func (s *Server) issueToken(c echo.Context) error {
 	dec := json.NewDecoder(c.Request().Body)
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(&req); err != nil {
+		if tooLarge(err) {
+			return err
+		}
 		return apiError(http.StatusBadRequest, CodeInvalidRequest, `the body must be JSON like {"perms":["browser:read"],"ttl":"1h"}, every field optional: `+jsonProblem(err))
 	}
 	if p.KeyID != "" {

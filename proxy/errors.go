@@ -101,3 +101,11 @@ func (s *Server) errorHandler(err error, c echo.Context) {
 	}
 	_ = c.JSON(ae.Status, ae)
 }
+
+// tooLarge says whether err is the body limit's: a chunked body over
+// --max-body fails its read with it (a body with a length over the limit
+// is refused before the handler), and it must stay a 413 rather than
+// become the handler's 400 for a body that is not JSON.
+func tooLarge(err error) bool {
+	return errors.Is(err, echo.ErrStatusRequestEntityTooLarge)
+}

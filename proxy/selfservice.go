@@ -142,6 +142,9 @@ func (s *Server) createAPIKey(c echo.Context) error {
 	p, _ := principalOf(c)
 	var req CreateAPIKeyRequest
 	if err := c.Bind(&req); err != nil {
+		if tooLarge(err) {
+			return echo.ErrStatusRequestEntityTooLarge
+		}
 		return apiError(http.StatusBadRequest, CodeInvalidRequest, `the body must be JSON: {"user":"alice","perms":["browser:read"],"name":"ci"}, every field optional`)
 	}
 	if p.KeyID != "" {
