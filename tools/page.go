@@ -125,11 +125,15 @@ func callCtx(toolCtx context.Context, tab *Tab, d time.Duration) (context.Contex
 	return c, func() { stop(); cancel() }
 }
 
+// errConnLost is a command that could not be written to the browser's
+// connection (Tab.Send): the connection is closing.
+var errConnLost = errors.New("the browser connection dropped")
+
 // cdpError turns a CDP failure into a message that says what happened and
 // what to do next.
 func cdpError(what string, cctx context.Context, tab *Tab, d time.Duration, err error) error {
 	switch {
-	case tab.Ctx.Err() != nil:
+	case tab.Ctx.Err() != nil || errors.Is(err, errConnLost):
 		return fmt.Errorf("%s: page %d is gone (the tab was closed or the browser connection dropped); call list_pages and retry", what, tab.ID)
 	case errors.Is(cctx.Err(), context.DeadlineExceeded) || errors.Is(err, context.DeadlineExceeded):
 		return fmt.Errorf("%s: the browser did not answer within %s; the page may be busy, retry or raise the timeout", what, d)
