@@ -108,3 +108,21 @@ func TestQueryGetAsParsed(t *testing.T) {
 		}
 	}
 }
+
+// TestQuickNotSpoofed checks that a message is handled on the POST's
+// goroutine only when mcp-go reads the same quick method: a second
+// "method", or one spelled in another case, is what encoding/json takes.
+func TestQuickNotSpoofed(t *testing.T) {
+	for msg, want := range map[string]bool{
+		`{"jsonrpc":"2.0","id":1,"method":"ping"}`:                                             true,
+		`{"jsonrpc":"2.0","id":1,"method":"tools/list"}`:                                       true,
+		`{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"x"}}`:                 false,
+		`{"jsonrpc":"2.0","id":1,"method":"ping","method":"tools/call","params":{"name":"x"}}`: false,
+		`{"jsonrpc":"2.0","id":1,"method":"ping","Method":"tools/call","params":{"name":"x"}}`: false,
+		`{"jsonrpc":"2.0","id":1,"method":"ping","METHOD":"tools/call","params":{"name":"x"}}`: false,
+	} {
+		if got := isQuick([]byte(msg)); got != want {
+			t.Errorf("isQuick(%s) = %v, want %v", msg, got, want)
+		}
+	}
+}

@@ -546,7 +546,7 @@ func (t *sseTransport) ServeMessage(w http.ResponseWriter, r *http.Request) {
 	if d := t.drain.Load(); d != nil {
 		d.expect(id, 1)
 	}
-	if !quickMethods[rpcMethod(raw)] {
+	if !isQuick(raw) {
 		// A tool call may take long: it outlives the POST.
 		w.WriteHeader(http.StatusAccepted)
 		go c.handle(ctx, raw)
@@ -559,6 +559,22 @@ func (t *sseTransport) ServeMessage(w http.ResponseWriter, r *http.Request) {
 	w.WriteHeader(http.StatusAccepted)
 	_ = http.NewResponseController(w).Flush()
 	c.handle(ctx, raw)
+}
+
+// isQuick reports whether raw is one of quickMethods as mcp-go will read
+// it: rpcMethod reads the first "method" only, while encoding/json (mcp-go's
+// HandleMessage) takes the last one and matches the name without regard to
+// case, so {"method":"ping","Method":"tools/call"} would otherwise run a
+// tool call on the POST's goroutine, holding the connection for the call.
+func isQuick(raw []byte) bool {
+	m := rpcMethod(raw)
+	if !quickMethods[m] {
+		return false
+	}
+	var base struct {
+		Method string `json:"method"`
+	}
+	return json.Unmarshal(raw, &base) == nil && base.Method == m
 }
 
 // quickMethods are the messages whose POST /message handles them itself,
