@@ -40,14 +40,14 @@ func newRequestID() string {
 	return string(b[:])
 }
 
-// assignRequestID gives every answer its X-Request-Id: the client's own,
-// or a new one (newRequestID), as echo's RequestID middleware does. The
+// assignRequestID gives every answer its X-Request-Id: the client's own
+// when clientRequestID keeps it, or a new one (newRequestID). The
 // header's name is canonical already: the maps are indexed directly, not
 // through Get and Set, which check and canonicalise it on every request.
 func assignRequestID(next echo.HandlerFunc) echo.HandlerFunc {
 	return func(c echo.Context) error {
 		var rid string
-		if v := c.Request().Header[echo.HeaderXRequestID]; len(v) > 0 {
+		if v := c.Request().Header[echo.HeaderXRequestID]; len(v) > 0 && clientRequestID(v[0]) {
 			rid = v[0]
 		}
 		if rid == "" {
@@ -56,6 +56,24 @@ func assignRequestID(next echo.HandlerFunc) echo.HandlerFunc {
 		c.Response().Header()[echo.HeaderXRequestID] = []string{rid}
 		return next(c)
 	}
+}
+
+// clientRequestID says whether a client's X-Request-Id is kept: at most 64
+// letters, digits, '.', '_' and '-' (a UUID, our own IDs, most tracers').
+// It goes into every log and audit line of the request, so anything longer
+// or stranger is replaced rather than carried.
+func clientRequestID(id string) bool {
+	if id == "" || len(id) > 64 {
+		return false
+	}
+	for i := 0; i < len(id); i++ {
+		switch c := id[i]; {
+		case 'a' <= c && c <= 'z', 'A' <= c && c <= 'Z', '0' <= c && c <= '9', c == '.', c == '_', c == '-':
+		default:
+			return false
+		}
+	}
+	return true
 }
 
 // requestID is the request's X-Request-Id (assignRequestID).

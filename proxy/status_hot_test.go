@@ -53,16 +53,31 @@ func TestComposedRoutesKeepTheirChecks(t *testing.T) {
 			t.Errorf("GET %s: X-Request-Id %q, want 32 letters", path, id)
 		}
 	}
-	// A client's own request ID is kept, as echo's middleware does.
-	req, _ := http.NewRequest(http.MethodGet, h.URL+"/health", nil)
-	req.Header.Set("X-Request-Id", "mine-123")
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	resp.Body.Close()
-	if got := resp.Header.Get("X-Request-Id"); got != "mine-123" {
-		t.Errorf("X-Request-Id %q, want the client's own", got)
+	// A client's own request ID is kept, as echo's middleware does, when
+	// it is a short token; anything else (it goes into every log and audit
+	// line) is replaced by one of ours.
+	for _, c := range []struct{ sent, want string }{
+		{"mine-123", "mine-123"},
+		{"0f8fad5b-d9cb-469f-a165-70867728950e", "0f8fad5b-d9cb-469f-a165-70867728950e"},
+		{strings.Repeat("a", 65), ""},
+		{"two words", ""},
+		{`quote"d`, ""},
+		{"ünï", ""},
+	} {
+		req, _ := http.NewRequest(http.MethodGet, h.URL+"/health", nil)
+		req.Header.Set("X-Request-Id", c.sent)
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		got := resp.Header.Get("X-Request-Id")
+		if c.want != "" && got != c.want {
+			t.Errorf("X-Request-Id %q sent: %q, want the client's own", c.sent, got)
+		}
+		if c.want == "" && !regexp.MustCompile(`^[A-Za-z]{32}$`).MatchString(got) {
+			t.Errorf("X-Request-Id %q sent: %q, want one of ours", c.sent, got)
+		}
 	}
 }
 
