@@ -170,11 +170,9 @@ func (h *headBody) Read(p []byte) (int, error) {
 // name or method that is not valid UTF-8 reads as "" (encoding/json would
 // have replaced the bytes).
 func rpcMethod(b []byte) string {
-	h := headDecoders.Get().(*headDecoder)
+	h := headDecoderOf(b)
 	defer h.put()
-	h.buf.Write(b)
 	d := h.d
-	d.Reset(&h.buf)
 	if tok, err := d.ReadToken(); err != nil || tok.Kind() != '{' {
 		return ""
 	}

@@ -227,11 +227,9 @@ func (e errReader) Read([]byte) (int, error) { return 0, e.err }
 // key, invalid UTF-8, anything after the object) goes to mcp-go: false is
 // always safe.
 func plainRequest(body []byte) bool {
-	h := headDecoders.Get().(*headDecoder)
+	h := headDecoderOf(body)
 	defer h.put()
-	h.buf.Write(body)
 	d := h.d
-	d.Reset(&h.buf)
 	if tok, err := d.ReadToken(); err != nil || tok.Kind() != '{' {
 		return false // a batch, or not JSON-RPC
 	}
@@ -313,6 +311,15 @@ var headDecoders = sync.Pool{New: func() any {
 	h.d = jsontext.NewDecoder(&h.buf)
 	return h
 }}
+
+// headDecoderOf takes a decoder from the pool, set to read b; put it back
+// when done.
+func headDecoderOf(b []byte) *headDecoder {
+	h := headDecoders.Get().(*headDecoder)
+	h.buf.Write(b)
+	h.d.Reset(&h.buf)
+	return h
+}
 
 // put returns h to the pool, unless a large body grew its buffer.
 func (h *headDecoder) put() {
