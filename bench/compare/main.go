@@ -69,6 +69,7 @@ func main() {
 	flag.DurationVar(&callGap, "gap", callGap, "pause before each timed navigate_page and input call, on both sides (an agent's calls are never back to back)")
 	flag.IntVar(&agent.firstN, "first-n", 20, "timed first page tools (each one a new session and tab)")
 	flag.IntVar(&agent.reps, "task-reps", 5, "runs of the TodoMVC-style task per server")
+	flag.IntVar(&firstRoutes, "first-routes", 0, "also time, in turns with raw CDP only, the ways to open a session's first tab (created with its URL; blank then navigated after the guard's rules; blank with the navigation in the rules' row), this many turns each")
 	flag.Parse()
 	if err := run(*n, *peerN, *warmup, *only, *dump, *benchDir); err != nil {
 		fmt.Fprintln(os.Stderr, "compare:", err)
@@ -163,6 +164,12 @@ func run(n, peerN, warmup int, only, dump, benchDir string) error {
 		closePages(c.URL, pageURL)
 		if ctx.Err() != nil {
 			return ctx.Err()
+		}
+	}
+	if firstRoutes > 0 {
+		fmt.Fprintf(os.Stderr, "== first tab routes, raw CDP\n")
+		if err := measureFirstRoutes(ctx, os.Stdout, c.URL, pageURL, firstRoutes, warmup); err != nil {
+			fmt.Fprintf(os.Stderr, "   first tab routes failed: %v\n", err)
 		}
 	}
 	var floor, proxyAgent *agentRun
