@@ -86,6 +86,13 @@ func openRoute(ctx context.Context, chromeURL, pageURL string, r firstRoute) (ti
 	if err := c.call(ctx, "", "Target.createTarget", map[string]any{"url": "about:blank", "newWindow": false, "background": false}, &created); err != nil {
 		return 0, false, err
 	}
+	closed := false
+	defer func() {
+		// A turn that failed half-way leaves no tab behind.
+		if !closed {
+			_ = c.call(ctx, "", "Target.closeTarget", map[string]any{"targetId": created.TargetID}, nil)
+		}
+	}()
 	m, err := recv(ctx, attached)
 	if err != nil {
 		return 0, false, err
@@ -150,5 +157,6 @@ func openRoute(ctx context.Context, chromeURL, pageURL string, r firstRoute) (ti
 		return 0, false, fmt.Errorf("no load: %w", err)
 	}
 	d := time.Since(t0)
+	closed = true
 	return d, true, c.call(ctx, "", "Target.closeTarget", map[string]any{"targetId": created.TargetID}, nil)
 }
