@@ -81,7 +81,14 @@ func openRoute(ctx context.Context, chromeURL, pageURL string, r firstRoute) (ti
 		return d, false, c.call(ctx, "", "Target.closeTarget", map[string]any{"targetId": id}, nil)
 	}
 	t0 := time.Now()
-	attached := c.wait("", "Target.attachedToTarget", nil)
+	// The new tab, paused; the tabs already open were attached running.
+	attached := c.wait("", "Target.attachedToTarget", func(p json.RawMessage) bool {
+		var ev struct {
+			TargetInfo         struct{ Type string }
+			WaitingForDebugger bool
+		}
+		return json.Unmarshal(p, &ev) == nil && ev.WaitingForDebugger && ev.TargetInfo.Type == "page"
+	})
 	var created struct{ TargetID string }
 	if err := c.call(ctx, "", "Target.createTarget", map[string]any{"url": "about:blank", "newWindow": false, "background": false}, &created); err != nil {
 		return 0, false, err
