@@ -104,6 +104,11 @@ func evaluateFunction(ctx context.Context, tab *Tab, fn string, uids []string) (
 func sendEvaluate(ctx context.Context, tab *Tab, p runtime.EvaluateParams) (*runtime.EvaluateResult, error) {
 	wait, err := tab.Send(ctx, runtime.CommandEvaluate, p)
 	if err != nil {
+		if ctx.Err() != nil {
+			// The call's time ran out while the write waited: cdpError
+			// says the browser did not answer.
+			return nil, err
+		}
 		// The write failed: the connection is going, and chromedp, which
 		// reads it, may not have noticed yet.
 		return nil, fmt.Errorf("%w: %v", errConnLost, err)

@@ -63,6 +63,9 @@ func measureFirstRoutes(ctx context.Context, w io.Writer, chromeURL, pageURL str
 // its load, closes it and says how long the opening took and whether the
 // tab's Fetch rule paused the document's request.
 func openRoute(ctx context.Context, chromeURL, pageURL string, r firstRoute) (time.Duration, bool, error) {
+	// Every answer and event of a turn is awaited within this bound.
+	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
 	c, err := dialFloor(ctx, chromeURL)
 	if err != nil {
 		return 0, false, err
@@ -97,7 +100,9 @@ func openRoute(ctx context.Context, chromeURL, pageURL string, r firstRoute) (ti
 	defer func() {
 		// A turn that failed half-way leaves no tab behind.
 		if !closed {
-			_ = c.call(ctx, "", "Target.closeTarget", map[string]any{"targetId": created.TargetID}, nil)
+			cctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+			defer cancel()
+			_ = c.call(cctx, "", "Target.closeTarget", map[string]any{"targetId": created.TargetID}, nil)
 		}
 	}()
 	m, err := recv(ctx, attached)
