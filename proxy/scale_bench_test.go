@@ -48,8 +48,9 @@ import (
 	"github.com/mcp-browser-proxy/mcp-browser-proxy/tools"
 )
 
-// scaleChildEnv selects the child's role: "proxy", or "minimal" (a bare
-// net/http server answering scaleBodyEnv's JSON on every path).
+// scaleChildEnv selects the child's role: "proxy", "minimal" (a bare
+// net/http server answering scaleBodyEnv's JSON on every path) or "floor"
+// (the least server answering evaluate_script, scale_floor_bench_test.go).
 const (
 	scaleChildEnv = "MBP_SCALE_CHILD"
 	scaleBodyEnv  = "MBP_SCALE_BODY"
@@ -59,6 +60,8 @@ const (
 	// measured.
 	scaleCPUProfileEnv = "MBP_SCALE_CPUPROFILE"
 	scaleProfileDirEnv = "MBP_SCALE_PROFILES"
+	// scaleFloorProfileEnv names a file for the floor child's CPU profile.
+	scaleFloorProfileEnv = "MBP_SCALE_FLOOR_CPUPROFILE"
 )
 
 // TestScaleChild is the server side of the scale benchmarks; it skips
@@ -77,20 +80,26 @@ func TestScaleChild(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	served := make(chan error, 1)
-	if mode == "minimal" {
-		body := []byte(os.Getenv(scaleBodyEnv))
-		srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
-			w.Header().Set("Content-Type", "application/json")
-			_, _ = w.Write(body)
-		})}
+	stopServing := cancel // the proxy's Serve ends with its context
+	if mode == "minimal" || mode == "floor" {
+		var h http.Handler = newFloorServer()
+		if mode == "minimal" {
+			body := []byte(os.Getenv(scaleBodyEnv))
+			h = http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+				w.Header().Set("Content-Type", "application/json")
+				_, _ = w.Write(body)
+			})
+		}
+		srv := &http.Server{Handler: h}
 		go func() { served <- srv.Serve(ln) }()
-		defer srv.Close()
+		stopServing = func() { _ = srv.Close() }
 	} else {
 		srv, stop := scaleProxy(t)
 		defer stop()
 		go func() { served <- srv.Serve(ctx, ln) }()
 	}
-	if path := os.Getenv(scaleCPUProfileEnv); path != "" && mode == "proxy" {
+	path := map[string]string{"proxy": os.Getenv(scaleCPUProfileEnv), "floor": os.Getenv(scaleFloorProfileEnv)}[mode]
+	if path != "" {
 		f, err := os.Create(path)
 		if err != nil {
 			t.Fatal(err)
@@ -134,7 +143,7 @@ func TestScaleChild(t *testing.T) {
 			fmt.Printf("MEM %d %d %d\n", ms.HeapInuse, ms.StackInuse, runtime.NumGoroutine())
 		}
 	}
-	cancel()
+	stopServing()
 	<-served
 }
 
@@ -648,7 +657,9 @@ func BenchmarkScaleStatus(b *testing.B) {
 // users, 5 sessions each, a tab each) call evaluate_script back to back for
 // a while: the proxy's CPU time per call (goal: under 100 µs), and calls
 // per second against raw CDP Runtime.evaluate from 20 tabs over the same
-// browsers (goal: at least 0.85x).
+// browsers (goal: at least 0.85x). Beside them, the same 20 sessions on the
+// stack's floor (scale_floor_bench_test.go): the CPU per call of the
+// proxy's parts with nothing of the proxy's own.
 func BenchmarkScaleEvaluate(b *testing.B) {
 	const browsers, perBrowser, d = 4, 5, 5 * time.Second
 	chromes := make([]*testchrome.Chrome, browsers)
@@ -656,33 +667,42 @@ func BenchmarkScaleEvaluate(b *testing.B) {
 		chromes[i] = testchrome.Start(b)
 	}
 	px := startScaleChild(b, "proxy")
+	fl := startScaleChild(b, "floor")
 	type caller func() error
-	var proxyCalls []caller
-	for i, c := range chromes {
-		user := fmt.Sprintf("w%d", i)
-		tok := scaleToken(b, user)
-		scaleRegister(b, px, tok, user, c.URL)
-		for range perBrowser {
-			cl, err := dialMCP(px.url(), viaStreamable, map[string]string{"Authorization": "Bearer " + tok})
-			if err != nil {
-				b.Fatal(err)
-			}
-			b.Cleanup(func() { cl.Close() })
-			mustCall(b, cl, "new_page", nil)
-			var req mcp.CallToolRequest
-			req.Params.Name = "evaluate_script"
-			req.Params.Arguments = map[string]any{"function": "() => 1+1"}
-			proxyCalls = append(proxyCalls, func() error {
-				ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-				defer cancel()
-				res, err := cl.CallTool(ctx, req)
-				if err == nil && res.IsError {
-					err = fmt.Errorf("evaluate_script: %v", res.Content)
+	// Each child gets the same 20 sessions over the same browsers, a tab each.
+	callsOf := func(c *scaleChild) []caller {
+		var calls []caller
+		for i, ch := range chromes {
+			user := fmt.Sprintf("w%d", i)
+			tok := scaleToken(b, user)
+			scaleRegister(b, c, tok, user, ch.URL)
+			for range perBrowser {
+				cl, err := dialMCP(c.url(), viaStreamable, map[string]string{"Authorization": "Bearer " + tok})
+				if err != nil {
+					b.Fatal(err)
 				}
-				return err
-			})
+				b.Cleanup(func() { cl.Close() })
+				mustCall(b, cl, "new_page", nil)
+				var req mcp.CallToolRequest
+				req.Params.Name = "evaluate_script"
+				req.Params.Arguments = map[string]any{"function": "() => 1+1"}
+				calls = append(calls, func() error {
+					ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+					defer cancel()
+					res, err := cl.CallTool(ctx, req)
+					if err == nil && res.IsError {
+						err = fmt.Errorf("evaluate_script: %v", res.Content)
+					}
+					if err == nil && (len(res.Content) != 1 || !strings.Contains(fmt.Sprint(res.Content[0]), "2")) {
+						err = fmt.Errorf("evaluate_script: %v, not 2", res.Content)
+					}
+					return err
+				})
+			}
 		}
+		return calls
 	}
+	proxyCalls, floorCalls := callsOf(px), callsOf(fl)
 	var rawCalls []caller
 	for _, c := range chromes {
 		actx, acancel := remote.NewAllocator(context.Background(), c.URL)
@@ -730,6 +750,7 @@ func BenchmarkScaleEvaluate(b *testing.B) {
 		return n.Load()
 	}
 	drive(proxyCalls, time.Second) // warm
+	drive(floorCalls, time.Second)
 	drive(rawCalls, time.Second)
 	// Where the machine's CPU goes on each path: the proxy (child), this
 	// process (the MCP clients, or chromedp for raw CDP) and the browsers.
@@ -751,8 +772,8 @@ func BenchmarkScaleEvaluate(b *testing.B) {
 		}
 		return sum
 	}
-	var proxyN, rawN int64
-	var proxyCPU, clientCPU, rawClientCPU, browserCPU, rawBrowserCPU time.Duration
+	var proxyN, floorN, rawN int64
+	var proxyCPU, floorCPU, clientCPU, rawClientCPU, browserCPU, rawBrowserCPU time.Duration
 	var proxyWork childWork
 	for range 2 { // alternate, so that a neighbour's burst hits both
 		w0 := px.work(b)
@@ -765,6 +786,9 @@ func BenchmarkScaleEvaluate(b *testing.B) {
 		proxyWork.switches += w1.switches - w0.switches
 		clientCPU += selfCPU() - self0
 		browserCPU += chromeCPU() - ch0
+		f0 := fl.cpu(b)
+		floorN += drive(floorCalls, d/2)
+		floorCPU += fl.cpu(b) - f0
 		self0, ch0 = selfCPU(), chromeCPU()
 		rawN += drive(rawCalls, d/2)
 		rawClientCPU += selfCPU() - self0
@@ -772,6 +796,8 @@ func BenchmarkScaleEvaluate(b *testing.B) {
 	}
 	perCall := func(cpu time.Duration, n int64) float64 { return float64(cpu.Microseconds()) / float64(n) }
 	b.ReportMetric(perCall(proxyCPU, proxyN), "proxy-cpu-µs/call")
+	b.ReportMetric(perCall(floorCPU, floorN), "floor-cpu-µs/call")
+	b.ReportMetric(float64(floorN)/d.Seconds(), "floor-calls/s")
 	if dir := os.Getenv(scaleProfileDirEnv); dir != "" {
 		// Where the calls' allocations come from (alloc_space, since start).
 		fmt.Fprintf(px.in, "heap %s\n", filepath.Join(dir, "evaluate-heap.pprof"))
