@@ -50,7 +50,8 @@ import (
 
 // scaleChildEnv selects the child's role: "proxy", "minimal" (a bare
 // net/http server answering scaleBodyEnv's JSON on every path) or "floor"
-// (the least server answering evaluate_script, scale_floor_bench_test.go).
+// or "floor-mcp" (the least servers answering evaluate_script, without and
+// with mcp-go's dispatch, scale_floor_bench_test.go).
 const (
 	scaleChildEnv = "MBP_SCALE_CHILD"
 	scaleBodyEnv  = "MBP_SCALE_BODY"
@@ -61,7 +62,8 @@ const (
 	scaleCPUProfileEnv = "MBP_SCALE_CPUPROFILE"
 	scaleProfileDirEnv = "MBP_SCALE_PROFILES"
 	// scaleFloorProfileEnv names a file for the floor child's CPU profile.
-	scaleFloorProfileEnv = "MBP_SCALE_FLOOR_CPUPROFILE"
+	scaleFloorProfileEnv    = "MBP_SCALE_FLOOR_CPUPROFILE"
+	scaleFloorMCPProfileEnv = "MBP_SCALE_FLOORMCP_CPUPROFILE"
 )
 
 // TestScaleChild is the server side of the scale benchmarks; it skips
@@ -81,8 +83,8 @@ func TestScaleChild(t *testing.T) {
 	defer cancel()
 	served := make(chan error, 1)
 	stopServing := cancel // the proxy's Serve ends with its context
-	if mode == "minimal" || mode == "floor" {
-		var h http.Handler = newFloorServer()
+	if mode == "minimal" || strings.HasPrefix(mode, "floor") {
+		var h http.Handler = newFloorServer(mode == "floor-mcp")
 		if mode == "minimal" {
 			body := []byte(os.Getenv(scaleBodyEnv))
 			h = http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
@@ -98,7 +100,8 @@ func TestScaleChild(t *testing.T) {
 		defer stop()
 		go func() { served <- srv.Serve(ctx, ln) }()
 	}
-	path := map[string]string{"proxy": os.Getenv(scaleCPUProfileEnv), "floor": os.Getenv(scaleFloorProfileEnv)}[mode]
+	path := map[string]string{"proxy": os.Getenv(scaleCPUProfileEnv), "floor": os.Getenv(scaleFloorProfileEnv),
+		"floor-mcp": os.Getenv(scaleFloorMCPProfileEnv)}[mode]
 	if path != "" {
 		f, err := os.Create(path)
 		if err != nil {
@@ -667,7 +670,7 @@ func BenchmarkScaleEvaluate(b *testing.B) {
 		chromes[i] = testchrome.Start(b)
 	}
 	px := startScaleChild(b, "proxy")
-	fl := startScaleChild(b, "floor")
+	fl, fm := startScaleChild(b, "floor"), startScaleChild(b, "floor-mcp")
 	type caller func() error
 	// Each child gets the same 20 sessions over the same browsers, a tab each.
 	callsOf := func(c *scaleChild) []caller {
@@ -702,7 +705,7 @@ func BenchmarkScaleEvaluate(b *testing.B) {
 		}
 		return calls
 	}
-	proxyCalls, floorCalls := callsOf(px), callsOf(fl)
+	proxyCalls, floorCalls, floorMCPCalls := callsOf(px), callsOf(fl), callsOf(fm)
 	var rawCalls []caller
 	for _, c := range chromes {
 		actx, acancel := remote.NewAllocator(context.Background(), c.URL)
@@ -751,6 +754,7 @@ func BenchmarkScaleEvaluate(b *testing.B) {
 	}
 	drive(proxyCalls, time.Second) // warm
 	drive(floorCalls, time.Second)
+	drive(floorMCPCalls, time.Second)
 	drive(rawCalls, time.Second)
 	// Where the machine's CPU goes on each path: the proxy (child), this
 	// process (the MCP clients, or chromedp for raw CDP) and the browsers.
@@ -772,8 +776,8 @@ func BenchmarkScaleEvaluate(b *testing.B) {
 		}
 		return sum
 	}
-	var proxyN, floorN, rawN int64
-	var proxyCPU, floorCPU, clientCPU, rawClientCPU, browserCPU, rawBrowserCPU time.Duration
+	var proxyN, floorN, floorMCPN, rawN int64
+	var proxyCPU, floorCPU, floorMCPCPU, clientCPU, rawClientCPU, browserCPU, rawBrowserCPU time.Duration
 	var proxyWork childWork
 	for range 2 { // alternate, so that a neighbour's burst hits both
 		w0 := px.work(b)
@@ -789,6 +793,9 @@ func BenchmarkScaleEvaluate(b *testing.B) {
 		f0 := fl.cpu(b)
 		floorN += drive(floorCalls, d/2)
 		floorCPU += fl.cpu(b) - f0
+		f0 = fm.cpu(b)
+		floorMCPN += drive(floorMCPCalls, d/2)
+		floorMCPCPU += fm.cpu(b) - f0
 		self0, ch0 = selfCPU(), chromeCPU()
 		rawN += drive(rawCalls, d/2)
 		rawClientCPU += selfCPU() - self0
@@ -798,6 +805,8 @@ func BenchmarkScaleEvaluate(b *testing.B) {
 	b.ReportMetric(perCall(proxyCPU, proxyN), "proxy-cpu-µs/call")
 	b.ReportMetric(perCall(floorCPU, floorN), "floor-cpu-µs/call")
 	b.ReportMetric(float64(floorN)/d.Seconds(), "floor-calls/s")
+	b.ReportMetric(perCall(floorMCPCPU, floorMCPN), "floormcp-cpu-µs/call")
+	b.ReportMetric(float64(floorMCPN)/d.Seconds(), "floormcp-calls/s")
 	if dir := os.Getenv(scaleProfileDirEnv); dir != "" {
 		// Where the calls' allocations come from (alloc_space, since start).
 		fmt.Fprintf(px.in, "heap %s\n", filepath.Join(dir, "evaluate-heap.pprof"))

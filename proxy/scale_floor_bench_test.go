@@ -9,7 +9,9 @@ package proxy
 // Runtime.evaluate on the tab's session, waits for its answer and writes
 // the JSON-RPC answer. Its CPU per call, beside the proxy's in the same
 // run, is what the chosen parts cost on this machine before the proxy does
-// anything of its own (BENCHMARKS.md, issue 12).
+// anything of its own (BENCHMARKS.md, issue 12). In mode "floor-mcp" the
+// tool calls go through mcp-go's MCPServer.HandleMessage (its schema and
+// dispatch, which the proxy keeps) to two tools doing the same.
 
 import (
 	"context"
@@ -24,10 +26,14 @@ import (
 	"time"
 
 	"github.com/gorilla/websocket"
+	"github.com/mark3labs/mcp-go/mcp"
+	"github.com/mark3labs/mcp-go/server"
 )
 
 // floorServer is the child's server in mode "floor".
 type floorServer struct {
+	mcp *server.MCPServer // mode "floor-mcp": tool calls go through it; nil: answered here
+
 	mu       sync.Mutex
 	browsers map[string]*floorBrowser // by bearer token, from /api/register
 	sessions map[string]*floorSession // by Mcp-Session-Id
@@ -50,8 +56,25 @@ type floorSession struct {
 	tab string // the tab's CDP session ID, "" before new_page
 }
 
-func newFloorServer() *floorServer {
-	return &floorServer{browsers: map[string]*floorBrowser{}, sessions: map[string]*floorSession{}}
+// floorSessionKey carries a call's floorSession to mcp-go's tool handlers.
+type floorSessionKey struct{}
+
+func newFloorServer(withMCP bool) *floorServer {
+	f := &floorServer{browsers: map[string]*floorBrowser{}, sessions: map[string]*floorSession{}}
+	if withMCP {
+		f.mcp = server.NewMCPServer("floor", "0", server.WithToolCapabilities(false))
+		for _, name := range []string{"new_page", "evaluate_script"} {
+			f.mcp.AddTool(mcp.NewTool(name, mcp.WithString("function")), func(ctx context.Context, req mcp.CallToolRequest) (*mcp.CallToolResult, error) {
+				s := ctx.Value(floorSessionKey{}).(*floorSession)
+				text, err := f.tool(ctx, s, name, req.GetString("function", ""))
+				if err != nil {
+					return mcp.NewToolResultError(err.Error()), nil
+				}
+				return mcp.NewToolResultText(text), nil
+			})
+		}
+	}
+	return f
 }
 
 func (f *floorServer) ServeHTTP(w http.ResponseWriter, r *http.Request) {
@@ -226,6 +249,16 @@ func (f *floorServer) post(w http.ResponseWriter, r *http.Request) {
 		f.mu.Unlock()
 		if s == nil || s.b == nil {
 			http.Error(w, "no such session", http.StatusNotFound)
+			return
+		}
+		if f.mcp != nil {
+			data, err := json.Marshal(f.mcp.HandleMessage(context.WithValue(r.Context(), floorSessionKey{}, s), body))
+			if err != nil {
+				http.Error(w, err.Error(), http.StatusInternalServerError)
+				return
+			}
+			w.Header().Set("Content-Type", "application/json")
+			_, _ = w.Write(data)
 			return
 		}
 		text, err := f.tool(r.Context(), s, req.Params.Name, req.Params.Arguments.Function)
