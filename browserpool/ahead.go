@@ -120,16 +120,30 @@ func attachRow() []*aheadCmd {
 	return out
 }
 
-// newAhead reads tr on a goroutine of its own, so that an answer can be
-// handed to chromedp while the socket has nothing to read.
+// newAhead makes the reader of tr; start starts it.
 func newAhead(tr chromedp.Transport) *ahead {
 	a := &ahead{tr: tr, in: make(chan readResult), wake: make(chan struct{}, 1), done: make(chan struct{}),
 		want: map[cdptarget.ID]bool{}, attaches: map[int64]bool{}, rows: map[cdptarget.SessionID]*aheadRow{}, byID: map[int64]*aheadCmd{}}
 	a.next.Store(aheadIDBase)
+	return a
+}
+
+// start reads tr on a goroutine of its own, so that an answer can be
+// handed to chromedp while the socket has nothing to read. An answer that
+// direct takes (Sessions', which never reach chromedp) is handed over
+// there and then, without going through chromedp's read loop: one
+// goroutine hand-off less per command sent beside chromedp. Their order
+// against chromedp's events is no weaker than before: chromedp hands a
+// tab's events to the tab's own goroutine, so its listeners never ran in
+// step with that loop either.
+func (a *ahead) start(direct func(*cdproto.Message) bool) {
 	go func() {
 		for {
 			m := new(cdproto.Message)
-			err := tr.Read(context.Background(), m)
+			err := a.tr.Read(context.Background(), m)
+			if err == nil && m.Method == "" && direct != nil && direct(m) {
+				continue
+			}
 			select {
 			case a.in <- readResult{m, err}:
 			case <-a.done:
@@ -140,7 +154,6 @@ func newAhead(tr chromedp.Transport) *ahead {
 			}
 		}
 	}()
-	return a
 }
 
 // close ends the reading goroutine; the transport is closed by its owner.

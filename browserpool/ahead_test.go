@@ -2,10 +2,12 @@ package browserpool
 
 import (
 	"context"
+	"errors"
 	"sync"
 	"testing"
 	"time"
 
+	"github.com/chromedp/cdproto"
 	"github.com/chromedp/cdproto/page"
 	"github.com/chromedp/cdproto/runtime"
 	cdptarget "github.com/chromedp/cdproto/target"
@@ -95,5 +97,71 @@ func TestAttachAhead(t *testing.T) {
 	n, seen, title = open(false)
 	if n != 0 || title != "Row" || !has(seen, "load") {
 		t.Errorf("plain attach: %d answered from a row (want 0), title %q, events %v", n, title, seen)
+	}
+}
+
+// echoTransport answers every command written to it with {"echo":true},
+// read back in order; Close ends the reads.
+type echoTransport struct {
+	answers chan *cdproto.Message
+	closed  chan struct{}
+	once    sync.Once
+}
+
+func newEchoTransport() *echoTransport {
+	return &echoTransport{answers: make(chan *cdproto.Message, 16), closed: make(chan struct{})}
+}
+
+func (e *echoTransport) Read(ctx context.Context, msg *cdproto.Message) error {
+	select {
+	case m := <-e.answers:
+		*msg = *m
+		return nil
+	case <-e.closed:
+		return errors.New("closed")
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+func (e *echoTransport) Write(_ context.Context, msg *cdproto.Message) error {
+	e.answers <- &cdproto.Message{ID: msg.ID, SessionID: msg.SessionID, Result: []byte(`{"echo":true}`)}
+	return nil
+}
+
+func (e *echoTransport) Close() error {
+	e.once.Do(func() { close(e.closed) })
+	return nil
+}
+
+// TestSessionsAnswerWithoutChromedpsReadLoop: an answer to a command sent
+// beside chromedp (Sessions.Send) reaches its caller from the connection's
+// reader itself, without waiting for chromedp's read loop to take the
+// message (one goroutine hand-off less per call). Nothing reads the
+// tapped connection here, as if chromedp's loop were busy.
+func TestSessionsAnswerWithoutChromedpsReadLoop(t *testing.T) {
+	tr := newEchoTransport()
+	c := &tapped{Transport: tr, ahead: newAhead(tr)}
+	c.sessions = newSessions(c)
+	c.ahead.start(c.sessions.read)
+	defer c.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	wait, err := c.sessions.Send(ctx, "S1", "Runtime.evaluate", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	res, err := wait()
+	if err != nil {
+		t.Fatalf("the answer did not come while chromedp's loop was not reading: %v", err)
+	}
+	if string(res) != `{"echo":true}` {
+		t.Fatalf("answer %s", res)
+	}
+	// A message for chromedp still waits for its read loop.
+	tr.answers <- &cdproto.Message{ID: 7, Result: []byte(`{}`)}
+	var m cdproto.Message
+	if err := c.Read(ctx, &m); err != nil || m.ID != 7 {
+		t.Fatalf("chromedp's read: %v, id %d, want 7", err, m.ID)
 	}
 }

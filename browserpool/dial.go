@@ -212,6 +212,7 @@ func (a *allocator) Allocate(ctx context.Context, opts ...chromedp.BrowserOption
 	}
 	t := &tapped{Transport: conn, ahead: newAhead(conn)}
 	t.sessions = newSessions(t)
+	t.ahead.start(t.sessions.read)
 	a.sessions.Store(t.sessions)
 	if a.requests != nil {
 		g := newGuard(wctx, t, a.requests)
