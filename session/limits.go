@@ -182,6 +182,35 @@ type Metrics struct {
 	rejections  *prometheus.CounterVec
 
 	mgr atomic.Pointer[Manager] // the manager whose sessions are counted
+
+	// series holds the series of the tool calls met so far, by callKey:
+	// WithLabelValues hashes the labels and takes the vector's lock on
+	// every call. Tools (only registered ones reach the middleware) and
+	// outcomes are bounded sets; users are not, so a per-user series is
+	// looked up each time.
+	series sync.Map
+}
+
+type callKey struct{ tool, outcome string }
+
+// callSeries are the series one tool's calls of one outcome count in.
+type callSeries struct {
+	calls, executions  prometheus.Counter // executions: nil with perUser
+	duration, toolTime prometheus.Observer
+}
+
+func (m *Metrics) seriesOf(tool, outcome string) *callSeries {
+	k := callKey{tool, outcome}
+	if c, ok := m.series.Load(k); ok {
+		return c.(*callSeries)
+	}
+	c := &callSeries{calls: m.calls.WithLabelValues(tool, outcome),
+		duration: m.duration.WithLabelValues(tool), toolTime: m.toolTime.WithLabelValues(tool)}
+	if !m.perUser {
+		c.executions = m.executions.WithLabelValues(tool, outcome)
+	}
+	m.series.Store(k, c)
+	return c
 }
 
 // MetricsConfig chooses optional series of NewMetricsWith.
@@ -385,14 +414,15 @@ func (m *Metrics) called(user, tool, outcome string, ran bool, d time.Duration) 
 	if m == nil {
 		return
 	}
-	m.calls.WithLabelValues(tool, outcome).Inc()
+	c := m.seriesOf(tool, outcome)
+	c.calls.Inc()
 	if m.perUser {
 		m.executions.WithLabelValues(tool, outcome, user).Inc()
 	} else {
-		m.executions.WithLabelValues(tool, outcome).Inc()
+		c.executions.Inc()
 	}
 	if ran {
-		m.duration.WithLabelValues(tool).Observe(d.Seconds())
-		m.toolTime.WithLabelValues(tool).Observe(d.Seconds())
+		c.duration.Observe(d.Seconds())
+		c.toolTime.Observe(d.Seconds())
 	}
 }
