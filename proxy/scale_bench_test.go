@@ -309,6 +309,7 @@ func procStatus(path string) (map[string]string, error) {
 // which count the hand-offs between goroutines that put a thread to sleep.
 type childWork struct {
 	mallocs, bytes, switches uint64
+	syscalls                 uint64 // read and write system calls (/proc/PID/io syscr + syscw)
 }
 
 func (c *scaleChild) work(b *testing.B) childWork {
@@ -317,6 +318,11 @@ func (c *scaleChild) work(b *testing.B) childWork {
 	var w childWork
 	w.mallocs, _ = strconv.ParseUint(f[1], 10, 64)
 	w.bytes, _ = strconv.ParseUint(f[2], 10, 64)
+	if io, err := procStatus(fmt.Sprintf("/proc/%d/io", c.cmd.Process.Pid)); err == nil {
+		r, _ := strconv.ParseUint(io["syscr"], 10, 64)
+		w2, _ := strconv.ParseUint(io["syscw"], 10, 64)
+		w.syscalls = r + w2
+	}
 	tasks, err := os.ReadDir(fmt.Sprintf("/proc/%d/task", c.cmd.Process.Pid))
 	if err != nil {
 		b.Fatal(err)
@@ -778,7 +784,7 @@ func BenchmarkScaleEvaluate(b *testing.B) {
 	}
 	var proxyN, floorN, floorMCPN, rawN int64
 	var proxyCPU, floorCPU, floorMCPCPU, clientCPU, rawClientCPU, browserCPU, rawBrowserCPU time.Duration
-	var proxyWork childWork
+	var proxyWork, floorMCPWork childWork
 	for range 2 { // alternate, so that a neighbour's burst hits both
 		w0 := px.work(b)
 		cpu0, self0, ch0 := px.cpu(b), selfCPU(), chromeCPU()
@@ -788,14 +794,20 @@ func BenchmarkScaleEvaluate(b *testing.B) {
 		proxyWork.mallocs += w1.mallocs - w0.mallocs
 		proxyWork.bytes += w1.bytes - w0.bytes
 		proxyWork.switches += w1.switches - w0.switches
+		proxyWork.syscalls += w1.syscalls - w0.syscalls
 		clientCPU += selfCPU() - self0
 		browserCPU += chromeCPU() - ch0
 		f0 := fl.cpu(b)
 		floorN += drive(floorCalls, d/2)
 		floorCPU += fl.cpu(b) - f0
-		f0 = fm.cpu(b)
+		f0, fw0 := fm.cpu(b), fm.work(b)
 		floorMCPN += drive(floorMCPCalls, d/2)
 		floorMCPCPU += fm.cpu(b) - f0
+		fw1 := fm.work(b)
+		floorMCPWork.mallocs += fw1.mallocs - fw0.mallocs
+		floorMCPWork.bytes += fw1.bytes - fw0.bytes
+		floorMCPWork.switches += fw1.switches - fw0.switches
+		floorMCPWork.syscalls += fw1.syscalls - fw0.syscalls
 		self0, ch0 = selfCPU(), chromeCPU()
 		rawN += drive(rawCalls, d/2)
 		rawClientCPU += selfCPU() - self0
@@ -807,6 +819,11 @@ func BenchmarkScaleEvaluate(b *testing.B) {
 	b.ReportMetric(float64(floorN)/d.Seconds(), "floor-calls/s")
 	b.ReportMetric(perCall(floorMCPCPU, floorMCPN), "floormcp-cpu-µs/call")
 	b.ReportMetric(float64(floorMCPN)/d.Seconds(), "floormcp-calls/s")
+	b.ReportMetric(float64(floorMCPWork.mallocs)/float64(floorMCPN), "floormcp-allocs/call")
+	b.ReportMetric(float64(floorMCPWork.bytes)/float64(floorMCPN), "floormcp-B/call")
+	b.ReportMetric(float64(floorMCPWork.switches)/float64(floorMCPN), "floormcp-switches/call")
+	b.ReportMetric(float64(floorMCPWork.syscalls)/float64(floorMCPN), "floormcp-rw-syscalls/call")
+	b.ReportMetric(float64(proxyWork.syscalls)/float64(proxyN), "proxy-rw-syscalls/call")
 	if dir := os.Getenv(scaleProfileDirEnv); dir != "" {
 		// Where the calls' allocations come from (alloc_space, since start).
 		fmt.Fprintf(px.in, "heap %s\n", filepath.Join(dir, "evaluate-heap.pprof"))
