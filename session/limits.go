@@ -191,11 +191,17 @@ type Metrics struct {
 	series sync.Map
 }
 
+// callKey names a tool's counters (tool, outcome) or, with outcome "",
+// its duration histograms, which exist once the tool has run.
 type callKey struct{ tool, outcome string }
 
 // callSeries are the series one tool's calls of one outcome count in.
 type callSeries struct {
-	calls, executions  prometheus.Counter // executions: nil with perUser
+	calls, executions prometheus.Counter // executions: nil with perUser
+}
+
+// ranSeries are the duration histograms of one tool's calls that ran.
+type ranSeries struct {
 	duration, toolTime prometheus.Observer
 }
 
@@ -204,13 +210,22 @@ func (m *Metrics) seriesOf(tool, outcome string) *callSeries {
 	if c, ok := m.series.Load(k); ok {
 		return c.(*callSeries)
 	}
-	c := &callSeries{calls: m.calls.WithLabelValues(tool, outcome),
-		duration: m.duration.WithLabelValues(tool), toolTime: m.toolTime.WithLabelValues(tool)}
+	c := &callSeries{calls: m.calls.WithLabelValues(tool, outcome)}
 	if !m.perUser {
 		c.executions = m.executions.WithLabelValues(tool, outcome)
 	}
 	m.series.Store(k, c)
 	return c
+}
+
+func (m *Metrics) ranOf(tool string) *ranSeries {
+	k := callKey{tool: tool}
+	if r, ok := m.series.Load(k); ok {
+		return r.(*ranSeries)
+	}
+	r := &ranSeries{duration: m.duration.WithLabelValues(tool), toolTime: m.toolTime.WithLabelValues(tool)}
+	m.series.Store(k, r)
+	return r
 }
 
 // MetricsConfig chooses optional series of NewMetricsWith.
@@ -422,7 +437,8 @@ func (m *Metrics) called(user, tool, outcome string, ran bool, d time.Duration) 
 		c.executions.Inc()
 	}
 	if ran {
-		c.duration.Observe(d.Seconds())
-		c.toolTime.Observe(d.Seconds())
+		r := m.ranOf(tool)
+		r.duration.Observe(d.Seconds())
+		r.toolTime.Observe(d.Seconds())
 	}
 }

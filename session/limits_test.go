@@ -232,3 +232,55 @@ func TestPermissionRefusalsNameThePermission(t *testing.T) {
 		}
 	}
 }
+
+// TestToolSeriesAsBefore: the cached series count as WithLabelValues did;
+// a tool whose calls never ran has no duration series, and one that ran has
+// them with its calls observed.
+func TestToolSeriesAsBefore(t *testing.T) {
+	reg := prometheus.NewRegistry()
+	m, err := NewMetrics(reg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	m.called("alice", "refused_tool", OutcomeDenied, false, 0)
+	m.called("alice", "refused_tool", OutcomeDenied, false, 0)
+	m.called("alice", "ran_tool", OutcomeOK, true, 3*time.Millisecond)
+	m.called("bob", "ran_tool", OutcomeError, true, time.Millisecond)
+	families, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := map[string]float64{}
+	for _, f := range families {
+		for _, mt := range f.GetMetric() {
+			key := f.GetName()
+			for _, l := range mt.GetLabel() {
+				key += "," + l.GetName() + "=" + l.GetValue()
+			}
+			switch {
+			case mt.GetCounter() != nil:
+				got[key] = mt.GetCounter().GetValue()
+			case mt.GetHistogram() != nil:
+				got[key] = float64(mt.GetHistogram().GetSampleCount())
+			}
+		}
+	}
+	want := map[string]float64{
+		"mbp_tool_calls_total,outcome=denied,tool=refused_tool":     2,
+		"mcp_tool_executions_total,status=denied,tool=refused_tool": 2,
+		"mbp_tool_calls_total,outcome=ok,tool=ran_tool":             1,
+		"mbp_tool_calls_total,outcome=error,tool=ran_tool":          1,
+		"mbp_tool_call_duration_seconds,tool=ran_tool":              2,
+		"mcp_tool_duration_seconds,tool=ran_tool":                   2,
+	}
+	for k, v := range want {
+		if got[k] != v {
+			t.Errorf("%s = %v, want %v", k, got[k], v)
+		}
+	}
+	for _, k := range []string{"mbp_tool_call_duration_seconds,tool=refused_tool", "mcp_tool_duration_seconds,tool=refused_tool"} {
+		if _, ok := got[k]; ok {
+			t.Errorf("%s exists, but the tool never ran", k)
+		}
+	}
+}
