@@ -132,10 +132,16 @@ func newAhead(tr chromedp.Transport) *ahead {
 // handed to chromedp while the socket has nothing to read. An answer that
 // direct takes (Sessions', which never reach chromedp) is handed over
 // there and then, without going through chromedp's read loop: one
-// goroutine hand-off less per command sent beside chromedp. Their order
-// against chromedp's events is no weaker than before: chromedp hands a
-// tab's events to the tab's own goroutine, so its listeners never ran in
-// step with that loop either.
+// goroutine hand-off less per command sent beside chromedp. Such an
+// answer may now reach its caller before chromedp's loop and the page
+// guard's tap have seen the messages read ahead of it. Nothing waits on
+// them there: chromedp hands a tab's events to the tab's own goroutine (its
+// listeners never ran in step with the loop), the guard starts goroutines
+// for attaches and paused requests, and every caller that reads the page's
+// state after Sessions' answers makes a chromedp call first (act's settle
+// round), which is read after them. Only a popup that evaluate_script
+// opens is now a little more likely to be announced on the next call than
+// on its own (it raced before too: the guard learns of it on a goroutine).
 func (a *ahead) start(direct func(*cdproto.Message) bool) {
 	go func() {
 		for {
