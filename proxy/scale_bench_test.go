@@ -61,6 +61,9 @@ const (
 	// measured.
 	scaleCPUProfileEnv = "MBP_SCALE_CPUPROFILE"
 	scaleProfileDirEnv = "MBP_SCALE_PROFILES"
+	// scaleMemRateEnv sets the child's runtime.MemProfileRate (1: every
+	// allocation is in the heap profiles, to count them; slows the child).
+	scaleMemRateEnv = "MBP_SCALE_MEMRATE"
 	// scaleFloorProfileEnv names a file for the floor child's CPU profile.
 	scaleFloorProfileEnv    = "MBP_SCALE_FLOOR_CPUPROFILE"
 	scaleFloorMCPProfileEnv = "MBP_SCALE_FLOORMCP_CPUPROFILE"
@@ -74,6 +77,9 @@ func TestScaleChild(t *testing.T) {
 	mode := os.Getenv(scaleChildEnv)
 	if mode == "" {
 		t.Skip("the server side of the scale benchmarks (scale_bench_test.go)")
+	}
+	if n, err := strconv.Atoi(os.Getenv(scaleMemRateEnv)); err == nil && n > 0 {
+		runtime.MemProfileRate = n
 	}
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
