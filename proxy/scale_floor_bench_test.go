@@ -181,12 +181,18 @@ func (b *floorBrowser) call(ctx context.Context, session, method string, params 
 		Params    any    `json:"params"`
 	}{id, session, method, params})
 	if err != nil {
+		b.mu.Lock()
+		delete(b.waiting, id)
+		b.mu.Unlock()
 		return nil, err
 	}
 	b.wmu.Lock()
 	err = b.conn.WriteMessage(websocket.TextMessage, data)
 	b.wmu.Unlock()
 	if err != nil {
+		b.mu.Lock()
+		delete(b.waiting, id)
+		b.mu.Unlock()
 		return nil, err
 	}
 	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
