@@ -183,16 +183,16 @@ type Metrics struct {
 
 	mgr atomic.Pointer[Manager] // the manager whose sessions are counted
 
-	// series holds the series of the tool calls met so far, by callKey:
+	// series holds the counters of the tool calls met so far, by callKey,
+	// and ran the duration histograms of the tools that ran, by tool:
 	// WithLabelValues hashes the labels and takes the vector's lock on
 	// every call. Tools (only registered ones reach the middleware) and
 	// outcomes are bounded sets; users are not, so a per-user series is
 	// looked up each time.
-	series sync.Map
+	series, ran sync.Map
 }
 
-// callKey names a tool's counters (tool, outcome) or, with outcome "",
-// its duration histograms, which exist once the tool has run.
+// callKey names a tool's counters of one outcome.
 type callKey struct{ tool, outcome string }
 
 // callSeries are the series one tool's calls of one outcome count in.
@@ -219,12 +219,11 @@ func (m *Metrics) seriesOf(tool, outcome string) *callSeries {
 }
 
 func (m *Metrics) ranOf(tool string) *ranSeries {
-	k := callKey{tool: tool}
-	if r, ok := m.series.Load(k); ok {
+	if r, ok := m.ran.Load(tool); ok {
 		return r.(*ranSeries)
 	}
 	r := &ranSeries{duration: m.duration.WithLabelValues(tool), toolTime: m.toolTime.WithLabelValues(tool)}
-	m.series.Store(k, r)
+	m.ran.Store(tool, r)
 	return r
 }
 
