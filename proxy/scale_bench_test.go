@@ -64,6 +64,9 @@ const (
 	// scaleMemRateEnv sets the child's runtime.MemProfileRate (1: every
 	// allocation is in the heap profiles, to count them; slows the child).
 	scaleMemRateEnv = "MBP_SCALE_MEMRATE"
+	// scaleMutexRateEnv sets the child's mutex profile fraction (1: every
+	// contended lock is in evaluate-mutex.pprof).
+	scaleMutexRateEnv = "MBP_SCALE_MUTEXRATE"
 	// scaleFloorProfileEnv names a file for the floor child's CPU profile.
 	scaleFloorProfileEnv    = "MBP_SCALE_FLOOR_CPUPROFILE"
 	scaleFloorMCPProfileEnv = "MBP_SCALE_FLOORMCP_CPUPROFILE"
@@ -80,6 +83,9 @@ func TestScaleChild(t *testing.T) {
 	}
 	if n, err := strconv.Atoi(os.Getenv(scaleMemRateEnv)); err == nil && n > 0 {
 		runtime.MemProfileRate = n
+	}
+	if n, err := strconv.Atoi(os.Getenv(scaleMutexRateEnv)); err == nil && n > 0 {
+		runtime.SetMutexProfileFraction(n)
 	}
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -833,6 +839,9 @@ func BenchmarkScaleEvaluate(b *testing.B) {
 	if dir := os.Getenv(scaleProfileDirEnv); dir != "" {
 		// Where the calls' allocations come from (alloc_space, since start).
 		fmt.Fprintf(px.in, "heap %s\n", filepath.Join(dir, "evaluate-heap.pprof"))
+		px.expect(b, "PROFILED")
+		// Where its goroutines waited on locks (with MBP_SCALE_MUTEXRATE).
+		fmt.Fprintf(px.in, "mutex %s\n", filepath.Join(dir, "evaluate-mutex.pprof"))
 		px.expect(b, "PROFILED")
 	}
 	b.ReportMetric(float64(proxyWork.mallocs)/float64(proxyN), "proxy-allocs/call")
