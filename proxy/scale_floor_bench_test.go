@@ -99,7 +99,9 @@ func (f *floorServer) register(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, err.Error(), http.StatusBadRequest)
 		return
 	}
-	b, err := dialFloorBrowser(r.Context(), in.BrowserURL)
+	ctx, cancel := context.WithTimeout(r.Context(), 10*time.Second)
+	defer cancel()
+	b, err := dialFloorBrowser(ctx, in.BrowserURL)
 	if err != nil {
 		http.Error(w, err.Error(), http.StatusBadGateway)
 		return
