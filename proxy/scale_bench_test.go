@@ -324,6 +324,14 @@ type childWork struct {
 	syscalls                 uint64 // read and write system calls (/proc/PID/io syscr + syscw)
 }
 
+// add adds what was done between from and to.
+func (w *childWork) add(from, to childWork) {
+	w.mallocs += to.mallocs - from.mallocs
+	w.bytes += to.bytes - from.bytes
+	w.switches += to.switches - from.switches
+	w.syscalls += to.syscalls - from.syscalls
+}
+
 func (c *scaleChild) work(b *testing.B) childWork {
 	b.Helper()
 	f := c.ask(b, "allocs", "ALLOCS ")
@@ -802,11 +810,7 @@ func BenchmarkScaleEvaluate(b *testing.B) {
 		cpu0, self0, ch0 := px.cpu(b), selfCPU(), chromeCPU()
 		proxyN += drive(proxyCalls, d/2)
 		proxyCPU += px.cpu(b) - cpu0
-		w1 := px.work(b)
-		proxyWork.mallocs += w1.mallocs - w0.mallocs
-		proxyWork.bytes += w1.bytes - w0.bytes
-		proxyWork.switches += w1.switches - w0.switches
-		proxyWork.syscalls += w1.syscalls - w0.syscalls
+		proxyWork.add(w0, px.work(b))
 		clientCPU += selfCPU() - self0
 		browserCPU += chromeCPU() - ch0
 		f0 := fl.cpu(b)
@@ -816,11 +820,7 @@ func BenchmarkScaleEvaluate(b *testing.B) {
 		f0 = fm.cpu(b)
 		floorMCPN += drive(floorMCPCalls, d/2)
 		floorMCPCPU += fm.cpu(b) - f0
-		fw1 := fm.work(b)
-		floorMCPWork.mallocs += fw1.mallocs - fw0.mallocs
-		floorMCPWork.bytes += fw1.bytes - fw0.bytes
-		floorMCPWork.switches += fw1.switches - fw0.switches
-		floorMCPWork.syscalls += fw1.syscalls - fw0.syscalls
+		floorMCPWork.add(fw0, fm.work(b))
 		self0, ch0 = selfCPU(), chromeCPU()
 		rawN += drive(rawCalls, d/2)
 		rawClientCPU += selfCPU() - self0

@@ -167,9 +167,9 @@ func (b *floorBrowser) read() {
 	}
 }
 
-// call sends a CDP command (on a tab's session unless it is "") and returns
-// its result, within 10 s.
-func (b *floorBrowser) call(ctx context.Context, session, method string, params any) (json.RawMessage, error) {
+// call sends a CDP command (on a tab's session unless it is "") and decodes
+// its result into out, within 10 s.
+func (b *floorBrowser) call(ctx context.Context, session, method string, params, out any) error {
 	ch := make(chan json.RawMessage, 1)
 	b.mu.Lock()
 	b.next++
@@ -186,7 +186,7 @@ func (b *floorBrowser) call(ctx context.Context, session, method string, params 
 		b.mu.Lock()
 		delete(b.waiting, id)
 		b.mu.Unlock()
-		return nil, err
+		return err
 	}
 	b.wmu.Lock()
 	err = b.conn.WriteMessage(websocket.TextMessage, data)
@@ -195,21 +195,21 @@ func (b *floorBrowser) call(ctx context.Context, session, method string, params 
 		b.mu.Lock()
 		delete(b.waiting, id)
 		b.mu.Unlock()
-		return nil, err
+		return err
 	}
 	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
 	select {
 	case res, ok := <-ch:
 		if !ok {
-			return nil, errors.New("the browser's connection ended")
+			return errors.New("the browser's connection ended")
 		}
-		return res, nil
+		return json.Unmarshal(res, out)
 	case <-ctx.Done():
 		b.mu.Lock()
 		delete(b.waiting, id)
 		b.mu.Unlock()
-		return nil, ctx.Err()
+		return ctx.Err()
 	}
 }
 
@@ -270,11 +270,11 @@ func (f *floorServer) post(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 		text, err := f.tool(r.Context(), s, req.Params.Name, req.Params.Arguments.Function)
+		res := floorResult{Content: []floorText{{Type: "text", Text: text}}}
 		if err != nil {
-			result = map[string]any{"isError": true, "content": []any{map[string]any{"type": "text", "text": err.Error()}}}
-		} else {
-			result = floorResult{Content: []floorText{{Type: "text", Text: text}}}
+			res = floorResult{Content: []floorText{{Type: "text", Text: err.Error()}}, IsError: true}
 		}
+		result = res
 	default:
 		result = map[string]any{}
 	}
@@ -293,6 +293,7 @@ func (f *floorServer) post(w http.ResponseWriter, r *http.Request) {
 
 type floorResult struct {
 	Content []floorText `json:"content"`
+	IsError bool        `json:"isError,omitempty"`
 }
 
 type floorText struct {
@@ -305,24 +306,16 @@ type floorText struct {
 func (f *floorServer) tool(ctx context.Context, s *floorSession, name, fn string) (string, error) {
 	switch name {
 	case "new_page":
-		raw, err := s.b.call(ctx, "", "Target.createTarget", map[string]any{"url": "about:blank"})
-		if err != nil {
-			return "", err
-		}
 		var t struct {
 			TargetID string `json:"targetId"`
 		}
-		if err := json.Unmarshal(raw, &t); err != nil {
-			return "", err
-		}
-		raw, err = s.b.call(ctx, "", "Target.attachToTarget", map[string]any{"targetId": t.TargetID, "flatten": true})
-		if err != nil {
+		if err := s.b.call(ctx, "", "Target.createTarget", map[string]any{"url": "about:blank"}, &t); err != nil {
 			return "", err
 		}
 		var a struct {
 			SessionID string `json:"sessionId"`
 		}
-		if err := json.Unmarshal(raw, &a); err != nil {
+		if err := s.b.call(ctx, "", "Target.attachToTarget", map[string]any{"targetId": t.TargetID, "flatten": true}, &a); err != nil {
 			return "", err
 		}
 		f.mu.Lock()
@@ -333,10 +326,6 @@ func (f *floorServer) tool(ctx context.Context, s *floorSession, name, fn string
 		f.mu.Lock()
 		tab := s.tab
 		f.mu.Unlock()
-		raw, err := s.b.call(ctx, tab, "Runtime.evaluate", floorEvaluate{Expression: "(" + fn + "\n)()", AwaitPromise: true, ReturnByValue: true})
-		if err != nil {
-			return "", err
-		}
 		var res struct {
 			Result struct {
 				Value json.RawMessage `json:"value"`
@@ -345,7 +334,7 @@ func (f *floorServer) tool(ctx context.Context, s *floorSession, name, fn string
 				Text string `json:"text"`
 			} `json:"exceptionDetails"`
 		}
-		if err := json.Unmarshal(raw, &res); err != nil {
+		if err := s.b.call(ctx, tab, "Runtime.evaluate", floorEvaluate{Expression: "(" + fn + "\n)()", AwaitPromise: true, ReturnByValue: true}, &res); err != nil {
 			return "", err
 		}
 		if res.ExceptionDetails != nil {
